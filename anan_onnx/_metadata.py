@@ -1,0 +1,65 @@
+"""Names of the ``metadata_props`` keys that anan-onnx writes into ONNX models.
+
+Keys are flat strings so that any onnxruntime binding (C++, Node.js, ...) can read them
+with its custom-metadata API. A *base* model exported by anan-onnx carries the
+preprocessing keys only; an *ANAN* model carries all of them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import onnx
+
+__all__ = [
+    "FORMAT",
+    "PARAM_KEYS",
+    "PREPROCESS_KEYS",
+    "is_anan",
+    "read_metadata",
+    "sha256_file",
+    "write_metadata",
+]
+
+#: Version of this metadata layout.
+FORMAT = "1"
+
+PREFIX = "anan."
+#: ANAN parameter keys (``anan.k`` ...); their presence marks an ANAN model.
+PARAM_KEYS = ("k", "mu", "a", "b", "idle", "counter", "rule", "signal", "reduce")
+#: Keys describing how raw images become model input.
+PREPROCESS_KEYS = ("layout", "height", "width", "channels", "scale", "offset")
+#: Other keys: ``format``, ``tool_version``, ``target_layer``, ``source_sha256``,
+#: ``source_file``, ``tunable``, ``k_max``, ``batch``.
+
+
+def read_metadata(model: onnx.ModelProto) -> dict[str, str]:
+    """Returns the ``anan.*`` metadata of ``model`` without the prefix."""
+    return {
+        p.key[len(PREFIX) :]: p.value for p in model.metadata_props if p.key.startswith(PREFIX)
+    }
+
+
+def write_metadata(model: onnx.ModelProto, values: dict[str, object]) -> None:
+    """Sets ``anan.<key>`` = ``str(value)`` for each item, replacing existing keys."""
+    wanted = {PREFIX + k: str(v) for k, v in values.items()}
+    kept = [p for p in model.metadata_props if p.key not in wanted]
+    del model.metadata_props[:]
+    model.metadata_props.extend(kept)
+    for key, value in wanted.items():
+        model.metadata_props.add(key=key, value=value)
+
+
+def is_anan(metadata: dict[str, str]) -> bool:
+    """Whether metadata (as returned by :func:`read_metadata`) describes an ANAN model."""
+    return "k" in metadata
+
+
+def sha256_file(path: str | Path) -> str:
+    """Hex sha256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
