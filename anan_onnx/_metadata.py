@@ -36,9 +36,7 @@ PREPROCESS_KEYS = ("layout", "height", "width", "channels", "scale", "offset")
 
 def read_metadata(model: onnx.ModelProto) -> dict[str, str]:
     """Returns the ``anan.*`` metadata of ``model`` without the prefix."""
-    return {
-        p.key[len(PREFIX) :]: p.value for p in model.metadata_props if p.key.startswith(PREFIX)
-    }
+    return {p.key[len(PREFIX) :]: p.value for p in model.metadata_props if p.key.startswith(PREFIX)}
 
 
 def write_metadata(model: onnx.ModelProto, values: dict[str, object]) -> None:

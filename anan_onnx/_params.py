@@ -88,7 +88,9 @@ class AnanParams:
             if name not in values:
                 continue
             raw = values[name]
-            kwargs[name] = _parse_number(name, raw) if name in ("k", "mu", "a", "b", "idle") else raw
+            kwargs[name] = (
+                _parse_number(name, raw) if name in ("k", "mu", "a", "b", "idle") else raw
+            )
         return cls(**kwargs)  # type: ignore[arg-type]
 
     def describe(self) -> str:
@@ -114,7 +116,9 @@ def _positive_int(name: str, value: object) -> int:
     if isinstance(value, float) and value.is_integer():
         ok, value = True, int(value)
     if not ok or int(value) < 1:  # type: ignore[call-overload]
-        raise AnanError(f"{name} must be a positive integer, got {value!r}: pass --{name} 1 or more")
+        raise AnanError(
+            f"{name} must be a positive integer, got {value!r}: pass --{name} 1 or more"
+        )
     return int(value)  # type: ignore[call-overload]
 
 

@@ -1,0 +1,269 @@
+"""Graph rewrite: the target Conv becomes an unrolled k-step astrocyte subgraph.
+
+Pattern rewritten::
+
+    x ──Conv(W0, β)──▶ y            becomes
+    x ──Conv(W⁺), Conv(W⁻) ──▶ P, N ── k × (activity, counter, gain) ──▶ g⁺·P + g⁻·N + β
+
+It uses the spec's identity ``W(t) = g⁺(t)·W⁺ + g⁻(t)·W⁻`` with per-image, per-kernel gains
+of shape (N, O, 1, 1): the monitoring steps are per-kernel arithmetic and never re-run a
+convolution. Under ``rule='multiplicative'`` both gains always receive the same multiplier,
+so a single gain on the unsplit ``conv(x, W0)`` is exact and one convolution suffices.
+
+Only standard ONNX ops are used (opset 13–18); every node is named ``anan/...``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import onnx_ir as ir
+
+from ._params import AnanParams
+from ._target import ConvTarget
+
+__all__ = ["PARAM_INPUTS", "build_anan_graph"]
+
+#: Graph inputs of a tunable export, each a float32 scalar defaulting to the converted value.
+PARAM_INPUTS = ("anan_k", "anan_mu", "anan_a", "anan_b", "anan_idle")
+
+
+@dataclasses.dataclass
+class _Knobs:
+    """The parameters as graph values: constants, or inputs of a tunable export."""
+
+    mu: ir.Value
+    neg_mu: ir.Value
+    a: ir.Value
+    b_factor: ir.Value  # 1 - b (multiplicative) or -b (additive)
+    idle: ir.Value
+    k: ir.Value | None  # only in a tunable export
+
+
+class _Builder:
+    """Collects named nodes and constants (of the model's float dtype) for the splice."""
+
+    def __init__(self, dtype: np.dtype) -> None:
+        self.dtype = dtype
+        self.nodes: list[ir.Node] = []
+        self.initializers: list[ir.Value] = []
+
+    def const(self, name: str, array: object) -> ir.Value:
+        tensor = ir.tensor(np.asarray(array, self.dtype), name=name)
+        value = ir.val(name, tensor.dtype, tensor.shape, const_value=tensor)
+        self.initializers.append(value)
+        return value
+
+    def op(self, op_type: str, inputs: list[ir.Value | None], name: str, **attrs: object):
+        return self.add(
+            ir.node(op_type, inputs, attrs or None, name=name, outputs=[ir.Value(name=name)])
+        )
+
+    def add(self, node: ir.Node) -> ir.Value:
+        self.nodes.append(node)
+        return node.outputs[0]
+
+
+def build_anan_graph(
+    model: ir.Model,
+    target: ConvTarget,
+    params: AnanParams,
+    *,
+    tunable: bool = False,
+    k_max: int | None = None,
+) -> None:
+    """Rewrites ``model`` in place: ``target`` becomes the ANAN subgraph.
+
+    Args:
+        model: the base model (its graph holds ``target.node``).
+        target: the convolution to modulate, from :func:`find_target`.
+        params: ANAN parameters; with ``tunable`` they become input defaults.
+        tunable: expose k, μ, a, b, idle as graph inputs (``anan_k`` ...) with defaults.
+        k_max: number of unrolled steps of a tunable export (steps beyond ``anan_k``
+            leave the state unchanged); defaults to ``params.k``.
+    """
+    graph = model.graph
+    conv = target.node
+    b = _Builder(target.weight.dtype)
+    knobs = _knobs(b, graph, params, tunable)
+    steps = max(k_max or params.k, params.k) if tunable else params.k
+
+    x = conv.inputs[0]
+    bias = None if target.bias is None else b.const("anan/bias", target.bias.reshape(1, -1, 1, 1))
+    maps = _first_layer_maps(b, conv, target.weight, params.rule)
+    channels = target.out_channels
+    gains = [b.const("anan/gain_init", np.ones((1, channels, 1, 1)))] * len(maps)
+    counter = b.const("anan/counter_init", np.zeros((1, channels, 1, 1)))
+    means = (
+        [b.op("GlobalAveragePool", [m], f"{m.name}_mean") for m in maps]
+        if (params.signal == "pre" and params.reduce == "mean")
+        else None
+    )
+
+    for t in range(1, steps + 1):
+        tag = f"anan/step{t}"
+        if means is not None:  # mean of g·map + β is g·mean(map) + β: no pass over the maps
+            activity = _combine(b, gains, means, bias, f"{tag}/activity")
+        else:
+            response = _combine(b, gains, maps, bias, f"{tag}/response")
+            activity = _reduce(b, _activate(b, response, target, params, tag), params, tag)
+        new_counter = _count(b, counter, activity, knobs, params, tag)
+        new_gains = _update_gains(b, gains, new_counter, knobs, params, tag)
+        if knobs.k is not None:  # steps beyond k keep the state
+            active = b.op("Less", [b.const(f"{tag}/index", t - 1), knobs.k], f"{tag}/active")
+            new_counter = b.op("Where", [active, new_counter, counter], f"{tag}/counter_kept")
+            new_gains = [
+                b.op("Where", [active, g1, g0], f"{tag}/gain{i}_kept")
+                for i, (g1, g0) in enumerate(zip(new_gains, gains))
+            ]
+        counter, gains = new_counter, new_gains
+
+    output = _combine(b, gains, maps, bias, "anan/output")
+    _splice(graph, conv, x, b, output)
+
+
+def _knobs(b: _Builder, graph: ir.Graph, params: AnanParams, tunable: bool) -> _Knobs:
+    if not tunable:
+        b_factor = 1.0 - params.b if params.rule == "multiplicative" else -params.b
+        return _Knobs(
+            mu=b.const("anan/mu", params.mu),
+            neg_mu=b.const("anan/neg_mu", -params.mu),
+            a=b.const("anan/a", params.a),
+            b_factor=b.const("anan/b_factor", b_factor),
+            idle=b.const("anan/idle", params.idle),
+            k=None,
+        )
+    defaults = dict(zip(PARAM_INPUTS, (params.k, params.mu, params.a, params.b, params.idle)))
+    inputs = {}
+    for name, default in defaults.items():
+        value = ir.Value(
+            name=name,
+            type=ir.TensorType(ir.DataType.from_numpy(b.dtype)),
+            shape=ir.Shape([]),
+            const_value=ir.tensor(np.asarray(default, b.dtype), name=name),
+        )
+        graph.inputs.append(value)
+        graph.register_initializer(value)
+        inputs[name] = value
+    mu, beta = inputs["anan_mu"], inputs["anan_b"]
+    if params.rule == "multiplicative":
+        b_factor = b.op("Sub", [b.const("anan/one", 1.0), beta], "anan/b_factor")
+    else:
+        b_factor = b.op("Neg", [beta], "anan/b_factor")
+    return _Knobs(
+        mu=mu,
+        neg_mu=b.op("Neg", [mu], "anan/neg_mu"),
+        a=inputs["anan_a"],
+        b_factor=b_factor,
+        idle=inputs["anan_idle"],
+        k=inputs["anan_k"],
+    )
+
+
+def _first_layer_maps(b: _Builder, conv: ir.Node, weight: np.ndarray, rule: str) -> list[ir.Value]:
+    """conv(x, W0) for the multiplicative rule; conv(x, W⁺) and conv(x, W⁻) for additive."""
+    if rule == "multiplicative":  # reuse the model's own weights: no second copy
+        parts = {"anan/conv": conv.inputs[1]}
+    else:
+        parts = {
+            "anan/conv_pos": b.const("anan/conv_pos_weight", np.maximum(weight, 0)),
+            "anan/conv_neg": b.const("anan/conv_neg_weight", np.minimum(weight, 0)),
+        }
+    attrs = list(conv.attributes.values())
+    maps = []
+    for name, w in parts.items():
+        node = ir.Node(
+            "", "Conv", [conv.inputs[0], w], attrs, name=name, outputs=[ir.Value(name=name)]
+        )
+        maps.append(b.add(node))
+    return maps
+
+
+def _combine(b, gains, maps, bias, name):
+    """Σ gᵢ·mapᵢ (+ β)."""
+    terms = [b.op("Mul", [g, m], f"{name}_term{i}") for i, (g, m) in enumerate(zip(gains, maps))]
+    total = terms[0]
+    for i, term in enumerate(terms[1:], 1):
+        total = b.op("Add", [total, term], f"{name}_sum{i}")
+    return total if bias is None else b.op("Add", [total, bias], name)
+
+
+def _activate(b: _Builder, response, target: ConvTarget, params: AnanParams, tag: str):
+    if params.signal == "pre":
+        return response
+    act = target.activation
+    assert act is not None, "checked by validate_signal"
+    node = ir.Node(
+        act.domain,
+        act.op_type,
+        [response, *act.inputs[1:]],
+        list(act.attributes.values()),
+        name=f"{tag}/{act.op_type.lower()}",
+        outputs=[ir.Value(name=f"{tag}/post")],
+    )
+    return b.add(node)
+
+
+def _reduce(b: _Builder, y, params: AnanParams, tag: str):
+    if params.reduce == "mean":
+        return b.op("GlobalAveragePool", [y], f"{tag}/activity")
+    if params.reduce == "max":
+        return b.op("GlobalMaxPool", [y], f"{tag}/activity")
+    positive = b.op(
+        "Cast",
+        [b.op("Greater", [y, b.const(f"{tag}/zero", 0.0)], f"{tag}/fires")],
+        f"{tag}/fires_f",
+        to=ir.DataType.from_numpy(b.dtype),
+    )
+    share = b.op("GlobalAveragePool", [positive], f"{tag}/share")
+    return b.op("Sub", [share, b.const(f"{tag}/half", 0.5)], f"{tag}/activity")
+
+
+def _count(b: _Builder, counter, activity, knobs: _Knobs, params: AnanParams, tag: str):
+    """Paper eqs. 1–2: u = ±1 by the sign of the activity, then the counter update."""
+    fired = b.op("Greater", [activity, b.const(f"{tag}/zero_s", 0.0)], f"{tag}/fired")
+    u = b.op(
+        "Where", [fired, b.const(f"{tag}/plus", 1.0), b.const(f"{tag}/minus", -1.0)], f"{tag}/u"
+    )
+    summed = b.op("Add", [counter, u], f"{tag}/counter_sum")
+    if params.counter == "clamp":
+        low = b.op("Max", [summed, knobs.neg_mu], f"{tag}/counter_low")
+        return b.op("Min", [low, knobs.mu], f"{tag}/counter")
+    held = b.op("Equal", [b.op("Abs", [counter], f"{tag}/counter_abs"), knobs.mu], f"{tag}/held")
+    return b.op("Where", [held, counter, summed], f"{tag}/counter")
+
+
+def _update_gains(b: _Builder, gains, counter, knobs: _Knobs, params: AnanParams, tag: str):
+    """Paper eq. 3 and the update rule, on the gains instead of the weights."""
+    excite = b.op("Equal", [counter, knobs.mu], f"{tag}/excite")
+    inhibit = b.op("Equal", [counter, knobs.neg_mu], f"{tag}/inhibit")
+    if params.rule == "multiplicative":
+        rest = b.op(
+            "Where", [inhibit, knobs.b_factor, b.const(f"{tag}/unit", 1.0)], f"{tag}/m_rest"
+        )
+        m = b.op("Where", [excite, knobs.a, rest], f"{tag}/multiplier")
+        return [b.op("Mul", [g, m], f"{tag}/gain{i}") for i, g in enumerate(gains)]
+    rest = b.op("Where", [inhibit, knobs.b_factor, knobs.idle], f"{tag}/z_rest")
+    z = b.op("Where", [excite, knobs.a, rest], f"{tag}/z")
+    g_pos, g_neg = gains
+    step_pos = b.op("Mul", [b.op("Abs", [g_pos], f"{tag}/gain_pos_abs"), z], f"{tag}/gain_pos_step")
+    step_neg = b.op("Mul", [b.op("Abs", [g_neg], f"{tag}/gain_neg_abs"), z], f"{tag}/gain_neg_step")
+    # W⁻ entries are negative, so |w|·z on them moves g⁻ the other way (spec identity).
+    return [
+        b.op("Add", [g_pos, step_pos], f"{tag}/gain_pos"),
+        b.op("Sub", [g_neg, step_neg], f"{tag}/gain_neg"),
+    ]
+
+
+def _splice(graph: ir.Graph, conv: ir.Node, x: ir.Value, b: _Builder, output: ir.Value) -> None:
+    """Replaces the conv with the tape's nodes; the conv output name is kept for readability."""
+    for init in b.initializers:
+        graph.register_initializer(init)
+    graph.insert_before(conv, b.nodes)
+    old = conv.outputs[0]
+    name = old.name
+    ir.convenience.replace_all_uses_with(old, output, replace_graph_outputs=True)
+    graph.remove(conv, safe=True)
+    old.name = None
+    output.name = name
