@@ -1,10 +1,42 @@
-"""anan-onnx: astrocyte-modulated CNNs (ANAN) as standard ONNX graphs."""
+"""anan-onnx: astrocyte-modulated CNNs (ANAN) as standard ONNX graphs.
+
+Convert a trained CNN (``convert_file``), run it with onnxruntime (``Session``), and check
+it against the spec's literal per-image loop (``verify_models``, ``LiteralReference``).
+Importing this package needs only numpy, onnx, onnx-ir and onnxruntime; TensorFlow is
+imported only when a Keras model is converted.
+
+Example:
+    >>> import anan_onnx
+    >>> sess = anan_onnx.Session("out/model.anan.onnx")   # doctest: +SKIP
+    >>> probs = sess.predict(batch)                        # doctest: +SKIP
+"""
 
 from __future__ import annotations
 
+from ._convert import Conversion, convert_file, convert_model, export_keras, load_base
 from ._errors import AnanError
+from ._metadata import read_metadata
 from ._params import AnanParams
+from ._reference import LiteralReference, ReferenceResult
+from ._runtime import Session, providers_for
+from ._verify import VerifyReport, verify_models
 
 __version__ = "0.1.0"
 
-__all__ = ["AnanError", "AnanParams", "__version__"]
+__all__ = [
+    "AnanError",
+    "AnanParams",
+    "Conversion",
+    "LiteralReference",
+    "ReferenceResult",
+    "Session",
+    "VerifyReport",
+    "__version__",
+    "convert_file",
+    "convert_model",
+    "export_keras",
+    "load_base",
+    "providers_for",
+    "read_metadata",
+    "verify_models",
+]

@@ -18,13 +18,20 @@ from onnx_ir.passes.common import NameFixPass, RemoveUnusedNodesPass
 
 from . import _metadata
 from ._errors import AnanError
-from ._keras_export import check_opset, export_keras
+from ._keras_export import check_opset, keras_to_onnx
 from ._model_io import check_output_path, load_onnx, model_kind, save_atomic, validate
 from ._params import AnanParams
 from ._rewrite import build_anan_graph
 from ._target import ACTIVATIONS, find_target
 
-__all__ = ["Conversion", "convert_file", "convert_model", "load_base", "input_metadata"]
+__all__ = [
+    "Conversion",
+    "convert_file",
+    "convert_model",
+    "export_keras",
+    "input_metadata",
+    "load_base",
+]
 
 DEFAULT_OPSET = 17
 #: the lowest IR version each opset needs (onnx.helper.VERSION_TABLE)
@@ -67,12 +74,39 @@ def load_base(
         check_opset(opset)
     kind = model_kind(path)
     if kind in ("keras", "h5"):
-        model = export_keras(path, opset=opset or DEFAULT_OPSET)
+        model = keras_to_onnx(path, opset=opset or DEFAULT_OPSET)
     else:
         model = _set_opset(load_onnx(path), opset)
-    _metadata.write_metadata(
-        model, input_metadata(model, layout=layout, scale=scale, offset=offset)
-    )
+    _name_batch_dim(model)
+    meta = input_metadata(model, layout=layout, scale=scale, offset=offset)
+    _metadata.write_metadata(model, meta)
+    return model
+
+
+def export_keras(
+    source: str | Path,
+    output: str | Path | None = None,
+    *,
+    opset: int = DEFAULT_OPSET,
+    scale: float | None = None,
+    offset: float | None = None,
+) -> onnx.ModelProto:
+    """Exports a Keras model to a base ONNX model with preprocessing metadata.
+
+    Args:
+        source: ``.keras`` or ``.h5`` file.
+        output: if given, the ``.onnx`` path to write (atomically; never the source).
+        opset: ONNX opset, 13–18.
+        scale, offset: the preprocessing the model expects (default 1/255 and 0).
+
+    Example:
+        >>> export_keras("models/catsdogs_cnn.keras", "out/base.onnx")  # doctest: +SKIP
+    """
+    if output is not None:
+        check_output_path(source, output)
+    model = load_base(source, opset=opset, scale=scale, offset=offset)
+    if output is not None:
+        save_atomic(model, output)
     return model
 
 
@@ -193,6 +227,14 @@ def convert_file(
     save_atomic(result.base, base_output)
     save_atomic(result.anan, output)
     return result
+
+
+def _name_batch_dim(model: onnx.ModelProto) -> None:
+    """Calls the dynamic first axis of inputs and outputs ``batch`` (tf2onnx says ``unk__35``)."""
+    for value in [*model.graph.input, *model.graph.output]:
+        dims = value.type.tensor_type.shape.dim
+        if dims and not dims[0].HasField("dim_value"):
+            dims[0].dim_param = "batch"
 
 
 def _base_path(output: Path) -> Path:

@@ -7,21 +7,24 @@ batch dimension stays dynamic.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import onnx
 
 from ._errors import AnanError
 
-__all__ = ["export_keras"]
+__all__ = ["check_opset", "keras_to_onnx"]
 
 MAX_OPSET = 18
 MIN_OPSET = 13
 
 
-def export_keras(path: str | Path, *, opset: int = 17) -> onnx.ModelProto:
+def keras_to_onnx(path: str | Path, *, opset: int = 17) -> onnx.ModelProto:
     """Exports a Keras model file (``.keras`` or ``.h5``) to an ONNX model in memory.
 
     Args:
@@ -35,8 +38,13 @@ def export_keras(path: str | Path, *, opset: int = 17) -> onnx.ModelProto:
         AnanError: TensorFlow missing, unreadable file, several inputs, export failure.
     """
     check_opset(opset)
+    with _quiet_native_logs():
+        return _export(Path(path), opset)
+
+
+def _export(path: Path, opset: int) -> onnx.ModelProto:
     tf, keras, tf2onnx = _import_tensorflow()
-    model = _load(keras, Path(path))
+    model = _load(keras, path)
     if len(model.inputs) != 1:
         raise AnanError(f"{path} has {len(model.inputs)} inputs: ANAN supports one image input")
     shape = tuple(model.inputs[0].shape)
@@ -89,6 +97,28 @@ def _import_tensorflow():
     for name in ("tf2onnx", "tensorflow", "absl"):
         logging.getLogger(name).setLevel(logging.ERROR)
     return tf, keras, tf2onnx
+
+
+@contextlib.contextmanager
+def _quiet_native_logs() -> Iterator[None]:
+    """Silences TensorFlow's C++ start-up chatter (it ignores TF_CPP_MIN_LOG_LEVEL now).
+
+    Python exceptions still propagate; only what native code writes to fd 2 is dropped.
+    """
+    if os.environ.get("ANAN_ONNX_DEBUG"):
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
 
 
 def _first_line(exc: BaseException) -> str:

@@ -102,6 +102,7 @@ def write_bytes_atomic(data: bytes, path: str | Path) -> None:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual file mode
         os.replace(tmp, path)
     except OSError as exc:
         Path(tmp).unlink(missing_ok=True)
@@ -116,6 +117,12 @@ def write_bytes_atomic(data: bytes, path: str | Path) -> None:
 def save_atomic(model: onnx.ModelProto, path: str | Path) -> None:
     """Serialises ``model`` and writes it atomically."""
     write_bytes_atomic(model.SerializeToString(), path)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _first_line(exc: BaseException) -> str:
