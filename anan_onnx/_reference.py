@@ -69,6 +69,9 @@ class LiteralReference:
         model = copy.deepcopy(base)
         conv = _conv_node(model.graph, layer)
         self.w0 = _weight_array(model.graph, conv.input[1])
+        has_bias = len(conv.input) > 2 and conv.input[2]
+        bias = _weight_array(model.graph, conv.input[2]) if has_bias else np.zeros(len(self.w0))
+        self.bias = bias.reshape(-1, 1)
         self.pre_name = conv.output[0]
         self.post_name, self.activation = None, _identity
         if params.signal == "post":
@@ -111,7 +114,7 @@ class LiteralReference:
             maps = self.session.run(self.map_names, {self.input_name: x, _WEIGHT_INPUT: w})
             y = maps[-1][0]  # the signal: pre-activation, or the layer's activation of it
             s = _activity(y, p.reduce)
-            tie = _near_tie(maps[0][0], self.activation, p.reduce)
+            tie = _near_tie(maps[0][0], self.bias, self.activation, p.reduce)
             near_tie |= tie
             u = np.where(s > 0, 1, -1)  # eq. 1
             if p.counter == "absorbing":  # eq. 2
@@ -147,14 +150,15 @@ def _activity(y: np.ndarray, reduce: str) -> np.ndarray:
     return (flat > 0).mean(axis=1) - 0.5
 
 
-def _near_tie(pre: np.ndarray, activation, reduce: str) -> bool:
+def _near_tie(pre: np.ndarray, bias: np.ndarray, activation, reduce: str) -> bool:
     """Whether moving the pre-activation map by ±1e-5 of its scale can flip some u_j.
 
     Activations and reductions are monotone, so s(pre - δ) <= s <= s(pre + δ): a kernel is
-    a near-tie exactly when those two bounds fall on different sides of 0.
+    a near-tie exactly when those two bounds fall on different sides of 0. Positions that
+    equal the bias exactly saw only zeros (padding) and are exact in any float path.
     """
     flat = pre.reshape(pre.shape[0], -1).astype(np.float64)
-    delta = NEAR_TIE * np.abs(flat).max(axis=1, keepdims=True)
+    delta = NEAR_TIE * np.abs(flat).max(axis=1, keepdims=True) * (flat != bias)
     low = _activity(activation(flat - delta), reduce)
     high = _activity(activation(flat + delta), reduce)
     return bool(np.any((low > 0) != (high > 0)))
