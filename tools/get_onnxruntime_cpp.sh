@@ -99,8 +99,9 @@ update_failed() {
 }
 
 fetch_headers() {
-  command -v apt-get >/dev/null && command -v dpkg-deb >/dev/null \
-    || die "apt-get and dpkg-deb are needed to fetch the headers (a Debian/Ubuntu machine); or put onnxruntime_cxx_api.h and friends into $dest/include yourself"
+  if ! command -v apt-get >/dev/null || ! command -v dpkg-deb >/dev/null; then
+    die "apt-get and dpkg-deb are needed to fetch the headers (a Debian/Ubuntu machine); or put onnxruntime_cxx_api.h and friends into $dest/include yourself"
+  fi
   local mirror=${DEBIAN_MIRROR:-}
   [[ -n "$mirror" ]] || mirror=$(find_debian_mirror || true)
   [[ -n "$mirror" ]] \
@@ -137,7 +138,7 @@ fetch_headers() {
   local src
   src=$(find "$work/unpacked" -name onnxruntime_cxx_api.h -printf '%h\n' | head -n 1)
   [[ -n "$src" ]] || die "$(basename "$deb") holds no onnxruntime_cxx_api.h"
-  rm -rf "$dest/include"
+  rm -rf "${dest:?}/include"
   mkdir -p "$dest/include"
   cp -R "$src/." "$dest/include/"
   record_version headers "$(basename "$deb")"
@@ -163,7 +164,7 @@ fetch_library() {
   lib=$(find "$capi" -maxdepth 1 -name 'libonnxruntime.so.*' | sort | tail -n 1)
   [[ -n "$lib" ]] || die "no libonnxruntime.so.* in $capi (a wheel built without the shared library?)"
   version=${lib##*/libonnxruntime.so.}
-  rm -rf "$dest/lib"
+  rm -rf "${dest:?}/lib"
   mkdir -p "$dest/lib"
   cp "$lib" "$dest/lib/"
   # Execution-provider plugins (shared, cuda, tensorrt, ...) must sit next to the library.
@@ -175,7 +176,7 @@ fetch_library() {
 }
 
 mkdir -p "$dest"
-if ((force)); then rm -rf "$dest/include" "$dest/lib" "$dest/VERSIONS"; fi
+if ((force)); then rm -rf "${dest:?}/include" "${dest:?}/lib" "${dest:?}/VERSIONS"; fi
 if headers_present; then note "headers already in $dest/include (skipped)"; else fetch_headers; fi
 if library_present; then note "library already in $dest/lib (skipped)"; else fetch_library; fi
 echo "$dest"
