@@ -138,12 +138,30 @@ def anan_params(draw):
     )
 
 
-@settings(max_examples=EXAMPLES, deadline=None, derandomize=True,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-@given(variant=conv_configs(), params=anan_params(),
-       activation=st.sampled_from(["Relu", "LeakyRelu", "Elu", "Sigmoid", "Tanh", "Clip"]),
-       batch=st.integers(1, 5), seed=st.integers(0, 2**16))
-def test_property_random_convs(variant, params, activation, batch, seed):
+_CASES = dict(
+    variant=conv_configs(),
+    params=anan_params(),
+    activation=st.sampled_from(["Relu", "LeakyRelu", "Elu", "Sigmoid", "Tanh", "Clip"]),
+    batch=st.integers(1, 5),
+    seed=st.integers(0, 2**16),
+)
+_SETTINGS = dict(deadline=None, derandomize=True,
+                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+
+
+def _random_conv_matches_reference(variant, params, activation, batch, seed):
     base = build_cnn(variant, activation=activation, seed=seed)
     x = random_batch(variant, batch, seed=seed + 1)
     assert_matches_reference(base, params, x, min_compared=1)
+
+
+test_property_random_convs = settings(max_examples=EXAMPLES, **_SETTINGS)(
+    given(**_CASES)(_random_conv_matches_reference)
+)
+#: the long run: pytest -m slow tests/test_equivalence.py (1000 examples, about a minute)
+test_property_random_convs_slow = pytest.mark.slow(
+    settings(max_examples=1000, derandomize=False, **{k: v for k, v in _SETTINGS.items()
+                                                      if k != "derandomize"})(
+        given(**_CASES)(_random_conv_matches_reference)
+    )
+)

@@ -1,0 +1,73 @@
+"""Inference needs no TensorFlow: a subprocess where importing it fails still predicts."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import onnx
+
+from anan_onnx import AnanParams, convert_model
+from onnx_models import VARIANTS, build_cnn, random_batch
+
+BLOCK = textwrap.dedent("""
+    import sys
+    class Block:
+        def find_spec(self, name, path=None, target=None):
+            if name.split(".")[0] in ("tensorflow", "keras", "tf2onnx", "tensorboard"):
+                raise ImportError(f"{name} is blocked in this test")
+    sys.meta_path.insert(0, Block())
+""")
+
+
+def _run(code: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", BLOCK + textwrap.dedent(code)],
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_session_and_cli_work_without_tensorflow(tmp_path):
+    conversion = convert_model(build_cnn(VARIANTS["plain"]), AnanParams(a=1.5))
+    model = tmp_path / "m.anan.onnx"
+    onnx.save(conversion.anan, model)
+    x = random_batch(VARIANTS["plain"], 3)
+    np.save(tmp_path / "x.npy", x)
+    result = _run(f"""
+        import json, numpy as np
+        try:
+            import tensorflow
+            raise SystemExit("tensorflow was importable")
+        except ImportError:
+            pass
+        import anan_onnx
+        from anan_onnx.cli import main
+        sess = anan_onnx.Session({str(model)!r})
+        probs = sess.predict(np.load({str(tmp_path / "x.npy")!r}))
+        print(json.dumps(probs.tolist()))
+        code = main(["predict", {str(model)!r}, {str(tmp_path / "x.npy")!r}])
+        loaded = [m for m in sys.modules if m.split(".")[0] in ("tensorflow", "keras", "tf2onnx")]
+        print(json.dumps({{"code": code, "loaded": loaded}}))
+    """)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.strip().splitlines()
+    probs = np.array(json.loads(lines[0]))
+    assert probs.shape == (3, 2)
+    status = json.loads(lines[-1])
+    assert status == {"code": 0, "loaded": []}
+
+
+def test_converting_keras_without_tensorflow_says_what_to_install(tmp_path):
+    fake = tmp_path / "model.keras"
+    import zipfile
+
+    with zipfile.ZipFile(fake, "w") as z:
+        z.writestr("config.json", "{}")
+    result = _run(f"""
+        from anan_onnx.cli import main
+        raise SystemExit(main(["convert", {str(fake)!r}, "-o", {str(tmp_path / "o.onnx")!r}]))
+    """)
+    assert result.returncode == 2
+    assert "pip install 'anan-onnx[keras]'" in result.stderr
+    assert "Traceback" not in result.stderr
