@@ -14,7 +14,9 @@ Example:
 from __future__ import annotations
 
 from ._convert import Conversion, convert_file, convert_model, export_keras, load_base
+from ._datasets import Dataset, Splits, load_splits
 from ._errors import AnanError
+from ._images import InputSpec, check_batch, load_image, load_images, load_npy
 from ._metadata import read_metadata
 from ._params import AnanParams
 from ._reference import LiteralReference, ReferenceResult
@@ -27,15 +29,23 @@ __all__ = [
     "AnanError",
     "AnanParams",
     "Conversion",
+    "Dataset",
+    "InputSpec",
     "LiteralReference",
     "ReferenceResult",
     "Session",
+    "Splits",
     "VerifyReport",
     "__version__",
+    "check_batch",
     "convert_file",
     "convert_model",
     "export_keras",
     "load_base",
+    "load_image",
+    "load_images",
+    "load_npy",
+    "load_splits",
     "providers_for",
     "read_metadata",
     "verify_models",
