@@ -64,8 +64,9 @@ def test_training_entry_point(tmp_path: Path) -> None:
     out = tmp_path / "out"
     argv = ["--folder", str(data), "--size", "24", "--filters", "4,8", "--dense", "8",
             "--folds", "2", "--epochs", "2", "--batch-size", "8", "--seed", "3",
-            "--test-split", "0.25", "--out", str(out), "--verbose", "0", "--no-onnx"]
+            "--test-split", "0.25", "--out", str(out), "--verbose", "0"]
     assert tool.main(argv) == 0
+    onnx_status = "unavailable" if tool.find_export_keras() is None else "ok"
 
     info = json.loads((out / "training.json").read_text())
     assert info["classes"] == ["left", "right"]
@@ -83,14 +84,34 @@ def test_training_entry_point(tmp_path: Path) -> None:
     for i, fold in enumerate(info["folds"], start=1):
         assert fold["epochs_run"] == 2 and fold["seed"] == 3 + i - 1
         assert 0.0 <= fold["val"]["accuracy"] <= 1.0 and "test" in fold
-        assert fold["onnx"]["status"] == "skipped"
         path = out / f"fold{i}.keras"
+        assert fold["onnx"]["status"] == onnx_status
+        assert path.with_suffix(".onnx").is_file() == (onnx_status == "ok")
         assert path.is_file() and not has_optimizer_state(path)
         model = keras.models.load_model(path)
         assert model.input_shape == (None, 24, 24, 3)
         assert isinstance(model.layers[0], keras.layers.Conv2D)
         assert model.layers[-1].activation.__name__ == "sigmoid"
         assert model.predict(np.zeros((1, 24, 24, 3), np.float32), verbose=0).shape == (1, 1)
+
+
+def test_single_model_with_given_test_set(tmp_path: Path) -> None:
+    tool = load_tool()
+    make_folder(tmp_path / "imgs" / "train", per_class=10)
+    make_folder(tmp_path / "imgs" / "test", per_class=3)
+    out, model_out = tmp_path / "out", tmp_path / "bundle" / "demo.keras"
+    argv = ["--folder", str(tmp_path / "imgs"), "--size", "16", "--filters", "4",
+            "--dense", "4", "--folds", "1", "--val-split", "0.2", "--epochs", "1",
+            "--augment", "--out", str(out), "--model-out", str(model_out), "--verbose", "0",
+            "--no-onnx"]
+    assert tool.main(argv) == 0
+    info = json.loads((model_out.parent / "demo.training.json").read_text())
+    assert info["split"]["method"] == "given" and info["split"]["cv"] == "single_holdout"
+    assert info["split"]["val_split"] == 0.2 and len(info["folds"]) == 1
+    assert len(info["folds"][0]["val_indices"]) == 4 and len(info["test_files"]) == 6
+    assert all(f.startswith("test/") for f in info["test_files"])
+    assert model_out.read_bytes() == (out / "fold1.keras").read_bytes()
+    assert not has_optimizer_state(model_out)
 
 
 def test_parse_filters() -> None:
