@@ -145,12 +145,23 @@ def convert_model(
     layer: str | None = None,
     tunable: bool = False,
     k_max: int | None = None,
+    batch: int | None = None,
     extra_metadata: dict[str, object] | None = None,
 ) -> Conversion:
     """Rewrites a base ONNX model into an ANAN model, in memory, validated.
 
     The base model is normalised first (topological order, unique node names) and that
     normalised base is returned too, so the literal reference can find the same layer.
+
+    Args:
+        base: the base CNN.
+        params: ANAN parameters.
+        layer: target Conv (node or Keras layer name); default the first Conv.
+        tunable: parameters as graph inputs (``anan_k``, ``anan_mu``, ...).
+        k_max: unrolled steps of a tunable model.
+        batch: fix the batch size of the ANAN model; allows a faster final layer (one
+            grouped convolution with per-image weights). Default: dynamic batch.
+        extra_metadata: more ``anan.*`` keys to record.
     """
     if _metadata.is_anan(_metadata.read_metadata(base)):
         raise AnanError("the model is already an ANAN model: convert the base model instead")
@@ -164,7 +175,9 @@ def convert_model(
             f"{target.name!r}, found {users or 'none'}: use --signal pre"
         )
     normalised_base = ir.to_proto(model)
-    build_anan_graph(model, target, params, tunable=tunable, k_max=k_max)
+    if batch is not None:
+        _fix_batch(model.graph, batch)
+    build_anan_graph(model, target, params, tunable=tunable, k_max=k_max, batch=batch)
     RemoveUnusedNodesPass()(model)
     anan = ir.to_proto(model)
     anan.producer_name, anan.producer_version = "anan-onnx", _tool_version()
@@ -175,6 +188,7 @@ def convert_model(
         target_layer=target.name,
         tunable=int(tunable),
         k_max=k_max or params.k,
+        batch=batch or "dynamic",
     )
     meta.update(extra_metadata or {})
     _metadata.write_metadata(anan, meta)
@@ -196,6 +210,7 @@ def convert_file(
     simplify: bool = False,
     tunable: bool = False,
     k_max: int | None = None,
+    batch: int | None = None,
 ) -> Conversion:
     """Converts a model file and writes the ANAN model (and the base ONNX model) atomically.
 
@@ -216,6 +231,7 @@ def convert_file(
         layer=layer,
         tunable=tunable,
         k_max=k_max,
+        batch=batch,
         extra_metadata={
             "source_sha256": sha,
             "source_file": source.name,
@@ -227,6 +243,14 @@ def convert_file(
     save_atomic(result.base, base_output)
     save_atomic(result.anan, output)
     return result
+
+
+def _fix_batch(graph: ir.Graph, batch: int) -> None:
+    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+        raise AnanError(f"batch must be a positive integer, got {batch!r}: pass --batch 1 or more")
+    for value in [graph.inputs[0], *graph.outputs]:
+        if value.shape is not None and len(value.shape) > 0:
+            value.shape = ir.Shape([batch, *list(value.shape)[1:]])
 
 
 def _name_batch_dim(model: onnx.ModelProto) -> None:

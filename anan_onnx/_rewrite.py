@@ -72,6 +72,7 @@ def build_anan_graph(
     *,
     tunable: bool = False,
     k_max: int | None = None,
+    batch: int | None = None,
 ) -> None:
     """Rewrites ``model`` in place: ``target`` becomes the ANAN subgraph.
 
@@ -82,6 +83,7 @@ def build_anan_graph(
         tunable: expose k, μ, a, b, idle as graph inputs (``anan_k`` ...) with defaults.
         k_max: number of unrolled steps of a tunable export (steps beyond ``anan_k``
             leave the state unchanged); defaults to ``params.k``.
+        batch: the fixed batch size, if any (the graph's input is already fixed to it).
     """
     graph = model.graph
     conv = target.node

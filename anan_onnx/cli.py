@@ -49,6 +49,9 @@ def main(argv: list[str] | None = None) -> int:
         except KeyboardInterrupt:
             print("anan-onnx: interrupted", file=sys.stderr)
             return 130
+        except BrokenPipeError:  # e.g. `anan-onnx inspect m.onnx | head`
+            sys.stderr.close()
+            return 0
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
@@ -146,6 +149,7 @@ def _add_convert(commands) -> None:
         help="expose k, mu, a, b, idle as graph inputs (anan_k ...) for tuning",
     )
     g.add_argument("--k-max", type=int, help="unrolled steps of a --tunable model (default --k)")
+    g.add_argument("--batch", type=int, help="fix the batch size (faster); default: dynamic")
     g = p.add_argument_group("preprocessing recorded in the model")
     g.add_argument("--scale", type=_number, help="pixel scale, e.g. 1/255 (default 1/255)")
     g.add_argument("--offset", type=_number, help="added after scaling (default 0)")
@@ -181,6 +185,7 @@ def _cmd_convert(args: argparse.Namespace) -> int:
         simplify=args.simplify,
         tunable=args.tunable,
         k_max=args.k_max,
+        batch=args.batch,
     )
     seconds = time.perf_counter() - start
     base_path = output.with_name(_meta(result.anan)["base_model"])
