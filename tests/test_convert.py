@@ -175,6 +175,7 @@ GRID = [(k, mu, a, b, idle) for k in (1, 4, 8) for mu in (1, 2, 4) for a in (1.0
         for b in (0.05, 0.5) for idle in (0.0, 1.0)]
 
 
+@pytest.mark.filterwarnings("ignore:mu=.*never trigger")
 @pytest.mark.parametrize("rule", ["multiplicative", "additive"])
 def test_tunable_export_equals_fixed_exports(rule):
     base = build_cnn(VARIANTS["plain"], seed=2)
