@@ -20,8 +20,11 @@ import dataclasses
 import numpy as np
 import onnx_ir as ir
 
+from ._conv_geometry import conv_geometry
 from ._params import AnanParams
+from ._per_image_conv import per_image_conv, unfold
 from ._target import ConvTarget
+from ._window_means import window_means
 
 __all__ = ["PARAM_INPUTS", "build_anan_graph"]
 
@@ -60,6 +63,12 @@ class _Builder:
             ir.node(op_type, inputs, attrs or None, name=name, outputs=[ir.Value(name=name)])
         )
 
+    def const_int(self, name: str, values: list[int]) -> ir.Value:
+        tensor = ir.tensor(np.asarray(values, np.int64), name=name)
+        value = ir.val(name, tensor.dtype, tensor.shape, const_value=tensor)
+        self.initializers.append(value)
+        return value
+
     def add(self, node: ir.Node) -> ir.Value:
         self.nodes.append(node)
         return node.outputs[0]
@@ -93,19 +102,25 @@ def build_anan_graph(
 
     x = conv.inputs[0]
     bias = None if target.bias is None else b.const("anan/bias", target.bias.reshape(1, -1, 1, 1))
-    maps = _first_layer_maps(b, conv, target.weight, params.rule)
+    weights = _split_weights(target.weight, params.rule)
+    geom = conv_geometry(conv, target.weight)
+    mean_only = params.signal == "pre" and params.reduce == "mean"
+    grouped = batch is not None
+    maps = None
+    if not (mean_only and grouped and geom is not None):  # the grouped conv replaces the maps
+        maps = _first_layer_maps(b, conv, weights, params.rule)
+    means = None
+    if mean_only and geom is not None:  # mean of g·map + β is g·mean(map) + β
+        means = window_means(b, x, geom, weights, _group(conv), "anan/means")
+    elif mean_only:
+        means = [b.op("GlobalAveragePool", [m], f"{m.name}_mean") for m in maps]
     channels = target.out_channels
-    gains = [b.const("anan/gain_init", np.ones((1, channels, 1, 1)))] * len(maps)
+    gains = [b.const("anan/gain_init", np.ones((1, channels, 1, 1)))] * len(weights)
     counter = b.const("anan/counter_init", np.zeros((1, channels, 1, 1)))
-    means = (
-        [b.op("GlobalAveragePool", [m], f"{m.name}_mean") for m in maps]
-        if (params.signal == "pre" and params.reduce == "mean")
-        else None
-    )
 
     for t in range(1, steps + 1):
         tag = f"anan/step{t}"
-        if means is not None:  # mean of g·map + β is g·mean(map) + β: no pass over the maps
+        if means is not None:  # per-kernel arithmetic only: no pass over the maps
             activity = _combine(b, gains, means, bias, f"{tag}/activity")
         else:
             response = _combine(b, gains, maps, bias, f"{tag}/response")
@@ -117,12 +132,34 @@ def build_anan_graph(
             new_counter = b.op("Where", [active, new_counter, counter], f"{tag}/counter_kept")
             new_gains = [
                 b.op("Where", [active, g1, g0], f"{tag}/gain{i}_kept")
-                for i, (g1, g0) in enumerate(zip(new_gains, gains))
+                for i, (g1, g0) in enumerate(zip(new_gains, gains, strict=True))
             ]
         counter, gains = new_counter, new_gains
 
-    output = _combine(b, gains, maps, bias, "anan/output")
-    _splice(graph, conv, x, b, output)
+    if not grouped:
+        _splice(graph, [conv], conv.outputs[0], b, _combine(b, gains, maps, bias, "anan/output"))
+        return
+    y = per_image_conv(b, conv, x, weights, gains, target.bias, batch, "anan/output_conv")
+    act = target.activation
+    if act is None:
+        _splice(graph, [conv], conv.outputs[0], b, unfold(b, y, batch, channels, "anan/output"))
+        return
+    # The activation goes between the grouped Conv and the reshape, where ORT fuses it.
+    activated = _clone_activation(b, act, y, "anan/output_activation")
+    output = unfold(b, activated, batch, channels, "anan/output")
+    _splice(graph, [act, conv], act.outputs[0], b, output)
+
+
+def _split_weights(weight: np.ndarray, rule: str) -> list[np.ndarray]:
+    """[W0] for the multiplicative rule (one gain), [W⁺, W⁻] for the additive rule."""
+    if rule == "multiplicative":
+        return [weight]
+    return [np.maximum(weight, 0), np.minimum(weight, 0)]
+
+
+def _group(conv: ir.Node) -> int:
+    group = conv.attributes.get("group")
+    return group.as_int() if group is not None else 1
 
 
 def _knobs(b: _Builder, graph: ir.Graph, params: AnanParams, tunable: bool) -> _Knobs:
@@ -163,14 +200,14 @@ def _knobs(b: _Builder, graph: ir.Graph, params: AnanParams, tunable: bool) -> _
     )
 
 
-def _first_layer_maps(b: _Builder, conv: ir.Node, weight: np.ndarray, rule: str) -> list[ir.Value]:
+def _first_layer_maps(b: _Builder, conv: ir.Node, weights: list[np.ndarray], rule: str):
     """conv(x, W0) for the multiplicative rule; conv(x, W⁺) and conv(x, W⁻) for additive."""
     if rule == "multiplicative":  # reuse the model's own weights: no second copy
         parts = {"anan/conv": conv.inputs[1]}
     else:
         parts = {
-            "anan/conv_pos": b.const("anan/conv_pos_weight", np.maximum(weight, 0)),
-            "anan/conv_neg": b.const("anan/conv_neg_weight", np.minimum(weight, 0)),
+            "anan/conv_pos": b.const("anan/conv_pos_weight", weights[0]),
+            "anan/conv_neg": b.const("anan/conv_neg_weight", weights[1]),
         }
     attrs = list(conv.attributes.values())
     maps = []
@@ -194,15 +231,19 @@ def _combine(b, gains, maps, bias, name):
 def _activate(b: _Builder, response, target: ConvTarget, params: AnanParams, tag: str):
     if params.signal == "pre":
         return response
-    act = target.activation
-    assert act is not None, "checked by validate_signal"
+    assert target.activation is not None, "checked by convert_model"
+    return _clone_activation(b, target.activation, response, f"{tag}/post")
+
+
+def _clone_activation(b: _Builder, act: ir.Node, x: ir.Value, name: str) -> ir.Value:
+    """The layer's activation node (same op, attributes and extra inputs) applied to ``x``."""
     node = ir.Node(
         act.domain,
         act.op_type,
-        [response, *act.inputs[1:]],
+        [x, *act.inputs[1:]],
         list(act.attributes.values()),
-        name=f"{tag}/{act.op_type.lower()}",
-        outputs=[ir.Value(name=f"{tag}/post")],
+        name=name,
+        outputs=[ir.Value(name=name)],
     )
     return b.add(node)
 
@@ -258,14 +299,16 @@ def _update_gains(b: _Builder, gains, counter, knobs: _Knobs, params: AnanParams
     ]
 
 
-def _splice(graph: ir.Graph, conv: ir.Node, x: ir.Value, b: _Builder, output: ir.Value) -> None:
-    """Replaces the conv with the tape's nodes; the conv output name is kept for readability."""
+def _splice(
+    graph: ir.Graph, removed: list[ir.Node], old: ir.Value, b: _Builder, output: ir.Value
+) -> None:
+    """Inserts the new nodes, reroutes ``old``'s users to ``output`` (keeping ``old``'s name
+    for readability) and removes the replaced nodes (conv, and activation if folded in)."""
     for init in b.initializers:
         graph.register_initializer(init)
-    graph.insert_before(conv, b.nodes)
-    old = conv.outputs[0]
+    graph.insert_before(removed[-1], b.nodes)
     name = old.name
     ir.convenience.replace_all_uses_with(old, output, replace_graph_outputs=True)
-    graph.remove(conv, safe=True)
+    graph.remove(removed, safe=True)
     old.name = None
     output.name = name

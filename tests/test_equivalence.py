@@ -31,8 +31,9 @@ def _w0(base):
     return next(numpy_helper.to_array(i) for i in base.graph.initializer if i.name == "W")
 
 
+@pytest.mark.parametrize("fixed_batch", [False, True], ids=["dynamic", "fixed"])
 @pytest.mark.parametrize(("rule", "counter", "idle", "signal", "reduce"), MATRIX)
-def test_option_matrix(rule, counter, idle, signal, reduce):
+def test_option_matrix(rule, counter, idle, signal, reduce, fixed_batch):
     i = MATRIX.index((rule, counter, idle, signal, reduce))
     variant = VARIANTS[VARIANT_NAMES[i % len(VARIANT_NAMES)]]
     k, mu = 1 + i % 8, 1 + (i // 8) % 4
@@ -40,17 +41,19 @@ def test_option_matrix(rule, counter, idle, signal, reduce):
                         rule=rule, signal=signal, reduce=reduce)
     base = build_cnn(variant, activation="Relu", seed=i)
     x = random_batch(variant, 6, seed=i)
-    _, ref = assert_matches_reference(base, params, x)
+    _, ref = assert_matches_reference(base, params, x, batch=6 if fixed_batch else None)
     if variant.weights_as == "initializer":
         assert triggered(ref, _w0(base)), "no astrocyte fired: the case checks nothing"
 
 
+@pytest.mark.parametrize("fixed_batch", [None, 8], ids=["dynamic", "fixed"])
 @pytest.mark.parametrize("name", VARIANT_NAMES)
 @pytest.mark.parametrize("rule", ["multiplicative", "additive"])
-def test_conv_variants(name, rule):
+def test_conv_variants(name, rule, fixed_batch):
     variant = VARIANTS[name]
     params = AnanParams(k=4, mu=2, a=1.5, b=0.5, rule=rule)
-    assert_matches_reference(build_cnn(variant, seed=3), params, random_batch(variant, 8))
+    assert_matches_reference(build_cnn(variant, seed=3), params, random_batch(variant, 8),
+                             batch=fixed_batch)
 
 
 @pytest.mark.parametrize("k", range(1, 9))
@@ -143,16 +146,17 @@ _CASES = dict(
     params=anan_params(),
     activation=st.sampled_from(["Relu", "LeakyRelu", "Elu", "Sigmoid", "Tanh", "Clip"]),
     batch=st.integers(1, 5),
+    fixed_batch=st.booleans(),
     seed=st.integers(0, 2**16),
 )
 _SETTINGS = dict(deadline=None, derandomize=True,
                  suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 
-def _random_conv_matches_reference(variant, params, activation, batch, seed):
+def _random_conv_matches_reference(variant, params, activation, batch, fixed_batch, seed):
     base = build_cnn(variant, activation=activation, seed=seed)
     x = random_batch(variant, batch, seed=seed + 1)
-    assert_matches_reference(base, params, x, min_compared=1)
+    assert_matches_reference(base, params, x, min_compared=1, batch=batch if fixed_batch else None)
 
 
 test_property_random_convs = settings(max_examples=EXAMPLES, **_SETTINGS)(
