@@ -179,7 +179,7 @@ def _numpy_activation(graph: onnx.GraphProto, node: onnx.NodeProto):
     if node.op_type == "Elu":
         return lambda y: np.where(y > 0, y, alpha * np.expm1(np.minimum(y, 0)))
     if node.op_type == "Sigmoid":
-        return lambda y: 1 / (1 + np.exp(-y))
+        return lambda y: 0.5 * (1 + np.tanh(y / 2))  # the logistic function, overflow-free
     if node.op_type == "Tanh":
         return np.tanh
     low = _scalar_input(graph, node, 1, attrs.get("min", -np.inf))

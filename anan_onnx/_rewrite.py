@@ -173,7 +173,8 @@ def _knobs(b: _Builder, graph: ir.Graph, params: AnanParams, tunable: bool) -> _
             idle=b.const("anan/idle", params.idle),
             k=None,
         )
-    defaults = dict(zip(PARAM_INPUTS, (params.k, params.mu, params.a, params.b, params.idle)))
+    values = (params.k, params.mu, params.a, params.b, params.idle)
+    defaults = dict(zip(PARAM_INPUTS, values, strict=True))
     inputs = {}
     for name, default in defaults.items():
         value = ir.Value(
@@ -221,7 +222,8 @@ def _first_layer_maps(b: _Builder, conv: ir.Node, weights: list[np.ndarray], rul
 
 def _combine(b, gains, maps, bias, name):
     """Σ gᵢ·mapᵢ (+ β)."""
-    terms = [b.op("Mul", [g, m], f"{name}_term{i}") for i, (g, m) in enumerate(zip(gains, maps))]
+    pairs = enumerate(zip(gains, maps, strict=True))
+    terms = [b.op("Mul", [g, m], f"{name}_term{i}") for i, (g, m) in pairs]
     total = terms[0]
     for i, term in enumerate(terms[1:], 1):
         total = b.op("Add", [total, term], f"{name}_sum{i}")

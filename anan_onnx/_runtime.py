@@ -136,7 +136,7 @@ class Session:
         spec = self.input_spec()
         if spec is None:
             raise AnanError(
-                "the model records no input size: predict on .npy batches, or convert with anan-onnx"
+                "the model records no input size: predict .npy batches, or convert with anan-onnx"
             )
         batch, _, _ = load_images(list(paths), spec)
         return self.predict(batch)

@@ -61,15 +61,17 @@ def build_cnn(
     nodes = []
     if v.weights_as == "constant":
         nodes.append(
-            helper.make_node("Constant", [], ["W"], name="weights",
-                             value=numpy_helper.from_array(w, "W_value"))
+            helper.make_node(
+                "Constant", [], ["W"], name="weights", value=numpy_helper.from_array(w, "W_value")
+            )
         )
     else:
         inits.append(numpy_helper.from_array(w, "W"))
     conv_inputs = ["x", "W"]
     if v.bias:
-        inits.append(numpy_helper.from_array(
-            (rng.normal(size=v.out_channels) * 0.3).astype(np.float32), "B"))
+        inits.append(
+            numpy_helper.from_array((rng.normal(size=v.out_channels) * 0.3).astype(np.float32), "B")
+        )
         conv_inputs.append("B")
     attrs = dict(strides=list(v.strides), dilations=list(v.dilations), group=v.group)
     if v.kernel_shape_attr:
@@ -92,7 +94,8 @@ def build_cnn(
         else helper.make_node("Sigmoid", ["logits"], ["probs"], name="head"),
     ]
     graph = helper.make_graph(
-        nodes, "cnn",
+        nodes,
+        "cnn",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", v.in_channels, *v.size])],
         [helper.make_tensor_value_info("probs", TensorProto.FLOAT, ["N", classes])],
         inits,
@@ -105,10 +108,13 @@ def build_cnn(
 
 def _activation(op: str, inits: list) -> list[onnx.NodeProto]:
     if op == "Clip":
-        inits += [numpy_helper.from_array(np.array(-0.5, np.float32), "clip_min"),
-                  numpy_helper.from_array(np.array(1.5, np.float32), "clip_max")]
-        return [helper.make_node("Clip", ["conv_out", "clip_min", "clip_max"], ["act_out"],
-                                 name="act")]
+        inits += [
+            numpy_helper.from_array(np.array(-0.5, np.float32), "clip_min"),
+            numpy_helper.from_array(np.array(1.5, np.float32), "clip_max"),
+        ]
+        return [
+            helper.make_node("Clip", ["conv_out", "clip_min", "clip_max"], ["act_out"], name="act")
+        ]
     attrs = {"alpha": 0.2} if op in ("LeakyRelu", "Elu") else {}
     return [helper.make_node(op, ["conv_out"], ["act_out"], name="act", **attrs)]
 

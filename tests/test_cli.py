@@ -15,17 +15,21 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
+from onnx_models import VARIANTS, build_cnn
 from PIL import Image
 
 from anan_onnx.cli import main
-from onnx_models import VARIANTS, build_cnn
 
 VARIANT = VARIANTS["plain"]  # NCHW, 3×11×11
 
 
 def cli(*args: object) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "anan_onnx.cli", *map(str, args)],
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "anan_onnx.cli", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def assert_refused(result: subprocess.CompletedProcess, *fragments: str) -> None:
@@ -47,8 +51,9 @@ def files(tmp_path_factory):
     root = tmp_path_factory.mktemp("cli")
     src = root / "cnn.onnx"
     onnx.save(build_cnn(VARIANT, head="sigmoid", seed=4), src)
-    result = cli("convert", src, "-o", root / "cnn.anan.onnx", "--a", "1.5", "--b", "0.5",
-                 "--scale", "1/255")
+    result = cli(
+        "convert", src, "-o", root / "cnn.anan.onnx", "--a", "1.5", "--b", "0.5", "--scale", "1/255"
+    )
     assert result.returncode == 0, result.stderr
     rng = np.random.default_rng(0)
     images = []
@@ -59,8 +64,14 @@ def files(tmp_path_factory):
         images.append(path)
     good = root / "good.npy"
     np.save(good, rng.random((4, 3, 11, 11), dtype=np.float32))
-    return {"root": root, "src": src, "anan": root / "cnn.anan.onnx",
-            "base": root / "cnn.base.onnx", "images": images, "npy": good}
+    return {
+        "root": root,
+        "src": src,
+        "anan": root / "cnn.anan.onnx",
+        "base": root / "cnn.base.onnx",
+        "images": images,
+        "npy": good,
+    }
 
 
 def test_help_for_every_command():
@@ -111,8 +122,20 @@ def test_verify_detects_a_wrong_base(files, tmp_path):
 
 
 def test_convert_with_verify_prints_figures(files, tmp_path):
-    result = cli("convert", files["src"], "-o", tmp_path / "m.anan.onnx", "--verify", "8",
-                 "--rule", "additive", "--signal", "post", "--reduce", "max")
+    result = cli(
+        "convert",
+        files["src"],
+        "-o",
+        tmp_path / "m.anan.onnx",
+        "--verify",
+        "8",
+        "--rule",
+        "additive",
+        "--signal",
+        "post",
+        "--reduce",
+        "max",
+    )
     assert result.returncode == 0, result.stderr
     assert "verify       : PASS: 8/8" in result.stdout
 
@@ -154,34 +177,47 @@ def test_truncated_onnx(files, tmp_path):
 
 
 def test_model_without_conv(files, tmp_path):
-    model = onnx.helper.make_model(onnx.helper.make_graph(
-        [onnx.helper.make_node("Relu", ["x"], ["y"])], "g",
-        [onnx.helper.make_tensor_value_info("x", 1, ["N", 3, 8, 8])],
-        [onnx.helper.make_tensor_value_info("y", 1, ["N", 3, 8, 8])]),
-        opset_imports=[onnx.helper.make_opsetid("", 17)])
+    model = onnx.helper.make_model(
+        onnx.helper.make_graph(
+            [onnx.helper.make_node("Relu", ["x"], ["y"])],
+            "g",
+            [onnx.helper.make_tensor_value_info("x", 1, ["N", 3, 8, 8])],
+            [onnx.helper.make_tensor_value_info("y", 1, ["N", 3, 8, 8])],
+        ),
+        opset_imports=[onnx.helper.make_opsetid("", 17)],
+    )
     path = tmp_path / "noconv.onnx"
     onnx.save(model, path)
     _convert_refused(files, tmp_path, path, fragments=["no float Conv"])
 
 
 def test_unknown_layer(files, tmp_path):
-    _convert_refused(files, tmp_path, files["src"], "--layer", "conv9",
-                     fragments=["no Conv node named 'conv9'", "conv1"])
+    _convert_refused(
+        files,
+        tmp_path,
+        files["src"],
+        "--layer",
+        "conv9",
+        fragments=["no Conv node named 'conv9'", "conv1"],
+    )
 
 
-@pytest.mark.parametrize(("args", "fragment"), [
-    (["--k", "0"], "k must be a positive integer"),
-    (["--mu", "0"], "mu must be a positive integer"),
-    (["--a", "-1"], "a must be >= 0"),
-    (["--b", "nan"], "b must be finite"),
-    (["--a", "inf"], "a must be finite"),
-    (["--a", "abc"], "invalid float value"),
-    (["--k", "2.5"], "invalid int value"),
-    (["--rule", "magic"], "invalid choice"),
-    (["--scale", "1/0"], "invalid number"),
-    (["--opset", "9"], "opset 9 is not supported"),
-    (["--signal", "post", "--layer", "conv1", "--k", "2", "--mu", "1"], None),
-])
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["--k", "0"], "k must be a positive integer"),
+        (["--mu", "0"], "mu must be a positive integer"),
+        (["--a", "-1"], "a must be >= 0"),
+        (["--b", "nan"], "b must be finite"),
+        (["--a", "inf"], "a must be finite"),
+        (["--a", "abc"], "invalid float value"),
+        (["--k", "2.5"], "invalid int value"),
+        (["--rule", "magic"], "invalid choice"),
+        (["--scale", "1/0"], "invalid number"),
+        (["--opset", "9"], "opset 9 is not supported"),
+        (["--signal", "post", "--layer", "conv1", "--k", "2", "--mu", "1"], None),
+    ],
+)
 def test_invalid_parameters(files, tmp_path, args, fragment):
     if fragment is None:  # a valid combination: the control case of this table
         assert cli("convert", files["src"], "-o", tmp_path / "ok.anan.onnx", *args).returncode == 0
@@ -222,14 +258,17 @@ def test_base_model_passed_to_verify(files):
     assert_refused(cli("verify", files["base"]), "not an ANAN model")
 
 
-@pytest.mark.parametrize(("array", "fragment"), [
-    (np.zeros((2, 3, 12, 11), np.float32), "12"),
-    (np.zeros((2, 1, 11, 11), np.float32), "1"),
-    (np.zeros((2, 11, 11, 3), np.float32), "NHWC"),
-    (np.zeros((2, 3, 11, 11), np.uint8), "integer"),
-    (np.full((2, 3, 11, 11), np.nan, np.float32), "NaN"),
-    (np.full((2, 3, 11, 11), np.inf, np.float32), "Inf"),
-])
+@pytest.mark.parametrize(
+    ("array", "fragment"),
+    [
+        (np.zeros((2, 3, 12, 11), np.float32), "12"),
+        (np.zeros((2, 1, 11, 11), np.float32), "1"),
+        (np.zeros((2, 11, 11, 3), np.float32), "NHWC"),
+        (np.zeros((2, 3, 11, 11), np.uint8), "integer"),
+        (np.full((2, 3, 11, 11), np.nan, np.float32), "NaN"),
+        (np.full((2, 3, 11, 11), np.inf, np.float32), "Inf"),
+    ],
+)
 def test_predict_bad_arrays(files, tmp_path, array, fragment):
     path = tmp_path / "x.npy"
     np.save(path, array)
@@ -244,5 +283,6 @@ def test_predict_corrupt_and_missing_images(files, tmp_path):
 
 
 def test_predict_unknown_provider(files):
-    assert_refused(cli("predict", files["anan"], files["npy"], "--provider", "cuda"),
-                   "not available")
+    assert_refused(
+        cli("predict", files["anan"], files["npy"], "--provider", "cuda"), "not available"
+    )

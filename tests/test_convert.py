@@ -8,12 +8,12 @@ import random
 import numpy as np
 import onnx
 import pytest
+from equivalence import assert_matches_reference, run_onnx
 from onnx import TensorProto, helper, numpy_helper
+from onnx_models import VARIANTS, build_cnn, random_batch
 
 from anan_onnx import AnanError, AnanParams, convert_file, convert_model, verify_models
 from anan_onnx._metadata import read_metadata
-from equivalence import assert_matches_reference, run_onnx
-from onnx_models import VARIANTS, build_cnn, random_batch
 
 
 def _ir3_model() -> onnx.ModelProto:
@@ -21,11 +21,16 @@ def _ir3_model() -> onnx.ModelProto:
     model = build_cnn(VARIANTS["plain"], opset=8)
     conv = next(n for n in model.graph.node if n.op_type == "Conv")
     del conv.attribute[:]
-    conv.attribute.extend([helper.make_attribute("auto_pad", "SAME_UPPER"),
-                           helper.make_attribute("kernel_shape", [3, 3])])
+    conv.attribute.extend(
+        [
+            helper.make_attribute("auto_pad", "SAME_UPPER"),
+            helper.make_attribute("kernel_shape", [3, 3]),
+        ]
+    )
     for init in model.graph.initializer:
         model.graph.input.append(
-            helper.make_tensor_value_info(init.name, init.data_type, list(init.dims)))
+            helper.make_tensor_value_info(init.name, init.data_type, list(init.dims))
+        )
     model.ir_version = 3
     return model
 
@@ -71,8 +76,13 @@ def _two_conv_model() -> onnx.ModelProto:
     act = next(n for n in graph.node if n.op_type == "Relu")
     act.output[0] = "act1_out"
     extra = [
-        helper.make_node("Conv", ["act1_out", "W2"], ["conv2_out"], name="model/conv2d_1_1/conv",
-                         pads=[1, 1, 1, 1]),
+        helper.make_node(
+            "Conv",
+            ["act1_out", "W2"],
+            ["conv2_out"],
+            name="model/conv2d_1_1/conv",
+            pads=[1, 1, 1, 1],
+        ),
         helper.make_node("Relu", ["conv2_out"], ["act_out"], name="act2"),
     ]
     index = list(graph.node).index(act) + 1
@@ -82,15 +92,21 @@ def _two_conv_model() -> onnx.ModelProto:
     return model
 
 
-@pytest.mark.parametrize("layer, expected", [
-    (None, "conv1"), ("conv1", "conv1"), ("model/conv2d_1_1/conv", "model/conv2d_1_1/conv"),
-    ("conv2d_1", "model/conv2d_1_1/conv"),  # a Keras layer name matches tf2onnx's node name
-])
+@pytest.mark.parametrize(
+    "layer, expected",
+    [
+        (None, "conv1"),
+        ("conv1", "conv1"),
+        ("model/conv2d_1_1/conv", "model/conv2d_1_1/conv"),
+        ("conv2d_1", "model/conv2d_1_1/conv"),  # a Keras layer name matches tf2onnx's node name
+    ],
+)
 def test_layer_choice(layer, expected):
     base = _two_conv_model()
     params = AnanParams(k=3, mu=1, a=1.5, b=0.5)
-    ours, _ = assert_matches_reference(base, params, random_batch(VARIANTS["plain"], 4),
-                                       layer=layer)
+    ours, _ = assert_matches_reference(
+        base, params, random_batch(VARIANTS["plain"], 4), layer=layer
+    )
     assert convert_model(base, params, layer=layer).target_layer == expected
 
 
@@ -143,8 +159,10 @@ def test_converting_an_anan_model_is_refused():
         convert_model(anan, AnanParams())
 
 
-@pytest.mark.parametrize(("built", "requested", "expected"),
-                         [(13, None, 13), (15, None, 15), (18, None, 18), (13, 18, 18)])
+@pytest.mark.parametrize(
+    ("built", "requested", "expected"),
+    [(13, None, 13), (15, None, 15), (18, None, 18), (13, 18, 18)],
+)
 def test_opsets(tmp_path, built, requested, expected):
     src = tmp_path / "cnn.onnx"
     onnx.save(build_cnn(VARIANTS["plain"], opset=built), src)
@@ -164,15 +182,20 @@ def test_simplify_keeps_results(tmp_path):
     src = tmp_path / "cnn.onnx"
     onnx.save(build_cnn(VARIANTS["plain"]), src)
     plain = convert_file(src, tmp_path / "a.anan.onnx", AnanParams(rule="additive"))
-    slim = convert_file(src, tmp_path / "b.anan.onnx", AnanParams(rule="additive"),
-                        simplify=True)
+    slim = convert_file(src, tmp_path / "b.anan.onnx", AnanParams(rule="additive"), simplify=True)
     x = random_batch(VARIANTS["plain"], 5)
     np.testing.assert_allclose(run_onnx(slim.anan, x), run_onnx(plain.anan, x), atol=1e-6)
     assert read_metadata(slim.anan)["k"] == "4"
 
 
-GRID = [(k, mu, a, b, idle) for k in (1, 4, 8) for mu in (1, 2, 4) for a in (1.05, 1.5)
-        for b in (0.05, 0.5) for idle in (0.0, 1.0)]
+GRID = [
+    (k, mu, a, b, idle)
+    for k in (1, 4, 8)
+    for mu in (1, 2, 4)
+    for a in (1.05, 1.5)
+    for b in (0.05, 0.5)
+    for idle in (0.0, 1.0)
+]
 
 
 @pytest.mark.filterwarnings("ignore:mu=.*never trigger")

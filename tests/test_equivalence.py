@@ -7,13 +7,13 @@ import os
 
 import numpy as np
 import pytest
+from equivalence import assert_matches_reference, run_onnx, triggered
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from onnx import numpy_helper
+from onnx_models import VARIANTS, ConvVariant, build_cnn, random_batch
 
 from anan_onnx import AnanParams
-from equivalence import assert_matches_reference, run_onnx, triggered
-from onnx_models import VARIANTS, ConvVariant, build_cnn, random_batch
 
 MATRIX = list(
     itertools.product(
@@ -37,8 +37,17 @@ def test_option_matrix(rule, counter, idle, signal, reduce, fixed_batch):
     i = MATRIX.index((rule, counter, idle, signal, reduce))
     variant = VARIANTS[VARIANT_NAMES[i % len(VARIANT_NAMES)]]
     k, mu = 1 + i % 8, 1 + (i // 8) % 4
-    params = AnanParams(k=max(k, mu), mu=mu, a=1.35, b=0.35, idle=idle, counter=counter,
-                        rule=rule, signal=signal, reduce=reduce)
+    params = AnanParams(
+        k=max(k, mu),
+        mu=mu,
+        a=1.35,
+        b=0.35,
+        idle=idle,
+        counter=counter,
+        rule=rule,
+        signal=signal,
+        reduce=reduce,
+    )
     base = build_cnn(variant, activation="Relu", seed=i)
     x = random_batch(variant, 6, seed=i)
     _, ref = assert_matches_reference(base, params, x, batch=6 if fixed_batch else None)
@@ -52,8 +61,9 @@ def test_option_matrix(rule, counter, idle, signal, reduce, fixed_batch):
 def test_conv_variants(name, rule, fixed_batch):
     variant = VARIANTS[name]
     params = AnanParams(k=4, mu=2, a=1.5, b=0.5, rule=rule)
-    assert_matches_reference(build_cnn(variant, seed=3), params, random_batch(variant, 8),
-                             batch=fixed_batch)
+    assert_matches_reference(
+        build_cnn(variant, seed=3), params, random_batch(variant, 8), batch=fixed_batch
+    )
 
 
 @pytest.mark.parametrize("k", range(1, 9))
@@ -61,8 +71,9 @@ def test_conv_variants(name, rule, fixed_batch):
 def test_k_and_mu(k, mu, recwarn):
     variant = VARIANTS["plain"]
     params = AnanParams(k=k, mu=mu, a=1.2, b=0.2, rule="additive", idle=0.0)
-    assert_matches_reference(build_cnn(variant, seed=k * 10 + mu), params,
-                             random_batch(variant, 4, seed=k))
+    assert_matches_reference(
+        build_cnn(variant, seed=k * 10 + mu), params, random_batch(variant, 4, seed=k)
+    )
 
 
 @pytest.mark.parametrize("activation", ["Relu", "LeakyRelu", "Elu", "Sigmoid", "Tanh", "Clip"])
@@ -92,8 +103,11 @@ def test_a_wrong_graph_is_caught():
     from anan_onnx import LiteralReference, convert_model
 
     conversion = convert_model(base, AnanParams(k=4, mu=1, a=1.5, b=0.5, rule="additive"))
-    ref = LiteralReference(conversion.base, conversion.target_layer,
-                           AnanParams(k=4, mu=1, a=1.05, b=0.05, rule="additive")).run(x)
+    ref = LiteralReference(
+        conversion.base,
+        conversion.target_layer,
+        AnanParams(k=4, mu=1, a=1.05, b=0.05, rule="additive"),
+    ).run(x)
     assert np.abs(run_onnx(conversion.anan, x) - ref.outputs[0]).max() > 1e-3
 
 
@@ -117,10 +131,16 @@ def conv_configs(draw):
     reach = [(k - 1) * d + 1 for k, d in zip(kernel, dilations, strict=True)]
     size = tuple(r + draw(st.integers(0, 6)) for r in reach)
     return ConvVariant(
-        in_channels=in_channels, out_channels=out_channels, kernel=kernel, strides=strides,
-        dilations=dilations, group=group, pads=pads,
+        in_channels=in_channels,
+        out_channels=out_channels,
+        kernel=kernel,
+        strides=strides,
+        dilations=dilations,
+        group=group,
+        pads=pads,
         auto_pad=None if padding == "explicit" else padding,
-        bias=draw(st.booleans()), weights_as=draw(st.sampled_from(["initializer", "constant"])),
+        bias=draw(st.booleans()),
+        weights_as=draw(st.sampled_from(["initializer", "constant"])),
         size=size,
     )
 
@@ -149,8 +169,11 @@ _CASES = dict(
     fixed_batch=st.booleans(),
     seed=st.integers(0, 2**16),
 )
-_SETTINGS = dict(deadline=None, derandomize=True,
-                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+_SETTINGS = dict(
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 
 
 def _random_conv_matches_reference(variant, params, activation, batch, fixed_batch, seed):
@@ -164,8 +187,9 @@ test_property_random_convs = settings(max_examples=EXAMPLES, **_SETTINGS)(
 )
 #: the long run: pytest -m slow tests/test_equivalence.py (1000 examples, about a minute)
 test_property_random_convs_slow = pytest.mark.slow(
-    settings(max_examples=1000, derandomize=False, **{k: v for k, v in _SETTINGS.items()
-                                                      if k != "derandomize"})(
-        given(**_CASES)(_random_conv_matches_reference)
-    )
+    settings(
+        max_examples=1000,
+        derandomize=False,
+        **{k: v for k, v in _SETTINGS.items() if k != "derandomize"},
+    )(given(**_CASES)(_random_conv_matches_reference))
 )

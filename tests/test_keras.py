@@ -27,16 +27,19 @@ def _randomise_biases(model, seed: int) -> None:
 
 
 def sequential(activation_in_conv: bool):
-    model = keras.Sequential([
-        keras.Input(SIZE),
-        keras.layers.Conv2D(6, 3, padding="same", name="conv",
-                            activation="relu" if activation_in_conv else None),
-        *([] if activation_in_conv else [keras.layers.Activation("relu")]),
-        keras.layers.MaxPooling2D(),
-        keras.layers.Conv2D(4, 3, activation="relu"),
-        keras.layers.Flatten(),
-        keras.layers.Dense(1, activation="sigmoid"),
-    ])
+    model = keras.Sequential(
+        [
+            keras.Input(SIZE),
+            keras.layers.Conv2D(
+                6, 3, padding="same", name="conv", activation="relu" if activation_in_conv else None
+            ),
+            *([] if activation_in_conv else [keras.layers.Activation("relu")]),
+            keras.layers.MaxPooling2D(),
+            keras.layers.Conv2D(4, 3, activation="relu"),
+            keras.layers.Flatten(),
+            keras.layers.Dense(1, activation="sigmoid"),
+        ]
+    )
     _randomise_biases(model, 1)
     return model
 
@@ -59,10 +62,12 @@ def saved(tmp_path_factory):
     root = tmp_path_factory.mktemp("keras")
     keras.utils.set_random_seed(0)
     paths = {}
-    for name, model, suffix in [("seq_pre", sequential(False), ".keras"),
-                                ("seq_post", sequential(True), ".keras"),
-                                ("functional", functional(), ".keras"),
-                                ("seq_h5", sequential(False), ".h5")]:
+    for name, model, suffix in [
+        ("seq_pre", sequential(False), ".keras"),
+        ("seq_post", sequential(True), ".keras"),
+        ("functional", functional(), ".keras"),
+        ("seq_h5", sequential(False), ".h5"),
+    ]:
         paths[name] = root / f"{name}{suffix}"
         model.save(paths[name])
     return root, paths

@@ -9,9 +9,9 @@ import textwrap
 
 import numpy as np
 import onnx
+from onnx_models import VARIANTS, build_cnn, random_batch
 
 from anan_onnx import AnanParams, convert_model
-from onnx_models import VARIANTS, build_cnn, random_batch
 
 BLOCK = textwrap.dedent("""
     import sys
@@ -24,8 +24,12 @@ BLOCK = textwrap.dedent("""
 
 
 def _run(code: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", BLOCK + textwrap.dedent(code)],
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-c", BLOCK + textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_session_and_cli_work_without_tensorflow(tmp_path):
