@@ -23,6 +23,7 @@ import onnx_ir as ir
 from ._conv_geometry import conv_geometry
 from ._params import AnanParams
 from ._per_image_conv import per_image_conv, unfold
+from ._pool_commute import gains_non_negative, is_monotone, pool_after
 from ._target import ConvTarget
 from ._window_means import window_means
 
@@ -104,27 +105,22 @@ def build_anan_graph(
     bias = None if target.bias is None else b.const("anan/bias", target.bias.reshape(1, -1, 1, 1))
     weights = _split_weights(target.weight, params.rule)
     geom = conv_geometry(conv, target.weight)
+    act = target.activation
+    monotone = gains_non_negative(params, tunable)  # then v ↦ act(g·v + β) is monotone
+    pool = pool_after(conv, act) if monotone and is_monotone(act) else None
+    grouped = batch is not None and pool is None
     mean_only = params.signal == "pre" and params.reduce == "mean"
-    grouped = batch is not None
     maps = None
     if not (mean_only and grouped and geom is not None):  # the grouped conv replaces the maps
         maps = _first_layer_maps(b, conv, weights, params.rule)
-    means = None
-    if mean_only and geom is not None:  # mean of g·map + β is g·mean(map) + β
-        means = window_means(b, x, geom, weights, _group(conv), "anan/means")
-    elif mean_only:
-        means = [b.op("GlobalAveragePool", [m], f"{m.name}_mean") for m in maps]
+    activity_of = _activity_strategy(b, target, params, weights, geom, maps, bias, monotone)
     channels = target.out_channels
     gains = [b.const("anan/gain_init", np.ones((1, channels, 1, 1)))] * len(weights)
     counter = b.const("anan/counter_init", np.zeros((1, channels, 1, 1)))
 
     for t in range(1, steps + 1):
         tag = f"anan/step{t}"
-        if means is not None:  # per-kernel arithmetic only: no pass over the maps
-            activity = _combine(b, gains, means, bias, f"{tag}/activity")
-        else:
-            response = _combine(b, gains, maps, bias, f"{tag}/response")
-            activity = _reduce(b, _activate(b, response, target, params, tag), params, tag)
+        activity = activity_of(gains, tag)
         new_counter = _count(b, counter, activity, knobs, params, tag)
         new_gains = _update_gains(b, gains, new_counter, knobs, params, tag)
         if knobs.k is not None:  # steps beyond k keep the state
@@ -136,11 +132,36 @@ def build_anan_graph(
             ]
         counter, gains = new_counter, new_gains
 
-    if not grouped:
+    if pool is not None:
+        _splice_pool_commuted(graph, b, conv, act, pool, gains, maps, bias)
+    elif not grouped:
         _splice(graph, [conv], conv.outputs[0], b, _combine(b, gains, maps, bias, "anan/output"))
-        return
-    y = per_image_conv(b, conv, x, weights, gains, target.bias, batch, "anan/output_conv")
-    act = target.activation
+    else:
+        _splice_grouped(graph, b, conv, act, x, weights, gains, target.bias, batch)
+
+
+def _splice_pool_commuted(graph, b, conv, act, pool, gains, maps, bias) -> None:
+    """act(g·MaxPool(C) + β) replaces MaxPool(act(conv(x, W) + β)) (see _pool_commute)."""
+    pooled = b.add(
+        ir.Node(
+            pool.domain,
+            pool.op_type,
+            [maps[0]],
+            list(pool.attributes.values()),
+            name="anan/output_pool",
+            outputs=[ir.Value(name="anan/output_pool")],
+        )
+    )
+    output = _combine(b, gains, [pooled], bias, "anan/output_scaled")
+    if act is not None:
+        output = _clone_activation(b, act, output, "anan/output")
+    _splice(graph, [pool, *([act] if act else []), conv], pool.outputs[0], b, output)
+
+
+def _splice_grouped(graph, b, conv, act, x, weights, gains, bias, batch) -> None:
+    """One grouped Conv with per-image weights (see _per_image_conv)."""
+    channels = weights[0].shape[0]
+    y = per_image_conv(b, conv, x, weights, gains, bias, batch, "anan/output_conv")
     if act is None:
         _splice(graph, [conv], conv.outputs[0], b, unfold(b, y, batch, channels, "anan/output"))
         return
@@ -148,6 +169,60 @@ def build_anan_graph(
     activated = _clone_activation(b, act, y, "anan/output_activation")
     output = unfold(b, activated, batch, channels, "anan/output")
     _splice(graph, [act, conv], act.outputs[0], b, output)
+
+
+def _activity_strategy(b, target, params, weights, geom, maps, bias, monotone):
+    """The cheapest exact way to get the kernel activities s_j(t) from the gains.
+
+    Returns ``activity(gains, tag) -> (N, O, 1, 1) value``. Where the gains can be taken
+    out of the reduction, the maps are reduced once and every step is per-kernel arithmetic.
+    """
+    act, conv = target.activation, target.node
+    post = params.signal == "post"
+    if params.reduce == "mean" and not post:  # mean(g·C + β) = g·mean(C) + β
+        if geom is not None:
+            once = window_means(b, conv.inputs[0], geom, weights, _group(conv), "anan/means")
+        else:
+            once = [b.op("GlobalAveragePool", [m], f"{m.name}_mean") for m in maps]
+        return lambda gains, tag: _combine(b, gains, once, bias, f"{tag}/activity")
+    if params.reduce == "max" and monotone and (not post or is_monotone(act)):
+        # max(act(g·C + β)) = act(g·max(C) + β) for g >= 0 and a monotone act
+        once = [b.op("GlobalMaxPool", [m], f"{m.name}_max") for m in maps]
+
+        def kernel_max(gains, tag):
+            value = _combine(b, gains, once, bias, f"{tag}/activity_pre")
+            return _clone_activation(b, act, value, f"{tag}/activity") if post else value
+
+        return kernel_max
+    if params.reduce == "mean" and post and monotone and act.op_type == "Relu":
+        if bias is None:  # relu(g·C) = g·relu(C) for g >= 0: the mean is taken once
+            relu = b.op("Relu", [maps[0]], "anan/conv_relu")
+            once = b.op("GlobalAveragePool", [relu], "anan/conv_relu_mean")
+            return lambda gains, tag: b.op("Mul", [gains[0], once], f"{tag}/activity")
+        return lambda gains, tag: _relu_mean(b, gains[0], maps[0], bias, tag)
+
+    def from_maps(gains, tag):
+        response = _combine(b, gains, maps, bias, f"{tag}/response")
+        return _reduce(b, _activate(b, response, target, params, tag), params, tag)
+
+    return from_maps
+
+
+def _relu_mean(b, gain, conv_map, bias, tag):
+    """mean(relu(g·C + β)) = g·mean(max(C, -β/g)) + β for g > 0, relu(β) for g = 0.
+
+    Two passes over the map per step (Max, mean) instead of four (Mul, Add, Relu, mean).
+    """
+    positive = b.op("Greater", [gain, b.const(f"{tag}/zero_g", 0.0)], f"{tag}/gain_positive")
+    safe = b.op("Max", [gain, b.const(f"{tag}/tiny", 1e-30)], f"{tag}/gain_safe")
+    floor = b.op("Neg", [b.op("Div", [bias, safe], f"{tag}/bias_over_gain")], f"{tag}/floor")
+    clipped = b.op("Max", [conv_map, floor], f"{tag}/clipped")
+    mean = b.op("GlobalAveragePool", [clipped], f"{tag}/clipped_mean")
+    value = b.op(
+        "Add", [b.op("Mul", [gain, mean], f"{tag}/scaled_mean"), bias], f"{tag}/activity_positive"
+    )
+    dead = b.op("Relu", [bias], f"{tag}/activity_dead")
+    return b.op("Where", [positive, value, dead], f"{tag}/activity")
 
 
 def _split_weights(weight: np.ndarray, rule: str) -> list[np.ndarray]:

@@ -50,10 +50,16 @@ def build_cnn(
     *,
     activation: str = "Relu",
     head: str = "softmax",
+    pool: str | None = None,
     seed: int = 0,
     opset: int = 17,
 ) -> onnx.ModelProto:
-    """A tiny NCHW CNN whose first (and only) Conv is ``variant``; batch is dynamic."""
+    """A tiny NCHW CNN whose first (and only) Conv is ``variant``; batch is dynamic.
+
+    ``pool``: ``None``, ``"max"`` (2×2, stride 2, after the activation), ``"max_padded"``
+    (3×3, stride 2, pads 1, ceil mode) or ``"max_no_act"`` (MaxPool straight after the Conv,
+    no activation).
+    """
     rng = np.random.default_rng(seed)
     v = variant
     w = rng.normal(size=(v.out_channels, v.in_channels // v.group, *v.kernel)).astype(np.float32)
@@ -81,7 +87,27 @@ def build_cnn(
     elif v.pads is not None:
         attrs["pads"] = list(v.pads)
     nodes.append(helper.make_node("Conv", conv_inputs, ["conv_out"], name="conv1", **attrs))
-    nodes += _activation(activation, inits)
+    if pool == "max_no_act":
+        nodes.append(
+            helper.make_node(
+                "MaxPool",
+                ["conv_out"],
+                ["act_out"],
+                name="pool1",
+                kernel_shape=[2, 2],
+                strides=[2, 2],
+            )
+        )
+    else:
+        nodes += _activation(activation, inits)
+    if pool in ("max", "max_padded"):
+        nodes[-1].output[0] = "act_map"
+        extra = (
+            {"kernel_shape": [2, 2], "strides": [2, 2]}
+            if pool == "max"
+            else {"kernel_shape": [3, 3], "strides": [2, 2], "pads": [1, 1, 1, 1], "ceil_mode": 1}
+        )
+        nodes.append(helper.make_node("MaxPool", ["act_map"], ["act_out"], name="pool1", **extra))
     classes = 2 if head == "softmax" else 1
     dense = rng.normal(size=(v.out_channels, classes)).astype(np.float32)
     inits.append(numpy_helper.from_array(dense, "dense"))

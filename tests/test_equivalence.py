@@ -76,6 +76,26 @@ def test_k_and_mu(k, mu, recwarn):
     )
 
 
+POOL_CASES = [  # signal=post needs an activation: "max_no_act" only with "pre"
+    (pool, signal)
+    for pool in ("max", "max_padded", "max_no_act")
+    for signal in ("pre", "post")
+    if not (pool == "max_no_act" and signal == "post")
+]
+
+
+@pytest.mark.parametrize(("pool", "signal"), POOL_CASES)
+@pytest.mark.parametrize("fixed_batch", [None, 6], ids=["dynamic", "fixed"])
+@pytest.mark.parametrize("reduce", ["mean", "max"])
+@pytest.mark.parametrize("b", [0.3, 1.0, 1.5])
+def test_maxpool_after_the_layer(pool, signal, fixed_batch, reduce, b):
+    """The scaling moved past the MaxPool (exact for gains >= 0) and the fallback (b > 1)."""
+    variant = VARIANTS["plain"]
+    params = AnanParams(k=4, mu=2, a=1.5, b=b, signal=signal, reduce=reduce)
+    base = build_cnn(variant, pool=pool, seed=5)
+    assert_matches_reference(base, params, random_batch(variant, 6), batch=fixed_batch)
+
+
 @pytest.mark.parametrize("activation", ["Relu", "LeakyRelu", "Elu", "Sigmoid", "Tanh", "Clip"])
 @pytest.mark.parametrize("reduce", ["mean", "max", "majority"])
 def test_post_signal_activations(activation, reduce):
@@ -167,6 +187,7 @@ _CASES = dict(
     activation=st.sampled_from(["Relu", "LeakyRelu", "Elu", "Sigmoid", "Tanh", "Clip"]),
     batch=st.integers(1, 5),
     fixed_batch=st.booleans(),
+    pool=st.sampled_from([None, "max", "max_padded", "max_no_act"]),
     seed=st.integers(0, 2**16),
 )
 _SETTINGS = dict(
@@ -176,10 +197,24 @@ _SETTINGS = dict(
 )
 
 
-def _random_conv_matches_reference(variant, params, activation, batch, fixed_batch, seed):
-    base = build_cnn(variant, activation=activation, seed=seed)
+def _random_conv_matches_reference(variant, params, activation, batch, fixed_batch, pool, seed):
+    if pool == "max_no_act" and params.signal == "post":
+        pool = "max"
+    if min(_out_size(variant)) < 3:  # too small to pool
+        pool = None
+    base = build_cnn(variant, activation=activation, pool=pool, seed=seed)
     x = random_batch(variant, batch, seed=seed + 1)
     assert_matches_reference(base, params, x, min_compared=1, batch=batch if fixed_batch else None)
+
+
+def _out_size(v: ConvVariant) -> list[int]:
+    if v.auto_pad and v.auto_pad.startswith("SAME"):
+        return [-(-n // s) for n, s in zip(v.size, v.strides, strict=True)]
+    pads = v.pads or (0, 0, 0, 0)
+    return [
+        (n + pads[i] + pads[i + 2] - ((k - 1) * d + 1)) // s + 1
+        for i, (n, k, s, d) in enumerate(zip(v.size, v.kernel, v.strides, v.dilations, strict=True))
+    ]
 
 
 test_property_random_convs = settings(max_examples=EXAMPLES, **_SETTINGS)(
