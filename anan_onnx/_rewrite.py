@@ -2,13 +2,19 @@
 
 Pattern rewritten::
 
-    x ──Conv(W0, β)──▶ y            becomes
-    x ──Conv(W⁺), Conv(W⁻) ──▶ P, N ── k × (activity, counter, gain) ──▶ g⁺·P + g⁻·N + β
+    x ──Conv(W0, β)──▶ act ──▶ ...          becomes
+    x ──Conv(W⁺), Conv(W⁻) ──▶ P, N ── k × (activity, counter, gain) ──▶ g⁺·P + g⁻·N + β ──▶ act
 
 It uses the spec's identity ``W(t) = g⁺(t)·W⁺ + g⁻(t)·W⁻`` with per-image, per-kernel gains
 of shape (N, O, 1, 1): the monitoring steps are per-kernel arithmetic and never re-run a
 convolution. Under ``rule='multiplicative'`` both gains always receive the same multiplier,
-so a single gain on the unsplit ``conv(x, W0)`` is exact and one convolution suffices.
+so a single gain on the unsplit ``C = conv(x, W0)`` is exact and one convolution suffices.
+
+The activities take the cheapest exact route (:func:`_activity_strategy`): window sums of
+the input for pre-activation means (``_window_means``), once-reduced maxima when the gains
+are non-negative, two passes per step for post-ReLU means. The modulated layer is moved past
+a following MaxPool when exact (``_pool_commute``), or is one grouped convolution with
+per-image weights for a fixed batch size (``_per_image_conv``).
 
 Only standard ONNX ops are used (opset 13–18); every node is named ``anan/...``.
 """
