@@ -124,9 +124,16 @@ def build_anan_graph(
     gains = [b.const("anan/gain_init", np.ones((1, channels, 1, 1)))] * len(weights)
     counter = b.const("anan/counter_init", np.zeros((1, channels, 1, 1)))
 
+    # Under the absorbing counter the weights stay W0 until a counter reaches ±μ, and a
+    # counter at ±μ is held whatever u says: every step's u may use the step-1 activity.
+    # (With the additive rule only if an untriggered step changes nothing: idle = 0.)
+    shared = params.counter == "absorbing" and (
+        params.rule == "multiplicative" or (params.idle == 0 and not tunable)
+    )
     for t in range(1, steps + 1):
         tag = f"anan/step{t}"
-        activity = activity_of(gains, tag)
+        if t == 1 or not shared:
+            activity = activity_of(gains, tag)
         new_counter = _count(b, counter, activity, knobs, params, tag)
         new_gains = _update_gains(b, gains, new_counter, knobs, params, tag)
         if knobs.k is not None:  # steps beyond k keep the state
