@@ -15,10 +15,11 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-from onnx_models import VARIANTS, build_cnn
 from PIL import Image
 
 from anan_onnx.cli import main
+
+from onnx_models import VARIANTS, build_cnn
 
 VARIANT = VARIANTS["plain"]  # NCHW, 3×11×11
 

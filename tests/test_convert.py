@@ -8,12 +8,13 @@ import random
 import numpy as np
 import onnx
 import pytest
-from equivalence import assert_matches_reference, run_onnx
 from onnx import TensorProto, helper, numpy_helper
-from onnx_models import VARIANTS, build_cnn, random_batch
 
 from anan_onnx import AnanError, AnanParams, convert_file, convert_model, verify_models
 from anan_onnx._metadata import read_metadata
+
+from equivalence import assert_matches_reference, run_onnx
+from onnx_models import VARIANTS, build_cnn, random_batch
 
 
 def _ir3_model() -> onnx.ModelProto:

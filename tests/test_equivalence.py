@@ -7,13 +7,14 @@ import os
 
 import numpy as np
 import pytest
-from equivalence import assert_matches_reference, run_onnx, triggered
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from onnx import numpy_helper
-from onnx_models import VARIANTS, ConvVariant, build_cnn, random_batch
 
 from anan_onnx import AnanParams
+
+from equivalence import assert_matches_reference, run_onnx, triggered
+from onnx_models import VARIANTS, ConvVariant, build_cnn, random_batch
 
 MATRIX = list(
     itertools.product(

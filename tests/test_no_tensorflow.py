@@ -9,9 +9,10 @@ import textwrap
 
 import numpy as np
 import onnx
-from onnx_models import VARIANTS, build_cnn, random_batch
 
 from anan_onnx import AnanParams, convert_model
+
+from onnx_models import VARIANTS, build_cnn, random_batch
 
 BLOCK = textwrap.dedent("""
     import sys
