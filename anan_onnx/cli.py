@@ -71,6 +71,9 @@ def _build_parser() -> argparse.ArgumentParser:
     _add_inspect(commands)
     _add_predict(commands)
     _add_verify(commands)
+    from ._cli_eval import add_commands
+
+    add_commands(commands)
     return parser
 
 

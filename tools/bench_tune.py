@@ -1,0 +1,113 @@
+"""Benchmark of ``anan-onnx tune``: the paper's 240-configuration grid on 1000 images.
+
+Times :func:`anan_onnx._tune.grid_search` (fast path: first layer once per image, the gain
+recurrence for all configurations in numpy, the rest of the network once per distinct gain
+vector, plus scoring every configuration) a few times and reports the median. Image loading
+and the Keras→ONNX export are done once, before timing.
+
+The images are the 697 Cats&Dogs images (train + test) and horizontally flipped copies of
+the first ones up to ``--images``, labelled by their class folders.
+
+Usage::
+
+    .venv/bin/python tools/bench_tune.py                       # demo model, 1000 images, 3 runs
+    .venv/bin/python tools/bench_tune.py --rule additive --repeats 1
+    .venv/bin/python tools/bench_tune.py --json out/bench_tune.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--model", type=Path, default=REPO / "models" / "catsdogs_cnn.keras")
+    p.add_argument("--data", type=Path, default=REPO / ".." / "shared" / "data" / "cats_dogs")
+    p.add_argument("--images", type=int, default=1000)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--rule", choices=("multiplicative", "additive"), default="multiplicative")
+    p.add_argument("--threads", type=int, help="onnxruntime intra-op threads")
+    p.add_argument("--json", type=Path, help="also write the results here")
+    return p.parse_args(argv)
+
+
+def images(data: Path, spec, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """n images in the model layout: the data set's files, then flipped copies."""
+    from anan_onnx import load_images
+
+    classes = sorted(d.name for d in (data / "train").iterdir() if d.is_dir())
+    files, labels = [], []
+    for split in ("train", "test"):
+        for label, name in enumerate(classes):
+            found = sorted((data / split / name).iterdir())
+            files += found
+            labels += [label] * len(found)
+    x, _, _ = load_images(files, spec, progress=False)
+    y = np.asarray(labels)
+    while len(x) < n:  # flipped copies: new inputs with real image statistics
+        extra = min(n - len(x), len(files))
+        axis = 2 if spec.layout == "NHWC" else 3
+        x = np.concatenate([x, np.flip(x[:extra], axis=axis)])
+        y = np.concatenate([y, y[:extra]])
+    return np.ascontiguousarray(x[:n]), y[:n]
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    import onnxruntime
+
+    from anan_onnx import InputSpec
+    from anan_onnx._metadata import read_metadata
+    from anan_onnx._tune import Grid, grid_search, load_model
+
+    base = load_model(args.model)
+    spec = InputSpec.from_metadata(read_metadata(base))
+    x, y = images(args.data, spec, args.images)
+    grid = Grid(rules=(args.rule,))
+    load = os.getloadavg()
+    runs, rest_rows = [], 0
+    for i in range(args.repeats):
+        start = time.perf_counter()
+        result = grid_search(base, x, y, grid, threads=args.threads, progress=False)
+        runs.append(time.perf_counter() - start)
+        rest_rows = result.rest_rows
+        print(f"run {i + 1}: {runs[-1]:.1f} s ({result.rest_rows} rest-of-network rows)")
+    record = {
+        "command": " ".join([Path(sys.argv[0]).name, *(argv or sys.argv[1:])]),
+        "model": str(args.model),
+        "images": len(x),
+        "input": spec.describe(),
+        "configurations": grid.size,
+        "rule": args.rule,
+        "runs_s": [round(r, 2) for r in runs],
+        "median_s": round(statistics.median(runs), 2),
+        "rest_rows": rest_rows,
+        "distinct_gain_vectors_per_image": round(rest_rows / len(x), 1),
+        "machine": platform.platform(),
+        "cpus": os.cpu_count(),
+        "load_average_before": [round(v, 2) for v in load],
+        "load_average_after": [round(v, 2) for v in os.getloadavg()],
+        "onnxruntime": onnxruntime.__version__,
+        "python": platform.python_version(),
+    }
+    print(json.dumps(record, indent=1))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(record, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
