@@ -222,18 +222,17 @@ def _activity_strategy(b, target, params, weights, geom, maps, bias, monotone):
 
 
 def _relu_mean(b, gain, conv_map, bias, tag):
-    """mean(relu(g·C + β)) = g·mean(max(C, -β/g)) + β for g > 0, relu(β) for g = 0.
+    """mean(relu(g·C + β)) = g·mean(relu(C + β/g)) for g > 0, relu(β) for g = 0.
 
-    Two passes over the map per step (Max, mean) instead of four (Mul, Add, Relu, mean).
+    Three passes over the map per step (Add, Relu, mean) instead of four, and a kernel whose
+    responses are all negative still gets an activity of exactly 0, as in the literal loop.
     """
     positive = b.op("Greater", [gain, b.const(f"{tag}/zero_g", 0.0)], f"{tag}/gain_positive")
     safe = b.op("Max", [gain, b.const(f"{tag}/tiny", 1e-30)], f"{tag}/gain_safe")
-    floor = b.op("Neg", [b.op("Div", [bias, safe], f"{tag}/bias_over_gain")], f"{tag}/floor")
-    clipped = b.op("Max", [conv_map, floor], f"{tag}/clipped")
-    mean = b.op("GlobalAveragePool", [clipped], f"{tag}/clipped_mean")
-    value = b.op(
-        "Add", [b.op("Mul", [gain, mean], f"{tag}/scaled_mean"), bias], f"{tag}/activity_positive"
-    )
+    shift = b.op("Div", [bias, safe], f"{tag}/bias_over_gain")
+    shifted = b.op("Add", [conv_map, shift], f"{tag}/shifted")
+    mean = b.op("GlobalAveragePool", [b.op("Relu", [shifted], f"{tag}/relu")], f"{tag}/relu_mean")
+    value = b.op("Mul", [gain, mean], f"{tag}/activity_positive")
     dead = b.op("Relu", [bias], f"{tag}/activity_dead")
     return b.op("Where", [positive, value, dead], f"{tag}/activity")
 

@@ -106,6 +106,23 @@ def test_post_signal_activations(activation, reduce):
     assert_matches_reference(base, params, random_batch(variant, 6))
 
 
+@pytest.mark.parametrize("counter", ["absorbing", "clamp"])
+@pytest.mark.parametrize(("signal", "reduce"), [("post", "mean"), ("post", "max"), ("pre", "max")])
+@pytest.mark.parametrize("pool", [None, "max"])
+def test_dead_kernel_has_activity_exactly_zero(counter, signal, reduce, pool):
+    """A kernel whose responses are all negative: its post-ReLU activity is exactly 0 (u = -1)."""
+    variant = VARIANTS["plain"]
+    base = build_cnn(variant, pool=pool, seed=8)
+    bias = next(i for i in base.graph.initializer if i.name == "B")
+    values = numpy_helper.to_array(bias).copy()
+    values[0] = -3.3 * np.abs(_w0(base)[0]).sum() - 3.3  # no input in [-3, 3] can wake it
+    bias.CopyFrom(numpy_helper.from_array(values, "B"))
+    params = AnanParams(k=5, mu=2, a=1.5, b=0.5, counter=counter, signal=signal, reduce=reduce)
+    x = np.clip(random_batch(variant, 6), -3, 3)
+    _, ref = assert_matches_reference(base, params, x)
+    assert np.all(ref.weights[:, 0] == _w0(base)[0] * np.float32(0.5) ** 4), "kernel 0 not dead"
+
+
 def test_mu_above_k_equals_base():
     variant = VARIANTS["plain"]
     base = build_cnn(variant)
