@@ -3,6 +3,11 @@
 tf2onnx's ``from_keras`` fails on reloaded Sequential models in Keras 3, so the model is
 wrapped in a ``tf.function`` and exported with ``tf2onnx.convert.from_function``. The
 batch dimension stays dynamic.
+
+TensorFlow's graph optimiser folds a per-channel scale that follows a bias-free ``Conv2D``
+(a ``BatchNormalization``, a constant ``Mul``) into the kernel. The astrocytes must watch the
+``Conv2D`` layer's own output (spec: ``y = conv(x, W) + β``), so such a fold is undone: the
+Conv gets the layer's kernel back, followed by ``Mul`` (the scale) and ``Add`` (the shift).
 """
 
 from __future__ import annotations
@@ -10,11 +15,15 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import shutil
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import onnx
+from onnx import helper, numpy_helper
 
 from ._errors import AnanError
 
@@ -46,9 +55,17 @@ def _export(path: Path, opset: int) -> onnx.ModelProto:
     tf, keras, tf2onnx = _import_tensorflow()
     model = _load(keras, path)
     if len(model.inputs) != 1:
-        raise AnanError(f"{path} has {len(model.inputs)} inputs: ANAN supports one image input")
+        raise AnanError(
+            f"{path} has {len(model.inputs)} inputs: ANAN supports CNNs with one image input; "
+            "save a single-input model"
+        )
     shape = tuple(model.inputs[0].shape)
-    if len(shape) != 4 or any(d is None for d in shape[1:]):
+    if len(shape) != 4:
+        raise AnanError(
+            f"{path} takes input of shape {shape}: ANAN supports 2-D image CNNs (Conv2D on a "
+            "4-D batch), not 1-D or 3-D convolution models"
+        )
+    if any(d is None for d in shape[1:]):
         raise AnanError(
             f"{path} takes input of shape {shape}: ANAN needs a fixed-size image input "
             "(batch, height, width, channels); rebuild the model with a fixed Input shape"
@@ -63,7 +80,98 @@ def _export(path: Path, opset: int) -> onnx.ModelProto:
         proto, _ = tf2onnx.convert.from_function(forward, input_signature=spec, opset=opset)
     except Exception as exc:
         raise AnanError(f"tf2onnx could not export {path} ({_first_line(exc)})") from None
+    restore_folded_kernels(proto, _conv_kernels(keras, model))
     return proto
+
+
+def restore_folded_kernels(proto: onnx.ModelProto, kernels: dict[str, np.ndarray]) -> int:
+    """Undoes folded per-channel scales: ``Conv(x, s·W) + B`` becomes ``Conv(x, W)·s + B``.
+
+    A Conv whose kernel equals, up to one factor per output channel, the kernel of exactly
+    one Keras ``Conv2D`` layer (``kernels``: layer name → O×C×kh×kw) but not the kernel itself
+    was folded by TensorFlow. Its kernel is replaced by the layer's, and ``Mul``/``Add``
+    nodes after it apply the scale and the old bias, so the model computes the same values
+    while the Conv node outputs the layer's own response. Returns the number of Convs restored.
+    """
+    graph = proto.graph
+    inits = {init.name: init for init in graph.initializer}
+    nodes: list[onnx.NodeProto] = []
+    restored = 0
+    for original in graph.node:
+        node = onnx.NodeProto()
+        node.CopyFrom(original)
+        nodes.append(node)
+        if node.op_type != "Conv" or len(node.input) < 2 or node.input[1] not in inits:
+            continue
+        match = _folded_from(numpy_helper.to_array(inits[node.input[1]]), kernels)
+        if match is not None:
+            nodes += _unfold(graph, node, *match, inits)
+            restored += 1
+    if restored:
+        del graph.node[:]
+        graph.node.extend(nodes)
+    return restored
+
+
+def _folded_from(
+    folded: np.ndarray, kernels: dict[str, np.ndarray]
+) -> tuple[str, np.ndarray, np.ndarray] | None:
+    """(layer, kernel, per-channel scale) if ``folded`` is a rescaled layer kernel."""
+    matches = []
+    for layer, kernel in kernels.items():
+        if kernel.shape != folded.shape or np.array_equal(kernel, folded):
+            continue
+        flat_k = kernel.reshape(len(kernel), -1).astype(np.float64)
+        flat_f = folded.reshape(len(folded), -1).astype(np.float64)
+        norm = (flat_k**2).sum(axis=1)
+        if np.any(norm == 0):
+            continue
+        scale = (flat_k * flat_f).sum(axis=1) / norm
+        residual = np.abs(flat_f - scale[:, None] * flat_k).max()
+        if residual <= 1e-5 * max(np.abs(flat_f).max(), 1e-30):
+            matches.append((layer, kernel, scale.astype(np.float32)))
+    return matches[0] if len(matches) == 1 else None
+
+
+def _unfold(graph, node, layer: str, kernel, scale, inits) -> list[onnx.NodeProto]:
+    """Points ``node`` at ``kernel`` and returns the Mul (and Add) nodes to insert after it."""
+    base = f"{layer}/unfolded"
+    out = node.output[0]
+    channels = (1, len(scale), 1, 1)
+    graph.initializer.append(numpy_helper.from_array(kernel, f"{base}/kernel"))
+    graph.initializer.append(numpy_helper.from_array(scale.reshape(channels), f"{base}/scale"))
+    node.input[1] = f"{base}/kernel"
+    node.name = f"{layer}/convolution"
+    node.output[0] = f"{base}/conv_out"
+    nodes = [helper.make_node("Mul", [node.output[0], f"{base}/scale"], [out], name=f"{base}/mul")]
+    if len(node.input) > 2 and node.input[2]:
+        bias = numpy_helper.to_array(inits[node.input[2]]).reshape(channels)
+        graph.initializer.append(numpy_helper.from_array(bias, f"{base}/shift"))
+        del node.input[2:]
+        nodes[0].output[0] = f"{base}/scaled"
+        nodes.append(
+            helper.make_node("Add", [f"{base}/scaled", f"{base}/shift"], [out], name=f"{base}/add")
+        )
+    return nodes
+
+
+def _conv_kernels(keras, model) -> dict[str, np.ndarray]:
+    """Kernels of the model's plain ``Conv2D`` layers (nested models included) as OIHW."""
+    kernels: dict[str, np.ndarray] = {}
+    for layer in _layers(keras, model):
+        if type(layer) is keras.layers.Conv2D and layer.get_weights():
+            kernel = np.asarray(layer.get_weights()[0], np.float32)  # (kh, kw, C/g, O)
+            kernels[layer.name] = np.ascontiguousarray(kernel.transpose(3, 2, 0, 1))
+    return kernels
+
+
+def _layers(keras, model) -> list:
+    layers = []
+    for layer in getattr(model, "layers", []):
+        layers.append(layer)
+        if isinstance(layer, keras.Model):
+            layers += _layers(keras, layer)
+    return layers
 
 
 def check_opset(opset: int) -> None:
@@ -75,12 +183,37 @@ def check_opset(opset: int) -> None:
 
 
 def _load(keras, path: Path):
+    """Loads by content: an HDF5 file named ``.keras`` (or a zip named ``.h5``) is fine too."""
     try:
-        return keras.models.load_model(path, compile=False)
+        with _named_by_content(path) as named:
+            return keras.models.load_model(named, compile=False)
+    except AnanError:
+        raise
     except Exception as exc:
         raise AnanError(
             f"{path} is not a loadable Keras model ({_first_line(exc)}): check the file"
         ) from None
+
+
+@contextlib.contextmanager
+def _named_by_content(path: Path) -> Iterator[Path]:
+    """``path``, or a temporary link to it whose suffix says what the file holds.
+
+    Keras picks the loader by the file name; Keras 2 wrote HDF5 files under any name.
+    """
+    from ._model_io import model_kind
+
+    suffix = ".h5" if model_kind(path) == "h5" else ".keras"
+    if path.suffix.lower() in ((".h5", ".hdf5") if suffix == ".h5" else (".keras",)):
+        yield path
+        return
+    with tempfile.TemporaryDirectory(prefix="anan-onnx-") as folder:
+        link = Path(folder) / f"model{suffix}"
+        try:
+            link.symlink_to(path.resolve())
+        except OSError:
+            shutil.copyfile(path, link)
+        yield link
 
 
 def _import_tensorflow():

@@ -15,6 +15,7 @@ __all__ = [
     "check_output_path",
     "load_onnx",
     "model_kind",
+    "save_all_atomic",
     "save_atomic",
     "validate",
     "write_bytes_atomic",
@@ -45,6 +46,9 @@ def model_kind(path: str | Path) -> str:
     return "onnx"
 
 
+_KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
+
+
 def load_onnx(path: str | Path) -> onnx.ModelProto:
     """Loads an ONNX model with a clear error for corrupt or non-ONNX files."""
     path = Path(path)
@@ -52,6 +56,11 @@ def load_onnx(path: str | Path) -> onnx.ModelProto:
     try:
         model = onnx.load(str(path))
     except Exception as exc:
+        if path.suffix.lower() in _KERAS_SUFFIXES:
+            raise AnanError(
+                f"{path} is named {path.suffix} but is neither a Keras archive (zip) nor an "
+                "HDF5 file, nor ONNX: check the file (it may be damaged or something else)"
+            ) from None
         raise AnanError(
             f"{path} is not a readable ONNX model ({_first_line(exc)}): check the file"
         ) from None
@@ -117,6 +126,42 @@ def write_bytes_atomic(data: bytes, path: str | Path) -> None:
 def save_atomic(model: onnx.ModelProto, path: str | Path) -> None:
     """Serialises ``model`` and writes it atomically."""
     write_bytes_atomic(model.SerializeToString(), path)
+
+
+def save_all_atomic(items: list[tuple[onnx.ModelProto, str | Path]]) -> None:
+    """Writes several models all or nothing: each goes to a synced temp file first, and only
+    when every one is complete are they renamed into place. On any failure the temp files are
+    removed and no output file is created or changed.
+    """
+    staged: list[tuple[str, Path]] = []
+    try:
+        for model, path in items:
+            staged.append((_stage(model.SerializeToString(), Path(path)), Path(path)))
+        for tmp, path in staged:
+            os.replace(tmp, path)
+    except OSError as exc:
+        raise AnanError(
+            f"cannot write {path} ({exc.strerror}): free space or pick another path"
+        ) from None
+    finally:
+        for tmp, _ in staged:
+            Path(tmp).unlink(missing_ok=True)
+
+
+def _stage(data: bytes, path: Path) -> str:
+    """A synced temp file holding ``data`` next to ``path``; its name is returned."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return tmp
 
 
 def _umask() -> int:

@@ -74,7 +74,8 @@ def find_target(graph: ir.Graph, layer: str | None = None) -> ConvTarget:
             if quantized
             else ""
         )
-        raise AnanError(f"the model has no float Conv node{hint}: ANAN needs a CNN")
+        fix = "convert the float model before quantizing it" if quantized else "ANAN needs a CNN"
+        raise AnanError(f"the model has no float Conv node{hint}: {fix}")
     node = convs[0] if layer is None else _by_name(convs, layer)
     weight = _constant(node.inputs[1], node, "weights")
     bias = None
@@ -85,7 +86,10 @@ def find_target(graph: ir.Graph, layer: str | None = None) -> ConvTarget:
             f"Conv {node.name!r} is {weight.ndim - 2}-D: only 2-D convolutions are supported"
         )
     if weight.dtype != np.float32:
-        raise AnanError(f"Conv {node.name!r} has {weight.dtype} weights: only float32 is supported")
+        raise AnanError(
+            f"Conv {node.name!r} has {weight.dtype} weights: only float32 models are supported "
+            "(export the model in float32)"
+        )
     return ConvTarget(node, weight, bias, _activation_after(node))
 
 
