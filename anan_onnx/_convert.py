@@ -182,6 +182,7 @@ def convert_model(
     if _metadata.is_anan(_metadata.read_metadata(base)):
         raise AnanError("the model is already an ANAN model: convert the base model instead")
     model = ir.from_proto(base)
+    _name_unnamed_nodes(model.graph)
     NameFixPass()(model)
     target = find_target(model.graph, layer)
     if params.signal == "post" and target.activation is None:
@@ -268,6 +269,14 @@ def convert_file(
         result.anan = _simplify(result.anan)
     save_all_atomic([(result.base, base_output), (result.anan, output)])
     return result
+
+
+def _name_unnamed_nodes(graph: ir.Graph) -> None:
+    """Names each unnamed node after its first output (CNTK and hand-made models name
+    none), so ``--layer`` and the recorded target layer are meaningful."""
+    for node in graph:
+        if not node.name and node.outputs and node.outputs[0].name:
+            node.name = node.outputs[0].name
 
 
 def _fix_batch(graph: ir.Graph, batch: int) -> None:

@@ -116,12 +116,6 @@ def test_supported_kind_matches_reference(kind, converted):
     assert changed > 1e-6, "the astrocytes changed nothing: the check would be vacuous"
 
 
-#: _rewrite._relu_mean computes mean(relu(g·C + β)) as g·mean(max(C, -β/g)) + β: for a kernel
-#: that is dead on an image (every g·C + β < 0) the exact 0 becomes rounding noise, and noise
-#: above 0 counts as "fired" (the literal loop gets exactly 0: "silent"). See the report.
-DEAD_RELU_BUG = pytest.mark.xfail(
-    strict=False, reason="signal=post, Relu, mean: dead kernels misread (_rewrite._relu_mean)"
-)
 VARIANTS = [
     ("keras31_cf_keras", "signal=post"),
     ("keras3_current_res_keras", "rule=additive"),
@@ -130,17 +124,12 @@ VARIANTS = [
     ("keras215_cf_h5", "signal=post"),
     ("torch_dynamo_opset18", "signal=post"),
     ("torch_torchscript_opset9", "rule=additive"),
-    pytest.param("keras2onnx_style", "signal=post", marks=DEAD_RELU_BUG),
+    ("keras2onnx_style", "signal=post"),  # a kernel dead on some images (exact 0 kept)
     ("cntk_style", "rule=additive"),
 ]
 
 
-def _variant_id(case) -> str:
-    kind_id, option = case.values if hasattr(case, "values") else case
-    return f"{kind_id}-{option}"
-
-
-@pytest.mark.parametrize(("kind_id", "option"), VARIANTS, ids=[_variant_id(c) for c in VARIANTS])
+@pytest.mark.parametrize(("kind_id", "option"), VARIANTS, ids=[f"{k}-{o}" for k, o in VARIANTS])
 def test_options_on_real_models(kind_id, option, converted):
     kind = KINDS[kind_id]
     needs(kind)
