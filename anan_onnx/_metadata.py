@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import onnx
+if TYPE_CHECKING:  # only annotations: reading metadata must not import onnx
+    import onnx
 
 __all__ = [
     "FORMAT",

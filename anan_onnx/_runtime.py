@@ -12,14 +12,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import onnx
 import onnxruntime as ort
 
 from . import _metadata
 from ._errors import AnanError
 from ._params import AnanParams
+
+if TYPE_CHECKING:  # inference does not import onnx (it costs a third of a second)
+    import onnx
 
 __all__ = ["Session", "providers_for"]
 
@@ -75,7 +78,8 @@ class Session:
         if threads:
             options.intra_op_num_threads = threads
         options.graph_optimization_level = _optimization_level(optimization)
-        source = model.SerializeToString() if isinstance(model, onnx.ModelProto) else _path(model)
+        serialize = getattr(model, "SerializeToString", None)  # an onnx.ModelProto
+        source = serialize() if serialize else _path(model)
         try:
             self._session = ort.InferenceSession(source, options, providers=providers_for(provider))
         except AnanError:

@@ -15,6 +15,7 @@ import numpy as np
 import onnx
 
 from ._errors import AnanError
+from ._labels import TOLERANCE, decision_margin, labels_agree, predicted_labels
 from ._model_io import load_onnx
 from ._params import AnanParams
 from ._reference import LiteralReference
@@ -28,8 +29,6 @@ __all__ = [
     "random_inputs",
     "verify_models",
 ]
-
-TOLERANCE = 1e-5
 
 
 @dataclasses.dataclass
@@ -118,25 +117,6 @@ def verify_models(
     return VerifyReport(len(inputs), int((~keep).sum()), int(agree.sum()), float(diff), tolerance)
 
 
-def labels_agree(ours: np.ndarray, expected: np.ndarray, tolerance: float = TOLERANCE):
-    """Per row: same predicted class, or the reference sits on the decision boundary.
-
-    A reference output within ``tolerance`` of the boundary (p = 0.5, or two classes
-    equally likely) has no well-defined class; the max-abs-diff check still covers it.
-    """
-    same = predicted_labels(ours) == predicted_labels(expected)
-    return same | (decision_margin(expected) <= tolerance)
-
-
-def decision_margin(outputs: np.ndarray) -> np.ndarray:
-    """Distance of each row from the decision boundary: |p - 0.5|, or top-1 minus top-2."""
-    outputs = np.asarray(outputs, np.float64).reshape(len(outputs), -1)
-    if outputs.shape[1] == 1:
-        return np.abs(outputs[:, 0] - 0.5)
-    top = np.sort(outputs, axis=1)
-    return top[:, -1] - top[:, -2]
-
-
 def random_inputs(session: Session, n: int, seed: int = 0) -> np.ndarray:
     """``n`` random-pixel images in the model's layout and preprocessing."""
     if n < 1:
@@ -148,11 +128,3 @@ def random_inputs(session: Session, n: int, seed: int = 0) -> np.ndarray:
     offset = float(session.metadata.get("offset", 0.0))
     pixels = np.random.default_rng(seed).integers(0, 256, size=shape)
     return (pixels * scale + offset).astype(np.float32)
-
-
-def predicted_labels(outputs: np.ndarray) -> np.ndarray:
-    """Class per row: ``p > 0.5`` for a single sigmoid column, else the arg-max."""
-    outputs = np.asarray(outputs)
-    if outputs.ndim == 1 or outputs.shape[-1] == 1:
-        return (outputs.reshape(len(outputs)) > 0.5).astype(np.int64)
-    return outputs.reshape(len(outputs), -1).argmax(axis=1)

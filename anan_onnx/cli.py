@@ -285,8 +285,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     import numpy as np
 
     from ._images import load_npy
+    from ._labels import predicted_labels
     from ._runtime import Session
-    from ._verify import predicted_labels
 
     session = Session(args.model, provider=args.provider, threads=args.threads)
     names, probs = [], []

@@ -53,14 +53,16 @@ def test_session_and_cli_work_without_tensorflow(tmp_path):
         print(json.dumps(probs.tolist()))
         code = main(["predict", {str(model)!r}, {str(tmp_path / "x.npy")!r}])
         loaded = [m for m in sys.modules if m.split(".")[0] in ("tensorflow", "keras", "tf2onnx")]
-        print(json.dumps({{"code": code, "loaded": loaded}}))
+        # start-up cost: inference needs neither the converter (onnx, onnx-ir) nor sympy
+        heavy = sorted({{m.split(".")[0] for m in sys.modules}} & {{"onnx", "onnx_ir", "sympy"}})
+        print(json.dumps({{"code": code, "loaded": loaded, "heavy": heavy}}))
     """)
     assert result.returncode == 0, result.stderr
     lines = result.stdout.strip().splitlines()
     probs = np.array(json.loads(lines[0]))
     assert probs.shape == (3, 2)
     status = json.loads(lines[-1])
-    assert status == {"code": 0, "loaded": []}
+    assert status == {"code": 0, "loaded": [], "heavy": []}
 
 
 def test_converting_keras_without_tensorflow_says_what_to_install(tmp_path):
