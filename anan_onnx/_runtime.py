@@ -148,6 +148,8 @@ class Session:
 
 def _path(model: str | Path) -> str:
     path = Path(model)
+    if path.is_dir():
+        raise AnanError(f"{path} is a directory: pass an .onnx model file")
     if not path.is_file():
         raise AnanError(f"{path}: no such model file: check the path")
     return str(path)

@@ -9,6 +9,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import math
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,7 @@ import onnx
 
 from ._errors import AnanError
 from ._labels import TOLERANCE, decision_margin, labels_agree, predicted_labels
+from ._metadata import is_anan, read_metadata
 from ._model_io import load_onnx
 from ._params import AnanParams
 from ._reference import LiteralReference
@@ -99,10 +101,17 @@ def verify_models(
         base: the base model it was converted from.
         inputs: a batch in the model's layout; default: ``n`` random images.
     """
+    if not math.isfinite(tolerance) or tolerance < 0:
+        raise AnanError(f"tolerance must be a finite number >= 0, got {tolerance}")
     session = Session(anan, provider=provider)
     if not session.is_anan:
         raise AnanError("the first model is not an ANAN model: pass the .anan.onnx file first")
     base_model = base if isinstance(base, onnx.ModelProto) else load_onnx(base)
+    if is_anan(read_metadata(base_model)):
+        raise AnanError(
+            "the base model given is an ANAN model: pass the base model "
+            "(the .base.onnx file written next to the .anan.onnx)"
+        )
     if inputs is None:
         inputs = random_inputs(session, n, seed)
     params: AnanParams = session.params  # type: ignore[assignment]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 import warnings
@@ -119,6 +120,32 @@ def _params(args: argparse.Namespace) -> AnanParams:
     )
 
 
+def _count(minimum: int):
+    """An argparse type: an integer >= ``minimum``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"invalid integer {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
+        return value
+
+    return parse
+
+
+def _tolerance(text: str) -> float:
+    """An argparse type: a finite float >= 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid number {text!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
+    return value
+
+
 def _number(text: str) -> float:
     """A float, or a fraction such as ``1/255``."""
     try:
@@ -151,7 +178,9 @@ def _add_convert(commands) -> None:
         action="store_true",
         help="expose k, mu, a, b, idle as graph inputs (anan_k ...) for tuning",
     )
-    g.add_argument("--k-max", type=int, help="unrolled steps of a --tunable model (default --k)")
+    g.add_argument(
+        "--k-max", type=_count(1), help="unrolled steps of a --tunable model (default --k)"
+    )
     g.add_argument("--batch", type=int, help="fix the batch size (faster); default: dynamic")
     g = p.add_argument_group("preprocessing recorded in the model")
     g.add_argument("--scale", type=_number, help="pixel scale, e.g. 1/255 (default 1/255)")
@@ -159,7 +188,7 @@ def _add_convert(commands) -> None:
     g.add_argument("--layout", choices=("NHWC", "NCHW"), help="input layout (default: guessed)")
     p.add_argument(
         "--verify",
-        type=int,
+        type=_count(0),
         default=0,
         metavar="N",
         help="check N random inputs against the literal reference after converting",
@@ -276,7 +305,7 @@ def _add_predict(commands) -> None:
     p.add_argument("inputs", type=Path, nargs="+", help="image files and/or .npy batches")
     p.add_argument("--json", action="store_true", help="one JSON document on stdout")
     p.add_argument("--provider", default="cpu", help="execution provider: cpu (default), cuda")
-    p.add_argument("--threads", type=int, help="intra-op threads")
+    p.add_argument("--threads", type=_count(1), help="intra-op threads")
     _common(p)
     p.set_defaults(func=_cmd_predict)
 
@@ -331,10 +360,10 @@ def _add_verify(commands) -> None:
         type=Path,
         help="its base ONNX model (default: the base_model recorded next to it)",
     )
-    p.add_argument("-n", "--n", type=int, default=16, help="random inputs (default 16)")
+    p.add_argument("-n", "--n", type=_count(1), default=16, help="random inputs (default 16)")
     p.add_argument("--inputs", type=Path, nargs="+", help="image files or .npy batches instead")
     p.add_argument("--seed", type=int, default=0, help="seed of the random inputs")
-    p.add_argument("--tolerance", type=float, default=1e-5, help="max abs diff (default 1e-5)")
+    p.add_argument("--tolerance", type=_tolerance, default=1e-5, help="max abs diff (default 1e-5)")
     p.add_argument("--provider", default="cpu", help="execution provider: cpu (default), cuda")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     _common(p)
