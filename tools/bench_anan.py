@@ -52,6 +52,9 @@ from onnx import TensorProto, helper, numpy_helper
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 THREADS = 2
+#: pause before each timed call of the per-image loops: onnxruntime's own threads (the
+#: literal loop's session spins) and TF's go idle meanwhile
+LOOP_PAUSE_S = 0.1
 OPTIONS: dict[str, dict[str, str]] = {
     "default": {},
     "signal=post": {"signal": "post"},
@@ -452,11 +455,41 @@ def params_for(k: int, option: str) -> Any:
     return AnanParams(k=k, **OPTIONS[option])  # type: ignore[arg-type]
 
 
-def make_session(model: onnx.ModelProto) -> Any:
-    """An ``anan_onnx.Session`` with 2 intra-op threads (inter-op: sequential executor)."""
-    from anan_onnx import Session
+class Runner:
+    """An onnxruntime session set up as ``anan_onnx.Session(model, threads=2)`` is (2 intra-op
+    threads, sequential executor so 1 inter-op thread, optimisation level all, CPU), except
+    that idle intra-op threads do not spin.
 
-    return Session(model, threads=THREADS)
+    onnxruntime's worker threads spin for tens of ms after each run. With several sessions
+    in one process, as when base and ANAN runs alternate, the idle sessions' spinning
+    threads then take the 2 cores from the session being timed (measured on this machine:
+    the 128×128 base CNN at batch 1 took a median 19 ms instead of 3.4 ms with 4 sessions
+    alternating). Turning spinning off removes that interference for every session alike.
+    """
+
+    def __init__(self, model: onnx.ModelProto) -> None:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = THREADS
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.log_severity_level = 3
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        self.session = ort.InferenceSession(
+            model.SerializeToString(), options, providers=["CPUExecutionProvider"]
+        )
+        self.input_name = self.session.get_inputs()[0].name
+
+    def run(self, batch: np.ndarray) -> list[np.ndarray]:
+        """All outputs for a batch in the model's layout."""
+        return self.session.run(None, {self.input_name: batch})
+
+
+def make_session(model: onnx.ModelProto) -> Runner:
+    """A ``Runner`` (2 intra-op threads, no spinning) for ``model``."""
+    return Runner(model)
 
 
 def interleave(
@@ -583,6 +616,7 @@ def profile_model(
     options.intra_op_num_threads = THREADS
     options.inter_op_num_threads = 1
     options.log_severity_level = 3
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.enable_profiling = True
     options.profile_file_prefix = str(prefix)
     session = ort.InferenceSession(
@@ -772,6 +806,7 @@ def loop_row(
     names = list(runners)
     for i in range(1, len(x)):
         for name in names[i % len(names) :] + names[: i % len(names)]:
+            time.sleep(LOOP_PAUSE_S)  # let the previous procedure's threads stop spinning
             start = time.perf_counter()
             out = runners[name](i)
             times[name].append(time.perf_counter() - start)
@@ -1218,23 +1253,31 @@ def report_method(results: dict[str, Any]) -> str:
         ## Method
 
         All onnxruntime sessions use {THREADS} intra-op threads (sequential executor, i.e. one
-        inter-op thread), graph optimisation level `all`, CPU provider; TensorFlow is set to
-        {THREADS} intra-op / 1 inter-op threads. Latency is the wall time of one
-        `Session.run` on a seeded random batch. For each (model, batch, dynamic/fixed, k) the
-        base CNN and the three ANAN variants (default options, `signal=post`, `reduce=max`;
-        μ=2, a=1.05, b=0.30) run in rounds, each round running every model once in a rotating
-        order, after {plan["warmup"]} warm-up round(s); the number of rounds fills a time budget
-        ({plan["budget_b1_s"]:g} s at batch 1, {plan["budget_big_s"]:g} s at larger batches),
-        clamped to {plan["min_rounds"]}–{plan["max_rounds_b1"]} rounds at batch 1 and
-        {plan["min_rounds"]}–{plan["max_rounds_big"]} at larger batches. Times are medians with
-        the interquartile range in brackets; a ratio is median(ANAN)/median(base) with the IQR of
-        the per-round ratios (base and ANAN run in the same round, seconds apart). "fixed" means
-        `convert_model(..., batch=N)` for ANAN and the base CNN's input and output batch axis set
-        to N; "dynamic" is the default symbolic batch axis. "ratio of minima" is
-        min(ANAN)/min(base), the least disturbed runs of each. "others' CPU %" is the share
-        of the machine's CPU time (all cores, from `/proc/stat`, hypervisor steal included)
-        that other processes used while the group ran: above a few %, other jobs competed
-        with the 2 threads measured and the figures of that group are disturbed.
+        inter-op thread), graph optimisation level `all`, CPU provider, as
+        `anan_onnx.Session(model, threads={THREADS})` sets them up, but with intra-op spinning
+        off (`session.intra_op.allow_spinning=0`): onnxruntime's idle worker threads spin for
+        tens of ms after a run, and with base and ANAN sessions alternating in one process
+        the idle sessions' spinning threads took the 2 cores from the one being timed (the
+        128×128 base at batch 1: median 19 ms with 4 sessions alternating vs 3.4 ms without
+        spinning, on this machine). A process serving one model is not affected by this.
+        TensorFlow is set to {THREADS} intra-op / 1 inter-op threads.
+
+        Latency is the wall time of one `run` on a seeded random batch. For each (model,
+        batch, dynamic/fixed, k) the base CNN and the three ANAN variants (default options,
+        `signal=post`, `reduce=max`; μ=2, a=1.05, b=0.30) run in rounds, each round running
+        every model once in a rotating order, after {plan["warmup"]} warm-up round(s); the
+        number of rounds fills a time budget ({plan["budget_b1_s"]:g} s at batch 1,
+        {plan["budget_big_s"]:g} s at larger batches), clamped to
+        {plan["min_rounds"]}–{plan["max_rounds_b1"]} rounds at batch 1 and
+        {plan["min_rounds"]}–{plan["max_rounds_big"]} at larger batches. Times are medians
+        with the interquartile range in brackets; a ratio is median(ANAN)/median(base) with
+        the IQR of the per-round ratios (base and ANAN run in the same round, seconds apart).
+        "fixed" means `convert_model(..., batch=N)` for ANAN and the base CNN's input and
+        output batch axis set to N; "dynamic" is the default symbolic batch axis. "ratio of
+        minima" is min(ANAN)/min(base), the least disturbed runs of each. "others' CPU %" is
+        the share of the machine's CPU time (all cores, from `/proc/stat`, hypervisor steal
+        included) that other processes used while the group ran: above a few %, other jobs
+        competed with the 2 threads measured and the figures of that group are disturbed.
         The goals table takes, for each figure, the worst case over models and k, from the
         ratio of medians.""")
 
@@ -1352,9 +1395,12 @@ def report_loops(results: dict[str, Any]) -> str:
         "multiplicative update in numpy), predict, restore. TF eager calls the Keras model "
         "directly; tf.function compiles the same two callables (traced once on a warm-up "
         "image; `set_weights` updates the captured variables in place). The onnxruntime literal "
-        "loop is `LiteralReference.run` (weights fed as an input, k + 1 runs per image). "
+        "loop is `LiteralReference.run` (weights fed as an input, k + 1 runs per image; its "
+        "own session, default threads, spinning on). "
         f"Image by image ({n} images after one warm-up image), each procedure runs once, in a "
-        "rotating order, next to one ANAN run at batch 1 and one at the large batch (default "
+        f"rotating order and after a {LOOP_PAUSE_S * 1e3:.0f} ms pause (so that no other "
+        "session's threads are still spinning), next to one ANAN run at batch 1 and one at "
+        "the large batch (default "
         "options, dynamic batch; its time divided by the batch size), so every ratio compares "
         "runs taken seconds apart. Times are ms per image, median [IQR]. 'max |Δ|' is the "
         "largest difference of a loop's output from the ANAN graph's on the same image.",
