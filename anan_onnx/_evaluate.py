@@ -497,7 +497,8 @@ class Evaluation:
                 test = wilcoxon_paired(b, a)
                 diff = float(np.mean(a - b))
                 lower = metric == "loss"
-                better = "tie" if diff == 0 else (model if (diff < 0) == lower else reference)
+                tie = abs(diff) <= 1e-12  # a mean of equal scores can be off by rounding
+                better = "tie" if tie else (model if (diff < 0) == lower else reference)
                 if metric.startswith(("positive_rate", "predicted_rate")):
                     better = ""  # a rate is not better or worse by itself
                 out.append(
@@ -521,8 +522,8 @@ class Evaluation:
             if shift > SHIFT_FLAG:
                 folds = sum(self._fold_shift(f, model) > SHIFT_FLAG for f in self.folds)
                 out.append(
-                    f"{label}: the predicted share of {where} moves by {shift * 100:.1f} points "
-                    f"vs the base CNN on average ({folds}/{len(self.folds)} folds over 10 "
+                    f"{label}: the share of {where} moves by {shift * 100:.1f} points vs "
+                    f"the base CNN (mean |change|; {folds}/{len(self.folds)} models over 10 "
                     "points); an F1 gain may come from predicting that class more often, not "
                     "from better discrimination: compare balanced accuracy and MCC"
                 )
@@ -550,18 +551,16 @@ class Evaluation:
         return {"auc": "roc_auc"}.get(self.metric, self.metric)
 
     def _rate_shift(self, model: str) -> tuple[float, str]:
+        """Mean over folds of |Δ predicted share| vs the base (the most-moved class for
+        softmax outputs); absolute per fold, so opposite shifts do not cancel."""
+        shifts = [self._fold_shift(f, model) for f in self.folds]
         first = self.folds[0]["scores"]["base"]
         if "positive_rate" in first:
-            d = np.nanmean(
-                self.values(model, "positive_rate") - self.values("base", "positive_rate")
-            )
-            return abs(float(d)), "positive predictions"
-        best, where = 0.0, ""
-        for key in (k for k in first if k.startswith("predicted_rate_")):
-            d = abs(float(np.nanmean(self.values(model, key) - self.values("base", key))))
-            if d > best:
-                best, where = d, f"class {key.rsplit('_', 1)[1]} predictions"
-        return best, where
+            return float(np.mean(shifts)), "positive predictions"
+        keys = [k for k in first if k.startswith("predicted_rate_")]
+        moved = max(keys, key=lambda k: float(np.nanmean(np.abs(
+            self.values(model, k) - self.values("base", k)))))  # fmt: skip
+        return float(np.mean(shifts)), f"class {moved.rsplit('_', 1)[1]} predictions"
 
     def _fold_shift(self, fold: dict[str, Any], model: str) -> float:
         a, b = fold["scores"][model], fold["scores"]["base"]
@@ -638,12 +637,14 @@ class Evaluation:
                     "mean diff": f"{t['mean_difference']:+.4f}",
                     "p": f"{t['p_value']:.4f}",
                     "sig.": t["stars"],
-                    "better": self.labels.get(t["better"], t["better"]),
+                    "better on average": self.labels.get(t["better"], t["better"]),
                 }
                 for t in tests
             ]
             lines.append(
-                markdown_table(rows, ["metric", "comparison", "mean diff", "p", "sig.", "better"])
+                markdown_table(
+                    rows, ["metric", "comparison", "mean diff", "p", "sig.", "better on average"]
+                )
             )
         else:
             lines.append("One model: no paired test (evaluate a folder of fold models).")

@@ -12,7 +12,7 @@ Usage::
 
     .venv/bin/python tools/bench_tune.py                       # demo model, 1000 images, 3 runs
     .venv/bin/python tools/bench_tune.py --rule additive --repeats 1
-    .venv/bin/python tools/bench_tune.py --json out/bench_tune.json
+    .venv/bin/python tools/bench_tune.py --naive 8 --json out/bench_tune.json
 """
 
 from __future__ import annotations
@@ -39,6 +39,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--rule", choices=("multiplicative", "additive"), default="multiplicative")
     p.add_argument("--threads", type=int, help="onnxruntime intra-op threads")
+    p.add_argument(
+        "--naive",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also time the tunable ONNX export run configuration by configuration on N "
+        "configurations spread over the grid, extrapolated to the whole grid",
+    )
     p.add_argument("--json", type=Path, help="also write the results here")
     return p.parse_args(argv)
 
@@ -62,6 +70,35 @@ def images(data: Path, spec, n: int) -> tuple[np.ndarray, np.ndarray]:
         x = np.concatenate([x, np.flip(x[:extra], axis=axis)])
         y = np.concatenate([y, y[:extra]])
     return np.ascontiguousarray(x[:n]), y[:n]
+
+
+def naive_seconds(base, x: np.ndarray, grid, rule: str, n: int, threads: int | None) -> float:
+    """Seconds per configuration of the tunable export on all of ``x`` (median of ``n``)."""
+    import onnxruntime as ort
+
+    from anan_onnx import AnanParams, convert_model
+
+    points = grid.points(rule)
+    model = convert_model(base, AnanParams(rule=rule), tunable=True, k_max=max(grid.k)).anan
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    if threads:
+        options.intra_op_num_threads = threads
+    session = ort.InferenceSession(
+        model.SerializeToString(), options, providers=["CPUExecutionProvider"]
+    )
+    name = session.get_inputs()[0].name
+    times = []
+    for point in points[:: max(1, len(points) // n)][:n]:
+        feeds = {
+            f"anan_{p}": np.asarray(getattr(point, p), np.float32)
+            for p in ("k", "mu", "a", "b", "idle")
+        }
+        start = time.perf_counter()
+        for i in range(0, len(x), 256):
+            session.run(None, {name: x[i : i + 256], **feeds})
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -102,6 +139,11 @@ def main(argv: list[str] | None = None) -> int:
         "onnxruntime": onnxruntime.__version__,
         "python": platform.python_version(),
     }
+    if args.naive:
+        per_config = naive_seconds(base, x, grid, args.rule, args.naive, args.threads)
+        record["naive_tunable_export_s_per_config"] = round(per_config, 3)
+        record["naive_tunable_export_grid_estimate_s"] = round(per_config * grid.size, 1)
+        record["speedup_vs_naive"] = round(per_config * grid.size / record["median_s"], 2)
     print(json.dumps(record, indent=1))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

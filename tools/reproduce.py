@@ -71,6 +71,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--skip-training", action="store_true", help="reuse trained fold models")
     p.add_argument("--report-only", action="store_true", help="only rewrite the report")
+    p.add_argument(
+        "--bench",
+        type=Path,
+        action="append",
+        help="tools/bench_tune.py --json results to quote (default: out/bench_tune_*.json)",
+    )
     return p.parse_args(argv)
 
 
@@ -134,12 +140,32 @@ def evaluate(dataset: str, args: argparse.Namespace) -> dict[str, Any]:
 # --- the report --------------------------------------------------------------------------
 
 
+NAMES = {
+    "loss": "Loss (BCE)",
+    "accuracy": "Accuracy",
+    "f1": "F1",
+    "balanced_accuracy": "Balanced acc.",
+    "mcc": "MCC",
+    "roc_auc": "ROC-AUC",
+    "positive_rate": "Positive rate",
+}
+
+
 def fmt(value: float | None, digits: int = 3) -> str:
     return (
         "nan"
         if value is None or (isinstance(value, float) and math.isnan(value))
         else (f"{value:.{digits}f}")
     )
+
+
+def total(meta: dict[str, Any], key: str) -> str:
+    """'700 s Cats&Dogs + 647 s Fire = 22.5 min' from meta.json timings."""
+    values = meta.get(key) or {}
+    if not values:
+        return "unknown"
+    parts = " + ".join(f"{v:.0f} s {DATASETS.get(d, d)}" for d, v in values.items())
+    return f"{parts} = {sum(values.values()) / 60:.1f} min"
 
 
 def tests_by(result: dict[str, Any]) -> dict[tuple[str, str, str], dict[str, Any]]:
@@ -158,16 +184,7 @@ def table3(dataset: str, result: dict[str, Any]) -> str:
         "| metric | paper CNN | paper ANAN | CNN | control | ANAN mult. | ANAN add. |",
         "| --- | --- | --- | --- | --- | --- | --- |",
     ]
-    names = {
-        "loss": "Loss (BCE)",
-        "accuracy": "Accuracy",
-        "f1": "F1",
-        "balanced_accuracy": "Balanced acc.",
-        "mcc": "MCC",
-        "roc_auc": "ROC-AUC",
-        "positive_rate": "Positive rate",
-    }
-    for metric, name in names.items():
+    for metric, name in NAMES.items():
         paper = PAPER_TABLE3[dataset].get(metric, ("–", "–"))
         cells = {m: fmt(mean(result, m, metric)) for m in ("base", "control", *RULES)}
         stars_on_base = []
@@ -202,15 +219,7 @@ def pvalue_table(result: dict[str, Any]) -> str:
         ("additive", "control"),
         ("control", "base"),
     ]
-    for metric in (
-        "loss",
-        "accuracy",
-        "f1",
-        "balanced_accuracy",
-        "mcc",
-        "roc_auc",
-        "positive_rate",
-    ):
+    for metric, name in NAMES.items():
         cells = []
         for model, ref in pairs:
             t = tests.get((model, ref, metric))
@@ -219,7 +228,7 @@ def pvalue_table(result: dict[str, Any]) -> str:
                 continue
             stars = f" {t['stars']}" if t["stars"] else ""
             cells.append(f"{t['mean_difference']:+.3f} (p={t['p_value']:.3f}{stars})")
-        lines.append(f"| {metric} | " + " | ".join(cells) + " |")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -264,7 +273,7 @@ def figures(results: dict[str, dict[str, Any]], docs: Path) -> list[str]:
     for dataset, result in results.items():
         tests = tests_by(result)
         for rule in RULES:
-            group = f"{DATASETS[dataset]}\n{rule[:4]}."
+            group = f"{DATASETS[dataset]}\n{'mult.' if rule == 'multiplicative' else 'add.'}"
             data[group] = {}
             for metric, title in (("f1", "F1"), ("accuracy", "Accuracy")):
                 t = tests.get((rule, "base", metric))
@@ -285,6 +294,48 @@ def figures(results: dict[str, dict[str, Any]], docs: Path) -> list[str]:
     return [path.name]
 
 
+def findings(results: dict[str, dict[str, Any]]) -> list[str]:
+    """Significant differences (p < 0.05) per data set and variant, from the paired tests."""
+    lines = []
+    for dataset, result in results.items():
+        tests = tests_by(result)
+        name = DATASETS[dataset]
+        for model in ("multiplicative", "additive", "control"):
+            better, worse = [], []
+            for metric, label in NAMES.items():
+                t = tests.get((model, "base", metric))
+                if not t or t["p_value"] >= 0.05 or metric == "positive_rate":
+                    continue
+                item = f"{label} {t['mean_difference']:+.3f} (p={t['p_value']:.3f})"
+                (better if t["better"] == model else worse).append(item)
+            who = "control (threshold only)" if model == "control" else f"ANAN {model}"
+            lines.append(
+                f"- **{name}, {who} vs CNN**: significantly better: {', '.join(better) or 'none'}"
+                f"; significantly worse: {', '.join(worse) or 'none'}."
+            )
+        paper = [float(v.split()[0]) for v in PAPER_TABLE3[dataset]["f1"]]
+        d_anan = mean(result, "multiplicative", "f1") - mean(result, "base", "f1")
+        d_control = mean(result, "control", "f1") - mean(result, "base", "f1")
+        rate = mean(result, "control", "positive_rate") - mean(result, "base", "positive_rate")
+        lines.append(
+            f"- **{name}, F1 change vs CNN**: paper ANAN {paper[1] - paper[0]:+.3f}; here ANAN "
+            f"multiplicative {d_anan:+.3f}, control {d_control:+.3f} (the control moves the "
+            f"positive rate by {rate:+.3f})."
+        )
+    wins = sum(
+        "ANAN" in line and "significantly better: none" not in line
+        for line in lines
+        if "vs CNN**: significantly" in line
+    )
+    verdict = (
+        "No ANAN variant is significantly better than the base CNN on any metric in either "
+        "data set."
+        if wins == 0
+        else f"{wins} ANAN comparison(s) show a significant improvement on some metric:"
+    )
+    return [verdict, "", *lines]
+
+
 def report(
     results: dict[str, dict[str, Any]], meta: dict[str, Any], args: argparse.Namespace
 ) -> str:
@@ -293,7 +344,8 @@ def report(
     lines = [
         "# Reproduction of the ANAN paper's protocol (Cats&Dogs, Fire)",
         "",
-        "Regenerate everything (training ≈ 25 min, tuning + evaluation ≈ 10 min on 2 cores):",
+        "Regenerate everything (measured on the machine below: training "
+        f"{total(meta, 'train_seconds')}, tuning + evaluation {total(meta, 'eval_seconds')}):",
         "",
         "```bash",
         ".venv/bin/python tools/reproduce.py            # train, tune, evaluate, write this file",
@@ -308,8 +360,11 @@ def report(
         "validation images). Raw results: `out/reproduce/D/evaluation.{json,md}`.",
         "",
         f"Machine: {meta.get('machine', platform.platform())}, {meta.get('cpus', os.cpu_count())} "
-        f"CPUs; run took {meta.get('train_seconds', {})} s training and "
-        f"{meta.get('eval_seconds', {})} s tuning + evaluation.",
+        "CPUs, shared with other jobs while this ran; onnxruntime CPU.",
+        "",
+        "## Findings",
+        "",
+        *findings(results),
         "",
         "## Protocol",
         "",
@@ -346,8 +401,9 @@ def report(
             "",
             "### Test metrics next to the paper's Table 3",
             "",
-            "Mean over folds. Stars: Wilcoxon ANAN vs CNN, on the better of the two (on the CNN "
-            "column with the rule's initial when the CNN is better). Positive rate = share "
+            "Mean over folds. Stars: paired Wilcoxon ANAN vs CNN (** p < 0.01, * p < 0.05), "
+            "placed on the better of the two as in the paper; on the CNN column they carry the "
+            "rule's initial (m = multiplicative, a = additive). Positive rate = share "
             "predicted as class 1 "
             + (
                 "(`dogs`)."
@@ -372,8 +428,47 @@ def report(
         flags = result.get("flags") or []
         lines += ["### Flags", ""] + ([f"- {f}" for f in flags] or ["- none"]) + [""]
     lines += [f"![Figure 5 reproduction](figures/{shown[0]})", ""]
+    bench = args.bench or sorted((REPO / "out").glob("bench_tune_*.json"))
+    lines += speed(bench)
     lines += deviations(meta, args)
     return "\n".join(lines) + "\n"
+
+
+def speed(paths: list[Path]) -> list[str]:
+    """A section quoting tools/bench_tune.py results, if any were measured."""
+    records = [json.loads(p.read_text()) for p in paths if p.is_file()]
+    if not records:
+        return []
+    lines = [
+        "## Speed of the grid search",
+        "",
+        "`tools/bench_tune.py`: the paper's 240-configuration grid on 1000 images (the 697 "
+        "Cats&Dogs images plus flipped copies) with the bundled demo model "
+        "`models/catsdogs_cnn.keras` (128×128 input, first conv 3→16), scoring included; "
+        '"naive" runs the tunable ONNX export configuration by configuration on a sample of '
+        "configurations and extrapolates.",
+        "",
+        "| rule | command | runs (s) | median (s) | naive estimate (s) | distinct gain vectors "
+        "per image | load average before |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in records:
+        naive = r.get("naive_tunable_export_grid_estimate_s")
+        lines.append(
+            f"| {r['rule']} | `.venv/bin/python tools/{r['command']}` | "
+            f"{', '.join(f'{v:.1f}' for v in r['runs_s'])} | "
+            f"**{r['median_s']:.1f}** | {'–' if naive is None else f'{naive:.0f}'} | "
+            f"{r['distinct_gain_vectors_per_image']:g} | "
+            f"{', '.join(f'{v:.2f}' for v in r['load_average_before'])} |"
+        )
+    lines += [
+        "",
+        f"Machine: {records[0]['machine']}, {records[0]['cpus']} CPUs, onnxruntime "
+        f"{records[0]['onnxruntime']}; other jobs ran on the machine at the same time (see "
+        "the load averages).",
+        "",
+    ]
+    return lines
 
 
 def deviations(meta: dict[str, Any], args: argparse.Namespace) -> list[str]:
@@ -384,6 +479,9 @@ def deviations(meta: dict[str, Any], args: argparse.Namespace) -> list[str]:
         "- **Images**: the shared copies are resized: Cats&Dogs 224×224 JPEG (same counts as "
         "the paper: 557 train / 140 test), Fire downscaled to 120 px height PNG (755 fire / 244 "
         "non-fire, as the paper's 999). Results on the original resolution may differ.",
+        "- **Architecture**: the paper's text does not give Figure 2's filter counts; the "
+        "training tool's reading is used (32/64/128 filters, Dense 128, no dropout, no "
+        "augmentation, valid padding).",
         f"- **Input size**: {size}×{size} for both (paper: 128×128 Cats&Dogs, 224×224 Fire), "
         "to fit the training into the time budget of a 2-core CPU machine.",
         f"- **Training**: at most {meta.get('epochs', args.epochs)} epochs (paper: 100 with "
