@@ -95,7 +95,10 @@ class Session:
         graph_inputs = self._session.get_inputs()
         self.input_name = graph_inputs[0].name
         self.input_shape = tuple(graph_inputs[0].shape)
-        self.parameter_inputs = [i.name for i in graph_inputs[1:]]
+        # A tunable export's anan_k, anan_mu ... are inputs with defaults (initializers):
+        # onnxruntime lists those as overridable initializers, not as inputs.
+        overridable = self._session.get_overridable_initializers()
+        self.parameter_inputs = [i.name for i in overridable if i.name.startswith("anan_")]
         self.output_names = [o.name for o in self._session.get_outputs()]
 
     @property

@@ -199,6 +199,20 @@ GRID = [
 ]
 
 
+def test_session_feeds_the_parameters_of_a_tunable_export():
+    from anan_onnx import AnanError, Session
+
+    base = build_cnn(VARIANTS["plain"], seed=2)
+    x = random_batch(VARIANTS["plain"], 4, seed=4)
+    session = Session(convert_model(base, AnanParams(), tunable=True, k_max=6).anan)
+    assert set(session.parameter_inputs) == {"anan_k", "anan_mu", "anan_a", "anan_b", "anan_idle"}
+    fixed = run_onnx(convert_model(base, AnanParams(k=5, mu=1, a=1.5, b=0.5)).anan, x)
+    ours = session.run(x, anan_k=5, anan_mu=1, anan_a=1.5, anan_b=0.5)[0]
+    np.testing.assert_allclose(ours, fixed, atol=1e-6)
+    with pytest.raises(AnanError, match="no parameter input 'anan_q'"):
+        session.run(x, anan_q=1.0)
+
+
 @pytest.mark.filterwarnings("ignore:mu=.*never trigger")
 @pytest.mark.parametrize("rule", ["multiplicative", "additive"])
 def test_tunable_export_equals_fixed_exports(rule):
