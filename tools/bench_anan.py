@@ -654,8 +654,10 @@ def summarise_profile(events: list[dict[str, Any]], runs: int) -> dict[str, Any]
         key=lambda r: -r["ms"],
     )
     ops: dict[str, float] = {}
+    counts: dict[str, int] = {}
     for row in node_rows:
         ops[row["op"]] = ops.get(row["op"], 0.0) + row["ms"]
+        counts[row["op"]] = counts.get(row["op"], 0) + 1
     anan_ms = sum(r["ms"] for r in node_rows if r["node"].startswith("anan/"))
     return {
         "runs": len(windows),
@@ -663,30 +665,36 @@ def summarise_profile(events: list[dict[str, Any]], runs: int) -> dict[str, Any]
         "kernel_ms": sum(r["ms"] for r in node_rows),
         "anan_nodes_ms": anan_ms,
         "nodes": node_rows,
-        "ops": sorted(({"op": k, "ms": v} for k, v in ops.items()), key=lambda r: -r["ms"]),
+        "ops": sorted(
+            ({"op": k, "ms": v, "nodes": counts[k]} for k, v in ops.items()),
+            key=lambda r: -r["ms"],
+        ),
     }
 
 
 def run_profiles(preps: list[Prepared], plan: Plan, tmp: Path) -> list[dict[str, Any]]:
-    """Section 2: profiles of base and ANAN (k=4) for the first model at the largest batch."""
+    """Section 2: profiles of base and ANAN (first k) for the first model: at the largest
+    batch (default options dynamic and fixed, ``signal=post``), and at batch 1."""
     from anan_onnx import convert_model
 
-    prep, batch = preps[0], max(plan.batches)
-    x = images(prep.spec, batch, plan.seed + batch)
-    k = plan.ks[0]
-    configs = [("base", "dynamic", None), ("default", "dynamic", "default")]
-    configs += [("default", "fixed", "default"), ("signal=post", "dynamic", "signal=post")]
-    if plan.quick:
-        configs = configs[:2]
+    prep, big, k = preps[0], max(plan.batches), plan.ks[0]
+    configs = [("base", "dynamic", None, big), ("default", "dynamic", "default", big)]
+    if not plan.quick:
+        configs += [("default", "fixed", "default", big)]
+        configs += [("signal=post", "dynamic", "signal=post", big)]
+        if big > 1:
+            configs += [("base", "dynamic", None, 1), ("default", "dynamic", "default", 1)]
     results = []
-    for label, mode, option in configs:
-        fixed = batch if mode == "fixed" else None
+    for label, mode, option, batch in configs:
+        x = images(prep.spec, batch, plan.seed + batch)
         if option is None:
             model = prep.base
         else:
+            fixed = batch if mode == "fixed" else None
             model = convert_model(prep.base, params_for(k, option), batch=fixed).anan
-        prefix = tmp / f"profile_{label}_{mode}".replace("=", "_")
-        result = profile_model(model, x, warmup=2, runs=plan.profile_runs, prefix=prefix)
+        runs = plan.profile_runs if batch > 1 else 10 * plan.profile_runs
+        prefix = tmp / f"profile_{label}_{mode}_{batch}".replace("=", "_")
+        result = profile_model(model, x, warmup=2, runs=runs, prefix=prefix)
         result.update(model=prep.spec.name, batch=batch, k=k, label=label, mode=mode)
         results.append(result)
         gc.collect()
@@ -1321,65 +1329,82 @@ def report_latency(results: dict[str, Any]) -> str:
 
 
 def report_profile(results: dict[str, Any]) -> str:
-    """Section 2: top nodes and op types of each profile."""
+    """Section 2: top nodes and op types of each profile, and the change from the base."""
     text = [
         "## Profile: where the time goes (onnxruntime profiler)",
-        "Kernel time per run, summed per node and per op type over the profiled runs "
-        "(after 2 warm-up runs). `anan/*` nodes are the astrocyte subgraph; everything else is "
-        "the base network (in the base model onnxruntime fuses the first Conv with its Relu).",
+        "Kernel time per run, summed per node and per op type over the profiled runs (after 2 "
+        "warm-up runs; 10× more runs at batch 1). `anan/*` nodes are the astrocyte subgraph; "
+        "everything else is the base network (in the base model onnxruntime fuses the first "
+        "Conv with its Relu; `Reorder*` nodes convert to and from its blocked NCHWc layout). "
+        "The profiler adds a little time per node, which shows at batch 1.",
     ]
     for p in results["profiles"]:
+        digits = 2 if p["kernel_ms"] >= 20 else 3
         head = (
             f"### {p['label']} ({p['mode']} batch {p['batch']}, model {p['model']}"
             f"{', k=' + str(p['k']) if p['label'] != 'base' else ''})\n\n"
-            f"Run {p['run_ms']:.0f} ms (median of {p['runs']}); kernels {p['kernel_ms']:.0f} ms; "
-            f"`anan/*` nodes {p['anan_nodes_ms']:.1f} ms."
+            f"Run {p['run_ms']:.{digits}f} ms (median of {p['runs']}); kernels "
+            f"{p['kernel_ms']:.{digits}f} ms; `anan/*` nodes {p['anan_nodes_ms']:.{digits}f} ms."
         )
-        top = p["nodes"][:12]
         nodes = md_table(
             ["node", "op", "ms / run", "% of kernels"],
             (
                 (
                     f"`{r['node']}`",
                     r["op"],
-                    f"{r['ms']:.2f}",
+                    f"{r['ms']:.{digits}f}",
                     f"{100 * r['ms'] / p['kernel_ms']:.1f}",
                 )
-                for r in top
+                for r in p["nodes"][:12]
             ),
         )
         ops = md_table(
-            ["op type", "ms / run", "% of kernels"],
+            ["op type", "nodes", "ms / run", "% of kernels"],
             (
-                (r["op"], f"{r['ms']:.2f}", f"{100 * r['ms'] / p['kernel_ms']:.1f}")
-                for r in p["ops"][:8]
+                (
+                    r["op"],
+                    r.get("nodes", ""),
+                    f"{r['ms']:.{digits}f}",
+                    f"{100 * r['ms'] / p['kernel_ms']:.1f}",
+                )
+                for r in p["ops"][:10]
             ),
         )
         text.append(f"{head}\n\nTop nodes:\n\n{nodes}\n\nBy op type:\n\n{ops}")
-        base = next((b for b in results["profiles"] if b["label"] == "base"), None)
+        base = next(
+            (b for b in results["profiles"] if b["label"] == "base" and b["batch"] == p["batch"]),
+            None,
+        )
         if base is not None and p is not base:
-            text.append("Against the base CNN's profile, by op type:\n\n" + profile_delta(base, p))
+            delta = profile_delta(base, p, digits)
+            text.append("Against the base CNN's profile (same batch), by op type:\n\n" + delta)
     return "\n\n".join(text)
 
 
-def profile_delta(base: dict[str, Any], anan: dict[str, Any]) -> str:
-    """Op types whose kernel time changed by more than 0.5 ms per run, largest change first."""
+def profile_delta(base: dict[str, Any], anan: dict[str, Any], digits: int = 2) -> str:
+    """Op types whose kernel time changed by more than 0.2 % of the base's, largest first."""
     before = {r["op"]: r["ms"] for r in base["ops"]}
     after = {r["op"]: r["ms"] for r in anan["ops"]}
-    ops = sorted(set(before) | set(after), key=lambda op: -(after.get(op, 0) - before.get(op, 0)))
+    change = {op: after.get(op, 0.0) - before.get(op, 0.0) for op in set(before) | set(after)}
+    threshold = 0.002 * base["kernel_ms"]
     rows = [
         (
             op,
-            f"{before.get(op, 0):.2f}",
-            f"{after.get(op, 0):.2f}",
-            f"{after.get(op, 0) - before.get(op, 0):+.2f}",
+            f"{before.get(op, 0):.{digits}f}",
+            f"{after.get(op, 0):.{digits}f}",
+            f"{change[op]:+.{digits}f}",
         )
-        for op in ops
-        if abs(after.get(op, 0) - before.get(op, 0)) > 0.5
+        for op in sorted(change, key=lambda op: -change[op])
+        if abs(change[op]) > threshold
     ]
     total = anan["kernel_ms"] - base["kernel_ms"]
     rows.append(
-        ("**all kernels**", f"{base['kernel_ms']:.1f}", f"{anan['kernel_ms']:.1f}", f"{total:+.1f}")
+        (
+            "**all kernels**",
+            f"{base['kernel_ms']:.{digits}f}",
+            f"{anan['kernel_ms']:.{digits}f}",
+            f"{total:+.{digits}f}",
+        )
     )
     return md_table(["op type", "base ms", "this ms", "Δ ms"], rows)
 
