@@ -181,7 +181,7 @@ def convert_model(
     """
     if _metadata.is_anan(_metadata.read_metadata(base)):
         raise AnanError("the model is already an ANAN model: convert the base model instead")
-    model = ir.from_proto(base)
+    model = ir.from_proto(_with_shapes(base))
     _name_unnamed_nodes(model.graph)
     NameFixPass()(model)
     target = find_target(model.graph, layer)
@@ -277,6 +277,15 @@ def _name_unnamed_nodes(graph: ir.Graph) -> None:
     for node in graph:
         if not node.name and node.outputs and node.outputs[0].name:
             node.name = node.outputs[0].name
+
+
+def _with_shapes(model: onnx.ModelProto) -> onnx.ModelProto:
+    """The model with inferred shapes: the rewrite needs the target's input height and width
+    (exporters such as tf2onnx do not record them after their Transposes)."""
+    try:
+        return onnx.shape_inference.infer_shapes(model)
+    except Exception:  # a model onnx cannot infer still converts, on the slower routes
+        return model
 
 
 def _fix_batch(graph: ir.Graph, batch: int) -> None:
