@@ -12,14 +12,11 @@ show that the program runs any single-input float32 CNN.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import json
 import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +24,8 @@ import onnx
 import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
+
+from process_helpers import locked, tail
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "cpp"
@@ -42,23 +41,6 @@ MODELS = ("anan", "toy_nhwc", "toy_nchw")
 
 
 # --- building the program ------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    """Serialises SDK fetching and building between concurrent pytest processes."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-def _tail(proc: subprocess.CompletedProcess[str], lines: int = 25) -> str:
-    text = (proc.stdout or "") + (proc.stderr or "")
-    return "\n".join(text.strip().splitlines()[-lines:])
 
 
 def _check_toolchain() -> None:
@@ -90,7 +72,7 @@ def _ensure_sdk() -> None:
     )
     if proc.returncode != 0 or not _sdk_present():
         pytest.fail(
-            f"could not get the onnxruntime C++ SDK with {FETCH_SCRIPT.name}:\n{_tail(proc)}"
+            f"could not get the onnxruntime C++ SDK with {FETCH_SCRIPT.name}:\n{tail(proc)}"
         )
 
 
@@ -105,10 +87,10 @@ def _build() -> Path:
         shutil.rmtree(BUILD, ignore_errors=True)
         proc = _cmake(*configure)
     if proc.returncode != 0:
-        pytest.fail(f"cmake configure of examples/cpp failed:\n{_tail(proc)}")
+        pytest.fail(f"cmake configure of examples/cpp failed:\n{tail(proc)}")
     proc = _cmake("--build", str(BUILD), "--parallel", str(os.cpu_count() or 2))
     if proc.returncode != 0:
-        pytest.fail(f"cmake build of examples/cpp failed:\n{_tail(proc)}")
+        pytest.fail(f"cmake build of examples/cpp failed:\n{tail(proc)}")
     return BUILD / "anan_infer"
 
 
@@ -116,7 +98,7 @@ def _build() -> Path:
 def anan_infer() -> Path:
     """Path of the built anan_infer program."""
     _check_toolchain()
-    with _locked(BUILD.parent / ".anan_infer.lock"):
+    with locked(BUILD.parent / ".anan_infer.lock"):
         _ensure_sdk()
         binary = _build()
     if not binary.is_file():
@@ -212,7 +194,7 @@ def anan_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
         timeout=900,
     )
     if proc.returncode != 0 or not out.is_file():
-        pytest.fail(f"anan-onnx convert {KERAS_MODEL.name} failed:\n{_tail(proc)}")
+        pytest.fail(f"anan-onnx convert {KERAS_MODEL.name} failed:\n{tail(proc)}")
     return out
 
 

@@ -10,21 +10,20 @@ part of what this project ships.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import json
 import os
 import re
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 import anan_onnx
+
+from process_helpers import locked, tail
 
 pytestmark = pytest.mark.keras  # the bundled model is converted from Keras
 
@@ -42,23 +41,6 @@ MIN_NODE = 18
 # --- installing the example ----------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    """Serialises ``npm ci`` between concurrent pytest processes."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-def _tail(proc: subprocess.CompletedProcess[str], lines: int = 25) -> str:
-    text = (proc.stdout or "") + (proc.stderr or "")
-    return "\n".join(text.strip().splitlines()[-lines:])
-
-
 def _tools() -> tuple[str, str]:
     """Paths of node and npm; fails with the reason when either is missing or too old."""
     node, npm = shutil.which("node"), shutil.which("npm")
@@ -71,7 +53,7 @@ def _tools() -> tuple[str, str]:
     version = subprocess.run([node, "--version"], capture_output=True, text=True, timeout=60)
     match = re.match(r"v(\d+)\.", version.stdout.strip())
     if version.returncode != 0 or not match:
-        pytest.fail(f"`node --version` failed: {_tail(version)}")
+        pytest.fail(f"`node --version` failed: {tail(version)}")
     if int(match.group(1)) < MIN_NODE:
         pytest.fail(f"examples/node needs Node.js >= {MIN_NODE}, found {version.stdout.strip()}")
     return node, npm
@@ -93,7 +75,7 @@ def _installed_version() -> str | None:
 def node() -> str:
     """The node executable, with examples/node's dependencies installed."""
     node, npm = _tools()
-    with _locked(LOCK):
+    with locked(LOCK):
         if _installed_version() != _pinned_version():  # missing, or left from another pin
             proc = subprocess.run(
                 [npm, "ci", "--no-audit", "--no-fund"],
@@ -104,7 +86,7 @@ def node() -> str:
                 timeout=900,
             )
             if proc.returncode != 0:
-                pytest.fail(f"`npm ci` in examples/node failed:\n{_tail(proc)}")
+                pytest.fail(f"`npm ci` in examples/node failed:\n{tail(proc)}")
         if _installed_version() != _pinned_version():
             pytest.fail(
                 f"`npm ci` did not install onnxruntime-node {_pinned_version()} "
@@ -128,7 +110,7 @@ def anan_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
         timeout=900,
     )
     if proc.returncode != 0 or not out.is_file():
-        pytest.fail(f"anan-onnx convert {KERAS_MODEL.name} failed:\n{_tail(proc)}")
+        pytest.fail(f"anan-onnx convert {KERAS_MODEL.name} failed:\n{tail(proc)}")
     return out
 
 
