@@ -32,8 +32,6 @@ EXAMPLE = REPO / "examples" / "cpp"
 FETCH_SCRIPT = REPO / "tools" / "get_onnxruntime_cpp.sh"
 SDK = Path(os.environ.get("ANAN_ORT_SDK", REPO / "third_party" / "onnxruntime"))
 BUILD = Path(os.environ.get("ANAN_CPP_BUILD_DIR", REPO / "build" / "anan_infer"))
-KERAS_MODEL = REPO / "models" / "catsdogs_cnn.keras"
-CONVERTER = REPO / "anan_onnx" / "cli.py"
 
 BATCH = 3
 TOLERANCE = 1e-6
@@ -174,28 +172,6 @@ def _toy_cnn(path: Path, layout: str, size: int = 12, channels: int = 3) -> Path
     onnx.checker.check_model(model)
     onnx.save(model, path)
     return path
-
-
-@pytest.fixture(scope="session")
-def anan_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The bundled Keras CNN converted to an ANAN model by ``anan-onnx convert``."""
-    missing = [str(p.relative_to(REPO)) for p in (CONVERTER, KERAS_MODEL) if not p.is_file()]
-    if missing:
-        pytest.fail(
-            f"the ANAN converter test needs {' and '.join(missing)} (not in the repository yet): "
-            "the C++ example is checked on the real model once they exist"
-        )
-    out = tmp_path_factory.mktemp("anan") / "model.anan.onnx"
-    proc = subprocess.run(
-        [sys.executable, "-m", "anan_onnx.cli", "convert", str(KERAS_MODEL), "-o", str(out)],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    if proc.returncode != 0 or not out.is_file():
-        pytest.fail(f"anan-onnx convert {KERAS_MODEL.name} failed:\n{tail(proc)}")
-    return out
 
 
 @pytest.fixture(scope="session")

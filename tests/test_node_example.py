@@ -15,7 +15,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +29,6 @@ pytestmark = pytest.mark.keras  # the bundled model is converted from Keras
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "node"
 SCRIPT = EXAMPLE / "anan_infer.mjs"
-KERAS_MODEL = REPO / "models" / "catsdogs_cnn.keras"
 LOCK = REPO / "build" / ".node_example.lock"
 
 BATCH = 5
@@ -96,22 +94,6 @@ def node() -> str:
 
 
 # --- model and inputs ----------------------------------------------------------------------
-
-
-@pytest.fixture(scope="session")
-def anan_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The bundled Keras CNN converted to an ANAN model by the anan-onnx CLI."""
-    out = tmp_path_factory.mktemp("node_example") / "model.anan.onnx"
-    proc = subprocess.run(
-        [sys.executable, "-m", "anan_onnx.cli", "convert", str(KERAS_MODEL), "-o", str(out)],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    if proc.returncode != 0 or not out.is_file():
-        pytest.fail(f"anan-onnx convert {KERAS_MODEL.name} failed:\n{tail(proc)}")
-    return out
 
 
 @pytest.fixture(scope="session")
