@@ -19,7 +19,7 @@ from onnx_ir.passes.common import NameFixPass, RemoveUnusedNodesPass
 
 from . import _metadata
 from ._batch_axis import free_fixed_batch
-from ._errors import AnanError
+from ._errors import AnanError, first_line
 from ._keras_export import check_opset, keras_to_onnx
 from ._model_io import (
     check_output_path,
@@ -321,7 +321,7 @@ def _set_opset(model: onnx.ModelProto, opset: int | None) -> onnx.ModelProto:
         except Exception as exc:
             raise AnanError(
                 f"cannot convert the model from opset {current} to {target} "
-                f"({str(exc).splitlines()[0][:150]}): pass --opset {current} if it is 13–18"
+                f"({first_line(exc, 150)}): pass --opset {current} if it is 13–18"
             ) from None
     model.ir_version = max(model.ir_version, _MIN_IR[target])
     return model

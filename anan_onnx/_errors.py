@@ -7,7 +7,7 @@ prints it without a traceback and exits with status 2.
 
 from __future__ import annotations
 
-__all__ = ["AnanError"]
+__all__ = ["AnanError", "first_line"]
 
 
 class AnanError(Exception):
@@ -19,3 +19,9 @@ class AnanError(Exception):
         ...
         anan_onnx._errors.AnanError: k must be a positive integer, got 0: pass --k 1 or more
     """
+
+
+def first_line(exc: BaseException, limit: int = 200) -> str:
+    """An exception as one short line for an AnanError message (its type if it says nothing)."""
+    lines = str(exc).strip().splitlines()
+    return (lines[0] if lines else type(exc).__name__)[:limit]

@@ -35,7 +35,7 @@ import onnx
 import onnxruntime as ort
 from onnx import helper, numpy_helper
 
-from ._errors import AnanError
+from ._errors import AnanError, first_line
 from ._images import check_batch
 from ._params import AnanParams
 
@@ -395,7 +395,7 @@ def _session(model: onnx.ModelProto, threads: int | None) -> ort.InferenceSessio
     except Exception as exc:  # a graph we cannot split is a bug, not a user error
         raise AnanError(
             f"cannot split the model around its target layer for fast tuning "
-            f"({str(exc).strip().splitlines()[0][:150]}): please report this with the model"
+            f"({first_line(exc, 150)}): please report this with the model"
         ) from None
 
 

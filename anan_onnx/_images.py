@@ -24,7 +24,7 @@ from typing import Literal, TypeVar
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from ._errors import AnanError
+from ._errors import AnanError, first_line
 
 __all__ = [
     "IMAGE_EXTENSIONS",
@@ -246,9 +246,8 @@ def _read_pixels(path: Path, spec: InputSpec) -> np.ndarray:
     except (OSError, SyntaxError, ValueError) as e:
         # Pillow reports truncated or corrupt data as OSError (SyntaxError for some plugins)
         # when the pixels are decoded, after the header was read successfully.
-        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise AnanError(
-            f"image {name} is corrupt or truncated ({reason}): remove it or re-save it"
+            f"image {name} is corrupt or truncated ({first_line(e)}): remove it or re-save it"
         ) from None
 
 

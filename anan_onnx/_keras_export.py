@@ -25,7 +25,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from ._errors import AnanError
+from ._errors import AnanError, first_line
 
 __all__ = ["check_opset", "keras_to_onnx"]
 
@@ -79,7 +79,7 @@ def _export(path: Path, opset: int) -> onnx.ModelProto:
     try:
         proto, _ = tf2onnx.convert.from_function(forward, input_signature=spec, opset=opset)
     except Exception as exc:
-        raise AnanError(f"tf2onnx could not export {path} ({_first_line(exc)})") from None
+        raise AnanError(f"tf2onnx could not export {path} ({first_line(exc)})") from None
     restore_folded_kernels(proto, _conv_kernels(keras, model))
     return proto
 
@@ -191,7 +191,7 @@ def _load(keras, path: Path):
         raise
     except Exception as exc:
         raise AnanError(
-            f"{path} is not a loadable Keras model ({_first_line(exc)}): check the file"
+            f"{path} is not a loadable Keras model ({first_line(exc)}): check the file"
         ) from None
 
 
@@ -252,8 +252,3 @@ def _quiet_native_logs() -> Iterator[None]:
         os.dup2(saved, 2)
         os.close(saved)
         os.close(devnull)
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return (text[0] if text else type(exc).__name__)[:200]

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import onnx
 
-from ._errors import AnanError
+from ._errors import AnanError, first_line
 
 __all__ = [
     "check_output_path",
@@ -62,7 +62,7 @@ def load_onnx(path: str | Path) -> onnx.ModelProto:
                 "HDF5 file, nor ONNX: check the file (it may be damaged or something else)"
             ) from None
         raise AnanError(
-            f"{path} is not a readable ONNX model ({_first_line(exc)}): check the file"
+            f"{path} is not a readable ONNX model ({first_line(exc)}): check the file"
         ) from None
     if not model.graph.node:
         raise AnanError(f"{path} holds no ONNX graph: pass a model file (.keras, .h5 or .onnx)")
@@ -76,7 +76,7 @@ def validate(model: onnx.ModelProto, what: str = "the rewritten model") -> onnx.
         return onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True)
     except Exception as exc:
         raise AnanError(
-            f"{what} failed ONNX validation ({_first_line(exc)}): nothing was written; "
+            f"{what} failed ONNX validation ({first_line(exc)}): nothing was written; "
             "please report this with the model"
         ) from None
 
@@ -168,8 +168,3 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return (text[0] if text else type(exc).__name__)[:200]

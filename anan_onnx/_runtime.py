@@ -18,7 +18,7 @@ import numpy as np
 import onnxruntime as ort
 
 from . import _metadata
-from ._errors import AnanError
+from ._errors import AnanError, first_line
 from ._params import AnanParams
 
 if TYPE_CHECKING:  # inference does not import onnx (it costs a third of a second)
@@ -85,10 +85,9 @@ class Session:
         except AnanError:
             raise
         except Exception as exc:
-            text = (
-                str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
-            )
-            raise AnanError(f"onnxruntime cannot load the model ({text}): check the file") from None
+            raise AnanError(
+                f"onnxruntime cannot load the model ({first_line(exc)}): check the file"
+            ) from None
         custom = self._session.get_modelmeta().custom_metadata_map
         self.metadata = {k[len("anan.") :]: v for k, v in custom.items() if k.startswith("anan.")}
         self.params = AnanParams.from_strings(self.metadata) if self.is_anan else None
