@@ -391,8 +391,11 @@ def _update_gains(b: _Builder, gains, counter, knobs: _Knobs, params: AnanParams
 def _splice(
     graph: ir.Graph, removed: list[ir.Node], old: ir.Value, b: _Builder, output: ir.Value
 ) -> None:
-    """Inserts the new nodes, reroutes ``old``'s users to ``output`` (keeping ``old``'s name
-    for readability) and removes the replaced nodes (conv, and activation if folded in)."""
+    """Inserts the new nodes, reroutes ``old``'s users to ``output`` (keeping ``old``'s name,
+    type and shape: it may be a graph output) and removes the replaced nodes (conv, and
+    activation if folded in)."""
+    output.type = old.type or output.type
+    output.shape = old.shape or output.shape
     for init in b.initializers:
         graph.register_initializer(init)
     graph.insert_before(removed[-1], b.nodes)

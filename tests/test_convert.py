@@ -224,3 +224,22 @@ def test_tunable_export_equals_fixed_exports(rule):
         fixed = run_onnx(convert_model(base, params).anan, x)
         ours = run_onnx(tunable, x, anan_k=k, anan_mu=mu, anan_a=a, anan_b=b, anan_idle=idle)
         np.testing.assert_allclose(ours, fixed, atol=1e-6, err_msg=str(params))
+
+
+@pytest.mark.parametrize(
+    ("pool", "exposed", "shape"),
+    [
+        (None, "act_out", [6, 11, 11]),
+        ("max", "act_out", [6, 5, 5]),
+        (None, "conv_out", [6, 11, 11]),
+    ],
+)
+def test_the_layer_output_may_be_a_graph_output(pool, exposed, shape):
+    """A model that also returns the modulated layer's output (e.g. for inspection)."""
+    base = build_cnn(VARIANTS["plain"], pool=pool, seed=2)
+    base.graph.output.append(
+        helper.make_tensor_value_info(exposed, TensorProto.FLOAT, ["N", *shape])
+    )
+    assert_matches_reference(base, AnanParams(k=3, mu=2), random_batch(VARIANTS["plain"], 4))
+    anan = convert_model(base, AnanParams(k=3, mu=2)).anan
+    assert [o.name for o in anan.graph.output] == ["probs", exposed]
