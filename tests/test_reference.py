@@ -23,19 +23,26 @@ def _one_by_one_model():
         helper.make_node("Flatten", ["m"], ["out"]),
     ]
     graph = helper.make_graph(
-        nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 1, 2, 2])],
-        [helper.make_tensor_value_info("out", TensorProto.FLOAT, ["N", 2])], [w, bias])
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 1, 2, 2])],
+        [helper.make_tensor_value_info("out", TensorProto.FLOAT, ["N", 2])],
+        [w, bias],
+    )
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
 
 
-@pytest.mark.parametrize(("counter", "expected"), [
-    # activities 0.625 (u=+1) and -0.125 (u=-1): counters (1,-1), (2,-2) -> trigger at step 2
-    # (w = 2, -0.5); absorbing holds ±2 at step 3 -> (4, -0.25).
-    ("absorbing", [4.0, -0.25]),
-    # clamp: step 3 activities 1.25 (u=+1, r stays 2, w0 -> 4) and -0.3125 + 0.5 = 0.1875
-    # (u=+1, r -> -1, no trigger: w1 stays -0.5).
-    ("clamp", [4.0, -0.5]),
-])
+@pytest.mark.parametrize(
+    ("counter", "expected"),
+    [
+        # activities 0.625 (u=+1) and -0.125 (u=-1): counters (1,-1), (2,-2) -> trigger at step 2
+        # (w = 2, -0.5); absorbing holds ±2 at step 3 -> (4, -0.25).
+        ("absorbing", [4.0, -0.25]),
+        # clamp: step 3 activities 1.25 (u=+1, r stays 2, w0 -> 4) and -0.3125 + 0.5 = 0.1875
+        # (u=+1, r -> -1, no trigger: w1 stays -0.5).
+        ("clamp", [4.0, -0.5]),
+    ],
+)
 def test_hand_computed_multiplicative(counter, expected):
     params = AnanParams(k=3, mu=2, a=2.0, b=0.5, counter=counter)
     result = LiteralReference(_one_by_one_model(), "conv", params).run(X)

@@ -44,7 +44,7 @@ def make_folder(root: Path, per_class: int = 12, size: int = 32) -> Path:
         for i in range(per_class):
             img = rng.integers(0, 60, size=(size, size + 8, 3), dtype=np.uint8)
             half = (size + 8) // 2
-            img[:, side * half:(side + 1) * half] += 150
+            img[:, side * half : (side + 1) * half] += 150
             fmt = "png" if i % 2 else "jpg"
             Image.fromarray(img).save(root / name / f"{name}{i}.{fmt}")
     return root
@@ -62,9 +62,30 @@ def test_training_entry_point(tmp_path: Path) -> None:
     tool = load_tool()
     data = make_folder(tmp_path / "imgs")
     out = tmp_path / "out"
-    argv = ["--folder", str(data), "--size", "24", "--filters", "4,8", "--dense", "8",
-            "--folds", "2", "--epochs", "2", "--batch-size", "8", "--seed", "3",
-            "--test-split", "0.25", "--out", str(out), "--verbose", "0"]
+    argv = [
+        "--folder",
+        str(data),
+        "--size",
+        "24",
+        "--filters",
+        "4,8",
+        "--dense",
+        "8",
+        "--folds",
+        "2",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "8",
+        "--seed",
+        "3",
+        "--test-split",
+        "0.25",
+        "--out",
+        str(out),
+        "--verbose",
+        "0",
+    ]
     assert tool.main(argv) == 0
     onnx_status = "unavailable" if tool.find_export_keras() is None else "ok"
 
@@ -100,10 +121,30 @@ def test_single_model_with_given_test_set(tmp_path: Path) -> None:
     make_folder(tmp_path / "imgs" / "train", per_class=10)
     make_folder(tmp_path / "imgs" / "test", per_class=3)
     out, model_out = tmp_path / "out", tmp_path / "bundle" / "demo.keras"
-    argv = ["--folder", str(tmp_path / "imgs"), "--size", "16", "--filters", "4",
-            "--dense", "4", "--folds", "1", "--val-split", "0.2", "--epochs", "1",
-            "--augment", "--out", str(out), "--model-out", str(model_out), "--verbose", "0",
-            "--no-onnx"]
+    argv = [
+        "--folder",
+        str(tmp_path / "imgs"),
+        "--size",
+        "16",
+        "--filters",
+        "4",
+        "--dense",
+        "4",
+        "--folds",
+        "1",
+        "--val-split",
+        "0.2",
+        "--epochs",
+        "1",
+        "--augment",
+        "--out",
+        str(out),
+        "--model-out",
+        str(model_out),
+        "--verbose",
+        "0",
+        "--no-onnx",
+    ]
     assert tool.main(argv) == 0
     info = json.loads((model_out.parent / "demo.training.json").read_text())
     assert info["split"]["method"] == "given" and info["split"]["cv"] == "single_holdout"

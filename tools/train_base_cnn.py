@@ -79,16 +79,27 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     src = p.add_argument_group("data")
     src.add_argument("--data", type=Path, default=DEFAULT_DATA, help="shared data root")
     src.add_argument("--dataset", choices=["cats_dogs", "fire"], default="cats_dogs")
-    src.add_argument("--folder", type=Path, help="class-per-subfolder image folder "
-                     "(or one with train/ and test/ inside); overrides --dataset")
-    src.add_argument("--test-split", type=float, default=0.2,
-                     help="test fraction when the data has no given test set (0: none)")
+    src.add_argument(
+        "--folder",
+        type=Path,
+        help="class-per-subfolder image folder "
+        "(or one with train/ and test/ inside); overrides --dataset",
+    )
+    src.add_argument(
+        "--test-split",
+        type=float,
+        default=0.2,
+        help="test fraction when the data has no given test set (0: none)",
+    )
     arch = p.add_argument_group("architecture")
     arch.add_argument("--size", type=int, default=128, help="input height = width")
     arch.add_argument("--kernel", type=int, default=3, help="conv filter size")
     arch.add_argument("--filters", default="32,64,128", help="filters per conv block")
-    arch.add_argument("--blocks", type=int, help="conv blocks (default: len(--filters); "
-                      "extra blocks double the last filter count)")
+    arch.add_argument(
+        "--blocks",
+        type=int,
+        help="conv blocks (default: len(--filters); extra blocks double the last filter count)",
+    )
     arch.add_argument("--dense", type=int, default=128, help="units of the hidden dense layer")
     arch.add_argument("--dropout", type=float, default=0.0, help="dropout before the output")
     arch.add_argument("--padding", choices=["valid", "same"], default="valid")
@@ -100,14 +111,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     tr.add_argument("--min-delta", type=float, default=0.01)
     tr.add_argument("--batch-size", type=int, default=64)
     tr.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate")
-    tr.add_argument("--augment", action="store_true",
-                    help="random horizontal flips and small shifts of the training images")
+    tr.add_argument(
+        "--augment",
+        action="store_true",
+        help="random horizontal flips and small shifts of the training images",
+    )
     tr.add_argument("--seed", type=int, default=0)
     tr.add_argument("--threads", type=int, default=0, help="TF intra-op threads (0: default)")
     out = p.add_argument_group("output")
     out.add_argument("--out", type=Path, default=REPO_ROOT / "out" / "base_cnn")
-    out.add_argument("--model-out", type=Path, help="with --folds 1: also copy the model here "
-                     "(and training.json as <name>.training.json beside it)")
+    out.add_argument(
+        "--model-out",
+        type=Path,
+        help="with --folds 1: also copy the model here "
+        "(and training.json as <name>.training.json beside it)",
+    )
     out.add_argument("--no-onnx", action="store_true", help="skip the ONNX export")
     out.add_argument("--opset", type=int, default=17)
     out.add_argument("--verbose", type=int, default=2, choices=[0, 1, 2], help="Keras fit")
@@ -177,16 +195,28 @@ def seeded_split(root: Path, folder: Path, test_split: float, seed: int) -> Data
     from sklearn.model_selection import train_test_split
 
     files, labels, classes = class_folder(folder)
-    split: dict[str, Any] = {"method": "stratified_seeded", "folder": str(folder),
-                             "test_fraction": test_split, "seed": seed}
+    split: dict[str, Any] = {
+        "method": "stratified_seeded",
+        "folder": str(folder),
+        "test_fraction": test_split,
+        "seed": seed,
+    }
     if test_split == 0.0:
         split["method"] = "none"
         return DataSplit(root, classes, files, labels, split=split)
-    idx_tr, idx_te = train_test_split(np.arange(len(files)), test_size=test_split,
-                                      stratify=labels, random_state=seed)
+    idx_tr, idx_te = train_test_split(
+        np.arange(len(files)), test_size=test_split, stratify=labels, random_state=seed
+    )
     idx_tr, idx_te = np.sort(idx_tr), np.sort(idx_te)
-    return DataSplit(root, classes, [files[i] for i in idx_tr], labels[idx_tr],
-                     [files[i] for i in idx_te], labels[idx_te], split)
+    return DataSplit(
+        root,
+        classes,
+        [files[i] for i in idx_tr],
+        labels[idx_tr],
+        [files[i] for i in idx_te],
+        labels[idx_te],
+        split,
+    )
 
 
 def resolve_data(args: argparse.Namespace) -> DataSplit:
@@ -232,8 +262,16 @@ def build_model(args: argparse.Namespace, n_classes: int) -> keras.Sequential:
     model = keras.Sequential(name="anan_base_cnn")
     model.add(keras.Input(shape=(args.size, args.size, 3), name="image"))
     for i, filters in enumerate(args.filter_list, start=1):
-        model.add(layers.Conv2D(filters, args.kernel, padding=args.padding, activation="relu",
-                                data_format="channels_last", name=f"conv{i}"))
+        model.add(
+            layers.Conv2D(
+                filters,
+                args.kernel,
+                padding=args.padding,
+                activation="relu",
+                data_format="channels_last",
+                name=f"conv{i}",
+            )
+        )
         model.add(layers.MaxPooling2D(2, name=f"pool{i}"))
     model.add(layers.Flatten(name="flatten"))
     model.add(layers.Dense(args.dense, activation="relu", name="dense"))
@@ -275,8 +313,9 @@ def fold_splits(labels: np.ndarray, args: argparse.Namespace) -> list[tuple[np.n
 
     idx = np.arange(len(labels))
     if args.folds == 1:
-        tr, va = train_test_split(idx, test_size=args.val_split, stratify=labels,
-                                  random_state=args.seed)
+        tr, va = train_test_split(
+            idx, test_size=args.val_split, stratify=labels, random_state=args.seed
+        )
         return [(np.sort(tr), np.sort(va))]
     skf = StratifiedKFold(n_splits=args.folds, shuffle=True, random_state=args.seed)
     return list(skf.split(idx, labels))
@@ -289,7 +328,7 @@ def augmented_batches(x: np.ndarray, y: np.ndarray, batch: int, seed: int, shift
     while True:
         order = rng.permutation(len(x))
         for start in range(0, len(x), batch):
-            sel = order[start:start + batch]
+            sel = order[start : start + batch]
             xb = x[sel].copy()
             flip = rng.random(len(sel)) < 0.5
             xb[flip] = xb[flip, :, ::-1]
@@ -298,16 +337,22 @@ def augmented_batches(x: np.ndarray, y: np.ndarray, batch: int, seed: int, shift
             yield xb, y[sel]
 
 
-def fit_model(model: keras.Model, data: tuple[np.ndarray, ...], args: argparse.Namespace,
-              seed: int) -> dict[str, list[float]]:
+def fit_model(
+    model: keras.Model, data: tuple[np.ndarray, ...], args: argparse.Namespace, seed: int
+) -> dict[str, list[float]]:
     """Fit with the paper's stopping rule; returns the Keras history."""
     import keras
 
     x_tr, y_tr, x_va, y_va = data
-    stop = keras.callbacks.EarlyStopping(monitor="loss", min_delta=args.min_delta,
-                                         patience=args.patience)
-    kwargs: dict[str, Any] = {"epochs": args.epochs, "validation_data": (x_va, y_va),
-                              "callbacks": [stop], "verbose": args.verbose}
+    stop = keras.callbacks.EarlyStopping(
+        monitor="loss", min_delta=args.min_delta, patience=args.patience
+    )
+    kwargs: dict[str, Any] = {
+        "epochs": args.epochs,
+        "validation_data": (x_va, y_va),
+        "callbacks": [stop],
+        "verbose": args.verbose,
+    }
     if args.augment:
         steps = -(-len(x_tr) // args.batch_size)
         gen = augmented_batches(x_tr, y_tr, args.batch_size, seed)
@@ -325,8 +370,11 @@ def evaluate(model: keras.Model, x: np.ndarray, y: np.ndarray, n_classes: int) -
     prob = model.predict(x, batch_size=64, verbose=0)
     pred = (prob[:, 0] > 0.5).astype(np.int64) if n_classes == 2 else prob.argmax(axis=1)
     avg = "binary" if n_classes == 2 else "macro"
-    return {"loss": float(loss), "accuracy": float(np.mean(pred == y)),
-            "f1": float(f1_score(y, pred, average=avg))}
+    return {
+        "loss": float(loss),
+        "accuracy": float(np.mean(pred == y)),
+        "f1": float(f1_score(y, pred, average=avg)),
+    }
 
 
 def find_export_keras() -> Callable[..., Any] | None:
@@ -357,8 +405,13 @@ def export_onnx(keras_path: Path, args: argparse.Namespace) -> dict[str, Any]:
     return {"status": "ok", "path": dst.name, "opset": args.opset, "scale": ONNX_SCALE}
 
 
-def train_fold(i: int, split: tuple[np.ndarray, ...], arrays: dict[str, np.ndarray],
-               args: argparse.Namespace, n_classes: int) -> dict[str, Any]:
+def train_fold(
+    i: int,
+    split: tuple[np.ndarray, ...],
+    arrays: dict[str, np.ndarray],
+    args: argparse.Namespace,
+    n_classes: int,
+) -> dict[str, Any]:
     """Train, save, evaluate and export fold ``i`` (1-based)."""
     import keras
 
@@ -374,9 +427,14 @@ def train_fold(i: int, split: tuple[np.ndarray, ...], arrays: dict[str, np.ndarr
     path = args.out / f"fold{i}.keras"
     save_without_optimizer(model, path)
     result: dict[str, Any] = {
-        "fold": i, "seed": seed, "model": path.name, "val_indices": va.tolist(),
-        "epochs_run": len(history["loss"]), "train_seconds": round(seconds, 2),
-        "val": evaluate(model, x[va], y[va], n_classes), "history": history,
+        "fold": i,
+        "seed": seed,
+        "model": path.name,
+        "val_indices": va.tolist(),
+        "epochs_run": len(history["loss"]),
+        "train_seconds": round(seconds, 2),
+        "val": evaluate(model, x[va], y[va], n_classes),
+        "history": history,
     }
     if len(arrays["y_test"]):
         result["test"] = evaluate(model, arrays["x_test"], arrays["y_test"], n_classes)
@@ -408,10 +466,15 @@ def environment() -> dict[str, Any]:
     import keras
     import tensorflow as tf
 
-    return {"python": platform.python_version(), "keras": keras.__version__,
-            "tensorflow": tf.__version__, "backend": keras.backend.backend(),
-            "machine": platform.platform(), "cpu_count": os.cpu_count(),
-            "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])}
+    return {
+        "python": platform.python_version(),
+        "keras": keras.__version__,
+        "tensorflow": tf.__version__,
+        "backend": keras.backend.backend(),
+        "machine": platform.platform(),
+        "cpu_count": os.cpu_count(),
+        "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+    }
 
 
 def config_of(args: argparse.Namespace) -> dict[str, Any]:
@@ -419,21 +482,37 @@ def config_of(args: argparse.Namespace) -> dict[str, Any]:
     return {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
 
 
-def record(args: argparse.Namespace, data: DataSplit, folds: list[dict[str, Any]],
-           seconds: float) -> dict[str, Any]:
+def record(
+    args: argparse.Namespace, data: DataSplit, folds: list[dict[str, Any]], seconds: float
+) -> dict[str, Any]:
     """The content of training.json."""
     return {
-        "config": config_of(args), "classes": data.classes, "data_root": str(data.root),
-        "input": {"shape": [None, args.size, args.size, 3], "layout": "NHWC",
-                  "dtype": "float32", "range": [0.0, 1.0], "scale": ONNX_SCALE,
-                  "resize": "bilinear", "color": "RGB"},
-        "split": {**data.split, "cv": "single_holdout" if args.folds == 1 else
-                  "stratified_kfold", "folds": args.folds, "seed": args.seed,
-                  "val_split": args.val_split if args.folds == 1 else None},
+        "config": config_of(args),
+        "classes": data.classes,
+        "data_root": str(data.root),
+        "input": {
+            "shape": [None, args.size, args.size, 3],
+            "layout": "NHWC",
+            "dtype": "float32",
+            "range": [0.0, 1.0],
+            "scale": ONNX_SCALE,
+            "resize": "bilinear",
+            "color": "RGB",
+        },
+        "split": {
+            **data.split,
+            "cv": "single_holdout" if args.folds == 1 else "stratified_kfold",
+            "folds": args.folds,
+            "seed": args.seed,
+            "val_split": args.val_split if args.folds == 1 else None,
+        },
         "train_files": rel(data.train_files, data.root),
         "train_labels": data.train_labels.tolist(),
-        "test_files": rel(data.test_files, data.root), "test_labels": data.test_labels.tolist(),
-        "folds": folds, "summary": summary(folds), "total_seconds": round(seconds, 2),
+        "test_files": rel(data.test_files, data.root),
+        "test_labels": data.test_labels.tolist(),
+        "folds": folds,
+        "summary": summary(folds),
+        "total_seconds": round(seconds, 2),
         "environment": environment(),
     }
 
@@ -459,27 +538,35 @@ def main(argv: list[str] | None = None) -> int:
     data = resolve_data(args)
     n_classes = len(data.classes)
     print(f"classes {data.classes}: {len(data.train_files)} train, {len(data.test_files)} test")
-    arrays = {"x_train": load_images(data.train_files, args.size, "train images"),
-              "y_train": data.train_labels,
-              "x_test": load_images(data.test_files, args.size, "test images"),
-              "y_test": data.test_labels}
+    arrays = {
+        "x_train": load_images(data.train_files, args.size, "train images"),
+        "y_train": data.train_labels,
+        "x_test": load_images(data.test_files, args.size, "test images"),
+        "y_test": data.test_labels,
+    }
     args.out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     folds: list[dict[str, Any]] = []
     for i, split in enumerate(fold_splits(data.train_labels, args), start=1):
         print(f"--- fold {i}/{args.folds}: {len(split[0])} train, {len(split[1])} val")
         folds.append(train_fold(i, split, arrays, args, n_classes))
-        print(f"fold {i}: {folds[-1]['epochs_run']} epochs, val {folds[-1]['val']}"
-              + (f", test {folds[-1]['test']}" if "test" in folds[-1] else ""))
+        print(
+            f"fold {i}: {folds[-1]['epochs_run']} epochs, val {folds[-1]['val']}"
+            + (f", test {folds[-1]['test']}" if "test" in folds[-1] else "")
+        )
     info = record(args, data, folds, time.perf_counter() - t0)
     (args.out / "training.json").write_text(json.dumps(info, indent=1))
     if args.model_out is not None:
         args.model_out.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(args.out / "fold1.keras", args.model_out)
-        shutil.copyfile(args.out / "training.json",
-                        args.model_out.with_name(args.model_out.stem + ".training.json"))
-    print(f"wrote {len(folds)} model(s) and training.json to {args.out}; "
-          f"summary {json.dumps(info['summary'])}")
+        shutil.copyfile(
+            args.out / "training.json",
+            args.model_out.with_name(args.model_out.stem + ".training.json"),
+        )
+    print(
+        f"wrote {len(folds)} model(s) and training.json to {args.out}; "
+        f"summary {json.dumps(info['summary'])}"
+    )
     return 1 if any(f["onnx"]["status"] == "failed" for f in folds) else 0
 
 
