@@ -30,7 +30,7 @@ from ._model_io import (
     validate,
 )
 from ._params import AnanParams
-from ._rewrite import build_anan_graph
+from ._rewrite import SCALINGS, build_anan_graph
 from ._target import ACTIVATIONS, find_target
 
 __all__ = [
@@ -162,6 +162,7 @@ def convert_model(
     tunable: bool = False,
     k_max: int | None = None,
     batch: int | None = None,
+    scaling: str = "blocked",
     extra_metadata: dict[str, object] | None = None,
 ) -> Conversion:
     """Rewrites a base ONNX model into an ANAN model, in memory, validated.
@@ -177,8 +178,16 @@ def convert_model(
         k_max: unrolled steps of a tunable model.
         batch: fix the batch size of the ANAN model; allows a faster final layer (one
             grouped convolution with per-image weights). Default: dynamic batch.
+        scaling: ``'blocked'`` (default) applies the final gains in onnxruntime's blocked
+            NCHWc layout, fastest on x86 CPUs; ``'broadcast'`` uses plain broadcast ops,
+            for ARM CPUs, GPUs and other runtimes. Both give bit-identical outputs.
         extra_metadata: more ``anan.*`` keys to record.
     """
+    if scaling not in SCALINGS:
+        raise AnanError(
+            f"scaling must be one of {', '.join(SCALINGS)}, got {scaling!r}: "
+            "pass --scaling blocked (x86 CPUs) or broadcast (ARM, GPU)"
+        )
     if _metadata.is_anan(_metadata.read_metadata(base)):
         raise AnanError("the model is already an ANAN model: convert the base model instead")
     model = ir.from_proto(_with_shapes(base))
@@ -199,7 +208,9 @@ def convert_model(
     normalised_base = ir.to_proto(model)
     if batch is not None:
         _fix_batch(model.graph, batch)
-    build_anan_graph(model, target, params, tunable=tunable, k_max=k_max, batch=batch)
+    build_anan_graph(
+        model, target, params, tunable=tunable, k_max=k_max, batch=batch, scaling=scaling
+    )
     RemoveUnusedNodesPass()(model)
     anan = ir.to_proto(model)
     anan.producer_name, anan.producer_version = "anan-onnx", _tool_version()
@@ -211,6 +222,7 @@ def convert_model(
         tunable=int(tunable),
         k_max=k_max or params.k,
         batch=batch or "dynamic",
+        scaling=scaling,
     )
     meta.update(extra_metadata or {})
     _metadata.write_metadata(anan, meta)
@@ -233,6 +245,7 @@ def convert_file(
     tunable: bool = False,
     k_max: int | None = None,
     batch: int | None = None,
+    scaling: str = "blocked",
 ) -> Conversion:
     """Converts a model file and writes the ANAN model (and the base ONNX model) atomically.
 
@@ -259,6 +272,7 @@ def convert_file(
         tunable=tunable,
         k_max=k_max,
         batch=batch,
+        scaling=scaling,
         extra_metadata={
             "source_sha256": sha,
             "source_file": source.name,

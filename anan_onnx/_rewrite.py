@@ -12,9 +12,11 @@ so a single gain on the unsplit ``C = conv(x, W0)`` is exact and one convolution
 
 The activities take the cheapest exact route (:func:`_activity_strategy`): window sums of
 the input for pre-activation means (``_window_means``), once-reduced maxima when the gains
-are non-negative, two passes per step for post-ReLU means. The modulated layer is moved past
-a following MaxPool when exact (``_pool_commute``), or is one grouped convolution with
-per-image weights for a fixed batch size (``_per_image_conv``).
+are non-negative, two passes per step for post-ReLU means. Each step's counter and trigger
+are table lookups (``_step_tables``; arithmetic on graph inputs in a tunable export). The
+modulated layer is moved past a following MaxPool when exact (``_pool_commute``) and its
+gains applied in onnxruntime's blocked layout (``_blocked_scaling``), or it is one grouped
+convolution with per-image weights for a fixed batch size (``_per_image_conv``).
 
 Only standard ONNX ops are used (opset 13–18); every node is named ``anan/...``.
 """
@@ -26,14 +28,16 @@ import dataclasses
 import numpy as np
 import onnx_ir as ir
 
+from ._blocked_scaling import SCALINGS, blocked_scaling, can_block
 from ._conv_geometry import conv_geometry
 from ._params import AnanParams
 from ._per_image_conv import per_image_conv, unfold
 from ._pool_commute import gains_non_negative, is_monotone, pool_after
+from ._step_tables import apply_trigger, step_tables, table_steps
 from ._target import ConvTarget
 from ._window_means import window_means
 
-__all__ = ["PARAM_INPUTS", "build_anan_graph"]
+__all__ = ["PARAM_INPUTS", "SCALINGS", "build_anan_graph"]
 
 #: Graph inputs of a tunable export, each a float32 scalar defaulting to the converted value.
 PARAM_INPUTS = ("anan_k", "anan_mu", "anan_a", "anan_b", "anan_idle")
@@ -41,23 +45,25 @@ PARAM_INPUTS = ("anan_k", "anan_mu", "anan_a", "anan_b", "anan_idle")
 
 @dataclasses.dataclass
 class _Knobs:
-    """The parameters as graph values: constants, or inputs of a tunable export."""
+    """The parameters as graph inputs of a tunable export (fixed ones go into tables)."""
 
     mu: ir.Value
     neg_mu: ir.Value
     a: ir.Value
     b_factor: ir.Value  # 1 - b (multiplicative) or -b (additive)
     idle: ir.Value
-    k: ir.Value | None  # only in a tunable export
+    k: ir.Value
 
 
 class _Builder:
     """Collects named nodes and constants (of the model's float dtype) for the splice."""
 
-    def __init__(self, dtype: np.dtype) -> None:
+    def __init__(self, dtype: np.dtype, opset: int) -> None:
         self.dtype = dtype
+        self.opset = opset
         self.nodes: list[ir.Node] = []
         self.initializers: list[ir.Value] = []
+        self.unit: ir.Value | None = None  # the initial gains (ones): products with it are skipped
 
     def const(self, name: str, array: object) -> ir.Value:
         tensor = ir.tensor(np.asarray(array, self.dtype), name=name)
@@ -69,6 +75,12 @@ class _Builder:
         return self.add(
             ir.node(op_type, inputs, attrs or None, name=name, outputs=[ir.Value(name=name)])
         )
+
+    def reduce(self, op_type: str, x: ir.Value, axes: list[int], name: str) -> ir.Value:
+        """A Reduce* node keeping dims, with ``axes`` as attribute (opset < 18) or input."""
+        if self.opset >= 18:
+            return self.op(op_type, [x, self.const_int(f"{name}_axes", axes)], name, keepdims=1)
+        return self.op(op_type, [x], name, axes=axes, keepdims=1)
 
     def const_int(self, name: str, values: list[int]) -> ir.Value:
         tensor = ir.tensor(np.asarray(values, np.int64), name=name)
@@ -89,6 +101,7 @@ def build_anan_graph(
     tunable: bool = False,
     k_max: int | None = None,
     batch: int | None = None,
+    scaling: str = "blocked",
 ) -> None:
     """Rewrites ``model`` in place: ``target`` becomes the ANAN subgraph.
 
@@ -100,11 +113,13 @@ def build_anan_graph(
         k_max: number of unrolled steps of a tunable export (steps beyond ``anan_k``
             leave the state unchanged); defaults to ``params.k``.
         batch: the fixed batch size, if any (the graph's input is already fixed to it).
+        scaling: how the final gains are applied after a MaxPool: ``'blocked'`` (in
+            onnxruntime's NCHWc layout, ``_blocked_scaling``) or ``'broadcast'``.
     """
     graph = model.graph
     conv = target.node
-    b = _Builder(target.weight.dtype)
-    knobs = _knobs(b, graph, params, tunable)
+    b = _Builder(target.weight.dtype, model.opset_imports.get("", 17))
+    knobs = _knobs(b, graph, params) if tunable else None  # fixed parameters: tables
     steps = max(k_max or params.k, params.k) if tunable else params.k
 
     x = conv.inputs[0]
@@ -121,8 +136,8 @@ def build_anan_graph(
         maps = _first_layer_maps(b, conv, weights, params.rule)
     activity_of = _activity_strategy(b, target, params, weights, geom, maps, bias, monotone)
     channels = target.out_channels
-    gains = [b.const("anan/gain_init", np.ones((1, channels, 1, 1)))] * len(weights)
-    counter = b.const("anan/counter_init", np.zeros((1, channels, 1, 1)))
+    b.unit = b.const("anan/gain_init", np.ones((1, channels, 1, 1)))
+    gains = [b.unit] * len(weights)
 
     # Under the absorbing counter the weights stay W0 until a counter reaches ±μ, and a
     # counter at ±μ is held whatever u says: every step's u may use the step-1 activity.
@@ -130,31 +145,43 @@ def build_anan_graph(
     shared = params.counter == "absorbing" and (
         params.rule == "multiplicative" or (params.idle == 0 and not tunable)
     )
-    for t in range(1, steps + 1):
-        tag = f"anan/step{t}"
-        if t == 1 or not shared:
-            activity = activity_of(gains, tag)
-        new_counter = _count(b, counter, activity, knobs, params, tag)
-        new_gains = _update_gains(b, gains, new_counter, knobs, params, tag)
-        if knobs.k is not None:  # steps beyond k keep the state
-            active = b.op("Less", [b.const(f"{tag}/index", t - 1), knobs.k], f"{tag}/active")
-            new_counter = b.op("Where", [active, new_counter, counter], f"{tag}/counter_kept")
-            new_gains = [
-                b.op("Where", [active, g1, g0], f"{tag}/gain{i}_kept")
-                for i, (g1, g0) in enumerate(zip(new_gains, gains, strict=True))
-            ]
-        counter, gains = new_counter, new_gains
+    if tunable:
+        gains = _arithmetic_steps(b, gains, activity_of, knobs, params, steps, shared)
+    else:
+        tables = step_tables(params)
+        gains = table_steps(b, tables, activity_of, gains, steps, shared, params.rule)
 
     if pool is not None:
-        _splice_pool_commuted(graph, b, conv, act, pool, gains, maps, bias)
+        _splice_pool_commuted(graph, b, conv, act, pool, gains, maps, bias, target.bias, scaling)
     elif not grouped:
         _splice(graph, [conv], conv.outputs[0], b, _combine(b, gains, maps, bias, "anan/output"))
     else:
         _splice_grouped(graph, b, conv, act, x, weights, gains, target.bias, batch)
 
 
-def _splice_pool_commuted(graph, b, conv, act, pool, gains, maps, bias) -> None:
-    """act(g·MaxPool(C) + β) replaces MaxPool(act(conv(x, W) + β)) (see _pool_commute)."""
+def _arithmetic_steps(b, gains, activity_of, knobs, params, steps, shared):
+    """The steps as arithmetic on graph inputs (a tunable export: μ, a, b are not known)."""
+    counter = b.const("anan/counter_init", np.zeros_like(b.unit.const_value.numpy()))
+    for t in range(1, steps + 1):
+        tag = f"anan/step{t}"
+        if t == 1 or not shared:
+            activity = activity_of(gains, tag)
+        new_counter = _count(b, counter, activity, knobs, params, tag)
+        new_gains = _update_gains(b, gains, new_counter, knobs, params, tag)
+        # steps beyond anan_k keep the state
+        active = b.op("Less", [b.const(f"{tag}/index", t - 1), knobs.k], f"{tag}/active")
+        counter = b.op("Where", [active, new_counter, counter], f"{tag}/counter_kept")
+        gains = [
+            b.op("Where", [active, g1, g0], f"{tag}/gain{i}_kept")
+            for i, (g1, g0) in enumerate(zip(new_gains, gains, strict=True))
+        ]
+    return gains
+
+
+def _splice_pool_commuted(graph, b, conv, act, pool, gains, maps, bias, beta, scaling) -> None:
+    """act(g·MaxPool(C) + β) replaces MaxPool(act(conv(x, W) + β)) (see _pool_commute).
+
+    ``bias`` is β as a (1, O, 1, 1) graph constant, ``beta`` the (O,) array (or None)."""
     pooled = b.add(
         ir.Node(
             pool.domain,
@@ -165,7 +192,14 @@ def _splice_pool_commuted(graph, b, conv, act, pool, gains, maps, bias) -> None:
             outputs=[ir.Value(name="anan/output_pool")],
         )
     )
-    output = _combine(b, gains, [pooled], bias, "anan/output_scaled")
+    known = pool.outputs[0]
+    if known.shape is not None:
+        pooled.type, pooled.shape = known.type, ir.Shape(list(known.shape))
+    (gain,) = gains  # the pool route is multiplicative: one gain
+    if scaling == "blocked" and can_block(pooled):
+        output = blocked_scaling(b, gain, pooled, beta, "anan/output_scaled")
+    else:
+        output = _combine(b, gains, [pooled], bias, "anan/output_scaled")
     if act is not None:
         output = _clone_activation(b, act, output, "anan/output")
     _splice(graph, [pool, *([act] if act else []), conv], pool.outputs[0], b, output)
@@ -249,17 +283,8 @@ def _group(conv: ir.Node) -> int:
     return group.as_int() if group is not None else 1
 
 
-def _knobs(b: _Builder, graph: ir.Graph, params: AnanParams, tunable: bool) -> _Knobs:
-    if not tunable:
-        b_factor = 1.0 - params.b if params.rule == "multiplicative" else -params.b
-        return _Knobs(
-            mu=b.const("anan/mu", params.mu),
-            neg_mu=b.const("anan/neg_mu", -params.mu),
-            a=b.const("anan/a", params.a),
-            b_factor=b.const("anan/b_factor", b_factor),
-            idle=b.const("anan/idle", params.idle),
-            k=None,
-        )
+def _knobs(b: _Builder, graph: ir.Graph, params: AnanParams) -> _Knobs:
+    """k, μ, a, b, idle as graph inputs of a tunable export, defaulting to ``params``."""
     values = (params.k, params.mu, params.a, params.b, params.idle)
     defaults = dict(zip(PARAM_INPUTS, values, strict=True))
     inputs = {}
@@ -308,9 +333,9 @@ def _first_layer_maps(b: _Builder, conv: ir.Node, weights: list[np.ndarray], rul
 
 
 def _combine(b, gains, maps, bias, name):
-    """Σ gᵢ·mapᵢ (+ β)."""
+    """Σ gᵢ·mapᵢ (+ β); a unit gain (the state before step 1) multiplies nothing."""
     pairs = enumerate(zip(gains, maps, strict=True))
-    terms = [b.op("Mul", [g, m], f"{name}_term{i}") for i, (g, m) in pairs]
+    terms = [m if g is b.unit else b.op("Mul", [g, m], f"{name}_term{i}") for i, (g, m) in pairs]
     total = terms[0]
     for i, term in enumerate(terms[1:], 1):
         total = b.op("Add", [total, term], f"{name}_sum{i}")
@@ -371,21 +396,13 @@ def _update_gains(b: _Builder, gains, counter, knobs: _Knobs, params: AnanParams
     excite = b.op("Equal", [counter, knobs.mu], f"{tag}/excite")
     inhibit = b.op("Equal", [counter, knobs.neg_mu], f"{tag}/inhibit")
     if params.rule == "multiplicative":
-        rest = b.op(
-            "Where", [inhibit, knobs.b_factor, b.const(f"{tag}/unit", 1.0)], f"{tag}/m_rest"
-        )
-        m = b.op("Where", [excite, knobs.a, rest], f"{tag}/multiplier")
-        return [b.op("Mul", [g, m], f"{tag}/gain{i}") for i, g in enumerate(gains)]
-    rest = b.op("Where", [inhibit, knobs.b_factor, knobs.idle], f"{tag}/z_rest")
-    z = b.op("Where", [excite, knobs.a, rest], f"{tag}/z")
-    g_pos, g_neg = gains
-    step_pos = b.op("Mul", [b.op("Abs", [g_pos], f"{tag}/gain_pos_abs"), z], f"{tag}/gain_pos_step")
-    step_neg = b.op("Mul", [b.op("Abs", [g_neg], f"{tag}/gain_neg_abs"), z], f"{tag}/gain_neg_step")
-    # W⁻ entries are negative, so |w|·z on them moves g⁻ the other way (spec identity).
-    return [
-        b.op("Add", [g_pos, step_pos], f"{tag}/gain_pos"),
-        b.op("Sub", [g_neg, step_neg], f"{tag}/gain_neg"),
-    ]
+        unit = b.const(f"{tag}/unit", 1.0)
+        rest = b.op("Where", [inhibit, knobs.b_factor, unit], f"{tag}/m_rest")
+        value = b.op("Where", [excite, knobs.a, rest], f"{tag}/multiplier")
+    else:
+        rest = b.op("Where", [inhibit, knobs.b_factor, knobs.idle], f"{tag}/z_rest")
+        value = b.op("Where", [excite, knobs.a, rest], f"{tag}/z")
+    return apply_trigger(b, gains, value, params.rule, tag)
 
 
 def _splice(

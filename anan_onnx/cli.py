@@ -182,6 +182,13 @@ def _add_convert(commands) -> None:
         "--k-max", type=_count(1), help="unrolled steps of a --tunable model (default --k)"
     )
     g.add_argument("--batch", type=int, help="fix the batch size (faster); default: dynamic")
+    g.add_argument(
+        "--scaling",
+        choices=("blocked", "broadcast"),
+        default="blocked",
+        help="final gains in onnxruntime's blocked NCHWc layout (default, fastest on x86 "
+        "CPUs) or as plain broadcast ops (ARM CPUs, GPUs, other runtimes); same outputs",
+    )
     g = p.add_argument_group("preprocessing recorded in the model")
     g.add_argument("--scale", type=_number, help="pixel scale, e.g. 1/255 (default 1/255)")
     g.add_argument("--offset", type=_number, help="added after scaling (default 0)")
@@ -218,6 +225,7 @@ def _cmd_convert(args: argparse.Namespace) -> int:
         tunable=args.tunable,
         k_max=args.k_max,
         batch=args.batch,
+        scaling=args.scaling,
     )
     seconds = time.perf_counter() - start
     base_path = output.with_name(_meta(result.anan)["base_model"])

@@ -1,0 +1,169 @@
+"""The k monitoring steps as table lookups: counter (eq. 2) and trigger (eq. 3) per step.
+
+Pattern rewritten (a fixed, non-tunable conversion)::
+
+    per step: u = ±1, r ← hold/clamp(r + u), z = a | −b | idle by r, g ← update(g, z)
+              (Greater, Where, Add, Abs, Equal, Where, Equal, Equal, Where, Where, Mul)
+    becomes
+    per step: r ← NEXT[r, u] (Gather), z ← TRIGGER[r] (Gather), g ← update(g, z)
+
+The counter only takes the 2μ + 1 values −μ … μ, so eq. 2 (with its hold at ±μ, or the
+clamp) is a transition table and eq. 3 with the update rule a table of multipliers (or z),
+both filled at conversion time from (μ, a, b, idle). The steps stay unrolled: every step's
+counter is a node ``anan/step{t}/counter``. At batch 1, where each node costs a few µs of
+executor time whatever its size, the node count is what the astrocytes cost.
+
+When every step reads the step-1 activity (the absorbing counter, see ``_rewrite``), u is
+folded into the state (state = counter index + (2μ + 1)·[u = +1]), so a step is one
+``Gather``; with the multiplicative rule the k triggers are then looked up together
+(``anan/multipliers``, one ``Gather`` over the k counters) and applied as their product,
+``g = Π m_t`` (``anan/gain_product``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from ._params import AnanParams
+
+__all__ = ["StepTables", "step_tables"]
+
+
+@dataclasses.dataclass(frozen=True)
+class StepTables:
+    """Eqs. 2–3 tabulated for one parameter set.
+
+    States ``s = i + n·f`` with counter index ``i = r + μ`` (``n = 2μ + 1`` values) and
+    ``f = 1`` if the activity was positive (u = +1), else 0.
+
+    Attributes:
+        mu: trigger level μ; the counter starts at index μ (r = 0).
+        next_state: for each state ``i + n·f``, the counter index after eq. 2 with that u.
+        next_shared: for each state, the next state when u stays the same (shared activity).
+        trigger: for each state, the multiplier (multiplicative rule: a, 1 − b or 1) or
+            z (additive rule: a, −b or idle) of eq. 3 for its counter value.
+    """
+
+    mu: int
+    next_state: np.ndarray
+    next_shared: np.ndarray
+    trigger: np.ndarray
+
+    @property
+    def counter_values(self) -> int:
+        """n = 2μ + 1."""
+        return 2 * self.mu + 1
+
+
+def step_tables(params: AnanParams) -> StepTables:
+    """Tabulates eq. 2 (``params.counter``) and eq. 3 with ``params.rule`` for ``params``.
+
+    Example:
+        >>> t = step_tables(AnanParams(k=4, mu=2, a=1.05, b=0.3))
+        >>> [int(i) - 2 for i in t.next_state[:5]]  # u = -1 from r = -2 … 2 (held at ±2)
+        [-2, -2, -1, 0, 2]
+    """
+    mu, n = params.mu, 2 * params.mu + 1
+    counters = np.arange(-mu, mu + 1)
+    nexts = []
+    for u in (-1, 1):
+        if params.counter == "absorbing":
+            moved = np.where(np.abs(counters) == mu, counters, counters + u)
+        else:
+            moved = np.clip(counters + u, -mu, mu)
+        nexts.append(moved + mu)
+    next_state = np.concatenate(nexts).astype(np.int64)
+    f = np.repeat([0, 1], n)
+    next_shared = (next_state + n * f).astype(np.int64)
+    if params.rule == "multiplicative":
+        excite, inhibit, idle = params.a, 1.0 - params.b, 1.0
+    else:
+        excite, inhibit, idle = params.a, -params.b, params.idle
+    per_counter = np.where(counters == mu, excite, np.where(counters == -mu, inhibit, idle))
+    return StepTables(mu, next_state, next_shared, np.tile(per_counter, 2))
+
+
+def table_steps(
+    b, tables: StepTables, activity_of, gains: list, steps: int, shared: bool, rule: str
+):
+    """Emits the ``steps`` unrolled steps; returns the final gains.
+
+    Args:
+        b: the graph builder of ``_rewrite``.
+        tables: from :func:`step_tables`.
+        activity_of: ``(gains, tag) -> (N, O, 1, 1) activity`` for the current gains.
+        gains: the initial gains (ones).
+        steps: k.
+        shared: every step may use the step-1 activity (then u is folded into the state).
+        rule: ``'multiplicative'`` or ``'additive'``.
+    """
+    n = tables.counter_values
+    next_state = b.const_int("anan/next_state", tables.next_shared if shared else tables.next_state)
+    trigger = b.const("anan/trigger", tables.trigger)
+    if shared and rule == "multiplicative":
+        return _shared_multiplicative(b, tables, activity_of, gains, steps, next_state, trigger)
+    state = None
+    for t in range(1, steps + 1):
+        tag = f"anan/step{t}"
+        if t == 1 or not shared:
+            fired = b.op(
+                "Greater", [activity_of(gains, tag), b.const(f"{tag}/zero_s", 0.0)], f"{tag}/fired"
+            )
+            # + n selects the u = +1 half of the table; the counter starts at r = 0 (index μ).
+            start = 0 if state is not None else tables.mu
+            key = b.op(
+                "Where",
+                [fired, b.const_int(f"{tag}/up", [start + n]), b.const_int(f"{tag}/down", [start])],
+                f"{tag}/key" if state is None else f"{tag}/u_offset",
+            )
+            state = key if state is None else b.op("Add", [state, key], f"{tag}/key")
+        state = b.op("Gather", [next_state, state], f"{tag}/counter")
+        name = "multiplier" if rule == "multiplicative" else "z"
+        value = b.op("Gather", [trigger, state], f"{tag}/{name}")
+        gains = apply_trigger(b, gains, value, rule, tag)
+    return gains
+
+
+def _shared_multiplicative(b, tables, activity_of, gains, steps, next_state, trigger):
+    """All steps read the step-1 activity and only multiply: the k counters are still
+    stepped one by one, but their k multipliers are looked up in one ``Gather`` and
+    applied as one product (g = Π m_t), instead of 2 nodes per step."""
+    n = tables.counter_values
+    activity = activity_of(gains, "anan/step1")
+    fired = b.op("Greater", [activity, b.const("anan/step1/zero_s", 0.0)], "anan/step1/fired")
+    up, down = (
+        b.const_int("anan/step1/up", [tables.mu + n]),
+        b.const_int("anan/step1/down", [tables.mu]),
+    )
+    state = b.op("Where", [fired, up, down], "anan/step1/key")
+    counters = []
+    for t in range(1, steps + 1):
+        state = b.op("Gather", [next_state, state], f"anan/step{t}/counter")
+        counters.append(state)
+    history = b.op("Concat", counters, "anan/counters", axis=-1) if steps > 1 else state
+    multipliers = b.op("Gather", [trigger, history], "anan/multipliers")  # (N, O, 1, k)
+    product = b.reduce("ReduceProd", multipliers, [-1], "anan/gain_product")
+    return [
+        b.op("Mul", [g, product], f"anan/gain{i}") if g is not b.unit else product
+        for i, g in enumerate(gains)
+    ]
+
+
+def apply_trigger(b, gains: list, value, rule: str, tag: str) -> list:
+    """The update rule on the gains: g·m (multiplicative), or the additive identity of the
+    spec, ``g⁺ + |g⁺|·z`` and ``g⁻ − |g⁻|·z`` (W⁻ entries are negative)."""
+    if rule == "multiplicative":
+        return [b.op("Mul", [g, value], f"{tag}/gain{i}") for i, g in enumerate(gains)]
+    g_pos, g_neg = gains
+    step_pos = b.op(
+        "Mul", [b.op("Abs", [g_pos], f"{tag}/gain_pos_abs"), value], f"{tag}/gain_pos_step"
+    )
+    step_neg = b.op(
+        "Mul", [b.op("Abs", [g_neg], f"{tag}/gain_neg_abs"), value], f"{tag}/gain_neg_step"
+    )
+    return [
+        b.op("Add", [g_pos, step_pos], f"{tag}/gain_pos"),
+        b.op("Sub", [g_neg, step_neg], f"{tag}/gain_neg"),
+    ]

@@ -1,0 +1,88 @@
+"""The tabulated steps (``_step_tables``) = eqs. 1–3 of the spec, step by step."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+
+from anan_onnx import AnanParams, convert_model
+from anan_onnx._step_tables import step_tables
+
+from onnx_models import VARIANTS, build_cnn
+
+OPTIONS = list(
+    itertools.product(range(1, 5), ("absorbing", "clamp"), ("multiplicative", "additive"))
+)
+
+
+def _spec_step(r: int, u: int, params: AnanParams) -> tuple[int, float]:
+    """One step as the spec words it: eq. 2 (counter), then eq. 3 with the update rule."""
+    mu = params.mu
+    if params.counter == "absorbing":
+        r = r if abs(r) == mu else r + u
+    else:
+        r = min(max(r + u, -mu), mu)
+    if params.rule == "multiplicative":
+        value = params.a if r == mu else (1 - params.b) if r == -mu else 1.0
+    else:
+        value = params.a if r == mu else -params.b if r == -mu else params.idle
+    return r, value
+
+
+@pytest.mark.parametrize(("mu", "counter", "rule"), OPTIONS)
+def test_every_transition_is_the_spec_step(mu, counter, rule):
+    params = AnanParams(k=8, mu=mu, a=1.35, b=0.2, idle=0.5, counter=counter, rule=rule)
+    tables = step_tables(params)
+    n = tables.counter_values
+    for r, f in itertools.product(range(-mu, mu + 1), (0, 1)):
+        expected_r, expected_value = _spec_step(r, 1 if f else -1, params)
+        index = int(tables.next_state[r + mu + n * f])
+        assert index - mu == expected_r, (r, f)
+        assert tables.trigger[index] == pytest.approx(expected_value)
+        shared = int(tables.next_shared[r + mu + n * f])
+        assert (shared - n * f, shared // n) == (index, f)  # the shared state keeps its u
+        assert tables.trigger[shared] == tables.trigger[index]
+
+
+@pytest.mark.parametrize(("mu", "counter", "rule"), OPTIONS)
+def test_walks_follow_the_spec_for_random_signs(mu, counter, rule):
+    params = AnanParams(k=8, mu=mu, a=1.5, b=0.35, idle=1.0, counter=counter, rule=rule)
+    tables = step_tables(params)
+    n = tables.counter_values
+    rng = np.random.default_rng(mu)
+    for signs in rng.integers(0, 2, size=(50, 8)):
+        r, index = 0, mu
+        for f in signs:
+            r, value = _spec_step(r, 1 if f else -1, params)
+            index = int(tables.next_state[index + n * f])
+            assert (index - mu, tables.trigger[index]) == (r, pytest.approx(value))
+
+
+def test_a_shared_walk_never_leaves_its_half():
+    tables = step_tables(AnanParams(k=8, mu=3))
+    n = tables.counter_values
+    for f in (0, 1):
+        state = tables.mu + n * f
+        for _ in range(8):
+            state = int(tables.next_shared[state])
+            assert state // n == f
+
+
+@pytest.mark.parametrize("k", [2, 4, 8])
+def test_each_step_has_its_counter_node_and_few_nodes(k):
+    """k counter lookups, and a node count that grows by one per step (default options)."""
+    anan = convert_model(build_cnn(VARIANTS["plain"]), AnanParams(k=k, mu=1)).anan
+    names = [n.name for n in anan.graph.node]
+    assert all(f"anan/step{t}/counter" in names for t in range(1, k + 1))
+    longer = convert_model(build_cnn(VARIANTS["plain"]), AnanParams(k=k + 1, mu=1)).anan
+    assert len(longer.graph.node) - len(anan.graph.node) == 1
+
+
+def test_clamp_recomputes_the_activity_every_step():
+    params = AnanParams(k=5, mu=2, counter="clamp")
+    anan = convert_model(build_cnn(VARIANTS["plain"]), params).anan
+    names = {n.name for n in anan.graph.node}
+    assert {f"anan/step{t}/multiplier" for t in range(1, 6)} <= names
+    assert {f"anan/step{t}/fired" for t in range(1, 6)} <= names
