@@ -227,10 +227,10 @@ def _activity_strategy(b, target, params, weights, geom, maps, bias, monotone):
     act, conv = target.activation, target.node
     post = params.signal == "post"
     if params.reduce == "mean" and not post:  # mean(g·C + β) = g·mean(C) + β
-        if maps is not None:  # one read pass over maps computed anyway (measured cheaper)
-            once = [b.op("GlobalAveragePool", [m], f"{m.name}_mean") for m in maps]
-        else:  # the grouped final conv needs no maps: take the means from the input
+        if geom is not None:  # from window sums of the (smaller) input: measured cheaper
             once = window_means(b, conv.inputs[0], geom, weights, _group(conv), "anan/means")
+        else:  # input size unknown: one read pass over the maps
+            once = [b.op("GlobalAveragePool", [m], f"{m.name}_mean") for m in maps]
         return lambda gains, tag: _combine(b, gains, once, bias, f"{tag}/activity")
     if params.reduce == "max" and monotone and (not post or is_monotone(act)):
         # max(act(g·C + β)) = act(g·max(C) + β) for g >= 0 and a monotone act

@@ -1,4 +1,4 @@
-"""Spatial means of a convolution's output without running the convolution.
+"""Spatial means of a convolution's output without reading the convolution's output.
 
 Pattern replaced: ``GlobalAveragePool(Conv(x, W))`` (signal=pre, reduce=mean).
 
@@ -6,8 +6,13 @@ The mean over output positions of ``conv(x, W)[o]`` is ``Σ_{c,u,v} W[o,c,u,v]·
 where ``S[c,u,v]`` sums the input over the positions that kernel offset (u, v) reads. Those
 positions form a row set × a column set, so ``S = A · x · Bᵀ`` with 0/1 matrices A (kh × H)
 and B (kw × W) fixed by the geometry (padding reads zeros and drops out). Per image this is
-two thin MatMuls over the input and one (C·kh·kw × O) MatMul: no pass over the layer's
-(much larger) output maps.
+two thin MatMuls over the input (rows first: a (kh × H) by (H × W) product per channel,
+which onnxruntime runs well; columns first would be a product with only kw output columns)
+and a convolution of the (C × kh × kw) window sums with W / (H'W'), a 1 × 1 output.
+
+The input has C channels where the layer's output has O (3 against 32 in the paper's
+CNN), so this reads about a tenth of what a mean over the output maps reads; measured on
+the paper's 128×128 CNN, it took 2–3 % off ANAN's latency at batch 64 and ~1 % at batch 1.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ import onnx_ir as ir
 
 from ._conv_geometry import ConvGeometry
 
-__all__ = ["offset_matrices", "kernel_matrix", "window_means"]
+__all__ = ["offset_matrices", "window_means"]
 
 
 def offset_matrices(geom: ConvGeometry) -> tuple[np.ndarray, np.ndarray]:
@@ -50,34 +55,20 @@ def _offset_matrix(n: int, k: int, s: int, d: int, pad: int, out: int) -> np.nda
     return matrix
 
 
-def kernel_matrix(weight: np.ndarray, group: int) -> np.ndarray:
-    """(C·kh·kw × O) matrix of a grouped kernel (O × C/group × kh × kw), zeros across groups."""
-    out_ch, group_ch, kh, kw = weight.shape
-    in_ch = group_ch * group
-    dense = np.zeros((out_ch, in_ch, kh, kw), weight.dtype)
-    per_group = out_ch // group
-    for o in range(out_ch):
-        start = (o // per_group) * group_ch
-        dense[o, start : start + group_ch] = weight[o]
-    return dense.reshape(out_ch, -1).T
-
-
 def window_means(
     b, x: ir.Value, geom: ConvGeometry, weights: list[np.ndarray], group: int, name: str
 ) -> list[ir.Value]:
     """Per weight tensor, the (N, O, 1, 1) spatial means of ``conv(x, weight)`` (no bias)."""
     rows, cols_t = offset_matrices(geom)
-    out_ch = weights[0].shape[0]
-    col_sums = b.op("MatMul", [x, b.const(f"{name}/columns", cols_t)], f"{name}/column_sums")
-    window = b.op("MatMul", [b.const(f"{name}/rows", rows), col_sums], f"{name}/window_sums")
-    flat = b.op(
-        "Reshape", [window, b.const_int(f"{name}/flat_shape", [0, -1])], f"{name}/window_flat"
-    )
+    row_sums = b.op("MatMul", [b.const(f"{name}/rows", rows), x], f"{name}/row_sums")
+    window = b.op("MatMul", [row_sums, b.const(f"{name}/columns", cols_t)], f"{name}/window_sums")
     positions = geom.out_size[0] * geom.out_size[1]
-    shape = b.const_int(f"{name}/mean_shape", [-1, out_ch, 1, 1])
-    means = []
-    for i, weight in enumerate(weights):
-        matrix = b.const(f"{name}/kernel{i}", kernel_matrix(weight, group) / positions)
-        mean = b.op("MatMul", [flat, matrix], f"{name}/mean{i}_flat")
-        means.append(b.op("Reshape", [mean, shape], f"{name}/mean{i}"))
-    return means
+    return [
+        b.op(
+            "Conv",
+            [window, b.const(f"{name}/kernel{i}", w / positions)],
+            f"{name}/mean{i}",
+            group=group,
+        )
+        for i, w in enumerate(weights)
+    ]

@@ -86,7 +86,7 @@ def test_inspect_json(files):
     info = json.loads(result.stdout)
     assert info["kind"] == "anan" and info["metadata"]["a"] == "1.5"
     assert info["metadata"]["target_layer"] == "conv1"
-    assert info["op_counts"]["Conv"] == 1
+    assert info["op_counts"]["Conv"] == 2  # the layer's, and the kernel means' (anan/means)
     assert "target layer: conv1" in cli("inspect", files["anan"]).stdout
 
 
