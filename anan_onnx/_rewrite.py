@@ -35,7 +35,7 @@ from ._per_image_conv import per_image_conv, unfold
 from ._pool_commute import gains_non_negative, is_monotone, pool_after
 from ._step_tables import apply_trigger, step_tables, table_steps
 from ._target import ConvTarget
-from ._window_means import window_means
+from ._window_means import window_means, window_sums
 
 __all__ = ["PARAM_INPUTS", "SCALINGS", "build_anan_graph"]
 
@@ -224,14 +224,13 @@ def _activity_strategy(b, target, params, weights, geom, maps, bias, monotone):
     Returns ``activity(gains, tag) -> (N, O, 1, 1) value``. Where the gains can be taken
     out of the reduction, the maps are reduced once and every step is per-kernel arithmetic.
     """
-    act, conv = target.activation, target.node
+    act = target.activation
     post = params.signal == "post"
     if params.reduce == "mean" and not post:  # mean(g·C + β) = g·mean(C) + β
-        if geom is not None:  # from window sums of the (smaller) input: measured cheaper
-            once = window_means(b, conv.inputs[0], geom, weights, _group(conv), "anan/means")
-        else:  # input size unknown: one read pass over the maps
+        if geom is None:  # input size unknown: one read pass over the maps
             once = [b.op("GlobalAveragePool", [m], f"{m.name}_mean") for m in maps]
-        return lambda gains, tag: _combine(b, gains, once, bias, f"{tag}/activity")
+            return lambda gains, tag: _combine(b, gains, once, bias, f"{tag}/activity")
+        return _mean_from_window_sums(b, target, weights, geom, bias)
     if params.reduce == "max" and monotone and (not post or is_monotone(act)):
         # max(act(g·C + β)) = act(g·max(C) + β) for g >= 0 and a monotone act
         once = [b.op("GlobalMaxPool", [m], f"{m.name}_max") for m in maps]
@@ -253,6 +252,28 @@ def _activity_strategy(b, target, params, weights, geom, maps, bias, monotone):
         return _reduce(b, _activate(b, response, target, params, tag), params, tag)
 
     return from_maps
+
+
+def _mean_from_window_sums(b, target, weights, geom, bias):
+    """Pre-activation kernel means from window sums of the (smaller) input (measured
+    cheaper than a pass over the maps). Before step 1 (unit gains) the activity is one
+    small convolution with the layer's own kernel and bias; later steps combine the means
+    of the weight parts with their gains."""
+    conv, group = target.node, _group(target.node)
+    sums = window_sums(b, conv.inputs[0], geom, "anan/means")
+    parts: list[ir.Value] = []
+
+    def activity(gains, tag):
+        if all(g is b.unit for g in gains):
+            return window_means(b, sums, geom, target.weight, group, f"{tag}/activity", target.bias)
+        if not parts:
+            parts.extend(
+                window_means(b, sums, geom, w, group, f"anan/means/mean{i}")
+                for i, w in enumerate(weights)
+            )
+        return _combine(b, gains, parts, bias, f"{tag}/activity")
+
+    return activity
 
 
 def _relu_mean(b, gain, conv_map, bias, tag):

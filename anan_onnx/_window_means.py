@@ -22,7 +22,7 @@ import onnx_ir as ir
 
 from ._conv_geometry import ConvGeometry
 
-__all__ = ["offset_matrices", "window_means"]
+__all__ = ["offset_matrices", "window_means", "window_sums"]
 
 
 def offset_matrices(geom: ConvGeometry) -> tuple[np.ndarray, np.ndarray]:
@@ -55,20 +55,25 @@ def _offset_matrix(n: int, k: int, s: int, d: int, pad: int, out: int) -> np.nda
     return matrix
 
 
-def window_means(
-    b, x: ir.Value, geom: ConvGeometry, weights: list[np.ndarray], group: int, name: str
-) -> list[ir.Value]:
-    """Per weight tensor, the (N, O, 1, 1) spatial means of ``conv(x, weight)`` (no bias)."""
+def window_sums(b, x: ir.Value, geom: ConvGeometry, name: str) -> ir.Value:
+    """(N, C, kh, kw): per kernel offset, the sum of the input positions it reads."""
     rows, cols_t = offset_matrices(geom)
     row_sums = b.op("MatMul", [b.const(f"{name}/rows", rows), x], f"{name}/row_sums")
-    window = b.op("MatMul", [row_sums, b.const(f"{name}/columns", cols_t)], f"{name}/window_sums")
+    return b.op("MatMul", [row_sums, b.const(f"{name}/columns", cols_t)], f"{name}/window_sums")
+
+
+def window_means(
+    b,
+    sums: ir.Value,
+    geom: ConvGeometry,
+    weight: np.ndarray,
+    group: int,
+    name: str,
+    bias: np.ndarray | None = None,
+) -> ir.Value:
+    """(N, O, 1, 1) spatial means of ``conv(x, weight)`` (+ ``bias``) from :func:`window_sums`."""
     positions = geom.out_size[0] * geom.out_size[1]
-    return [
-        b.op(
-            "Conv",
-            [window, b.const(f"{name}/kernel{i}", w / positions)],
-            f"{name}/mean{i}",
-            group=group,
-        )
-        for i, w in enumerate(weights)
-    ]
+    inputs = [sums, b.const(f"{name}/kernel", weight / positions)]
+    if bias is not None:
+        inputs.append(b.const(f"{name}/bias", bias))
+    return b.op("Conv", inputs, name, group=group)
