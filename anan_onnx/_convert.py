@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import warnings
 from pathlib import Path
 
 import onnx
@@ -30,7 +31,7 @@ from ._model_io import (
     validate,
 )
 from ._params import AnanParams
-from ._rewrite import SCALINGS, build_anan_graph
+from ._rewrite import SCALINGS, build_anan_graph, steps_foldable
 from ._target import ACTIVATIONS, find_target
 
 __all__ = [
@@ -163,6 +164,7 @@ def convert_model(
     k_max: int | None = None,
     batch: int | None = None,
     scaling: str = "blocked",
+    fold_steps: bool = False,
     extra_metadata: dict[str, object] | None = None,
 ) -> Conversion:
     """Rewrites a base ONNX model into an ANAN model, in memory, validated.
@@ -181,6 +183,10 @@ def convert_model(
         scaling: ``'blocked'`` (default) applies the final gains in onnxruntime's blocked
             NCHWc layout, fastest on x86 CPUs; ``'broadcast'`` uses plain broadcast ops,
             for ARM CPUs, GPUs and other runtimes. Both give bit-identical outputs.
+        fold_steps: replace the k unrolled steps by one lookup of the final gains, where
+            that is exact (absorbing counter; additive rule only with idle 0; not tunable):
+            fewer nodes, same outputs, for batch-1 latency. Elsewhere the steps stay
+            unrolled, with a warning.
         extra_metadata: more ``anan.*`` keys to record.
     """
     if scaling not in SCALINGS:
@@ -208,8 +214,22 @@ def convert_model(
     normalised_base = ir.to_proto(model)
     if batch is not None:
         _fix_batch(model.graph, batch)
+    folded = fold_steps and steps_foldable(params) and not tunable
+    if fold_steps and not folded:
+        warnings.warn(
+            "fold_steps ignored: the steps fold only under the absorbing counter (additive "
+            "rule: with idle 0) in a non-tunable model; the k steps stay unrolled",
+            stacklevel=2,
+        )
     build_anan_graph(
-        model, target, params, tunable=tunable, k_max=k_max, batch=batch, scaling=scaling
+        model,
+        target,
+        params,
+        tunable=tunable,
+        k_max=k_max,
+        batch=batch,
+        scaling=scaling,
+        fold_steps=folded,
     )
     RemoveUnusedNodesPass()(model)
     anan = ir.to_proto(model)
@@ -223,6 +243,7 @@ def convert_model(
         k_max=k_max or params.k,
         batch=batch or "dynamic",
         scaling=scaling,
+        steps="folded" if folded else "unrolled",
     )
     meta.update(extra_metadata or {})
     _metadata.write_metadata(anan, meta)
@@ -246,6 +267,7 @@ def convert_file(
     k_max: int | None = None,
     batch: int | None = None,
     scaling: str = "blocked",
+    fold_steps: bool = False,
 ) -> Conversion:
     """Converts a model file and writes the ANAN model (and the base ONNX model) atomically.
 
@@ -273,6 +295,7 @@ def convert_file(
         k_max=k_max,
         batch=batch,
         scaling=scaling,
+        fold_steps=fold_steps,
         extra_metadata={
             "source_sha256": sha,
             "source_file": source.name,

@@ -33,7 +33,7 @@ PARAM_KEYS = ("k", "mu", "a", "b", "idle", "counter", "rule", "signal", "reduce"
 #: Keys describing how raw images become model input.
 PREPROCESS_KEYS = ("layout", "height", "width", "channels", "scale", "offset")
 #: Other keys: ``format``, ``tool_version``, ``target_layer``, ``source_sha256``,
-#: ``source_file``, ``tunable``, ``k_max``, ``batch``, ``scaling``.
+#: ``source_file``, ``tunable``, ``k_max``, ``batch``, ``scaling``, ``steps``.
 
 
 def read_metadata(model: onnx.ModelProto) -> dict[str, str]:

@@ -33,11 +33,11 @@ from ._conv_geometry import conv_geometry
 from ._params import AnanParams
 from ._per_image_conv import per_image_conv, unfold
 from ._pool_commute import gains_non_negative, is_monotone, pool_after
-from ._step_tables import apply_trigger, step_tables, table_steps
+from ._step_tables import apply_trigger, folded_steps, step_tables, table_steps
 from ._target import ConvTarget
 from ._window_means import window_means, window_sums
 
-__all__ = ["PARAM_INPUTS", "SCALINGS", "build_anan_graph"]
+__all__ = ["PARAM_INPUTS", "SCALINGS", "build_anan_graph", "steps_foldable"]
 
 #: Graph inputs of a tunable export, each a float32 scalar defaulting to the converted value.
 PARAM_INPUTS = ("anan_k", "anan_mu", "anan_a", "anan_b", "anan_idle")
@@ -102,6 +102,7 @@ def build_anan_graph(
     k_max: int | None = None,
     batch: int | None = None,
     scaling: str = "blocked",
+    fold_steps: bool = False,
 ) -> None:
     """Rewrites ``model`` in place: ``target`` becomes the ANAN subgraph.
 
@@ -115,6 +116,8 @@ def build_anan_graph(
         batch: the fixed batch size, if any (the graph's input is already fixed to it).
         scaling: how the final gains are applied after a MaxPool: ``'blocked'`` (in
             onnxruntime's NCHWc layout, ``_blocked_scaling``) or ``'broadcast'``.
+        fold_steps: where every step reads the step-1 activity (:func:`steps_foldable`),
+            replace the k unrolled steps by one lookup of the final gains (same outputs).
     """
     graph = model.graph
     conv = target.node
@@ -139,13 +142,10 @@ def build_anan_graph(
     b.unit = b.const("anan/gain_init", np.ones((1, channels, 1, 1)))
     gains = [b.unit] * len(weights)
 
-    # Under the absorbing counter the weights stay W0 until a counter reaches ±μ, and a
-    # counter at ±μ is held whatever u says: every step's u may use the step-1 activity.
-    # (With the additive rule only if an untriggered step changes nothing: idle = 0.)
-    shared = params.counter == "absorbing" and (
-        params.rule == "multiplicative" or (params.idle == 0 and not tunable)
-    )
-    if tunable:
+    shared = steps_foldable(params, tunable)  # every step's u may use the step-1 activity
+    if fold_steps and shared and not tunable:
+        gains = folded_steps(b, step_tables(params), activity_of, gains, steps, params.rule)
+    elif tunable:
         gains = _arithmetic_steps(b, gains, activity_of, knobs, params, steps, shared)
     else:
         tables = step_tables(params)
@@ -157,6 +157,15 @@ def build_anan_graph(
         _splice(graph, [conv], conv.outputs[0], b, _combine(b, gains, maps, bias, "anan/output"))
     else:
         _splice_grouped(graph, b, conv, act, x, weights, gains, target.bias, batch)
+
+
+def steps_foldable(params: AnanParams, tunable: bool = False) -> bool:
+    """Whether every step may use the step-1 activity: under the absorbing counter the
+    weights stay W0 until a counter reaches ±μ, and a counter at ±μ is held whatever u says.
+    With the additive rule only if an untriggered step changes nothing (idle = 0, fixed)."""
+    return params.counter == "absorbing" and (
+        params.rule == "multiplicative" or (params.idle == 0 and not tunable)
+    )
 
 
 def _arithmetic_steps(b, gains, activity_of, knobs, params, steps, shared):

@@ -25,10 +25,11 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
+import onnx_ir as ir
 
 from ._params import AnanParams
 
-__all__ = ["StepTables", "step_tables"]
+__all__ = ["StepTables", "final_gains", "folded_steps", "step_tables", "table_steps"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -148,6 +149,41 @@ def _shared_multiplicative(b, tables, activity_of, gains, steps, next_state, tri
     return [
         b.op("Mul", [g, product], f"anan/gain{i}") if g is not b.unit else product
         for i, g in enumerate(gains)
+    ]
+
+
+def final_gains(tables: StepTables, steps: int, rule: str, dtype: np.dtype) -> np.ndarray:
+    """(2, parts): the gains after ``steps`` steps when every step reads the same u, for
+    u = −1 (row 0) and u = +1 (row 1), stepped through the tables in ``dtype`` arithmetic."""
+    n = tables.counter_values
+    rows = []
+    for f in (0, 1):
+        state = tables.mu + n * f
+        gains = np.ones(1 if rule == "multiplicative" else 2, dtype)
+        for _ in range(steps):
+            state = int(tables.next_shared[state])
+            value = dtype.type(tables.trigger[state])
+            if rule == "multiplicative":
+                gains = gains * value
+            else:
+                gains = gains + np.array([1, -1], dtype) * np.abs(gains) * value
+        rows.append(gains)
+    return np.stack(rows)
+
+
+def folded_steps(b, tables: StepTables, activity_of, gains: list, steps: int, rule: str):
+    """The k steps folded into one lookup (``fold_steps``): only exact when every step
+    reads the step-1 activity, so that u alone fixes the whole walk of the counter. The
+    walks are taken at conversion time (:func:`final_gains`); the graph keeps the step-1
+    activity, its sign test and one ``Gather`` per gain."""
+    table = final_gains(tables, steps, rule, b.dtype)
+    fired = b.op(
+        "Greater", [activity_of(gains, "anan/step1"), b.const("anan/zero_s", 0.0)], "anan/fired"
+    )
+    index = b.op("Cast", [fired], "anan/u_index", to=ir.DataType.INT64)
+    return [
+        b.op("Gather", [b.const(f"anan/final_gain{i}", table[:, i]), index], f"anan/gain{i}")
+        for i in range(table.shape[1])
     ]
 
 

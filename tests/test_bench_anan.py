@@ -96,7 +96,7 @@ def test_raw_results_cover_the_matrix(tiny_run):
         (b, m, o)
         for b in (1, 64)
         for m in ("dynamic", "fixed")
-        for o in ("default", "signal=post", "reduce=max", "scaling=broadcast")
+        for o in ("default", "signal=post", "reduce=max", "scaling=broadcast", "fold_steps")
     }
     for row in raw["latency"]:
         assert len(row["base_raw_s"]) == len(row["anan_raw_s"]) == row["rounds"] >= 2

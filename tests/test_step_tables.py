@@ -7,10 +7,11 @@ import itertools
 import numpy as np
 import pytest
 
-from anan_onnx import AnanParams, convert_model
-from anan_onnx._step_tables import step_tables
+from anan_onnx import AnanParams, convert_model, read_metadata
+from anan_onnx._step_tables import final_gains, step_tables
 
-from onnx_models import VARIANTS, build_cnn
+from equivalence import assert_matches_reference
+from onnx_models import VARIANTS, build_cnn, random_batch
 
 OPTIONS = list(
     itertools.product(range(1, 5), ("absorbing", "clamp"), ("multiplicative", "additive"))
@@ -86,3 +87,57 @@ def test_clamp_recomputes_the_activity_every_step():
     names = {n.name for n in anan.graph.node}
     assert {f"anan/step{t}/multiplier" for t in range(1, 6)} <= names
     assert {f"anan/step{t}/fired" for t in range(1, 6)} <= names
+
+
+FOLDABLE = [
+    AnanParams(k=4, mu=2, a=1.05, b=0.3),
+    AnanParams(k=8, mu=3, a=1.5, b=0.5, signal="post"),
+    AnanParams(k=5, mu=2, a=1.2, b=0.35, reduce="max"),
+    AnanParams(k=6, mu=1, a=1.35, b=0.2, rule="additive"),
+    AnanParams(k=1, mu=1, a=1.5, b=0.05),
+]
+
+
+@pytest.mark.parametrize("params", FOLDABLE, ids=lambda p: p.describe())
+@pytest.mark.parametrize("batch", [None, 6], ids=["dynamic", "fixed"])
+def test_folded_steps_match_the_reference(params, batch):
+    base = build_cnn(VARIANTS["plain"], pool="max", seed=7)
+    x = random_batch(VARIANTS["plain"], 6)
+    assert_matches_reference(base, params, x, batch=batch, fold_steps=True)
+    folded = convert_model(base, params, batch=batch, fold_steps=True).anan
+    unrolled = convert_model(base, params, batch=batch).anan
+    assert not any("/counter" in n.name for n in folded.graph.node)
+    assert len(folded.graph.node) < len(unrolled.graph.node)
+    assert read_metadata(folded)["steps"] == "folded"
+    assert read_metadata(unrolled)["steps"] == "unrolled"
+
+
+@pytest.mark.filterwarnings("ignore:mu=4 > k=3")
+@pytest.mark.parametrize("rule", ["multiplicative", "additive"])
+@pytest.mark.parametrize(("k", "mu"), [(1, 1), (4, 2), (8, 3), (3, 4)])
+def test_final_gains_are_the_spec_walk(rule, k, mu):
+    """The folded gains = the spec's loop with a fixed sign, on one weight of each sign."""
+    params = AnanParams(k=k, mu=mu, a=1.35, b=0.2, rule=rule, counter="absorbing")
+    table = final_gains(step_tables(params), k, rule, np.dtype(np.float32))
+    for f, u in ((0, -1), (1, 1)):
+        r, weights = 0, np.array([1.0, -1.0], np.float32)
+        for _ in range(k):
+            r, value = _spec_step(r, u, params)
+            value = np.float32(value)
+            weights = (
+                weights * value if rule == "multiplicative" else weights + np.abs(weights) * value
+            )
+        expected = weights[:1] if rule == "multiplicative" else np.array([weights[0], -weights[1]])
+        np.testing.assert_allclose(table[f], expected, rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "params",
+    [AnanParams(counter="clamp"), AnanParams(rule="additive", idle=1.0)],
+    ids=["clamp", "additive idle 1"],
+)
+def test_unfoldable_steps_stay_unrolled_with_a_warning(params):
+    with pytest.warns(UserWarning, match="fold_steps ignored"):
+        anan = convert_model(build_cnn(VARIANTS["plain"]), params, fold_steps=True).anan
+    assert read_metadata(anan)["steps"] == "unrolled"
+    assert any(n.name == "anan/step1/counter" for n in anan.graph.node)

@@ -4,9 +4,9 @@ Measures, in one run on one machine, for the paper's base CNN at 128×128 (3×3 
 224×224 variant (5×5 filters, one extra conv block), with random but seeded weights:
 
 1. latency of the base CNN and of the ANAN model (default options, ``signal=post``,
-   ``reduce=max``, and the default parameters with ``scaling='broadcast'``) at batch 1
-   and 64, k = 4 and 8, dynamic and fixed batch, interleaved in rounds so that every
-   ANAN/base ratio comes from the same minutes of machine time;
+   ``reduce=max``, and the default parameters with ``scaling='broadcast'`` or with
+   ``fold_steps``) at batch 1 and 64, k = 4 and 8, dynamic and fixed batch, interleaved
+   in rounds so that every ANAN/base ratio comes from the same minutes of machine time;
 2. an onnxruntime profile of the ANAN graph at batch 64 (where the time goes);
 3. the paper's per-image procedure in TensorFlow (eager and ``tf.function``: back up the
    first conv's weights, k forward passes with ``set_weights`` between them, predict,
@@ -61,9 +61,13 @@ OPTIONS: dict[str, dict[str, str]] = {
     "signal=post": {"signal": "post"},
     "reduce=max": {"reduce": "max"},
     "scaling=broadcast": {},  # default parameters, the plain final scaling (not blocked)
+    "fold_steps": {},  # default parameters, the k steps folded into one lookup
 }
 #: conversion options (not ANAN parameters) of an option
-CONVERT_OPTIONS: dict[str, dict[str, str]] = {"scaling=broadcast": {"scaling": "broadcast"}}
+CONVERT_OPTIONS: dict[str, dict[str, Any]] = {
+    "scaling=broadcast": {"scaling": "broadcast"},
+    "fold_steps": {"fold_steps": True},
+}
 MODES = ("dynamic", "fixed")
 GOALS = {
     "fixed64": 1.10,
@@ -1285,10 +1289,11 @@ def report_method(results: dict[str, Any]) -> str:
         TensorFlow is set to {THREADS} intra-op / 1 inter-op threads.
 
         Latency is the wall time of one `run` on a seeded random batch. For each (model,
-        batch, dynamic/fixed, k) the base CNN and four ANAN variants (default options,
+        batch, dynamic/fixed, k) the base CNN and five ANAN variants (default options,
         `signal=post`, `reduce=max`; μ=2, a=1.05, b=0.30; and the default parameters
         converted with `scaling="broadcast"`, the final scaling as plain broadcast ops
-        instead of onnxruntime's blocked layout) run in rounds, each round running
+        instead of onnxruntime's blocked layout, or with `fold_steps=True`, the k steps
+        as one lookup of the final gains) run in rounds, each round running
         every model once in a rotating order, after {plan["warmup"]} warm-up round(s); the
         number of rounds fills a time budget ({plan["budget_b1_s"]:g} s at batch 1,
         {plan["budget_big_s"]:g} s at larger batches), clamped to
