@@ -5,7 +5,8 @@ TensorFlow, same seed) with the default parameters, then again with parts of the
 replaced by stand-ins, and times all of them against the base CNN in interleaved rounds
 (2 intra-op threads, spinning off, as ``bench_anan.py`` does):
 
-- ``anan``: the real ANAN model;
+- ``anan``: the real ANAN model; ``anan, --fold-steps``: the same with the steps folded
+  into one lookup (a real option, same outputs);
 - ``no steps``: the k monitoring steps (window-sum means, sign test, counters, triggers)
   replaced by a constant gain: what the steps cost;
 - ``no steps, no scaling``: also the final scaling replaced by the bias and activation
@@ -76,6 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     models = {
         "base": base,
         "anan": _convert(base, params),
+        "anan, --fold-steps": anan_onnx.convert_model(base, params, fold_steps=True).anan,
         "no steps": _convert(base, params, table_steps=_constant_steps),
         "no steps, no scaling": _convert(
             base, params, table_steps=_constant_steps, blocked_scaling=_bias_only
