@@ -17,7 +17,9 @@ When every step reads the step-1 activity (the absorbing counter, see ``_rewrite
 folded into the state (state = counter index + (2μ + 1)·[u = +1]), so a step is one
 ``Gather``; with the multiplicative rule the k triggers are then looked up together
 (``anan/multipliers``, one ``Gather`` over the k counters) and applied as their product,
-``g = Π m_t`` (``anan/gain_product``).
+``g = Π m_t`` (``anan/gain_product``). With ``fold_steps`` the walks themselves are
+taken at conversion time, one per sign of u (:func:`final_gains`), and the graph looks up
+the final gains directly.
 """
 
 from __future__ import annotations
@@ -108,18 +110,13 @@ def table_steps(
     state = None
     for t in range(1, steps + 1):
         tag = f"anan/step{t}"
-        if t == 1 or not shared:
-            fired = b.op(
-                "Greater", [activity_of(gains, tag), b.const(f"{tag}/zero_s", 0.0)], f"{tag}/fired"
-            )
-            # + n selects the u = +1 half of the table; the counter starts at r = 0 (index μ).
-            start = 0 if state is not None else tables.mu
-            key = b.op(
-                "Where",
-                [fired, b.const_int(f"{tag}/up", [start + n]), b.const_int(f"{tag}/down", [start])],
-                f"{tag}/key" if state is None else f"{tag}/u_offset",
-            )
-            state = key if state is None else b.op("Add", [state, key], f"{tag}/key")
+        if t == 1:
+            state = _first_key(b, tables, _fired(b, activity_of(gains, tag), tag), tag)
+        elif not shared:  # this step's u picks the half of the table
+            fired = _fired(b, activity_of(gains, tag), tag)
+            up, down = b.const_int(f"{tag}/up", [n]), b.const_int(f"{tag}/down", [0])
+            offset = b.op("Where", [fired, up, down], f"{tag}/u_offset")
+            state = b.op("Add", [state, offset], f"{tag}/key")
         state = b.op("Gather", [next_state, state], f"{tag}/counter")
         name = "multiplier" if rule == "multiplicative" else "z"
         value = b.op("Gather", [trigger, state], f"{tag}/{name}")
@@ -131,14 +128,7 @@ def _shared_multiplicative(b, tables, activity_of, gains, steps, next_state, tri
     """All steps read the step-1 activity and only multiply: the k counters are still
     stepped one by one, but their k multipliers are looked up in one ``Gather`` and
     applied as one product (g = Π m_t), instead of 2 nodes per step."""
-    n = tables.counter_values
-    activity = activity_of(gains, "anan/step1")
-    fired = b.op("Greater", [activity, b.const("anan/step1/zero_s", 0.0)], "anan/step1/fired")
-    up, down = (
-        b.const_int("anan/step1/up", [tables.mu + n]),
-        b.const_int("anan/step1/down", [tables.mu]),
-    )
-    state = b.op("Where", [fired, up, down], "anan/step1/key")
+    state = _first_key(b, tables, _fired(b, activity_of(gains, "anan/step1"), "anan/step1"))
     counters = []
     for t in range(1, steps + 1):
         state = b.op("Gather", [next_state, state], f"anan/step{t}/counter")
@@ -177,14 +167,24 @@ def folded_steps(b, tables: StepTables, activity_of, gains: list, steps: int, ru
     walks are taken at conversion time (:func:`final_gains`); the graph keeps the step-1
     activity, its sign test and one ``Gather`` per gain."""
     table = final_gains(tables, steps, rule, b.dtype)
-    fired = b.op(
-        "Greater", [activity_of(gains, "anan/step1"), b.const("anan/zero_s", 0.0)], "anan/fired"
-    )
+    fired = _fired(b, activity_of(gains, "anan/step1"), "anan")
     index = b.op("Cast", [fired], "anan/u_index", to=ir.DataType.INT64)
     return [
         b.op("Gather", [b.const(f"anan/final_gain{i}", table[:, i]), index], f"anan/gain{i}")
         for i in range(table.shape[1])
     ]
+
+
+def _fired(b, activity, tag: str):
+    """Paper eq. 1 as a mask: u = +1 where the activity is > 0."""
+    return b.op("Greater", [activity, b.const(f"{tag}/zero_s", 0.0)], f"{tag}/fired")
+
+
+def _first_key(b, tables: StepTables, fired, tag: str = "anan/step1"):
+    """The state before step 1: counter r = 0 (index μ), in the u = +1 half where fired."""
+    n, mu = tables.counter_values, tables.mu
+    up, down = b.const_int(f"{tag}/up", [mu + n]), b.const_int(f"{tag}/down", [mu])
+    return b.op("Where", [fired, up, down], f"{tag}/key")
 
 
 def apply_trigger(b, gains: list, value, rule: str, tag: str) -> list:
