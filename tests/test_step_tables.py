@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 
 import numpy as np
@@ -141,3 +142,15 @@ def test_unfoldable_steps_stay_unrolled_with_a_warning(params):
         anan = convert_model(build_cnn(VARIANTS["plain"]), params, fold_steps=True).anan
     assert read_metadata(anan)["steps"] == "unrolled"
     assert any(n.name == "anan/step1/counter" for n in anan.graph.node)
+
+
+@pytest.mark.parametrize("opset", [13, 15, 17, 18])
+@pytest.mark.parametrize("fold", [False, True])
+def test_every_opset_runs_the_table_steps(opset, fold):
+    """ReduceProd takes its axes as an attribute before opset 18 and as an input from 18."""
+    variant = dataclasses.replace(VARIANTS["plain"], out_channels=16)  # blocked scaling too
+    base = build_cnn(variant, pool="max", seed=1, opset=opset)
+    params = AnanParams(k=5, mu=2, a=1.35, b=0.2)
+    assert_matches_reference(base, params, random_batch(variant, 6), fold_steps=fold)
+    anan = convert_model(base, params, fold_steps=fold).anan
+    assert {o.version for o in anan.opset_import if o.domain == ""} == {opset}
