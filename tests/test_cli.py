@@ -287,3 +287,22 @@ def test_predict_unknown_provider(files):
     assert_refused(
         cli("predict", files["anan"], files["npy"], "--provider", "cuda"), "not available"
     )
+
+
+def test_convert_layout_and_folding_options(tmp_path):
+    src = tmp_path / "cnn.onnx"
+    onnx.save(build_cnn(VARIANT, pool="max"), src)
+    out = tmp_path / "f.anan.onnx"
+    result = cli("convert", src, "-o", out, "--fold-steps", "--scaling", "broadcast")
+    assert result.returncode == 0, result.stderr
+    meta = {p.key: p.value for p in onnx.load(out).metadata_props}
+    assert (meta["anan.steps"], meta["anan.scaling"]) == ("folded", "broadcast")
+    clamp = cli(
+        "convert", src, "-o", tmp_path / "c.anan.onnx", "--fold-steps", "--counter", "clamp"
+    )
+    assert clamp.returncode == 0, clamp.stderr
+    assert "anan-onnx: warning: fold_steps ignored" in clamp.stderr
+    assert_refused(
+        cli("convert", src, "-o", tmp_path / "x.anan.onnx", "--scaling", "nchwc"), "--scaling"
+    )
+    assert not (tmp_path / "x.anan.onnx").exists()
