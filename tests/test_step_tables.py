@@ -154,3 +154,15 @@ def test_every_opset_runs_the_table_steps(opset, fold):
     assert_matches_reference(base, params, random_batch(variant, 6), fold_steps=fold)
     anan = convert_model(base, params, fold_steps=fold).anan
     assert {o.version for o in anan.opset_import if o.domain == ""} == {opset}
+
+
+def test_a_tunable_model_keeps_its_arithmetic_steps():
+    """Parameters as graph inputs: no tables can be filled, so no folding either."""
+    with pytest.warns(UserWarning, match="fold_steps ignored"):
+        anan = convert_model(
+            build_cnn(VARIANTS["plain"]), AnanParams(), tunable=True, fold_steps=True
+        ).anan
+    names = {n.name for n in anan.graph.node}
+    assert {"anan/step1/counter_kept", "anan/step4/multiplier"} <= names
+    assert not any(n.op_type == "Gather" for n in anan.graph.node)
+    assert read_metadata(anan)["steps"] == "unrolled"
