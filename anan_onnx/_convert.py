@@ -214,7 +214,7 @@ def convert_model(
     normalised_base = ir.to_proto(model)
     if batch is not None:
         _fix_batch(model.graph, batch)
-    folded = fold_steps and steps_foldable(params) and not tunable
+    folded = fold_steps and steps_foldable(params, tunable)
     if fold_steps and not folded:
         warnings.warn(
             "fold_steps ignored: the steps fold only under the absorbing counter (additive "

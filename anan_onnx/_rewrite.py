@@ -142,8 +142,8 @@ def build_anan_graph(
     b.unit = b.const("anan/gain_init", np.ones((1, channels, 1, 1)))
     gains = [b.unit] * len(weights)
 
-    shared = steps_foldable(params, tunable)  # every step's u may use the step-1 activity
-    if fold_steps and shared and not tunable:
+    shared = step1_activity_shared(params, tunable)
+    if fold_steps and steps_foldable(params, tunable):
         gains = folded_steps(b, step_tables(params), activity_of, gains, steps, params.rule)
     elif tunable:
         gains = _arithmetic_steps(b, gains, activity_of, knobs, params, steps, shared)
@@ -159,13 +159,19 @@ def build_anan_graph(
         _splice_grouped(graph, b, conv, act, x, weights, gains, target.bias, batch)
 
 
-def steps_foldable(params: AnanParams, tunable: bool = False) -> bool:
+def step1_activity_shared(params: AnanParams, tunable: bool = False) -> bool:
     """Whether every step may use the step-1 activity: under the absorbing counter the
     weights stay W0 until a counter reaches ±μ, and a counter at ±μ is held whatever u says.
     With the additive rule only if an untriggered step changes nothing (idle = 0, fixed)."""
     return params.counter == "absorbing" and (
         params.rule == "multiplicative" or (params.idle == 0 and not tunable)
     )
+
+
+def steps_foldable(params: AnanParams, tunable: bool = False) -> bool:
+    """Whether ``fold_steps`` applies: a shared step-1 activity, and parameters known at
+    conversion time (not a tunable model) to take the walks with."""
+    return step1_activity_shared(params, tunable) and not tunable
 
 
 def _arithmetic_steps(b, gains, activity_of, knobs, params, steps, shared):
