@@ -52,27 +52,34 @@ def can_block(pooled: ir.Value) -> bool:
     return known and channels % _BLOCK == 0
 
 
-def blocked_scaling(b, gain: ir.Value, pooled: ir.Value, bias: np.ndarray | None, name: str):
+def blocked_scaling(
+    b,
+    gain: ir.Value,
+    pooled: ir.Value,
+    bias: np.ndarray | None,
+    name: str,
+    *,
+    column: bool = False,
+):
     """``g·P + β`` as blocked-layout ops (see the module docstring); returns the value.
 
     Args:
         b: the graph builder of ``_rewrite``.
-        gain: (N, O, 1, 1) gains.
+        gain: (N, O, 1, 1) gains, or an (N, 1, O, 1) column with ``column``.
         pooled: P, (N, O, H, W) with static H and W (:func:`can_block`).
         bias: β of shape (O,), or None.
         name: prefix of the node names.
+        column: ``gain`` is already the column the selecting convolution reads.
     """
     channels = pooled.shape[1]
     height, width = list(pooled.shape)[2:]
     ones = b.const(f"{name}/identity", np.ones((channels, 1, 1, 1)))
     depthwise = {"group": channels, "kernel_shape": [1, 1]}
-    column = b.op(
-        "Reshape", [gain, b.const_int(f"{name}/column", [0, 1, channels, 1])], f"{name}/gain_column"
-    )
+    if not column:
+        shape = b.const_int(f"{name}/column", [0, 1, channels, 1])
+        gain = b.op("Reshape", [gain, shape], f"{name}/gain_column")
     select = b.const(f"{name}/select", np.eye(channels).reshape(channels, 1, channels, 1))
-    blocked_gain = b.op(
-        "Conv", [column, select], f"{name}/gain_blocked", kernel_shape=[channels, 1]
-    )
+    blocked_gain = b.op("Conv", [gain, select], f"{name}/gain_blocked", kernel_shape=[channels, 1])
     spread = b.op(
         "Resize",
         [

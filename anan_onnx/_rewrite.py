@@ -6,7 +6,8 @@ Pattern rewritten::
     x ──Conv(W⁺), Conv(W⁻) ──▶ P, N ── k × (activity, counter, gain) ──▶ g⁺·P + g⁻·N + β ──▶ act
 
 It uses the spec's identity ``W(t) = g⁺(t)·W⁺ + g⁻(t)·W⁻`` with per-image, per-kernel gains
-of shape (N, O, 1, 1): the monitoring steps are per-kernel arithmetic and never re-run a
+of shape (N, O, 1, 1) (or (N, 1, O, 1) columns where every step reads the step-1 activity,
+see ``_window_means``): the monitoring steps are per-kernel arithmetic and never re-run a
 convolution. Under ``rule='multiplicative'`` both gains always receive the same multiplier,
 so a single gain on the unsplit ``C = conv(x, W0)`` is exact and one convolution suffices.
 
@@ -35,7 +36,7 @@ from ._per_image_conv import per_image_conv, unfold
 from ._pool_commute import gains_non_negative, is_monotone, pool_after
 from ._step_tables import apply_trigger, folded_steps, step_tables, table_steps
 from ._target import ConvTarget
-from ._window_means import window_means, window_sums
+from ._window_means import window_mean_column, window_means, window_sums
 
 __all__ = ["PARAM_INPUTS", "SCALINGS", "build_anan_graph", "steps_foldable"]
 
@@ -137,12 +138,16 @@ def build_anan_graph(
     maps = None
     if not (mean_only and grouped and geom is not None):  # the grouped conv replaces the maps
         maps = _first_layer_maps(b, conv, weights, params.rule)
-    activity_of = _activity_strategy(b, target, params, weights, geom, maps, bias, monotone)
+    shared = step1_activity_shared(params, tunable)
+    # The one activity read by every step, as an (N, 1, O, 1) column (see _window_means)
+    column = mean_only and geom is not None and gains_are_columns(params, tunable)
+    activity_of = _activity_strategy(
+        b, target, params, weights, geom, maps, bias, monotone, column=column
+    )
     channels = target.out_channels
     b.unit = b.const("anan/gain_init", np.ones((1, channels, 1, 1)))
     gains = [b.unit] * len(weights)
 
-    shared = step1_activity_shared(params, tunable)
     if fold_steps and steps_foldable(params, tunable):
         gains = folded_steps(b, step_tables(params), activity_of, gains, steps, params.rule)
     elif tunable:
@@ -152,8 +157,13 @@ def build_anan_graph(
         gains = table_steps(b, tables, activity_of, gains, steps, shared, params.rule)
 
     if pool is not None:
-        _splice_pool_commuted(graph, b, conv, act, pool, gains, maps, bias, target.bias, scaling)
-    elif not grouped:
+        _splice_pool_commuted(
+            graph, b, conv, act, pool, gains, maps, bias, target.bias, scaling, column
+        )
+        return
+    if column:
+        gains = [_column_to_channels(b, g) for g in gains]
+    if not grouped:
         _splice(graph, [conv], conv.outputs[0], b, _combine(b, gains, maps, bias, "anan/output"))
     else:
         _splice_grouped(graph, b, conv, act, x, weights, gains, target.bias, batch)
@@ -166,6 +176,19 @@ def step1_activity_shared(params: AnanParams, tunable: bool = False) -> bool:
     return params.counter == "absorbing" and (
         params.rule == "multiplicative" or (params.idle == 0 and not tunable)
     )
+
+
+def gains_are_columns(params: AnanParams, tunable: bool = False) -> bool:
+    """Whether the activity, and so the gains, may be (N, 1, O, 1) columns: the activity is
+    read once (the table or folded steps of :func:`steps_foldable`) and the one gain of the
+    multiplicative rule is computed from it alone (no (1, O, 1, 1) unit gain enters)."""
+    return steps_foldable(params, tunable) and params.rule == "multiplicative"
+
+
+def _column_to_channels(b, gain):
+    """(N, 1, O, 1) → (N, O, 1, 1), for the consumers that broadcast the gains over maps."""
+    shape = b.const_int(f"{gain.name}_shape", [0, -1, 1, 1])
+    return b.op("Reshape", [gain, shape], f"{gain.name}_channels")
 
 
 def steps_foldable(params: AnanParams, tunable: bool = False) -> bool:
@@ -193,10 +216,13 @@ def _arithmetic_steps(b, gains, activity_of, knobs, params, steps, shared):
     return gains
 
 
-def _splice_pool_commuted(graph, b, conv, act, pool, gains, maps, bias, beta, scaling) -> None:
+def _splice_pool_commuted(
+    graph, b, conv, act, pool, gains, maps, bias, beta, scaling, column
+) -> None:
     """act(g·MaxPool(C) + β) replaces MaxPool(act(conv(x, W) + β)) (see _pool_commute).
 
-    ``bias`` is β as a (1, O, 1, 1) graph constant, ``beta`` the (O,) array (or None)."""
+    ``bias`` is β as a (1, O, 1, 1) graph constant, ``beta`` the (O,) array (or None);
+    ``column``: the gain is an (N, 1, O, 1) column."""
     pooled = b.add(
         ir.Node(
             pool.domain,
@@ -212,9 +238,11 @@ def _splice_pool_commuted(graph, b, conv, act, pool, gains, maps, bias, beta, sc
         pooled.type, pooled.shape = known.type, ir.Shape(list(known.shape))
     (gain,) = gains  # the pool route is multiplicative: one gain
     if scaling == "blocked" and can_block(pooled):
-        output = blocked_scaling(b, gain, pooled, beta, "anan/output_scaled")
+        output = blocked_scaling(b, gain, pooled, beta, "anan/output_scaled", column=column)
     else:
-        output = _combine(b, gains, [pooled], bias, "anan/output_scaled")
+        if column:
+            gain = _column_to_channels(b, gain)
+        output = _combine(b, [gain], [pooled], bias, "anan/output_scaled")
     if act is not None:
         output = _clone_activation(b, act, output, "anan/output")
     _splice(graph, [pool, *([act] if act else []), conv], pool.outputs[0], b, output)
@@ -233,11 +261,12 @@ def _splice_grouped(graph, b, conv, act, x, weights, gains, bias, batch) -> None
     _splice(graph, [act, conv], act.outputs[0], b, output)
 
 
-def _activity_strategy(b, target, params, weights, geom, maps, bias, monotone):
+def _activity_strategy(b, target, params, weights, geom, maps, bias, monotone, *, column=False):
     """The cheapest exact way to get the kernel activities s_j(t) from the gains.
 
-    Returns ``activity(gains, tag) -> (N, O, 1, 1) value``. Where the gains can be taken
-    out of the reduction, the maps are reduced once and every step is per-kernel arithmetic.
+    Returns ``activity(gains, tag) -> (N, O, 1, 1) value`` ((N, 1, O, 1) with ``column``,
+    for window-sum means only). Where the gains can be taken out of the reduction, the
+    maps are reduced once and every step is per-kernel arithmetic.
     """
     act = target.activation
     post = params.signal == "post"
@@ -245,7 +274,7 @@ def _activity_strategy(b, target, params, weights, geom, maps, bias, monotone):
         if geom is None:  # input size unknown: one read pass over the maps
             once = [b.op("GlobalAveragePool", [m], f"{m.name}_mean") for m in maps]
             return lambda gains, tag: _combine(b, gains, once, bias, f"{tag}/activity")
-        return _mean_from_window_sums(b, target, weights, geom, bias)
+        return _mean_from_window_sums(b, target, weights, geom, bias, column)
     if params.reduce == "max" and monotone and (not post or is_monotone(act)):
         # max(act(g·C + β)) = act(g·max(C) + β) for g >= 0 and a monotone act
         once = [b.op("GlobalMaxPool", [m], f"{m.name}_max") for m in maps]
@@ -269,18 +298,19 @@ def _activity_strategy(b, target, params, weights, geom, maps, bias, monotone):
     return from_maps
 
 
-def _mean_from_window_sums(b, target, weights, geom, bias):
+def _mean_from_window_sums(b, target, weights, geom, bias, column=False):
     """Pre-activation kernel means from window sums of the (smaller) input (measured
     cheaper than a pass over the maps). Before step 1 (unit gains) the activity is one
-    small convolution with the layer's own kernel and bias; later steps combine the means
-    of the weight parts with their gains."""
+    small convolution with the layer's own kernel and bias (a MatMul giving a column, with
+    ``column``); later steps combine the means of the weight parts with their gains."""
     conv, group = target.node, _group(target.node)
     sums = window_sums(b, conv.inputs[0], geom, "anan/means")
     parts: list[ir.Value] = []
 
     def activity(gains, tag):
         if all(g is b.unit for g in gains):
-            return window_means(b, sums, geom, target.weight, group, f"{tag}/activity", target.bias)
+            means = window_mean_column if column else window_means
+            return means(b, sums, geom, target.weight, group, f"{tag}/activity", target.bias)
         if not parts:
             parts.extend(
                 window_means(b, sums, geom, w, group, f"anan/means/mean{i}")

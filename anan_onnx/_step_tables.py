@@ -14,13 +14,14 @@ counter is a node ``anan/step{t}/counter``. On (N, O, 1, 1) tensors each node co
 than its arithmetic (in onnxruntime ~0.5–1 µs of executor time each, measured in
 isolation), so at batch 1 fewer nodes is what makes the steps cheaper.
 
-When every step reads the step-1 activity (the absorbing counter, see ``_rewrite``), u is
-folded into the state (state = counter index + (2μ + 1)·[u = +1]), so a step is one
-``Gather``; with the multiplicative rule the k triggers are then looked up together
-(``anan/multipliers``, one ``Gather`` over the k counters) and applied as their product,
-``g = Π m_t`` (``anan/gain_product``). With ``fold_steps`` the walks themselves are
-taken at conversion time, one per sign of u (:func:`final_gains`), and the graph looks up
-the final gains directly.
+Step 1 starts from r = 0, so its lookup is done at conversion time: its counter is a
+``Where`` between the two possible outcomes. When every step reads the step-1 activity
+(the absorbing counter, see ``_rewrite``), u is folded into the state (state = counter
+index + (2μ + 1)·[u = +1]), so each later step is one ``Gather``; with the multiplicative
+rule the k triggers are then looked up together (``anan/multipliers``, one ``Gather`` over
+the k counters) and applied as their product, ``g = Π m_t`` (``anan/gain_product``).
+With ``fold_steps`` the walks themselves are taken at conversion time, one per sign of u
+(:func:`final_gains`), and the graph looks up the final gains directly.
 """
 
 from __future__ import annotations
@@ -104,7 +105,8 @@ def table_steps(
         rule: ``'multiplicative'`` or ``'additive'``.
     """
     n = tables.counter_values
-    next_state = b.const_int("anan/next_state", tables.next_shared if shared else tables.next_state)
+    table = tables.next_shared if shared else tables.next_state
+    next_state = b.const_int("anan/next_state", table) if steps > 1 else None  # steps 2…k
     trigger = b.const("anan/trigger", tables.trigger)
     if shared and rule == "multiplicative":
         return _shared_multiplicative(b, tables, activity_of, gains, steps, next_state, trigger)
@@ -112,13 +114,14 @@ def table_steps(
     for t in range(1, steps + 1):
         tag = f"anan/step{t}"
         if t == 1:
-            state = _first_key(b, tables, _fired(b, activity_of(gains, tag), tag), tag)
-        elif not shared:  # this step's u picks the half of the table
-            fired = _fired(b, activity_of(gains, tag), tag)
-            up, down = b.const_int(f"{tag}/up", [n]), b.const_int(f"{tag}/down", [0])
-            offset = b.op("Where", [fired, up, down], f"{tag}/u_offset")
-            state = b.op("Add", [state, offset], f"{tag}/key")
-        state = b.op("Gather", [next_state, state], f"{tag}/counter")
+            state = _first_counter(b, tables, table, _fired(b, activity_of(gains, tag), tag), tag)
+        else:
+            if not shared:  # this step's u picks the half of the table
+                fired = _fired(b, activity_of(gains, tag), tag)
+                up, down = b.const_int(f"{tag}/up", [n]), b.const_int(f"{tag}/down", [0])
+                offset = b.op("Where", [fired, up, down], f"{tag}/u_offset")
+                state = b.op("Add", [state, offset], f"{tag}/key")
+            state = b.op("Gather", [next_state, state], f"{tag}/counter")
         name = "multiplier" if rule == "multiplicative" else "z"
         value = b.op("Gather", [trigger, state], f"{tag}/{name}")
         gains = apply_trigger(b, gains, value, rule, tag)
@@ -129,13 +132,14 @@ def _shared_multiplicative(b, tables, activity_of, gains, steps, next_state, tri
     """All steps read the step-1 activity and only multiply: the k counters are still
     stepped one by one, but their k multipliers are looked up in one ``Gather`` and
     applied as one product (g = Π m_t), instead of 2 nodes per step."""
-    state = _first_key(b, tables, _fired(b, activity_of(gains, "anan/step1"), "anan/step1"))
-    counters = []
-    for t in range(1, steps + 1):
+    fired = _fired(b, activity_of(gains, "anan/step1"), "anan/step1")
+    state = _first_counter(b, tables, tables.next_shared, fired, "anan/step1")
+    counters = [state]
+    for t in range(2, steps + 1):
         state = b.op("Gather", [next_state, state], f"anan/step{t}/counter")
         counters.append(state)
     history = b.op("Concat", counters, "anan/counters", axis=-1) if steps > 1 else state
-    multipliers = b.op("Gather", [trigger, history], "anan/multipliers")  # (N, O, 1, k)
+    multipliers = b.op("Gather", [trigger, history], "anan/multipliers")  # (…, k)
     product = b.reduce("ReduceProd", multipliers, [-1], "anan/gain_product")
     return [
         b.op("Mul", [g, product], f"anan/gain{i}") if g is not b.unit else product
@@ -181,11 +185,14 @@ def _fired(b, activity, tag: str):
     return b.op("Greater", [activity, b.const(f"{tag}/zero_s", 0.0)], f"{tag}/fired")
 
 
-def _first_key(b, tables: StepTables, fired, tag: str = "anan/step1"):
-    """The state before step 1: counter r = 0 (index μ), in the u = +1 half where fired."""
+def _first_counter(b, tables: StepTables, table: np.ndarray, fired, tag: str):
+    """Step 1's counter: the counter starts at r = 0 (index μ), so its step from there has
+    two outcomes, looked up at conversion time in ``table`` (a transition table of
+    ``tables``) for u = +1 (state μ + n) and u = −1 (state μ); the graph picks one."""
     n, mu = tables.counter_values, tables.mu
-    up, down = b.const_int(f"{tag}/up", [mu + n]), b.const_int(f"{tag}/down", [mu])
-    return b.op("Where", [fired, up, down], f"{tag}/key")
+    up = b.const_int(f"{tag}/counter_up", [int(table[mu + n])])
+    down = b.const_int(f"{tag}/counter_down", [int(table[mu])])
+    return b.op("Where", [fired, up, down], f"{tag}/counter")
 
 
 def apply_trigger(b, gains: list, value, rule: str, tag: str) -> list:

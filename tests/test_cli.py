@@ -86,7 +86,10 @@ def test_inspect_json(files):
     info = json.loads(result.stdout)
     assert info["kind"] == "anan" and info["metadata"]["a"] == "1.5"
     assert info["metadata"]["target_layer"] == "conv1"
-    assert info["op_counts"]["Conv"] == 2  # the layer's, and the kernel means' (anan/means)
+    assert info["op_counts"]["Conv"] == 1  # the layer's (the kernel means are MatMuls)
+    base = json.loads(cli("inspect", files["base"], "--json").stdout)["op_counts"]
+    # window sums (rows, then columns) and the means
+    assert info["op_counts"]["MatMul"] == base.get("MatMul", 0) + 3
     assert "target layer: conv1" in cli("inspect", files["anan"]).stdout
 
 
