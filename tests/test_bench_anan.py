@@ -91,16 +91,18 @@ def test_report_has_every_section(tiny_run):
 def test_raw_results_cover_the_matrix(tiny_run):
     _, raw = tiny_run
     assert raw["tensorflow_imported"] is False
-    configs = {(r["batch"], r["mode"], r["option"]) for r in raw["latency"]}
+    configs = {(r["batch"], r["mode"], r["option"], r["threading"]) for r in raw["latency"]}
     assert configs == {
-        (b, m, o)
+        (b, m, o, t)
         for b in (1, 64)
         for m in ("dynamic", "fixed")
         for o in ("default", "signal=post", "reduce=max", "scaling=broadcast", "fold_steps")
+        for t in ("spinning", "no spinning")
     }
     for row in raw["latency"]:
         assert len(row["base_raw_s"]) == len(row["anan_raw_s"]) == row["rounds"] >= 2
     assert {p["label"] for p in raw["profiles"]} == {"base", "default"}
+    assert {p["threading"] for p in raw["profiles"]} == {"spinning"}  # onnxruntime's default
     assert any(n["node"].startswith("anan/") for n in raw["profiles"][1]["nodes"])
     loop = raw["loops"][0]
     assert loop["ort_literal_maxdiff"] < 1e-4  # the literal loop computes what the graph does

@@ -3,7 +3,8 @@
 Converts the benchmark's 128×128 CNN (``tools/bench_anan.py``, ONNX built without
 TensorFlow, same seed) with the default parameters, then again with parts of the rewrite
 replaced by stand-ins, and times all of them against the base CNN in interleaved rounds
-(2 intra-op threads, spinning off, as ``bench_anan.py`` does):
+(2 intra-op threads, spinning off, or with ``--spinning`` onnxruntime's default of idle
+threads spinning in one global pool, the two ways ``bench_anan.py`` measures):
 
 - ``anan``: the real ANAN model; ``anan, --fold-steps``: the same with the steps folded
   into one lookup (a real option, same outputs);
@@ -40,11 +41,12 @@ from anan_onnx import _rewrite  # noqa: E402
 
 
 def _constant_steps(b, tables, activity_of, gains, steps, shared, rule):
+    """A constant gain, as the (1, 1, O, 1) column the default conversion's steps give."""
     channels = gains[0].const_value.shape[1]
-    return [b.const("anan/stand_in_gain", np.full((1, channels, 1, 1), 1.05))]
+    return [b.const("anan/stand_in_gain", np.full((1, 1, channels, 1), 1.05))]
 
 
-def _bias_only(b, gain, pooled, bias, name):
+def _bias_only(b, gain, pooled, bias, name, *, column=False):
     ones = b.const(f"{name}/identity", np.ones((pooled.shape[1], 1, 1, 1)))
     inputs = [pooled, ones, b.const(f"{name}/bias", bias)]
     return b.op("Conv", inputs, f"{name}/shifted", group=pooled.shape[1], kernel_shape=[1, 1])
@@ -66,7 +68,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--rounds", type=int, default=800)
     parser.add_argument("--k", type=int, default=4)
+    parser.add_argument(
+        "--spinning",
+        action="store_true",
+        help="idle threads spin (onnxruntime's default), one global pool (default: no spinning)",
+    )
     args = parser.parse_args(argv)
+    threading = "spinning" if args.spinning and bench_anan.use_global_pool() else "no spinning"
 
     spec = bench_anan.MODELS["128"]
     with tempfile.TemporaryDirectory() as tmp:
@@ -83,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
             base, params, table_steps=_constant_steps, blocked_scaling=_bias_only
         ),
     }
-    runners = {name: bench_anan.make_session(m) for name, m in models.items()}
+    runners = {name: bench_anan.make_session(m, threading) for name, m in models.items()}
     x = bench_anan.images(spec, args.batch, 1)
     times = bench_anan.interleave(
         {name: (lambda r=r: r.run(x)) for name, r in runners.items()},
@@ -93,7 +101,8 @@ def main(argv: list[str] | None = None) -> int:
         budget_s=0,
     )
     base_times = np.asarray(times["base"])
-    print(f"128×128 CNN, batch {args.batch}, k={args.k}, {len(base_times)} rounds")
+    rounds = len(base_times)
+    print(f"128×128 CNN, batch {args.batch}, k={args.k}, threads {threading}, {rounds} rounds")
     print("| graph | nodes | ms (median) | / base (median of per-round ratios) |")
     print("|---|---|---|---|")
     for name, model in models.items():

@@ -69,6 +69,8 @@ CONVERT_OPTIONS: dict[str, dict[str, Any]] = {
     "fold_steps": {"fold_steps": True},
 }
 MODES = ("dynamic", "fixed")
+#: How the sessions' threads wait between runs (see ``Runner``); the goals use the first.
+THREADINGS = ("spinning", "no spinning")
 GOALS = {
     "fixed64": 1.10,
     "dynamic64": 1.25,
@@ -465,26 +467,35 @@ def params_for(k: int, option: str) -> Any:
 
 class Runner:
     """An onnxruntime session set up as ``anan_onnx.Session(model, threads=2)`` is (2 intra-op
-    threads, sequential executor so 1 inter-op thread, optimisation level all, CPU), except
-    that idle intra-op threads do not spin.
+    threads, sequential executor so 1 inter-op thread, optimisation level all, CPU).
 
-    onnxruntime's worker threads spin for tens of ms after each run. With several sessions
-    in one process, as when base and ANAN runs alternate, the idle sessions' spinning
-    threads then take the 2 cores from the session being timed (measured on this machine:
-    the 128×128 base CNN at batch 1 took a median 19 ms instead of 3.4 ms with 4 sessions
-    alternating). Turning spinning off removes that interference for every session alike.
+    ``threading`` says how the intra-op threads wait between runs:
+
+    - ``'no spinning'`` (the default here): a pool per session, idle threads sleep
+      (``session.intra_op.allow_spinning=0``). onnxruntime's worker threads otherwise spin
+      for tens of ms after each run, and with several sessions in one process, as when base
+      and ANAN runs alternate, the idle sessions' spinning threads take the 2 cores from the
+      session being timed (measured on this machine: the 128×128 base CNN at batch 1 took a
+      median 19 ms instead of 3.4 ms with 4 sessions alternating). The price: every op that
+      onnxruntime spreads over the threads wakes a sleeping thread (~10–20 µs here).
+    - ``'spinning'``: onnxruntime's default, idle threads spin, as in a process serving one
+      model; the sessions share one global pool of 2 threads (:func:`use_global_pool`), so
+      no idle session's threads compete with the timed one.
     """
 
-    def __init__(self, model: onnx.ModelProto) -> None:
+    def __init__(self, model: onnx.ModelProto, threading: str = "no spinning") -> None:
         import onnxruntime as ort
 
         options = ort.SessionOptions()
-        options.intra_op_num_threads = THREADS
-        options.inter_op_num_threads = 1
+        if threading == "spinning":
+            options.use_per_session_threads = False  # the global pool's 2 threads
+        else:
+            options.intra_op_num_threads = THREADS
+            options.inter_op_num_threads = 1
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.log_severity_level = 3
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = ort.InferenceSession(
             model.SerializeToString(), options, providers=["CPUExecutionProvider"]
         )
@@ -495,9 +506,23 @@ class Runner:
         return self.session.run(None, {self.input_name: batch})
 
 
-def make_session(model: onnx.ModelProto) -> Runner:
-    """A ``Runner`` (2 intra-op threads, no spinning) for ``model``."""
-    return Runner(model)
+def make_session(model: onnx.ModelProto, threading: str = "no spinning") -> Runner:
+    """A ``Runner`` (2 intra-op threads) for ``model``; see ``Runner`` for ``threading``."""
+    return Runner(model, threading)
+
+
+def use_global_pool() -> bool:
+    """Gives this process one global onnxruntime pool of 2 intra-op threads (spinning, the
+    default), for ``threading='spinning'``. After it, sessions with their own pools are
+    refused: call it once the ``'no spinning'`` sections are done. False if this
+    onnxruntime cannot."""
+    import onnxruntime.capi._pybind_state as ort_state
+
+    setter = getattr(ort_state, "set_global_thread_pool_sizes", None)
+    if setter is None:
+        return False
+    setter(THREADS, 1)
+    return True
 
 
 def interleave(
@@ -537,9 +562,9 @@ def interleave(
 
 
 def latency_group(
-    prep: Prepared, batch: int, mode: str, k: int, plan: Plan, base_session: Any
+    prep: Prepared, batch: int, mode: str, k: int, plan: Plan, base_session: Any, threading: str
 ) -> list[dict[str, Any]]:
-    """Base vs ANAN (every option) for one (model, batch, mode, k), interleaved."""
+    """Base vs ANAN (every option) for one (model, batch, mode, k, threading), interleaved."""
     from anan_onnx import convert_model
 
     x = images(prep.spec, batch, plan.seed + batch)
@@ -551,7 +576,7 @@ def latency_group(
             batch=batch if mode == "fixed" else None,
             **CONVERT_OPTIONS.get(option, {}),
         )
-        sessions[option] = make_session(conversion.anan)
+        sessions[option] = make_session(conversion.anan, threading)
     runners = {name: (lambda s=s: s.run(x)) for name, s in sessions.items()}
     big = batch > 1
     meter = CpuMeter()
@@ -574,6 +599,7 @@ def latency_group(
                 "mode": mode,
                 "k": k,
                 "option": option,
+                "threading": threading,
                 "rounds": len(base),
                 "base_s": summary(base),
                 "anan_s": summary(anan),
@@ -591,21 +617,23 @@ def latency_group(
     return rows
 
 
-def run_latency(preps: list[Prepared], plan: Plan, log: Callable[[str], None]) -> list[dict]:
+def run_latency(
+    preps: list[Prepared], plan: Plan, log: Callable[[str], None], threading: str
+) -> list[dict]:
     """Section 1: every (model, batch, mode, k) group; base sessions are reused across k."""
     rows: list[dict[str, Any]] = []
     for prep in preps:
         for batch in plan.batches:
             for mode in MODES:
                 base_model = prep.base if mode == "dynamic" else fixed_batch(prep.base, batch)
-                base_session = make_session(base_model)
+                base_session = make_session(base_model, threading)
                 for k in plan.ks:
                     start = time.perf_counter()
-                    group = latency_group(prep, batch, mode, k, plan, base_session)
+                    group = latency_group(prep, batch, mode, k, plan, base_session, threading)
                     rows += group
                     ratios = ", ".join(f"{r['option']} {r['ratio']:.2f}" for r in group)
                     log(
-                        f"latency {prep.spec.name} b{batch} {mode} k={k}: base "
+                        f"latency ({threading}) {prep.spec.name} b{batch} {mode} k={k}: base "
                         f"{fmt_ms(group[0]['base_s']['median'])} ms; {ratios} "
                         f"({group[0]['rounds']} rounds, {time.perf_counter() - start:.0f} s)"
                     )
@@ -618,16 +646,19 @@ def run_latency(preps: list[Prepared], plan: Plan, log: Callable[[str], None]) -
 
 
 def profile_model(
-    model: onnx.ModelProto, x: np.ndarray, warmup: int, runs: int, prefix: Path
+    model: onnx.ModelProto, x: np.ndarray, warmup: int, runs: int, prefix: Path, threading: str
 ) -> dict[str, Any]:
     """Runs ``model`` with onnxruntime's profiler; per-node and per-op-type ms per run."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
-    options.intra_op_num_threads = THREADS
-    options.inter_op_num_threads = 1
+    if threading == "spinning":  # the global pool (see Runner)
+        options.use_per_session_threads = False
+    else:
+        options.intra_op_num_threads = THREADS
+        options.inter_op_num_threads = 1
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.log_severity_level = 3
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.enable_profiling = True
     options.profile_file_prefix = str(prefix)
     session = ort.InferenceSession(
@@ -683,7 +714,9 @@ def summarise_profile(events: list[dict[str, Any]], runs: int) -> dict[str, Any]
     }
 
 
-def run_profiles(preps: list[Prepared], plan: Plan, tmp: Path) -> list[dict[str, Any]]:
+def run_profiles(
+    preps: list[Prepared], plan: Plan, tmp: Path, threading: str
+) -> list[dict[str, Any]]:
     """Section 2: profiles of base and ANAN (first k) for the first model: at the largest
     batch (default options dynamic and fixed, ``signal=post``), and at batch 1."""
     from anan_onnx import convert_model
@@ -705,8 +738,10 @@ def run_profiles(preps: list[Prepared], plan: Plan, tmp: Path) -> list[dict[str,
             model = convert_model(prep.base, params_for(k, option), batch=fixed).anan
         runs = plan.profile_runs if batch > 1 else 10 * plan.profile_runs
         prefix = tmp / f"profile_{label}_{mode}_{batch}".replace("=", "_")
-        result = profile_model(model, x, warmup=2, runs=runs, prefix=prefix)
-        result.update(model=prep.spec.name, batch=batch, k=k, label=label, mode=mode)
+        result = profile_model(model, x, warmup=2, runs=runs, prefix=prefix, threading=threading)
+        result.update(
+            model=prep.spec.name, batch=batch, k=k, label=label, mode=mode, threading=threading
+        )
         results.append(result)
         gc.collect()
     return results
@@ -1110,21 +1145,31 @@ def _pick(rows: list[dict], **where: object) -> list[dict]:
     return [r for r in rows if all(r[k] == v for k, v in where.items())]
 
 
-def _latency_goal(rows: list[dict], goal: float, label: str, **where: object) -> dict | None:
-    """The worst ratio among the matching latency rows, against ``goal``."""
-    found = [
+def _matching(rows: list[dict], **where: object) -> list[dict]:
+    return [
         r
         for r in rows
         if all(r[k] in v if isinstance(v, tuple) else r[k] == v for k, v in where.items())
     ]
-    if not found:
+
+
+def _latency_goal(rows: list[dict], goal: float, label: str, **where: object) -> dict | None:
+    """The worst ratio among the matching latency rows of the first threading measured
+    (``THREADINGS``), against ``goal``; the other threading's worst is added to the detail."""
+    measured = [t for t in THREADINGS if _matching(rows, threading=t, **where)]
+    if not measured:
         return None
+    found = _matching(rows, threading=measured[0], **where)
     worst = max(found, key=lambda r: r["ratio"])
     detail = "; ".join(
         f"{r['model']} k{r['k']}{' ' + r['mode'][:3] if 'mode' not in where else ''}"
         f"{' ' + r['option'] if r['option'] != 'default' else ''}: {r['ratio']:.2f}"
         for r in found
     )
+    detail = f"threads {measured[0]}: {detail}"
+    for other in measured[1:]:
+        ratio = max(r["ratio"] for r in _matching(rows, threading=other, **where))
+        detail += f" (threads {other}: worst {ratio:.2f})"
     return {
         "figure": label,
         "goal": f"≤ {goal:.2f}",
@@ -1280,12 +1325,23 @@ def report_method(results: dict[str, Any]) -> str:
 
         All onnxruntime sessions use {THREADS} intra-op threads (sequential executor, i.e. one
         inter-op thread), graph optimisation level `all`, CPU provider, as
-        `anan_onnx.Session(model, threads={THREADS})` sets them up, but with intra-op spinning
-        off (`session.intra_op.allow_spinning=0`): onnxruntime's idle worker threads spin for
-        tens of ms after a run, and with base and ANAN sessions alternating in one process
-        the idle sessions' spinning threads took the 2 cores from the one being timed (the
-        128×128 base at batch 1: median 19 ms with 4 sessions alternating vs 3.4 ms without
-        spinning, on this machine). A process serving one model is not affected by this.
+        `anan_onnx.Session(model, threads={THREADS})` sets them up. The latency is measured
+        twice, with the threads waiting between runs in two ways ("threads" in the tables):
+
+        - **spinning**: onnxruntime's default, idle threads spin, as in a process serving
+          one model. Here the sessions share one global pool of {THREADS} threads
+          (`set_global_thread_pool_sizes`, `use_per_session_threads=False`): with a pool
+          per session, the idle sessions' spinning threads took the 2 cores from the one
+          being timed (the 128×128 base at batch 1: median 19 ms with 4 sessions
+          alternating vs 3.4 ms without spinning, on this machine).
+        - **no spinning**: a pool per session with `session.intra_op.allow_spinning=0`, as
+          for a deployment that turns spinning off to share its cores. Every op that
+          onnxruntime spreads over the threads then wakes a sleeping thread (~10–20 µs on
+          this machine), which weighs on small ops at batch 1.
+
+        The goals table uses the first (onnxruntime's default) and gives the worst case of
+        the second beside it. The per-image loops, the conversion and the cold start run
+        before the global pool exists, with spinning off; the profiles after it, spinning.
         TensorFlow is set to {THREADS} intra-op / 1 inter-op threads.
 
         Latency is the wall time of one `run` on a seeded random batch. For each (model,
@@ -1311,13 +1367,27 @@ def report_method(results: dict[str, Any]) -> str:
         ratio of medians.""")
 
 
+def _threading_words(threading: str) -> str:
+    if threading == "spinning":
+        return "onnxruntime's default (idle threads spin), one global pool of 2 threads"
+    return "a pool of 2 threads per session, idle threads sleep (spinning off)"
+
+
 def report_latency(results: dict[str, Any]) -> str:
     """Section 1: one table per (model, batch)."""
     rows = results["latency"]
     text = ["## Latency: ANAN vs base CNN (onnxruntime)"]
-    keys = sorted({(r["model"], r["batch"]) for r in rows}, key=lambda t: (t[0], t[1]))
-    for model, batch in keys:
-        group = _pick(rows, model=model, batch=batch)
+    order = {t: i for i, t in enumerate(THREADINGS)}
+    keys = sorted(
+        {(r["model"], r["batch"], r.get("threading", "no spinning")) for r in rows},
+        key=lambda t: (t[0], t[1], order[t[2]]),
+    )
+    for model, batch, threading in keys:
+        group = [
+            r
+            for r in _pick(rows, model=model, batch=batch)
+            if r.get("threading", "no spinning") == threading
+        ]
         table = md_table(
             [
                 "mode",
@@ -1345,19 +1415,21 @@ def report_latency(results: dict[str, Any]) -> str:
                 for r in group
             ),
         )
-        text.append(f"### Model {model}, batch {batch}\n\n{table}")
+        text.append(f"### Model {model}, batch {batch}, threads {threading}\n\n{table}")
     return "\n\n".join(text)
 
 
 def report_profile(results: dict[str, Any]) -> str:
     """Section 2: top nodes and op types of each profile, and the change from the base."""
+    threading = next((p.get("threading") for p in results["profiles"]), None) or "no spinning"
     text = [
         "## Profile: where the time goes (onnxruntime profiler)",
         "Kernel time per run, summed per node and per op type over the profiled runs (after 2 "
         "warm-up runs; 10× more runs at batch 1). `anan/*` nodes are the astrocyte subgraph; "
         "everything else is the base network (in the base model onnxruntime fuses the first "
         "Conv with its Relu; `Reorder*` nodes convert to and from its blocked NCHWc layout). "
-        "The profiler adds a little time per node, which shows at batch 1.",
+        "The profiler adds a little time per node, which shows at batch 1. Threads: "
+        f"{_threading_words(threading)}.",
     ]
     for p in results["profiles"]:
         digits = 2 if p["kernel_ms"] >= 20 else 3
@@ -1633,14 +1705,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             import_tf()
         preps = [prepare_model(MODELS[n], plan, tmp) for n in plan.models]
         log(f"models ready: {', '.join(plan.models)}")
-        results["latency"] = run_latency(preps, plan, log)
-        results["profiles"] = run_profiles(preps, plan, tmp)
-        log("profiles done")
+        results["latency"] = run_latency(preps, plan, log, "no spinning")
         results["loops"] = run_loops(preps, plan, log)
         results["conversion"] = run_conversion(preps[0], plan, tmp)
         log(f"conversion: {results['conversion']['warm_s']['median']:.2f} s")
         results["cold_start"] = run_cold_start(preps[0], plan, tmp)
         log("cold start done")
+        # last: once the global pool exists, sessions with their own pools are refused
+        threading = "spinning" if use_global_pool() else "no spinning"
+        if threading == "spinning":
+            results["latency"] = run_latency(preps, plan, log, threading) + results["latency"]
+        results["profiles"] = run_profiles(preps, plan, tmp, threading)
+        log("profiles done")
     results["tensorflow_imported"] = "tensorflow" in sys.modules
     results["loadavg_at_end"] = os.getloadavg()
     results["wall_s"] = time.perf_counter() - start
