@@ -101,6 +101,7 @@ def test_raw_results_cover_the_matrix(tiny_run):
     }
     for row in raw["latency"]:
         assert len(row["base_raw_s"]) == len(row["anan_raw_s"]) == row["rounds"] >= 2
+        assert row["session_sets"] == 2  # fresh sessions per set (memory placement)
     assert {p["label"] for p in raw["profiles"]} == {"base", "default"}
     assert {p["threading"] for p in raw["profiles"]} == {"spinning"}  # onnxruntime's default
     assert any(n["node"].startswith("anan/") for n in raw["profiles"][1]["nodes"])

@@ -128,6 +128,8 @@ class Plan:
     max_rounds_big: int
     budget_b1_s: float
     budget_big_s: float
+    session_sets_b1: int
+    session_sets_big: int
     loop_images: int
     conversion_reps: int
     cold_reps: int
@@ -155,6 +157,8 @@ def make_plan(args: argparse.Namespace) -> Plan:
         max_rounds_big=2 if quick else 30,
         budget_b1_s=0.5 if quick else 6.0,
         budget_big_s=1.0 if quick else 25.0,
+        session_sets_b1=2 if quick else 3,
+        session_sets_big=2,
         loop_images=2 if quick else 8,
         conversion_reps=1 if quick else 3,
         cold_reps=1 if quick else 5,
@@ -562,31 +566,43 @@ def interleave(
 
 
 def latency_group(
-    prep: Prepared, batch: int, mode: str, k: int, plan: Plan, base_session: Any, threading: str
+    prep: Prepared, batch: int, mode: str, k: int, plan: Plan, base_model: Any, threading: str
 ) -> list[dict[str, Any]]:
-    """Base vs ANAN (every option) for one (model, batch, mode, k, threading), interleaved."""
+    """Base vs ANAN (every option) for one (model, batch, mode, k, threading), interleaved.
+
+    The time budget is split among ``session_sets`` sets of freshly created sessions (one
+    per model each): where a session's buffers land in memory moves its times by a few %
+    for its whole life (two sessions of the same base CNN differed by 3.5 % at batch 1 here),
+    so one session per model would make each ratio a draw of that placement."""
     from anan_onnx import convert_model
 
     x = images(prep.spec, batch, plan.seed + batch)
-    sessions = {"base": base_session}
+    models = {"base": base_model}
     for option in OPTIONS:
-        conversion = convert_model(
+        models[option] = convert_model(
             prep.base,
             params_for(k, option),
             batch=batch if mode == "fixed" else None,
             **CONVERT_OPTIONS.get(option, {}),
-        )
-        sessions[option] = make_session(conversion.anan, threading)
-    runners = {name: (lambda s=s: s.run(x)) for name, s in sessions.items()}
+        ).anan
     big = batch > 1
+    sets = plan.session_sets_big if big else plan.session_sets_b1
     meter = CpuMeter()
-    times = interleave(
-        runners,
-        warmup=plan.warmup,
-        min_rounds=plan.min_rounds,
-        max_rounds=plan.max_rounds_big if big else plan.max_rounds_b1,
-        budget_s=plan.budget_big_s if big else plan.budget_b1_s,
-    )
+    times: dict[str, list[float]] = {name: [] for name in models}
+    for _ in range(sets):
+        sessions = {name: make_session(model, threading) for name, model in models.items()}
+        runners = {name: (lambda s=s: s.run(x)) for name, s in sessions.items()}
+        got = interleave(
+            runners,
+            warmup=1 if big else plan.warmup,  # a large batch warms a session in one run
+            min_rounds=-(-plan.min_rounds // sets),
+            max_rounds=(plan.max_rounds_big if big else plan.max_rounds_b1) // sets,
+            budget_s=(plan.budget_big_s if big else plan.budget_b1_s) / sets,
+        )
+        for name in models:
+            times[name] += got[name]
+        del sessions, runners
+        gc.collect()
     others = meter.others_percent()
     base = np.asarray(times["base"])
     rows = []
@@ -600,6 +616,7 @@ def latency_group(
                 "k": k,
                 "option": option,
                 "threading": threading,
+                "session_sets": sets,
                 "rounds": len(base),
                 "base_s": summary(base),
                 "anan_s": summary(anan),
@@ -612,24 +629,21 @@ def latency_group(
                 "anan_raw_s": anan.tolist(),
             }
         )
-    del sessions, runners
-    gc.collect()
     return rows
 
 
 def run_latency(
     preps: list[Prepared], plan: Plan, log: Callable[[str], None], threading: str
 ) -> list[dict]:
-    """Section 1: every (model, batch, mode, k) group; base sessions are reused across k."""
+    """Section 1: every (model, batch, mode, k) group."""
     rows: list[dict[str, Any]] = []
     for prep in preps:
         for batch in plan.batches:
             for mode in MODES:
                 base_model = prep.base if mode == "dynamic" else fixed_batch(prep.base, batch)
-                base_session = make_session(base_model, threading)
                 for k in plan.ks:
                     start = time.perf_counter()
-                    group = latency_group(prep, batch, mode, k, plan, base_session, threading)
+                    group = latency_group(prep, batch, mode, k, plan, base_model, threading)
                     rows += group
                     ratios = ", ".join(f"{r['option']} {r['ratio']:.2f}" for r in group)
                     log(
@@ -637,8 +651,6 @@ def run_latency(
                         f"{fmt_ms(group[0]['base_s']['median'])} ms; {ratios} "
                         f"({group[0]['rounds']} rounds, {time.perf_counter() - start:.0f} s)"
                     )
-                del base_session
-                gc.collect()
     return rows
 
 
@@ -1350,11 +1362,17 @@ def report_method(results: dict[str, Any]) -> str:
         converted with `scaling="broadcast"`, the final scaling as plain broadcast ops
         instead of onnxruntime's blocked layout, or with `fold_steps=True`, the k steps
         as one lookup of the final gains) run in rounds, each round running
-        every model once in a rotating order, after {plan["warmup"]} warm-up round(s); the
+        every model once in a rotating order, after {plan["warmup"]} warm-up round(s) (1 at
+        larger batches); the
         number of rounds fills a time budget ({plan["budget_b1_s"]:g} s at batch 1,
         {plan["budget_big_s"]:g} s at larger batches), clamped to
         {plan["min_rounds"]}–{plan["max_rounds_b1"]} rounds at batch 1 and
-        {plan["min_rounds"]}–{plan["max_rounds_big"]} at larger batches. Times are medians
+        {plan["min_rounds"]}–{plan["max_rounds_big"]} at larger batches. The budget is split
+        among {plan["session_sets_b1"]} (batch 1) or {plan["session_sets_big"]} (larger
+        batches) sets of freshly created sessions: where a session's buffers land in memory
+        moves its times by a few % for its whole life (two sessions of the same base CNN
+        differed by 3.5 % at batch 1 on this machine), so one session per model would make
+        each ratio a draw of that placement. Times are medians over all sets
         with the interquartile range in brackets; a ratio is median(ANAN)/median(base) with
         the IQR of the per-round ratios (base and ANAN run in the same round, seconds apart).
         "fixed" means `convert_model(..., batch=N)` for ANAN and the base CNN's input and
