@@ -77,12 +77,6 @@ class _Builder:
             ir.node(op_type, inputs, attrs or None, name=name, outputs=[ir.Value(name=name)])
         )
 
-    def reduce(self, op_type: str, x: ir.Value, axes: list[int], name: str) -> ir.Value:
-        """A Reduce* node keeping dims, with ``axes`` as attribute (opset < 18) or input."""
-        if self.opset >= 18:
-            return self.op(op_type, [x, self.const_int(f"{name}_axes", axes)], name, keepdims=1)
-        return self.op(op_type, [x], name, axes=axes, keepdims=1)
-
     def const_int(self, name: str, values: list[int]) -> ir.Value:
         tensor = ir.tensor(np.asarray(values, np.int64), name=name)
         value = ir.val(name, tensor.dtype, tensor.shape, const_value=tensor)
