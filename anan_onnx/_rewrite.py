@@ -36,7 +36,7 @@ from ._per_image_conv import per_image_conv, unfold
 from ._pool_commute import gains_non_negative, is_monotone, pool_after
 from ._step_tables import apply_trigger, folded_steps, step_tables, table_steps
 from ._target import ConvTarget
-from ._window_means import window_mean_column, window_means, window_sums
+from ._window_means import window_means, window_sums
 
 __all__ = ["PARAM_INPUTS", "SCALINGS", "build_anan_graph", "steps_foldable"]
 
@@ -303,8 +303,8 @@ def _mean_from_window_sums(b, target, weights, geom, bias, column=False):
 
     def activity(gains, tag):
         if all(g is b.unit for g in gains):
-            means = window_mean_column if column else window_means
-            return means(b, sums, geom, target.weight, group, f"{tag}/activity", target.bias)
+            name, bias_ = f"{tag}/activity", target.bias
+            return window_means(b, sums, geom, target.weight, group, name, bias_, column=column)
         if not parts:
             parts.extend(
                 window_means(b, sums, geom, w, group, f"anan/means/mean{i}")

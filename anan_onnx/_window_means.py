@@ -11,7 +11,7 @@ which onnxruntime runs well; columns first would be a product with only kw outpu
 and a convolution of the (C × kh × kw) window sums with W / (H'W'), a 1 × 1 output.
 
 Where only the first step's activity is needed (every step reads it: the absorbing counter
-with table steps), :func:`window_mean_column` takes the last product as a small MatMul
+with table steps), ``window_means(..., column=True)`` takes the last product as a small MatMul
 instead (the flattened window sums against W / (H'W')), giving the means as an (N, 1, O, 1)
 column: the shape the blocked final scaling (``_blocked_scaling``) reads the gains in, so
 neither a reshape of the gains nor a blocked-layout convolution (which onnxruntime spreads
@@ -29,7 +29,7 @@ import onnx_ir as ir
 
 from ._conv_geometry import ConvGeometry
 
-__all__ = ["offset_matrices", "window_mean_column", "window_means", "window_sums"]
+__all__ = ["offset_matrices", "window_means", "window_sums"]
 
 
 def offset_matrices(geom: ConvGeometry) -> tuple[np.ndarray, np.ndarray]:
@@ -77,28 +77,21 @@ def window_means(
     group: int,
     name: str,
     bias: np.ndarray | None = None,
+    *,
+    column: bool = False,
 ) -> ir.Value:
-    """(N, O, 1, 1) spatial means of ``conv(x, weight)`` (+ ``bias``) from :func:`window_sums`."""
-    positions = geom.out_size[0] * geom.out_size[1]
-    inputs = [sums, b.const(f"{name}/kernel", weight / positions)]
-    if bias is not None:
-        inputs.append(b.const(f"{name}/bias", bias))
-    return b.op("Conv", inputs, name, group=group)
+    """Spatial means of ``conv(x, weight)`` (+ ``bias``) from :func:`window_sums`.
 
-
-def window_mean_column(
-    b,
-    sums: ir.Value,
-    geom: ConvGeometry,
-    weight: np.ndarray,
-    group: int,
-    name: str,
-    bias: np.ndarray | None = None,
-) -> ir.Value:
-    """(N, 1, O, 1) spatial means of ``conv(x, weight)`` (+ ``bias``) from :func:`window_sums`,
-    as one MatMul of the flattened sums (N, 1, C·kh·kw, 1) by W / (H'W') as an (O, C·kh·kw)
-    matrix (zero outside each kernel's group)."""
+    (N, O, 1, 1) from a convolution of the sums with W / (H'W'); with ``column``, an
+    (N, 1, O, 1) column from one MatMul of the flattened sums (N, 1, C·kh·kw, 1) by
+    W / (H'W') as an (O, C·kh·kw) matrix (zero outside each kernel's group).
+    """
     positions = geom.out_size[0] * geom.out_size[1]
+    if not column:
+        inputs = [sums, b.const(f"{name}/kernel", weight / positions)]
+        if bias is not None:
+            inputs.append(b.const(f"{name}/bias", bias))
+        return b.op("Conv", inputs, name, group=group)
     flat = b.op("Reshape", [sums, b.const_int(f"{name}/flat_shape", [0, 1, -1, 1])], f"{name}/flat")
     kernel = _dense_kernel(weight, group).reshape(len(weight), -1) / positions
     matrix = b.const(f"{name}/kernel", kernel)

@@ -11,7 +11,7 @@ import pytest
 
 from anan_onnx._conv_geometry import ConvGeometry
 from anan_onnx._rewrite import _Builder
-from anan_onnx._window_means import window_mean_column, window_means, window_sums
+from anan_onnx._window_means import window_means, window_sums
 
 GEOMETRIES = {  # in_size, kernel, strides, dilations, pads (top, left, bottom, right)
     "valid": ConvGeometry((9, 8), (3, 3), (1, 1), (1, 1), (0, 0, 0, 0)),
@@ -51,8 +51,7 @@ def _means_graph(x_shape, weight, bias, geom, group, *, column: bool) -> ir.Grap
     b = _Builder(np.dtype(np.float32), 17)
     x = ir.val("x", ir.DataType.FLOAT, ir.Shape(list(x_shape)))
     sums = window_sums(b, x, geom, "means")
-    means = window_mean_column if column else window_means
-    out = means(b, sums, geom, weight, group, "activity", bias)
+    out = window_means(b, sums, geom, weight, group, "activity", bias, column=column)
     graph = ir.Graph([x], [out], nodes=b.nodes, name="means", opset_imports={"": 17})
     for init in b.initializers:
         graph.register_initializer(init)
