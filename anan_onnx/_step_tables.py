@@ -10,9 +10,10 @@ Pattern rewritten (a fixed, non-tunable conversion)::
 The counter only takes the 2μ + 1 values −μ … μ, so eq. 2 (with its hold at ±μ, or the
 clamp) is a transition table and eq. 3 with the update rule a table of multipliers (or z),
 both filled at conversion time from (μ, a, b, idle). The steps stay unrolled: every step's
-counter is a node ``anan/step{t}/counter``. On (N, O, 1, 1) tensors each node costs more
+counter is a node ``anan/step{t}/counter``. On per-kernel tensors each node costs more
 than its arithmetic (in onnxruntime ~0.5–1 µs of executor time each, measured in
-isolation), so at batch 1 fewer nodes is what makes the steps cheaper.
+isolation; inside a CNN more, and more for some ops than others), so at batch 1 what makes
+the steps cheaper is measured in the whole graph, not counted in nodes.
 
 Step 1 starts from r = 0, so its lookup is done at conversion time: its counter is a
 ``Where`` between the two possible outcomes. When every step reads the step-1 activity
