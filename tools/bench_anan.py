@@ -490,16 +490,9 @@ class Runner:
     def __init__(self, model: onnx.ModelProto, threading: str = "no spinning") -> None:
         import onnxruntime as ort
 
-        options = ort.SessionOptions()
-        if threading == "spinning":
-            options.use_per_session_threads = False  # the global pool's 2 threads
-        else:
-            options.intra_op_num_threads = THREADS
-            options.inter_op_num_threads = 1
-            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        options = session_options(threading)
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.log_severity_level = 3
         self.session = ort.InferenceSession(
             model.SerializeToString(), options, providers=["CPUExecutionProvider"]
         )
@@ -508,6 +501,21 @@ class Runner:
     def run(self, batch: np.ndarray) -> list[np.ndarray]:
         """All outputs for a batch in the model's layout."""
         return self.session.run(None, {self.input_name: batch})
+
+
+def session_options(threading: str) -> Any:
+    """onnxruntime session options with the threads of ``threading`` (see ``Runner``)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    if threading == "spinning":
+        options.use_per_session_threads = False  # the global pool's 2 threads
+    else:
+        options.intra_op_num_threads = THREADS
+        options.inter_op_num_threads = 1
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.log_severity_level = 3
+    return options
 
 
 def make_session(model: onnx.ModelProto, threading: str = "no spinning") -> Runner:
@@ -663,14 +671,7 @@ def profile_model(
     """Runs ``model`` with onnxruntime's profiler; per-node and per-op-type ms per run."""
     import onnxruntime as ort
 
-    options = ort.SessionOptions()
-    if threading == "spinning":  # the global pool (see Runner)
-        options.use_per_session_threads = False
-    else:
-        options.intra_op_num_threads = THREADS
-        options.inter_op_num_threads = 1
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    options.log_severity_level = 3
+    options = session_options(threading)
     options.enable_profiling = True
     options.profile_file_prefix = str(prefix)
     session = ort.InferenceSession(
