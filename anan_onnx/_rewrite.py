@@ -59,9 +59,8 @@ class _Knobs:
 class _Builder:
     """Collects named nodes and constants (of the model's float dtype) for the splice."""
 
-    def __init__(self, dtype: np.dtype, opset: int) -> None:
+    def __init__(self, dtype: np.dtype) -> None:
         self.dtype = dtype
-        self.opset = opset
         self.nodes: list[ir.Node] = []
         self.initializers: list[ir.Value] = []
         self.unit: ir.Value | None = None  # the initial gains (ones): products with it are skipped
@@ -116,7 +115,7 @@ def build_anan_graph(
     """
     graph = model.graph
     conv = target.node
-    b = _Builder(target.weight.dtype, model.opset_imports.get("", 17))
+    b = _Builder(target.weight.dtype)
     knobs = _knobs(b, graph, params) if tunable else None  # fixed parameters: tables
     steps = max(k_max or params.k, params.k) if tunable else params.k
 

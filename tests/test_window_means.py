@@ -48,7 +48,7 @@ def _conv_means(x, weight, bias, geom: ConvGeometry, group: int) -> np.ndarray:
 
 
 def _means_graph(x_shape, weight, bias, geom, group, *, column: bool) -> ir.Graph:
-    b = _Builder(np.dtype(np.float32), 17)
+    b = _Builder(np.dtype(np.float32))
     x = ir.val("x", ir.DataType.FLOAT, ir.Shape(list(x_shape)))
     sums = window_sums(b, x, geom, "means")
     out = window_means(b, sums, geom, weight, group, "activity", bias, column=column)
