@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -101,7 +102,8 @@ def test_raw_results_cover_the_matrix(tiny_run):
     }
     for row in raw["latency"]:
         assert len(row["base_raw_s"]) == len(row["anan_raw_s"]) == row["rounds"] >= 2
-        assert row["session_sets"] == 2  # fresh sessions per set (memory placement)
+        assert row["session_sets"] == len(row["set_ratios"]) == 2  # a process per set
+        assert all(r > 0 for r in row["set_ratios"])
     assert {p["label"] for p in raw["profiles"]} == {"base", "default"}
     assert {p["threading"] for p in raw["profiles"]} == {"spinning"}  # onnxruntime's default
     assert any(n["node"].startswith("anan/") for n in raw["profiles"][1]["nodes"])
@@ -132,6 +134,11 @@ def test_profile_summary_counts_only_the_last_runs():
     assert [(n["node"], n["op"]) for n in summary["nodes"]] == [("a", "Conv"), ("anan/m", "Mul")]
     assert summary["kernel_ms"] == pytest.approx(0.06)
     assert summary["anan_nodes_ms"] == pytest.approx(0.02)
+
+
+def test_session_sets_run_in_a_process_of_their_own():
+    bench = _load_module()
+    assert bench.in_fresh_process(os.getpid) != os.getpid()
 
 
 def test_fixed_batch_sets_only_the_batch_axis():

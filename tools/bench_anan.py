@@ -25,6 +25,7 @@ Example:
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import contextlib
 import copy
 import dataclasses
@@ -34,6 +35,7 @@ import hashlib
 import importlib.metadata
 import io
 import json
+import multiprocessing
 import os
 import platform
 import shlex
@@ -157,7 +159,7 @@ def make_plan(args: argparse.Namespace) -> Plan:
         max_rounds_big=2 if quick else 30,
         budget_b1_s=0.5 if quick else 6.0,
         budget_big_s=1.0 if quick else 25.0,
-        session_sets_b1=2 if quick else 3,
+        session_sets_b1=2 if quick else 4,
         session_sets_big=2,
         loop_images=2 if quick else 8,
         conversion_reps=1 if quick else 3,
@@ -523,6 +525,13 @@ def make_session(model: onnx.ModelProto, threading: str = "no spinning") -> Runn
     return Runner(model, threading)
 
 
+def global_pool_available() -> bool:
+    """Whether this onnxruntime can give a process one global thread pool."""
+    import onnxruntime.capi._pybind_state as ort_state
+
+    return hasattr(ort_state, "set_global_thread_pool_sizes")
+
+
 def use_global_pool() -> bool:
     """Gives this process one global onnxruntime pool of 2 intra-op threads (spinning, the
     default), for ``threading='spinning'``. After it, sessions with their own pools are
@@ -573,18 +582,71 @@ def interleave(
     return times
 
 
+@dataclasses.dataclass(frozen=True)
+class SessionSet:
+    """One set of sessions to time in a fresh process (see :func:`time_session_set`).
+
+    Attributes:
+        paths: model name → ONNX file, in the order the rounds run them.
+        creation_order: the order the sessions are created in (rotated from set to set:
+            the first session created in a process may land differently from the others).
+        spec, batch, seed: the batch to run, made with :func:`images` in the process.
+        threading: ``'spinning'`` or ``'no spinning'`` (see ``Runner``).
+        warmup, min_rounds, max_rounds, budget_s: as for :func:`interleave`.
+    """
+
+    paths: dict[str, str]
+    creation_order: list[str]
+    spec: ModelSpec
+    batch: int
+    seed: int
+    threading: str
+    warmup: int
+    min_rounds: int
+    max_rounds: int
+    budget_s: float
+
+
+def time_session_set(job: SessionSet) -> dict[str, list[float]]:
+    """Creates the sessions of ``job`` and times them with :func:`interleave`.
+
+    Runs in a process of its own (:func:`in_fresh_process`): there, ``'spinning'`` can have
+    onnxruntime's global pool whatever the other sets use, and the sessions' memory is not
+    laid out by the sessions before them."""
+    if job.threading == "spinning" and not use_global_pool():
+        raise RuntimeError("this onnxruntime has no global thread pool for 'spinning'")
+    models = {name: onnx.load(path) for name, path in job.paths.items()}
+    sessions = {name: make_session(models[name], job.threading) for name in job.creation_order}
+    x = images(job.spec, job.batch, job.seed)
+    runners = {name: (lambda s=sessions[name]: s.run(x)) for name in job.paths}
+    return interleave(
+        runners,
+        warmup=job.warmup,
+        min_rounds=job.min_rounds,
+        max_rounds=job.max_rounds,
+        budget_s=job.budget_s,
+    )
+
+
+def in_fresh_process(function: Callable[..., Any], *args: Any) -> Any:
+    """``function(*args)`` in a newly spawned Python process (nothing inherited but sys.path)."""
+    context = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(1, mp_context=context) as pool:
+        return pool.submit(function, *args).result()
+
+
 def latency_group(
     prep: Prepared, batch: int, mode: str, k: int, plan: Plan, base_model: Any, threading: str
 ) -> list[dict[str, Any]]:
     """Base vs ANAN (every option) for one (model, batch, mode, k, threading), interleaved.
 
-    The time budget is split among ``session_sets`` sets of freshly created sessions (one
-    per model each): where a session's buffers land in memory moves its times by a few %
-    for its whole life (two sessions of the same base CNN differed by 3.5 % at batch 1 here),
-    so one session per model would make each ratio a draw of that placement."""
+    The time budget is split among ``session_sets`` sets of sessions (one per model each),
+    every set in a fresh process (:func:`time_session_set`): where a session's buffers land
+    in memory moves its times by a few % for its whole life, and sessions created again in
+    the same process land alike (see the report's method), so one set would make each
+    ratio a draw of that placement."""
     from anan_onnx import convert_model
 
-    x = images(prep.spec, batch, plan.seed + batch)
     models = {"base": base_model}
     for option in OPTIONS:
         models[option] = convert_model(
@@ -597,20 +659,29 @@ def latency_group(
     sets = plan.session_sets_big if big else plan.session_sets_b1
     meter = CpuMeter()
     times: dict[str, list[float]] = {name: [] for name in models}
-    for _ in range(sets):
-        sessions = {name: make_session(model, threading) for name, model in models.items()}
-        runners = {name: (lambda s=s: s.run(x)) for name, s in sessions.items()}
-        got = interleave(
-            runners,
-            warmup=1 if big else plan.warmup,  # a large batch warms a session in one run
-            min_rounds=-(-plan.min_rounds // sets),
-            max_rounds=(plan.max_rounds_big if big else plan.max_rounds_b1) // sets,
-            budget_s=(plan.budget_big_s if big else plan.budget_b1_s) / sets,
-        )
-        for name in models:
-            times[name] += got[name]
-        del sessions, runners
-        gc.collect()
+    set_ratios: dict[str, list[float]] = {name: [] for name in models}
+    with tempfile.TemporaryDirectory(prefix="bench_latency_") as tmp:
+        paths = {name: str(Path(tmp) / f"model{i}.onnx") for i, name in enumerate(models)}
+        for name, model in models.items():
+            onnx.save(model, paths[name])
+        names = list(models)
+        for i in range(sets):
+            job = SessionSet(
+                paths=paths,
+                creation_order=names[i % len(names) :] + names[: i % len(names)],
+                spec=prep.spec,
+                batch=batch,
+                seed=plan.seed + batch,
+                threading=threading,
+                warmup=1 if big else plan.warmup,  # a large batch warms a session in one run
+                min_rounds=-(-plan.min_rounds // sets),
+                max_rounds=(plan.max_rounds_big if big else plan.max_rounds_b1) // sets,
+                budget_s=(plan.budget_big_s if big else plan.budget_b1_s) / sets,
+            )
+            got = in_fresh_process(time_session_set, job)
+            for name in models:
+                times[name] += got[name]
+                set_ratios[name].append(float(np.median(got[name]) / np.median(got["base"])))
     others = meter.others_percent()
     base = np.asarray(times["base"])
     rows = []
@@ -631,6 +702,7 @@ def latency_group(
                 "ratio": float(np.median(anan) / np.median(base)),
                 "ratio_rounds": summary(anan / base),
                 "ratio_min": float(anan.min() / base.min()),
+                "set_ratios": set_ratios[option],
                 "loadavg_1min": os.getloadavg()[0],
                 "others_cpu_percent": others,
                 "base_raw_s": base.tolist(),
@@ -1353,8 +1425,9 @@ def report_method(results: dict[str, Any]) -> str:
           this machine), which weighs on small ops at batch 1.
 
         The goals table uses the first (onnxruntime's default) and gives the worst case of
-        the second beside it. The per-image loops, the conversion and the cold start run
-        before the global pool exists, with spinning off; the profiles after it, spinning.
+        the second beside it. The latency sessions run in processes of their own (below);
+        in the benchmark's own process the per-image loops, the conversion and the cold
+        start run with spinning off, then the profiles in a global pool, spinning.
         TensorFlow is set to {THREADS} intra-op / 1 inter-op threads.
 
         Latency is the wall time of one `run` on a seeded random batch. For each (model,
@@ -1370,10 +1443,16 @@ def report_method(results: dict[str, Any]) -> str:
         {plan["min_rounds"]}–{plan["max_rounds_b1"]} rounds at batch 1 and
         {plan["min_rounds"]}–{plan["max_rounds_big"]} at larger batches. The budget is split
         among {plan["session_sets_b1"]} (batch 1) or {plan["session_sets_big"]} (larger
-        batches) sets of freshly created sessions: where a session's buffers land in memory
-        moves its times by a few % for its whole life (two sessions of the same base CNN
-        differed by 3.5 % at batch 1 on this machine), so one session per model would make
-        each ratio a draw of that placement. Times are medians over all sets
+        batches) sets of sessions, each set created in a freshly spawned process (in a
+        rotated order), as a deployment creates its session in a process of its own: where
+        a session's buffers land in memory moves its times for its whole life (three
+        sessions of the same base CNN in one process: up to 5 % apart at batch 1 on this
+        machine), and sessions created again in the same process land alike (the ANAN /
+        base ratio of the 128 model at batch 1, k = 4, spinning: 1.04–1.13, median 1.11,
+        over 6 sets in one process; 1.04–1.11, median 1.04, over 6 processes, each
+        with one set), so one set would make
+        each ratio a draw of that placement. "per process" gives each set's ratio of
+        medians. Times are medians over all sets
         with the interquartile range in brackets; a ratio is median(ANAN)/median(base) with
         the IQR of the per-round ratios (base and ANAN run in the same round, seconds apart).
         "fixed" means `convert_model(..., batch=N)` for ANAN and the base CNN's input and
@@ -1416,6 +1495,7 @@ def report_latency(results: dict[str, Any]) -> str:
                 "ANAN ms",
                 "ANAN / base [IQR per round]",
                 "ratio of minima",
+                "per process",
                 "rounds",
                 "others' CPU %",
             ],
@@ -1428,6 +1508,7 @@ def report_latency(results: dict[str, Any]) -> str:
                     fmt_spread(r["anan_s"]),
                     fmt_ratio(r["ratio"], r["ratio_rounds"]),
                     f"{r['ratio_min']:.2f}",
+                    " ".join(f"{v:.2f}" for v in r.get("set_ratios", [])),
                     r["rounds"],
                     f"{r['others_cpu_percent']:.0f}",
                 )
@@ -1724,16 +1805,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             import_tf()
         preps = [prepare_model(MODELS[n], plan, tmp) for n in plan.models]
         log(f"models ready: {', '.join(plan.models)}")
-        results["latency"] = run_latency(preps, plan, log, "no spinning")
+        # ONNX Runtime's default first; each set of sessions runs in a process of its own
+        spinning = global_pool_available()
+        threadings = THREADINGS if spinning else ("no spinning",)
+        results["latency"] = [
+            row for threading in threadings for row in run_latency(preps, plan, log, threading)
+        ]
         results["loops"] = run_loops(preps, plan, log)
         results["conversion"] = run_conversion(preps[0], plan, tmp)
         log(f"conversion: {results['conversion']['warm_s']['median']:.2f} s")
         results["cold_start"] = run_cold_start(preps[0], plan, tmp)
         log("cold start done")
         # last: once the global pool exists, sessions with their own pools are refused
-        threading = "spinning" if use_global_pool() else "no spinning"
-        if threading == "spinning":
-            results["latency"] = run_latency(preps, plan, log, threading) + results["latency"]
+        threading = "spinning" if spinning and use_global_pool() else "no spinning"
         results["profiles"] = run_profiles(preps, plan, tmp, threading)
         log("profiles done")
     results["tensorflow_imported"] = "tensorflow" in sys.modules
