@@ -160,7 +160,7 @@ def make_plan(args: argparse.Namespace) -> Plan:
         budget_b1_s=0.5 if quick else 6.0,
         budget_big_s=1.0 if quick else 25.0,
         session_sets_b1=2 if quick else 4,
-        session_sets_big=2,
+        session_sets_big=2 if quick else 3,
         loop_images=2 if quick else 8,
         conversion_reps=1 if quick else 3,
         cold_reps=1 if quick else 5,
