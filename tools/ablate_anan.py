@@ -4,7 +4,8 @@ Converts the benchmark's 128×128 CNN (``tools/bench_anan.py``, ONNX built witho
 TensorFlow, same seed) with the default parameters, then again with parts of the rewrite
 replaced by stand-ins, and times all of them against the base CNN in interleaved rounds
 (2 intra-op threads, spinning off, or with ``--spinning`` onnxruntime's default of idle
-threads spinning in one global pool, the two ways ``bench_anan.py`` measures):
+threads spinning in one global pool, the two ways ``bench_anan.py`` measures), each set of
+sessions in a fresh process as ``bench_anan.py`` does (``--processes``):
 
 - ``anan``: the real ANAN model; ``anan, --fold-steps``: the same with the steps folded
   into one lookup (a real option, same outputs);
@@ -66,7 +67,8 @@ def _convert(base: onnx.ModelProto, params, **stand_ins) -> onnx.ModelProto:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=1)
-    parser.add_argument("--rounds", type=int, default=800)
+    parser.add_argument("--rounds", type=int, default=800, help="in all, over the processes")
+    parser.add_argument("--processes", type=int, default=4, help="sets of sessions, each fresh")
     parser.add_argument("--k", type=int, default=4)
     parser.add_argument(
         "--spinning",
@@ -74,42 +76,65 @@ def main(argv: list[str] | None = None) -> int:
         help="idle threads spin (onnxruntime's default), one global pool (default: no spinning)",
     )
     args = parser.parse_args(argv)
-    threading = "spinning" if args.spinning and bench_anan.use_global_pool() else "no spinning"
+    threading = "spinning" if args.spinning else "no spinning"
 
     spec = bench_anan.MODELS["128"]
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "base.onnx"
         onnx.save(bench_anan.build_onnx(spec, 0), path)
         base = anan_onnx.load_base(path)
-    params = anan_onnx.AnanParams(k=args.k)
-    models = {
-        "base": base,
-        "anan": _convert(base, params),
-        "anan, --fold-steps": anan_onnx.convert_model(base, params, fold_steps=True).anan,
-        "no steps": _convert(base, params, table_steps=_constant_steps),
-        "no steps, no scaling": _convert(
-            base, params, table_steps=_constant_steps, blocked_scaling=_bias_only
-        ),
-    }
-    runners = {name: bench_anan.make_session(m, threading) for name, m in models.items()}
-    x = bench_anan.images(spec, args.batch, 1)
-    times = bench_anan.interleave(
-        {name: (lambda r=r: r.run(x)) for name, r in runners.items()},
+        params = anan_onnx.AnanParams(k=args.k)
+        models = {
+            "base": base,
+            "anan": _convert(base, params),
+            "anan, --fold-steps": anan_onnx.convert_model(base, params, fold_steps=True).anan,
+            "no steps": _convert(base, params, table_steps=_constant_steps),
+            "no steps, no scaling": _convert(
+                base, params, table_steps=_constant_steps, blocked_scaling=_bias_only
+            ),
+        }
+        paths = {name: str(Path(tmp) / f"model{i}.onnx") for i, name in enumerate(models)}
+        for name, model in models.items():
+            onnx.save(model, paths[name])
+        per_process = [_time_in_process(paths, i, spec, args) for i in range(args.processes)]
+    times = {name: np.concatenate([t[name] for t in per_process]) for name in models}
+    base_times = times["base"]
+    print(
+        f"128×128 CNN, batch {args.batch}, k={args.k}, threads {threading}, "
+        f"{len(base_times)} rounds in {args.processes} processes"
+    )
+    print("| graph | nodes | ms (median) | / base (median of per-round ratios) | per process |")
+    print("|---|---|---|---|---|")
+    for name, model in models.items():
+        t = times[name]
+        ratio = statistics.median(t / base_times)
+        each = " ".join(
+            f"{statistics.median(np.asarray(p[name]) / np.asarray(p['base'])):.3f}"
+            for p in per_process
+        )
+        nodes = len(model.graph.node)
+        print(f"| {name} | {nodes} | {np.median(t) * 1e3:.3f} | {ratio:.3f} | {each} |")
+    return 0
+
+
+def _time_in_process(paths: dict[str, str], index: int, spec, args) -> dict[str, list[float]]:
+    """One set of sessions in a fresh process (``bench_anan.time_session_set``), created in
+    an order rotated by ``index``."""
+    names = list(paths)
+    rounds = -(-args.rounds // args.processes)
+    job = bench_anan.SessionSet(
+        paths=paths,
+        creation_order=names[index % len(names) :] + names[: index % len(names)],
+        spec=spec,
+        batch=args.batch,
+        seed=1,
+        threading="spinning" if args.spinning else "no spinning",
         warmup=3,
-        min_rounds=args.rounds,
-        max_rounds=args.rounds,
+        min_rounds=rounds,
+        max_rounds=rounds,
         budget_s=0,
     )
-    base_times = np.asarray(times["base"])
-    rounds = len(base_times)
-    print(f"128×128 CNN, batch {args.batch}, k={args.k}, threads {threading}, {rounds} rounds")
-    print("| graph | nodes | ms (median) | / base (median of per-round ratios) |")
-    print("|---|---|---|---|")
-    for name, model in models.items():
-        t = np.asarray(times[name])
-        ratio = statistics.median(t / base_times)
-        print(f"| {name} | {len(model.graph.node)} | {np.median(t) * 1e3:.3f} | {ratio:.3f} |")
-    return 0
+    return bench_anan.in_fresh_process(bench_anan.time_session_set, job)
 
 
 if __name__ == "__main__":

@@ -160,7 +160,7 @@ def make_plan(args: argparse.Namespace) -> Plan:
         budget_b1_s=0.5 if quick else 6.0,
         budget_big_s=1.0 if quick else 25.0,
         session_sets_b1=2 if quick else 4,
-        session_sets_big=2 if quick else 3,
+        session_sets_big=2,
         loop_images=2 if quick else 8,
         conversion_reps=1 if quick else 3,
         cold_reps=1 if quick else 5,
@@ -635,67 +635,131 @@ def in_fresh_process(function: Callable[..., Any], *args: Any) -> Any:
         return pool.submit(function, *args).result()
 
 
-def latency_group(
-    prep: Prepared, batch: int, mode: str, k: int, plan: Plan, base_model: Any, threading: str
-) -> list[dict[str, Any]]:
-    """Base vs ANAN (every option) for one (model, batch, mode, k, threading), interleaved.
+@dataclasses.dataclass
+class LatencyGroup:
+    """One (model, batch, mode, k): the base CNN and every ANAN option, saved as files."""
 
-    The time budget is split among ``session_sets`` sets of sessions (one per model each),
-    every set in a fresh process (:func:`time_session_set`): where a session's buffers land
-    in memory moves its times by a few % for its whole life, and sessions created again in
-    the same process land alike (see the report's method), so one set would make each
-    ratio a draw of that placement."""
+    spec: ModelSpec
+    batch: int
+    mode: str
+    k: int
+    paths: dict[str, str]  # "base" and each of OPTIONS → ONNX file
+    sets: int  # sets of sessions (processes) to time it in
+
+    def label(self) -> str:
+        return f"{self.spec.name} b{self.batch} {self.mode} k={self.k}"
+
+
+def prepare_latency(preps: list[Prepared], plan: Plan, tmp: Path) -> list[LatencyGroup]:
+    """Converts the models of every (model, batch, mode, k) group once, for both threadings."""
     from anan_onnx import convert_model
 
-    models = {"base": base_model}
-    for option in OPTIONS:
-        models[option] = convert_model(
-            prep.base,
-            params_for(k, option),
-            batch=batch if mode == "fixed" else None,
-            **CONVERT_OPTIONS.get(option, {}),
-        ).anan
-    big = batch > 1
-    sets = plan.session_sets_big if big else plan.session_sets_b1
-    meter = CpuMeter()
-    times: dict[str, list[float]] = {name: [] for name in models}
-    set_ratios: dict[str, list[float]] = {name: [] for name in models}
-    with tempfile.TemporaryDirectory(prefix="bench_latency_") as tmp:
-        paths = {name: str(Path(tmp) / f"model{i}.onnx") for i, name in enumerate(models)}
-        for name, model in models.items():
-            onnx.save(model, paths[name])
-        names = list(models)
-        for i in range(sets):
-            job = SessionSet(
-                paths=paths,
-                creation_order=names[i % len(names) :] + names[: i % len(names)],
-                spec=prep.spec,
-                batch=batch,
-                seed=plan.seed + batch,
-                threading=threading,
-                warmup=1 if big else plan.warmup,  # a large batch warms a session in one run
-                min_rounds=-(-plan.min_rounds // sets),
-                max_rounds=(plan.max_rounds_big if big else plan.max_rounds_b1) // sets,
-                budget_s=(plan.budget_big_s if big else plan.budget_b1_s) / sets,
-            )
-            got = in_fresh_process(time_session_set, job)
-            for name in models:
-                times[name] += got[name]
-                set_ratios[name].append(float(np.median(got[name]) / np.median(got["base"])))
-    others = meter.others_percent()
+    groups = []
+    for prep in preps:
+        for batch in plan.batches:
+            for mode in MODES:
+                fixed = batch if mode == "fixed" else None
+                base = prep.base if fixed is None else fixed_batch(prep.base, batch)
+                for k in plan.ks:
+                    folder = tmp / f"latency_{prep.spec.name}_{batch}_{mode}_{k}"
+                    folder.mkdir()
+                    models = {"base": base}
+                    for option in OPTIONS:
+                        models[option] = convert_model(
+                            prep.base,
+                            params_for(k, option),
+                            batch=fixed,
+                            **CONVERT_OPTIONS.get(option, {}),
+                        ).anan
+                    paths = {name: str(folder / f"model{i}.onnx") for i, name in enumerate(models)}
+                    for name, model in models.items():
+                        onnx.save(model, paths[name])
+                    sets = plan.session_sets_big if batch > 1 else plan.session_sets_b1
+                    groups.append(LatencyGroup(prep.spec, batch, mode, k, paths, sets))
+    return groups
+
+
+def run_latency(
+    groups: list[LatencyGroup], plan: Plan, log: Callable[[str], None], threading: str
+) -> list[dict]:
+    """Section 1: base vs ANAN (every option) for every group, interleaved in rounds.
+
+    Each group's time budget is split among its ``sets`` sets of sessions (one per model
+    each), every set in a fresh process (:func:`time_session_set`): where a session's
+    buffers land in memory moves its times for its whole life, and sessions created again
+    in the same process land alike, so one set would make each ratio a draw of that
+    placement. The sets run in passes, pass i timing set i of every group, so that a
+    stretch of minutes when other jobs press on the machine's memory and caches (which
+    slows ANAN's elementwise passes more than the base CNN's convolutions) falls on one
+    set of many groups instead of on every set of one group."""
+    times = [{name: [] for name in g.paths} for g in groups]
+    set_ratios = [{name: [] for name in g.paths} for g in groups]
+    busy = [[0.0, 0.0] for _ in groups]  # others' CPU % × seconds, seconds
+    for i in range(max(g.sets for g in groups)):
+        start = time.perf_counter()
+        for g, got_all, ratios, load in zip(groups, times, set_ratios, busy, strict=True):
+            if i >= g.sets:
+                continue
+            meter, began = CpuMeter(), time.perf_counter()
+            got = in_fresh_process(time_session_set, session_set(g, i, plan, threading))
+            seconds = time.perf_counter() - began
+            load[0] += meter.others_percent() * seconds
+            load[1] += seconds
+            for name in g.paths:
+                got_all[name] += got[name]
+                ratios[name].append(float(np.median(got[name]) / np.median(got["base"])))
+        log(f"latency ({threading}) pass {i + 1}: {time.perf_counter() - start:.0f} s")
+    rows = []
+    for g, got_all, ratios, load in zip(groups, times, set_ratios, busy, strict=True):
+        group = latency_rows(g, got_all, ratios, load[0] / max(load[1], 1e-9), threading)
+        summary_ = ", ".join(f"{r['option']} {r['ratio']:.2f}" for r in group)
+        base_ms = fmt_ms(group[0]["base_s"]["median"])
+        log(f"latency ({threading}) {g.label()}: base {base_ms} ms; {summary_}")
+        rows += group
+    return rows
+
+
+def session_set(group: LatencyGroup, index: int, plan: Plan, threading: str) -> SessionSet:
+    """Set ``index`` of ``group``: its share of the budget, sessions created in an order
+    rotated by ``index``."""
+    big = group.batch > 1
+    names = list(group.paths)
+    return SessionSet(
+        paths=group.paths,
+        creation_order=names[index % len(names) :] + names[: index % len(names)],
+        spec=group.spec,
+        batch=group.batch,
+        seed=plan.seed + group.batch,
+        threading=threading,
+        # a fresh process still grows its buffers in the first runs of a large batch
+        warmup=2 if big else plan.warmup,
+        min_rounds=-(-plan.min_rounds // group.sets),
+        max_rounds=(plan.max_rounds_big if big else plan.max_rounds_b1) // group.sets,
+        budget_s=(plan.budget_big_s if big else plan.budget_b1_s) / group.sets,
+    )
+
+
+def latency_rows(
+    group: LatencyGroup,
+    times: dict[str, list[float]],
+    set_ratios: dict[str, list[float]],
+    others_percent: float,
+    threading: str,
+) -> list[dict[str, Any]]:
+    """One result row per ANAN option of ``group``."""
     base = np.asarray(times["base"])
     rows = []
     for option in OPTIONS:
         anan = np.asarray(times[option])
         rows.append(
             {
-                "model": prep.spec.name,
-                "batch": batch,
-                "mode": mode,
-                "k": k,
+                "model": group.spec.name,
+                "batch": group.batch,
+                "mode": group.mode,
+                "k": group.k,
                 "option": option,
                 "threading": threading,
-                "session_sets": sets,
+                "session_sets": group.sets,
                 "rounds": len(base),
                 "base_s": summary(base),
                 "anan_s": summary(anan),
@@ -704,33 +768,11 @@ def latency_group(
                 "ratio_min": float(anan.min() / base.min()),
                 "set_ratios": set_ratios[option],
                 "loadavg_1min": os.getloadavg()[0],
-                "others_cpu_percent": others,
+                "others_cpu_percent": others_percent,
                 "base_raw_s": base.tolist(),
                 "anan_raw_s": anan.tolist(),
             }
         )
-    return rows
-
-
-def run_latency(
-    preps: list[Prepared], plan: Plan, log: Callable[[str], None], threading: str
-) -> list[dict]:
-    """Section 1: every (model, batch, mode, k) group."""
-    rows: list[dict[str, Any]] = []
-    for prep in preps:
-        for batch in plan.batches:
-            for mode in MODES:
-                base_model = prep.base if mode == "dynamic" else fixed_batch(prep.base, batch)
-                for k in plan.ks:
-                    start = time.perf_counter()
-                    group = latency_group(prep, batch, mode, k, plan, base_model, threading)
-                    rows += group
-                    ratios = ", ".join(f"{r['option']} {r['ratio']:.2f}" for r in group)
-                    log(
-                        f"latency ({threading}) {prep.spec.name} b{batch} {mode} k={k}: base "
-                        f"{fmt_ms(group[0]['base_s']['median'])} ms; {ratios} "
-                        f"({group[0]['rounds']} rounds, {time.perf_counter() - start:.0f} s)"
-                    )
     return rows
 
 
@@ -1436,8 +1478,8 @@ def report_method(results: dict[str, Any]) -> str:
         converted with `scaling="broadcast"`, the final scaling as plain broadcast ops
         instead of onnxruntime's blocked layout, or with `fold_steps=True`, the k steps
         as one lookup of the final gains) run in rounds, each round running
-        every model once in a rotating order, after {plan["warmup"]} warm-up round(s) (1 at
-        larger batches); the
+        every model once in a rotating order, after {plan["warmup"]} warm-up round(s) in each
+        set (2 at larger batches, where a fresh process still grows its buffers); the
         number of rounds fills a time budget ({plan["budget_b1_s"]:g} s at batch 1,
         {plan["budget_big_s"]:g} s at larger batches), clamped to
         {plan["min_rounds"]}–{plan["max_rounds_b1"]} rounds at batch 1 and
@@ -1451,15 +1493,20 @@ def report_method(results: dict[str, Any]) -> str:
         base ratio of the 128 model at batch 1, k = 4, spinning: 1.04–1.13, median 1.11,
         over 6 sets in one process; 1.04–1.11, median 1.04, over 6 processes, each
         with one set), so one set would make
-        each ratio a draw of that placement. "per process" gives each set's ratio of
-        medians. Times are medians over all sets
+        each ratio a draw of that placement. The sets run in passes, pass i timing set i
+        of every group, so that minutes when other jobs press on the machine's memory and
+        caches (which slows ANAN's elementwise passes more than the base CNN's
+        convolutions: a whole group at 1.13–1.16 while the others were at 1.05–1.08, in an
+        earlier version that ran a group's sets back to back) fall on one set of many
+        groups rather than on every set of one. "per process" gives each set's ratio of
+        medians, in pass order. Times are medians over all sets
         with the interquartile range in brackets; a ratio is median(ANAN)/median(base) with
         the IQR of the per-round ratios (base and ANAN run in the same round, seconds apart).
         "fixed" means `convert_model(..., batch=N)` for ANAN and the base CNN's input and
         output batch axis set to N; "dynamic" is the default symbolic batch axis. "ratio of
         minima" is min(ANAN)/min(base), the least disturbed runs of each. "others' CPU %" is
         the share of the machine's CPU time (all cores, from `/proc/stat`, hypervisor steal
-        included) that other processes used while the group ran: above a few %, other jobs
+        included) that other processes used while the group's sets ran: above a few %, other jobs
         competed with the 2 threads measured and the figures of that group are disturbed.
         The goals table takes, for each figure, the worst case over models and k, from the
         ratio of medians.""")
@@ -1808,8 +1855,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         # ONNX Runtime's default first; each set of sessions runs in a process of its own
         spinning = global_pool_available()
         threadings = THREADINGS if spinning else ("no spinning",)
+        groups = prepare_latency(preps, plan, tmp)
         results["latency"] = [
-            row for threading in threadings for row in run_latency(preps, plan, log, threading)
+            row for threading in threadings for row in run_latency(groups, plan, log, threading)
         ]
         results["loops"] = run_loops(preps, plan, log)
         results["conversion"] = run_conversion(preps[0], plan, tmp)
