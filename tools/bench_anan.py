@@ -1495,8 +1495,8 @@ def report_method(results: dict[str, Any]) -> str:
         with one set), so one set would make
         each ratio a draw of that placement. The sets run in passes, pass i timing set i
         of every group, so that minutes when other jobs press on the machine's memory and
-        caches (which slows ANAN's elementwise passes more than the base CNN's
-        convolutions: a whole group at 1.13–1.16 while the others were at 1.05–1.08, in an
+        caches (they slow ANAN more than the base CNN, apparently its passes over the
+        first layer's maps: a whole group at 1.13–1.16 while the others were at 1.05–1.08, in an
         earlier version that ran a group's sets back to back) fall on one set of many
         groups rather than on every set of one. "per process" gives each set's ratio of
         medians, in pass order. Times are medians over all sets
