@@ -689,9 +689,9 @@ def run_latency(
     buffers land in memory moves its times for its whole life, and sessions created again
     in the same process land alike, so one set would make each ratio a draw of that
     placement. The sets run in passes, pass i timing set i of every group, so that a
-    stretch of minutes when other jobs press on the machine's memory and caches (which
-    slows ANAN's elementwise passes more than the base CNN's convolutions) falls on one
-    set of many groups instead of on every set of one group."""
+    stretch of minutes when other jobs press on the machine's memory and caches (slowing
+    ANAN more than the base CNN, apparently its passes over the first layer's maps) falls
+    on one set of many groups instead of on every set of one group."""
     times = [{name: [] for name in g.paths} for g in groups]
     set_ratios = [{name: [] for name in g.paths} for g in groups]
     busy = [[0.0, 0.0] for _ in groups]  # others' CPU % × seconds, seconds
