@@ -120,11 +120,10 @@ def main(argv: list[str] | None = None) -> int:
 def _time_in_process(paths: dict[str, str], index: int, spec, args) -> dict[str, list[float]]:
     """One set of sessions in a fresh process (``bench_anan.time_session_set``), created in
     an order rotated by ``index``."""
-    names = list(paths)
     rounds = -(-args.rounds // args.processes)
     job = bench_anan.SessionSet(
         paths=paths,
-        creation_order=names[index % len(names) :] + names[: index % len(names)],
+        creation_order=bench_anan.rotated(list(paths), index),
         spec=spec,
         batch=args.batch,
         seed=1,

@@ -723,10 +723,9 @@ def session_set(group: LatencyGroup, index: int, plan: Plan, threading: str) -> 
     """Set ``index`` of ``group``: its share of the budget, sessions created in an order
     rotated by ``index``."""
     big = group.batch > 1
-    names = list(group.paths)
     return SessionSet(
         paths=group.paths,
-        creation_order=names[index % len(names) :] + names[: index % len(names)],
+        creation_order=rotated(list(group.paths), index),
         spec=group.spec,
         batch=group.batch,
         seed=plan.seed + group.batch,
@@ -737,6 +736,11 @@ def session_set(group: LatencyGroup, index: int, plan: Plan, threading: str) -> 
         max_rounds=(plan.max_rounds_big if big else plan.max_rounds_b1) // group.sets,
         budget_s=(plan.budget_big_s if big else plan.budget_b1_s) / group.sets,
     )
+
+
+def rotated(names: list[str], index: int) -> list[str]:
+    """``names`` starting from entry ``index`` (cyclically): the creation order of set ``index``."""
+    return names[index % len(names) :] + names[: index % len(names)]
 
 
 def latency_rows(
