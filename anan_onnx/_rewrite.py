@@ -178,16 +178,16 @@ def gains_are_columns(params: AnanParams, tunable: bool = False) -> bool:
     return steps_foldable(params, tunable) and params.rule == "multiplicative"
 
 
-def _column_to_channels(b, gain):
-    """(N, 1, O, 1) → (N, O, 1, 1), for the consumers that broadcast the gains over maps."""
-    shape = b.const_int(f"{gain.name}_shape", [0, -1, 1, 1])
-    return b.op("Reshape", [gain, shape], f"{gain.name}_channels")
-
-
 def steps_foldable(params: AnanParams, tunable: bool = False) -> bool:
     """Whether ``fold_steps`` applies: a shared step-1 activity, and parameters known at
     conversion time (not a tunable model) to take the walks with."""
     return step1_activity_shared(params, tunable) and not tunable
+
+
+def _column_to_channels(b, gain):
+    """(N, 1, O, 1) → (N, O, 1, 1), for the consumers that broadcast the gains over maps."""
+    shape = b.const_int(f"{gain.name}_shape", [0, -1, 1, 1])
+    return b.op("Reshape", [gain, shape], f"{gain.name}_channels")
 
 
 def _arithmetic_steps(b, gains, activity_of, knobs, params, steps, shared):

@@ -539,10 +539,9 @@ def use_global_pool() -> bool:
     onnxruntime cannot."""
     import onnxruntime.capi._pybind_state as ort_state
 
-    setter = getattr(ort_state, "set_global_thread_pool_sizes", None)
-    if setter is None:
+    if not global_pool_available():
         return False
-    setter(THREADS, 1)
+    ort_state.set_global_thread_pool_sizes(THREADS, 1)
     return True
 
 
