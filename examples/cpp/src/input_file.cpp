@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdio>  // SEEK_SET
 #include <cstring>
 
 #include "tensor.hpp"

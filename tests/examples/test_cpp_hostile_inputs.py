@@ -7,8 +7,8 @@ exit status 2 and one stderr line naming the problem, at a peak RSS measured for
 alone (os.wait4) that stays far below what the header claims. The child also runs under an
 address-space limit, so that a regression fails the test instead of exhausting the machine.
 
-The build comes from tests/test_cpp_example.py (its ``anan_infer`` fixture) and so does the
-toy model maker; nothing else is shared.
+The build (the ``anan_infer`` fixture) and the toy model maker come from test_cpp_example.py
+next to this file; nothing else is shared.
 """
 
 from __future__ import annotations
