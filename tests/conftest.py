@@ -28,3 +28,29 @@ def anan_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     if proc.returncode != 0 or not out.is_file():
         pytest.fail(f"anan-onnx convert {BUNDLED_MODEL.name} failed:\n{tail(proc)}")
     return out
+
+
+# Tests that need tools outside Python carry a marker, so that a machine without them can
+# run the rest: pytest -m "not cpp and not node and not browser" (tools/test.sh installs
+# them). Files and conformance runtimes are marked here, so that new ones are covered too.
+_FILE_MARKS = {"test_cpp_": ("cpp",), "test_node_": ("node",), "test_web_": ("browser", "node")}
+_RUNTIME_MARKS = {"cpp": ("cpp",), "node": ("node",), "web": ("browser", "node")}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        marks = [m for prefix, ms in _FILE_MARKS.items() if item.path.name.startswith(prefix)
+                 for m in ms]  # fmt: skip
+        callspec = getattr(item, "callspec", None)
+        runtime = str(callspec.params.get("runtime", "")) if callspec else ""
+        marks += [m for prefix, ms in _RUNTIME_MARKS.items() if runtime.startswith(prefix)
+                  for m in ms]  # fmt: skip
+        for name in dict.fromkeys(marks):
+            item.add_marker(name)
+    # The long property runs only when asked for (-m slow): an -m of one's own, such as the
+    # quick run's, does not bring them in (a plain addopts -m would be replaced by it).
+    if "slow" not in (config.option.markexpr or ""):
+        slow = [item for item in items if item.get_closest_marker("slow")]
+        if slow:
+            config.hook.pytest_deselected(items=slow)
+            items[:] = [item for item in items if not item.get_closest_marker("slow")]

@@ -27,6 +27,8 @@ from onnx import TensorProto, helper, numpy_helper
 
 from process_helpers import locked, tail
 
+pytestmark = pytest.mark.cpp  # needs cmake and a C++ compiler
+
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "examples" / "cpp"
 FETCH_SCRIPT = REPO / "tools" / "get_onnxruntime_cpp.sh"

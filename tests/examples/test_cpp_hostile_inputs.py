@@ -29,6 +29,8 @@ import test_cpp_example as cpp_example
 
 anan_infer = cpp_example.anan_infer  # the fixture that builds the program (pytest finds it here)
 
+pytestmark = pytest.mark.cpp  # builds the C++ example: cmake and a C++ compiler
+
 TIMEOUT_S = 20.0  # a hang fails the test after this long
 QUICK_S = 10.0  # a refusal takes well under a second; generous for a shared machine
 # A normal run of a toy model fits in 128 MiB of address space here (2 cores); more cores

@@ -24,7 +24,8 @@ import anan_onnx
 
 from process_helpers import locked, tail
 
-pytestmark = pytest.mark.keras  # the bundled model is converted from Keras
+# the bundled model is converted from Keras; Node.js >= 18 with npm runs it
+pytestmark = [pytest.mark.keras, pytest.mark.node]
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "examples" / "node"

@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# The test command for a fresh machine: installs what the tests need where it is missing,
+# then runs pytest with this script's arguments.
+#
+#   tools/test.sh                                             # everything (CI runs this)
+#   tools/test.sh -m "not cpp and not node and not browser"   # Python only, installs no tools
+#   tools/test.sh -q tests/runtime -x                         # any pytest arguments
+#
+# What it installs, each only when missing (Debian/Ubuntu, apt-get update once):
+#   .venv with anan-onnx and its keras + dev extras     2.1 GB, ~4 min on 2 cores (pip)
+#   cmake and g++ (C++ example, marker cpp)             ~20 MB download (apt)
+#   Node.js >= 18 with npm (Node example, marker node)  ~50 MB download (apt)
+#   chromium (browser tests, marker browser)            ~80 MB download, ~300 MB installed
+# The apt part takes about 1-3 minutes, depending on the mirror.
+# A marker deselected by -m "not X" skips installing its tools. The tests themselves then
+# fetch the onnxruntime C++ SDK (apt download into third_party/, not installed) and the
+# Node example's npm packages on their first run. Without root and without sudo, missing
+# tools are named and the script stops (exit 2).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+say() { echo "tools/test.sh: $*" >&2; }
+args=" $* "
+wanted() { [[ "$args" != *"not $1"* ]]; }  # the marker is not deselected by -m "not $1"
+
+# --- Python: the virtual environment -------------------------------------------------------
+python=${PYTHON:-python3}
+if [[ ! -x .venv/bin/python ]]; then
+  say "creating .venv with $python"
+  "$python" -m venv .venv
+fi
+if ! .venv/bin/python -c 'import anan_onnx, pytest, hypothesis, tensorflow, tf2onnx, scipy, sklearn, matplotlib, onnxslim' 2>/dev/null; then
+  say "installing anan-onnx[keras,dev] into .venv (about 2.1 GB; ~4 min on 2 cores) ..."
+  .venv/bin/python -m pip install --quiet --upgrade pip
+  .venv/bin/python -m pip install --quiet -e '.[keras,dev]' -c constraints.txt
+fi
+
+# --- tools outside Python --------------------------------------------------------------------
+packages=()
+if wanted cpp; then
+  command -v cmake >/dev/null || packages+=(cmake)
+  command -v c++ >/dev/null || packages+=(g++)
+fi
+if wanted node || wanted browser; then
+  major=$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)
+  if ((major < 18)); then
+    packages+=(nodejs npm)
+  elif ! command -v npm >/dev/null; then
+    packages+=(npm)
+  fi
+fi
+if wanted browser; then
+  command -v chromium >/dev/null || command -v chromium-browser >/dev/null || packages+=(chromium)
+fi
+if ((${#packages[@]})); then
+  sudo=()
+  if ((EUID != 0)); then
+    if command -v sudo >/dev/null; then
+      sudo=(sudo)
+    else
+      say "missing ${packages[*]} and no root to install them: install them, or run" \
+        "tools/test.sh -m \"not cpp and not node and not browser\""
+      exit 2
+    fi
+  fi
+  say "installing ${packages[*]} with apt-get (a few hundred MB at most; ~1-3 min) ..."
+  "${sudo[@]}" apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends \
+    "${packages[@]}" >/dev/null
+fi
+
+# --- the tests -----------------------------------------------------------------------------
+exec .venv/bin/python -m pytest "$@"
