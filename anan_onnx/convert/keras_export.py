@@ -223,9 +223,11 @@ def _import_tensorflow():
         import tensorflow as tf
         import tf2onnx
     except ImportError as exc:
+        from anan_onnx.install_hint import install_hint
+
         raise AnanError(
             f"converting a Keras model needs TensorFlow ({exc.name} is missing): "
-            "pip install 'anan-onnx[keras]', or pass an .onnx model"
+            f"{install_hint('keras')}, or pass an .onnx model"
         ) from None
     for name in ("tf2onnx", "tensorflow", "absl"):
         logging.getLogger(name).setLevel(logging.ERROR)

@@ -551,8 +551,10 @@ def _holdout(
     try:
         from sklearn.model_selection import train_test_split
     except ImportError:
+        from anan_onnx.install_hint import install_hint
+
         raise AnanError(
-            "scikit-learn is needed to split a data set: pip install 'anan-onnx[eval]'"
+            f"scikit-learn is needed to split a data set: {install_hint('eval')}"
         ) from None
     counts = np.bincount(labels, minlength=len(classes))
     smallest = int(np.argmin(np.where(counts > 0, counts, counts.max() + 1)))

@@ -1,7 +1,8 @@
 """The evaluation's optional dependencies (scikit-learn, SciPy, matplotlib), imported on use.
 
-They come with ``pip install anan-onnx[eval]``; ``import anan_onnx`` and inference work
-without them, so every evaluation module imports them through :func:`need` at call time.
+They come with the ``eval`` extra (see :func:`anan_onnx.install_hint.install_hint`);
+``import anan_onnx`` and inference work without them, so every evaluation module imports
+them through :func:`need` at call time.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ def need(module: str) -> Any:
     try:
         return importlib.import_module(module)
     except ImportError:
+        from anan_onnx.install_hint import install_hint
+
         raise AnanError(
-            f"{module.split('.')[0]} is needed for evaluation: pip install 'anan-onnx[eval]'"
+            f"{module.split('.')[0]} is needed for evaluation: {install_hint('eval')}"
         ) from None

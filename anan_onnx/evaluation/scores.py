@@ -5,7 +5,7 @@ AUC, which stay informative on imbalanced sets such as Fire. The loss is Keras' 
 (or categorical) cross-entropy with probabilities clipped to [1e-7, 1 - 1e-7], so a
 confidently wrong prediction costs about 16.1, as in the paper's Cats&Dogs CNN loss.
 
-scikit-learn is imported inside the functions that need it (``pip install anan-onnx[eval]``),
+scikit-learn is imported inside the functions that need it (the ``eval`` extra),
 so that ``import anan_onnx`` works without it.
 
 Example:

@@ -1,6 +1,6 @@
 """Paired statistics over folds or seeds: the Wilcoxon signed-rank test and its stars.
 
-SciPy is imported when a test is computed (``pip install anan-onnx[eval]``).
+SciPy is imported when a test is computed (the ``eval`` extra).
 
 Example:
     >>> significance_stars(0.004)
