@@ -186,7 +186,12 @@ def given_split(root: Path, train_dir: Path, test_dir: Path) -> DataSplit:
     x_te, y_te, test_classes = class_folder(test_dir)
     if test_classes != classes:
         raise SystemExit(f"error: class folders differ: {classes} vs {test_classes}")
-    split = {"method": "given", "train_dir": str(train_dir), "test_dir": str(test_dir)}
+    # relative to the data root, which training.json records relative to itself
+    split = {
+        "method": "given",
+        "train_dir": os.path.relpath(train_dir, root),
+        "test_dir": os.path.relpath(test_dir, root),
+    }
     return DataSplit(root, classes, x_tr, y_tr, x_te, y_te, split)
 
 
@@ -517,6 +522,13 @@ def record(
     }
 
 
+def write_record(info: dict[str, Any], root: Path, path: Path) -> None:
+    """Writes training.json with the data root relative to ``path`` (a checkout can move)."""
+    from anan_onnx.training_record import relative_root
+
+    path.write_text(json.dumps({**info, "data_root": relative_root(root, path)}, indent=1))
+
+
 def setup_tensorflow(args: argparse.Namespace) -> None:
     """Thread count and deterministic ops (TensorFlow backend only)."""
     import keras
@@ -555,13 +567,12 @@ def main(argv: list[str] | None = None) -> int:
             + (f", test {folds[-1]['test']}" if "test" in folds[-1] else "")
         )
     info = record(args, data, folds, time.perf_counter() - t0)
-    (args.out / "training.json").write_text(json.dumps(info, indent=1))
+    write_record(info, data.root, args.out / "training.json")
     if args.model_out is not None:
         args.model_out.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(args.out / "fold1.keras", args.model_out)
-        shutil.copyfile(
-            args.out / "training.json",
-            args.model_out.with_name(args.model_out.stem + ".training.json"),
+        write_record(
+            info, data.root, args.model_out.with_name(args.model_out.stem + ".training.json")
         )
     print(
         f"wrote {len(folds)} model(s) and training.json to {args.out}; "

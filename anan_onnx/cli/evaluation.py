@@ -155,7 +155,16 @@ def _add_tune(commands: Any) -> None:
         type=Path,
         help="folder for grid.csv and best.json (default out/tune/MODEL)",
     )
-    g.add_argument("--emit", type=Path, help="also write the tuned ANAN model (.anan.onnx)")
+    g.add_argument(
+        "--emit",
+        type=Path,
+        help="also write the tuned ANAN model (.anan.onnx), if it beats the base CNN",
+    )
+    g.add_argument(
+        "--emit-anyway",
+        action="store_true",
+        help="write --emit even when no configuration beats the base CNN",
+    )
     g.add_argument("--json", action="store_true", help="print best.json on stdout")
     g = p.add_argument_group("preprocessing (default: as recorded in the model)")
     g.add_argument("--scale", type=float, help="pixel scale, e.g. 0.00392156862745098")
@@ -189,17 +198,24 @@ def _cmd_tune(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         progress=_progress(args),
         emit=args.emit,
+        emit_anyway=args.emit_anyway,
     )
     result.write_csv(out / "grid.csv")
     result.write_json(out / "best.json")
+    # --emit asked for a model that was not written (it would not beat the base): exit 1
+    status = 1 if args.emit and result.emitted is None else 0
     if args.json:
         print(json.dumps(result.to_json(), indent=2, default=str))
-        return 0
-    print(result.summary())
-    print(f"  wrote      : {out / 'grid.csv'}, {out / 'best.json'}")
+        return status
+    notes = {"wrote": f"{out / 'grid.csv'}, {out / 'best.json'}"}
     if args.emit:
-        print(f"  ANAN model : {args.emit}")
-    return 0
+        notes["ANAN model"] = (
+            str(result.emitted)
+            if result.emitted is not None
+            else "not written: no configuration beats the base CNN (--emit-anyway writes it)"
+        )
+    print(result.summary(notes))
+    return status
 
 
 def _stem(path: Path) -> str:
@@ -273,7 +289,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         threads=args.threads,
         batch_size=args.batch_size,
         progress=_progress(args),
-        log=lambda line: print(f"anan-onnx: {line}", file=sys.stderr),
+        # per-model lines are the command's output; with --json, stdout is JSON only
+        log=lambda line: print(line, file=sys.stderr if args.json else sys.stdout, flush=True),
     )
     report, figure = args.report, args.figure
     if args.out:

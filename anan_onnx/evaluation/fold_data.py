@@ -9,14 +9,13 @@ models. Loaded images are cached, so models sharing a split load it once.
 from __future__ import annotations
 
 import dataclasses
-import json
-import re
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from anan_onnx.errors import AnanError
+from anan_onnx.training_record import find_training_record, fold_of
 
 __all__ = ["FoldData", "FoldSplit"]
 
@@ -36,7 +35,7 @@ class FoldData:
         self.models = models
         self.data = data
         self.options = options
-        self.records = {m: _training_record(m) for m in models}
+        self.records = {m: find_training_record(m) for m in models}
         self._cache: dict[Any, Any] = {}
 
     def splits(self, model: Path, spec: Any, need_val: bool) -> tuple[FoldSplit | None, FoldSplit]:
@@ -102,7 +101,7 @@ class FoldData:
         classes = list(record.get("classes") or [])
         train_files = list(record.get("train_files") or [])
         train_labels = np.asarray(record.get("train_labels") or [], np.int64)
-        fold = _fold_of(model, record)
+        fold = fold_of(model, record)
         val = None
         if need_val:
             indices = np.asarray((fold or {}).get("val_indices") or [], np.int64)
@@ -164,30 +163,3 @@ class FoldData:
             labels = np.isin(labels, index).astype(np.int64)
             classes = ["negative", "positive"]
         return FoldSplit(self._cache[key], labels, classes, source)
-
-
-def _training_record(model: Path) -> dict[str, Any] | None:
-    """``training.json`` beside a fold model, or ``<stem>.training.json`` beside a model."""
-    stem = model.name[: -len(model.suffix)]
-    for candidate in (model.with_name(f"{stem}.training.json"), model.with_name("training.json")):
-        if candidate.is_file():
-            try:
-                record = json.loads(candidate.read_text())
-            except (OSError, json.JSONDecodeError) as exc:
-                raise AnanError(
-                    f"{candidate} is not readable JSON ({exc}): fix or remove it"
-                ) from None
-            if candidate.name == "training.json" and _fold_of(model, record) is None:
-                continue  # a training.json about other models
-            return record
-    return None
-
-
-def _fold_of(model: Path, record: dict[str, Any]) -> dict[str, Any] | None:
-    stem = model.name[: -len(model.suffix)]
-    folds = record.get("folds") or []
-    for fold in folds:
-        name = str(fold.get("model", ""))
-        if name[: -len(Path(name).suffix) or None] == stem:
-            return fold
-    return folds[0] if len(folds) == 1 and not re.fullmatch(r"fold\d+", stem) else None

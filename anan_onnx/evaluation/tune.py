@@ -256,7 +256,8 @@ class TuneResult:
         n_images: images the parameters were tuned on.
         seconds: wall time of the search.
         rest_rows: runs of the rest of the network (after deduplicating gain vectors).
-        info: where the images came from (split info, model path), JSON-ready.
+        info: where the images came from (split info, model path, classes), JSON-ready.
+        emitted: the ANAN model :func:`tune` wrote (``emit``), or ``None``.
     """
 
     rows: list[dict[str, Any]]
@@ -270,6 +271,7 @@ class TuneResult:
     rest_rows: int
     target_layer: str
     info: dict[str, Any] = dataclasses.field(default_factory=dict)
+    emitted: Path | None = None
 
     @property
     def improves_on_base(self) -> bool:
@@ -279,24 +281,33 @@ class TuneResult:
         base = select_metric_value(self.base_scores, self.metric)
         return bool(self.best["value"] > base)
 
-    def summary(self) -> str:
-        """A few lines for the terminal."""
+    def summary(self, notes: dict[str, str] | None = None) -> str:
+        """A few lines for the terminal; ``notes`` (label: text) are appended, aligned."""
         from anan_onnx.evaluation.scores import select_metric_value
 
         base = select_metric_value(self.base_scores, self.metric)
         sign = -1 if self.metric == "loss" else 1
-        lines = [
-            f"searched {len(self.rows)} configurations on {self.n_images} {self.tuned_on} "
-            f"images in {self.seconds:.1f} s ({self.rest_rows} rest-of-network runs)",
-            f"  best       : {self.params.describe()}",
-            f"  {self.metric:<10} : ANAN {sign * self.best['value']:.4f}  base {sign * base:.4f}"
-            + ("" if self.improves_on_base else "  (no configuration beats the base CNN)"),
+        scores = [(self.metric, sign * self.best["value"], sign * base)]
+        scores += [
+            (key, self.best[key], self.base_scores[key])
+            for key in ("balanced_accuracy", "mcc", "positive_rate")
+            if key in self.best and key != self.metric
         ]
-        for key in ("balanced_accuracy", "mcc", "positive_rate"):
-            if key in self.best and key != self.metric:
-                lines.append(
-                    f"  {key:<10} : ANAN {self.best[key]:.4f}  base {self.base_scores[key]:.4f}"
-                )
+        notes = notes or {}
+        width = max(len(key) for key in [*(k for k, _, _ in scores), *notes])
+        n = len(self.rows)
+        lines = [
+            f"searched {n} configuration{'' if n == 1 else 's'} on {self.n_images} "
+            f"{self.tuned_on} images in {self.seconds:.1f} s "
+            f"({self.rest_rows} rest-of-network run{'' if self.rest_rows == 1 else 's'})",
+            f"  {'best':<{width}} : {self.params.describe()}",
+        ]
+        for i, (key, anan, base_value) in enumerate(scores):
+            verdict = (
+                "" if i or self.improves_on_base else "  (no configuration beats the base CNN)"
+            )
+            lines.append(f"  {key:<{width}} : ANAN {anan:.4f}  base {base_value:.4f}{verdict}")
+        lines += [f"  {key:<{width}} : {text}" for key, text in notes.items()]
         return "\n".join(lines)
 
     def to_json(self) -> dict[str, Any]:
@@ -330,9 +341,10 @@ class TuneResult:
         """Writes every configuration's scores, one row each, atomically."""
         from anan_onnx.model_io import write_bytes_atomic
 
-        columns = ["rule", "counter", "signal", "reduce", *_NUMBERS, *SCORE_COLUMNS]
-        columns += ["value", "best"]
-        extra = sorted({k for r in self.rows for k in r} - set(columns) - {"n", "threshold"})
+        columns = ["rule", "counter", "signal", "reduce", *_NUMBERS, *SCORE_COLUMNS, "best"]
+        # ``value`` repeats the metric column (negated for loss) and ``bce`` repeats ``loss``
+        duplicates = {"n", "threshold", "value", "bce"}
+        extra = sorted({k for r in self.rows for k in r} - set(columns) - duplicates)
         buffer = io.StringIO()
         writer = csv.DictWriter(buffer, [*columns, *extra], extrasaction="ignore")
         writer.writeheader()
@@ -537,12 +549,15 @@ def tune(
     batch_size: int = 256,
     progress: bool | None = None,
     emit: str | Path | None = None,
+    emit_anyway: bool = False,
 ) -> TuneResult:
     """Loads a base model and a labelled image set, and grid-searches the ANAN parameters.
 
-    The images are split by :func:`anan_onnx.load_splits` (same seed and fractions give
-    the same split as ``tools/train_base_cnn.py``); parameters are tuned on the validation
-    split unless ``tune_on="test"`` (which warns).
+    With a ``training.json`` beside the model (``tools/train_base_cnn.py`` writes one), the
+    validation images are that model's own validation fold, never images it was trained on.
+    Otherwise the images are split by :func:`anan_onnx.load_splits` (same seed and fractions
+    give the same split as ``tools/train_base_cnn.py``); parameters are tuned on the
+    validation split unless ``tune_on="test"`` (which warns).
 
     Args:
         model: base CNN: ``.keras``, ``.h5`` or ``.onnx`` (an ANAN model is refused).
@@ -554,7 +569,10 @@ def tune(
         layout, scale, offset: override the preprocessing recorded in the model.
         layer: target Conv (default: the first).
         emit: also write the tuned fixed-parameter ANAN model here (and its base model as
-            ``<name>.base.onnx`` beside it, for ``anan-onnx verify``).
+            ``<name>.base.onnx`` beside it, for ``anan-onnx verify``), with the data set's
+            class names; only when the best configuration beats the base CNN on the tuning
+            images (otherwise a warning and ``result.emitted`` is ``None``)...
+        emit_anyway: ... or regardless.
 
     Returns:
         The result; ``info`` holds the model path, its sha256 and the split info.
@@ -566,17 +584,21 @@ def tune(
         raise AnanError(f"tune_on must be one of {', '.join(TUNE_ON)}, got {tune_on!r}")
     base = load_model(model, layout=layout, scale=scale, offset=offset)
     spec = InputSpec.from_metadata(_metadata.read_metadata(base))
-    splits = load_splits(
-        data,
-        spec,
-        val_fraction=val_fraction,
-        test_fraction=test_fraction,
-        seed=seed,
-        positive=positive,
-        max_per_class=max_per_class,
-        progress=progress,
-    )
-    chosen = splits.val if tune_on == "val" else splits.test
+    options = {
+        "val_fraction": val_fraction,
+        "test_fraction": test_fraction,
+        "seed": seed,
+        "positive": positive,
+        "max_per_class": max_per_class,
+        "progress": progress,
+    }
+    recorded = _recorded_split(Path(model), Path(data), spec, tune_on, options)
+    if recorded is not None:
+        chosen, split_info = recorded
+    else:
+        splits = load_splits(data, spec, **options)
+        chosen = splits.val if tune_on == "val" else splits.test
+        split_info = splits.info
     if chosen is None:
         hint = (
             "pass --val-fraction > 0 or add a val/ folder"
@@ -604,11 +626,47 @@ def tune(
         "model_sha256": _metadata.sha256_file(model),
         "data": str(data),
         "grid": grid.as_dict(),
-        "split": splits.info,
+        "split": split_info,
+        "classes": list(chosen.classes),
     }
     if emit is not None:
-        emit_model(base, result, emit, source=Path(model))
+        if result.improves_on_base or emit_anyway:
+            result.emitted = emit_model(base, result, emit, source=Path(model))
+        else:
+            warnings.warn(
+                f"{emit} was not written: no configuration beats the base CNN on the "
+                f"{result.tuned_on} images ({result.metric}); pass --emit-anyway "
+                "(emit_anyway=True) to write it regardless",
+                UserWarning,
+                stacklevel=2,
+            )
     return result
+
+
+def _recorded_split(
+    model: Path, data: Path, spec: Any, tune_on: str, options: dict[str, Any]
+) -> tuple[Any, dict[str, Any]] | None:
+    """The tuning images from the ``training.json`` beside ``model``: its own validation
+    fold, never images it was trained on (``None`` without a usable record)."""
+    from anan_onnx.evaluation.fold_data import FoldData
+    from anan_onnx.training_record import find_training_record, fold_of
+
+    record = find_training_record(model)
+    if record is None:
+        return None
+    fold = fold_of(model, record) or {}
+    if tune_on == "val" and not fold.get("val_indices"):
+        warnings.warn(
+            f"{record['record_file']} records no validation images for {model.name}: the "
+            "validation split is drawn afresh and may hold images the model was trained on",
+            UserWarning,
+            stacklevel=3,
+        )
+        return None
+    val, test = FoldData([model], data, options).splits(model, spec, tune_on == "val")
+    chosen = val if tune_on == "val" else test
+    info = {"method": "training.json", "record": record["record_file"], tune_on: chosen.source}
+    return chosen, info
 
 
 def emit_model(
@@ -630,6 +688,8 @@ def emit_model(
     }
     if source is not None and source.is_file():
         extra.update(source_file=source.name, source_sha256=_metadata.sha256_file(source))
+    if result.info.get("classes"):
+        extra["classes"] = json.dumps(result.info["classes"])
     conversion = convert_model(
         base, result.params, layer=result.target_layer or None, extra_metadata=extra
     )

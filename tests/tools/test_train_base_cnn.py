@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from anan_onnx.training_record import find_training_record
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 keras = pytest.importorskip("keras")
 h5py = pytest.importorskip("h5py")
@@ -151,6 +153,10 @@ def test_single_model_with_given_test_set(tmp_path: Path) -> None:
     assert info["split"]["val_split"] == 0.2 and len(info["folds"]) == 1
     assert len(info["folds"][0]["val_indices"]) == 4 and len(info["test_files"]) == 6
     assert all(f.startswith("test/") for f in info["test_files"])
+    # data roots relative to each record file, so that a checkout can move
+    assert info["data_root"] == "../imgs" and info["split"]["train_dir"] == "train"
+    assert json.loads((out / "training.json").read_text())["data_root"] == "../imgs"
+    assert find_training_record(model_out)["data_root"] == str(tmp_path / "imgs")
     assert model_out.read_bytes() == (out / "fold1.keras").read_bytes()
     assert not has_optimizer_state(model_out)
 
