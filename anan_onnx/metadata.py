@@ -8,6 +8,7 @@ preprocessing keys only; an *ANAN* model carries all of them.
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -36,9 +37,31 @@ PREPROCESS_KEYS = ("layout", "height", "width", "channels", "scale", "offset")
 #: ``source_file``, ``tunable``, ``k_max``, ``batch``, ``scaling``, ``steps``.
 
 
-def read_metadata(model: onnx.ModelProto) -> dict[str, str]:
-    """Returns the ``anan.*`` metadata of ``model`` without the prefix."""
+def read_metadata(model: onnx.ModelProto | str | Path) -> dict[str, str]:
+    """Returns the ``anan.*`` metadata of ``model`` (a ModelProto or an .onnx path, like
+    ``Session`` and ``verify_models``) without the prefix.
+
+    Raises:
+        AnanError: a path that is missing, a Keras file or not ONNX.
+    """
+    if isinstance(model, (str, os.PathLike)):
+        from anan_onnx.model_io import require_onnx
+
+        model = _load_without_data(require_onnx(model))
     return {p.key[len(PREFIX) :]: p.value for p in model.metadata_props if p.key.startswith(PREFIX)}
+
+
+def _load_without_data(path: Path) -> onnx.ModelProto:
+    import onnx
+
+    from anan_onnx.errors import AnanError, first_line
+
+    try:  # the weights (external data included) are not needed for the metadata
+        return onnx.load(str(path), load_external_data=False)
+    except Exception as exc:
+        raise AnanError(
+            f"{path} is not a readable ONNX model ({first_line(exc)}): check the file"
+        ) from None
 
 
 def write_metadata(model: onnx.ModelProto, values: dict[str, object]) -> None:

@@ -15,6 +15,7 @@ __all__ = [
     "check_output_path",
     "load_onnx",
     "model_kind",
+    "require_onnx",
     "save_all_atomic",
     "save_atomic",
     "validate",
@@ -49,10 +50,26 @@ def model_kind(path: str | Path) -> str:
 _KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
 
 
-def load_onnx(path: str | Path) -> onnx.ModelProto:
-    """Loads an ONNX model with a clear error for corrupt or non-ONNX files."""
+def require_onnx(path: str | Path) -> Path:
+    """``path`` if it is an ONNX file; a Keras model gets "run anan-onnx convert first".
+
+    Raises:
+        AnanError: the file is missing, empty, a directory or a Keras model.
+    """
     path = Path(path)
-    model_kind(path)
+    kind = model_kind(path)
+    if kind != "onnx":
+        what = "a Keras archive (.keras)" if kind == "keras" else "a Keras HDF5 model"
+        raise AnanError(
+            f"{path} is {what}; this command needs an ONNX model: run "
+            f"`anan-onnx convert {path}` first"
+        )
+    return path
+
+
+def load_onnx(path: str | Path) -> onnx.ModelProto:
+    """Loads an ONNX model with a clear error for corrupt, Keras or non-ONNX files."""
+    path = require_onnx(path)
     try:
         model = onnx.load(str(path))
     except Exception as exc:

@@ -32,7 +32,9 @@ class _Parser(argparse.ArgumentParser):
 def main(argv: list[str] | None = None) -> int:
     """Runs the CLI; returns the exit status."""
     parser = _build_parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:  # name the subcommand's --help, not the top level's
+        getattr(args, "parser", parser).error(f"unrecognized arguments: {' '.join(unknown)}")
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
@@ -75,6 +77,8 @@ def _build_parser() -> argparse.ArgumentParser:
     from anan_onnx.cli.evaluation import add_commands
 
     add_commands(commands)
+    for sub in commands.choices.values():
+        sub.set_defaults(parser=sub)  # so that main() can point to the subcommand's --help
     return parser
 
 
@@ -84,7 +88,7 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 def _add_params(p: argparse.ArgumentParser) -> None:
     d = AnanParams()
-    g = p.add_argument_group("ANAN parameters (spec: ANAN_SPEC.md)")
+    g = p.add_argument_group("ANAN parameters (docs/algorithm.md explains each)")
     g.add_argument("--k", type=int, default=d.k, help=f"presentations per image (default {d.k})")
     g.add_argument("--mu", type=int, default=d.mu, help=f"trigger level μ (default {d.mu})")
     g.add_argument("--a", type=float, default=d.a, help=f"excitation amount (default {d.a})")
@@ -164,9 +168,15 @@ def _add_convert(commands) -> None:
         description="Export a trained CNN (.keras, .h5 or .onnx) to ONNX and rewrite its first "
         "convolution (or --layer) into the unrolled k-step astrocyte subgraph. Writes the ANAN "
         "model and, next to it, the base ONNX model (used by verify and evaluate).",
+        epilog="The algorithm and every option: docs/algorithm.md in the repository.",
     )
     p.add_argument("source", type=Path, help="trained model: .keras, .h5 or .onnx")
-    p.add_argument("-o", "--output", type=Path, help="ANAN model path (default: SOURCE.anan.onnx)")
+    p.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        help="ANAN model path (default: SOURCE_NAME.anan.onnx in the current directory)",
+    )
     p.add_argument("--base-output", type=Path, help="base ONNX path (default: OUTPUT .base.onnx)")
     _add_params(p)
     g = p.add_argument_group("graph")
@@ -199,6 +209,12 @@ def _add_convert(commands) -> None:
     g.add_argument("--scale", type=_number, help="pixel scale, e.g. 1/255 (default 1/255)")
     g.add_argument("--offset", type=_number, help="added after scaling (default 0)")
     g.add_argument("--layout", choices=("NHWC", "NCHW"), help="input layout (default: guessed)")
+    g.add_argument(
+        "--classes",
+        metavar="NAMES|DIR",
+        help="class names in output order, recorded in the model: a comma list (cats,dogs) "
+        "or the data set folder (its class sub-folders); default: training.json beside SOURCE",
+    )
     p.add_argument(
         "--verify",
         type=_count(0),
@@ -212,10 +228,13 @@ def _add_convert(commands) -> None:
 
 
 def _cmd_convert(args: argparse.Namespace) -> int:
+    from anan_onnx.convert.classes import parse_classes
     from anan_onnx.convert.pipeline import convert_file
 
     params = _params(args)
-    output = args.output or args.source.with_name(args.source.stem + ".anan.onnx")
+    # default: the current directory (not beside the source, e.g. in a read-only models/)
+    output = args.output or Path(args.source.stem + ".anan.onnx")
+    classes = parse_classes(args.classes) if args.classes else None
     start = time.perf_counter()
     result = convert_file(
         args.source,
@@ -233,12 +252,17 @@ def _cmd_convert(args: argparse.Namespace) -> int:
         batch=args.batch,
         scaling=args.scaling,
         fold_steps=args.fold_steps,
+        classes=classes,
     )
     seconds = time.perf_counter() - start
-    base_path = output.with_name(_meta(result.anan)["base_model"])
+    meta = _meta(result.anan)
+    base_path = output.with_name(meta["base_model"])
     print(f"converted {args.source} in {seconds:.1f} s")
     print(f"  target layer : {result.target_layer}")
     print(f"  parameters   : {params.describe()}")
+    print(f"  input        : {_describe_input(meta)} (recorded; --layout, --scale, --offset)")
+    if "classes" in meta:
+        print(f"  classes      : {', '.join(_classes(meta))}")
     print(f"  ANAN model   : {output} ({len(result.anan.graph.node)} nodes)")
     print(f"  base model   : {base_path} ({len(result.base.graph.node)} nodes)")
     if args.verify:
@@ -275,7 +299,7 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
     inits = {i.name for i in model.graph.initializer}
     info = {
         "file": str(args.model),
-        "bytes": args.model.stat().st_size,
+        "bytes": _model_bytes(args.model),
         "kind": "anan" if "k" in meta else "base",
         "ir_version": model.ir_version,
         "opset": {o.domain or "ai.onnx": o.version for o in model.opset_import},
@@ -296,6 +320,10 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
         print(f"  input  {name}: {dims}")
     for name, dims in info["outputs"].items():
         print(f"  output {name}: {dims}")
+    if "height" in meta:
+        print(f"  image input : {_describe_input(meta)}")
+    if "classes" in meta:
+        print(f"  classes     : {', '.join(_classes(meta))}")
     if info["kind"] == "anan":
         print(f"  target layer: {meta.get('target_layer')}")
         print(f"  parameters  : {AnanParams.from_strings(meta).describe()}")
@@ -430,6 +458,46 @@ def _load_inputs(model: Path, paths: list[Path]):
 
 
 # --- helpers -------------------------------------------------------------------------------
+
+
+def _describe_input(meta: dict[str, str]) -> str:
+    """The recorded preprocessing in words, e.g. ``NHWC 128x128x3, pixel * 1/255 + 0``."""
+    if "height" not in meta:
+        return f"{meta.get('layout', '?')}, size not recorded (the model's input is dynamic)"
+    scale = float(meta["scale"])
+    shown = (
+        f"1/{1 / scale:g}" if scale and abs(1 / scale - round(1 / scale)) < 1e-9 else f"{scale:g}"
+    )
+    return (
+        f"{meta['layout']} {meta['height']}x{meta['width']}x{meta['channels']}, "
+        f"input = pixel (0-255) * {shown} + {float(meta['offset']):g}"
+    )
+
+
+def _classes(meta: dict[str, str]) -> list[str]:
+    try:
+        names = json.loads(meta["classes"])
+    except (KeyError, json.JSONDecodeError):
+        return [meta.get("classes", "")]
+    return [str(n) for n in names] if isinstance(names, list) else [str(names)]
+
+
+def _model_bytes(path: Path) -> int:
+    """The model file plus the external data files its tensors refer to."""
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    tensors = [*model.graph.initializer]
+    tensors += [a.t for n in model.graph.node for a in n.attribute if a.HasField("t")]
+    locations = {
+        entry.value
+        for t in tensors
+        if t.data_location == onnx.TensorProto.EXTERNAL
+        for entry in t.external_data
+        if entry.key == "location"
+    }
+    extra = (path.parent / loc for loc in locations)
+    return path.stat().st_size + sum(f.stat().st_size for f in extra if f.is_file())
 
 
 def _meta(model) -> dict[str, str]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 
 import onnx
@@ -33,6 +34,7 @@ from anan_onnx.model_io import (
 from anan_onnx.params import AnanParams
 from anan_onnx.rewrite.graph import SCALINGS, build_anan_graph, steps_foldable
 from anan_onnx.rewrite.target import ACTIVATIONS, find_target
+from anan_onnx.runtime.inputs import guess_layout
 
 __all__ = [
     "Conversion",
@@ -134,7 +136,7 @@ def input_metadata(
     """
     recorded = _metadata.read_metadata(model)
     dims = _input_dims(model)
-    layout = (layout or recorded.get("layout") or _guess_layout(dims)).upper()
+    layout = (layout or recorded.get("layout") or guess_layout(dims)).upper()
     if layout not in ("NHWC", "NCHW"):
         raise AnanError(f"layout must be NHWC or NCHW, got {layout!r}")
     h, w, c = (dims[1], dims[2], dims[3]) if layout == "NHWC" else (dims[2], dims[3], dims[1])
@@ -268,6 +270,8 @@ def convert_file(
     batch: int | None = None,
     scaling: str = "blocked",
     fold_steps: bool = False,
+    classes: Sequence[str] | None = None,
+    progress: bool | None = None,
 ) -> Conversion:
     """Converts a model file and writes the ANAN model (and the base ONNX model) atomically.
 
@@ -277,7 +281,15 @@ def convert_file(
         base_output: where to write the base ONNX model; default: next to ``output``
             with ``.base.onnx`` instead of ``.anan.onnx``. The ANAN metadata names it.
         simplify: run onnxslim on the result (validated again afterwards).
+        classes: class names in output order, recorded as ``anan.classes`` (a JSON list)
+            in both models; default: the ``classes`` of a ``training.json`` beside the
+            source, if any (see :mod:`anan_onnx.convert.classes`).
+        progress: one line per stage on stderr (default: when stderr is a terminal).
     """
+    from anan_onnx.convert.classes import check_classes, recorded_classes
+    from anan_onnx.runtime.progress import Stages
+
+    stage = Stages(progress)
     source, output = Path(source), check_output_path(source, output)
     base_output = check_output_path(source, base_output or _base_path(output))
     if base_output.absolute() == output.absolute():
@@ -286,7 +298,13 @@ def convert_file(
             "pass another --base-output"
         )
     sha = _metadata.sha256_file(source) if source.is_file() else ""
+    kind = model_kind(source)
+    stage("exporting the Keras model to ONNX (tf2onnx)" if kind != "onnx" else "loading")
     base = load_base(source, opset=opset, layout=layout, scale=scale, offset=offset)
+    names = list(classes) if classes is not None else recorded_classes(source)
+    if names:
+        _metadata.write_metadata(base, {"classes": check_classes(names, base)})
+    stage("rewriting the target Conv and validating the result")
     result = convert_model(
         base,
         params,
@@ -303,7 +321,9 @@ def convert_file(
         },
     )
     if simplify:
+        stage("simplifying (onnxslim)")
         result.anan = _simplify(result.anan)
+    stage("writing")
     save_all_atomic([(result.base, base_output), (result.anan, output)])
     return result
 
@@ -352,6 +372,13 @@ def _set_opset(model: onnx.ModelProto, opset: int | None) -> onnx.ModelProto:
     if current is None:
         raise AnanError("the model imports no standard ONNX opset: pass a standard ONNX CNN")
     target = opset or (current if 13 <= current <= 18 else min(max(current, 13), 18))
+    if opset is None and target != current:
+        warnings.warn(
+            f"the model has opset {current}; anan-onnx writes opsets 13-18, so it is "
+            f"converted to opset {target} (onnx's version converter); pass --opset to choose",
+            UserWarning,
+            stacklevel=3,
+        )
     if target != current:
         try:
             model = onnx.version_converter.convert_version(model, target)
@@ -368,7 +395,9 @@ def _simplify(model: onnx.ModelProto) -> onnx.ModelProto:
     try:
         import onnxslim
     except ImportError:
-        raise AnanError("--simplify needs onnxslim: pip install onnxslim") from None
+        from anan_onnx.install_hint import install_hint
+
+        raise AnanError(f"--simplify needs onnxslim: {install_hint('simplify')}") from None
     props = list(model.metadata_props)
     slim = onnxslim.slim(model)
     del slim.metadata_props[:]
@@ -397,15 +426,6 @@ def _input_dims(model: onnx.ModelProto) -> list[int | str]:
             "image CNNs, whose input is a 4-D batch (N, C, H, W) or (N, H, W, C)"
         )
     return dims
-
-
-def _guess_layout(dims: list[int | str]) -> str:
-    channels = (1, 3, 4)
-    if dims[3] in channels and dims[1] not in channels:
-        return "NHWC"
-    if dims[1] in channels and dims[3] not in channels:
-        return "NCHW"
-    return "NHWC" if dims[3] in channels else "NCHW"
 
 
 def _tool_version() -> str:

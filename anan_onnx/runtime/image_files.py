@@ -184,14 +184,10 @@ def to_model_input(pixels: np.ndarray, spec: InputSpec) -> np.ndarray:
 
 
 def progress_bar(items: Sequence[_T], progress: bool | None, desc: str) -> Iterable[_T]:
-    """``items``, wrapped in a tqdm bar when ``progress`` (default: more than 200 items)."""
-    if progress is None:
-        progress = len(items) > PROGRESS_MIN
-    if not progress:
+    """``items``, in a progress bar on a terminal when ``progress`` (default: more than 200
+    items); see :mod:`anan_onnx.runtime.progress`."""
+    from anan_onnx.runtime.progress import bar
+
+    if progress is None and len(items) <= PROGRESS_MIN:
         return items
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:  # tqdm is optional at import time; loading works without it
-        return items
-    # disable=None: no bar when stderr is not a terminal (logs, CI).
-    return tqdm(items, desc=desc, unit="img", disable=None, leave=False)
+    return bar(items, enabled=progress, desc=desc)

@@ -22,7 +22,7 @@ import numpy as np
 
 from anan_onnx.errors import AnanError
 
-__all__ = ["LAYOUTS", "NCHW_TO_NHWC", "NHWC_TO_NCHW", "InputSpec", "check_batch"]
+__all__ = ["LAYOUTS", "NCHW_TO_NHWC", "NHWC_TO_NCHW", "InputSpec", "check_batch", "guess_layout"]
 
 LAYOUTS: tuple[str, ...] = ("NHWC", "NCHW")
 #: axes that turn an NHWC batch into NCHW, and back
@@ -101,6 +101,33 @@ class InputSpec:
             values[key] = _parse(key, md[key], float)
         return cls(**values)  # type: ignore[arg-type]
 
+    @classmethod
+    def from_shape(
+        cls,
+        shape: Sequence[object],
+        *,
+        layout: str | None = None,
+        scale: float = 1 / 255,
+        offset: float = 0.0,
+    ) -> InputSpec | None:
+        """A spec from a 4-D input shape such as ``[None, 64, 64, 3]``, or ``None`` when the
+        height, width or channels are not fixed (or are no image's).
+
+        The layout, unless given, is where the 1/3-sized axis sits (see :func:`guess_layout`).
+
+        Example:
+            >>> InputSpec.from_shape(["batch", 64, 64, 3]).describe()
+            'NHWC 64x64x3, x = pixel * 0.00392157 + 0'
+        """
+        dims = list(shape)
+        if len(dims) != 4:
+            return None
+        layout = (layout or guess_layout(dims)).upper()
+        h, w, c = (dims[1], dims[2], dims[3]) if layout == "NHWC" else (dims[2], dims[3], dims[1])
+        if not all(isinstance(d, int) and d > 0 for d in (h, w, c)) or c not in (1, 3):
+            return None
+        return cls(layout, h, w, c, scale=scale, offset=offset)  # type: ignore[arg-type]
+
     def to_metadata(self) -> dict[str, str]:
         """The spec as string metadata; ``repr`` of floats keeps them exact.
 
@@ -129,6 +156,16 @@ class InputSpec:
             f"{self.layout} {self.height}x{self.width}x{self.channels}, "
             f"x = pixel * {self.scale:.6g} + {self.offset:g}"
         )
+
+
+def guess_layout(dims: Sequence[object]) -> str:
+    """NHWC or NCHW for a 4-D shape: where a channel-sized axis (1, 3 or 4) sits."""
+    channels = (1, 3, 4)
+    if dims[3] in channels and dims[1] not in channels:
+        return "NHWC"
+    if dims[1] in channels and dims[3] not in channels:
+        return "NCHW"
+    return "NHWC" if dims[3] in channels else "NCHW"
 
 
 def _positive_int(name: str, value: object) -> int:

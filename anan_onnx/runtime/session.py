@@ -10,6 +10,7 @@ Example:
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -85,6 +86,10 @@ class Session:
         except AnanError:
             raise
         except Exception as exc:
+            if not serialize:  # a Keras file gets "run anan-onnx convert first"
+                from anan_onnx.model_io import require_onnx
+
+                require_onnx(source)
             raise AnanError(
                 f"onnxruntime cannot load the model ({first_line(exc)}): check the file"
             ) from None
@@ -110,12 +115,28 @@ class Session:
         return self._session.get_providers()
 
     def input_spec(self):
-        """The recorded preprocessing as an ``InputSpec``, or ``None`` if not recorded."""
+        """The recorded preprocessing as an ``InputSpec``; for a model that records none (a
+        raw ONNX export), one read from its input shape (``[?, 64, 64, 3]`` -> NHWC 64x64x3)
+        with pixel * 1/255, which warns; ``None`` when the shape does not fix the size."""
         from anan_onnx.runtime.inputs import InputSpec
 
-        if "height" not in self.metadata:
-            return None
-        return InputSpec.from_metadata(self.metadata)
+        if "height" in self.metadata:
+            return InputSpec.from_metadata(self.metadata)
+        spec = InputSpec.from_shape(
+            self.input_shape,
+            layout=self.metadata.get("layout"),
+            scale=float(self.metadata.get("scale", 1 / 255)),
+            offset=float(self.metadata.get("offset", 0.0)),
+        )
+        if spec is not None:
+            warnings.warn(
+                f"the model records no preprocessing: assuming {spec.describe()} from its "
+                "input shape; convert it with anan-onnx (--layout, --scale, --offset) to "
+                "record the right one",
+                UserWarning,
+                stacklevel=2,
+            )
+        return spec
 
     def run(self, batch: np.ndarray, **parameters: float) -> list[np.ndarray]:
         """Runs all outputs on a batch already in the model's layout and dtype.
@@ -142,7 +163,8 @@ class Session:
         spec = self.input_spec()
         if spec is None:
             raise AnanError(
-                "the model records no input size: predict .npy batches, or convert with anan-onnx"
+                f"the model records no input size and its input shape {list(self.input_shape)} "
+                "does not fix one: predict .npy batches, or convert with anan-onnx"
             )
         batch, _, _ = load_images(list(paths), spec)
         return self.predict(batch)
