@@ -1,6 +1,6 @@
 """Report rendering: Markdown tables and bar figures like the paper's Figure 5.
 
-matplotlib is imported when a figure is drawn (``pip install anan-onnx[eval]``); the
+matplotlib is imported when a figure is drawn (the ``eval`` extra); the
 figure is drawn on an Agg canvas without pyplot, so no global state is touched.
 
 Example:
@@ -59,6 +59,8 @@ def markdown_table(
 
 
 Bars = Mapping[str, Mapping[str, Sequence[Any]]]
+#: data set → metric → standard deviation over folds of (base, anan[, control])
+Errors = Mapping[str, Mapping[str, Sequence[float]]]
 
 
 def bar_figure(
@@ -68,12 +70,16 @@ def bar_figure(
     metrics: Sequence[str] | None = None,
     labels: Sequence[str] = ("CNN", "ANAN", "control"),
     title: str | None = None,
+    errors: Errors | None = None,
 ) -> Path:
     """Writes a PNG like the paper's Figure 5: base vs ANAN (vs control) bars per data set.
 
-    One panel per metric; in each, a group of bars per data set, and the significance stars
-    above the better of base and ANAN. The file is written atomically (temporary file in
-    the same folder, then renamed), so a reader never sees a half-written figure.
+    One panel per metric; in each, a group of bars per data set, each bar labelled with its
+    value, error bars (± one standard deviation over folds) where ``errors`` gives them,
+    and the significance stars above the better of base and ANAN. Each panel's value axis
+    spans the bars' range (not 0-1), so that differences of a few hundredths show; where
+    it does not start at 0 the axis says so. The file is written atomically (temporary
+    file in the same folder, then renamed), so a reader never sees a half-written figure.
 
     Args:
         path: the PNG to write; its folder must exist.
@@ -82,6 +88,7 @@ def bar_figure(
         metrics: panels to draw, in order; default: every metric found, first-seen order.
         labels: legend names of base, ANAN and control.
         title: figure title.
+        errors: the standard deviations to draw as error bars (same keys as ``datasets``).
 
     Returns:
         ``path`` as a :class:`~pathlib.Path`.
@@ -103,38 +110,79 @@ def bar_figure(
     names = list(datasets)
     has_control = any(len(v) > 3 for per in datasets.values() for v in per.values())
     n_bars = 3 if has_control else 2
-    width = 0.8 / n_bars
-    colours = ("#8c8c8c", "#d95f02", "#7570b3")
-    fig = Figure(figsize=(max(4.0, 1.6 * len(names)) * len(metrics) / 1.4, 3.6), dpi=120)
-    axes = fig.subplots(1, len(metrics), squeeze=False)[0]
-    for ax, metric in zip(axes, metrics, strict=True):
-        for i, name in enumerate(names):
-            value = datasets[name].get(metric)
-            if value is None:
-                continue
-            heights = [float(value[0]), float(value[1])]
-            if n_bars == 3:
-                heights.append(float(value[3]) if len(value) > 3 else math.nan)
-            for j, h in enumerate(heights):
-                x = i + (j - (n_bars - 1) / 2) * width
-                ax.bar(x, h, width, color=colours[j], label=labels[j] if i == 0 else None)
-            stars = str(value[2]) if len(value) > 2 and value[2] else ""
-            if stars:
-                j = int(heights[1] >= heights[0])
-                x = i + (j - (n_bars - 1) / 2) * width
-                ax.text(x, heights[j] + 0.01, stars, ha="center", va="bottom", fontsize=12)
-        ax.set_title(metric)
-        ax.set_xticks(range(len(names)), names)
-        ax.set_ylim(0, 1.1)
-        ax.grid(axis="y", alpha=0.3)
-    handles, names_shown = axes[0].get_legend_handles_labels()
+    fig = Figure(figsize=(0.6 + 2.3 * len(names), 0.5 + 2.9 * len(metrics)), dpi=120)
+    grid = fig.subplots(len(metrics), len(names), squeeze=False)
+    for row, metric in enumerate(metrics):
+        for col, name in enumerate(names):
+            ax = grid[row][col]
+            _panel(ax, datasets[name].get(metric), errors.get(name, {}).get(metric) if errors
+                   else None, n_bars, labels)  # fmt: skip
+            ax.set_title(f"{name.replace(chr(10), ' ')}: {metric}", fontsize=9)
+    handles, names_shown = grid[0][0].get_legend_handles_labels()
     # Below the panels, so it never hides a bar.
     fig.legend(handles, names_shown, loc="lower center", ncol=n_bars, fontsize=9, frameon=False)
+    if errors:
+        fig.text(0.99, 0.01, "whiskers: ± 1 standard deviation over folds", ha="right",
+                 va="bottom", fontsize=7, color="#555")  # fmt: skip
     if title:
-        fig.suptitle(title)
-    fig.tight_layout(rect=(0, 0.07, 1, 1))
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
     _save_atomic(fig, out)
     return out
+
+
+_COLOURS = ("#8c8c8c", "#d95f02", "#7570b3")
+
+
+def _panel(
+    ax: Any,
+    value: Sequence[Any] | None,
+    spread: Sequence[float] | None,
+    n_bars: int,
+    labels: Sequence[str],
+) -> None:
+    """One data set and metric: bars with their values, error bars and stars, on an axis
+    fitted to them (a panel of its own, so that a small difference shows)."""
+    ax.set_xticks([])
+    if value is None:
+        ax.set_axis_off()
+        return
+    heights = [float(value[0]), float(value[1])]
+    if n_bars == 3:
+        heights.append(float(value[3]) if len(value) > 3 else math.nan)
+    errs = [float(e) for e in (spread or ())] + [math.nan] * n_bars
+    errs = [e if math.isfinite(e) else 0.0 for e in errs[:n_bars]]
+    shown = [j for j, h in enumerate(heights) if math.isfinite(h)]
+    for j in shown:
+        whisker = {"elinewidth": 1, "ecolor": "#333"}
+        ax.bar(j, heights[j], 0.8, color=_COLOURS[j], label=labels[j],
+               yerr=errs[j] or None, capsize=4, error_kw=whisker)  # fmt: skip
+    low, high = _axis_range(
+        [heights[j] - errs[j] for j in shown], [heights[j] + errs[j] for j in shown]
+    )
+    ax.set_ylim(low, high)
+    for j in shown:  # the value inside the bar, at its foot (clear of the error bar)
+        ax.text(j, low + (high - low) * 0.03, f"{heights[j]:.3f}", ha="center", va="bottom",
+                fontsize=8, color="white", fontweight="bold")  # fmt: skip
+    stars = str(value[2]) if len(value) > 2 and value[2] else ""
+    if stars:
+        j = int(heights[1] >= heights[0])
+        ax.text(j, heights[j] + errs[j] + (high - low) * 0.02, stars, ha="center", va="bottom",
+                fontsize=12)  # fmt: skip
+    ax.tick_params(axis="y", labelsize=8)
+    if low > 0:
+        ax.set_ylabel(f"axis from {low:.3g}, not 0", fontsize=7)
+    ax.grid(axis="y", alpha=0.3)
+
+
+def _axis_range(bottoms: list[float], tops: list[float]) -> tuple[float, float]:
+    """A value range that shows the bars' differences: their span (at least 0.02) with room
+    below for the value labels and above for the stars; never below 0."""
+    if not tops:
+        return 0.0, 1.0
+    low, high = min(bottoms), max(tops)
+    span = max(high - low, 0.02)
+    return max(0.0, low - 1.5 * span), high + 0.4 * span
 
 
 def _save_atomic(fig: Any, out: Path) -> None:

@@ -321,8 +321,25 @@ class Evaluation:
                 )
         return groups
 
+    def figure_errors(self, name: str | None = None) -> dict[str, dict[str, tuple]]:
+        """Standard deviations over folds for :meth:`figure_data`'s bars (CNN, ANAN,
+        control); NaN (no error bar) for a single model."""
+        summary = self.summary()
+        groups: dict[str, dict[str, tuple]] = {}
+        for v in self.variants:
+            group = f"{name} {v}" if name else v
+            groups[group] = {
+                title: tuple(
+                    summary[m][metric]["std"] if len(self.folds) > 1 else math.nan
+                    for m in ("base", v, "control")
+                )
+                for metric, title in (("f1", "F1"), ("accuracy", "Accuracy"))
+            }
+        return groups
+
     def figure(self, path: str | Path, title: str | None = None) -> Path:
-        """Writes a PNG like the paper's Figure 5 (F1 and accuracy, CNN / ANAN / control)."""
+        """Writes a PNG like the paper's Figure 5 (F1 and accuracy, CNN / ANAN / control,
+        mean over folds with ± one standard deviation)."""
         from anan_onnx.evaluation.report import bar_figure
 
         return bar_figure(
@@ -331,6 +348,7 @@ class Evaluation:
             metrics=["F1", "Accuracy"],
             labels=("CNN", "ANAN", "control (threshold)"),
             title=title,
+            errors=self.figure_errors(),
         )
 
 
