@@ -464,13 +464,12 @@ def _describe_input(meta: dict[str, str]) -> str:
     """The recorded preprocessing in words, e.g. ``NHWC 128x128x3, pixel * 1/255 + 0``."""
     if "height" not in meta:
         return f"{meta.get('layout', '?')}, size not recorded (the model's input is dynamic)"
-    scale = float(meta["scale"])
-    shown = (
-        f"1/{1 / scale:g}" if scale and abs(1 / scale - round(1 / scale)) < 1e-9 else f"{scale:g}"
-    )
+    scale, offset = float(meta["scale"]), float(meta["offset"])
+    inverse = 1 / scale if scale else 0.0
+    shown = f"1/{inverse:g}" if abs(inverse - round(inverse)) < 1e-9 else f"{scale:g}"
     return (
         f"{meta['layout']} {meta['height']}x{meta['width']}x{meta['channels']}, "
-        f"input = pixel (0-255) * {shown} + {float(meta['offset']):g}"
+        f"input = pixel (0-255) * {shown} {'-' if offset < 0 else '+'} {abs(offset):g}"
     )
 
 

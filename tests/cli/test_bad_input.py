@@ -307,7 +307,7 @@ CASES = [
     Case(
         "keras_file_to_predict",
         "a Keras file passed where an ONNX model is expected",
-        "onnxruntime cannot load the model",
+        "this command needs an ONNX model: run `anan-onnx convert",
         lambda d: ["predict", _zip(d, "model.keras"), *_images(d, 1)],
     ),
     Case(

@@ -171,6 +171,11 @@ def test_params_file_skips_tuning_and_single_model_has_no_test(setup, tmp_path, 
     assert code == 0, stderr
     assert "parameters given (--params)" in stdout
     assert "One model: no paired test" in stdout
+    # the per-model line is output, not an error-like "anan-onnx: ..." line on stderr
+    assert stdout.startswith("fold1: f1 CNN ") and "fold1" not in stderr
+    code, stdout, stderr = run_cli(capsys, "evaluate", folds / "fold1.onnx", data,
+                                   "--params", params, "--no-progress", "--json")  # fmt: skip
+    assert code == 0 and json.loads(stdout) and stderr.startswith("fold1: f1 CNN ")
     ev = evaluate(folds / "fold1.onnx", data, params=[params], progress=False)
     assert ev.tuned_on == "params" and ev.folds[0]["tuning"] == {}
     assert ev.folds[0]["params"]["multiplicative"]["k"] == 3

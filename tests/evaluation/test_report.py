@@ -38,3 +38,16 @@ def test_bar_figure_writes_a_png_atomically(tmp_path):
     assert out.read_bytes() != content
     with pytest.raises(AnanError, match="does not exist: create it"):
         bar_figure(tmp_path / "no" / "f.png", data)
+
+
+def test_bar_figure_error_bars_and_an_axis_fitted_to_the_bars(tmp_path):
+    from anan_onnx.evaluation.report import _axis_range
+
+    data = {"Fire": {"F1": (0.959, 0.973, "*", 0.965)}}
+    errors = {"Fire": {"F1": (0.010, 0.008, 0.009)}}
+    plain = bar_figure(tmp_path / "plain.png", data).read_bytes()
+    with_errors = bar_figure(tmp_path / "err.png", data, errors=errors).read_bytes()
+    assert plain != with_errors  # the whiskers are drawn
+    low, high = _axis_range([0.949, 0.965, 0.956], [0.969, 0.981, 0.974])
+    assert 0.9 < low < 0.949 and 0.981 < high < 1.0  # a 0.014 difference spans the panel
+    assert _axis_range([0.0], [0.1])[0] == 0.0  # never below 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -381,3 +382,73 @@ def test_import_and_cli_parser_need_no_optional_packages():
                             timeout=120)  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().endswith("ok") and "--rules" in result.stdout
+
+
+# --- training.json, --emit, output format -------------------------------------------------
+
+
+def record_beside(model: Path, data: Path, train_files: list[str], val: list[int]) -> Path:
+    """A training.json beside ``model`` as tools/train_base_cnn.py writes it (relative root)."""
+    labels = [int(f.split("/")[1] == "pos") for f in train_files]
+    test = sorted(str(p.relative_to(data)) for p in (data / "test").rglob("*.png"))
+    record = {
+        "classes": ["neg", "pos"],
+        "data_root": os.path.relpath(data, model.parent),
+        "train_files": train_files,
+        "train_labels": labels,
+        "test_files": test,
+        "test_labels": [int(f.split("/")[1] == "pos") for f in test],
+        "folds": [{"fold": 1, "model": "fold1.keras", "val_indices": val}],
+    }
+    path = model.with_name(model.stem + ".training.json")
+    path.write_text(json.dumps(record))
+    return path
+
+
+def test_tune_takes_validation_images_from_training_json(tmp_path):
+    model, data, _, _ = planted(tmp_path, n=24)
+    train = sorted(str(p.relative_to(data)) for p in (data / "train").rglob("*.png"))
+    val = [0, 2, 5, 7]  # the fold's own validation images: never its training images
+    record_beside(model, data, train, val)
+    grid = Grid(k=(2,), mu=(1,), a=(1.5,), b=(0.3,))
+    result = tune(model, data, grid=grid, progress=False)
+    assert result.n_images == len(val)
+    assert result.info["split"]["method"] == "training.json"
+    assert "validation (training.json)" in result.info["split"]["val"]
+    assert result.info["classes"] == ["neg", "pos"]
+    # without validation images in the record: a warning, and the usual split
+    record_beside(model, data, train, [])
+    with pytest.warns(UserWarning, match="records no validation images"):
+        fallback = tune(model, data, grid=grid, progress=False)
+    assert fallback.info["split"]["layout"] == "train_test" and fallback.n_images == 24
+
+
+def test_emit_needs_a_configuration_that_beats_the_base(tmp_path, capsys):
+    model, data, _, _ = planted(tmp_path, n=24)
+    nothing = ["--k", "1", "--mu", "3", "--a", "1.5", "--b", "0.3"]  # μ > k: never triggers
+    emit = tmp_path / "e" / "t.anan.onnx"
+    code, stdout, stderr = run_cli(capsys, "tune", model, data, *nothing, "--no-progress",
+                                   "-o", tmp_path / "o", "--emit", emit)  # fmt: skip
+    assert code == 1 and not emit.exists()
+    assert "t.anan.onnx was not written: no configuration beats the base CNN" in stderr
+    assert "not written: no configuration beats the base CNN (--emit-anyway" in stdout
+    assert "searched 1 configuration on" in stdout  # singular
+    assert (tmp_path / "o" / "grid.csv").is_file()  # the search itself is kept
+    code, stdout, _ = run_cli(capsys, "tune", model, data, *nothing, "--no-progress",
+                              "-o", tmp_path / "o", "--emit", emit, "--emit-anyway")  # fmt: skip
+    assert code == 0 and emit.is_file() and f": {emit}" in stdout
+    assert json.loads(read_metadata(onnx.load(emit))["classes"]) == ["neg", "pos"]
+
+
+def test_summary_is_aligned_and_grid_csv_has_no_duplicate_columns(tmp_path, capsys):
+    model, data, _, _ = planted(tmp_path, n=24)
+    out = tmp_path / "o"
+    code, stdout, _ = run_cli(capsys, "tune", model, data, "--k", "2,3", "--mu", "1",
+                              "--a", "1.5", "--b", "0.3", "--no-progress", "-o", out)  # fmt: skip
+    assert code == 0 and "searched 2 configurations" in stdout
+    colons = {line.index(" : ") for line in stdout.splitlines()[1:]}
+    assert len(colons) == 1, stdout  # every label padded to the same width
+    with open(out / "grid.csv") as f:
+        header = next(csv.reader(f))
+    assert "value" not in header and "bce" not in header
+    assert len(header) == len(set(header)) and {"loss", "f1", "best"} <= set(header)
