@@ -1,7 +1,7 @@
 """anan-onnx: astrocyte-modulated CNNs (ANAN) as standard ONNX graphs.
 
 Convert a trained CNN (``convert_file``), run it with onnxruntime (``Session``), and check
-it against the spec's literal per-image loop (``verify_models``, ``LiteralReference``).
+it against the algorithm's literal per-image loop (``verify_models``, ``LiteralReference``).
 Inference needs only numpy, onnxruntime and Pillow; TensorFlow is imported only when a
 Keras model is converted. Names are loaded on first use (PEP 562), so that
 ``import anan_onnx`` followed by ``anan_onnx.Session(...)`` does not pay for the converter's

@@ -31,7 +31,7 @@ REDUCES: tuple[str, ...] = ("mean", "max", "majority")
 
 @dataclasses.dataclass(frozen=True)
 class AnanParams:
-    """ANAN parameters (spec: ``ANAN_SPEC.md``).
+    """ANAN parameters (explained in ``docs/algorithm.md``).
 
     The defaults of k, μ, a, b are the paper's best configuration for Cats&Dogs (Table 2);
     the options default to the spec's resolutions of the paper's ambiguities.

@@ -177,6 +177,12 @@ def mean(result: dict[str, Any], model: str, metric: str) -> float:
     return math.nan if value is None else value
 
 
+def std(result: dict[str, Any], model: str, metric: str) -> float:
+    """Standard deviation over folds (the figure's error bars)."""
+    value = result["summary"][model][metric].get("std")
+    return math.nan if value is None else value
+
+
 def table3(dataset: str, result: dict[str, Any]) -> str:
     """Our test scores next to the paper's Table 3, stars on the better of ANAN vs CNN."""
     tests = tests_by(result)
@@ -270,11 +276,12 @@ def figures(results: dict[str, dict[str, Any]], docs: Path) -> list[str]:
 
     (docs / "figures").mkdir(parents=True, exist_ok=True)
     data: dict[str, dict[str, tuple]] = {}
+    errors: dict[str, dict[str, tuple]] = {}
     for dataset, result in results.items():
         tests = tests_by(result)
         for rule in RULES:
             group = f"{DATASETS[dataset]}\n{'mult.' if rule == 'multiplicative' else 'add.'}"
-            data[group] = {}
+            data[group], errors[group] = {}, {}
             for metric, title in (("f1", "F1"), ("accuracy", "Accuracy")):
                 t = tests.get((rule, "base", metric))
                 data[group][title] = (
@@ -283,6 +290,9 @@ def figures(results: dict[str, dict[str, Any]], docs: Path) -> list[str]:
                     t["stars"] if t else "",
                     mean(result, "control", metric),
                 )
+                errors[group][title] = tuple(
+                    std(result, m, metric) for m in ("base", rule, "control")
+                )
     path = docs / "figures" / "figure5_reproduction.png"
     bar_figure(
         path,
@@ -290,6 +300,7 @@ def figures(results: dict[str, dict[str, Any]], docs: Path) -> list[str]:
         metrics=["F1", "Accuracy"],
         labels=("CNN", "ANAN", "control (threshold)"),
         title="Test F1 and accuracy, mean over folds (stars: Wilcoxon ANAN vs CNN)",
+        errors=errors,
     )
     return [path.name]
 
@@ -377,8 +388,9 @@ def report(
         "sees before testing. Cats&Dogs: the given `test/` folder (140 images). Fire: a "
         "stratified seeded 20 % holdout of the folder (200 images), drawn before the folds.",
         "- **ANAN**: astrocytes on the first Conv; grid of the paper (k 4–8, μ 2–4, a 1.05–1.50, "
-        "b 0.05–0.50, step 0.15), counter absorbing, signal pre-activation mean (the spec's "
-        "defaults), both update rules as separate variants; best by validation F1 (ties: lower "
+        "b 0.05–0.50, step 0.15), counter absorbing, signal pre-activation mean (the defaults "
+        "of docs/algorithm.md), both update rules as separate variants; best by validation F1 "
+        "(ties: lower "
         "loss, then grid order). The selected fixed-parameter model is exported to ONNX and "
         "that model is scored on the test images.",
         "- **Control**: the same base CNN with only its decision threshold tuned (by F1) on the "
@@ -492,11 +504,12 @@ def deviations(meta: dict[str, Any], args: argparse.Namespace) -> list[str]:
         "- **Paper's Table 2 vs its grid**: b = 0.30 (Cats&Dogs, RFMiD) is not on the grid the "
         "paper describes (0.05, 0.20, 0.35, 0.50); we search the described grid.",
         "- **Update rule**: the paper prints an additive rule (Δw = |w|·z with z = a on "
-        "excitation) but calls a, b percentages; the spec's default is the multiplicative "
+        "excitation) but calls a, b percentages; the default of docs/algorithm.md is the "
+        "multiplicative "
         "reading (w·a, w·(1−b)). Both are reported. Untriggered steps use z = 0 (the paper "
-        "prints 1, see ANAN_SPEC.md).",
-        "- **Kernel activity**: the paper does not define the output of a kernel; the spec's "
-        "default (mean pre-activation, absorbing counter) is used.",
+        "prints 1, see docs/algorithm.md).",
+        "- **Kernel activity**: the paper does not define the output of a kernel; the default "
+        "of docs/algorithm.md (mean pre-activation, absorbing counter) is used.",
         "- **Tuning data**: the paper does not say on which images it grid-searched; here each "
         "fold is tuned on its own held-out validation images, never on the test images.",
         "- **Control**: not in the paper; added to show what a decision-threshold change alone "

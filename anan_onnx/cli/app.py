@@ -392,7 +392,7 @@ def _add_verify(commands) -> None:
     p = commands.add_parser(
         "verify",
         help="check an ANAN model against the literal reference",
-        description="Run the ANAN model and the spec's literal per-image "
+        description="Run the ANAN model and the literal per-image "
         "loop (k+1 runs of the base model per image) on the same inputs; "
         "report the share of agreeing predictions and the max abs "
         "difference. Exit 1 on disagreement.",
