@@ -15,7 +15,8 @@
 # A marker deselected by -m "not X" skips installing its tools. The tests themselves then
 # fetch the onnxruntime C++ SDK (apt download into third_party/, not installed) and the
 # Node example's npm packages on their first run. Without root and without sudo, missing
-# tools are named and the script stops (exit 2).
+# tools are named and the script stops (exit 2). ANAN_VENV names another virtual
+# environment to use instead of .venv (it is created and filled the same way).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -25,14 +26,18 @@ wanted() { [[ "$args" != *"not $1"* ]]; }  # the marker is not deselected by -m 
 
 # --- Python: the virtual environment -------------------------------------------------------
 python=${PYTHON:-python3}
-if [[ ! -x .venv/bin/python ]]; then
-  say "creating .venv with $python"
-  "$python" -m venv .venv
+venv=${ANAN_VENV:-.venv}
+if [[ ! -x $venv/bin/python ]]; then
+  say "creating $venv with $python"
+  "$python" -m venv "$venv"
 fi
-if ! .venv/bin/python -c 'import anan_onnx, pytest, hypothesis, tensorflow, tf2onnx, scipy, sklearn, matplotlib, onnxslim' 2>/dev/null; then
-  say "installing anan-onnx[keras,dev] into .venv (about 2.1 GB; ~4 min on 2 cores) ..."
-  .venv/bin/python -m pip install --quiet --upgrade pip
-  .venv/bin/python -m pip install --quiet -e '.[keras,dev]' -c constraints.txt
+# find_spec: is each package there (without paying for importing TensorFlow)?
+needed="anan_onnx pytest hypothesis tensorflow tf2onnx keras scipy sklearn matplotlib onnxslim"
+if ! "$venv/bin/python" -c 'import importlib.util as u, sys
+sys.exit(any(u.find_spec(m) is None for m in sys.argv[1:]))' $needed 2>/dev/null; then
+  say "installing anan-onnx[keras,dev] into $venv (about 2.1 GB; ~4 min on 2 cores) ..."
+  "$venv/bin/python" -m pip install --quiet --upgrade pip
+  "$venv/bin/python" -m pip install --quiet -e '.[keras,dev]' -c constraints.txt
 fi
 
 # --- tools outside Python --------------------------------------------------------------------
@@ -54,20 +59,19 @@ if wanted browser; then
 fi
 if ((${#packages[@]})); then
   sudo=()
-  if ((EUID != 0)); then
-    if command -v sudo >/dev/null; then
-      sudo=(sudo)
-    else
-      say "missing ${packages[*]} and no root to install them: install them, or run" \
-        "tools/test.sh -m \"not cpp and not node and not browser\""
-      exit 2
-    fi
+  if ((EUID != 0)) && command -v sudo >/dev/null; then
+    sudo=(sudo)
+  fi
+  if ! command -v apt-get >/dev/null || ((EUID != 0 && ${#sudo[@]} == 0)); then
+    say "missing ${packages[*]}, and no apt-get with root or sudo to install them:" \
+      "install them, or run tools/test.sh -m \"not cpp and not node and not browser\""
+    exit 2
   fi
   say "installing ${packages[*]} with apt-get (a few hundred MB at most; ~1-3 min) ..."
   "${sudo[@]}" apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends \
-    "${packages[@]}" >/dev/null
+  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+    --no-install-recommends "${packages[@]}" >/dev/null
 fi
 
 # --- the tests -----------------------------------------------------------------------------
-exec .venv/bin/python -m pytest "$@"
+exec "$venv/bin/python" -m pytest "$@"
