@@ -5,8 +5,8 @@ Two families:
 - :func:`build_cnn`: a tiny NCHW CNN whose only Conv is a :class:`ConvVariant` (the Conv
   variants the converter handles): Conv (variant) -> activation -> GlobalAveragePool ->
   Flatten -> MatMul -> head (Softmax over 2 classes, or Sigmoid over 1);
-- :func:`build_base_cnn`: the paper's base CNN (:class:`BaseCnn`, NHWC input like a Keras
-  export), and :func:`build_base_cnn_keras`, the same network in Keras.
+- :func:`build_base_cnn`: the paper's kind of base CNN at a given size (NHWC input like a
+  Keras export), and :func:`build_base_cnn_keras`, the same network in Keras.
 
 Weights are random but seeded: the same arguments give the same bytes. Only numpy and onnx
 are needed; the Keras builder imports Keras when called.
@@ -15,6 +15,7 @@ are needed; the Keras builder imports Keras when called.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -22,9 +23,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 __all__ = [
-    "BASE_CNNS",
     "VARIANTS",
-    "BaseCnn",
     "ConvVariant",
     "build_base_cnn",
     "build_base_cnn_keras",
@@ -174,44 +173,31 @@ def random_batch(variant: ConvVariant, n: int, seed: int = 1) -> np.ndarray:
 # --------------------------------------------------------------------------- the paper's base CNN
 
 
-@dataclasses.dataclass(frozen=True)
-class BaseCnn:
-    """A base CNN: [Conv(k×k) → ReLU → MaxPool 2] per filter count → Flatten → Dense → sigmoid."""
+def build_base_cnn(
+    size: int,
+    kernel: int,
+    filters: Sequence[int],
+    dense: int = 128,
+    *,
+    seed: int = 0,
+    name: str = "base_cnn",
+    opset: int = 17,
+) -> onnx.ModelProto:
+    """The paper's kind of base CNN, built directly in ONNX (NHWC input like a Keras export).
 
-    name: str
-    size: int
-    kernel: int
-    filters: tuple[int, ...]
-    dense: int = 128
-
-    def describe(self) -> str:
-        """E.g. ``128×128, 3×3, conv 32/64/128, dense 128``."""
-        convs = "/".join(str(f) for f in self.filters)
-        return (
-            f"{self.size}×{self.size}×3, {self.kernel}×{self.kernel} filters, "
-            f"conv {convs} (valid, ReLU, maxpool 2), dense {self.dense} ReLU, dense 1 sigmoid"
-        )
-
-
-#: The benchmark's base CNNs: the paper's at 128×128, a larger variant, and a tiny one for
-#: smoke runs.
-BASE_CNNS = {
-    "128": BaseCnn("128", 128, 3, (32, 64, 128)),
-    "224": BaseCnn("224", 224, 5, (32, 64, 128, 256)),
-    "tiny": BaseCnn("tiny", 32, 3, (32, 64, 128)),
-}
-
-
-def build_base_cnn(spec: BaseCnn, seed: int, opset: int = 17) -> onnx.ModelProto:
-    """The base CNN ``spec`` built directly in ONNX (NHWC input like a Keras export), no TF."""
+    [Conv(kernel × kernel, valid) → ReLU → MaxPool 2] per entry of ``filters`` → Flatten →
+    Dense(``dense``, ReLU) → Dense(1, sigmoid), on ``size`` × ``size`` × 3 images with a
+    dynamic batch axis; Glorot-uniform weights and small normal biases drawn from ``seed``.
+    The paper's CNN is ``build_base_cnn(128, 3, (32, 64, 128))``.
+    """
     rng = np.random.default_rng(seed)
     nodes = [helper.make_node("Transpose", ["image"], ["x0"], perm=[0, 3, 1, 2], name="to_nchw")]
     inits: list[onnx.TensorProto] = []
-    channels, size, x = 3, spec.size, "x0"
-    for i, filters in enumerate(spec.filters, start=1):
-        k = spec.kernel
-        w = _glorot(rng, (filters, channels, k, k), channels * k * k, filters * k * k)
-        b = rng.normal(0.0, 0.05, filters).astype(np.float32)
+    channels, side, x = 3, size, "x0"
+    for i, count in enumerate(filters, start=1):
+        k = kernel
+        w = _glorot(rng, (count, channels, k, k), channels * k * k, count * k * k)
+        b = rng.normal(0.0, 0.05, count).astype(np.float32)
         inits += [
             numpy_helper.from_array(w, f"conv{i}_w"),
             numpy_helper.from_array(b, f"conv{i}_b"),
@@ -234,34 +220,33 @@ def build_base_cnn(spec: BaseCnn, seed: int, opset: int = 17) -> onnx.ModelProto
                 strides=[2, 2],
             ),
         ]
-        channels, size, x = filters, (size - k + 1) // 2, f"p{i}"
-    flat = channels * size * size
-    dense = [
-        ("dense", _glorot(rng, (flat, spec.dense), flat, spec.dense), spec.dense),
-        ("output", _glorot(rng, (spec.dense, 1), spec.dense, 1), 1),
+        channels, side, x = count, (side - k + 1) // 2, f"p{i}"
+    flat = channels * side * side
+    layers = [
+        ("dense", _glorot(rng, (flat, dense), flat, dense), dense),
+        ("output", _glorot(rng, (dense, 1), dense, 1), 1),
     ]
     nodes += [
         helper.make_node("Transpose", [x], ["nhwc"], perm=[0, 2, 3, 1], name="to_nhwc"),
         helper.make_node("Flatten", ["nhwc"], ["flat"], name="flatten"),
     ]
     x = "flat"
-    for name, w, units in dense:
+    for layer, w, units in layers:
         b = rng.normal(0.0, 0.05, units).astype(np.float32)
-        inits += [numpy_helper.from_array(w, f"{name}_w"), numpy_helper.from_array(b, f"{name}_b")]
-        act = "Relu" if name == "dense" else "Sigmoid"
-        nodes += [
-            helper.make_node("Gemm", [x, f"{name}_w", f"{name}_b"], [f"{name}_z"], name=name),
-            helper.make_node(act, [f"{name}_z"], [f"{name}_a"], name=f"{name}_act"),
+        inits += [
+            numpy_helper.from_array(w, f"{layer}_w"),
+            numpy_helper.from_array(b, f"{layer}_b"),
         ]
-        x = f"{name}_a"
+        act = "Relu" if layer == "dense" else "Sigmoid"
+        nodes += [
+            helper.make_node("Gemm", [x, f"{layer}_w", f"{layer}_b"], [f"{layer}_z"], name=layer),
+            helper.make_node(act, [f"{layer}_z"], [f"{layer}_a"], name=f"{layer}_act"),
+        ]
+        x = f"{layer}_a"
     graph = helper.make_graph(
         nodes,
-        f"base_cnn_{spec.name}",
-        [
-            helper.make_tensor_value_info(
-                "image", TensorProto.FLOAT, ["batch", spec.size, spec.size, 3]
-            )
-        ],
+        name,
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["batch", size, size, 3])],
         [helper.make_tensor_value_info(x, TensorProto.FLOAT, ["batch", 1])],
         inits,
     )
@@ -271,8 +256,17 @@ def build_base_cnn(spec: BaseCnn, seed: int, opset: int = 17) -> onnx.ModelProto
     return model
 
 
-def build_base_cnn_keras(spec: BaseCnn, seed: int) -> Any:
-    """The base CNN ``spec`` in Keras with seeded random weights (and small random biases).
+def build_base_cnn_keras(
+    size: int,
+    kernel: int,
+    filters: Sequence[int],
+    dense: int = 128,
+    *,
+    seed: int = 0,
+    name: str = "base_cnn",
+) -> Any:
+    """The CNN of :func:`build_base_cnn` in Keras, with seeded random weights (Keras's own
+    initialisers under ``seed``, so not the ONNX builder's values) and small random biases.
 
     The ReLU is a separate layer so that the TF loop can watch the first conv's
     pre-activation output (``signal=pre``); tf2onnx makes the same Conv → Relu of it.
@@ -281,14 +275,14 @@ def build_base_cnn_keras(spec: BaseCnn, seed: int) -> Any:
 
     layers = keras.layers
     keras.utils.set_random_seed(seed)
-    model = keras.Sequential(name=f"base_cnn_{spec.name}")
-    model.add(keras.Input(shape=(spec.size, spec.size, 3), name="image"))
-    for i, filters in enumerate(spec.filters, start=1):
-        model.add(layers.Conv2D(filters, spec.kernel, name=f"conv{i}"))
+    model = keras.Sequential(name=name)
+    model.add(keras.Input(shape=(size, size, 3), name="image"))
+    for i, count in enumerate(filters, start=1):
+        model.add(layers.Conv2D(count, kernel, name=f"conv{i}"))
         model.add(layers.Activation("relu", name=f"relu{i}"))
         model.add(layers.MaxPooling2D(2, name=f"pool{i}"))
     model.add(layers.Flatten(name="flatten"))
-    model.add(layers.Dense(spec.dense, activation="relu", name="dense"))
+    model.add(layers.Dense(dense, activation="relu", name="dense"))
     model.add(layers.Dense(1, activation="sigmoid", name="output"))
     rng = np.random.default_rng(seed)
     for layer in model.layers:
