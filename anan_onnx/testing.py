@@ -98,7 +98,9 @@ def build_cnn(
             numpy_helper.from_array((rng.normal(size=v.out_channels) * 0.3).astype(np.float32), "B")
         )
         conv_inputs.append("B")
-    attrs = dict(strides=list(v.strides), dilations=list(v.dilations), group=v.group)
+    attrs: dict[str, Any] = dict(
+        strides=list(v.strides), dilations=list(v.dilations), group=v.group
+    )
     if v.kernel_shape_attr:
         attrs["kernel_shape"] = list(v.kernel)
     if v.auto_pad:
@@ -160,7 +162,7 @@ def _activation(op: str, inits: list[onnx.TensorProto]) -> list[onnx.NodeProto]:
         return [
             helper.make_node("Clip", ["conv_out", "clip_min", "clip_max"], ["act_out"], name="act")
         ]
-    attrs = {"alpha": 0.2} if op in ("LeakyRelu", "Elu") else {}
+    attrs: dict[str, Any] = {"alpha": 0.2} if op in ("LeakyRelu", "Elu") else {}
     return [helper.make_node(op, ["conv_out"], ["act_out"], name="act", **attrs)]
 
 

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from anan_onnx.errors import AnanError
 
@@ -277,8 +278,8 @@ def _metric_at(y: np.ndarray, p: np.ndarray, thresholds: np.ndarray, metric: str
     # For each threshold t: predicted positive = p > t. Counting with searchsorted on the
     # sorted probabilities of each class avoids an (n x thresholds) matrix.
     p_pos, p_neg = np.sort(p[pos]), np.sort(p[~pos])
-    tp = len(p_pos) - np.searchsorted(p_pos, thresholds, side="right")
-    fp = len(p_neg) - np.searchsorted(p_neg, thresholds, side="right")
+    tp: np.ndarray = len(p_pos) - np.searchsorted(p_pos, thresholds, side="right")
+    fp: np.ndarray = len(p_neg) - np.searchsorted(p_neg, thresholds, side="right")
     fn, tn = len(p_pos) - tp, len(p_neg) - fp
     tp, fp, fn, tn = (a.astype(np.float64) for a in (tp, fp, fn, tn))
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -325,7 +326,7 @@ def significance_stars(p_value: float) -> str:
     return "**" if p_value < 0.01 else "*" if p_value < 0.05 else ""
 
 
-def wilcoxon_paired(base: Sequence[float], anan: Sequence[float]) -> dict[str, Any]:
+def wilcoxon_paired(base: ArrayLike, anan: ArrayLike) -> dict[str, Any]:
     """Two-sided Wilcoxon signed-rank test of paired scores (e.g. per fold or per seed).
 
     Zero differences are dropped (``zero_method="wilcox"``); when every difference is zero
