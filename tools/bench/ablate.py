@@ -35,6 +35,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+import onnx.utils
 from onnx import numpy_helper
 
 from tools.bench.config import MODELS, ModelSpec
@@ -119,8 +120,7 @@ def without_steps(model: onnx.ModelProto) -> onnx.ModelProto:
     gain = np.full((1, 1, select.shape[0], 1), STAND_IN_GAIN, select.dtype)
     graph.initializer.append(numpy_helper.from_array(gain, "anan/stand_in_gain"))
     gain_node.input[0] = "anan/stand_in_gain"
-    _prune(graph)
-    return out
+    return _pruned(out)
 
 
 def without_scaling(model: onnx.ModelProto) -> onnx.ModelProto:
@@ -131,8 +131,7 @@ def without_scaling(model: onnx.ModelProto) -> onnx.ModelProto:
     graph = out.graph
     pooled = _node(graph, f"{SCALING}/scaled").input[0]  # Mul(P, gain map)
     _node(graph, f"{SCALING}/shifted").input[0] = pooled  # Conv(g·P, ones, β), depthwise
-    _prune(graph)
-    return out
+    return _pruned(out)
 
 
 def _node(graph: onnx.GraphProto, name: str) -> onnx.NodeProto:
@@ -149,22 +148,13 @@ def _initializer(graph: onnx.GraphProto, name: str) -> onnx.TensorProto:
     return next(i for i in graph.initializer if i.name == name)
 
 
-def _prune(graph: onnx.GraphProto) -> None:
-    """Removes the nodes and initializers that no graph output depends on any more."""
-    needed = {o.name for o in graph.output}
-    kept = []
-    for node in reversed(graph.node):  # nodes are topologically sorted
-        if needed.intersection(node.output):
-            kept.append(node)
-            needed.update(node.input)
-    del graph.node[:]
-    graph.node.extend(reversed(kept))
-    initializers = [i for i in graph.initializer if i.name in needed]
-    del graph.initializer[:]
-    graph.initializer.extend(initializers)
-    value_info = [v for v in graph.value_info if v.name in needed]
-    del graph.value_info[:]
-    graph.value_info.extend(value_info)
+def _pruned(model: onnx.ModelProto) -> onnx.ModelProto:
+    """``model`` without the nodes and constants that no output depends on any more."""
+    graph = model.graph
+    constants = {i.name for i in graph.initializer}
+    inputs = [i.name for i in graph.input if i.name not in constants]
+    outputs = [o.name for o in graph.output]
+    return onnx.utils.Extractor(model).extract_model(inputs, outputs)
 
 
 def _time_in_process(

@@ -16,7 +16,18 @@ from tools.bench.config import THREADS, Plan
 from tools.bench.models import Prepared
 from tools.bench.stats import CpuMeter, summary
 
-COLD_ORT = """
+#: the end of each script: its timings and peak RSS as one JSON line (T0–T2, R1, R2 set above)
+_REPORT = """T3 = time.perf_counter()
+print(json.dumps({{"import_s": T1 - T0, "load_s": T2 - T1, "predict_s": T3 - T2,
+    "internal_s": T3 - T0, "rss_import_mb": R1, "rss_load_mb": R2,
+    "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    "vmhwm_mb": [int(l.split()[1]) / 1024 for l in open("/proc/self/status")
+                 if l.startswith("VmHWM")][0],
+    "tf_loaded": "tensorflow" in sys.modules}}))
+"""
+
+COLD_ORT = (
+    """
 import time
 T0 = time.perf_counter()
 import json, resource, sys
@@ -29,16 +40,12 @@ T2 = time.perf_counter()
 R2 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 x = np.random.default_rng(0).random({shape!r}, dtype=np.float32)
 out = sess.predict(x)
-T3 = time.perf_counter()
-print(json.dumps({{"import_s": T1 - T0, "load_s": T2 - T1, "predict_s": T3 - T2,
-    "internal_s": T3 - T0, "rss_import_mb": R1, "rss_load_mb": R2,
-    "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-    "vmhwm_mb": [int(l.split()[1]) / 1024 for l in open("/proc/self/status")
-                 if l.startswith("VmHWM")][0],
-    "tf_loaded": "tensorflow" in sys.modules}}))
 """
+    + _REPORT
+)
 
-COLD_TF = """
+COLD_TF = (
+    """
 import time
 T0 = time.perf_counter()
 import os
@@ -56,14 +63,9 @@ T2 = time.perf_counter()
 R2 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 x = np.random.default_rng(0).random({shape!r}, dtype=np.float32)
 out = np.asarray(model(x, training=False))
-T3 = time.perf_counter()
-print(json.dumps({{"import_s": T1 - T0, "load_s": T2 - T1, "predict_s": T3 - T2,
-    "internal_s": T3 - T0, "rss_import_mb": R1, "rss_load_mb": R2,
-    "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-    "vmhwm_mb": [int(l.split()[1]) / 1024 for l in open("/proc/self/status")
-                 if l.startswith("VmHWM")][0],
-    "tf_loaded": "tensorflow" in sys.modules}}))
 """
+    + _REPORT
+)
 
 
 def cold_once(script: Path) -> dict[str, Any]:

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import dataclasses
 import os
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +16,10 @@ from tools.bench.config import OPTIONS, THREADS, ModelSpec, Plan
 
 def import_tf() -> tuple[Any, Any]:
     """Imports TensorFlow and Keras quietly, with 2 intra-op threads and 1 inter-op thread."""
+    from anan_onnx.convert.keras_export import quiet_native_logs
+
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    with quiet_stderr():  # TF's C++ start-up lines ignore TF_CPP_MIN_LOG_LEVEL
+    with quiet_native_logs():  # TF's C++ start-up lines ignore TF_CPP_MIN_LOG_LEVEL
         import keras
         import tensorflow as tf
 
@@ -30,21 +29,6 @@ def import_tf() -> tuple[Any, Any]:
     except RuntimeError:  # already initialised: the settings of the first call stand
         pass
     return tf, keras
-
-
-@contextlib.contextmanager
-def quiet_stderr() -> Iterator[None]:
-    """Sends what native code writes to file descriptor 2 to /dev/null meanwhile."""
-    sys.stderr.flush()
-    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, 2)
-    try:
-        yield
-    finally:
-        sys.stderr.flush()
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
 
 
 def fixed_batch(model: onnx.ModelProto, batch: int) -> onnx.ModelProto:
