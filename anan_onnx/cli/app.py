@@ -353,7 +353,7 @@ def _cmd_verify(args: argparse.Namespace) -> int:
 def _load_inputs(model: Path, paths: list[Path]):
     import numpy as np
 
-    from anan_onnx.runtime.images import load_npy
+    from anan_onnx.runtime.npy import load_npy
     from anan_onnx.runtime.session import Session
 
     session = Session(model)
@@ -363,7 +363,7 @@ def _load_inputs(model: Path, paths: list[Path]):
         spec = session.input_spec()
         if spec is None:
             raise AnanError("the model records no input size: pass .npy batches")
-        from anan_onnx.runtime.images import load_images
+        from anan_onnx.runtime.image_files import load_images
 
         batches.append(load_images(images, spec)[0])
     return np.concatenate(batches)

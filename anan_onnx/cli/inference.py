@@ -17,8 +17,8 @@ import numpy as np
 
 from anan_onnx.metadata import read_metadata
 from anan_onnx.params import AnanParams
-from anan_onnx.runtime.images import load_npy
 from anan_onnx.runtime.labels import predicted_labels
+from anan_onnx.runtime.npy import load_npy
 from anan_onnx.runtime.session import Session
 
 if TYPE_CHECKING:

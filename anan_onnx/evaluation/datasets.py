@@ -32,14 +32,14 @@ import numpy as np
 from PIL import Image
 
 from anan_onnx.errors import AnanError
-from anan_onnx.runtime.images import (
+from anan_onnx.runtime.image_files import (
     IMAGE_EXTENSIONS,
-    InputSpec,
     load_images,
     pixels_from_pil,
     progress_bar,
     to_model_input,
 )
+from anan_onnx.runtime.inputs import InputSpec
 
 __all__ = ["DATASET_LAYOUTS", "Dataset", "Splits", "load_splits"]
 

@@ -37,7 +37,7 @@ from onnx import helper, numpy_helper
 
 from anan_onnx.errors import AnanError, first_line
 from anan_onnx.params import AnanParams
-from anan_onnx.runtime.images import check_batch
+from anan_onnx.runtime.inputs import check_batch
 
 __all__ = ["FastGrid", "GridPoint", "simulate_gains"]
 
