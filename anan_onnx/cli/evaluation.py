@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from anan_onnx.errors import AnanError
+from anan_onnx.params import PARAMS
 
 __all__ = ["add_commands"]
 
@@ -42,17 +43,11 @@ def _add_grid(p: argparse.ArgumentParser) -> None:
         "grid (default: the paper's 240 configurations)",
         "Each axis takes a comma list and/or ranges start:stop[:step], e.g. --a 1.05:1.5:0.15.",
     )
-    g.add_argument("--k", metavar="LIST", help="presentations per image (default 4:8)")
-    g.add_argument("--mu", metavar="LIST", help="trigger levels μ (default 2:4)")
-    g.add_argument("--a", metavar="LIST", help="excitation amounts (default 1.05:1.5:0.15)")
-    g.add_argument("--b", metavar="LIST", help="inhibition amounts (default 0.05:0.5:0.15)")
-    g.add_argument("--idle", metavar="LIST", help="z when not triggered, additive rule (default 0)")
-    g.add_argument(
-        "--rules", metavar="LIST", help="update rules: multiplicative (default), additive"
-    )
-    g.add_argument("--counters", metavar="LIST", help="counters: absorbing (default), clamp")
-    g.add_argument("--signals", metavar="LIST", help="kernel signal: pre (default), post")
-    g.add_argument("--reduces", metavar="LIST", help="activity: mean (default), max, majority")
+    for q in PARAMS:  # one axis per ANAN parameter: --k ..., --rules ...
+        among = f"; any of {', '.join(q.choices)}" if q.is_option else ""
+        g.add_argument(
+            f"--{q.axis}", metavar="LIST", help=f"{q.help}{among} (default {q.grid_help})"
+        )
     g.add_argument(
         "--metric",
         choices=_METRICS,
@@ -107,8 +102,7 @@ def _add_run(p: argparse.ArgumentParser) -> None:
 def _grid(args: argparse.Namespace):
     from anan_onnx.evaluation.tune import Grid
 
-    names = ("k", "mu", "a", "b", "idle", "rules", "counters", "signals", "reduces")
-    return Grid.from_strings(**{n: getattr(args, n) for n in names})
+    return Grid.from_strings(**{q.axis: getattr(args, q.axis) for q in PARAMS})
 
 
 def _positive(text: str | None) -> list[int | str] | None:

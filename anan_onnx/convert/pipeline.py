@@ -107,7 +107,8 @@ def export_keras(
         source: ``.keras`` or ``.h5`` file.
         output: if given, the ``.onnx`` path to write (atomically; never the source).
         opset: ONNX opset, 13–18.
-        scale, offset: the preprocessing the model expects (default 1/255 and 0).
+        scale, offset: the preprocessing the model expects (default
+            :data:`~anan_onnx.metadata.DEFAULT_SCALE`, 1/255, and 0).
 
     Example:
         >>> export_keras("models/catsdogs_cnn.keras", "out/base.onnx")  # doctest: +SKIP
@@ -138,9 +139,10 @@ def input_metadata(
     if layout not in ("NHWC", "NCHW"):
         raise AnanError(f"layout must be NHWC or NCHW, got {layout!r}")
     h, w, c = (dims[1], dims[2], dims[3]) if layout == "NHWC" else (dims[2], dims[3], dims[1])
+    default_scale = float(recorded.get("scale", _metadata.DEFAULT_SCALE))
     values: dict[str, object] = {
         "layout": layout,
-        "scale": scale if scale is not None else float(recorded.get("scale", 1 / 255)),
+        "scale": scale if scale is not None else default_scale,
         "offset": offset if offset is not None else float(recorded.get("offset", 0.0)),
     }
     if not math.isfinite(values["scale"]) or values["scale"] == 0:  # type: ignore[arg-type]
@@ -235,7 +237,7 @@ def convert_model(
     anan = ir.to_proto(model)
     anan.producer_name, anan.producer_version = "anan-onnx", _tool_version()
     meta = dict(
-        params.as_dict(),
+        params.to_metadata(),
         format=_metadata.FORMAT,
         tool_version=_tool_version(),
         target_layer=target.name,

@@ -87,11 +87,7 @@ def _variants(grid: Grid, params: Sequence[AnanParams]) -> list[_Variant]:
     for options in grid.option_sets():
         key = _options_key(options)
         sub = dataclasses.replace(
-            grid,
-            rules=(options.rule,),
-            counters=(options.counter,),
-            signals=(options.signal,),
-            reduces=(options.reduce,),
+            grid, **{q.axis: (getattr(options, q.name),) for q in Grid.options()}
         )
         out.append(_Variant(key, f"ANAN ({key})", sub, None))
     return out
@@ -99,13 +95,9 @@ def _variants(grid: Grid, params: Sequence[AnanParams]) -> list[_Variant]:
 
 def _options_key(p: AnanParams) -> str:
     """The rule, plus any option that differs from the spec's defaults."""
-    default = AnanParams()
-    parts = [p.rule]
-    parts += [
-        getattr(p, name)
-        for name in ("counter", "signal", "reduce")
-        if getattr(p, name) != getattr(default, name)
-    ]
+    rule, *others = Grid.options()
+    parts = [getattr(p, rule.name)]
+    parts += [getattr(p, q.name) for q in others if getattr(p, q.name) != q.default]
     return ",".join(parts)
 
 

@@ -69,9 +69,7 @@ class GridPoint:
 
     def params(self, options: AnanParams) -> AnanParams:
         """Full parameters: this point's numbers with the options of ``options``."""
-        return dataclasses.replace(
-            options, k=self.k, mu=self.mu, a=self.a, b=self.b, idle=self.idle
-        )
+        return dataclasses.replace(options, **dataclasses.asdict(self))
 
 
 @dataclasses.dataclass
@@ -90,7 +88,7 @@ class _Configs:
             raise AnanError("the grid is empty: give at least one value per parameter")
         cols = {
             name: np.array([getattr(p, name) for p in points], np.float32).reshape(-1, 1, 1)
-            for name in ("k", "mu", "a", "b", "idle")
+            for name in (f.name for f in dataclasses.fields(GridPoint))
         }
         return cls(**cols)
 

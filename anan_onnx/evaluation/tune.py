@@ -37,7 +37,7 @@ import onnx
 from anan_onnx import metadata as _metadata
 from anan_onnx.errors import AnanError
 from anan_onnx.evaluation.fastgrid import FastGrid, GridPoint
-from anan_onnx.params import COUNTERS, REDUCES, RULES, SIGNALS, AnanParams
+from anan_onnx.params import PARAMS, AnanParams, Param
 
 __all__ = [
     "PAPER_GRID",
@@ -64,8 +64,9 @@ SCORE_COLUMNS: tuple[str, ...] = (
     "roc_auc",
     "positive_rate",
 )
-_NUMBERS = ("k", "mu", "a", "b", "idle")
-_OPTIONS = {"rules": RULES, "counters": COUNTERS, "signals": SIGNALS, "reduces": REDUCES}
+#: grid axis (``k`` ... ``rules`` ...) -> its parameter
+_AXES: dict[str, Param] = {p.axis: p for p in PARAMS}
+_NUMBERS = tuple(p.name for p in PARAMS if not p.is_option)
 TEST_WARNING = (
     "tuning on the test split: the parameters are chosen to fit these very images, so test "
     "scores of the tuned model are optimistically biased and cannot be compared with the "
@@ -135,13 +136,18 @@ def parse_values(name: str, text: str, *, integer: bool = False) -> tuple[float,
     return tuple(dict.fromkeys(values))
 
 
+def _paper(axis: str) -> Any:
+    return _AXES[axis].grid
+
+
 @dataclasses.dataclass(frozen=True)
 class Grid:
     """The configurations to search: numeric axes and option lists.
 
-    Defaults are the paper's grid (Section 3.3.3) with the spec's default options.
-    ``idle`` is only used by the additive rule; multiplicative configurations are not
-    repeated over it.
+    One axis per parameter of :data:`anan_onnx.params.PARAMS` (options in the plural), with
+    its default grid and validation from there; the field order is the search order. The
+    defaults are the paper's grid (Section 3.3.3) with the spec's default options. ``idle``
+    is only used by the additive rule; multiplicative configurations are not repeated over it.
 
     Example:
         >>> Grid().size
@@ -150,43 +156,42 @@ class Grid:
         48
     """
 
-    k: tuple[int, ...] = (4, 5, 6, 7, 8)
-    mu: tuple[int, ...] = (2, 3, 4)
-    a: tuple[float, ...] = (1.05, 1.2, 1.35, 1.5)
-    b: tuple[float, ...] = (0.05, 0.2, 0.35, 0.5)
-    idle: tuple[float, ...] = (0.0,)
-    rules: tuple[str, ...] = ("multiplicative",)
-    counters: tuple[str, ...] = ("absorbing",)
-    signals: tuple[str, ...] = ("pre",)
-    reduces: tuple[str, ...] = ("mean",)
+    k: tuple[int, ...] = _paper("k")
+    mu: tuple[int, ...] = _paper("mu")
+    a: tuple[float, ...] = _paper("a")
+    b: tuple[float, ...] = _paper("b")
+    idle: tuple[float, ...] = _paper("idle")
+    rules: tuple[str, ...] = _paper("rules")
+    counters: tuple[str, ...] = _paper("counters")
+    signals: tuple[str, ...] = _paper("signals")
+    reduces: tuple[str, ...] = _paper("reduces")
 
     def __post_init__(self) -> None:
-        for name in (*_NUMBERS, *_OPTIONS):
-            values = tuple(dict.fromkeys(getattr(self, name)))
+        for axis in self.axes():
+            values = tuple(dict.fromkeys(getattr(self, axis)))
             if not values:
-                raise AnanError(f"the grid has no {name} values: give at least one")
-            object.__setattr__(self, name, values)
-        for name in ("k", "mu"):
-            for v in getattr(self, name):
-                if isinstance(v, bool) or not float(v).is_integer() or v < 1:
-                    raise AnanError(
-                        f"{name} must be a positive integer, got {v!r}: pass --{name} 1 or more"
-                    )
-            object.__setattr__(self, name, tuple(int(v) for v in getattr(self, name)))
-        for name, minimum in (("a", 0.0), ("b", 0.0), ("idle", None)):
-            for v in getattr(self, name):
-                if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-                    raise AnanError(f"{name} must be a finite number, got {v!r}")
-                if minimum is not None and v < minimum:
-                    raise AnanError(f"{name} must be >= 0, got {v:g}: pass non-negative values")
-            object.__setattr__(self, name, tuple(float(v) for v in getattr(self, name)))
-        for name, choices in _OPTIONS.items():
-            for v in getattr(self, name):
-                if v not in choices:
-                    raise AnanError(
-                        f"--{name}: {v!r} is not one of {', '.join(choices)}: pass a "
-                        "comma-separated list of them"
-                    )
+                raise AnanError(f"the grid has no {axis} values: give at least one")
+            p = _AXES[axis]
+            if p.is_option:
+                for v in values:
+                    if v not in p.choices:
+                        raise AnanError(
+                            f"--{axis}: {v!r} is not one of {', '.join(p.choices)}: pass a "
+                            "comma-separated list of them"
+                        )
+            # each value as AnanParams checks it (k, mu >= 1; a, b >= 0; all finite)
+            values = tuple(dict.fromkeys(p.check(v) for v in values))
+            object.__setattr__(self, axis, values)
+
+    @classmethod
+    def axes(cls) -> tuple[str, ...]:
+        """The axes in search order: ``k``, ``mu``, ``a``, ``b``, ``idle``, ``rules``, ..."""
+        return tuple(f.name for f in dataclasses.fields(cls))
+
+    @classmethod
+    def options(cls) -> tuple[Param, ...]:
+        """The option parameters (rule, counter, ...) in search order."""
+        return tuple(_AXES[axis] for axis in cls.axes() if _AXES[axis].is_option)
 
     @classmethod
     def from_strings(cls, **texts: str | None) -> Grid:
@@ -200,29 +205,30 @@ class Grid:
         for name, text in texts.items():
             if text is None:
                 continue
-            if name in _NUMBERS:
-                kwargs[name] = parse_values(name, text, integer=name in ("k", "mu"))
-            elif name in _OPTIONS:
+            p = _AXES.get(name)
+            if p is None:
+                raise AnanError(f"unknown grid axis {name!r}")
+            if p.is_option:
                 kwargs[name] = tuple(t.strip() for t in text.split(",") if t.strip())
             else:
-                raise AnanError(f"unknown grid axis {name!r}")
+                kwargs[name] = parse_values(name, text, integer=p.kind is int)
         return cls(**kwargs)
 
     def option_sets(self) -> list[AnanParams]:
         """One parameter template per option combination (its numbers are the defaults)."""
+        options = self.options()
         return [
-            AnanParams(rule=r, counter=c, signal=s, reduce=d)
-            for r, c, s, d in itertools.product(
-                self.rules, self.counters, self.signals, self.reduces
-            )
+            AnanParams(**{p.name: v for p, v in zip(options, values, strict=True)})
+            for values in itertools.product(*(getattr(self, p.axis) for p in options))
         ]
 
     def points(self, rule: str = "multiplicative") -> list[GridPoint]:
         """The numeric configurations for one rule, in grid order (k, μ, a, b, idle)."""
-        idles = self.idle if rule == "additive" else self.idle[:1]
+        axes = {name: getattr(self, name) for name in _NUMBERS}
+        if rule != "additive":
+            axes["idle"] = self.idle[:1]
         return [
-            GridPoint(k, mu, a, b, idle)
-            for k, mu, a, b, idle in itertools.product(self.k, self.mu, self.a, self.b, idles)
+            GridPoint(**dict(zip(axes, v, strict=True))) for v in itertools.product(*axes.values())
         ]
 
     @property
@@ -330,7 +336,7 @@ class TuneResult:
         """Writes every configuration's scores, one row each, atomically."""
         from anan_onnx.model_io import write_bytes_atomic
 
-        columns = ["rule", "counter", "signal", "reduce", *_NUMBERS, *SCORE_COLUMNS]
+        columns = [*(p.name for p in Grid.options()), *_NUMBERS, *SCORE_COLUMNS]
         columns += ["value", "best"]
         extra = sorted({k for r in self.rows for k in r} - set(columns) - {"n", "threshold"})
         buffer = io.StringIO()
@@ -441,10 +447,7 @@ def grid_search(
             if key not in cache:
                 cache[key] = scores(labels, p)
             row: dict[str, Any] = {
-                "rule": options.rule,
-                "counter": options.counter,
-                "signal": options.signal,
-                "reduce": options.reduce,
+                **{p.name: getattr(options, p.name) for p in Grid.options()},
                 **dataclasses.asdict(point),
                 **cache[key],
             }
@@ -452,7 +455,7 @@ def grid_search(
             row["value"] = -math.inf if math.isnan(value) else value
             rows.append(row)
     best = _select(rows)
-    params = AnanParams(**{k: best[k] for k in (*_NUMBERS, "rule", "counter", "signal", "reduce")})
+    params = AnanParams(**{p.name: best[p.name] for p in PARAMS})
     return TuneResult(
         rows=rows,
         best=best,
