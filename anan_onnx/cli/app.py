@@ -7,7 +7,6 @@ Every user error ends in one line on stderr (``anan-onnx: error: ...``) and exit
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 import time
@@ -16,6 +15,7 @@ from collections import Counter
 from fractions import Fraction
 from pathlib import Path
 
+from anan_onnx import json_clean
 from anan_onnx.errors import AnanError
 from anan_onnx.metadata import DEFAULT_SCALE, is_anan
 from anan_onnx.params import PARAMS, AnanParams
@@ -268,7 +268,7 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
         "op_counts": dict(ops.most_common()),
     }
     if args.json:
-        print(json.dumps(info, indent=2))
+        print(json_clean.dumps(info))
         return 0
     print(
         f"{info['file']}: {info['kind']} model, {info['bytes'] / 1e6:.2f} MB, "
@@ -332,7 +332,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
             {"input": n, "probabilities": [float(v) for v in r], "label": int(c)}
             for n, r, c in zip(names, result, labels, strict=True)
         ]
-        print(json.dumps({"model": str(args.model), "predictions": rows}, indent=2))
+        print(json_clean.dumps({"model": str(args.model), "predictions": rows}))
         return 0
     for n, r, c in zip(names, result, labels, strict=True):
         print(f"{n}\t{' '.join(f'{v:.6f}' for v in r)}\tlabel={c}")
@@ -388,7 +388,7 @@ def _cmd_verify(args: argparse.Namespace) -> int:
         tolerance=args.tolerance,
         provider=args.provider,
     )
-    print(json.dumps(report.as_dict(), indent=2) if args.json else report.summary())
+    print(json_clean.dumps(report.as_dict()) if args.json else report.summary())
     return 0 if report.passed else 1
 
 

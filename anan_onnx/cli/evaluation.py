@@ -16,17 +16,16 @@ Examples::
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any
 
+from anan_onnx import json_clean
 from anan_onnx.errors import AnanError
+from anan_onnx.evaluation.metric_names import METRICS
 from anan_onnx.params import PARAMS
 
 __all__ = ["add_commands"]
-
-_METRICS = ("f1", "accuracy", "loss", "auc", "balanced_accuracy", "mcc")
 
 
 def add_commands(commands: Any) -> None:
@@ -50,7 +49,7 @@ def _add_grid(p: argparse.ArgumentParser) -> None:
         )
     g.add_argument(
         "--metric",
-        choices=_METRICS,
+        choices=METRICS,
         default="f1",
         help="selection metric (default f1; loss is minimised)",
     )
@@ -118,12 +117,6 @@ def _progress(args: argparse.Namespace) -> bool | None:
     return False if args.no_progress else None
 
 
-def _write_json(data: object, path: Path) -> None:
-    from anan_onnx.model_io import write_bytes_atomic
-
-    write_bytes_atomic((json.dumps(data, indent=2) + "\n").encode(), path)
-
-
 # --- tune ----------------------------------------------------------------------------------
 
 
@@ -184,13 +177,12 @@ def _cmd_tune(args: argparse.Namespace) -> int:
         progress=_progress(args),
         emit=args.emit,
     )
-    result.write_csv(out / "grid.csv")
-    result.write_json(out / "best.json")
+    grid_csv, best_json = result.write(out)
     if args.json:
-        print(json.dumps(result.to_json(), indent=2, default=str))
+        print(json_clean.dumps(result.to_json()))
         return 0
     print(result.summary())
-    print(f"  wrote      : {out / 'grid.csv'}, {out / 'best.json'}")
+    print(f"  wrote      : {grid_csv}, {best_json}")
     if args.emit:
         print(f"  ANAN model : {args.emit}")
     return 0
@@ -250,6 +242,7 @@ def _add_evaluate(commands: Any) -> None:
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from anan_onnx.evaluation.evaluate import evaluate
+    from anan_onnx.model_io import write_all_atomic
 
     evaluation = evaluate(
         args.models,
@@ -270,20 +263,19 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         log=lambda line: print(f"anan-onnx: {line}", file=sys.stderr),
     )
     report, figure = args.report, args.figure
+    files: list[tuple[bytes, Path]] = []
     if args.out:
-        _write_json(evaluation.to_json(), args.out / "evaluation.json")
+        files.append((json_clean.to_bytes(evaluation.to_json()), args.out / "evaluation.json"))
         report = report or args.out / "evaluation.md"
         figure = figure or args.out / "evaluation.png"
     if figure:
-        figure.parent.mkdir(parents=True, exist_ok=True)
-        evaluation.figure(figure, title=args.title)
+        files.append((evaluation.figure_png(title=args.title), figure))
     text = evaluation.markdown(title=args.title, figure=_relative(figure, report))
     if report:
-        from anan_onnx.model_io import write_bytes_atomic
-
-        write_bytes_atomic(text.encode(), report)
+        files.append((text.encode(), report))
+    write_all_atomic(files)  # the report never links a figure that was not written
     if args.json:
-        print(json.dumps(evaluation.to_json(), indent=2))
+        print(json_clean.dumps(evaluation.to_json()))
     else:
         print(text, end="")
     return 0

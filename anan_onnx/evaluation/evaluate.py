@@ -37,13 +37,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import onnx
 
 from anan_onnx import metadata as _metadata
 from anan_onnx.errors import AnanError
 from anan_onnx.evaluation.control import control
 from anan_onnx.evaluation.fold_data import FoldData
+from anan_onnx.evaluation.metric_names import check_metric, metric_key
 from anan_onnx.evaluation.model_files import find_models, read_params
 from anan_onnx.evaluation.results import Evaluation
 from anan_onnx.evaluation.tune import (
@@ -56,6 +56,7 @@ from anan_onnx.evaluation.tune import (
     load_model,
 )
 from anan_onnx.params import AnanParams
+from anan_onnx.runtime.batched import predict_batched
 
 __all__ = ["evaluate"]
 
@@ -140,11 +141,10 @@ def evaluate(
     Returns:
         An :class:`Evaluation`.
     """
-    from anan_onnx.evaluation.scores import METRICS, scores
+    from anan_onnx.evaluation.scores import scores
     from anan_onnx.runtime.inputs import InputSpec
 
-    if metric not in METRICS:
-        raise AnanError(f"metric must be one of {', '.join(METRICS)}, got {metric!r}")
+    check_metric(metric)
     if tune_on not in TUNE_ON:
         raise AnanError(f"tune_on must be one of {', '.join(TUNE_ON)}, got {tune_on!r}")
     fixed = [p if isinstance(p, AnanParams) else read_params(p) for p in params]
@@ -171,8 +171,9 @@ def evaluate(
         val, test = source.splits(path, spec, need_val=tune_on == "val")
         tune_split = test if tune_on == "test" else val
         assert tune_split is not None
-        base_tune = _predict(base, tune_split.images, threads, batch_size)
-        base_test = _predict(base, test.images, threads, batch_size)
+        run = {"threads": threads, "batch_size": batch_size}
+        base_tune = predict_batched(base, tune_split.images, **run)
+        base_test = predict_batched(base, test.images, **run)
         check_labels(base_test, test.labels, test.classes)
         check_labels(base_tune, tune_split.labels, tune_split.classes)
         # the control's threshold is tuned on the same images as ANAN's parameters
@@ -219,10 +220,12 @@ def evaluate(
             anan = _convert(base, chosen, layer)
             fold["params"][variant.key] = chosen.as_dict()
             fold["scores"][variant.key] = scores(
-                test.labels, _predict(anan, test.images, threads, batch_size)
+                test.labels,
+                predict_batched(anan, test.images, threads=threads, batch_size=batch_size),
             )
             fold["tune_scores"][variant.key] = scores(
-                tune_split.labels, _predict(anan, tune_split.images, threads, batch_size)
+                tune_split.labels,
+                predict_batched(anan, tune_split.images, threads=threads, batch_size=batch_size),
             )
         folds.append(fold)
         if log is not None:
@@ -252,18 +255,8 @@ def _convert(base: onnx.ModelProto, params: AnanParams, layer: str | None) -> on
         return convert_model(base, params, layer=layer).anan
 
 
-def _predict(
-    model: onnx.ModelProto, images: np.ndarray, threads: int | None, batch_size: int
-) -> np.ndarray:
-    from anan_onnx.runtime.session import Session
-
-    session = Session(model, threads=threads)
-    parts = [session.predict(images[i : i + batch_size]) for i in range(0, len(images), batch_size)]
-    return np.concatenate(parts)
-
-
 def _fold_line(fold: dict[str, Any], variants: list[_Variant], metric: str) -> str:
-    key = {"auc": "roc_auc"}.get(metric, metric)
+    key = metric_key(metric)
     s = fold["scores"]
     parts = [
         f"{fold['name']}: {metric} CNN {s['base'][key]:.3f}",

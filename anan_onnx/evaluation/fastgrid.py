@@ -35,7 +35,9 @@ import onnx
 import onnxruntime as ort
 from onnx import helper, numpy_helper
 
+from anan_onnx.activations import ACTIVATIONS, is_monotone, node_activation
 from anan_onnx.errors import AnanError, first_line
+from anan_onnx.onnx_proto import constant_array
 from anan_onnx.params import AnanParams
 from anan_onnx.runtime.inputs import check_batch
 
@@ -167,9 +169,6 @@ def simulate_gains(
 
 # --- the two sub-models ------------------------------------------------------------------
 
-#: activations that never decrease: max-pooling commutes with them
-_MONOTONE = ("Relu", "LeakyRelu", "Elu", "Sigmoid", "Tanh", "Clip")
-
 
 @dataclasses.dataclass
 class _Target:
@@ -185,10 +184,12 @@ class _Target:
 
 def _normalise(base: onnx.ModelProto, options: AnanParams, layer: str | None):
     """(normalised base, target name): the conversion's own normalisation and refusals."""
-    from anan_onnx.convert.pipeline import convert_model
+    import onnx_ir as ir
 
-    conversion = convert_model(base, options, layer=layer)
-    return conversion.base, conversion.target_layer
+    from anan_onnx.convert.normalise import normalise_base
+
+    model, target = normalise_base(base, options, layer)
+    return ir.to_proto(model), target.name
 
 
 def _users(graph: onnx.GraphProto, name: str) -> list[onnx.NodeProto]:
@@ -205,22 +206,20 @@ def _sole_user(graph: onnx.GraphProto, name: str, op_types: Sequence[str]):
 
 
 def _target(model: onnx.ModelProto, name: str, signal: str) -> _Target:
-    from anan_onnx.reference.literal import _numpy_activation, _weight_array
-
     graph = model.graph
     conv = next(n for n in graph.node if n.op_type == "Conv" and n.name == name)
-    weight = _weight_array(graph, conv.input[1])
-    bias = _weight_array(graph, conv.input[2]) if len(conv.input) > 2 and conv.input[2] else None
-    act = _sole_user(graph, conv.output[0], _MONOTONE)
-    if act is not None and act.op_type in ("LeakyRelu", "Elu"):
-        alpha = next((a.f for a in act.attribute if a.name == "alpha"), 0.01)
-        act = act if alpha >= 0 else None  # a negative slope is not monotone
+    weight = constant_array(graph, conv.input[1])
+    bias = constant_array(graph, conv.input[2]) if len(conv.input) > 2 and conv.input[2] else None
+    act = _sole_user(graph, conv.output[0], tuple(ACTIVATIONS))
+    if act is not None:
+        alpha = next((a.f for a in act.attribute if a.name == "alpha"), None)
+        act = act if is_monotone(act.op_type, alpha) else None  # max-pooling commutes with it
     pool = None
     if act is not None:
         pool = _sole_user(graph, act.output[0], ("MaxPool",))
         if pool is not None and (len(pool.output) > 1 and pool.output[1]):
             pool = None  # the Indices output depends on which position won
-    numpy_act = _numpy_activation(graph, act) if signal == "post" and act is not None else None
+    numpy_act = node_activation(graph, act) if signal == "post" and act is not None else None
     return _Target(conv, weight, bias, act, numpy_act, pool)
 
 

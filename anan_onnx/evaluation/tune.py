@@ -23,7 +23,6 @@ import csv
 import dataclasses
 import io
 import itertools
-import json
 import math
 import time
 import warnings
@@ -34,14 +33,16 @@ from typing import Any
 import numpy as np
 import onnx
 
+from anan_onnx import json_clean
 from anan_onnx import metadata as _metadata
 from anan_onnx.errors import AnanError
 from anan_onnx.evaluation.fastgrid import FastGrid, GridPoint
+from anan_onnx.evaluation.metric_names import REPORTED, check_metric
 from anan_onnx.params import PARAMS, AnanParams, Param
+from anan_onnx.runtime.batched import predict_batched
 
 __all__ = [
     "PAPER_GRID",
-    "SCORE_COLUMNS",
     "TUNE_ON",
     "Grid",
     "TuneResult",
@@ -54,16 +55,6 @@ __all__ = [
 
 #: Where parameters may be tuned.
 TUNE_ON: tuple[str, ...] = ("val", "test")
-#: Score columns written per configuration (see :func:`anan_onnx.evaluation.scores.scores`).
-SCORE_COLUMNS: tuple[str, ...] = (
-    "loss",
-    "accuracy",
-    "f1",
-    "balanced_accuracy",
-    "mcc",
-    "roc_auc",
-    "positive_rate",
-)
 #: grid axis (``k`` ... ``rules`` ...) -> its parameter
 _AXES: dict[str, Param] = {p.axis: p for p in PARAMS}
 _NUMBERS = tuple(p.name for p in PARAMS if not p.is_option)
@@ -306,37 +297,53 @@ class TuneResult:
         return "\n".join(lines)
 
     def to_json(self) -> dict[str, Any]:
-        """The selection, JSON-ready (what :meth:`write_json` writes)."""
+        """The selection, JSON-ready: NaN scores are null (what :meth:`write_json` writes)."""
         from anan_onnx._version import __version__
 
-        return {
-            "tool": f"anan-onnx {__version__} tune",
-            "params": self.params.as_dict(),
-            "metric": self.metric,
-            "tuned_on": self.tuned_on,
-            "n_images": self.n_images,
-            "scores": _clean({k: self.best[k] for k in SCORE_COLUMNS if k in self.best}),
-            "base_scores": _clean(self.base_scores),
-            "improves_on_base": self.improves_on_base,
-            "configurations": len(self.rows),
-            "rest_rows": self.rest_rows,
-            "seconds": round(self.seconds, 3),
-            "target_layer": self.target_layer,
-            **self.info,
-        }
+        return json_clean.clean(
+            {
+                "tool": f"anan-onnx {__version__} tune",
+                "params": self.params.as_dict(),
+                "metric": self.metric,
+                "tuned_on": self.tuned_on,
+                "n_images": self.n_images,
+                "scores": {k: self.best[k] for k in REPORTED if k in self.best},
+                "base_scores": self.base_scores,
+                "improves_on_base": self.improves_on_base,
+                "configurations": len(self.rows),
+                "rest_rows": self.rest_rows,
+                "seconds": round(self.seconds, 3),
+                "target_layer": self.target_layer,
+                **self.info,
+            }
+        )
 
     def write_json(self, path: str | Path) -> None:
         """Writes :meth:`to_json` atomically."""
         from anan_onnx.model_io import write_bytes_atomic
 
-        text = json.dumps(self.to_json(), indent=2, default=_json_default) + "\n"
-        write_bytes_atomic(text.encode(), path)
+        write_bytes_atomic(json_clean.to_bytes(self.to_json()), path)
 
     def write_csv(self, path: str | Path) -> None:
         """Writes every configuration's scores, one row each, atomically."""
         from anan_onnx.model_io import write_bytes_atomic
 
-        columns = [*(p.name for p in Grid.options()), *_NUMBERS, *SCORE_COLUMNS]
+        write_bytes_atomic(self.csv_text().encode(), path)
+
+    def write(self, folder: str | Path) -> tuple[Path, Path]:
+        """Writes ``grid.csv`` and ``best.json`` into ``folder``, both or neither."""
+        from anan_onnx.model_io import write_all_atomic
+
+        folder = Path(folder)
+        files = (folder / "grid.csv", folder / "best.json")
+        write_all_atomic(
+            [(self.csv_text().encode(), files[0]), (json_clean.to_bytes(self.to_json()), files[1])]
+        )
+        return files
+
+    def csv_text(self) -> str:
+        """Every configuration's scores as CSV, one row each (what :meth:`write_csv` writes)."""
+        columns = [*(p.name for p in Grid.options()), *_NUMBERS, *REPORTED]
         columns += ["value", "best"]
         extra = sorted({k for r in self.rows for k in r} - set(columns) - {"n", "threshold"})
         buffer = io.StringIO()
@@ -344,21 +351,7 @@ class TuneResult:
         writer.writeheader()
         for row in self.rows:
             writer.writerow({**row, "best": int(row is self.best)})
-        write_bytes_atomic(buffer.getvalue().encode(), path)
-
-
-def _clean(values: dict[str, Any]) -> dict[str, Any]:
-    return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in values.items()}
-
-
-def _json_default(value: object) -> object:
-    if isinstance(value, (np.integer, np.floating)):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+        return buffer.getvalue()
 
 
 # --- the search ----------------------------------------------------------------------------
@@ -422,14 +415,13 @@ def grid_search(
         >>> r = grid_search(base, x_val, y_val, Grid(k=(4,), mu=(2,)))  # doctest: +SKIP
         >>> r.best["k"], r.best["f1"]  # doctest: +SKIP
     """
-    from anan_onnx.evaluation.scores import METRICS, scores, select_metric_value
+    from anan_onnx.evaluation.scores import scores, select_metric_value
 
-    if metric not in METRICS:
-        raise AnanError(f"metric must be one of {', '.join(METRICS)}, got {metric!r}")
+    check_metric(metric)
     _refuse_anan(base)
     labels = np.asarray(labels)
     start = time.perf_counter()
-    base_out = _run_base(base, images, threads, batch_size)
+    base_out = predict_batched(base, images, threads=threads, batch_size=batch_size)
     classes = list(classes) if classes is not None else _default_classes(base_out)
     check_labels(base_out, labels, classes)
     base_scores = scores(labels, base_out)
@@ -489,19 +481,6 @@ def _refuse_anan(model: onnx.ModelProto, path: str | Path | None = None) -> None
             f"{where} already an ANAN model: pass the base CNN (the .base.onnx written next "
             "to it by convert, or the original .keras/.onnx)"
         )
-
-
-def _run_base(
-    base: onnx.ModelProto, images: np.ndarray, threads: int | None, batch_size: int
-) -> np.ndarray:
-    from anan_onnx.runtime.session import Session
-
-    session = Session(base, threads=threads)
-    from anan_onnx.runtime.inputs import check_batch
-
-    images = check_batch(images, session.input_shape, name="images")
-    parts = [session.run(images[i : i + batch_size])[0] for i in range(0, len(images), batch_size)]
-    return np.concatenate(parts)
 
 
 def load_model(
@@ -618,13 +597,13 @@ def emit_model(
     base: onnx.ModelProto, result: TuneResult, output: str | Path, *, source: Path | None = None
 ) -> Path:
     """Writes the tuned fixed-parameter ANAN model (and its base beside it), atomically."""
-    from anan_onnx.convert.pipeline import _base_path, convert_model
-    from anan_onnx.model_io import check_output_path, save_atomic
+    from anan_onnx.convert.pipeline import base_path, convert_model
+    from anan_onnx.model_io import check_output_path, save_all_atomic
 
     output = Path(output)
     if source is not None:
         check_output_path(source, output)
-    base_output = _base_path(output)
+    base_output = base_path(output)
     extra: dict[str, object] = {
         "base_model": base_output.name,
         "tuned_metric": result.metric,
@@ -636,6 +615,6 @@ def emit_model(
     conversion = convert_model(
         base, result.params, layer=result.target_layer or None, extra_metadata=extra
     )
-    save_atomic(conversion.base, base_output)
-    save_atomic(conversion.anan, output)
+    # both or neither: an ANAN model never lands without the base model it names
+    save_all_atomic([(conversion.base, base_output), (conversion.anan, output)])
     return output

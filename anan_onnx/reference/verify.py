@@ -20,14 +20,11 @@ from anan_onnx.metadata import DEFAULT_SCALE, is_anan, read_metadata
 from anan_onnx.model_io import load_onnx
 from anan_onnx.params import AnanParams
 from anan_onnx.reference.literal import LiteralReference
-from anan_onnx.runtime.labels import TOLERANCE, decision_margin, labels_agree, predicted_labels
+from anan_onnx.runtime.labels import TOLERANCE, labels_agree
 from anan_onnx.runtime.session import Session, providers_for
 
 __all__ = [
     "VerifyReport",
-    "decision_margin",
-    "labels_agree",
-    "predicted_labels",
     "random_inputs",
     "verify_models",
 ]

@@ -17,10 +17,17 @@ from PIL import Image
 from anan_onnx import AnanError, AnanParams, convert_model
 from anan_onnx.cli import main
 from anan_onnx.evaluation.fastgrid import GridPoint
-from anan_onnx.evaluation.tune import PAPER_GRID, Grid, grid_search, parse_values, tune
+from anan_onnx.evaluation.tune import (
+    PAPER_GRID,
+    Grid,
+    emit_model,
+    grid_search,
+    parse_values,
+    tune,
+)
 from anan_onnx.metadata import read_metadata
 
-from onnx_models import VARIANTS, build_cnn
+from onnx_models import VARIANTS, build_cnn, random_batch
 
 SIZE = 11
 SCALE = np.float32(1 / 255)
@@ -381,3 +388,19 @@ def test_import_and_cli_parser_need_no_optional_packages():
                             timeout=120)  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().endswith("ok") and "--rules" in result.stdout
+
+
+def test_emit_writes_the_anan_model_and_its_base_both_or_neither(tmp_path):
+    base = build_cnn(VARIANTS["plain"])
+    images = random_batch(VARIANTS["plain"], 8)
+    labels = np.arange(8) % 2
+    result = grid_search(base, images, labels, Grid(k=(2,), mu=(1,), a=(1.5,), b=(0.3,)))
+    out = tmp_path / "out"
+    (out / "m.base.onnx").mkdir(parents=True)  # the base cannot be written there
+    with pytest.raises(AnanError, match=r"cannot write .*m\.base\.onnx"):
+        emit_model(base, result, out / "m.anan.onnx")
+    assert sorted(p.name for p in out.iterdir()) == ["m.base.onnx"]  # no ANAN model alone
+    (out / "m.base.onnx").rmdir()
+    emit_model(base, result, out / "m.anan.onnx")
+    assert sorted(p.name for p in out.iterdir()) == ["m.anan.onnx", "m.base.onnx"]
+    assert read_metadata(onnx.load(out / "m.anan.onnx"))["base_model"] == "m.base.onnx"
