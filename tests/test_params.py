@@ -20,8 +20,8 @@ from anan_onnx.cli.evaluation import _grid
 from anan_onnx.convert.pipeline import convert_model
 from anan_onnx.errors import AnanError
 from anan_onnx.evaluation.fastgrid import GridPoint
+from anan_onnx.evaluation.grid import Grid
 from anan_onnx.evaluation.model_files import read_params
-from anan_onnx.evaluation.tune import Grid
 from anan_onnx.metadata import PARAM_KEYS, read_metadata
 from anan_onnx.params import PARAMS, AnanParams, Param
 from anan_onnx.rewrite.graph import PARAM_INPUTS

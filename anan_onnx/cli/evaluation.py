@@ -99,7 +99,7 @@ def _add_run(p: argparse.ArgumentParser) -> None:
 
 
 def _grid(args: argparse.Namespace):
-    from anan_onnx.evaluation.tune import Grid
+    from anan_onnx.evaluation.grid import Grid
 
     return Grid.from_strings(**{q.axis: getattr(args, q.axis) for q in PARAMS})
 

@@ -43,14 +43,13 @@ from anan_onnx import metadata as _metadata
 from anan_onnx.errors import AnanError
 from anan_onnx.evaluation.control import control
 from anan_onnx.evaluation.fold_data import FoldData
+from anan_onnx.evaluation.grid import PAPER_GRID, Grid
 from anan_onnx.evaluation.metric_names import check_metric, metric_key
 from anan_onnx.evaluation.model_files import find_models, read_params
 from anan_onnx.evaluation.results import Evaluation
 from anan_onnx.evaluation.tune import (
-    PAPER_GRID,
     TEST_WARNING,
     TUNE_ON,
-    Grid,
     check_labels,
     grid_search,
     load_model,

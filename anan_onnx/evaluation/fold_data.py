@@ -147,7 +147,7 @@ class FoldData:
         spec: Any,
         source: str,
     ) -> FoldSplit:
-        from anan_onnx.evaluation.datasets import _positive_indices
+        from anan_onnx.evaluation.datasets import positive_indices
         from anan_onnx.runtime.image_files import load_images
 
         key = (tuple(files), spec)
@@ -160,7 +160,7 @@ class FoldData:
             raise AnanError(f"training.json has {len(labels)} labels for {len(files)} files")
         positive = self.options["positive"]
         if positive is not None:
-            index = _positive_indices(positive, classes, root)
+            index = positive_indices(positive, classes, root)
             labels = np.isin(labels, index).astype(np.int64)
             classes = ["negative", "positive"]
         return FoldSplit(self._cache[key], labels, classes, source)

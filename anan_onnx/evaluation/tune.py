@@ -1,7 +1,7 @@
 """Grid search of the ANAN parameters on a validation split (the paper's Section 3.3.3).
 
-The default grid is the paper's: k 4–8, μ 2–4, a 1.05–1.50 and b 0.05–0.50 in steps of 0.15
-(240 configurations). Each option combination (rule, counter, signal, reduce) given is
+The grid (:mod:`anan_onnx.evaluation.grid`) defaults to the paper's 240 configurations. Each
+option combination (rule, counter, signal, reduce) given is
 searched too; every configuration is scored on the tuning images with
 :func:`anan_onnx.evaluation.scores.scores` and the best one by the selection metric wins.
 The work is done by :class:`anan_onnx.evaluation.fastgrid.FastGrid`, which equals running the
@@ -14,15 +14,12 @@ Example:
     >>> result = tune("models/catsdogs_cnn.keras", "../shared/data/cats_dogs")  # doctest: +SKIP
     >>> result.params.describe()  # doctest: +SKIP
     'k=4 mu=2 a=1.05 b=0.35 idle=0 rule=multiplicative counter=absorbing ...'
-    >>> result.write_csv("out/grid.csv"); result.write_json("out/best.json")  # doctest: +SKIP
+    >>> result.write("out/tune")  # grid.csv and best.json  # doctest: +SKIP
 """
 
 from __future__ import annotations
 
-import csv
 import dataclasses
-import io
-import itertools
 import math
 import time
 import warnings
@@ -33,325 +30,32 @@ from typing import Any
 import numpy as np
 import onnx
 
-from anan_onnx import json_clean
 from anan_onnx import metadata as _metadata
 from anan_onnx.errors import AnanError
-from anan_onnx.evaluation.fastgrid import FastGrid, GridPoint
-from anan_onnx.evaluation.metric_names import REPORTED, check_metric
-from anan_onnx.params import PARAMS, AnanParams, Param
+from anan_onnx.evaluation.fastgrid import FastGrid
+from anan_onnx.evaluation.grid import PAPER_GRID, Grid
+from anan_onnx.evaluation.metric_names import check_metric
+from anan_onnx.evaluation.tune_result import TuneResult
+from anan_onnx.params import PARAMS, AnanParams
 from anan_onnx.runtime.batched import predict_batched
 
 __all__ = [
-    "PAPER_GRID",
+    "TEST_WARNING",
     "TUNE_ON",
-    "Grid",
-    "TuneResult",
     "check_labels",
+    "emit_model",
     "grid_search",
     "load_model",
-    "parse_values",
     "tune",
 ]
 
 #: Where parameters may be tuned.
 TUNE_ON: tuple[str, ...] = ("val", "test")
-#: grid axis (``k`` ... ``rules`` ...) -> its parameter
-_AXES: dict[str, Param] = {p.axis: p for p in PARAMS}
-_NUMBERS = tuple(p.name for p in PARAMS if not p.is_option)
 TEST_WARNING = (
     "tuning on the test split: the parameters are chosen to fit these very images, so test "
     "scores of the tuned model are optimistically biased and cannot be compared with the "
     "base CNN's; tune on a validation split (--tune-on val) for honest estimates"
 )
-
-
-# --- the grid ------------------------------------------------------------------------------
-
-
-def parse_values(name: str, text: str, *, integer: bool = False) -> tuple[float, ...]:
-    """Parses a grid axis: ``"4,5,6"``, a range ``"4:8"`` / ``"1.05:1.5:0.15"``, or a mix.
-
-    A range ``start:stop[:step]`` includes ``stop`` when it lies on the grid (within 1e-9);
-    the step defaults to 1. Values are rounded to 10 decimals (``1.05 + 0.15`` is ``1.2``).
-
-    Args:
-        name: the parameter (for messages), e.g. ``"a"``.
-        text: the values.
-        integer: the values must be integers (k, μ).
-
-    Raises:
-        AnanError: an item is not a number or a valid range.
-
-    Example:
-        >>> parse_values("a", "1.05:1.5:0.15")
-        (1.05, 1.2, 1.35, 1.5)
-        >>> parse_values("k", "4,6:8", integer=True)
-        (4, 6, 7, 8)
-    """
-    values: list[float] = []
-    items = [t.strip() for t in str(text).split(",")]
-    if not any(items):
-        raise AnanError(f"--{name} is empty: pass values such as --{name} 1,2 or a range 1:3")
-    for item in items:
-        parts = item.split(":")
-        try:
-            numbers = [float(p) for p in parts]
-        except ValueError:
-            raise AnanError(
-                f"--{name}: {item!r} is not a number or a range start:stop:step; pass e.g. "
-                f"--{name} {'4,5' if integer else '1.05,1.2'} or "
-                f"--{name} {'4:8' if integer else '1.05:1.5:0.15'}"
-            ) from None
-        if not all(math.isfinite(v) for v in numbers) or len(numbers) > 3:
-            raise AnanError(f"--{name}: {item!r} is not a finite number or start:stop:step")
-        if len(numbers) == 1:
-            values.append(numbers[0])
-            continue
-        start, stop = numbers[0], numbers[1]
-        step = numbers[2] if len(numbers) == 3 else 1.0
-        if step <= 0 or stop < start:
-            raise AnanError(
-                f"--{name}: range {item!r} needs start <= stop and a positive step, "
-                f"e.g. {'4:8' if integer else '1.05:1.5:0.15'}"
-            )
-        count = int(math.floor((stop - start) / step + 1e-9)) + 1
-        values += [start + i * step for i in range(count)]
-    values = [round(v, 10) for v in values]
-    if integer:
-        for v in values:
-            if not float(v).is_integer() or v < 1:
-                raise AnanError(
-                    f"{name} must be a positive integer, got {v:g}: pass --{name} 1 or more"
-                )
-        return tuple(dict.fromkeys(int(v) for v in values))
-    return tuple(dict.fromkeys(values))
-
-
-def _paper(axis: str) -> Any:
-    return _AXES[axis].grid
-
-
-@dataclasses.dataclass(frozen=True)
-class Grid:
-    """The configurations to search: numeric axes and option lists.
-
-    One axis per parameter of :data:`anan_onnx.params.PARAMS` (options in the plural), with
-    its default grid and validation from there; the field order is the search order. The
-    defaults are the paper's grid (Section 3.3.3) with the spec's default options. ``idle``
-    is only used by the additive rule; multiplicative configurations are not repeated over it.
-
-    Example:
-        >>> Grid().size
-        240
-        >>> Grid(k=(4,), mu=(2,), rules=("multiplicative", "additive"), idle=(0.0, 1.0)).size
-        48
-    """
-
-    k: tuple[int, ...] = _paper("k")
-    mu: tuple[int, ...] = _paper("mu")
-    a: tuple[float, ...] = _paper("a")
-    b: tuple[float, ...] = _paper("b")
-    idle: tuple[float, ...] = _paper("idle")
-    rules: tuple[str, ...] = _paper("rules")
-    counters: tuple[str, ...] = _paper("counters")
-    signals: tuple[str, ...] = _paper("signals")
-    reduces: tuple[str, ...] = _paper("reduces")
-
-    def __post_init__(self) -> None:
-        for axis in self.axes():
-            values = tuple(dict.fromkeys(getattr(self, axis)))
-            if not values:
-                raise AnanError(f"the grid has no {axis} values: give at least one")
-            p = _AXES[axis]
-            if p.is_option:
-                for v in values:
-                    if v not in p.choices:
-                        raise AnanError(
-                            f"--{axis}: {v!r} is not one of {', '.join(p.choices)}: pass a "
-                            "comma-separated list of them"
-                        )
-            # each value as AnanParams checks it (k, mu >= 1; a, b >= 0; all finite)
-            values = tuple(dict.fromkeys(p.check(v) for v in values))
-            object.__setattr__(self, axis, values)
-
-    @classmethod
-    def axes(cls) -> tuple[str, ...]:
-        """The axes in search order: ``k``, ``mu``, ``a``, ``b``, ``idle``, ``rules``, ..."""
-        return tuple(f.name for f in dataclasses.fields(cls))
-
-    @classmethod
-    def options(cls) -> tuple[Param, ...]:
-        """The option parameters (rule, counter, ...) in search order."""
-        return tuple(_AXES[axis] for axis in cls.axes() if _AXES[axis].is_option)
-
-    @classmethod
-    def from_strings(cls, **texts: str | None) -> Grid:
-        """A grid from command-line strings; missing axes keep the paper's values.
-
-        Example:
-            >>> Grid.from_strings(k="4,5", a="1.05:1.5:0.15", rules="additive").size
-            96
-        """
-        kwargs: dict[str, Any] = {}
-        for name, text in texts.items():
-            if text is None:
-                continue
-            p = _AXES.get(name)
-            if p is None:
-                raise AnanError(f"unknown grid axis {name!r}")
-            if p.is_option:
-                kwargs[name] = tuple(t.strip() for t in text.split(",") if t.strip())
-            else:
-                kwargs[name] = parse_values(name, text, integer=p.kind is int)
-        return cls(**kwargs)
-
-    def option_sets(self) -> list[AnanParams]:
-        """One parameter template per option combination (its numbers are the defaults)."""
-        options = self.options()
-        return [
-            AnanParams(**{p.name: v for p, v in zip(options, values, strict=True)})
-            for values in itertools.product(*(getattr(self, p.axis) for p in options))
-        ]
-
-    def points(self, rule: str = "multiplicative") -> list[GridPoint]:
-        """The numeric configurations for one rule, in grid order (k, μ, a, b, idle)."""
-        axes = {name: getattr(self, name) for name in _NUMBERS}
-        if rule != "additive":
-            axes["idle"] = self.idle[:1]
-        return [
-            GridPoint(**dict(zip(axes, v, strict=True))) for v in itertools.product(*axes.values())
-        ]
-
-    @property
-    def size(self) -> int:
-        """Number of configurations over all option combinations."""
-        return sum(len(self.points(o.rule)) for o in self.option_sets())
-
-    def as_dict(self) -> dict[str, list]:
-        return {f.name: list(getattr(self, f.name)) for f in dataclasses.fields(self)}
-
-
-#: The paper's grid (Section 3.3.3): 240 configurations.
-PAPER_GRID = Grid()
-
-
-# --- results -------------------------------------------------------------------------------
-
-
-@dataclasses.dataclass
-class TuneResult:
-    """Every configuration's scores and the selected one.
-
-    Attributes:
-        rows: one dict per configuration (grid order): the options, k, mu, a, b, idle, the
-            scores and ``value`` (the selection metric, oriented so that higher is better).
-        best: the selected row.
-        params: the selected parameters.
-        metric: the selection metric.
-        base_scores: the base CNN's scores on the same images.
-        tuned_on: ``"val"``, ``"test"`` or ``"arrays"`` (images passed directly).
-        n_images: images the parameters were tuned on.
-        seconds: wall time of the search.
-        rest_rows: runs of the rest of the network (after deduplicating gain vectors).
-        info: where the images came from (split info, model path), JSON-ready.
-    """
-
-    rows: list[dict[str, Any]]
-    best: dict[str, Any]
-    params: AnanParams
-    metric: str
-    base_scores: dict[str, float]
-    tuned_on: str
-    n_images: int
-    seconds: float
-    rest_rows: int
-    target_layer: str
-    info: dict[str, Any] = dataclasses.field(default_factory=dict)
-
-    @property
-    def improves_on_base(self) -> bool:
-        """Whether the best configuration beats the base CNN on the tuning images."""
-        from anan_onnx.evaluation.scores import select_metric_value
-
-        base = select_metric_value(self.base_scores, self.metric)
-        return bool(self.best["value"] > base)
-
-    def summary(self) -> str:
-        """A few lines for the terminal."""
-        from anan_onnx.evaluation.scores import select_metric_value
-
-        base = select_metric_value(self.base_scores, self.metric)
-        sign = -1 if self.metric == "loss" else 1
-        lines = [
-            f"searched {len(self.rows)} configurations on {self.n_images} {self.tuned_on} "
-            f"images in {self.seconds:.1f} s ({self.rest_rows} rest-of-network runs)",
-            f"  best       : {self.params.describe()}",
-            f"  {self.metric:<10} : ANAN {sign * self.best['value']:.4f}  base {sign * base:.4f}"
-            + ("" if self.improves_on_base else "  (no configuration beats the base CNN)"),
-        ]
-        for key in ("balanced_accuracy", "mcc", "positive_rate"):
-            if key in self.best and key != self.metric:
-                lines.append(
-                    f"  {key:<10} : ANAN {self.best[key]:.4f}  base {self.base_scores[key]:.4f}"
-                )
-        return "\n".join(lines)
-
-    def to_json(self) -> dict[str, Any]:
-        """The selection, JSON-ready: NaN scores are null (what :meth:`write_json` writes)."""
-        from anan_onnx._version import __version__
-
-        return json_clean.clean(
-            {
-                "tool": f"anan-onnx {__version__} tune",
-                "params": self.params.as_dict(),
-                "metric": self.metric,
-                "tuned_on": self.tuned_on,
-                "n_images": self.n_images,
-                "scores": {k: self.best[k] for k in REPORTED if k in self.best},
-                "base_scores": self.base_scores,
-                "improves_on_base": self.improves_on_base,
-                "configurations": len(self.rows),
-                "rest_rows": self.rest_rows,
-                "seconds": round(self.seconds, 3),
-                "target_layer": self.target_layer,
-                **self.info,
-            }
-        )
-
-    def write_json(self, path: str | Path) -> None:
-        """Writes :meth:`to_json` atomically."""
-        from anan_onnx.model_io import write_bytes_atomic
-
-        write_bytes_atomic(json_clean.to_bytes(self.to_json()), path)
-
-    def write_csv(self, path: str | Path) -> None:
-        """Writes every configuration's scores, one row each, atomically."""
-        from anan_onnx.model_io import write_bytes_atomic
-
-        write_bytes_atomic(self.csv_text().encode(), path)
-
-    def write(self, folder: str | Path) -> tuple[Path, Path]:
-        """Writes ``grid.csv`` and ``best.json`` into ``folder``, both or neither."""
-        from anan_onnx.model_io import write_all_atomic
-
-        folder = Path(folder)
-        files = (folder / "grid.csv", folder / "best.json")
-        write_all_atomic(
-            [(self.csv_text().encode(), files[0]), (json_clean.to_bytes(self.to_json()), files[1])]
-        )
-        return files
-
-    def csv_text(self) -> str:
-        """Every configuration's scores as CSV, one row each (what :meth:`write_csv` writes)."""
-        columns = [*(p.name for p in Grid.options()), *_NUMBERS, *REPORTED]
-        columns += ["value", "best"]
-        extra = sorted({k for r in self.rows for k in r} - set(columns) - {"n", "threshold"})
-        buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, [*columns, *extra], extrasaction="ignore")
-        writer.writeheader()
-        for row in self.rows:
-            writer.writerow({**row, "best": int(row is self.best)})
-        return buffer.getvalue()
 
 
 # --- the search ----------------------------------------------------------------------------
