@@ -113,8 +113,19 @@ def _positive(text: str | None) -> list[int | str] | None:
     return [int(t) if t.isdigit() else t for t in items]
 
 
-def _progress(args: argparse.Namespace) -> bool | None:
-    return False if args.no_progress else None
+def _split_and_run(args: argparse.Namespace) -> dict[str, Any]:
+    """The options of _add_data and _add_run, as tune() and evaluate() take them."""
+    return {
+        "val_fraction": args.val_fraction,
+        "test_fraction": args.test_fraction,
+        "seed": args.seed,
+        "positive": _positive(args.positive),
+        "max_per_class": args.max_per_class,
+        "layer": args.layer,
+        "threads": args.threads,
+        "batch_size": args.batch_size,
+        "progress": False if args.no_progress else None,
+    }
 
 
 # --- tune ----------------------------------------------------------------------------------
@@ -163,18 +174,10 @@ def _cmd_tune(args: argparse.Namespace) -> int:
         grid=grid,
         metric=args.metric,
         tune_on=args.tune_on,
-        val_fraction=args.val_fraction,
-        test_fraction=args.test_fraction,
-        seed=args.seed,
-        positive=_positive(args.positive),
-        max_per_class=args.max_per_class,
         layout=args.layout,
         scale=args.scale,
         offset=args.offset,
-        layer=args.layer,
-        threads=args.threads,
-        batch_size=args.batch_size,
-        progress=_progress(args),
+        **_split_and_run(args),
         emit=args.emit,
     )
     grid_csv, best_json = result.write(out)
@@ -251,15 +254,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         grid=_grid(args),
         metric=args.metric,
         tune_on=args.tune_on,
-        val_fraction=args.val_fraction,
-        test_fraction=args.test_fraction,
-        seed=args.seed,
-        positive=_positive(args.positive),
-        max_per_class=args.max_per_class,
-        layer=args.layer,
-        threads=args.threads,
-        batch_size=args.batch_size,
-        progress=_progress(args),
+        **_split_and_run(args),
         log=lambda line: print(f"anan-onnx: {line}", file=sys.stderr),
     )
     report, figure = args.report, args.figure

@@ -38,7 +38,14 @@ from anan_onnx.runtime.image_files import (
 )
 from anan_onnx.runtime.inputs import InputSpec
 
-__all__ = ["DATASET_LAYOUTS", "Dataset", "Splits", "load_splits", "positive_indices"]
+__all__ = [
+    "DATASET_LAYOUTS",
+    "Dataset",
+    "SplitOptions",
+    "Splits",
+    "load_splits",
+    "positive_indices",
+]
 
 DATASET_LAYOUTS: tuple[str, ...] = ("folder", "train_test", "npz")
 _VAL_NAMES = ("val", "valid", "validation")
@@ -92,6 +99,23 @@ class Splits:
         """``(name, dataset)`` for each split present, in train, val, test order."""
         present = (("train", self.train), ("val", self.val), ("test", self.test))
         return [(name, ds) for name, ds in present if ds is not None]
+
+
+@dataclasses.dataclass(frozen=True)
+class SplitOptions:
+    """How :func:`load_splits` draws train / val / test: what ``tune`` and ``evaluate`` take
+    and pass on (see :func:`load_splits` for each field)."""
+
+    val_fraction: float = 0.15
+    test_fraction: float = 0.2
+    seed: int = 0
+    positive: Sequence[int | str] | None = None
+    max_per_class: int | None = None
+    progress: bool | None = None
+
+    def load(self, path: str | os.PathLike[str], spec: InputSpec) -> Splits:
+        """:func:`load_splits` of ``path`` with these options."""
+        return load_splits(path, spec, **vars(self))
 
 
 def load_splits(

@@ -42,6 +42,7 @@ import onnx
 from anan_onnx import metadata as _metadata
 from anan_onnx.errors import AnanError
 from anan_onnx.evaluation.control import control
+from anan_onnx.evaluation.datasets import SplitOptions
 from anan_onnx.evaluation.fold_data import FoldData
 from anan_onnx.evaluation.grid import PAPER_GRID, Grid
 from anan_onnx.evaluation.metric_names import check_metric, metric_key
@@ -149,18 +150,8 @@ def evaluate(
     fixed = [p if isinstance(p, AnanParams) else read_params(p) for p in params]
     variants = _variants(grid, fixed)
     files = find_models(models)
-    source = FoldData(
-        files,
-        Path(data) if data is not None else None,
-        {
-            "val_fraction": val_fraction,
-            "test_fraction": test_fraction,
-            "seed": seed,
-            "positive": positive,
-            "max_per_class": max_per_class,
-            "progress": progress,
-        },
-    )
+    split = SplitOptions(val_fraction, test_fraction, seed, positive, max_per_class, progress)
+    source = FoldData(files, Path(data) if data is not None else None, split)
     if tune_on == "test":  # ANAN (unless --params) and the control are fitted to the test set
         warnings.warn(TEST_WARNING, UserWarning, stacklevel=2)
     folds = []

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from anan_onnx.errors import AnanError
 
-__all__ = ["METRICS", "REPORTED", "check_metric", "metric_key"]
+__all__ = ["DISPLAY_NAMES", "METRICS", "REPORTED", "check_metric", "metric_key"]
 
 #: Metrics a tuner can optimise (see :func:`anan_onnx.evaluation.scores.select_metric_value`).
 METRICS: tuple[str, ...] = ("f1", "accuracy", "loss", "auc", "balanced_accuracy", "mcc")
@@ -27,6 +27,16 @@ REPORTED: tuple[str, ...] = (
     "roc_auc",
     "positive_rate",
 )
+#: How reports name the scores.
+DISPLAY_NAMES: dict[str, str] = {
+    "loss": "Loss",
+    "accuracy": "Accuracy",
+    "f1": "F1",
+    "balanced_accuracy": "Balanced acc.",
+    "mcc": "MCC",
+    "roc_auc": "ROC-AUC",
+    "positive_rate": "Positive rate",
+}
 
 
 def metric_key(metric: str) -> str:

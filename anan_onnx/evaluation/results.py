@@ -16,20 +16,11 @@ from typing import Any
 import numpy as np
 
 from anan_onnx import json_clean
-from anan_onnx.evaluation.metric_names import REPORTED, metric_key
+from anan_onnx.evaluation.metric_names import DISPLAY_NAMES, REPORTED, metric_key
 from anan_onnx.evaluation.tune import TEST_WARNING
 
 __all__ = ["SHIFT_FLAG", "Evaluation"]
 
-_NAMES = {
-    "loss": "Loss",
-    "accuracy": "Accuracy",
-    "f1": "F1",
-    "balanced_accuracy": "Balanced acc.",
-    "mcc": "MCC",
-    "roc_auc": "ROC-AUC",
-    "positive_rate": "Positive rate",
-}
 #: A change of the predicted-positive share larger than this is flagged (10 points).
 SHIFT_FLAG = 0.10
 
@@ -213,7 +204,7 @@ class Evaluation:
         summary = self.summary()
         rows = []
         for metric in self.metrics:
-            row: dict[str, object] = {"metric": _NAMES.get(metric, metric)}
+            row: dict[str, object] = {"metric": DISPLAY_NAMES.get(metric, metric)}
             for model, label in self.labels.items():
                 s = summary[model][metric]
                 row[label] = (
@@ -236,7 +227,7 @@ class Evaluation:
                 ]
             rows = [
                 {
-                    "metric": _NAMES.get(t["metric"], t["metric"]),
+                    "metric": DISPLAY_NAMES.get(t["metric"], t["metric"]),
                     "comparison": f"{self.labels[t['model']]} vs {self.labels[t['reference']]}",
                     "mean diff": f"{t['mean_difference']:+.4f}",
                     "p": f"{t['p_value']:.4f}",
@@ -272,7 +263,7 @@ class Evaluation:
         focus = [m for m in (self.metric_key, "balanced_accuracy", "positive_rate") if m]
         focus = list(dict.fromkeys(m for m in focus if m in self.metrics))
         for m in focus:
-            columns += [f"{_NAMES.get(m, m)} {self._short(k)}" for k in self.labels]
+            columns += [f"{DISPLAY_NAMES.get(m, m)} {self._short(k)}" for k in self.labels]
         columns.append("control rule")
         for fold in self.folds:
             row: dict[str, object] = {"model": fold["name"]}
@@ -281,7 +272,7 @@ class Evaluation:
                 row[f"params {v}"] = f"k={p['k']} μ={p['mu']} a={p['a']:g} b={p['b']:g}"
             for m in focus:
                 for k in self.labels:
-                    row[f"{_NAMES.get(m, m)} {self._short(k)}"] = fold["scores"][k].get(m)
+                    row[f"{DISPLAY_NAMES.get(m, m)} {self._short(k)}"] = fold["scores"][k].get(m)
             rule = fold["control"]
             row["control rule"] = (
                 f"t={rule['threshold']:.3f}"

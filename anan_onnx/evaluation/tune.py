@@ -245,23 +245,15 @@ def tune(
     Returns:
         The result; ``info`` holds the model path, its sha256 and the split info.
     """
-    from anan_onnx.evaluation.datasets import load_splits
+    from anan_onnx.evaluation.datasets import SplitOptions
     from anan_onnx.runtime.inputs import InputSpec
 
     if tune_on not in TUNE_ON:
         raise AnanError(f"tune_on must be one of {', '.join(TUNE_ON)}, got {tune_on!r}")
     base = load_model(model, layout=layout, scale=scale, offset=offset)
     spec = InputSpec.from_metadata(_metadata.read_metadata(base))
-    splits = load_splits(
-        data,
-        spec,
-        val_fraction=val_fraction,
-        test_fraction=test_fraction,
-        seed=seed,
-        positive=positive,
-        max_per_class=max_per_class,
-        progress=progress,
-    )
+    split = SplitOptions(val_fraction, test_fraction, seed, positive, max_per_class, progress)
+    splits = split.load(data, spec)
     chosen = splits.val if tune_on == "val" else splits.test
     if chosen is None:
         hint = (
