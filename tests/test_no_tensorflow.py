@@ -12,8 +12,7 @@ import onnx
 
 from anan_onnx import AnanParams, convert_model
 from anan_onnx.install_hint import install_hint
-
-from onnx_models import VARIANTS, build_cnn, random_batch
+from anan_onnx.testing import VARIANTS, build_cnn, random_batch
 
 BLOCK = textwrap.dedent("""
     import sys

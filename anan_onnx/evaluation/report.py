@@ -1,6 +1,6 @@
 """Report rendering: Markdown tables and bar figures like the paper's Figure 5.
 
-matplotlib is imported when a figure is drawn (the ``eval`` extra); the
+matplotlib is imported when a figure is drawn (``pip install anan-onnx[eval]``); the
 figure is drawn on an Agg canvas without pyplot, so no global state is touched.
 
 Example:
@@ -12,9 +12,9 @@ Example:
 
 from __future__ import annotations
 
+import io
 import math
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -23,8 +23,9 @@ import numpy as np
 
 from anan_onnx.errors import AnanError
 from anan_onnx.evaluation.optional import need
+from anan_onnx.model_io import write_bytes_atomic
 
-__all__ = ["bar_figure", "markdown_table"]
+__all__ = ["bar_figure", "bar_figure_png", "markdown_table"]
 
 
 def _cell(value: object, digits: int) -> str:
@@ -74,18 +75,18 @@ def bar_figure(
 ) -> Path:
     """Writes a PNG like the paper's Figure 5: base vs ANAN (vs control) bars per data set.
 
-    One panel per metric; in each, a group of bars per data set, each bar labelled with its
-    value, error bars (± one standard deviation over folds) where ``errors`` gives them,
-    and the significance stars above the better of base and ANAN. Each panel's value axis
-    spans the bars' range (not 0-1), so that differences of a few hundredths show; where
-    it does not start at 0 the axis says so. The file is written atomically (temporary
-    file in the same folder, then renamed), so a reader never sees a half-written figure.
+    One panel per data set and metric, each bar labelled with its value, error bars
+    (± one standard deviation over folds) where ``errors`` gives them, and the significance
+    stars above the better of base and ANAN. Each panel's value axis spans its bars' range
+    (not 0-1), so that differences of a few hundredths show; where it does not start at 0
+    the axis says so. The file is written atomically (temporary file in the same folder,
+    then renamed), so a reader never sees a half-written figure.
 
     Args:
         path: the PNG to write; its folder must exist.
         datasets: data set name → metric name → ``(base, anan, stars)`` or
             ``(base, anan, stars, control)``.
-        metrics: panels to draw, in order; default: every metric found, first-seen order.
+        metrics: panel rows, in order; default: every metric found, first-seen order.
         labels: legend names of base, ANAN and control.
         title: figure title.
         errors: the standard deviations to draw as error bars (same keys as ``datasets``).
@@ -100,6 +101,21 @@ def bar_figure(
     out = Path(path)
     if not out.parent.is_dir():
         raise AnanError(f"folder {out.parent} does not exist: create it before writing {out.name}")
+    png = bar_figure_png(datasets, metrics=metrics, labels=labels, title=title, errors=errors)
+    write_bytes_atomic(png, out)
+    return out
+
+
+def bar_figure_png(
+    datasets: Bars,
+    *,
+    metrics: Sequence[str] | None = None,
+    labels: Sequence[str] = ("CNN", "ANAN", "control"),
+    title: str | None = None,
+    errors: Errors | None = None,
+) -> bytes:
+    """The PNG bytes of :func:`bar_figure` (same arguments, no path): for callers that
+    write it together with other files."""
     if not datasets:
         raise AnanError("bar_figure needs at least one data set")
     if metrics is None:
@@ -115,8 +131,8 @@ def bar_figure(
     for row, metric in enumerate(metrics):
         for col, name in enumerate(names):
             ax = grid[row][col]
-            _panel(ax, datasets[name].get(metric), errors.get(name, {}).get(metric) if errors
-                   else None, n_bars, labels)  # fmt: skip
+            spread = errors.get(name, {}).get(metric) if errors else None
+            _panel(ax, datasets[name].get(metric), spread, n_bars, labels)
             ax.set_title(f"{name.replace(chr(10), ' ')}: {metric}", fontsize=9)
     handles, names_shown = grid[0][0].get_legend_handles_labels()
     # Below the panels, so it never hides a bar.
@@ -127,8 +143,9 @@ def bar_figure(
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout(rect=(0, 0.06, 1, 1))
-    _save_atomic(fig, out)
-    return out
+    png = io.BytesIO()
+    fig.savefig(png, format="png")
+    return png.getvalue()
 
 
 _COLOURS = ("#8c8c8c", "#d95f02", "#7570b3")
@@ -183,14 +200,3 @@ def _axis_range(bottoms: list[float], tops: list[float]) -> tuple[float, float]:
     low, high = min(bottoms), max(tops)
     span = max(high - low, 0.02)
     return max(0.0, low - 1.5 * span), high + 0.4 * span
-
-
-def _save_atomic(fig: Any, out: Path) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            fig.savefig(f, format="png")
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

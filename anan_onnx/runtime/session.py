@@ -25,6 +25,8 @@ from anan_onnx.params import AnanParams
 if TYPE_CHECKING:  # inference does not import onnx (it costs a third of a second)
     import onnx
 
+    from anan_onnx.runtime.inputs import InputSpec
+
 __all__ = ["Session", "providers_for"]
 
 _PROVIDERS = {
@@ -114,7 +116,7 @@ class Session:
     def providers(self) -> list[str]:
         return self._session.get_providers()
 
-    def input_spec(self):
+    def input_spec(self) -> InputSpec | None:
         """The recorded preprocessing as an ``InputSpec``; for a model that records none (a
         raw ONNX export), one read from its input shape (``[?, 64, 64, 3]`` -> NHWC 64x64x3)
         with pixel * 1/255, which warns; ``None`` when the shape does not fix the size."""

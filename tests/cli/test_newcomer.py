@@ -23,9 +23,8 @@ from anan_onnx.errors import AnanError
 from anan_onnx.install_hint import install_hint, source_checkout
 from anan_onnx.runtime.inputs import InputSpec
 from anan_onnx.runtime.progress import Stages, bar
+from anan_onnx.testing import VARIANTS, build_cnn
 from anan_onnx.training_record import find_training_record, relative_root
-
-from onnx_models import VARIANTS, build_cnn
 
 REPO = Path(__file__).resolve().parents[2]
 KERAS_FILE = REPO / "tests" / "fixtures" / "keras36_seq.keras"
