@@ -151,8 +151,9 @@ class AnanParams:
     """ANAN parameters (explained in ``docs/algorithm.md``).
 
     The defaults of k, μ, a, b are the paper's best configuration for Cats&Dogs (Table 2);
-    the options default to the spec's resolutions of the paper's ambiguities. The field
-    order is the order of the metadata keys and of the tunable graph inputs.
+    the options default to the readings of the paper's ambiguities that docs/algorithm.md
+    explains. The field order is the order of the metadata keys and of the tunable graph
+    inputs.
 
     Attributes:
         k: presentations of each image (monitoring steps), a positive integer.
