@@ -7,7 +7,7 @@
 #   tools/test.sh -q tests/runtime -x                         # any pytest arguments
 #
 # What it installs, each only when missing (Debian/Ubuntu, apt-get update once):
-#   .venv with anan-onnx and its keras + dev extras     2.1 GB, ~4 min on 2 cores (pip)
+#   .venv with anan-onnx and its keras + dev extras     2.2 GB, ~4 min on 2 cores (pip)
 #   cmake and g++ (C++ example, marker cpp)             ~20 MB download (apt)
 #   Node.js >= 18 with npm (Node example, marker node)  ~50 MB download (apt)
 #   chromium (browser tests, marker browser)            ~80 MB download, ~300 MB installed
@@ -35,7 +35,7 @@ fi
 needed="anan_onnx pytest hypothesis tensorflow tf2onnx keras scipy sklearn matplotlib onnxslim"
 if ! "$venv/bin/python" -c 'import importlib.util as u, sys
 sys.exit(any(u.find_spec(m) is None for m in sys.argv[1:]))' $needed 2>/dev/null; then
-  say "installing anan-onnx[keras,dev] into $venv (about 2.1 GB; ~4 min on 2 cores) ..."
+  say "installing anan-onnx[keras,dev] into $venv (about 2.2 GB; ~4 min on 2 cores) ..."
   "$venv/bin/python" -m pip install --quiet --upgrade pip
   "$venv/bin/python" -m pip install --quiet -e '.[keras,dev]' -c constraints.txt
 fi
