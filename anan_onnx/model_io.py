@@ -10,6 +10,7 @@ from pathlib import Path
 import onnx
 
 from anan_onnx.errors import AnanError, first_line
+from anan_onnx.files import open_regular
 
 __all__ = [
     "check_output_path",
@@ -28,22 +29,18 @@ def model_kind(path: str | Path) -> str:
     """``'keras'`` (zip), ``'h5'`` (HDF5) or ``'onnx'``, by content, not by name.
 
     Raises:
-        AnanError: the file is missing, empty or a directory.
+        AnanError: the file is missing, empty, or not a regular file (a directory, a FIFO,
+            a device: refused before anything is read, see anan_onnx.files).
     """
     path = Path(path)
-    if not path.exists():
-        raise AnanError(f"{path}: no such file: check the path")
-    if path.is_dir():
-        raise AnanError(f"{path} is a directory: pass a model file (.keras, .h5 or .onnx)")
-    if path.stat().st_size == 0:
-        raise AnanError(f"{path} is empty: pass a saved model file")
-    with open(path, "rb") as f:
+    with open_regular(path, "model") as f:
+        if os.fstat(f.fileno()).st_size == 0:
+            raise AnanError(f"model {path} is empty: pass a saved model file")
         head = f.read(8)
-    if head == _HDF5_MAGIC:
-        return "h5"
-    if zipfile.is_zipfile(path):
-        return "keras"
-    return "onnx"
+        if head == _HDF5_MAGIC:
+            return "h5"
+        f.seek(0)
+        return "keras" if zipfile.is_zipfile(f) else "onnx"
 
 
 _KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")

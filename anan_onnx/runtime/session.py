@@ -10,6 +10,7 @@ Example:
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -149,11 +150,12 @@ class Session:
 
 
 def _path(model: str | Path) -> str:
+    from anan_onnx.files import open_regular
+
     path = Path(model)
-    if path.is_dir():
-        raise AnanError(f"{path} is a directory: pass an .onnx model file")
-    if not path.is_file():
-        raise AnanError(f"{path}: no such model file: check the path")
+    with open_regular(path, "model") as f:
+        if os.fstat(f.fileno()).st_size == 0:
+            raise AnanError(f"model {path} is empty: pass a saved .onnx model file")
     return str(path)
 
 

@@ -289,7 +289,7 @@ CASES = [
     Case(
         "empty_image_folder",
         "an empty image folder",
-        "is a folder, not an image file",
+        "is a directory, not a regular file",
         lambda d: ["predict", ANAN, _mkdir(d, "photos")],
     ),
     Case(

@@ -18,7 +18,7 @@ def test_load_npy(tmp_path):
 def test_load_npy_errors(tmp_path):
     with pytest.raises(AnanError, match=r"missing\.npy does not exist"):
         load_npy(tmp_path / "missing.npy")
-    with pytest.raises(AnanError, match="is a folder"):
+    with pytest.raises(AnanError, match="is a directory, not a regular file"):
         load_npy(tmp_path)
     (tmp_path / "text.npy").write_text("1, 2, 3")
     with pytest.raises(AnanError, match=r"text\.npy is not a \.npy file"):
