@@ -135,6 +135,16 @@ def _count(minimum: int):
     return parse
 
 
+def _batch_size(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--batch-size",
+        type=_count(1),
+        metavar="N",
+        help="inputs per run, streamed (default: sized to about 512 MiB per batch; a model "
+        "converted with --batch runs its own size)",
+    )
+
+
 def _tolerance(text: str) -> float:
     """An argparse type: a finite float >= 0."""
     try:
@@ -321,40 +331,15 @@ def _add_predict(commands) -> None:
     p.add_argument("--json", action="store_true", help="one JSON document on stdout")
     p.add_argument("--provider", default="cpu", help="execution provider: cpu (default), cuda")
     p.add_argument("--threads", type=_count(1), help="intra-op threads")
+    _batch_size(p)
     _common(p)
     p.set_defaults(func=_cmd_predict)
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
-    import numpy as np
+    from anan_onnx.cli.predict import run_predict
 
-    from anan_onnx.runtime.labels import predicted_labels
-    from anan_onnx.runtime.npy import load_npy
-    from anan_onnx.runtime.session import Session
-
-    session = Session(args.model, provider=args.provider, threads=args.threads)
-    names, probs = [], []
-    images = [p for p in args.inputs if p.suffix.lower() != ".npy"]
-    for path in args.inputs:
-        if path.suffix.lower() == ".npy":
-            out = session.predict(load_npy(path))
-            names += [f"{path}[{i}]" for i in range(len(out))]
-            probs.append(out)
-    if images:
-        probs.append(session.predict_images(images))
-        names += [str(p) for p in images]
-    result = np.concatenate(probs).reshape(len(names), -1)
-    labels = predicted_labels(result)
-    if args.json:
-        rows = [
-            {"input": n, "probabilities": [float(v) for v in r], "label": int(c)}
-            for n, r, c in zip(names, result, labels, strict=True)
-        ]
-        print(json.dumps({"model": str(args.model), "predictions": rows}, indent=2))
-        return 0
-    for n, r, c in zip(names, result, labels, strict=True):
-        print(f"{n}\t{' '.join(f'{v:.6f}' for v in r)}\tlabel={c}")
-    return 0
+    return run_predict(args)
 
 
 # --- verify --------------------------------------------------------------------------------
@@ -381,6 +366,7 @@ def _add_verify(commands) -> None:
     p.add_argument("--tolerance", type=_tolerance, default=1e-5, help="max abs diff (default 1e-5)")
     p.add_argument("--provider", default="cpu", help="execution provider: cpu (default), cuda")
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    _batch_size(p)
     _common(p)
     p.set_defaults(func=_cmd_verify)
 
@@ -394,9 +380,12 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     if "k" not in meta:
         raise AnanError(f"{args.model} is not an ANAN model: pass the .anan.onnx file")
     base = args.base or args.model.with_name(meta.get("base_model", ""))
-    if not base.is_file():
+    if not args.base and not base.exists():
         raise AnanError(f"base model {base} not found: pass --base with the base ONNX model")
-    inputs = _load_inputs(args.model, args.inputs) if args.inputs else None
+    from anan_onnx.files import check_regular
+
+    check_regular(base, "base model")
+    inputs = _iter_inputs(args.model, args.inputs, args.batch_size) if args.inputs else None
     report = verify_models(
         anan,
         base,
@@ -405,28 +394,34 @@ def _cmd_verify(args: argparse.Namespace) -> int:
         seed=args.seed,
         tolerance=args.tolerance,
         provider=args.provider,
+        batch_size=args.batch_size,
     )
-    print(json.dumps(report.as_dict(), indent=2) if args.json else report.summary())
+    print(json.dumps(report.as_dict(), indent=2, allow_nan=False) if args.json else report.summary())
     return 0 if report.passed else 1
 
 
-def _load_inputs(model: Path, paths: list[Path]):
-    import numpy as np
-
+def _iter_inputs(model: Path, paths: list[Path], batch_size: int | None):
+    """The --inputs of verify as a stream of batches (memory bounded by one batch)."""
+    from anan_onnx.runtime.image_files import iter_image_batches
     from anan_onnx.runtime.npy import load_npy
     from anan_onnx.runtime.session import Session
 
     session = Session(model)
-    batches = [load_npy(p) for p in paths if p.suffix.lower() == ".npy"]
+    size = batch_size or session.default_batch_size()
     images = [p for p in paths if p.suffix.lower() != ".npy"]
+    spec = session.input_spec() if images else None
+    if images and spec is None:
+        raise AnanError("the model records no input size: pass .npy batches")
+    for path in paths:  # check every file before the (slow) reference runs
+        if path.suffix.lower() == ".npy":
+            load_npy(path)
+    for path in paths:
+        if path.suffix.lower() == ".npy":
+            array = load_npy(path)
+            yield array[None] if array.ndim == len(session.input_shape) - 1 else array
     if images:
-        spec = session.input_spec()
-        if spec is None:
-            raise AnanError("the model records no input size: pass .npy batches")
-        from anan_onnx.runtime.image_files import load_images
-
-        batches.append(load_images(images, spec)[0])
-    return np.concatenate(batches)
+        for batch in iter_image_batches(images, spec, batch_size=size, progress=True):
+            yield batch.x
 
 
 # --- helpers -------------------------------------------------------------------------------
