@@ -68,9 +68,7 @@ def check_regular(path: str | os.PathLike[str], what: str) -> Path:
         st = os.stat(path)
     except FileNotFoundError:
         if os.path.islink(path):
-            raise AnanError(
-                f"{what} {path} is a link to a missing file: check the link"
-            ) from None
+            raise AnanError(f"{what} {path} is a link to a missing file: check the link") from None
         raise AnanError(f"{what} {path} does not exist (no such file): check the path") from None
     except OSError as exc:
         raise AnanError(

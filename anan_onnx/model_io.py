@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import tempfile
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 
 import onnx
@@ -13,6 +14,7 @@ from anan_onnx.errors import AnanError, first_line
 from anan_onnx.files import open_regular
 
 __all__ = [
+    "check_keras_archive",
     "check_output_path",
     "load_onnx",
     "model_kind",
@@ -44,6 +46,50 @@ def model_kind(path: str | Path) -> str:
 
 
 _KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
+
+#: Limits on a ``.keras`` archive, checked from its directory before anything is extracted
+#: (Keras extracts it in memory). A JSON member (config.json, metadata.json) of a real
+#: model is kilobytes to a few MB; a 4.6 MB archive whose config.json expands to 1.5 GiB
+#: took 3.9 GB to convert. The whole archive is bounded by ONNX's 2 GiB protobuf limit,
+#: which the converted model could not exceed anyway. docs/limits.md.
+MAX_KERAS_JSON_BYTES = 64 * 2**20
+MAX_KERAS_TOTAL_BYTES = 2 * 2**30
+MAX_KERAS_MEMBERS = 10_000
+
+
+def check_keras_archive(path: str | Path) -> None:
+    """Refuses a ``.keras`` zip whose members would expand beyond the limits above.
+
+    Raises:
+        AnanError: the archive is damaged, or a member or the total is too large.
+    """
+    path = Path(path)
+    try:
+        with open_regular(path, "model") as f, zipfile.ZipFile(f) as archive:
+            members = archive.infolist()
+    except (zipfile.BadZipFile, OSError, ValueError) as exc:
+        raise AnanError(
+            f"{path} is a damaged Keras archive ({first_line(exc)}): save it again"
+        ) from None
+    if len(members) > MAX_KERAS_MEMBERS:
+        raise AnanError(
+            f"{path} holds {len(members):,} files, more than a Keras archive has "
+            f"({MAX_KERAS_MEMBERS:,} at most): check the file"
+        )
+    total = 0
+    for member in members:
+        total += member.file_size
+        if member.filename.lower().endswith(".json") and member.file_size > MAX_KERAS_JSON_BYTES:
+            raise AnanError(
+                f"{path}: {member.filename} expands to {member.file_size:,} bytes, more than "
+                f"{MAX_KERAS_JSON_BYTES // 2**20} MiB (a real Keras config is a few MB at most): "
+                "refused as a possible zip bomb (docs/limits.md)"
+            )
+    if total > MAX_KERAS_TOTAL_BYTES:
+        raise AnanError(
+            f"{path} expands to {total:,} bytes, more than {MAX_KERAS_TOTAL_BYTES // 2**30} GiB "
+            "(ONNX models cannot exceed 2 GiB): refused (docs/limits.md)"
+        )
 
 
 def load_onnx(path: str | Path) -> onnx.ModelProto:
@@ -125,15 +171,25 @@ def save_atomic(model: onnx.ModelProto, path: str | Path) -> None:
     write_bytes_atomic(model.SerializeToString(), path)
 
 
-def save_all_atomic(items: list[tuple[onnx.ModelProto, str | Path]]) -> None:
+def save_all_atomic(
+    items: list[tuple[onnx.ModelProto, str | Path]],
+    check: Callable[[list[str]], None] | None = None,
+) -> None:
     """Writes several models all or nothing: each goes to a synced temp file first, and only
     when every one is complete are they renamed into place. On any failure the temp files are
     removed and no output file is created or changed.
+
+    Args:
+        items: (model, path) pairs.
+        check: called with the temp files' paths (in ``items`` order) before any rename,
+            e.g. to verify the model exactly as written; if it raises, nothing is replaced.
     """
     staged: list[tuple[str, Path]] = []
     try:
         for model, path in items:
             staged.append((_stage(model.SerializeToString(), Path(path)), Path(path)))
+        if check is not None:
+            check([tmp for tmp, _ in staged])
         for tmp, path in staged:
             os.replace(tmp, path)
     except OSError as exc:

@@ -16,7 +16,26 @@ from typing import Literal
 
 from anan_onnx.errors import AnanError
 
-__all__ = ["AnanParams", "COUNTERS", "REDUCES", "RULES", "SIGNALS"]
+__all__ = ["K_MAX", "AnanParams", "COUNTERS", "REDUCES", "RULES", "SIGNALS", "check_steps"]
+
+#: Largest k (and mu, and a tunable model's k_max). The paper searches k = 4-8. The ANAN
+#: graph unrolls k steps (3 nodes a step, 14 in a tunable model: k = 1000 converts in about
+#: 4 s to a 0.3 MB graph, while k = 10^6 needs 12 GB and aborts), the literal reference
+#: runs the base model k + 1 times per image, and any a >= 1.1 overflows float32 near
+#: k = 930 anyway. docs/limits.md.
+K_MAX = 1000
+
+
+def check_steps(name: str, value: int) -> int:
+    """Refuses a step count above :data:`K_MAX` with the reason."""
+    if value > K_MAX:
+        raise AnanError(
+            f"{name} = {value} is too large: at most {K_MAX} steps are unrolled (the graph "
+            f"and the reference grow with each step; the paper uses 4-8): pass --{name} "
+            f"{K_MAX} or less"
+        )
+    return value
+
 
 Counter = Literal["absorbing", "clamp"]
 Rule = Literal["multiplicative", "additive"]
@@ -60,7 +79,8 @@ class AnanParams:
 
     def __post_init__(self) -> None:
         for name in ("k", "mu"):
-            object.__setattr__(self, name, _positive_int(name, getattr(self, name)))
+            value = _positive_int(name, getattr(self, name))
+            object.__setattr__(self, name, check_steps(name, value))
         for name in ("a", "b"):
             object.__setattr__(self, name, _finite(name, getattr(self, name), minimum=0.0))
         object.__setattr__(self, "idle", _finite("idle", self.idle))

@@ -7,12 +7,16 @@ Every user error ends in one line on stderr (``anan-onnx: error: ...``) and exit
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
+import signal
 import sys
+import threading
 import time
 import warnings
 from collections import Counter
+from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
 
@@ -36,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), _terminate_cleanly():
         warnings.simplefilter("ignore")  # library noise (TF, protobuf) ...
         warnings.filterwarnings("always", category=UserWarning, module=r"anan_onnx\..*")
         warnings.showwarning = _show_warning
@@ -50,9 +54,41 @@ def main(argv: list[str] | None = None) -> int:
         except KeyboardInterrupt:
             print("anan-onnx: interrupted", file=sys.stderr)
             return 130
+        except _Terminated as exc:
+            print(f"anan-onnx: terminated by signal {exc.signum}", file=sys.stderr)
+            return 128 + exc.signum
         except BrokenPipeError:  # e.g. `anan-onnx inspect m.onnx | head`
             sys.stderr.close()
             return 0
+
+
+class _Terminated(BaseException):
+    """Raised by the SIGTERM/SIGHUP handler so that ``finally`` blocks (temp files) run."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+@contextlib.contextmanager
+def _terminate_cleanly() -> Iterator[None]:
+    """SIGTERM and SIGHUP unwind like Ctrl-C: temp files of half-written outputs are removed
+    (the default action kills the process and leaves ``.*.tmp`` files beside the output)."""
+
+    def handler(signum: int, frame: object) -> None:
+        raise _Terminated(signum)
+
+    saved: dict[int, object] = {}
+    if threading.current_thread() is threading.main_thread():
+        for name in ("SIGTERM", "SIGHUP"):
+            signum = getattr(signal, name, None)
+            if signum is not None:
+                saved[signum] = signal.signal(signum, handler)
+    try:
+        yield
+    finally:
+        for signum, previous in saved.items():
+            signal.signal(signum, previous)  # type: ignore[arg-type]
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
@@ -222,12 +258,30 @@ def _add_convert(commands) -> None:
 
 
 def _cmd_convert(args: argparse.Namespace) -> int:
-    from anan_onnx.convert.pipeline import convert_file
+    from anan_onnx.convert.pipeline import VerifyFailed, convert_file
 
     params = _params(args)
     output = args.output or args.source.with_name(args.source.stem + ".anan.onnx")
     start = time.perf_counter()
-    result = convert_file(
+    try:
+        result = _convert(args, convert_file, params, output)
+    except VerifyFailed as exc:  # exit 1 like `verify`: the models disagree
+        print(f"anan-onnx: error: {exc}", file=sys.stderr)
+        return 1
+    seconds = time.perf_counter() - start
+    base_path = output.with_name(_meta(result.anan)["base_model"])
+    print(f"converted {args.source} in {seconds:.1f} s")
+    print(f"  target layer : {result.target_layer}")
+    print(f"  parameters   : {params.describe()}")
+    print(f"  ANAN model   : {output} ({len(result.anan.graph.node)} nodes)")
+    print(f"  base model   : {base_path} ({len(result.base.graph.node)} nodes)")
+    if result.report is not None:
+        print(f"  verify       : {result.report.summary()}")
+    return 0
+
+
+def _convert(args: argparse.Namespace, convert_file, params: AnanParams, output: Path):
+    return convert_file(
         args.source,
         output,
         params,
@@ -243,21 +297,9 @@ def _cmd_convert(args: argparse.Namespace) -> int:
         batch=args.batch,
         scaling=args.scaling,
         fold_steps=args.fold_steps,
+        verify=args.verify,
+        provider=args.provider,
     )
-    seconds = time.perf_counter() - start
-    base_path = output.with_name(_meta(result.anan)["base_model"])
-    print(f"converted {args.source} in {seconds:.1f} s")
-    print(f"  target layer : {result.target_layer}")
-    print(f"  parameters   : {params.describe()}")
-    print(f"  ANAN model   : {output} ({len(result.anan.graph.node)} nodes)")
-    print(f"  base model   : {base_path} ({len(result.base.graph.node)} nodes)")
-    if args.verify:
-        from anan_onnx.reference.verify import verify_models
-
-        report = verify_models(result.anan, result.base, n=args.verify, provider=args.provider)
-        print(f"  verify       : {report.summary()}")
-        return 0 if report.passed else 1
-    return 0
 
 
 # --- inspect -------------------------------------------------------------------------------
@@ -396,7 +438,9 @@ def _cmd_verify(args: argparse.Namespace) -> int:
         provider=args.provider,
         batch_size=args.batch_size,
     )
-    print(json.dumps(report.as_dict(), indent=2, allow_nan=False) if args.json else report.summary())
+    print(
+        json.dumps(report.as_dict(), indent=2, allow_nan=False) if args.json else report.summary()
+    )
     return 0 if report.passed else 1
 
 

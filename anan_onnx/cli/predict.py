@@ -50,9 +50,7 @@ def run_predict(args: argparse.Namespace) -> int:
     return 0
 
 
-def _chunks(
-    session, paths: list[Path], size: int
-) -> Iterator[tuple[list[str], np.ndarray]]:
+def _chunks(session, paths: list[Path], size: int) -> Iterator[tuple[list[str], np.ndarray]]:
     """(input names, outputs as rows) per batch, in the order the inputs were given."""
     from anan_onnx.runtime.image_files import iter_image_batches
     from anan_onnx.runtime.npy import load_npy

@@ -22,7 +22,9 @@ from anan_onnx import metadata as _metadata
 from anan_onnx.convert.batch_axis import free_fixed_batch
 from anan_onnx.convert.keras_export import check_opset, keras_to_onnx
 from anan_onnx.errors import AnanError, first_line
+from anan_onnx.gains import check_gains, input_bound
 from anan_onnx.model_io import (
+    check_keras_archive,
     check_output_path,
     load_onnx,
     model_kind,
@@ -30,12 +32,13 @@ from anan_onnx.model_io import (
     save_atomic,
     validate,
 )
-from anan_onnx.params import AnanParams
+from anan_onnx.params import AnanParams, check_steps
 from anan_onnx.rewrite.graph import SCALINGS, build_anan_graph, steps_foldable
 from anan_onnx.rewrite.target import ACTIVATIONS, find_target
 
 __all__ = [
     "Conversion",
+    "VerifyFailed",
     "convert_file",
     "convert_model",
     "export_keras",
@@ -57,12 +60,14 @@ class Conversion:
         base: the base model, sorted and with unique node names (the reference runs it).
         target_layer: name of the modulated Conv node.
         params: the parameters used.
+        report: the verification report when ``convert_file(verify=N)`` ran one.
     """
 
     anan: onnx.ModelProto
     base: onnx.ModelProto
     target_layer: str
     params: AnanParams
+    report: object = None  # the VerifyReport of convert_file(verify=N)
 
 
 def load_base(
@@ -83,6 +88,8 @@ def load_base(
     if opset is not None:
         check_opset(opset)
     kind = model_kind(path)
+    if kind == "keras":
+        check_keras_archive(path)
     if kind in ("keras", "h5"):
         model = keras_to_onnx(path, opset=opset or DEFAULT_OPSET)
     else:
@@ -196,10 +203,21 @@ def convert_model(
         )
     if _metadata.is_anan(_metadata.read_metadata(base)):
         raise AnanError("the model is already an ANAN model: convert the base model instead")
+    _check_graph_size(base)
+    if k_max is not None:
+        check_steps("k-max", k_max)
     model = ir.from_proto(_with_shapes(base))
     _name_unnamed_nodes(model.graph)
     NameFixPass()(model)
     target = find_target(model.graph, layer)
+    check_gains(
+        params,
+        target.weight,
+        target.bias,
+        x_max=_input_bound(base),
+        k=max(k_max or 0, params.k) if tunable else params.k,
+        layer=target.name,
+    )
     if params.signal == "post" and target.activation is None:
         users = [u.node.op_type for u in target.node.outputs[0].uses()]
         between = (
@@ -268,6 +286,8 @@ def convert_file(
     batch: int | None = None,
     scaling: str = "blocked",
     fold_steps: bool = False,
+    verify: int = 0,
+    provider: str = "cpu",
 ) -> Conversion:
     """Converts a model file and writes the ANAN model (and the base ONNX model) atomically.
 
@@ -277,6 +297,10 @@ def convert_file(
         base_output: where to write the base ONNX model; default: next to ``output``
             with ``.base.onnx`` instead of ``.anan.onnx``. The ANAN metadata names it.
         simplify: run onnxslim on the result (validated again afterwards).
+        verify: check this many random inputs against the literal reference, on the temp
+            files as written, before they replace anything; on failure
+            :class:`VerifyFailed` is raised and no output file is created or changed.
+        provider: execution provider for ``verify``.
     """
     source, output = Path(source), check_output_path(source, output)
     base_output = check_output_path(source, base_output or _base_path(output))
@@ -304,8 +328,63 @@ def convert_file(
     )
     if simplify:
         result.anan = _simplify(result.anan)
-    save_all_atomic([(result.base, base_output), (result.anan, output)])
+
+    def check(temps: list[str]) -> None:
+        from anan_onnx.reference.verify import verify_models
+
+        result.report = verify_models(temps[1], temps[0], n=verify, provider=provider)
+        if not result.report.passed:
+            raise VerifyFailed(result.report, output)
+
+    save_all_atomic([(result.base, base_output), (result.anan, output)], check if verify else None)
     return result
+
+
+class VerifyFailed(AnanError):
+    """``convert --verify`` found a disagreement; nothing was written.
+
+    Attributes:
+        report: the :class:`~anan_onnx.reference.verify.VerifyReport`.
+    """
+
+    def __init__(self, report, output: Path) -> None:
+        super().__init__(
+            f"verification failed ({report.summary()}): nothing was written, {output} is "
+            "unchanged; please report this with the model"
+        )
+        self.report = report
+
+
+#: Most nodes a base model may have (main graph and subgraphs): real CNNs have hundreds to
+#: a few thousand; a hand-built graph of millions would exhaust memory during the rewrite
+#: and validation instead of failing with a message. docs/limits.md.
+MAX_GRAPH_NODES = 100_000
+
+
+def _check_graph_size(model: onnx.ModelProto) -> None:
+    def count(graph: onnx.GraphProto) -> int:
+        total = len(graph.node)
+        for node in graph.node:
+            for attr in node.attribute:
+                total += sum(count(g) for g in [attr.g] if attr.HasField("g"))
+                total += sum(count(g) for g in attr.graphs)
+        return total
+
+    nodes = count(model.graph)
+    if nodes > MAX_GRAPH_NODES:
+        raise AnanError(
+            f"the model has {nodes:,} nodes, more than the {MAX_GRAPH_NODES:,} anan-onnx "
+            "rewrites (CNNs have hundreds to a few thousand): pass the CNN itself"
+        )
+
+
+def _input_bound(model: onnx.ModelProto) -> float:
+    """Largest |input| of an image under the recorded preprocessing (1 when not recorded)."""
+    meta = _metadata.read_metadata(model)
+    try:
+        return input_bound(float(meta["scale"]), float(meta["offset"]))
+    except (KeyError, ValueError):
+        return 1.0
 
 
 def _name_unnamed_nodes(graph: ir.Graph) -> None:

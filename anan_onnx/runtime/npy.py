@@ -145,7 +145,8 @@ def _parse_header(text: str, p: Path) -> tuple[np.dtype, bool, tuple[int, ...]]:
         raise _damaged(p, "its header is not a dict of descr, fortran_order and shape")
     shape = header["shape"]
     if not isinstance(shape, tuple) or not all(
-        type(d) is int and d >= 0 for d in shape  # noqa: E721 -- bool is not a size
+        type(d) is int and d >= 0
+        for d in shape  # noqa: E721 -- bool is not a size
     ):
         raise _damaged(p, f"its shape {shape!r} is not a tuple of non-negative integers")
     if not isinstance(header["fortran_order"], bool):

@@ -187,7 +187,9 @@ class Session:
                 "the model records no input size: predict .npy batches, or convert with anan-onnx"
             )
         size = batch_size or self.default_batch_size()
-        outputs = [self.predict(b.x) for b in iter_image_batches(list(paths), spec, batch_size=size)]
+        outputs = [
+            self.predict(b.x) for b in iter_image_batches(list(paths), spec, batch_size=size)
+        ]
         if not outputs:
             raise AnanError("no image files given: pass at least one image")
         return np.concatenate(outputs)
