@@ -37,7 +37,7 @@ import onnx
 from anan_onnx import metadata as _metadata
 from anan_onnx.errors import AnanError
 from anan_onnx.evaluation.fastgrid import FastGrid, GridPoint
-from anan_onnx.params import COUNTERS, REDUCES, RULES, SIGNALS, AnanParams
+from anan_onnx.params import COUNTERS, REDUCES, RULES, SIGNALS, AnanParams, check_steps
 
 __all__ = [
     "PAPER_GRID",
@@ -173,6 +173,8 @@ class Grid:
                         f"{name} must be a positive integer, got {v!r}: pass --{name} 1 or more"
                     )
             object.__setattr__(self, name, tuple(int(v) for v in getattr(self, name)))
+            for v in getattr(self, name):
+                check_steps(name, v)
         for name, minimum in (("a", 0.0), ("b", 0.0), ("idle", None)):
             for v in getattr(self, name):
                 if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):

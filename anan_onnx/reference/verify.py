@@ -193,7 +193,7 @@ def _compare(
         diff = (
             np.abs(ours[keep].astype(np.float64) - expected[keep]).max() if keep.any() else np.nan
         )
-    agree = labels_agree(ours[keep], expected[keep], tolerance)
+    agree = labels_agree(ours[keep], expected[keep], tolerance) if keep.any() else keep[:0]
     return VerifyReport(
         len(x),
         int(tie.sum()),
