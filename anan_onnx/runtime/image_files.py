@@ -177,6 +177,7 @@ _EIGHT_BIT_MODES = frozenset(
 )
 #: Value ranges tried, smallest first, for samples whose range the file does not declare.
 _RANGES = (1.0, 255.0, 65535.0)
+_MARGIN = 1.05
 
 
 def eight_bit(im: Image.Image, name: str = "image") -> Image.Image:
@@ -192,7 +193,8 @@ def eight_bit(im: Image.Image, name: str = "image") -> Image.Image:
       otherwise the samples carry no declared range, so 0-255 if every value fits, else
       0-65535 if every value fits;
     * ``F`` (float): 0-1 if every value fits (the usual float-image convention), else 0-255,
-      else 0-65535; each rounded to the nearest 8-bit level.
+      else 0-65535; each rounded to the nearest 8-bit level. "Fits" allows 5 % of the range
+      beyond either end (filters overshoot), clipped.
 
     Anything else that has no faithful 8-bit rendering (negative or non-finite samples, a
     range beyond 16 bits, ``LAB``, unknown modes) is refused with the mode named.
@@ -224,15 +226,24 @@ def eight_bit(im: Image.Image, name: str = "image") -> Image.Image:
 
 
 def _from_range(values: np.ndarray, name: str, mode: str) -> Image.Image:
-    """8-bit gray from samples scaled by the smallest range of :data:`_RANGES` they fit."""
-    if values.size == 0 or not np.isfinite(values).all() or values.min() < 0:
+    """8-bit gray from samples scaled by the smallest range of :data:`_RANGES` they fit.
+
+    The range is the smallest that holds the largest value; float samples may pass either end
+    of it by 5 % (filters overshoot a little, and an image that used under 5 % of the next
+    larger range would be black in it), clipped to 0-255.
+    """
+    if values.size == 0 or not np.isfinite(values).all():
         raise _refuse_mode(name, mode, values)
-    top = float(values.max())
-    for limit in _RANGES:
-        if top <= limit and (limit > 1.0 or values.dtype.kind == "f"):
-            scaled = np.rint(values.astype(np.float64) * (255.0 / limit))
-            return Image.fromarray(scaled.astype(np.uint8), "L")
-    raise _refuse_mode(name, mode, values)
+    low, top = float(values.min()), float(values.max())
+    is_float = values.dtype.kind == "f"
+    # integer samples are never 0-1 images, and are never filtered below 0
+    ranges = _RANGES if is_float else _RANGES[1:]
+    margin = _MARGIN if is_float else 1.0
+    limit = next((r for r in ranges if top <= r * margin), None)
+    if limit is None or low < -limit * (margin - 1):
+        raise _refuse_mode(name, mode, values)
+    scaled = np.rint(values.astype(np.float64) * (255.0 / limit))
+    return Image.fromarray(np.clip(scaled, 0, 255).astype(np.uint8), "L")
 
 
 def _refuse_mode(name: str, mode: str, values: np.ndarray) -> AnanError:

@@ -119,7 +119,7 @@ def test_8bit_modes_load_like_pillow_renders_them(tmp_path, mode):
 @pytest.mark.parametrize(
     "values",
     [
-        np.full((8, 8), -2.0, np.float32),
+        np.full((8, 8), -20.0, np.float32),
         np.full((8, 8), np.nan, np.float32),
         np.full((8, 8), 1e6, np.float32),
         np.full((8, 8), -5, np.int32),
@@ -157,3 +157,15 @@ def test_iter_image_batches_streams_in_order(tmp_path, picture):
     np.testing.assert_array_equal(whole, each)
     with pytest.raises(AnanError, match="bad.png is not a readable image"):
         list(iter_image_batches(paths, GRAY, batch_size=3))
+
+
+def test_float_overshoot_of_a_filter_keeps_the_unit_range(tmp_path, picture):
+    values = picture.astype(np.float32) / 255
+    values[0, 0], values[0, 1] = 1.03, -0.02  # what a sharpening filter leaves behind
+    Image.fromarray(values).save(tmp_path / "over.tif")
+    expected = picture.copy()
+    expected[0, 0], expected[0, 1] = 255, 0
+    Image.fromarray(expected).save(tmp_path / "twin.png")
+    np.testing.assert_array_equal(
+        load_image(tmp_path / "over.tif", GRAY), load_image(tmp_path / "twin.png", GRAY)
+    )
