@@ -7,21 +7,23 @@ Every user error ends in one line on stderr (``anan-onnx: error: ...``) and exit
 from __future__ import annotations
 
 import argparse
-import contextlib
-import json
 import math
-import signal
 import sys
-import threading
 import time
 import warnings
-from collections import Counter
 from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
+from anan_onnx import json_clean
+from anan_onnx.cli.signals import Terminated, terminate_cleanly
 from anan_onnx.errors import AnanError
-from anan_onnx.params import COUNTERS, REDUCES, RULES, SIGNALS, AnanParams
+from anan_onnx.metadata import DEFAULT_SCALE, is_anan
+from anan_onnx.params import PARAMS, AnanParams
+
+if TYPE_CHECKING:
+    from anan_onnx.reference.verify import VerifyReport
 
 __all__ = ["main"]
 
@@ -40,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    with warnings.catch_warnings(), _terminate_cleanly():
+    with warnings.catch_warnings(), terminate_cleanly():
         warnings.simplefilter("ignore")  # library noise (TF, protobuf) ...
         warnings.filterwarnings("always", category=UserWarning, module=r"anan_onnx\..*")
         warnings.showwarning = _show_warning
@@ -54,41 +56,12 @@ def main(argv: list[str] | None = None) -> int:
         except KeyboardInterrupt:
             print("anan-onnx: interrupted", file=sys.stderr)
             return 130
-        except _Terminated as exc:
+        except Terminated as exc:  # temp files are gone: the finally blocks ran
             print(f"anan-onnx: terminated by signal {exc.signum}", file=sys.stderr)
             return 128 + exc.signum
         except BrokenPipeError:  # e.g. `anan-onnx inspect m.onnx | head`
             sys.stderr.close()
             return 0
-
-
-class _Terminated(BaseException):
-    """Raised by the SIGTERM/SIGHUP handler so that ``finally`` blocks (temp files) run."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(signum)
-        self.signum = signum
-
-
-@contextlib.contextmanager
-def _terminate_cleanly() -> Iterator[None]:
-    """SIGTERM and SIGHUP unwind like Ctrl-C: temp files of half-written outputs are removed
-    (the default action kills the process and leaves ``.*.tmp`` files beside the output)."""
-
-    def handler(signum: int, frame: object) -> None:
-        raise _Terminated(signum)
-
-    saved: dict[int, object] = {}
-    if threading.current_thread() is threading.main_thread():
-        for name in ("SIGTERM", "SIGHUP"):
-            signum = getattr(signal, name, None)
-            if signum is not None:
-                saved[signum] = signal.signal(signum, handler)
-    try:
-        yield
-    finally:
-        for signum, previous in saved.items():
-            signal.signal(signum, previous)  # type: ignore[arg-type]
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
@@ -119,41 +92,17 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def _add_params(p: argparse.ArgumentParser) -> None:
-    d = AnanParams()
+    """One option per ANAN parameter (``--k`` ...), from :data:`anan_onnx.params.PARAMS`."""
     g = p.add_argument_group("ANAN parameters (spec: ANAN_SPEC.md)")
-    g.add_argument("--k", type=int, default=d.k, help=f"presentations per image (default {d.k})")
-    g.add_argument("--mu", type=int, default=d.mu, help=f"trigger level μ (default {d.mu})")
-    g.add_argument("--a", type=float, default=d.a, help=f"excitation amount (default {d.a})")
-    g.add_argument("--b", type=float, default=d.b, help=f"inhibition amount (default {d.b})")
-    g.add_argument(
-        "--idle",
-        type=float,
-        default=d.idle,
-        help="z when not triggered, additive rule only (default 0; paper prints 1)",
-    )
-    g.add_argument("--counter", choices=COUNTERS, default=d.counter, help="default absorbing")
-    g.add_argument("--rule", choices=RULES, default=d.rule, help="default multiplicative")
-    g.add_argument(
-        "--signal",
-        choices=SIGNALS,
-        default=d.signal,
-        help="kernel response before (pre, default) or after (post) the activation",
-    )
-    g.add_argument("--reduce", choices=REDUCES, default=d.reduce, help="default mean")
+    for q in PARAMS:
+        kind = {"choices": q.choices} if q.is_option else {"type": q.kind}
+        g.add_argument(
+            f"--{q.name}", default=q.default, help=f"{q.help} (default {q.default_text})", **kind
+        )
 
 
 def _params(args: argparse.Namespace) -> AnanParams:
-    return AnanParams(
-        k=args.k,
-        mu=args.mu,
-        a=args.a,
-        b=args.b,
-        idle=args.idle,
-        counter=args.counter,
-        rule=args.rule,
-        signal=args.signal,
-        reduce=args.reduce,
-    )
+    return AnanParams(**{q.name: getattr(args, q.name) for q in PARAMS})
 
 
 def _count(minimum: int):
@@ -222,7 +171,8 @@ def _add_convert(commands) -> None:
     g.add_argument(
         "--tunable",
         action="store_true",
-        help="expose k, mu, a, b, idle as graph inputs (anan_k ...) for tuning",
+        help=f"expose {', '.join(q.name for q in PARAMS if q.graph_input)} as graph inputs "
+        f"({next(q.graph_input for q in PARAMS if q.graph_input)} ...) for tuning",
     )
     g.add_argument(
         "--k-max", type=_count(1), help="unrolled steps of a --tunable model (default --k)"
@@ -242,7 +192,11 @@ def _add_convert(commands) -> None:
         "(absorbing counter): fewer nodes, same outputs, lower batch-1 latency",
     )
     g = p.add_argument_group("preprocessing recorded in the model")
-    g.add_argument("--scale", type=_number, help="pixel scale, e.g. 1/255 (default 1/255)")
+    g.add_argument(
+        "--scale",
+        type=_number,
+        help=f"pixel scale, e.g. 1/255 (default {_fraction(DEFAULT_SCALE)})",
+    )
     g.add_argument("--offset", type=_number, help="added after scaling (default 0)")
     g.add_argument("--layout", choices=("NHWC", "NCHW"), help="input layout (default: guessed)")
     p.add_argument(
@@ -258,14 +212,32 @@ def _add_convert(commands) -> None:
 
 
 def _cmd_convert(args: argparse.Namespace) -> int:
-    from anan_onnx.convert.pipeline import VerifyFailed, convert_file
+    from anan_onnx.convert.pipeline import convert_file
 
     params = _params(args)
     output = args.output or args.source.with_name(args.source.stem + ".anan.onnx")
     start = time.perf_counter()
+    verified = _Verifier(args, output) if args.verify else None
     try:
-        result = _convert(args, convert_file, params, output)
-    except VerifyFailed as exc:  # exit 1 like `verify`: the models disagree
+        result = convert_file(
+            args.source,
+            output,
+            params,
+            layer=args.layer,
+            opset=args.opset,
+            layout=args.layout,
+            scale=args.scale,
+            offset=args.offset,
+            base_output=args.base_output,
+            simplify=args.simplify,
+            tunable=args.tunable,
+            k_max=args.k_max,
+            batch=args.batch,
+            scaling=args.scaling,
+            fold_steps=args.fold_steps,
+            check=verified,
+        )
+    except _VerifyFailed as exc:  # exit 1 like `verify`: the models disagree
         print(f"anan-onnx: error: {exc}", file=sys.stderr)
         return 1
     seconds = time.perf_counter() - start
@@ -275,31 +247,33 @@ def _cmd_convert(args: argparse.Namespace) -> int:
     print(f"  parameters   : {params.describe()}")
     print(f"  ANAN model   : {output} ({len(result.anan.graph.node)} nodes)")
     print(f"  base model   : {base_path} ({len(result.base.graph.node)} nodes)")
-    if result.report is not None:
-        print(f"  verify       : {result.report.summary()}")
+    if verified is not None and verified.report is not None:
+        print(f"  verify       : {verified.report.summary()}")
     return 0
 
 
-def _convert(args: argparse.Namespace, convert_file, params: AnanParams, output: Path):
-    return convert_file(
-        args.source,
-        output,
-        params,
-        layer=args.layer,
-        opset=args.opset,
-        layout=args.layout,
-        scale=args.scale,
-        offset=args.offset,
-        base_output=args.base_output,
-        simplify=args.simplify,
-        tunable=args.tunable,
-        k_max=args.k_max,
-        batch=args.batch,
-        scaling=args.scaling,
-        fold_steps=args.fold_steps,
-        verify=args.verify,
-        provider=args.provider,
-    )
+class _VerifyFailed(AnanError):
+    """``convert --verify`` found a disagreement; nothing was written."""
+
+
+class _Verifier:
+    """``convert --verify N``: the literal reference on the temp files, before the rename,
+    so that a failed check never replaces an existing model."""
+
+    def __init__(self, args: argparse.Namespace, output: Path) -> None:
+        self.n, self.provider, self.output = args.verify, args.provider, output
+        self.report: VerifyReport | None = None
+
+    def __call__(self, anan_file: str, base_file: str) -> None:
+        from anan_onnx.reference.verify import verify_models
+
+        report = verify_models(anan_file, base_file, n=self.n, provider=self.provider)
+        self.report = report
+        if not report.passed:
+            raise _VerifyFailed(
+                f"verification failed ({report.summary()}): nothing was written, "
+                f"{self.output} is unchanged; please report this with the model"
+            )
 
 
 # --- inspect -------------------------------------------------------------------------------
@@ -319,42 +293,9 @@ def _add_inspect(commands) -> None:
 
 
 def _cmd_inspect(args: argparse.Namespace) -> int:
-    from anan_onnx.model_io import load_onnx
+    from anan_onnx.cli.inference import cmd_inspect  # no TF on this path (import contract)
 
-    model = load_onnx(args.model)
-    meta = _meta(model)
-    ops = Counter(n.op_type for n in model.graph.node)
-    inits = {i.name for i in model.graph.initializer}
-    info = {
-        "file": str(args.model),
-        "bytes": args.model.stat().st_size,
-        "kind": "anan" if "k" in meta else "base",
-        "ir_version": model.ir_version,
-        "opset": {o.domain or "ai.onnx": o.version for o in model.opset_import},
-        "inputs": {i.name: _dims(i) for i in model.graph.input if i.name not in inits},
-        "outputs": {o.name: _dims(o) for o in model.graph.output},
-        "metadata": meta,
-        "nodes": len(model.graph.node),
-        "op_counts": dict(ops.most_common()),
-    }
-    if args.json:
-        print(json.dumps(info, indent=2))
-        return 0
-    print(
-        f"{info['file']}: {info['kind']} model, {info['bytes'] / 1e6:.2f} MB, "
-        f"IR {info['ir_version']}, opset {info['opset'].get('ai.onnx')}"
-    )
-    for name, dims in info["inputs"].items():
-        print(f"  input  {name}: {dims}")
-    for name, dims in info["outputs"].items():
-        print(f"  output {name}: {dims}")
-    if info["kind"] == "anan":
-        print(f"  target layer: {meta.get('target_layer')}")
-        print(f"  parameters  : {AnanParams.from_strings(meta).describe()}")
-    for key in sorted(meta):
-        print(f"  anan.{key} = {meta[key]}")
-    print(f"  {info['nodes']} nodes: " + ", ".join(f"{op} {n}" for op, n in ops.most_common()))
-    return 0
+    return cmd_inspect(args)
 
 
 # --- predict -------------------------------------------------------------------------------
@@ -379,9 +320,9 @@ def _add_predict(commands) -> None:
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
-    from anan_onnx.cli.predict import run_predict
+    from anan_onnx.cli.inference import cmd_predict  # no TF on this path (import contract)
 
-    return run_predict(args)
+    return cmd_predict(args)
 
 
 # --- verify --------------------------------------------------------------------------------
@@ -414,18 +355,17 @@ def _add_verify(commands) -> None:
 
 
 def _cmd_verify(args: argparse.Namespace) -> int:
+    from anan_onnx.files import check_regular
     from anan_onnx.model_io import load_onnx
     from anan_onnx.reference.verify import verify_models
 
     anan = load_onnx(args.model)
     meta = _meta(anan)
-    if "k" not in meta:
+    if not is_anan(meta):
         raise AnanError(f"{args.model} is not an ANAN model: pass the .anan.onnx file")
     base = args.base or args.model.with_name(meta.get("base_model", ""))
     if not args.base and not base.exists():
         raise AnanError(f"base model {base} not found: pass --base with the base ONNX model")
-    from anan_onnx.files import check_regular
-
     check_regular(base, "base model")
     inputs = _iter_inputs(args.model, args.inputs, args.batch_size) if args.inputs else None
     report = verify_models(
@@ -438,14 +378,12 @@ def _cmd_verify(args: argparse.Namespace) -> int:
         provider=args.provider,
         batch_size=args.batch_size,
     )
-    print(
-        json.dumps(report.as_dict(), indent=2, allow_nan=False) if args.json else report.summary()
-    )
+    print(json_clean.dumps(report.as_dict()) if args.json else report.summary())
     return 0 if report.passed else 1
 
 
-def _iter_inputs(model: Path, paths: list[Path], batch_size: int | None):
-    """The --inputs of verify as a stream of batches (memory bounded by one batch)."""
+def _iter_inputs(model: Path, paths: list[Path], batch_size: int | None) -> Iterator[Any]:
+    """verify's --inputs as a stream of batches (memory bounded by one batch)."""
     from anan_onnx.runtime.image_files import iter_image_batches
     from anan_onnx.runtime.npy import load_npy
     from anan_onnx.runtime.session import Session
@@ -456,14 +394,10 @@ def _iter_inputs(model: Path, paths: list[Path], batch_size: int | None):
     spec = session.input_spec() if images else None
     if images and spec is None:
         raise AnanError("the model records no input size: pass .npy batches")
-    for path in paths:  # check every file before the (slow) reference runs
-        if path.suffix.lower() == ".npy":
-            load_npy(path)
-    for path in paths:
-        if path.suffix.lower() == ".npy":
-            array = load_npy(path)
-            yield array[None] if array.ndim == len(session.input_shape) - 1 else array
-    if images:
+    arrays = [load_npy(p) for p in paths if p.suffix.lower() == ".npy"]  # memory-mapped
+    for array in arrays:
+        yield array[None] if array.ndim == len(session.input_shape) - 1 else array
+    if images and spec is not None:
         for batch in iter_image_batches(images, spec, batch_size=size, progress=True):
             yield batch.x
 
@@ -477,11 +411,9 @@ def _meta(model) -> dict[str, str]:
     return read_metadata(model)
 
 
-def _dims(value) -> list:
-    return [
-        d.dim_value if d.HasField("dim_value") else (d.dim_param or "?")
-        for d in value.type.tensor_type.shape.dim
-    ]
+def _fraction(value: float) -> str:
+    """``1/255`` for 0.00392156862745098: how a pixel scale is usually written."""
+    return str(Fraction(value).limit_denominator(1 << 16))
 
 
 def _version() -> str:

@@ -12,17 +12,19 @@ from __future__ import annotations
 import dataclasses
 import math
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import onnx
 import onnx_ir as ir
-from onnx_ir.passes.common import NameFixPass, RemoveUnusedNodesPass
+from onnx_ir.passes.common import RemoveUnusedNodesPass
 
 from anan_onnx import metadata as _metadata
 from anan_onnx.convert.batch_axis import free_fixed_batch
 from anan_onnx.convert.keras_export import check_opset, keras_to_onnx
+from anan_onnx.convert.limits import check_graph_size, check_target_gains
+from anan_onnx.convert.normalise import normalise_base
 from anan_onnx.errors import AnanError, first_line
-from anan_onnx.gains import check_gains, input_bound
 from anan_onnx.model_io import (
     check_keras_archive,
     check_output_path,
@@ -32,13 +34,12 @@ from anan_onnx.model_io import (
     save_atomic,
     validate,
 )
-from anan_onnx.params import AnanParams, check_steps
+from anan_onnx.params import AnanParams
 from anan_onnx.rewrite.graph import SCALINGS, build_anan_graph, steps_foldable
-from anan_onnx.rewrite.target import ACTIVATIONS, find_target
 
 __all__ = [
     "Conversion",
-    "VerifyFailed",
+    "base_path",
     "convert_file",
     "convert_model",
     "export_keras",
@@ -60,14 +61,12 @@ class Conversion:
         base: the base model, sorted and with unique node names (the reference runs it).
         target_layer: name of the modulated Conv node.
         params: the parameters used.
-        report: the verification report when ``convert_file(verify=N)`` ran one.
     """
 
     anan: onnx.ModelProto
     base: onnx.ModelProto
     target_layer: str
     params: AnanParams
-    report: object = None  # the VerifyReport of convert_file(verify=N)
 
 
 def load_base(
@@ -114,7 +113,8 @@ def export_keras(
         source: ``.keras`` or ``.h5`` file.
         output: if given, the ``.onnx`` path to write (atomically; never the source).
         opset: ONNX opset, 13–18.
-        scale, offset: the preprocessing the model expects (default 1/255 and 0).
+        scale, offset: the preprocessing the model expects (default
+            :data:`~anan_onnx.metadata.DEFAULT_SCALE`, 1/255, and 0).
 
     Example:
         >>> export_keras("models/catsdogs_cnn.keras", "out/base.onnx")  # doctest: +SKIP
@@ -145,9 +145,10 @@ def input_metadata(
     if layout not in ("NHWC", "NCHW"):
         raise AnanError(f"layout must be NHWC or NCHW, got {layout!r}")
     h, w, c = (dims[1], dims[2], dims[3]) if layout == "NHWC" else (dims[2], dims[3], dims[1])
+    default_scale = float(recorded.get("scale", _metadata.DEFAULT_SCALE))
     values: dict[str, object] = {
         "layout": layout,
-        "scale": scale if scale is not None else float(recorded.get("scale", 1 / 255)),
+        "scale": scale if scale is not None else default_scale,
         "offset": offset if offset is not None else float(recorded.get("offset", 0.0)),
     }
     if not math.isfinite(values["scale"]) or values["scale"] == 0:  # type: ignore[arg-type]
@@ -176,8 +177,9 @@ def convert_model(
 ) -> Conversion:
     """Rewrites a base ONNX model into an ANAN model, in memory, validated.
 
-    The base model is normalised first (topological order, unique node names) and that
-    normalised base is returned too, so the literal reference can find the same layer.
+    The base model is normalised first (:func:`~anan_onnx.convert.normalise.normalise_base`:
+    topological order, unique node names) and that normalised base is returned too, so the
+    literal reference can find the same layer.
 
     Args:
         base: the base CNN.
@@ -201,34 +203,9 @@ def convert_model(
             f"scaling must be one of {', '.join(SCALINGS)}, got {scaling!r}: "
             "pass --scaling blocked (x86 CPUs) or broadcast (ARM, GPU)"
         )
-    if _metadata.is_anan(_metadata.read_metadata(base)):
-        raise AnanError("the model is already an ANAN model: convert the base model instead")
-    _check_graph_size(base)
-    if k_max is not None:
-        check_steps("k-max", k_max)
-    model = ir.from_proto(_with_shapes(base))
-    _name_unnamed_nodes(model.graph)
-    NameFixPass()(model)
-    target = find_target(model.graph, layer)
-    check_gains(
-        params,
-        target.weight,
-        target.bias,
-        x_max=_input_bound(base),
-        k=max(k_max or 0, params.k) if tunable else params.k,
-        layer=target.name,
-    )
-    if params.signal == "post" and target.activation is None:
-        users = [u.node.op_type for u in target.node.outputs[0].uses()]
-        between = (
-            " (a BatchNormalization, scale or bias sits between the Conv and its activation)"
-            if set(users) & {"Mul", "Add", "BatchNormalization", "Div", "Sub"}
-            else ""
-        )
-        raise AnanError(
-            f"signal=post needs one activation ({', '.join(ACTIVATIONS)}) right after Conv "
-            f"{target.name!r}, found {users or 'none'}{between}: use --signal pre"
-        )
+    check_graph_size(base, k_max)
+    model, target = normalise_base(base, params, layer)
+    check_target_gains(base, target, params, tunable=tunable, k_max=k_max)
     normalised_base = ir.to_proto(model)
     if batch is not None:
         _fix_batch(model.graph, batch)
@@ -253,7 +230,7 @@ def convert_model(
     anan = ir.to_proto(model)
     anan.producer_name, anan.producer_version = "anan-onnx", _tool_version()
     meta = dict(
-        params.as_dict(),
+        params.to_metadata(),
         format=_metadata.FORMAT,
         tool_version=_tool_version(),
         target_layer=target.name,
@@ -286,8 +263,7 @@ def convert_file(
     batch: int | None = None,
     scaling: str = "blocked",
     fold_steps: bool = False,
-    verify: int = 0,
-    provider: str = "cpu",
+    check: Callable[[str, str], None] | None = None,
 ) -> Conversion:
     """Converts a model file and writes the ANAN model (and the base ONNX model) atomically.
 
@@ -297,13 +273,12 @@ def convert_file(
         base_output: where to write the base ONNX model; default: next to ``output``
             with ``.base.onnx`` instead of ``.anan.onnx``. The ANAN metadata names it.
         simplify: run onnxslim on the result (validated again afterwards).
-        verify: check this many random inputs against the literal reference, on the temp
-            files as written, before they replace anything; on failure
-            :class:`VerifyFailed` is raised and no output file is created or changed.
-        provider: execution provider for ``verify``.
+        check: called with the temp files of the ANAN model and of the base model, as
+            written, before they replace anything (``convert --verify`` runs the literal
+            reference here); if it raises, no output file is created or changed.
     """
     source, output = Path(source), check_output_path(source, output)
-    base_output = check_output_path(source, base_output or _base_path(output))
+    base_output = check_output_path(source, base_output or base_path(output))
     if base_output.absolute() == output.absolute():
         raise AnanError(
             f"the ANAN model and the base model would both be written to {output}: "
@@ -329,79 +304,12 @@ def convert_file(
     if simplify:
         result.anan = _simplify(result.anan)
 
-    def check(temps: list[str]) -> None:
-        from anan_onnx.reference.verify import verify_models
+    def check_temps(temps: list[str]) -> None:
+        if check is not None:
+            check(temps[1], temps[0])
 
-        result.report = verify_models(temps[1], temps[0], n=verify, provider=provider)
-        if not result.report.passed:
-            raise VerifyFailed(result.report, output)
-
-    save_all_atomic([(result.base, base_output), (result.anan, output)], check if verify else None)
+    save_all_atomic([(result.base, base_output), (result.anan, output)], check_temps)
     return result
-
-
-class VerifyFailed(AnanError):
-    """``convert --verify`` found a disagreement; nothing was written.
-
-    Attributes:
-        report: the :class:`~anan_onnx.reference.verify.VerifyReport`.
-    """
-
-    def __init__(self, report, output: Path) -> None:
-        super().__init__(
-            f"verification failed ({report.summary()}): nothing was written, {output} is "
-            "unchanged; please report this with the model"
-        )
-        self.report = report
-
-
-#: Most nodes a base model may have (main graph and subgraphs): real CNNs have hundreds to
-#: a few thousand; a hand-built graph of millions would exhaust memory during the rewrite
-#: and validation instead of failing with a message. docs/limits.md.
-MAX_GRAPH_NODES = 100_000
-
-
-def _check_graph_size(model: onnx.ModelProto) -> None:
-    def count(graph: onnx.GraphProto) -> int:
-        total = len(graph.node)
-        for node in graph.node:
-            for attr in node.attribute:
-                total += sum(count(g) for g in [attr.g] if attr.HasField("g"))
-                total += sum(count(g) for g in attr.graphs)
-        return total
-
-    nodes = count(model.graph)
-    if nodes > MAX_GRAPH_NODES:
-        raise AnanError(
-            f"the model has {nodes:,} nodes, more than the {MAX_GRAPH_NODES:,} anan-onnx "
-            "rewrites (CNNs have hundreds to a few thousand): pass the CNN itself"
-        )
-
-
-def _input_bound(model: onnx.ModelProto) -> float:
-    """Largest |input| of an image under the recorded preprocessing (1 when not recorded)."""
-    meta = _metadata.read_metadata(model)
-    try:
-        return input_bound(float(meta["scale"]), float(meta["offset"]))
-    except (KeyError, ValueError):
-        return 1.0
-
-
-def _name_unnamed_nodes(graph: ir.Graph) -> None:
-    """Names each unnamed node after its first output (CNTK and hand-made models name
-    none), so ``--layer`` and the recorded target layer are meaningful."""
-    for node in graph:
-        if not node.name and node.outputs and node.outputs[0].name:
-            node.name = node.outputs[0].name
-
-
-def _with_shapes(model: onnx.ModelProto) -> onnx.ModelProto:
-    """The model with inferred shapes: the rewrite needs the target's input height and width
-    (exporters such as tf2onnx do not record them after their Transposes)."""
-    try:
-        return onnx.shape_inference.infer_shapes(model)
-    except Exception:  # a model onnx cannot infer still converts, on the slower routes
-        return model
 
 
 def _fix_batch(graph: ir.Graph, batch: int) -> None:
@@ -420,7 +328,8 @@ def _name_batch_dim(model: onnx.ModelProto) -> None:
             dims[0].dim_param = "batch"
 
 
-def _base_path(output: Path) -> Path:
+def base_path(output: Path) -> Path:
+    """Where the base model of an ANAN model ``output`` goes: ``NAME.base.onnx`` beside it."""
     name = output.name
     stem = name[: -len(".anan.onnx")] if name.endswith(".anan.onnx") else output.stem
     return output.with_name(f"{stem}.base.onnx")

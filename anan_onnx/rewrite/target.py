@@ -16,12 +16,10 @@ import warnings
 import numpy as np
 import onnx_ir as ir
 
+from anan_onnx.activations import ACTIVATIONS
 from anan_onnx.errors import AnanError
 
-__all__ = ["ACTIVATIONS", "ConvTarget", "find_target"]
-
-#: Activations that ``signal='post'`` can apply at each monitoring step.
-ACTIVATIONS = ("Relu", "LeakyRelu", "Elu", "Sigmoid", "Tanh", "Clip")
+__all__ = ["ConvTarget", "find_target"]
 
 _QUANTIZED = ("ConvInteger", "QLinearConv")
 
@@ -131,7 +129,7 @@ def _nested_convs(graph: ir.Graph) -> list[tuple[str, str, ir.Node]]:
     return found
 
 
-def _graphs_of(attr) -> list[ir.Graph]:
+def _graphs_of(attr: ir.Attr) -> list[ir.Graph]:
     if attr.type == ir.AttributeType.GRAPH:
         return [attr.value]
     if attr.type == ir.AttributeType.GRAPHS:

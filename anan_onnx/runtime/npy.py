@@ -21,6 +21,7 @@ import os
 import struct
 import zipfile
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -76,9 +77,10 @@ def load_npy(path: str | os.PathLike[str]) -> np.ndarray:
         )
     if count == 0:
         return np.empty(shape, dtype)
-    order = "F" if fortran else "C"
     try:
-        return np.memmap(p, dtype=dtype, mode="r", offset=offset, shape=shape, order=order)
+        if fortran:
+            return np.memmap(p, dtype=dtype, mode="r", offset=offset, shape=shape, order="F")
+        return np.memmap(p, dtype=dtype, mode="r", offset=offset, shape=shape, order="C")
     except (OSError, ValueError) as e:
         raise AnanError(f"{p} cannot be mapped ({e}): save it again with numpy.save") from None
 
@@ -105,7 +107,7 @@ def _npz(p: Path) -> AnanError:
     )
 
 
-def _read_header(f, p: Path, head: bytes) -> tuple[int, str]:
+def _read_header(f: BinaryIO, p: Path, head: bytes) -> tuple[int, str]:
     """(data offset, header text) after the magic and version bytes in ``head``."""
     if len(head) < len(_MAGIC) + 2:
         raise _damaged(p, "the file ends inside its header")

@@ -15,8 +15,7 @@ from onnx import numpy_helper
 from PIL import Image
 
 from anan_onnx.cli import main
-
-from onnx_models import VARIANTS, build_cnn
+from anan_onnx.testing import VARIANTS, build_cnn
 
 
 def _strict_json(text: str):

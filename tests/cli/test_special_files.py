@@ -20,8 +20,7 @@ from PIL import Image
 from anan_onnx.cli import main
 from anan_onnx.errors import AnanError
 from anan_onnx.files import check_regular, open_regular
-
-from onnx_models import VARIANTS, build_cnn
+from anan_onnx.testing import VARIANTS, build_cnn
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs POSIX FIFOs")
 TIMEOUT = 60  # seconds; a refusal takes about one (mostly the import of onnxruntime)

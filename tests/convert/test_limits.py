@@ -28,8 +28,7 @@ from anan_onnx.convert.pipeline import convert_model, load_base
 from anan_onnx.errors import AnanError
 from anan_onnx.gains import check_gains, largest_gain
 from anan_onnx.params import K_MAX, AnanParams
-
-from onnx_models import VARIANTS, build_cnn
+from anan_onnx.testing import VARIANTS, build_cnn
 
 
 @pytest.fixture
@@ -49,9 +48,9 @@ def test_k_is_bounded_with_the_reason():
 
 
 def test_graph_size_is_bounded(source, monkeypatch):
-    import anan_onnx.convert.pipeline as pipeline
+    import anan_onnx.convert.limits as limits
 
-    monkeypatch.setattr(pipeline, "MAX_GRAPH_NODES", 4)
+    monkeypatch.setattr(limits, "MAX_GRAPH_NODES", 4)
     with pytest.raises(AnanError, match="the model has 6 nodes, more than the 4"):
         convert_model(load_base(source), AnanParams())
 

@@ -13,8 +13,7 @@ from anan_onnx.params import AnanParams
 from anan_onnx.reference.literal import LiteralReference
 from anan_onnx.reference.verify import verify_models
 from anan_onnx.runtime.session import Session, default_batch_size
-
-from onnx_models import VARIANTS, build_cnn
+from anan_onnx.testing import VARIANTS, build_cnn
 
 PARAMS = AnanParams(k=4, mu=2, a=1.3, b=0.4)
 

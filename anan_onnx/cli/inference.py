@@ -1,8 +1,13 @@
-"""``anan-onnx predict``: stream image files and ``.npy`` batches through a model.
+"""The ``inspect`` and ``predict`` commands: inference only.
 
-Inputs are read and run in batches (``--batch-size``; default sized by memory, see
-:func:`anan_onnx.runtime.session.default_batch_size`), in the order given, so memory does
-not grow with the number of files. A tqdm bar shows progress on a terminal only.
+In a module of their own so that an import-linter contract (pyproject.toml) can state what
+the README promises: these commands never import TensorFlow, Keras or tf2onnx, not even
+lazily (the ``convert`` command in :mod:`anan_onnx.cli.app` does, inside its function).
+The parsers stay in ``app``; the commands' bodies are here.
+
+``predict`` reads and runs its inputs in batches (``--batch-size``; default sized by memory,
+see :func:`anan_onnx.runtime.session.default_batch_size`), in the order given, so memory
+does not grow with the number of files; a tqdm bar shows progress on a terminal only.
 
 Output policy for a non-finite model output (NaN/Inf; the inputs themselves are checked
 finite, so this means the model or its ANAN gains overflow float32):
@@ -20,21 +25,70 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+from anan_onnx import json_clean
 from anan_onnx.errors import AnanError
+from anan_onnx.metadata import class_names, is_anan, read_metadata
+from anan_onnx.params import AnanParams
+from anan_onnx.runtime.labels import predicted_labels
+from anan_onnx.runtime.npy import load_npy
+from anan_onnx.runtime.session import Session
 
-__all__ = ["run_predict"]
+if TYPE_CHECKING:
+    import onnx
+
+__all__ = ["cmd_inspect", "cmd_predict"]
 
 
-def run_predict(args: argparse.Namespace) -> int:
-    """The ``predict`` command; returns the exit status."""
-    from anan_onnx.metadata import class_names
-    from anan_onnx.runtime.session import Session
+def cmd_inspect(args: argparse.Namespace) -> int:
+    """``anan-onnx inspect``: metadata, inputs/outputs, opset and op counts of a model."""
+    from anan_onnx.model_io import load_onnx  # onnx: not for predict's start-up
 
+    model = load_onnx(args.model)
+    meta = read_metadata(model)
+    ops = Counter(n.op_type for n in model.graph.node)
+    inits = {i.name for i in model.graph.initializer}
+    info = {
+        "file": str(args.model),
+        "bytes": args.model.stat().st_size,
+        "kind": "anan" if is_anan(meta) else "base",
+        "ir_version": model.ir_version,
+        "opset": {o.domain or "ai.onnx": o.version for o in model.opset_import},
+        "inputs": {i.name: _dims(i) for i in model.graph.input if i.name not in inits},
+        "outputs": {o.name: _dims(o) for o in model.graph.output},
+        "metadata": meta,
+        "nodes": len(model.graph.node),
+        "op_counts": dict(ops.most_common()),
+    }
+    if args.json:
+        print(json_clean.dumps(info))
+        return 0
+    print(
+        f"{info['file']}: {info['kind']} model, {info['bytes'] / 1e6:.2f} MB, "
+        f"IR {info['ir_version']}, opset {info['opset'].get('ai.onnx')}"
+    )
+    for name, dims in info["inputs"].items():
+        print(f"  input  {name}: {dims}")
+    for name, dims in info["outputs"].items():
+        print(f"  output {name}: {dims}")
+    if info["kind"] == "anan":
+        print(f"  target layer: {meta.get('target_layer')}")
+        print(f"  parameters  : {AnanParams.from_strings(meta).describe()}")
+    for key in sorted(meta):
+        print(f"  anan.{key} = {meta[key]}")
+    print(f"  {info['nodes']} nodes: " + ", ".join(f"{op} {n}" for op, n in ops.most_common()))
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    """``anan-onnx predict``: probabilities, labels and class names of images and .npy
+    batches, streamed (see the policy in the module docstring)."""
     session = Session(args.model, provider=args.provider, threads=args.threads)
     size = args.batch_size or session.default_batch_size()
     names = class_names(session.metadata)
@@ -52,8 +106,7 @@ def run_predict(args: argparse.Namespace) -> int:
 
 def _chunks(session, paths: list[Path], size: int) -> Iterator[tuple[list[str], np.ndarray]]:
     """(input names, outputs as rows) per batch, in the order the inputs were given."""
-    from anan_onnx.runtime.image_files import iter_image_batches
-    from anan_onnx.runtime.npy import load_npy
+    from anan_onnx.runtime.image_files import iter_image_batches  # Pillow: only for images
 
     spec = None
     for group, is_npy in _groups(paths):
@@ -93,8 +146,6 @@ def _groups(paths: list[Path]) -> Iterator[tuple[list[Path], bool]]:
 
 
 def _label(row: np.ndarray) -> int:
-    from anan_onnx.runtime.labels import predicted_labels
-
     return int(predicted_labels(row[None])[0])
 
 
@@ -133,7 +184,10 @@ def _print_json(model: Path, chunks, names: list[str] | None) -> int:
     out = sys.stdout
     out.write('{\n  "model": ' + json.dumps(str(model)) + ',\n  "predictions": [')
     for i, (name, row) in enumerate(zip(inputs, rows, strict=True)):
-        out.write(("\n    " if i == 0 else ",\n    ") + json.dumps(_json_row(name, row, names)))
+        out.write(
+            ("\n    " if i == 0 else ",\n    ")
+            + json.dumps(json_clean.clean(_json_row(name, row, names)), allow_nan=False)
+        )
     out.write(f'\n  ],\n  "non_finite": {len(bad)}\n}}\n')
     out.flush()
     if bad:
@@ -165,3 +219,10 @@ def _json_row(name: str, row: np.ndarray, names: list[str] | None) -> dict[str, 
     if cls is not None:
         result["class"] = cls
     return result
+
+
+def _dims(value: onnx.ValueInfoProto) -> list[int | str]:
+    return [
+        d.dim_value if d.HasField("dim_value") else (d.dim_param or "?")
+        for d in value.type.tensor_type.shape.dim
+    ]
