@@ -116,7 +116,8 @@ def _chunks(session, paths: list[Path], size: int) -> Iterator[tuple[list[str], 
                 if array.ndim == len(session.input_shape) - 1:
                     array = array[None]
                 for start in range(0, max(len(array), 1), size):
-                    out = session.predict(array[start : start + size])
+                    name = f"{path}" if start == 0 else f"{path} (images from {start})"
+                    out = session.predict(array[start : start + size], name=name)
                     rows = out.reshape(len(out), -1)
                     yield [f"{path}[{start + i}]" for i in range(len(rows))], rows
             continue

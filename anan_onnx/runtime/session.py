@@ -138,7 +138,9 @@ class Session:
         first = self.input_shape[0] if self.input_shape else None
         return int(first) if isinstance(first, int) and first > 0 else None
 
-    def predict(self, batch: np.ndarray, *, batch_size: int | None = None) -> np.ndarray:
+    def predict(
+        self, batch: np.ndarray, *, batch_size: int | None = None, name: str = "batch"
+    ) -> np.ndarray:
         """The model's first output for a numpy batch (checked: shape, dtype, NaN/Inf).
 
         The batch is run in chunks of ``batch_size`` images (default: all at once), so that
@@ -146,19 +148,25 @@ class Session:
         memory. A model exported with a fixed batch N is always fed exactly N images per
         run; the last chunk is padded with copies of its last image, and the padding's
         outputs are dropped. The result does not depend on the chunk size.
+
+        Args:
+            batch: the inputs in the model's layout (one image without the batch axis too).
+            batch_size: images per run (default: all; a fixed-batch model: its own size).
+            name: what to call ``batch`` in messages (e.g. the file it came from).
         """
         from anan_onnx.runtime.inputs import check_batch
 
         shape = (None, *self.input_shape[1:]) if self.fixed_batch else self.input_shape
         if batch_size is not None and (isinstance(batch_size, bool) or batch_size < 1):
             raise AnanError(f"batch_size must be a positive integer, got {batch_size!r}")
-        if np.ndim(batch) == len(self.input_shape) - 1:
-            batch = np.asarray(batch)[None]
-        n = len(batch) if np.ndim(batch) else 0
+        if not isinstance(batch, np.ndarray):  # lists: checked (and made rectangular) first
+            batch = check_batch(batch, shape, name=name)
+        if batch.ndim == len(self.input_shape) - 1:
+            batch = batch[None]
+        n = len(batch) if batch.ndim else 0
         step = self.fixed_batch or batch_size or max(n, 1)
         if n <= step and not self.fixed_batch:
-            return self.run(check_batch(batch, shape))[0]
-        name = "batch"
+            return self.run(check_batch(batch, shape, name=name))[0]
         outputs = [
             self._run_padded(check_batch(batch[i : i + step], shape, name=name))
             for i in range(0, max(n, 1), step)
