@@ -1,5 +1,5 @@
-"""Model facts in words, for ``convert`` and ``inspect``: the recorded preprocessing, the
-class names and the size on disk (external data included). numpy/onnx only: no TensorFlow.
+"""Model facts in words, for ``convert`` and ``inspect``: the recorded preprocessing and
+the size on disk (external data included). numpy/onnx only: no TensorFlow.
 
 Example:
     >>> describe_input({"layout": "NHWC", "height": "64", "width": "64", "channels": "3",
@@ -9,10 +9,9 @@ Example:
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-__all__ = ["class_names", "describe_input", "model_bytes"]
+__all__ = ["describe_input", "model_bytes"]
 
 
 def describe_input(meta: dict[str, str]) -> str:
@@ -26,15 +25,6 @@ def describe_input(meta: dict[str, str]) -> str:
         f"{meta['layout']} {meta['height']}x{meta['width']}x{meta['channels']}, "
         f"input = pixel (0-255) * {shown} {'-' if offset < 0 else '+'} {abs(offset):g}"
     )
-
-
-def class_names(meta: dict[str, str]) -> list[str]:
-    """``anan.classes`` (a JSON list) as names; a value that is not JSON is one name."""
-    try:
-        names = json.loads(meta["classes"])
-    except (KeyError, json.JSONDecodeError):
-        return [meta.get("classes", "")]
-    return [str(n) for n in names] if isinstance(names, list) else [str(names)]
 
 
 def model_bytes(path: Path) -> int:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import onnx
@@ -22,9 +22,11 @@ from onnx_ir.passes.common import RemoveUnusedNodesPass
 from anan_onnx import metadata as _metadata
 from anan_onnx.convert.batch_axis import free_fixed_batch
 from anan_onnx.convert.keras_export import check_opset, keras_to_onnx
+from anan_onnx.convert.limits import check_graph_size, check_target_gains
 from anan_onnx.convert.normalise import normalise_base
 from anan_onnx.errors import AnanError, first_line
 from anan_onnx.model_io import (
+    check_keras_archive,
     check_output_path,
     load_onnx,
     model_kind,
@@ -86,6 +88,8 @@ def load_base(
     if opset is not None:
         check_opset(opset)
     kind = model_kind(path)
+    if kind == "keras":
+        check_keras_archive(path)
     if kind in ("keras", "h5"):
         model = keras_to_onnx(path, opset=opset or DEFAULT_OPSET)
     else:
@@ -200,7 +204,9 @@ def convert_model(
             f"scaling must be one of {', '.join(SCALINGS)}, got {scaling!r}: "
             "pass --scaling blocked (x86 CPUs) or broadcast (ARM, GPU)"
         )
+    check_graph_size(base, k_max)
     model, target = normalise_base(base, params, layer)
+    check_target_gains(base, target, params, tunable=tunable, k_max=k_max)
     normalised_base = ir.to_proto(model)
     if batch is not None:
         _fix_batch(model.graph, batch)
@@ -260,6 +266,7 @@ def convert_file(
     fold_steps: bool = False,
     classes: Sequence[str] | None = None,
     progress: bool | None = None,
+    check: Callable[[str, str], None] | None = None,
 ) -> Conversion:
     """Converts a model file and writes the ANAN model (and the base ONNX model) atomically.
 
@@ -273,6 +280,9 @@ def convert_file(
             in both models; default: the ``classes`` of a ``training.json`` beside the
             source, if any (see :mod:`anan_onnx.convert.classes`).
         progress: one line per stage on stderr (default: when stderr is a terminal).
+        check: called with the temp files of the ANAN model and of the base model, as
+            written, before they replace anything (``convert --verify`` runs the literal
+            reference here); if it raises, no output file is created or changed.
     """
     from anan_onnx.convert.classes import check_classes, recorded_classes
     from anan_onnx.runtime.progress import Stages
@@ -312,7 +322,13 @@ def convert_file(
         stage("simplifying (onnxslim)")
         result.anan = _simplify(result.anan)
     stage("writing")
-    save_all_atomic([(result.base, base_output), (result.anan, output)])
+
+    def check_temps(temps: list[str]) -> None:
+        if check is not None:
+            stage("checking the written models against the literal reference")
+            check(temps[1], temps[0])
+
+    save_all_atomic([(result.base, base_output), (result.anan, output)], check_temps)
     return result
 
 

@@ -1,8 +1,9 @@
 """Progress on a terminal, silence in pipes: one policy for every long wait.
 
 ``bar`` wraps an iterable in a tqdm bar and ``Stages`` prints one line per stage of a
-multi-second job (conversion), both on stderr and only when stderr is a terminal, unless
-asked for explicitly (``enabled=True``) or turned off (``enabled=False``). Output meant for
+multi-second job (conversion), both on stderr and only when stderr is a terminal: a bar is
+never drawn into a pipe or a log (``enabled=False`` turns it off on a terminal too), and
+stage lines can be asked for explicitly (``Stages(enabled=True)``). Output meant for
 programs (stdout, ``--json``) is never touched.
 
 Example:
@@ -40,9 +41,10 @@ def bar(
     desc: str = "",
     unit: str = "img",
 ) -> Iterable[_T]:
-    """``items`` in a tqdm bar on stderr: on a terminal by default, always with
-    ``enabled=True``, never with ``False`` (or without tqdm)."""
-    if enabled is False or (enabled is None and not on_terminal()):
+    """``items`` in a tqdm bar on stderr when stderr is a terminal (``enabled`` None or
+    True: callers say whether a bar is wanted, this decides where), never with ``False``
+    (or without tqdm)."""
+    if enabled is False or not on_terminal():
         return items
     try:
         from tqdm.auto import tqdm
