@@ -33,7 +33,7 @@ from typing import Protocol
 
 import numpy as np
 
-from ._process import RuntimeUnavailable
+from anan_onnx.conformance._process import RuntimeUnavailable
 
 __all__ = ["RUNTIMES", "Runtime", "RuntimeUnavailable", "Runtimes", "open_runtime"]
 
@@ -56,23 +56,23 @@ def open_runtime(name: str, browser: object | None = None) -> Runtime:
     ``browser``: a started :class:`.web.Browser` to share between web-wasm and web-webgpu.
     """
     if name == "python-cpu":
-        from .python_cpu import PythonCpu
+        from anan_onnx.conformance.python_cpu import PythonCpu
 
         return PythonCpu()
     if name == "ort-format":
-        from .ort_format import OrtFormat
+        from anan_onnx.conformance.ort_format import OrtFormat
 
         return OrtFormat()
     if name == "node":
-        from .node import Node
+        from anan_onnx.conformance.node import Node
 
         return Node()
     if name == "cpp":
-        from .cpp import Cpp
+        from anan_onnx.conformance.cpp import Cpp
 
         return Cpp()
     if name in ("web-wasm", "web-webgpu"):
-        from .web import Browser, WebRuntime
+        from anan_onnx.conformance.web import Browser, WebRuntime
 
         if browser is None:
             raise ValueError("the web runtimes share a started Browser: pass browser=")
@@ -94,7 +94,7 @@ class Runtimes:
         for name in names:
             try:
                 if name.startswith("web-") and self.browser is None:
-                    from .web import Browser
+                    from anan_onnx.conformance.web import Browser
 
                     self.browser = Browser()
                 self._runtimes.append(open_runtime(name, self.browser))

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .._errors import AnanError
+from anan_onnx.errors import AnanError
 
 __all__ = [
     "MIN_NODE",

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._process import RuntimeUnavailable, json_rows, locked, repo_root, tail
+from anan_onnx.conformance._process import RuntimeUnavailable, json_rows, locked, repo_root, tail
 
 __all__ = ["Cpp", "build", "build_dir", "sdk_dir"]
 

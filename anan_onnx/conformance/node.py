@@ -13,7 +13,14 @@ from pathlib import Path
 
 import numpy as np
 
-from ._process import RuntimeUnavailable, example_dir, json_rows, node_and_npm, npm_ci, tail
+from anan_onnx.conformance._process import (
+    RuntimeUnavailable,
+    example_dir,
+    json_rows,
+    node_and_npm,
+    npm_ci,
+    tail,
+)
 
 __all__ = ["Node", "install", "script"]
 

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from . import python_cpu
-from ._process import RuntimeUnavailable, tail
+from anan_onnx.conformance import python_cpu
+from anan_onnx.conformance._process import RuntimeUnavailable, tail
 
 __all__ = ["OrtFormat", "to_ort"]
 

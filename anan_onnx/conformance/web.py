@@ -34,8 +34,8 @@ from typing import Any
 
 import numpy as np
 
-from .._errors import AnanError
-from ._process import RuntimeUnavailable, example_dir, npm_ci
+from anan_onnx.conformance._process import RuntimeUnavailable, example_dir, npm_ci
+from anan_onnx.errors import AnanError
 
 __all__ = ["BACKENDS", "Browser", "StaticServer", "WebRuntime", "chromium_args"]
 
