@@ -217,6 +217,12 @@ class Browser:
             self._urls[key] = self.server.publish(key)
         return self._urls[key]
 
+    def new_page(self, url_path: str) -> Any:
+        """A new tab (a Playwright ``Page``) showing ``url_path`` of the local server."""
+        page = self._browser.new_page()
+        page.goto(self.server.url + url_path)
+        return page
+
     def run(self, model: str | Path, batch: np.ndarray, backend: str) -> np.ndarray:
         """The model's first output for ``batch`` on ``backend``, one row per image."""
         return self._evaluate(model, batch, backend, repeats=0)[0]

@@ -44,18 +44,15 @@ class _Started:
     def __init__(self) -> None:
         self.runtimes: dict[str, Runtime] = {}
         self.failures: dict[str, str] = {}
-        self.browser = None
 
-    def get(self, name: str) -> Runtime:
+    def get(self, name: str, request: pytest.FixtureRequest) -> Runtime:
         if name in self.failures:
             pytest.fail(self.failures[name])
         if name not in self.runtimes:
+            # the session's one browser (conftest.py), started only when a web cell runs
+            browser = request.getfixturevalue("web_browser") if "web" in name else None
             try:
-                if name.startswith("web-") and self.browser is None:
-                    from anan_onnx.conformance.web import Browser
-
-                    self.browser = Browser()
-                self.runtimes[name] = open_runtime(name, self.browser)
+                self.runtimes[name] = open_runtime(name, browser)
             except RuntimeUnavailable as exc:
                 self.failures[name] = f"{name}: {exc}"
                 pytest.fail(self.failures[name])
@@ -64,8 +61,6 @@ class _Started:
     def close(self) -> None:
         for runtime in self.runtimes.values():
             runtime.close()
-        if self.browser is not None:
-            self.browser.close()
 
 
 @pytest.fixture(scope="session")
@@ -126,10 +121,15 @@ def test_inputs_exercise_the_astrocytes(cases, model: str, variant: str) -> None
 @pytest.mark.parametrize("model", _model_params())
 @pytest.mark.parametrize("runtime", RUNTIMES)
 def test_runtime_matches_reference(
-    started: _Started, cases, runtime: str, model: str, variant: str
+    started: _Started,
+    cases,
+    runtime: str,
+    model: str,
+    variant: str,
+    request: pytest.FixtureRequest,
 ) -> None:
     case = cases(model, variant)
-    engine = started.get(runtime)
+    engine = started.get(runtime, request)
     try:
         outputs = engine.run(case.path, case.batch)
     except Exception as exc:
