@@ -93,9 +93,6 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
-    def end_headers(self) -> None:
-        self.send_header("Cache-Control", "no-store")  # a re-published name is re-read
-        super().end_headers()
 
 
 class StaticServer:
@@ -223,6 +220,55 @@ class Browser:
         page.goto(self.server.url + url_path)
         return page
 
+    def classify_image(
+        self,
+        model: str | Path,
+        image: str | Path,
+        backend: str = "wasm",
+        *,
+        screenshot: str | Path | None = None,
+    ) -> dict[str, Any]:
+        """Runs the example page (examples/web/index.html) on one image file.
+
+        Serves ``model`` with its sidecar (which must exist beside it), opens the page,
+        gives it ``image`` through its file input and waits for the result. Returns the
+        page's ``window.ananApp.result`` (``probs``, ``names``, ``output``, ``input``:
+        base64 float32 of shape ``dims``, ``pixels``: base64 of the resized 8-bit image,
+        height x width x channels, ``ms``) plus ``shown``:
+        the rows displayed, as (class, text, full-precision value).
+
+        Raises:
+            AnanError: the page reported an error (its message).
+        """
+        from anan_onnx.sidecar import sidecar_path
+
+        model = Path(model)
+        sidecar = sidecar_path(model)
+        url = self.server.publish(model)
+        if sidecar.is_file():
+            self.server.publish_beside(url, sidecar, sidecar.name)
+        query = urllib.parse.urlencode({"model": url, "backend": backend})
+        page = self.new_page(f"/index.html?{query}")
+        try:
+            page.set_viewport_size({"width": 1000, "height": 740})
+            page.wait_for_function(_SETTLED.format(phases="'ready', 'error'"), timeout=120_000)
+            if page.evaluate("document.body.dataset.state") != "error":
+                page.set_input_files("#file", str(image))
+                page.wait_for_function(_SETTLED.format(phases="'done', 'error'"), timeout=120_000)
+            if page.evaluate("document.body.dataset.state") == "error":
+                raise AnanError(f"the example page says: {page.evaluate('window.ananApp.error')}")
+            result: dict[str, Any] = page.evaluate("window.ananApp.result")
+            result["shown"] = page.eval_on_selector_all(
+                "#results .row",
+                "rows => rows.map(r => [r.dataset.class, "
+                "r.querySelector('.value').textContent, Number(r.dataset.value)])",
+            )
+            if screenshot is not None:
+                page.screenshot(path=str(screenshot), full_page=True)
+            return result
+        finally:
+            page.close()
+
     def run(self, model: str | Path, batch: np.ndarray, backend: str) -> np.ndarray:
         """The model's first output for ``batch`` on ``backend``, one row per image."""
         return self._evaluate(model, batch, backend, repeats=0)[0]
@@ -272,6 +318,8 @@ class Browser:
                 with contextlib.suppress(Exception):
                     close()
 
+
+_SETTLED = "[{phases}].includes(document.body.dataset.state)"
 
 # Errors come back as {error}: a rejected promise would lose the message's detail.
 _RUN_JS = """async ([url, backend, b64, dims, repeats]) => {

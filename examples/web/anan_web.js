@@ -194,7 +194,10 @@ export function base64ToFloat32(text) {
 }
 
 export function float32ToBase64(values) {
-  const bytes = new Uint8Array(values.buffer, values.byteOffset, values.byteLength);
+  return bytesToBase64(new Uint8Array(values.buffer, values.byteOffset, values.byteLength));
+}
+
+export function bytesToBase64(bytes) {
   let text = '';
   for (let i = 0; i < bytes.length; i += 0x8000) {
     text += String.fromCharCode(...bytes.subarray(i, i + 0x8000));

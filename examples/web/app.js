@@ -119,6 +119,8 @@ function showResult(probs, head, names) {
     }),
   );
   $('head-note').textContent = `output head: ${head}`;
+  $('prediction').innerHTML = 'Prediction: <strong></strong>';
+  $('prediction').querySelector('strong').textContent = `${names[best]} (${(100 * probs[best]).toFixed(1)}%)`;
 }
 
 async function classify() {
@@ -145,7 +147,7 @@ async function classify() {
     backend: state.backend,
     input: anan.float32ToBase64(data),
     dims,
-    pixels: Array.from(pixels),
+    pixels: anan.bytesToBase64(pixels), // base64 of the resized 8-bit image (HWC)
   };
   showStatus(`${state.backend}: ${ms.toFixed(1)} ms for one image`);
   setPhase('done');
