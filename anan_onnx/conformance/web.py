@@ -94,7 +94,6 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
         self.wfile.write(body)
 
 
-
 class StaticServer:
     """An http.server thread on 127.0.0.1 serving ``root`` (default examples/web).
 
