@@ -12,7 +12,8 @@ ort-format     the model converted to ``.ort`` (minimal builds), CPU (:mod:`.ort
 node           onnxruntime-node via examples/node (:mod:`.node`)
 cpp            the onnxruntime C++ API via examples/cpp (:mod:`.cpp`)
 web-wasm       onnxruntime-web, WASM backend, headless Chromium (:mod:`.web`)
-web-webgpu     onnxruntime-web, WebGPU backend (SwiftShader), headless Chromium
+web-webgpu     onnxruntime-web, WebGPU backend of its default build (JSEP), on SwiftShader
+web-webgpu-ep  onnxruntime-web/webgpu: the native WebGPU execution provider, on SwiftShader
 =============  =================================================================
 
 The node, cpp and web runtimes build or install the examples of a source checkout; what
@@ -37,7 +38,15 @@ from anan_onnx.conformance._process import RuntimeUnavailable
 
 __all__ = ["RUNTIMES", "Runtime", "RuntimeUnavailable", "Runtimes", "open_runtime"]
 
-RUNTIMES: tuple[str, ...] = ("python-cpu", "ort-format", "node", "cpp", "web-wasm", "web-webgpu")
+RUNTIMES: tuple[str, ...] = (
+    "python-cpu",
+    "ort-format",
+    "node",
+    "cpp",
+    "web-wasm",
+    "web-webgpu",
+    "web-webgpu-ep",
+)
 
 
 class Runtime(Protocol):
@@ -53,7 +62,7 @@ class Runtime(Protocol):
 def open_runtime(name: str, browser: object | None = None) -> Runtime:
     """Starts the runtime ``name`` (builds or installs what it needs on first use).
 
-    ``browser``: a started :class:`.web.Browser` to share between web-wasm and web-webgpu.
+    ``browser``: a started :class:`.web.Browser` shared by the web-* runtimes.
     """
     if name == "python-cpu":
         from anan_onnx.conformance.python_cpu import PythonCpu
@@ -71,13 +80,14 @@ def open_runtime(name: str, browser: object | None = None) -> Runtime:
         from anan_onnx.conformance.cpp import Cpp
 
         return Cpp()
-    if name in ("web-wasm", "web-webgpu"):
+    web = {"web-wasm": "wasm", "web-webgpu": "webgpu", "web-webgpu-ep": "webgpu"}
+    if name in web:
         from anan_onnx.conformance.web import Browser, WebRuntime
 
         if browser is None:
             raise ValueError("the web runtimes share a started Browser: pass browser=")
         assert isinstance(browser, Browser)
-        return WebRuntime(browser, name.removeprefix("web-"))
+        return WebRuntime(browser, web[name], "webgpu" if name.endswith("-ep") else "default")
     raise ValueError(f"unknown runtime {name!r}; known: {', '.join(RUNTIMES)}")
 
 

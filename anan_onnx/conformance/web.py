@@ -7,7 +7,11 @@
 * :class:`StaticServer`, a Python http.server thread on 127.0.0.1 (never another address)
   serving examples/web, plus the model files registered with :meth:`StaticServer.publish`;
 * Debian's ``chromium`` driven by Playwright (imported here, lazily: the ``browser``
-  extra), with WebGPU on SwiftShader's Vulkan (a CPU implementation, so no GPU is needed).
+  extra), with WebGPU on SwiftShader's Vulkan (a CPU implementation, so no GPU is needed);
+* one page per onnxruntime-web build (:data:`BUILDS`): the package's default build, whose
+  WebGPU backend is JSEP (JavaScript), and its ``/webgpu`` build, whose WebGPU backend is
+  the native execution provider. They are different WebGPU implementations, and a graph
+  can run exactly on one and not on the other.
 
 Batches travel as base64 float32 bytes through ``page.evaluate``, outputs come back the
 same way (bit-exact), and the page runs them with examples/web/anan_web.js, the module the
@@ -37,9 +41,14 @@ import numpy as np
 from anan_onnx.conformance._process import RuntimeUnavailable, example_dir, npm_ci
 from anan_onnx.errors import AnanError
 
-__all__ = ["BACKENDS", "Browser", "StaticServer", "WebRuntime", "chromium_args"]
+__all__ = ["BACKENDS", "BUILDS", "Browser", "StaticServer", "WebRuntime", "chromium_args"]
 
 BACKENDS = ("wasm", "webgpu")
+#: onnxruntime-web builds (examples/web/anan_web.js): ``default`` is dist/ort.min.mjs, what
+#: ``import 'onnxruntime-web'`` gives (WASM, and WebGPU through JSEP, its JavaScript
+#: implementation); ``webgpu`` is dist/ort.webgpu.min.mjs, ``import 'onnxruntime-web/webgpu'``
+#: (WASM, and the native C++ WebGPU execution provider).
+BUILDS = ("default", "webgpu")
 PACKAGE = "onnxruntime-web"
 INSTALL_PLAYWRIGHT = "pip install 'anan-onnx[browser]' (Playwright for Python)"
 INSTALL_CHROMIUM = "apt-get install chromium (Debian's Chromium; or set ANAN_CHROMIUM)"
@@ -52,12 +61,12 @@ WEBGPU_ARGS = (
     "--use-angle=swiftshader",
 )
 
-#: The page the runs happen in: it only imports the example's module.
+#: The page the runs happen in: it only imports the example's module (?ort=BUILD).
 HARNESS = b"""<!doctype html>
 <html><head><meta charset="utf-8"><title>anan-onnx conformance</title></head>
 <body><script type="module">
-import * as anan from './anan_web.js';
-window.anan = anan;
+const build = new URLSearchParams(location.search).get('ort') ?? 'default';
+window.anan = await import('./anan_web.js?ort=' + encodeURIComponent(build));
 window.ananReady = true;
 </script></body></html>
 """
@@ -183,17 +192,21 @@ class Browser:
                 executable_path=executable, args=chromium_args(), headless=True
             )
             self.version = self._browser.version
-            self.page = self._browser.new_page()
-            self.page.goto(self.server.url + HARNESS_PATH)
-            self.page.wait_for_function("window.ananReady === true", timeout=60_000)
+            self._pages = {build: self._harness(build) for build in BUILDS}
         except Exception as exc:
             self.close()
             raise RuntimeUnavailable(
                 f"Chromium did not start or load the page ({str(exc).splitlines()[0]}): "
                 f"{INSTALL_CHROMIUM}"
             ) from None
-        self.webgpu = bool(self.page.evaluate("window.anan.webgpuAvailable()"))
+        self.webgpu = bool(self._pages["default"].evaluate("window.anan.webgpuAvailable()"))
         self._urls: dict[Path, str] = {}
+
+    def _harness(self, build: str) -> Any:
+        page = self._browser.new_page()
+        page.goto(f"{self.server.url}{HARNESS_PATH}?ort={build}")
+        page.wait_for_function("window.ananReady === true", timeout=60_000)
+        return page
 
     def __enter__(self) -> Browser:
         return self
@@ -225,6 +238,7 @@ class Browser:
         image: str | Path,
         backend: str = "wasm",
         *,
+        build: str = "default",
         screenshot: str | Path | None = None,
     ) -> dict[str, Any]:
         """Runs the example page (examples/web/index.html) on one image file.
@@ -246,7 +260,7 @@ class Browser:
         url = self.server.publish(model)
         if sidecar.is_file():
             self.server.publish_beside(url, sidecar, sidecar.name)
-        query = urllib.parse.urlencode({"model": url, "backend": backend})
+        query = urllib.parse.urlencode({"model": url, "backend": backend, "ort": build})
         page = self.new_page(f"/index.html?{query}")
         try:
             page.set_viewport_size({"width": 1000, "height": 740})
@@ -268,30 +282,40 @@ class Browser:
         finally:
             page.close()
 
-    def run(self, model: str | Path, batch: np.ndarray, backend: str) -> np.ndarray:
-        """The model's first output for ``batch`` on ``backend``, one row per image."""
-        return self._evaluate(model, batch, backend, repeats=0)[0]
+    def run(
+        self, model: str | Path, batch: np.ndarray, backend: str, build: str = "default"
+    ) -> np.ndarray:
+        """The model's first output for ``batch`` on ``backend`` of onnxruntime-web
+        ``build`` (see BUILDS), one row per image."""
+        return self._evaluate(model, batch, backend, build, repeats=0)[0]
 
     def latency(
-        self, model: str | Path, batch: np.ndarray, backend: str, repeats: int = 5
+        self,
+        model: str | Path,
+        batch: np.ndarray,
+        backend: str,
+        repeats: int = 5,
+        build: str = "default",
     ) -> list[float]:
         """Milliseconds per run, ``repeats`` samples after warm-up runs (same session).
 
         A sample averages as many runs as take about 20 ms (the page's clock is coarse)."""
-        return self._evaluate(model, batch, backend, repeats)[1]
+        return self._evaluate(model, batch, backend, build, repeats)[1]
 
     def _evaluate(
-        self, model: str | Path, batch: np.ndarray, backend: str, repeats: int
+        self, model: str | Path, batch: np.ndarray, backend: str, build: str, repeats: int
     ) -> tuple[np.ndarray, list[float]]:
         if backend not in BACKENDS:
             raise AnanError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+        if build not in BUILDS:
+            raise AnanError(f"build must be one of {', '.join(BUILDS)}, got {build!r}")
         if backend == "webgpu" and not self.webgpu:
             raise RuntimeUnavailable(
                 "this Chromium offers no WebGPU adapter (SwiftShader's Vulkan): "
                 f"{INSTALL_CHROMIUM}, started with {' '.join(WEBGPU_ARGS)}"
             )
         batch = np.ascontiguousarray(batch, np.float32)
-        result = self.page.evaluate(
+        result = self._pages[build].evaluate(
             _RUN_JS,
             [
                 self.url(model),
@@ -303,7 +327,8 @@ class Browser:
         )
         if "error" in result:
             raise AnanError(
-                f"onnxruntime-web ({backend}) failed on {Path(model).name}: {result['error']}"
+                f"onnxruntime-web ({build} build, {backend}) failed on {Path(model).name}: "
+                f"{result['error']}"
             )
         values = np.frombuffer(base64.b64decode(result["data"]), np.float32)
         return values.reshape(len(batch), -1), [float(t) for t in result["times"]]
@@ -354,14 +379,16 @@ _RUN_JS = """async ([url, backend, b64, dims, repeats]) => {
 
 
 class WebRuntime:
-    """One backend of a shared :class:`Browser`, with the runtimes' ``run`` signature."""
+    """One backend of one onnxruntime-web build in a shared :class:`Browser`, with the
+    runtimes' ``run`` signature: ``web-wasm``, ``web-webgpu`` (default build, JSEP) or
+    ``web-webgpu-ep`` (the '/webgpu' build's native WebGPU execution provider)."""
 
-    def __init__(self, browser: Browser, backend: str) -> None:
-        self.browser, self.backend = browser, backend
-        self.name = f"web-{backend}"
+    def __init__(self, browser: Browser, backend: str, build: str = "default") -> None:
+        self.browser, self.backend, self.build = browser, backend, build
+        self.name = f"web-{backend}" + ("-ep" if build == "webgpu" else "")
 
     def run(self, model: str | Path, batch: np.ndarray) -> np.ndarray:
-        return self.browser.run(model, batch, self.backend)
+        return self.browser.run(model, batch, self.backend, self.build)
 
     def close(self) -> None:
         """The browser is shared: its owner closes it."""

@@ -4,12 +4,20 @@
 //
 // Used by index.html (the example page) and by anan_onnx.conformance.web (the tests), so
 // that the tests exercise this very code. Preprocessing follows the model's sidecar
-// (MODEL.anan.json, written by anan_onnx._sidecar), which onnxruntime-web needs because it
+// (MODEL.anan.json, written by anan_onnx.sidecar), which onnxruntime-web needs because it
 // does not expose the model's metadata_props.
+//
+// onnxruntime-web 1.30 ships two WebGPU implementations, chosen by what is imported; this
+// module loads one, named by its own URL's query (import './anan_web.js?ort=webgpu'):
+//   ort=default  dist/ort.min.mjs, what `import 'onnxruntime-web'` gives: the WASM backend
+//                and the JavaScript WebGPU backend (JSEP)   [the default]
+//   ort=webgpu   dist/ort.webgpu.min.mjs, `import 'onnxruntime-web/webgpu'`: the WASM
+//                backend and the native (C++) WebGPU execution provider
 
-import * as ort from './node_modules/onnxruntime-web/dist/ort.webgpu.min.mjs';
-
-export { ort };
+export const BUNDLES = { default: 'ort.min.mjs', webgpu: 'ort.webgpu.min.mjs' };
+export const ORT_BUILD = new URL(import.meta.url).searchParams.get('ort') ?? 'default';
+if (!(ORT_BUILD in BUNDLES)) throw new Error(`unknown onnxruntime-web build '${ORT_BUILD}'`);
+export const ort = await import(`./node_modules/onnxruntime-web/dist/${BUNDLES[ORT_BUILD]}`);
 
 export const BACKENDS = ['wasm', 'webgpu'];
 

@@ -1,15 +1,27 @@
 // app.js: the example page. Loads ?model=URL (default catsdogs.anan.onnx) and its sidecar
 // (MODEL.anan.json beside it), then classifies the image the user picks or drops.
-// ?backend=webgpu starts on WebGPU. All the model work is in anan_web.js.
-
-import * as anan from './anan_web.js';
+// ?backend=webgpu starts on WebGPU; ?ort=webgpu uses onnxruntime-web's native WebGPU
+// execution provider instead of the default build's (see anan_web.js). All the model work
+// is in anan_web.js.
 
 const query = new URLSearchParams(location.search);
+const build = query.get('ort') ?? 'default';
+let anan;
+try {
+  anan = await import(`./anan_web.js?ort=${encodeURIComponent(build)}`);
+} catch (error) {
+  window.ananApp = { error: `cannot load onnxruntime-web (${build}): ${error?.message ?? error}` };
+  document.getElementById('status').textContent = window.ananApp.error;
+  document.body.dataset.state = 'error';
+  throw error;
+}
+
 const modelUrl = query.get('model') || 'catsdogs.anan.onnx';
 
 /** The page's state; the tests read it (window.ananApp) to compare with Python. */
 const state = {
   modelUrl,
+  ortBuild: anan.ORT_BUILD,
   backend: anan.BACKENDS.includes(query.get('backend')) ? query.get('backend') : 'wasm',
   sidecar: null,
   session: null,
@@ -171,6 +183,11 @@ async function loadImage(file) {
   }
 }
 
+function showBuild() {
+  const names = { default: "default build, JSEP WebGPU", webgpu: "'/webgpu' build, native WebGPU EP" };
+  $('build').textContent = `onnxruntime-web ${anan.ort.env.versions?.web ?? ''} (${names[anan.ORT_BUILD]})`;
+}
+
 function wireInputs() {
   $('file').addEventListener('change', (event) => {
     const [file] = event.target.files;
@@ -202,6 +219,7 @@ function wireInputs() {
 }
 
 async function main() {
+  showBuild();
   wireInputs();
   if (!(await anan.webgpuAvailable())) {
     $('backend').querySelector('option[value=webgpu]').disabled = true;
