@@ -100,6 +100,28 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     return lines
 
 
+def failure_summary(cells: dict) -> list[str]:
+    """One line per runtime with failing cells: which variants, on how many models."""
+    lines = []
+    for runtime in RUNTIMES:
+        bad = [(m, v) for (r, m, v), row in cells.items() if r == runtime and not row.get("passed")]
+        if not bad:
+            continue
+        variants = [v for v in GRAPH_VARIANTS if any(b[1] == v for b in bad)]
+        base = sum(
+            1
+            for (r, m, v), row in cells.items()
+            if r == runtime and not row.get("passed") and row.get("differs", 1) == 0
+        )
+        lines.append(
+            f"- **{runtime}** fails {len(bad)} cells: "
+            + ", ".join(f"`{v}` ({sum(b[1] == v for b in bad)} models)" for v in variants)
+            + (f"; in {base} of them it returns the base model's output" if base else "")
+            + "."
+        )
+    return lines
+
+
 def matrix_section(cells: dict, seconds: float | None) -> list[str]:
     failed = sorted(key for key, row in cells.items() if not row.get("passed"))
     out = [
@@ -118,6 +140,8 @@ def matrix_section(cells: dict, seconds: float | None) -> list[str]:
             if seconds
             else "."
         ),
+        "",
+        *failure_summary(cells),
         "",
     ]
     for model, what in MODELS.items():
@@ -261,10 +285,14 @@ The runtimes (`anan_onnx.conformance`, one module each):
   --optimization_style Fixed`, run by onnxruntime.
 - **node**: onnxruntime-node through `examples/node/anan_infer.mjs`.
 - **cpp**: the onnxruntime C++ API through `examples/cpp` (`anan_infer`).
-- **web-wasm** / **web-webgpu**: onnxruntime-web in headless Chromium (Playwright), WASM
-  backend (one thread) and WebGPU backend on SwiftShader (Chromium's CPU Vulkan: the WebGPU
-  code path without a GPU), through `examples/web/anan_web.js`, the module the web example
-  uses.
+- **web-wasm** / **web-webgpu**: onnxruntime-web in headless Chromium (Playwright), the
+  package's default build (`import 'onnxruntime-web'`, `dist/ort.min.mjs`): WASM backend
+  (one thread) and WebGPU backend, which in this build is JSEP (WebGPU kernels written in
+  JavaScript), on SwiftShader (Chromium's CPU Vulkan: the WebGPU code path without a GPU).
+- **web-webgpu-ep**: the `onnxruntime-web/webgpu` build (`dist/ort.webgpu.min.mjs`), whose
+  WebGPU backend is the native (C++) WebGPU execution provider, also on SwiftShader.
+
+  All three run through `examples/web/anan_web.js`, the module the web example uses.
 
 Graph variants: `default` (`anan-onnx convert`), `tunable` (`--tunable`: the parameters are
 graph inputs with defaults), `batch-3` (`--batch 3`), `fold-steps` (`--fold-steps`: one
