@@ -34,7 +34,7 @@ from anan_onnx import metadata as _metadata
 from anan_onnx.errors import AnanError, first_line
 from anan_onnx.model_io import load_onnx, write_bytes_atomic
 from anan_onnx.params import AnanParams
-from anan_onnx.runtime.images import InputSpec
+from anan_onnx.runtime.inputs import InputSpec
 
 __all__ = ["FORMAT", "sidecar", "sidecar_path", "write_sidecar"]
 

@@ -15,9 +15,8 @@ import onnx
 import onnxruntime as ort
 
 from anan_onnx import AnanParams, LiteralReference, convert_model, load_base
-
-from onnx_models import VARIANTS as CONV_VARIANTS
-from onnx_models import build_cnn, random_batch
+from anan_onnx.testing import VARIANTS as CONV_VARIANTS
+from anan_onnx.testing import build_cnn, random_batch
 
 REPO = Path(__file__).resolve().parents[1]
 BUNDLED_MODEL = REPO / "models" / "catsdogs_cnn.keras"

@@ -14,8 +14,7 @@ import pytest
 from anan_onnx import AnanError, AnanParams, convert_model, load_base
 from anan_onnx.metadata import read_metadata, write_metadata
 from anan_onnx.sidecar import FORMAT, sidecar, sidecar_path, write_sidecar
-
-from onnx_models import VARIANTS, build_cnn
+from anan_onnx.testing import VARIANTS, build_cnn
 
 PARAMS = AnanParams(k=5, mu=3, a=1.2, b=0.25, signal="post", reduce="max")
 

@@ -31,7 +31,7 @@ import onnx
 import onnxruntime as ort
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]  # conformance_cases, onnx_models
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]  # anan_onnx, conformance_cases
 
 from anan_onnx.conformance import RUNTIMES  # noqa: E402
 from anan_onnx.conformance.ort_format import to_ort  # noqa: E402

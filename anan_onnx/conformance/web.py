@@ -112,10 +112,13 @@ class StaticServer:
 
     def __init__(self, root: str | Path | None = None) -> None:
         root = Path(root) if root is not None else example_dir("web")
-        handler = type("Handler", (_Handler,), {"published": {}})
-        self._published: dict[str, Path] = handler.published
+
+        class Handler(_Handler):  # this server's own table of published files
+            published: dict[str, Path] = {}
+
+        self._published = Handler.published
         self._server = http.server.ThreadingHTTPServer(
-            ("127.0.0.1", 0), functools.partial(handler, directory=str(root))
+            ("127.0.0.1", 0), functools.partial(Handler, directory=str(root))
         )
         self.url = f"http://127.0.0.1:{self._server.server_port}"
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)

@@ -32,14 +32,14 @@ import numpy as np
 from PIL import Image
 
 from anan_onnx.errors import AnanError
-from anan_onnx.runtime.images import (
+from anan_onnx.runtime.image_files import (
     IMAGE_EXTENSIONS,
-    InputSpec,
     load_images,
     pixels_from_pil,
     progress_bar,
     to_model_input,
 )
+from anan_onnx.runtime.inputs import InputSpec
 
 __all__ = ["DATASET_LAYOUTS", "Dataset", "Splits", "load_splits"]
 
@@ -208,9 +208,9 @@ def load_splits(
     }
     datasets: dict[str, Dataset | None] = dict.fromkeys(SPLITS)
     for name in SPLITS:
-        lst = listings.get(name)
-        if lst is None:
+        if listings.get(name) is None:
             continue
+        lst = listings[name]
         if kind == "npz":
             images = source.images(_store_of(how, name), lst.refs, spec, progress)
             paths = [f"npz:{_store_of(how, name)}[{i}]" for i in lst.refs]

@@ -3,7 +3,7 @@
 The default grid is the paper's: k 4–8, μ 2–4, a 1.05–1.50 and b 0.05–0.50 in steps of 0.15
 (240 configurations). Each option combination (rule, counter, signal, reduce) given is
 searched too; every configuration is scored on the tuning images with
-:func:`anan_onnx.evaluation.metrics.scores` and the best one by the selection metric wins.
+:func:`anan_onnx.evaluation.scores.scores` and the best one by the selection metric wins.
 The work is done by :class:`anan_onnx.evaluation.fastgrid.FastGrid`, which equals running the
 tunable ONNX export configuration by configuration.
 
@@ -37,7 +37,17 @@ import onnx
 from anan_onnx import metadata as _metadata
 from anan_onnx.errors import AnanError
 from anan_onnx.evaluation.fastgrid import FastGrid, GridPoint
-from anan_onnx.params import COUNTERS, REDUCES, RULES, SIGNALS, AnanParams
+from anan_onnx.params import (
+    COUNTERS,
+    REDUCES,
+    RULES,
+    SIGNALS,
+    AnanParams,
+    Counter,
+    Reduce,
+    Rule,
+    Signal,
+)
 
 __all__ = [
     "PAPER_GRID",
@@ -54,7 +64,7 @@ __all__ = [
 
 #: Where parameters may be tuned.
 TUNE_ON: tuple[str, ...] = ("val", "test")
-#: Score columns written per configuration (see :func:`anan_onnx.evaluation.metrics.scores`).
+#: Score columns written per configuration (see :func:`anan_onnx.evaluation.scores.scores`).
 SCORE_COLUMNS: tuple[str, ...] = (
     "loss",
     "accuracy",
@@ -155,10 +165,10 @@ class Grid:
     a: tuple[float, ...] = (1.05, 1.2, 1.35, 1.5)
     b: tuple[float, ...] = (0.05, 0.2, 0.35, 0.5)
     idle: tuple[float, ...] = (0.0,)
-    rules: tuple[str, ...] = ("multiplicative",)
-    counters: tuple[str, ...] = ("absorbing",)
-    signals: tuple[str, ...] = ("pre",)
-    reduces: tuple[str, ...] = ("mean",)
+    rules: tuple[Rule, ...] = ("multiplicative",)
+    counters: tuple[Counter, ...] = ("absorbing",)
+    signals: tuple[Signal, ...] = ("pre",)
+    reduces: tuple[Reduce, ...] = ("mean",)
 
     def __post_init__(self) -> None:
         for name in (*_NUMBERS, *_OPTIONS):
@@ -274,14 +284,14 @@ class TuneResult:
     @property
     def improves_on_base(self) -> bool:
         """Whether the best configuration beats the base CNN on the tuning images."""
-        from anan_onnx.evaluation.metrics import select_metric_value
+        from anan_onnx.evaluation.scores import select_metric_value
 
         base = select_metric_value(self.base_scores, self.metric)
         return bool(self.best["value"] > base)
 
     def summary(self) -> str:
         """A few lines for the terminal."""
-        from anan_onnx.evaluation.metrics import select_metric_value
+        from anan_onnx.evaluation.scores import select_metric_value
 
         base = select_metric_value(self.base_scores, self.metric)
         sign = -1 if self.metric == "loss" else 1
@@ -416,7 +426,7 @@ def grid_search(
         >>> r = grid_search(base, x_val, y_val, Grid(k=(4,), mu=(2,)))  # doctest: +SKIP
         >>> r.best["k"], r.best["f1"]  # doctest: +SKIP
     """
-    from anan_onnx.evaluation.metrics import METRICS, scores, select_metric_value
+    from anan_onnx.evaluation.scores import METRICS, scores, select_metric_value
 
     if metric not in METRICS:
         raise AnanError(f"metric must be one of {', '.join(METRICS)}, got {metric!r}")
@@ -494,7 +504,7 @@ def _run_base(
     from anan_onnx.runtime.session import Session
 
     session = Session(base, threads=threads)
-    from anan_onnx.runtime.images import check_batch
+    from anan_onnx.runtime.inputs import check_batch
 
     images = check_batch(images, session.input_shape, name="images")
     parts = [session.run(images[i : i + batch_size])[0] for i in range(0, len(images), batch_size)]
@@ -560,7 +570,7 @@ def tune(
         The result; ``info`` holds the model path, its sha256 and the split info.
     """
     from anan_onnx.evaluation.datasets import load_splits
-    from anan_onnx.runtime.images import InputSpec
+    from anan_onnx.runtime.inputs import InputSpec
 
     if tune_on not in TUNE_ON:
         raise AnanError(f"tune_on must be one of {', '.join(TUNE_ON)}, got {tune_on!r}")

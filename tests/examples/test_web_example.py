@@ -32,7 +32,7 @@ from PIL import Image
 
 import anan_onnx
 from anan_onnx.metadata import write_metadata
-from anan_onnx.runtime.images import load_image, pixels_from_pil
+from anan_onnx.runtime.image_files import load_image, pixels_from_pil
 from anan_onnx.sidecar import write_sidecar
 
 pytestmark = pytest.mark.keras  # the bundled model is converted from Keras
