@@ -30,6 +30,23 @@ def anan_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+@pytest.fixture(scope="session")
+def web_browser():
+    """Headless Chromium with onnxruntime-web (anan_onnx.conformance.web), started once.
+
+    Fails (does not skip) with the install command when Playwright or Chromium is missing.
+    """
+    from anan_onnx.conformance import RuntimeUnavailable
+    from anan_onnx.conformance.web import Browser
+
+    try:
+        browser = Browser()
+    except RuntimeUnavailable as exc:
+        pytest.fail(f"the browser tests need Playwright and Chromium: {exc}")
+    yield browser
+    browser.close()
+
+
 # Tests that need tools outside Python carry a marker, so that a machine without them can
 # run the rest: pytest -m "not cpp and not node and not browser" (tools/test.sh installs
 # them). Files and conformance runtimes are marked here, so that new ones are covered too.

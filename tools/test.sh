@@ -32,7 +32,7 @@ if [[ ! -x $venv/bin/python ]]; then
   "$python" -m venv "$venv"
 fi
 # find_spec: is each package there (without paying for importing TensorFlow)?
-needed="anan_onnx pytest hypothesis tensorflow tf2onnx keras scipy sklearn matplotlib onnxslim"
+needed="anan_onnx pytest hypothesis tensorflow tf2onnx keras scipy sklearn matplotlib onnxslim playwright"
 if ! "$venv/bin/python" -c 'import importlib.util as u, sys
 sys.exit(any(u.find_spec(m) is None for m in sys.argv[1:]))' $needed 2>/dev/null; then
   say "installing anan-onnx[keras,dev] into $venv (about 2.2 GB; ~4 min on 2 cores) ..."
