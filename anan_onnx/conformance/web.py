@@ -40,6 +40,7 @@ import numpy as np
 
 from anan_onnx.conformance._process import RuntimeUnavailable, example_dir, npm_ci
 from anan_onnx.errors import AnanError
+from anan_onnx.install_hint import install_hint
 
 __all__ = ["BACKENDS", "BUILDS", "Browser", "StaticServer", "WebRuntime", "chromium_args"]
 
@@ -50,7 +51,6 @@ BACKENDS = ("wasm", "webgpu")
 #: (WASM, and the native C++ WebGPU execution provider).
 BUILDS = ("default", "webgpu")
 PACKAGE = "onnxruntime-web"
-INSTALL_PLAYWRIGHT = "pip install 'anan-onnx[browser]' (Playwright for Python)"
 INSTALL_CHROMIUM = "apt-get install chromium (Debian's Chromium; or set ANAN_CHROMIUM)"
 
 #: WebGPU through SwiftShader: a Vulkan implementation on the CPU, present in Chromium.
@@ -189,7 +189,9 @@ class Browser:
         try:
             from playwright.sync_api import sync_playwright
         except ImportError:
-            raise RuntimeUnavailable(f"Playwright is not installed: {INSTALL_PLAYWRIGHT}") from None
+            raise RuntimeUnavailable(
+                f"Playwright is not installed: {install_hint('browser')} (Playwright for Python)"
+            ) from None
         executable = chromium_executable()
         npm_ci(example_dir("web"), PACKAGE)
         self.server = StaticServer()
