@@ -116,7 +116,7 @@ def build_anan_graph(
         scaling: how the final gains are applied after a MaxPool: ``'blocked'`` (in
             onnxruntime's NCHWc layout, ``_blocked_scaling``) or ``'broadcast'``.
         fold_steps: where every step reads the step-1 activity (:func:`steps_foldable`),
-            replace the k unrolled steps by one lookup of the final gains (same outputs).
+            replace the k unrolled steps by one product for the final gains (same outputs).
     """
     graph = model.graph
     conv = target.node

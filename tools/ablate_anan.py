@@ -8,7 +8,7 @@ threads spinning in one global pool, the two ways ``bench_anan.py`` measures), e
 sessions in a fresh process as ``bench_anan.py`` does (``--processes``):
 
 - ``anan``: the real ANAN model; ``anan, --fold-steps``: the same with the steps folded
-  into one lookup (a real option, same outputs);
+  into one product per gain (a real option, same outputs);
 - ``no steps``: the k monitoring steps (window-sum means, sign test, counters, triggers)
   replaced by a constant gain: what the steps cost;
 - ``no steps, no scaling``: also the final scaling replaced by the bias and activation
@@ -41,7 +41,7 @@ import anan_onnx  # noqa: E402
 from anan_onnx import _rewrite  # noqa: E402
 
 
-def _constant_steps(b, tables, activity_of, gains, steps, shared, rule):
+def _constant_steps(b, params, activity_of, gains, steps):
     """A constant gain, as the (1, 1, O, 1) column the default conversion's steps give."""
     channels = gains[0].const_value.shape[1]
     return [b.const("anan/stand_in_gain", np.full((1, 1, channels, 1), 1.05))]
@@ -88,9 +88,9 @@ def main(argv: list[str] | None = None) -> int:
             "base": base,
             "anan": _convert(base, params),
             "anan, --fold-steps": anan_onnx.convert_model(base, params, fold_steps=True).anan,
-            "no steps": _convert(base, params, table_steps=_constant_steps),
+            "no steps": _convert(base, params, shared_steps=_constant_steps),
             "no steps, no scaling": _convert(
-                base, params, table_steps=_constant_steps, blocked_scaling=_bias_only
+                base, params, shared_steps=_constant_steps, blocked_scaling=_bias_only
             ),
         }
         paths = {name: str(Path(tmp) / f"model{i}.onnx") for i, name in enumerate(models)}
