@@ -13,21 +13,22 @@ Pattern rewritten (per step t, per image and kernel; the spec's eqs. 1–3)::
 
 and where every step reads the step-1 activity with parameters fixed at conversion (the
 absorbing counter, the default; see ``_rewrite``), the counter of step t is
-r_t = u·min(t, μ), so eq. 3 has one value per sign of u and the step is one product::
+r_t = u·min(t, μ), so eq. 3 has one value per sign of u, and each gain is carried for both
+signs at once, as a pair that is zero in the branch not taken (last axis: u = −1, u = +1)::
 
-    pair = [1 − f, f]  (anan/step1/u_pair)
-    m_t = pair @ [eq. 3 at r = −min(t, μ); eq. 3 at r = +min(t, μ)]       anan/stepT/multiplier
-    g_t = g_{t−1}·m_t                                                    anan/stepT/gain0
+    G_1 = f·[−v₋, v₊] + [v₋, 0]                 v± = gain after step 1     anan/step1/gain0
+    G_t = G_{t−1} ⊙ [m(r = −min(t, μ)), m(r = +min(t, μ))]                 anan/stepT/gain0
+          (the constant anan/stepT/multiplier; additive: G + |G|⊙z, anan/stepT/gain_pos ...)
+    g = G_k @ [1, 1]ᵀ                                                       anan/gain0
 
-The (2, 1) constant ``anan/stepT/trigger`` holds the two values, so each step's counter is
-readable in the graph; ``fold_steps`` takes the k products at conversion time instead
-(:func:`final_gains`, one ``MatMul`` per gain).
+so a step is one ``Mul`` and each step's multiplier is readable in the graph;
+``fold_steps`` puts the final gains into the pair at once (:func:`final_gains`).
 
 Why this form: the table lookups it replaces (int64 ``Gather`` chains, ``Greater``,
 ``Where``) ran wrong on onnxruntime-web's WebGPU backend (a chain of Gathers on one table
 repeated the first one's values) and split the graph on NNAPI and CoreML, which lack
 ``Greater``/``Where``. Here the steps use ``Clip`` (only the ranges [0, 6] and [−1, 1],
-the two NNAPI takes), ``Relu``, ``Add``, ``Sub``, ``Mul``, ``Concat`` and ``MatMul``, which
+the two NNAPI takes), ``Relu``, ``Add``, ``Sub``, ``Mul`` and ``MatMul``, which
 NNAPI, both CoreML formats and the GPU backends support in float.
 
 Exactness (each checked by tests, and the whole graph against the literal loop):
@@ -41,7 +42,10 @@ Exactness (each checked by tests, and the whole graph against the literal loop):
 - the counter and the indicators are whole numbers far below 2²⁴: sums and products of
   them are exact, and for a whole r ≤ μ, ``Relu(r − (μ − 1))`` is 1 iff r = μ, else 0.
 - a selection x·1 + y·0 + w·0 is exactly x, so e·a + i·(1 − b) + (1 − e − i)·1 picks one
-  value bit for bit (unlike 1 + e·(a − 1)), as does the ``MatMul`` of a 0/1 pair.
+  value bit for bit (unlike 1 + e·(a − 1)); the branch pairs hold 0 in one entry (f·(−v) + v
+  is exactly 0 for f = 1, and a 0 stays 0 under both update rules), so their sum is exact,
+  and the kept branch is updated with the same operations, in the same order, as a single
+  gain would be.
 
 A tunable export passes μ, a, b, idle and k as graph inputs (:class:`Knobs`); its steps
 beyond ``anan_k`` keep the state by multiplying with ``active·m + (1 − active)`` (z·active
@@ -144,18 +148,29 @@ def trigger_value(params: AnanParams, r: int) -> float:
 def shared_steps(
     b: Builder, params: AnanParams, activity_of: ActivityOf, gains: list[ir.Value], steps: int
 ) -> list[ir.Value]:
-    """The k steps when every step reads the step-1 activity and the parameters are fixed:
-    per step one ``MatMul`` of the sign pair with that step's two eq. 3 values, then the
-    gain update. Returns the final gains."""
-    pair = _sign_pair(b, activity_of(gains, "anan/step1"), "anan/step1")
+    """The k steps when every step reads the step-1 activity and the parameters are fixed.
+
+    Each gain is carried for both signs of u at once, as a pair (last axis) that is zero in
+    the branch not taken: step 1 sets it from the sign test, every later step is the update
+    rule with that step's two eq. 3 values (a (2,) constant), and a sum of the pair gives
+    the gain. Returns the final gains, shaped like the activity.
+    """
+    fired = fires(b, activity_of(gains, "anan/step1"), "anan/step1/fired")
+    branches: list[ir.Value] = []
     for t in range(1, steps + 1):
         tag = f"anan/step{t}"
         reach = min(t, params.mu)  # |r_t|: the counter walks straight to ±μ and is held
-        values = [trigger_value(params, -reach), trigger_value(params, reach)]
-        column = b.const(f"{tag}/trigger", np.reshape(values, (2, 1)))
-        value = b.op("MatMul", [pair, column], f"{tag}/{_value_name(params.rule)}")
-        gains = apply_trigger(b, gains, value, params.rule, tag)
-    return gains
+        values = np.array([trigger_value(params, -reach), trigger_value(params, reach)])
+        if t == 1:  # from the unit gain: its value after the step, per branch
+            firsts = _after_first_step(params.rule, values.astype(b.dtype))
+            branches = [
+                _branches(b, fired, first, _gain_name(params.rule, i, tag))
+                for i, first in enumerate(firsts)
+            ]
+        else:
+            value = b.const(f"{tag}/{_value_name(params.rule)}", values)
+            branches = apply_trigger(b, branches, value, params.rule, tag)
+    return [_merged(b, pair, f"anan/gain{i}") for i, pair in enumerate(branches)]
 
 
 def final_gains(params: AnanParams, steps: int, dtype: np.dtype) -> np.ndarray:
@@ -177,12 +192,12 @@ def final_gains(params: AnanParams, steps: int, dtype: np.dtype) -> np.ndarray:
 def folded_steps(
     b: Builder, params: AnanParams, activity_of: ActivityOf, gains: list[ir.Value], steps: int
 ) -> list[ir.Value]:
-    """The k shared steps folded (``fold_steps``): the step-1 activity, its sign pair and one
-    ``MatMul`` per gain with the two final gains of :func:`final_gains`."""
+    """The k shared steps folded (``fold_steps``): the step-1 activity, its sign test and,
+    per gain, its two final values of :func:`final_gains` picked by the sign."""
     table = final_gains(params, steps, b.dtype)
-    pair = _sign_pair(b, activity_of(gains, "anan/step1"), "anan")
+    fired = fires(b, activity_of(gains, "anan/step1"), "anan/fired")
     return [
-        b.op("MatMul", [pair, b.const(f"anan/final_gain{i}", table[:, i : i + 1])], f"anan/gain{i}")
+        _merged(b, _branches(b, fired, table[:, i], f"anan/gain{i}_branches"), f"anan/gain{i}")
         for i in range(table.shape[1])
     ]
 
@@ -308,12 +323,33 @@ def _select(
     return b.op("Add", [kept, idle], name)
 
 
-def _sign_pair(b: Builder, activity: ir.Value, tag: str) -> ir.Value:
-    """[1 − f, f] along a new last axis: a ``MatMul`` with a (2, 1) constant picks its row
-    for u = −1 or u = +1 exactly."""
-    fired = fires(b, activity, f"{tag}/fired")
-    silent = b.op("Sub", [b.scalar(1.0), fired], f"{tag}/silent")
-    return b.op("Concat", [silent, fired], f"{tag}/u_pair", axis=-1)
+def _after_first_step(rule: str, values: np.ndarray) -> list[np.ndarray]:
+    """Per gain, its two values (u = −1, +1) after step 1 from the unit gain, in the graph's
+    arithmetic: 1·m = m, or 1 + 1·z and 1 − 1·z (``apply_trigger`` on a unit gain)."""
+    if rule == "multiplicative":
+        return [values]
+    one = values.dtype.type(1)
+    return [one + values, one - values]
+
+
+def _branches(b: Builder, fired: ir.Value, values: np.ndarray, name: str) -> ir.Value:
+    """[(1 − f)·v₋, f·v₊] along a new last axis, as f·[−v₋, v₊] + [v₋, 0]: exact for f ∈ {0, 1}
+    (v₋ − v₋ is 0, and 0 + v₋ is v₋)."""
+    signed = b.const(f"{name}_signed", [-values[0], values[1]])
+    offset = b.const(f"{name}_offset", [values[0], 0.0])
+    return b.op("Add", [b.op("Mul", [fired, signed], f"{name}_part"), offset], name)
+
+
+def _merged(b: Builder, pair: ir.Value, name: str) -> ir.Value:
+    """The branch taken: the sum of a pair whose other entry is 0 (exact), as a ``MatMul``
+    with [1, 1]ᵀ, which drops the pair axis."""
+    return b.op("MatMul", [pair, b.const(f"{name}_sum", np.ones((2, 1)))], name)
+
+
+def _gain_name(rule: str, i: int, tag: str) -> str:
+    if rule == "multiplicative":
+        return f"{tag}/gain{i}"
+    return f"{tag}/{('gain_pos', 'gain_neg')[i]}"
 
 
 def _eq3_values(params: AnanParams) -> tuple[float, float, float]:

@@ -9,6 +9,7 @@ import numpy as np
 import onnx_ir as ir
 import onnxruntime as ort
 import pytest
+from onnx import numpy_helper
 
 from anan_onnx import AnanParams, convert_model, read_metadata
 from anan_onnx._portable_steps import (
@@ -239,13 +240,13 @@ def test_trigger_values():
 
 @pytest.mark.parametrize("k", [2, 4, 8])
 def test_each_step_has_its_nodes_and_few_of_them(k):
-    """k multipliers, and a node count that grows by two per step (default options: the
-    multiplier and the gain update)."""
+    """A gain node per step, and a node count that grows by one per step (default options:
+    the gain update with the step's multiplier)."""
     anan = convert_model(build_cnn(VARIANTS["plain"]), AnanParams(k=k, mu=1)).anan
     names = [n.name for n in anan.graph.node]
-    assert all(f"anan/step{t}/multiplier" in names for t in range(1, k + 1))
+    assert all(f"anan/step{t}/gain0" in names for t in range(1, k + 1))
     longer = convert_model(build_cnn(VARIANTS["plain"]), AnanParams(k=k + 1, mu=1)).anan
-    assert len(longer.graph.node) - len(anan.graph.node) == 2
+    assert len(longer.graph.node) - len(anan.graph.node) == 1
 
 
 def test_clamp_recomputes_the_activity_every_step():
@@ -322,17 +323,17 @@ def test_a_tunable_model_keeps_its_arithmetic_steps():
 
 def test_every_step_has_its_multiplier_and_gain_update():
     """The default graph shows the k steps (the absorbing counter shares the step-1
-    activity, so only step 1 has a sign test); each step's two eq. 3 values are its
-    ``trigger`` constant (counter −min(t, μ), +min(t, μ)); no step is folded into another."""
+    activity, so only step 1 has a sign test); each later step's two eq. 3 values are its
+    ``multiplier`` constant (counter −min(t, μ), +min(t, μ)); no step is folded into
+    another."""
     k, params = 4, AnanParams(k=4, mu=2, a=1.05, b=0.3)
     anan = convert_model(build_cnn(VARIANTS["plain"]), params).anan
     ops = {n.name: n.op_type for n in anan.graph.node}
-    inits = {i.name: i for i in anan.graph.initializer}
-    for t in range(1, k + 1):
-        assert ops[f"anan/step{t}/multiplier"] == "MatMul"
-        trigger = np.frombuffer(inits[f"anan/step{t}/trigger"].raw_data, np.float32)
+    inits = {i.name: numpy_helper.to_array(i) for i in anan.graph.initializer}
+    for t in range(2, k + 1):
         expected = [1.0, 1.0] if t < params.mu else [1 - params.b, params.a]
-        np.testing.assert_array_equal(trigger, np.float32(expected))
-    assert [ops.get(f"anan/step{t}/gain0") for t in range(1, k + 1)] == [None] + ["Mul"] * (k - 1)
-    assert ops["anan/step1/fired"] == "Clip"
-    assert not {"Concat", "ReduceProd"} & {ops[n] for n in ops if "/step2" in n}
+        np.testing.assert_array_equal(inits[f"anan/step{t}/multiplier"], np.float32(expected))
+    # step 1 from the unit gain: its multipliers, signed for the branch that is not taken
+    np.testing.assert_array_equal(inits["anan/step1/gain0_signed"], np.float32([-1.0, 1.0]))
+    assert [ops[f"anan/step{t}/gain0"] for t in range(1, k + 1)] == ["Add"] + ["Mul"] * (k - 1)
+    assert ops["anan/step1/fired"] == "Clip" and ops["anan/gain0"] == "MatMul"

@@ -6,10 +6,10 @@ Models: the bundled 128×128 CNN (``models/catsdogs_cnn.keras``, converted with 
 options) and the 224×224 variant of ``tools/bench_anan.py`` (built in ONNX, seeded). Each
 session runs with ``intra_op_num_threads=1``, ``inter_op_num_threads=1`` and sequential
 execution, so ``time.process_time`` counts the work itself rather than the wall clock of a
-shared machine. Per round every session runs in a rotated order (batch 1: ``--runs1`` runs,
-batch 64: ``--runs64``), each run timed alone; the table gives per session the median CPU
-time per run over all rounds and the ratio of medians to the base CNN (and the median of
-the per-round ratios). With ``--compare DIR`` the ANAN models are also converted by the
+shared machine. Per round every session runs a block of runs (batch 1: ``--runs1``, batch
+64: ``--runs64``) in a rotated order, each block timed as a whole; the table gives per
+session the median over rounds of the CPU time per run, its ratio to the base CNN's, and
+the median of the per-round ratios. With ``--compare DIR`` the ANAN models are also converted by the
 anan_onnx of checkout DIR (in a subprocess with that checkout on ``PYTHONPATH``), so an
 old and a new graph are measured in the same run.
 """
@@ -33,15 +33,31 @@ ROOT = Path(__file__).resolve().parents[1]
 BUNDLED = ROOT / "models" / "catsdogs_cnn.keras"
 
 
-def _convert(base_path: str, out_path: str, fold: str) -> None:
+#: ``--ablate``: the graph with parts of the rewrite replaced by stand-ins (wrong outputs on
+#: purpose, see ``tools/ablate_anan.py``): what the steps, and the final scaling, cost.
+ABLATIONS = {
+    "no steps": ("shared_steps",),
+    "no steps, no scaling": ("shared_steps", "blocked_scaling"),
+}
+
+
+def _convert(base_path: str, out_path: str, variant: str) -> None:
     """Subprocess entry: convert ``base_path`` with this interpreter's anan_onnx."""
     import onnx
 
     import anan_onnx
 
-    anan = anan_onnx.convert_model(
-        onnx.load(base_path), anan_onnx.AnanParams(), fold_steps=fold == "1"
-    ).anan
+    base, params = onnx.load(base_path), anan_onnx.AnanParams()
+    if variant in ABLATIONS:
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        import ablate_anan
+
+        stand_ins = {"shared_steps": ablate_anan._constant_steps}
+        stand_ins["blocked_scaling"] = ablate_anan._bias_only
+        chosen = {name: stand_ins[name] for name in ABLATIONS[variant]}
+        anan = ablate_anan._convert(base, params, **chosen)
+    else:
+        anan = anan_onnx.convert_model(base, params, fold_steps=variant == "fold").anan
     onnx.save(anan, out_path)
 
 
@@ -68,10 +84,10 @@ def _save(bench_anan: Any, tmp: Path) -> Path:
     return path
 
 
-def _converted(base: Path, tmp: Path, label: str, checkout: Path, fold: bool) -> Path:
-    out = tmp / f"{base.stem}_{label}.onnx"
+def _converted(base: Path, tmp: Path, label: str, checkout: Path, variant: str) -> Path:
+    out = tmp / f"{base.stem}_{label.replace(' ', '_').replace(',', '')}.onnx"
     env = dict(os.environ, PYTHONPATH=str(checkout))
-    command = [sys.executable, __file__, "--convert", str(base), str(out), "1" if fold else "0"]
+    command = [sys.executable, __file__, "--convert", str(base), str(out), variant]
     subprocess.run(command, check=True, env=env, cwd=str(checkout))
     return out
 
@@ -90,10 +106,9 @@ def _session(path: Path) -> Any:
 Times = dict[str, list[float]]
 
 
-def _measure(
-    models: dict[str, Path], batch: int, size: int, rounds: int, runs: int
-) -> tuple[Times, Times]:
-    """Per session: CPU seconds of every run, and per round the median of its runs."""
+def _measure(models: dict[str, Path], batch: int, size: int, rounds: int, runs: int) -> Times:
+    """Per session and round: CPU seconds per run, over a block of ``runs`` runs (timed as
+    a block: one clock reading per block, so its resolution and cost do not matter)."""
     sessions = {name: _session(path) for name, path in models.items()}
     rng = np.random.default_rng(0)
     x = rng.random((batch, size, size, 3), dtype=np.float32)
@@ -101,30 +116,27 @@ def _measure(
     for name, s in sessions.items():  # warm-up
         s.run(None, feeds[name])
     per_round: Times = {name: [] for name in sessions}
-    every: Times = {name: [] for name in sessions}
     names = list(sessions)
     for r in range(rounds):
         order = names[r % len(names) :] + names[: r % len(names)]
         for name in order:
-            times = []
+            session, feed = sessions[name], feeds[name]
+            start = time.process_time()
             for _ in range(runs):
-                start = time.process_time()
-                sessions[name].run(None, feeds[name])
-                times.append(time.process_time() - start)
-            every[name] += times
-            per_round[name].append(statistics.median(times))
-    return every, per_round
+                session.run(None, feed)
+            per_round[name].append((time.process_time() - start) / runs)
+    return per_round
 
 
-def _report(label: str, every: Times, per_round: Times) -> None:
-    base = statistics.median(every["base"])
+def _report(label: str, per_round: Times) -> None:
+    base = statistics.median(per_round["base"])
     print(f"\n{label}")
     print(
         "| model | median CPU ms/run | ANAN/base (ratio of medians) | median of per-round ratios |"
     )
     print("|---|---|---|---|")
-    for name in every:
-        med = statistics.median(every[name])
+    for name in per_round:
+        med = statistics.median(per_round[name])
         rounds = [a / b for a, b in zip(per_round[name], per_round["base"], strict=True)]
         print(f"| {name} | {med * 1e3:.3f} | {med / base:.3f} | {statistics.median(rounds):.3f} |")
 
@@ -132,11 +144,12 @@ def _report(label: str, every: Times, per_round: Times) -> None:
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--compare", type=Path, help="another checkout to convert with too")
-    parser.add_argument("--rounds", type=int, default=7)
-    parser.add_argument("--runs1", type=int, default=30, help="runs per round at batch 1")
-    parser.add_argument("--runs64", type=int, default=2, help="runs per round at batch 64")
+    parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--runs1", type=int, default=200, help="runs per round at batch 1")
+    parser.add_argument("--runs64", type=int, default=3, help="runs per round at batch 64")
     parser.add_argument("--models", default="128,224")
     parser.add_argument("--fold", action="store_true", help="also measure --fold-steps")
+    parser.add_argument("--ablate", action="store_true", help="also the stand-in graphs")
     return parser.parse_args(argv)
 
 
@@ -149,15 +162,20 @@ def main(argv: Sequence[str] | None = None) -> None:
         tmp = Path(tmp_name)
         bases = _bases(tmp)
         for key in args.models.split(","):
-            models = {"base": bases[key], "anan": _converted(bases[key], tmp, "new", ROOT, False)}
+            base = bases[key]
+            models = {"base": base, "anan": _converted(base, tmp, "new", ROOT, "default")}
             if args.fold:
-                models["anan fold"] = _converted(bases[key], tmp, "fold", ROOT, True)
+                models["anan fold"] = _converted(base, tmp, "fold", ROOT, "fold")
             if args.compare:
-                models["anan (compare)"] = _converted(bases[key], tmp, "old", args.compare, False)
+                models["anan (compare)"] = _converted(base, tmp, "old", args.compare, "default")
+            for name in ABLATIONS if args.ablate else ():
+                models[name] = _converted(base, tmp, name, ROOT, name)
             size = int(key)
             for batch, runs in ((1, args.runs1), (64, args.runs64)):
-                every, per_round = _measure(models, batch, size, args.rounds, runs)
-                _report(f"{key}×{key}, batch {batch}", every, per_round)
+                per_round = _measure(models, batch, size, args.rounds, runs)
+                _report(
+                    f"{key}×{key}, batch {batch}, {args.rounds} rounds of {runs} runs", per_round
+                )
             sys.stdout.flush()
 
 
