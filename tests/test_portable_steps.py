@@ -298,7 +298,7 @@ def test_unfoldable_steps_stay_unrolled_with_a_warning(params):
 @pytest.mark.parametrize("opset", [13, 15, 17, 18])
 @pytest.mark.parametrize("fold", [False, True])
 def test_every_opset_runs_the_steps(opset, fold):
-    """The steps (Clip with input bounds, Concat, MatMul) and the blocked scaling (Resize,
+    """The steps (Clip with input bounds, the branch pair, MatMul) and the blocked scaling (Resize,
     Reshape) under every opset."""
     variant = dataclasses.replace(VARIANTS["plain"], out_channels=16)  # blocked scaling too
     base = build_cnn(variant, pool="max", seed=1, opset=opset)
