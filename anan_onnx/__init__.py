@@ -18,41 +18,41 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING
 
-__version__ = "0.1.0"
+from anan_onnx._version import __version__
 
-#: public name -> private module that defines it
+#: public name -> the module that defines it
 _EXPORTS = {
-    "Conversion": "_convert",
-    "convert_file": "_convert",
-    "convert_model": "_convert",
-    "export_keras": "_convert",
-    "load_base": "_convert",
-    "Dataset": "_datasets",
-    "Splits": "_datasets",
-    "load_splits": "_datasets",
-    "AnanError": "_errors",
-    "Evaluation": "_evaluate",
-    "evaluate": "_evaluate",
-    "FastGrid": "_fastgrid",
-    "GridPoint": "_fastgrid",
-    "InputSpec": "_images",
-    "check_batch": "_images",
-    "load_image": "_images",
-    "load_images": "_images",
-    "load_npy": "_images",
-    "read_metadata": "_metadata",
-    "AnanParams": "_params",
-    "LiteralReference": "_reference",
-    "ReferenceResult": "_reference",
-    "Session": "_runtime",
-    "providers_for": "_runtime",
-    "PAPER_GRID": "_tune",
-    "Grid": "_tune",
-    "TuneResult": "_tune",
-    "grid_search": "_tune",
-    "tune": "_tune",
-    "VerifyReport": "_verify",
-    "verify_models": "_verify",
+    "Conversion": "convert.pipeline",
+    "convert_file": "convert.pipeline",
+    "convert_model": "convert.pipeline",
+    "export_keras": "convert.pipeline",
+    "load_base": "convert.pipeline",
+    "Dataset": "evaluation.datasets",
+    "Splits": "evaluation.datasets",
+    "load_splits": "evaluation.datasets",
+    "AnanError": "errors",
+    "Evaluation": "evaluation.results",
+    "evaluate": "evaluation.evaluate",
+    "FastGrid": "evaluation.fastgrid",
+    "GridPoint": "evaluation.fastgrid",
+    "InputSpec": "runtime.inputs",
+    "check_batch": "runtime.inputs",
+    "load_image": "runtime.image_files",
+    "load_images": "runtime.image_files",
+    "load_npy": "runtime.npy",
+    "read_metadata": "metadata",
+    "AnanParams": "params",
+    "LiteralReference": "reference.literal",
+    "ReferenceResult": "reference.literal",
+    "Session": "runtime.session",
+    "providers_for": "runtime.session",
+    "PAPER_GRID": "evaluation.tune",
+    "Grid": "evaluation.tune",
+    "TuneResult": "evaluation.tune",
+    "grid_search": "evaluation.tune",
+    "tune": "evaluation.tune",
+    "VerifyReport": "reference.verify",
+    "verify_models": "reference.verify",
 }
 
 __all__ = [
@@ -95,7 +95,11 @@ def __getattr__(name: str) -> object:
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'anan_onnx' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    if isinstance(value, type) or callable(value):
+        # Public objects report the public module (as onnx-ir's do): reprs, help() and
+        # pickles name ``anan_onnx.X``, not where it happens to live in the tree.
+        value.__module__ = __name__
     globals()[name] = value  # later look-ups skip this function
     return value
 
@@ -105,15 +109,24 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # for type checkers and IDEs: the same names, eagerly
-    from ._convert import Conversion, convert_file, convert_model, export_keras, load_base
-    from ._datasets import Dataset, Splits, load_splits
-    from ._errors import AnanError
-    from ._evaluate import Evaluation, evaluate
-    from ._fastgrid import FastGrid, GridPoint
-    from ._images import InputSpec, check_batch, load_image, load_images, load_npy
-    from ._metadata import read_metadata
-    from ._params import AnanParams
-    from ._reference import LiteralReference, ReferenceResult
-    from ._runtime import Session, providers_for
-    from ._tune import PAPER_GRID, Grid, TuneResult, grid_search, tune
-    from ._verify import VerifyReport, verify_models
+    from anan_onnx.convert.pipeline import (
+        Conversion,
+        convert_file,
+        convert_model,
+        export_keras,
+        load_base,
+    )
+    from anan_onnx.errors import AnanError
+    from anan_onnx.evaluation.datasets import Dataset, Splits, load_splits
+    from anan_onnx.evaluation.evaluate import evaluate
+    from anan_onnx.evaluation.fastgrid import FastGrid, GridPoint
+    from anan_onnx.evaluation.results import Evaluation
+    from anan_onnx.evaluation.tune import PAPER_GRID, Grid, TuneResult, grid_search, tune
+    from anan_onnx.metadata import read_metadata
+    from anan_onnx.params import AnanParams
+    from anan_onnx.reference.literal import LiteralReference, ReferenceResult
+    from anan_onnx.reference.verify import VerifyReport, verify_models
+    from anan_onnx.runtime.image_files import load_image, load_images
+    from anan_onnx.runtime.inputs import InputSpec, check_batch
+    from anan_onnx.runtime.npy import load_npy
+    from anan_onnx.runtime.session import Session, providers_for

@@ -19,7 +19,7 @@ def anan_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The bundled Keras CNN converted once per session by the ``anan-onnx convert`` CLI."""
     out = tmp_path_factory.mktemp("bundled") / "model.anan.onnx"
     proc = subprocess.run(
-        [sys.executable, "-m", "anan_onnx.cli", "convert", str(BUNDLED_MODEL), "-o", str(out)],
+        [sys.executable, "-m", "anan_onnx", "convert", str(BUNDLED_MODEL), "-o", str(out)],
         cwd=REPO,
         capture_output=True,
         text=True,

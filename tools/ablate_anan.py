@@ -38,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_anan  # noqa: E402  (the benchmark's model builder and session setup)
 
 import anan_onnx  # noqa: E402
-from anan_onnx import _rewrite  # noqa: E402
+import anan_onnx.rewrite.graph as _rewrite  # noqa: E402
 
 
 def _constant_steps(b, params, activity_of, gains, steps):

@@ -1,6 +1,6 @@
 """Benchmark of ``anan-onnx tune``: the paper's 240-configuration grid on 1000 images.
 
-Times :func:`anan_onnx._tune.grid_search` (fast path: first layer once per image, the gain
+Times :func:`anan_onnx.evaluation.tune.grid_search` (fast path: first layer once per image, the gain
 recurrence for all configurations in numpy, the rest of the network once per distinct gain
 vector, plus scoring every configuration) a few times and reports the median. Image loading
 and the Keras→ONNX export are done once, before timing.
@@ -106,8 +106,8 @@ def main(argv: list[str] | None = None) -> int:
     import onnxruntime
 
     from anan_onnx import InputSpec
-    from anan_onnx._metadata import read_metadata
-    from anan_onnx._tune import Grid, grid_search, load_model
+    from anan_onnx.evaluation.tune import Grid, grid_search, load_model
+    from anan_onnx.metadata import read_metadata
 
     base = load_model(args.model)
     spec = InputSpec.from_metadata(read_metadata(base))

@@ -1,0 +1,455 @@
+"""The ``anan-onnx`` command line: convert, inspect, predict, verify.
+
+Every user error ends in one line on stderr (``anan-onnx: error: ...``) and exit status 2;
+``verify`` exits 1 when the models disagree. ``--debug`` shows tracebacks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+import warnings
+from collections import Counter
+from fractions import Fraction
+from pathlib import Path
+
+from anan_onnx.errors import AnanError
+from anan_onnx.params import COUNTERS, REDUCES, RULES, SIGNALS, AnanParams
+
+__all__ = ["main"]
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (no usage dump), exit status 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Runs the CLI; returns the exit status."""
+    parser = _build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # library noise (TF, protobuf) ...
+        warnings.filterwarnings("always", category=UserWarning, module=r"anan_onnx\..*")
+        warnings.showwarning = _show_warning
+        try:
+            return int(args.func(args) or 0)
+        except AnanError as exc:
+            if args.debug:
+                raise
+            print(f"anan-onnx: error: {exc}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt:
+            print("anan-onnx: interrupted", file=sys.stderr)
+            return 130
+        except BrokenPipeError:  # e.g. `anan-onnx inspect m.onnx | head`
+            sys.stderr.close()
+            return 0
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    print(f"anan-onnx: warning: {message}", file=sys.stderr)
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="anan-onnx",
+        description="Astrocyte-modulated CNNs (ANAN) as standard ONNX models.",
+        epilog="Run 'anan-onnx COMMAND --help' for a command's options.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    parser.set_defaults(debug=False)
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND", parser_class=_Parser)
+    _add_convert(commands)
+    _add_inspect(commands)
+    _add_predict(commands)
+    _add_verify(commands)
+    from anan_onnx.cli.evaluation import add_commands
+
+    add_commands(commands)
+    return parser
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+
+
+def _add_params(p: argparse.ArgumentParser) -> None:
+    d = AnanParams()
+    g = p.add_argument_group("ANAN parameters (spec: ANAN_SPEC.md)")
+    g.add_argument("--k", type=int, default=d.k, help=f"presentations per image (default {d.k})")
+    g.add_argument("--mu", type=int, default=d.mu, help=f"trigger level μ (default {d.mu})")
+    g.add_argument("--a", type=float, default=d.a, help=f"excitation amount (default {d.a})")
+    g.add_argument("--b", type=float, default=d.b, help=f"inhibition amount (default {d.b})")
+    g.add_argument(
+        "--idle",
+        type=float,
+        default=d.idle,
+        help="z when not triggered, additive rule only (default 0; paper prints 1)",
+    )
+    g.add_argument("--counter", choices=COUNTERS, default=d.counter, help="default absorbing")
+    g.add_argument("--rule", choices=RULES, default=d.rule, help="default multiplicative")
+    g.add_argument(
+        "--signal",
+        choices=SIGNALS,
+        default=d.signal,
+        help="kernel response before (pre, default) or after (post) the activation",
+    )
+    g.add_argument("--reduce", choices=REDUCES, default=d.reduce, help="default mean")
+
+
+def _params(args: argparse.Namespace) -> AnanParams:
+    return AnanParams(
+        k=args.k,
+        mu=args.mu,
+        a=args.a,
+        b=args.b,
+        idle=args.idle,
+        counter=args.counter,
+        rule=args.rule,
+        signal=args.signal,
+        reduce=args.reduce,
+    )
+
+
+def _count(minimum: int):
+    """An argparse type: an integer >= ``minimum``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"invalid integer {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
+        return value
+
+    return parse
+
+
+def _tolerance(text: str) -> float:
+    """An argparse type: a finite float >= 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid number {text!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
+    return value
+
+
+def _number(text: str) -> float:
+    """A float, or a fraction such as ``1/255``."""
+    try:
+        return float(Fraction(text))
+    except (ValueError, ZeroDivisionError):
+        raise argparse.ArgumentTypeError(f"invalid number {text!r} (e.g. 0.5 or 1/255)") from None
+
+
+# --- convert -------------------------------------------------------------------------------
+
+
+def _add_convert(commands) -> None:
+    p = commands.add_parser(
+        "convert",
+        help="Keras/ONNX CNN -> ANAN ONNX model",
+        description="Export a trained CNN (.keras, .h5 or .onnx) to ONNX and rewrite its first "
+        "convolution (or --layer) into the unrolled k-step astrocyte subgraph. Writes the ANAN "
+        "model and, next to it, the base ONNX model (used by verify and evaluate).",
+    )
+    p.add_argument("source", type=Path, help="trained model: .keras, .h5 or .onnx")
+    p.add_argument("-o", "--output", type=Path, help="ANAN model path (default: SOURCE.anan.onnx)")
+    p.add_argument("--base-output", type=Path, help="base ONNX path (default: OUTPUT .base.onnx)")
+    _add_params(p)
+    g = p.add_argument_group("graph")
+    g.add_argument("--layer", help="target Conv: ONNX node or Keras layer name (default: first)")
+    g.add_argument("--opset", type=int, help="ONNX opset 13-18 (default 17 for Keras input)")
+    g.add_argument("--simplify", action="store_true", help="simplify the result with onnxslim")
+    g.add_argument(
+        "--tunable",
+        action="store_true",
+        help="expose k, mu, a, b, idle as graph inputs (anan_k ...) for tuning",
+    )
+    g.add_argument(
+        "--k-max", type=_count(1), help="unrolled steps of a --tunable model (default --k)"
+    )
+    g.add_argument("--batch", type=int, help="fix the batch size (faster); default: dynamic")
+    g.add_argument(
+        "--scaling",
+        choices=("blocked", "broadcast"),
+        default="blocked",
+        help="final gains in onnxruntime's blocked NCHWc layout (default, fastest on x86 "
+        "CPUs) or as plain broadcast ops (ARM CPUs, GPUs, other runtimes); same outputs",
+    )
+    g.add_argument(
+        "--fold-steps",
+        action="store_true",
+        help="one product for the final gains instead of the k unrolled steps, where exact "
+        "(absorbing counter): fewer nodes, same outputs, lower batch-1 latency",
+    )
+    g = p.add_argument_group("preprocessing recorded in the model")
+    g.add_argument("--scale", type=_number, help="pixel scale, e.g. 1/255 (default 1/255)")
+    g.add_argument("--offset", type=_number, help="added after scaling (default 0)")
+    g.add_argument("--layout", choices=("NHWC", "NCHW"), help="input layout (default: guessed)")
+    p.add_argument(
+        "--verify",
+        type=_count(0),
+        default=0,
+        metavar="N",
+        help="check N random inputs against the literal reference after converting",
+    )
+    p.add_argument("--provider", default="cpu", help="execution provider for --verify")
+    _common(p)
+    p.set_defaults(func=_cmd_convert)
+
+
+def _cmd_convert(args: argparse.Namespace) -> int:
+    from anan_onnx.convert.pipeline import convert_file
+
+    params = _params(args)
+    output = args.output or args.source.with_name(args.source.stem + ".anan.onnx")
+    start = time.perf_counter()
+    result = convert_file(
+        args.source,
+        output,
+        params,
+        layer=args.layer,
+        opset=args.opset,
+        layout=args.layout,
+        scale=args.scale,
+        offset=args.offset,
+        base_output=args.base_output,
+        simplify=args.simplify,
+        tunable=args.tunable,
+        k_max=args.k_max,
+        batch=args.batch,
+        scaling=args.scaling,
+        fold_steps=args.fold_steps,
+    )
+    seconds = time.perf_counter() - start
+    base_path = output.with_name(_meta(result.anan)["base_model"])
+    print(f"converted {args.source} in {seconds:.1f} s")
+    print(f"  target layer : {result.target_layer}")
+    print(f"  parameters   : {params.describe()}")
+    print(f"  ANAN model   : {output} ({len(result.anan.graph.node)} nodes)")
+    print(f"  base model   : {base_path} ({len(result.base.graph.node)} nodes)")
+    if args.verify:
+        from anan_onnx.reference.verify import verify_models
+
+        report = verify_models(result.anan, result.base, n=args.verify, provider=args.provider)
+        print(f"  verify       : {report.summary()}")
+        return 0 if report.passed else 1
+    return 0
+
+
+# --- inspect -------------------------------------------------------------------------------
+
+
+def _add_inspect(commands) -> None:
+    p = commands.add_parser(
+        "inspect",
+        help="show ANAN metadata, target layer and op counts",
+        description="Describe an ONNX model: ANAN metadata (parameters, "
+        "target layer, source), inputs/outputs, opset and op counts.",
+    )
+    p.add_argument("model", type=Path, help=".onnx model (ANAN or base)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    _common(p)
+    p.set_defaults(func=_cmd_inspect)
+
+
+def _cmd_inspect(args: argparse.Namespace) -> int:
+    from anan_onnx.model_io import load_onnx
+
+    model = load_onnx(args.model)
+    meta = _meta(model)
+    ops = Counter(n.op_type for n in model.graph.node)
+    inits = {i.name for i in model.graph.initializer}
+    info = {
+        "file": str(args.model),
+        "bytes": args.model.stat().st_size,
+        "kind": "anan" if "k" in meta else "base",
+        "ir_version": model.ir_version,
+        "opset": {o.domain or "ai.onnx": o.version for o in model.opset_import},
+        "inputs": {i.name: _dims(i) for i in model.graph.input if i.name not in inits},
+        "outputs": {o.name: _dims(o) for o in model.graph.output},
+        "metadata": meta,
+        "nodes": len(model.graph.node),
+        "op_counts": dict(ops.most_common()),
+    }
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    print(
+        f"{info['file']}: {info['kind']} model, {info['bytes'] / 1e6:.2f} MB, "
+        f"IR {info['ir_version']}, opset {info['opset'].get('ai.onnx')}"
+    )
+    for name, dims in info["inputs"].items():
+        print(f"  input  {name}: {dims}")
+    for name, dims in info["outputs"].items():
+        print(f"  output {name}: {dims}")
+    if info["kind"] == "anan":
+        print(f"  target layer: {meta.get('target_layer')}")
+        print(f"  parameters  : {AnanParams.from_strings(meta).describe()}")
+    for key in sorted(meta):
+        print(f"  anan.{key} = {meta[key]}")
+    print(f"  {info['nodes']} nodes: " + ", ".join(f"{op} {n}" for op, n in ops.most_common()))
+    return 0
+
+
+# --- predict -------------------------------------------------------------------------------
+
+
+def _add_predict(commands) -> None:
+    p = commands.add_parser(
+        "predict",
+        help="run a model on images or .npy batches",
+        description="Predict with a base or ANAN model. Image files are "
+        "resized and scaled as recorded in the model; .npy files must "
+        "already be float batches in the model's layout.",
+    )
+    p.add_argument("model", type=Path, help=".onnx model")
+    p.add_argument("inputs", type=Path, nargs="+", help="image files and/or .npy batches")
+    p.add_argument("--json", action="store_true", help="one JSON document on stdout")
+    p.add_argument("--provider", default="cpu", help="execution provider: cpu (default), cuda")
+    p.add_argument("--threads", type=_count(1), help="intra-op threads")
+    _common(p)
+    p.set_defaults(func=_cmd_predict)
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from anan_onnx.runtime.labels import predicted_labels
+    from anan_onnx.runtime.npy import load_npy
+    from anan_onnx.runtime.session import Session
+
+    session = Session(args.model, provider=args.provider, threads=args.threads)
+    names, probs = [], []
+    images = [p for p in args.inputs if p.suffix.lower() != ".npy"]
+    for path in args.inputs:
+        if path.suffix.lower() == ".npy":
+            out = session.predict(load_npy(path))
+            names += [f"{path}[{i}]" for i in range(len(out))]
+            probs.append(out)
+    if images:
+        probs.append(session.predict_images(images))
+        names += [str(p) for p in images]
+    result = np.concatenate(probs).reshape(len(names), -1)
+    labels = predicted_labels(result)
+    if args.json:
+        rows = [
+            {"input": n, "probabilities": [float(v) for v in r], "label": int(c)}
+            for n, r, c in zip(names, result, labels, strict=True)
+        ]
+        print(json.dumps({"model": str(args.model), "predictions": rows}, indent=2))
+        return 0
+    for n, r, c in zip(names, result, labels, strict=True):
+        print(f"{n}\t{' '.join(f'{v:.6f}' for v in r)}\tlabel={c}")
+    return 0
+
+
+# --- verify --------------------------------------------------------------------------------
+
+
+def _add_verify(commands) -> None:
+    p = commands.add_parser(
+        "verify",
+        help="check an ANAN model against the literal reference",
+        description="Run the ANAN model and the spec's literal per-image "
+        "loop (k+1 runs of the base model per image) on the same inputs; "
+        "report the share of agreeing predictions and the max abs "
+        "difference. Exit 1 on disagreement.",
+    )
+    p.add_argument("model", type=Path, help="the .anan.onnx model")
+    p.add_argument(
+        "--base",
+        type=Path,
+        help="its base ONNX model (default: the base_model recorded next to it)",
+    )
+    p.add_argument("-n", "--n", type=_count(1), default=16, help="random inputs (default 16)")
+    p.add_argument("--inputs", type=Path, nargs="+", help="image files or .npy batches instead")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random inputs")
+    p.add_argument("--tolerance", type=_tolerance, default=1e-5, help="max abs diff (default 1e-5)")
+    p.add_argument("--provider", default="cpu", help="execution provider: cpu (default), cuda")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    _common(p)
+    p.set_defaults(func=_cmd_verify)
+
+
+def _cmd_verify(args: argparse.Namespace) -> int:
+    from anan_onnx.model_io import load_onnx
+    from anan_onnx.reference.verify import verify_models
+
+    anan = load_onnx(args.model)
+    meta = _meta(anan)
+    if "k" not in meta:
+        raise AnanError(f"{args.model} is not an ANAN model: pass the .anan.onnx file")
+    base = args.base or args.model.with_name(meta.get("base_model", ""))
+    if not base.is_file():
+        raise AnanError(f"base model {base} not found: pass --base with the base ONNX model")
+    inputs = _load_inputs(args.model, args.inputs) if args.inputs else None
+    report = verify_models(
+        anan,
+        base,
+        inputs=inputs,
+        n=args.n,
+        seed=args.seed,
+        tolerance=args.tolerance,
+        provider=args.provider,
+    )
+    print(json.dumps(report.as_dict(), indent=2) if args.json else report.summary())
+    return 0 if report.passed else 1
+
+
+def _load_inputs(model: Path, paths: list[Path]):
+    import numpy as np
+
+    from anan_onnx.runtime.npy import load_npy
+    from anan_onnx.runtime.session import Session
+
+    session = Session(model)
+    batches = [load_npy(p) for p in paths if p.suffix.lower() == ".npy"]
+    images = [p for p in paths if p.suffix.lower() != ".npy"]
+    if images:
+        spec = session.input_spec()
+        if spec is None:
+            raise AnanError("the model records no input size: pass .npy batches")
+        from anan_onnx.runtime.image_files import load_images
+
+        batches.append(load_images(images, spec)[0])
+    return np.concatenate(batches)
+
+
+# --- helpers -------------------------------------------------------------------------------
+
+
+def _meta(model) -> dict[str, str]:
+    from anan_onnx.metadata import read_metadata
+
+    return read_metadata(model)
+
+
+def _dims(value) -> list:
+    return [
+        d.dim_value if d.HasField("dim_value") else (d.dim_param or "?")
+        for d in value.type.tensor_type.shape.dim
+    ]
+
+
+def _version() -> str:
+    from anan_onnx._version import __version__
+
+    return __version__
+
+
+if __name__ == "__main__":
+    sys.exit(main())

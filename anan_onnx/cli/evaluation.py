@@ -1,0 +1,304 @@
+"""The ``tune`` and ``evaluate`` subcommands of ``anan-onnx``.
+
+Importing this module is cheap: the search, the statistics and the plotting (SciPy,
+scikit-learn, matplotlib, tqdm) are imported when a command runs.
+
+Examples::
+
+    anan-onnx tune models/catsdogs_cnn.keras ../shared/data/cats_dogs -o out/tune \
+        --emit out/cd.anan.onnx
+    anan-onnx tune base.onnx data/ --k 4,5 --mu 2 --a 1.05:1.5:0.15 --rules multiplicative,additive
+    anan-onnx evaluate out/fire_folds ../shared/data/fire --rules multiplicative,additive \
+        -o out/eval
+    anan-onnx evaluate models/catsdogs_cnn.keras --params out/tune/best.json --json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from anan_onnx.errors import AnanError
+
+__all__ = ["add_commands"]
+
+_METRICS = ("f1", "accuracy", "loss", "auc", "balanced_accuracy", "mcc")
+
+
+def add_commands(commands: Any) -> None:
+    """Registers ``tune`` and ``evaluate`` on the CLI's subparsers."""
+    _add_tune(commands)
+    _add_evaluate(commands)
+
+
+# --- shared options --------------------------------------------------------------------------
+
+
+def _add_grid(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group(
+        "grid (default: the paper's 240 configurations)",
+        "Each axis takes a comma list and/or ranges start:stop[:step], e.g. --a 1.05:1.5:0.15.",
+    )
+    g.add_argument("--k", metavar="LIST", help="presentations per image (default 4:8)")
+    g.add_argument("--mu", metavar="LIST", help="trigger levels μ (default 2:4)")
+    g.add_argument("--a", metavar="LIST", help="excitation amounts (default 1.05:1.5:0.15)")
+    g.add_argument("--b", metavar="LIST", help="inhibition amounts (default 0.05:0.5:0.15)")
+    g.add_argument("--idle", metavar="LIST", help="z when not triggered, additive rule (default 0)")
+    g.add_argument(
+        "--rules", metavar="LIST", help="update rules: multiplicative (default), additive"
+    )
+    g.add_argument("--counters", metavar="LIST", help="counters: absorbing (default), clamp")
+    g.add_argument("--signals", metavar="LIST", help="kernel signal: pre (default), post")
+    g.add_argument("--reduces", metavar="LIST", help="activity: mean (default), max, majority")
+    g.add_argument(
+        "--metric",
+        choices=_METRICS,
+        default="f1",
+        help="selection metric (default f1; loss is minimised)",
+    )
+    g.add_argument(
+        "--tune-on",
+        choices=("val", "test"),
+        default="val",
+        help="split to tune on (default val; test inflates the results and warns)",
+    )
+
+
+def _add_data(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("data set split (as anan_onnx.load_splits)")
+    g.add_argument(
+        "--val-fraction",
+        type=float,
+        default=0.15,
+        help="share of the training images drawn for validation (default 0.15)",
+    )
+    g.add_argument(
+        "--test-fraction",
+        type=float,
+        default=0.2,
+        help="test share of a folder without train/ and test/ (default 0.2)",
+    )
+    g.add_argument("--seed", type=int, default=0, help="seed of the random splits (default 0)")
+    g.add_argument(
+        "--positive",
+        metavar="CLASSES",
+        help="binarise: these classes (names or indices, comma list) become label 1",
+    )
+    g.add_argument("--max-per-class", type=int, help="keep at most N images per class")
+
+
+def _add_run(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("run")
+    g.add_argument("--layer", help="target Conv: ONNX node or Keras layer name (default: first)")
+    g.add_argument("--threads", type=int, help="onnxruntime intra-op threads")
+    g.add_argument(
+        "--batch-size",
+        type=int,
+        default=256,
+        help="rows per run of the network's rest (default 256)",
+    )
+    g.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+
+
+def _grid(args: argparse.Namespace):
+    from anan_onnx.evaluation.tune import Grid
+
+    names = ("k", "mu", "a", "b", "idle", "rules", "counters", "signals", "reduces")
+    return Grid.from_strings(**{n: getattr(args, n) for n in names})
+
+
+def _positive(text: str | None) -> list[int | str] | None:
+    if text is None:
+        return None
+    items = [t.strip() for t in text.split(",") if t.strip()]
+    if not items:
+        raise AnanError("--positive is empty: pass class names or indices, e.g. --positive 1")
+    return [int(t) if t.isdigit() else t for t in items]
+
+
+def _progress(args: argparse.Namespace) -> bool | None:
+    return False if args.no_progress else None
+
+
+def _write_json(data: object, path: Path) -> None:
+    from anan_onnx.model_io import write_bytes_atomic
+
+    write_bytes_atomic((json.dumps(data, indent=2) + "\n").encode(), path)
+
+
+# --- tune ----------------------------------------------------------------------------------
+
+
+def _add_tune(commands: Any) -> None:
+    p = commands.add_parser(
+        "tune",
+        help="grid-search k, mu, a, b on a validation split",
+        description="Grid-search the ANAN parameters of a base CNN on labelled images, as in "
+        "the paper (Section 3.3.3): every configuration is scored on the validation split, the "
+        "best by --metric wins. Writes every configuration's scores (grid.csv) and the best "
+        "(best.json, with the split used) to --out, and with --emit the tuned ANAN model.",
+        epilog="Example: anan-onnx tune models/catsdogs_cnn.keras ../shared/data/cats_dogs "
+        "-o out/tune --emit out/catsdogs.anan.onnx",
+    )
+    p.add_argument("model", type=Path, help="base CNN: .keras, .h5 or .onnx (not an ANAN model)")
+    p.add_argument("data", type=Path, help="image folder (class folders, or train/ test/) or .npz")
+    _add_grid(p)
+    _add_data(p)
+    g = p.add_argument_group("output")
+    g.add_argument(
+        "-o",
+        "--out",
+        type=Path,
+        help="folder for grid.csv and best.json (default out/tune/MODEL)",
+    )
+    g.add_argument("--emit", type=Path, help="also write the tuned ANAN model (.anan.onnx)")
+    g.add_argument("--json", action="store_true", help="print best.json on stdout")
+    g = p.add_argument_group("preprocessing (default: as recorded in the model)")
+    g.add_argument("--scale", type=float, help="pixel scale, e.g. 0.00392156862745098")
+    g.add_argument("--offset", type=float, help="added after scaling")
+    g.add_argument("--layout", choices=("NHWC", "NCHW"), help="input layout")
+    _add_run(p)
+    p.set_defaults(func=_cmd_tune)
+
+
+def _cmd_tune(args: argparse.Namespace) -> int:
+    from anan_onnx.evaluation.tune import tune
+
+    grid = _grid(args)
+    out = args.out or Path("out") / "tune" / _stem(args.model)
+    result = tune(
+        args.model,
+        args.data,
+        grid=grid,
+        metric=args.metric,
+        tune_on=args.tune_on,
+        val_fraction=args.val_fraction,
+        test_fraction=args.test_fraction,
+        seed=args.seed,
+        positive=_positive(args.positive),
+        max_per_class=args.max_per_class,
+        layout=args.layout,
+        scale=args.scale,
+        offset=args.offset,
+        layer=args.layer,
+        threads=args.threads,
+        batch_size=args.batch_size,
+        progress=_progress(args),
+        emit=args.emit,
+    )
+    result.write_csv(out / "grid.csv")
+    result.write_json(out / "best.json")
+    if args.json:
+        print(json.dumps(result.to_json(), indent=2, default=str))
+        return 0
+    print(result.summary())
+    print(f"  wrote      : {out / 'grid.csv'}, {out / 'best.json'}")
+    if args.emit:
+        print(f"  ANAN model : {args.emit}")
+    return 0
+
+
+def _stem(path: Path) -> str:
+    name = path.name
+    return name[: -len(path.suffix)] if path.suffix else name
+
+
+# --- evaluate ------------------------------------------------------------------------------
+
+
+def _add_evaluate(commands: Any) -> None:
+    p = commands.add_parser(
+        "evaluate",
+        help="base CNN vs ANAN vs threshold-tuned control on a test set",
+        description="Score the base CNN, the control (the base CNN with only its decision "
+        "threshold tuned on the validation images) and ANAN (parameters tuned per model on the "
+        "same validation images, or --params) on the test images: loss, accuracy, F1, balanced "
+        "accuracy, MCC, ROC-AUC and positive rate. Over a folder of fold models, paired "
+        "Wilcoxon signed-rank tests per metric (as the paper's Table 3). With training.json "
+        "next to the fold models, each fold is tuned on its own validation fold.",
+        epilog="Example: anan-onnx evaluate out/fire_folds ../shared/data/fire "
+        "--rules multiplicative,additive -o out/fire_eval",
+    )
+    p.add_argument("models", type=Path, help="a base model file, or a folder of fold models")
+    p.add_argument(
+        "data",
+        type=Path,
+        nargs="?",
+        help="image folder or .npz (default: the data_root in training.json)",
+    )
+    p.add_argument(
+        "--params",
+        type=Path,
+        action="append",
+        default=[],
+        help="use these parameters (best.json of tune) instead of tuning; repeatable",
+    )
+    _add_grid(p)
+    _add_data(p)
+    g = p.add_argument_group("output")
+    g.add_argument(
+        "-o",
+        "--out",
+        type=Path,
+        help="folder for evaluation.json, evaluation.md and evaluation.png",
+    )
+    g.add_argument("--report", type=Path, help="write the Markdown report here")
+    g.add_argument("--figure", type=Path, help="write the PNG figure here")
+    g.add_argument("--title", help="report and figure title")
+    g.add_argument("--json", action="store_true", help="print the results as JSON on stdout")
+    _add_run(p)
+    p.set_defaults(func=_cmd_evaluate)
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from anan_onnx.evaluation.evaluate import evaluate
+
+    evaluation = evaluate(
+        args.models,
+        args.data,
+        params=args.params,
+        grid=_grid(args),
+        metric=args.metric,
+        tune_on=args.tune_on,
+        val_fraction=args.val_fraction,
+        test_fraction=args.test_fraction,
+        seed=args.seed,
+        positive=_positive(args.positive),
+        max_per_class=args.max_per_class,
+        layer=args.layer,
+        threads=args.threads,
+        batch_size=args.batch_size,
+        progress=_progress(args),
+        log=lambda line: print(f"anan-onnx: {line}", file=sys.stderr),
+    )
+    report, figure = args.report, args.figure
+    if args.out:
+        _write_json(evaluation.to_json(), args.out / "evaluation.json")
+        report = report or args.out / "evaluation.md"
+        figure = figure or args.out / "evaluation.png"
+    if figure:
+        figure.parent.mkdir(parents=True, exist_ok=True)
+        evaluation.figure(figure, title=args.title)
+    text = evaluation.markdown(title=args.title, figure=_relative(figure, report))
+    if report:
+        from anan_onnx.model_io import write_bytes_atomic
+
+        write_bytes_atomic(text.encode(), report)
+    if args.json:
+        print(json.dumps(evaluation.to_json(), indent=2))
+    else:
+        print(text, end="")
+    return 0
+
+
+def _relative(figure: Path | None, report: Path | None) -> str | None:
+    """The figure's path as the report links it (relative when in the same folder)."""
+    if figure is None:
+        return None
+    if report is not None and figure.parent.resolve() == report.parent.resolve():
+        return figure.name
+    return str(figure)

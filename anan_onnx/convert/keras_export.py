@@ -1,0 +1,254 @@
+"""Keras → ONNX export through tf2onnx. The only module that imports TensorFlow (lazily).
+
+tf2onnx's ``from_keras`` fails on reloaded Sequential models in Keras 3, so the model is
+wrapped in a ``tf.function`` and exported with ``tf2onnx.convert.from_function``. The
+batch dimension stays dynamic.
+
+TensorFlow's graph optimiser folds a per-channel scale that follows a bias-free ``Conv2D``
+(a ``BatchNormalization``, a constant ``Mul``) into the kernel. The astrocytes must watch the
+``Conv2D`` layer's own output (spec: ``y = conv(x, W) + β``), so such a fold is undone: the
+Conv gets the layer's kernel back, followed by ``Mul`` (the scale) and ``Add`` (the shift).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+
+from anan_onnx.errors import AnanError, first_line
+
+__all__ = ["check_opset", "keras_to_onnx"]
+
+MAX_OPSET = 18
+MIN_OPSET = 13
+
+
+def keras_to_onnx(path: str | Path, *, opset: int = 17) -> onnx.ModelProto:
+    """Exports a Keras model file (``.keras`` or ``.h5``) to an ONNX model in memory.
+
+    Args:
+        path: Keras 3 ``.keras`` archive or legacy HDF5 file (Sequential or Functional).
+        opset: ONNX opset, 13–18.
+
+    Returns:
+        The ONNX model with a dynamic batch dimension, input named ``input``.
+
+    Raises:
+        AnanError: TensorFlow missing, unreadable file, several inputs, export failure.
+    """
+    check_opset(opset)
+    with _quiet_native_logs():
+        return _export(Path(path), opset)
+
+
+def _export(path: Path, opset: int) -> onnx.ModelProto:
+    tf, keras, tf2onnx = _import_tensorflow()
+    model = _load(keras, path)
+    if len(model.inputs) != 1:
+        raise AnanError(
+            f"{path} has {len(model.inputs)} inputs: ANAN supports CNNs with one image input; "
+            "save a single-input model"
+        )
+    shape = tuple(model.inputs[0].shape)
+    if len(shape) != 4:
+        raise AnanError(
+            f"{path} takes input of shape {shape}: ANAN supports 2-D image CNNs (Conv2D on a "
+            "4-D batch), not 1-D or 3-D convolution models"
+        )
+    if any(d is None for d in shape[1:]):
+        raise AnanError(
+            f"{path} takes input of shape {shape}: ANAN needs a fixed-size image input "
+            "(batch, height, width, channels); rebuild the model with a fixed Input shape"
+        )
+    spec = [tf.TensorSpec((None, *shape[1:]), tf.float32, name="input")]
+
+    @tf.function(input_signature=spec)
+    def forward(x):
+        return model(x, training=False)
+
+    try:
+        proto, _ = tf2onnx.convert.from_function(forward, input_signature=spec, opset=opset)
+    except Exception as exc:
+        raise AnanError(f"tf2onnx could not export {path} ({first_line(exc)})") from None
+    restore_folded_kernels(proto, _conv_kernels(keras, model))
+    return proto
+
+
+def restore_folded_kernels(proto: onnx.ModelProto, kernels: dict[str, np.ndarray]) -> int:
+    """Undoes folded per-channel scales: ``Conv(x, s·W) + B`` becomes ``Conv(x, W)·s + B``.
+
+    A Conv whose kernel equals, up to one factor per output channel, the kernel of exactly
+    one Keras ``Conv2D`` layer (``kernels``: layer name → O×C×kh×kw) but not the kernel itself
+    was folded by TensorFlow. Its kernel is replaced by the layer's, and ``Mul``/``Add``
+    nodes after it apply the scale and the old bias, so the model computes the same values
+    while the Conv node outputs the layer's own response. Returns the number of Convs restored.
+    """
+    graph = proto.graph
+    inits = {init.name: init for init in graph.initializer}
+    nodes: list[onnx.NodeProto] = []
+    restored = 0
+    for original in graph.node:
+        node = onnx.NodeProto()
+        node.CopyFrom(original)
+        nodes.append(node)
+        if node.op_type != "Conv" or len(node.input) < 2 or node.input[1] not in inits:
+            continue
+        match = _folded_from(numpy_helper.to_array(inits[node.input[1]]), kernels)
+        if match is not None:
+            nodes += _unfold(graph, node, *match, inits)
+            restored += 1
+    if restored:
+        del graph.node[:]
+        graph.node.extend(nodes)
+    return restored
+
+
+def _folded_from(
+    folded: np.ndarray, kernels: dict[str, np.ndarray]
+) -> tuple[str, np.ndarray, np.ndarray] | None:
+    """(layer, kernel, per-channel scale) if ``folded`` is a rescaled layer kernel."""
+    matches = []
+    for layer, kernel in kernels.items():
+        if kernel.shape != folded.shape or np.array_equal(kernel, folded):
+            continue
+        flat_k = kernel.reshape(len(kernel), -1).astype(np.float64)
+        flat_f = folded.reshape(len(folded), -1).astype(np.float64)
+        norm = (flat_k**2).sum(axis=1)
+        if np.any(norm == 0):
+            continue
+        scale = (flat_k * flat_f).sum(axis=1) / norm
+        residual = np.abs(flat_f - scale[:, None] * flat_k).max()
+        if residual <= 1e-5 * max(np.abs(flat_f).max(), 1e-30):
+            matches.append((layer, kernel, scale.astype(np.float32)))
+    return matches[0] if len(matches) == 1 else None
+
+
+def _unfold(graph, node, layer: str, kernel, scale, inits) -> list[onnx.NodeProto]:
+    """Points ``node`` at ``kernel`` and returns the Mul (and Add) nodes to insert after it."""
+    base = f"{layer}/unfolded"
+    out = node.output[0]
+    channels = (1, len(scale), 1, 1)
+    graph.initializer.append(numpy_helper.from_array(kernel, f"{base}/kernel"))
+    graph.initializer.append(numpy_helper.from_array(scale.reshape(channels), f"{base}/scale"))
+    node.input[1] = f"{base}/kernel"
+    node.name = f"{layer}/convolution"
+    node.output[0] = f"{base}/conv_out"
+    nodes = [helper.make_node("Mul", [node.output[0], f"{base}/scale"], [out], name=f"{base}/mul")]
+    if len(node.input) > 2 and node.input[2]:
+        bias = numpy_helper.to_array(inits[node.input[2]]).reshape(channels)
+        graph.initializer.append(numpy_helper.from_array(bias, f"{base}/shift"))
+        del node.input[2:]
+        nodes[0].output[0] = f"{base}/scaled"
+        nodes.append(
+            helper.make_node("Add", [f"{base}/scaled", f"{base}/shift"], [out], name=f"{base}/add")
+        )
+    return nodes
+
+
+def _conv_kernels(keras, model) -> dict[str, np.ndarray]:
+    """Kernels of the model's plain ``Conv2D`` layers (nested models included) as OIHW."""
+    kernels: dict[str, np.ndarray] = {}
+    for layer in _layers(keras, model):
+        if type(layer) is keras.layers.Conv2D and layer.get_weights():
+            kernel = np.asarray(layer.get_weights()[0], np.float32)  # (kh, kw, C/g, O)
+            kernels[layer.name] = np.ascontiguousarray(kernel.transpose(3, 2, 0, 1))
+    return kernels
+
+
+def _layers(keras, model) -> list:
+    layers = []
+    for layer in getattr(model, "layers", []):
+        layers.append(layer)
+        if isinstance(layer, keras.Model):
+            layers += _layers(keras, layer)
+    return layers
+
+
+def check_opset(opset: int) -> None:
+    """Raises unless ``MIN_OPSET <= opset <= MAX_OPSET``."""
+    if not MIN_OPSET <= opset <= MAX_OPSET:
+        raise AnanError(
+            f"opset {opset} is not supported: pass --opset between {MIN_OPSET} and {MAX_OPSET}"
+        )
+
+
+def _load(keras, path: Path):
+    """Loads by content: an HDF5 file named ``.keras`` (or a zip named ``.h5``) is fine too."""
+    try:
+        with _named_by_content(path) as named:
+            return keras.models.load_model(named, compile=False)
+    except AnanError:
+        raise
+    except Exception as exc:
+        raise AnanError(
+            f"{path} is not a loadable Keras model ({first_line(exc)}): check the file"
+        ) from None
+
+
+@contextlib.contextmanager
+def _named_by_content(path: Path) -> Iterator[Path]:
+    """``path``, or a temporary link to it whose suffix says what the file holds.
+
+    Keras picks the loader by the file name; Keras 2 wrote HDF5 files under any name.
+    """
+    from anan_onnx.model_io import model_kind
+
+    suffix = ".h5" if model_kind(path) == "h5" else ".keras"
+    if path.suffix.lower() in ((".h5", ".hdf5") if suffix == ".h5" else (".keras",)):
+        yield path
+        return
+    with tempfile.TemporaryDirectory(prefix="anan-onnx-") as folder:
+        link = Path(folder) / f"model{suffix}"
+        try:
+            link.symlink_to(path.resolve())
+        except OSError:
+            shutil.copyfile(path, link)
+        yield link
+
+
+def _import_tensorflow():
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    try:
+        import keras
+        import tensorflow as tf
+        import tf2onnx
+    except ImportError as exc:
+        raise AnanError(
+            f"converting a Keras model needs TensorFlow ({exc.name} is missing): "
+            "pip install 'anan-onnx[keras]', or pass an .onnx model"
+        ) from None
+    for name in ("tf2onnx", "tensorflow", "absl"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    return tf, keras, tf2onnx
+
+
+@contextlib.contextmanager
+def _quiet_native_logs() -> Iterator[None]:
+    """Silences TensorFlow's C++ start-up chatter (it ignores TF_CPP_MIN_LOG_LEVEL now).
+
+    Python exceptions still propagate; only what native code writes to fd 2 is dropped.
+    """
+    if os.environ.get("ANAN_ONNX_DEBUG"):
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)

@@ -1,0 +1,414 @@
+"""Conversion: a base CNN (Keras or ONNX) in, a validated ANAN ONNX model out.
+
+Example:
+    >>> result = convert_file("models/catsdogs_cnn.keras", "out/model.anan.onnx",
+    ...                       AnanParams(k=4, mu=2, a=1.05, b=0.30))   # doctest: +SKIP
+    >>> result.target_layer
+    'sequential_1/conv2d_1/convolution'
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import warnings
+from pathlib import Path
+
+import onnx
+import onnx_ir as ir
+from onnx_ir.passes.common import NameFixPass, RemoveUnusedNodesPass
+
+from anan_onnx import metadata as _metadata
+from anan_onnx.convert.batch_axis import free_fixed_batch
+from anan_onnx.convert.keras_export import check_opset, keras_to_onnx
+from anan_onnx.errors import AnanError, first_line
+from anan_onnx.model_io import (
+    check_output_path,
+    load_onnx,
+    model_kind,
+    save_all_atomic,
+    save_atomic,
+    validate,
+)
+from anan_onnx.params import AnanParams
+from anan_onnx.rewrite.graph import SCALINGS, build_anan_graph, steps_foldable
+from anan_onnx.rewrite.target import ACTIVATIONS, find_target
+
+__all__ = [
+    "Conversion",
+    "convert_file",
+    "convert_model",
+    "export_keras",
+    "input_metadata",
+    "load_base",
+]
+
+DEFAULT_OPSET = 17
+#: the lowest IR version each opset needs (onnx.helper.VERSION_TABLE)
+_MIN_IR = {13: 7, 14: 7, 15: 8, 16: 8, 17: 8, 18: 8}
+
+
+@dataclasses.dataclass
+class Conversion:
+    """What a conversion produced.
+
+    Attributes:
+        anan: the ANAN model (validated, with metadata).
+        base: the base model, sorted and with unique node names (the reference runs it).
+        target_layer: name of the modulated Conv node.
+        params: the parameters used.
+    """
+
+    anan: onnx.ModelProto
+    base: onnx.ModelProto
+    target_layer: str
+    params: AnanParams
+
+
+def load_base(
+    path: str | Path,
+    *,
+    opset: int | None = None,
+    layout: str | None = None,
+    scale: float | None = None,
+    offset: float | None = None,
+) -> onnx.ModelProto:
+    """Loads a ``.keras``/``.h5``/``.onnx`` model as ONNX with preprocessing metadata.
+
+    Args:
+        path: the model file; its kind is read from its content, not its name.
+        opset: target opset (Keras default 17; an ONNX model keeps its opset if in 13–18).
+        layout, scale, offset: override the recorded preprocessing (see :func:`input_metadata`).
+    """
+    if opset is not None:
+        check_opset(opset)
+    kind = model_kind(path)
+    if kind in ("keras", "h5"):
+        model = keras_to_onnx(path, opset=opset or DEFAULT_OPSET)
+    else:
+        model = free_fixed_batch(_set_opset(load_onnx(path), opset))
+    _name_batch_dim(model)
+    meta = input_metadata(model, layout=layout, scale=scale, offset=offset)
+    _metadata.write_metadata(model, meta)
+    return model
+
+
+def export_keras(
+    source: str | Path,
+    output: str | Path | None = None,
+    *,
+    opset: int = DEFAULT_OPSET,
+    scale: float | None = None,
+    offset: float | None = None,
+) -> onnx.ModelProto:
+    """Exports a Keras model to a base ONNX model with preprocessing metadata.
+
+    Args:
+        source: ``.keras`` or ``.h5`` file.
+        output: if given, the ``.onnx`` path to write (atomically; never the source).
+        opset: ONNX opset, 13–18.
+        scale, offset: the preprocessing the model expects (default 1/255 and 0).
+
+    Example:
+        >>> export_keras("models/catsdogs_cnn.keras", "out/base.onnx")  # doctest: +SKIP
+    """
+    if output is not None:
+        check_output_path(source, output)
+    model = load_base(source, opset=opset, scale=scale, offset=offset)
+    if output is not None:
+        save_atomic(model, output)
+    return model
+
+
+def input_metadata(
+    model: onnx.ModelProto,
+    *,
+    layout: str | None = None,
+    scale: float | None = None,
+    offset: float | None = None,
+) -> dict[str, object]:
+    """Preprocessing keys: layout (NHWC/NCHW), height, width, channels, scale, offset.
+
+    Recorded values win over guesses; explicit arguments win over both. The layout is
+    guessed from where a 1/3/4-sized axis sits; the scale defaults to 1/255.
+    """
+    recorded = _metadata.read_metadata(model)
+    dims = _input_dims(model)
+    layout = (layout or recorded.get("layout") or _guess_layout(dims)).upper()
+    if layout not in ("NHWC", "NCHW"):
+        raise AnanError(f"layout must be NHWC or NCHW, got {layout!r}")
+    h, w, c = (dims[1], dims[2], dims[3]) if layout == "NHWC" else (dims[2], dims[3], dims[1])
+    values: dict[str, object] = {
+        "layout": layout,
+        "scale": scale if scale is not None else float(recorded.get("scale", 1 / 255)),
+        "offset": offset if offset is not None else float(recorded.get("offset", 0.0)),
+    }
+    if not math.isfinite(values["scale"]) or values["scale"] == 0:  # type: ignore[arg-type]
+        raise AnanError(
+            f"scale must be a finite non-zero number, got {values['scale']}: pass e.g. "
+            "--scale 1/255"
+        )
+    if not math.isfinite(values["offset"]):  # type: ignore[arg-type]
+        raise AnanError(f"offset must be finite, got {values['offset']}: pass e.g. --offset 0")
+    if all(isinstance(d, int) for d in (h, w, c)):
+        values.update(height=h, width=w, channels=c)
+    return values
+
+
+def convert_model(
+    base: onnx.ModelProto,
+    params: AnanParams,
+    *,
+    layer: str | None = None,
+    tunable: bool = False,
+    k_max: int | None = None,
+    batch: int | None = None,
+    scaling: str = "blocked",
+    fold_steps: bool = False,
+    extra_metadata: dict[str, object] | None = None,
+) -> Conversion:
+    """Rewrites a base ONNX model into an ANAN model, in memory, validated.
+
+    The base model is normalised first (topological order, unique node names) and that
+    normalised base is returned too, so the literal reference can find the same layer.
+
+    Args:
+        base: the base CNN.
+        params: ANAN parameters.
+        layer: target Conv (node or Keras layer name); default the first Conv.
+        tunable: parameters as graph inputs (``anan_k``, ``anan_mu``, ...).
+        k_max: unrolled steps of a tunable model.
+        batch: fix the batch size of the ANAN model; allows a faster final layer (one
+            grouped convolution with per-image weights). Default: dynamic batch.
+        scaling: ``'blocked'`` (default) applies the final gains in onnxruntime's blocked
+            NCHWc layout, fastest on x86 CPUs; ``'broadcast'`` uses plain broadcast ops,
+            for ARM CPUs, GPUs and other runtimes. Both give bit-identical outputs.
+        fold_steps: replace the k unrolled steps by one product for the final gains, where
+            that is exact (absorbing counter; additive rule only with idle 0; not tunable):
+            fewer nodes, same outputs, for batch-1 latency. Elsewhere the steps stay
+            unrolled, with a warning.
+        extra_metadata: more ``anan.*`` keys to record.
+    """
+    if scaling not in SCALINGS:
+        raise AnanError(
+            f"scaling must be one of {', '.join(SCALINGS)}, got {scaling!r}: "
+            "pass --scaling blocked (x86 CPUs) or broadcast (ARM, GPU)"
+        )
+    if _metadata.is_anan(_metadata.read_metadata(base)):
+        raise AnanError("the model is already an ANAN model: convert the base model instead")
+    model = ir.from_proto(_with_shapes(base))
+    _name_unnamed_nodes(model.graph)
+    NameFixPass()(model)
+    target = find_target(model.graph, layer)
+    if params.signal == "post" and target.activation is None:
+        users = [u.node.op_type for u in target.node.outputs[0].uses()]
+        between = (
+            " (a BatchNormalization, scale or bias sits between the Conv and its activation)"
+            if set(users) & {"Mul", "Add", "BatchNormalization", "Div", "Sub"}
+            else ""
+        )
+        raise AnanError(
+            f"signal=post needs one activation ({', '.join(ACTIVATIONS)}) right after Conv "
+            f"{target.name!r}, found {users or 'none'}{between}: use --signal pre"
+        )
+    normalised_base = ir.to_proto(model)
+    if batch is not None:
+        _fix_batch(model.graph, batch)
+    folded = fold_steps and steps_foldable(params, tunable)
+    if fold_steps and not folded:
+        warnings.warn(
+            "fold_steps ignored: the steps fold only under the absorbing counter (additive "
+            "rule: with idle 0) in a non-tunable model; the k steps stay unrolled",
+            stacklevel=2,
+        )
+    build_anan_graph(
+        model,
+        target,
+        params,
+        tunable=tunable,
+        k_max=k_max,
+        batch=batch,
+        scaling=scaling,
+        fold_steps=folded,
+    )
+    RemoveUnusedNodesPass()(model)
+    anan = ir.to_proto(model)
+    anan.producer_name, anan.producer_version = "anan-onnx", _tool_version()
+    meta = dict(
+        params.as_dict(),
+        format=_metadata.FORMAT,
+        tool_version=_tool_version(),
+        target_layer=target.name,
+        tunable=int(tunable),
+        k_max=k_max or params.k,
+        batch=batch or "dynamic",
+        scaling=scaling,
+        steps="folded" if folded else "unrolled",
+    )
+    meta.update(extra_metadata or {})
+    _metadata.write_metadata(anan, meta)
+    validate(anan)
+    return Conversion(anan, normalised_base, target.name, params)
+
+
+def convert_file(
+    source: str | Path,
+    output: str | Path,
+    params: AnanParams,
+    *,
+    layer: str | None = None,
+    opset: int | None = None,
+    layout: str | None = None,
+    scale: float | None = None,
+    offset: float | None = None,
+    base_output: str | Path | None = None,
+    simplify: bool = False,
+    tunable: bool = False,
+    k_max: int | None = None,
+    batch: int | None = None,
+    scaling: str = "blocked",
+    fold_steps: bool = False,
+) -> Conversion:
+    """Converts a model file and writes the ANAN model (and the base ONNX model) atomically.
+
+    Args:
+        source: ``.keras``, ``.h5`` or ``.onnx`` base model.
+        output: where to write the ANAN model; never the source.
+        base_output: where to write the base ONNX model; default: next to ``output``
+            with ``.base.onnx`` instead of ``.anan.onnx``. The ANAN metadata names it.
+        simplify: run onnxslim on the result (validated again afterwards).
+    """
+    source, output = Path(source), check_output_path(source, output)
+    base_output = check_output_path(source, base_output or _base_path(output))
+    if base_output.absolute() == output.absolute():
+        raise AnanError(
+            f"the ANAN model and the base model would both be written to {output}: "
+            "pass another --base-output"
+        )
+    sha = _metadata.sha256_file(source) if source.is_file() else ""
+    base = load_base(source, opset=opset, layout=layout, scale=scale, offset=offset)
+    result = convert_model(
+        base,
+        params,
+        layer=layer,
+        tunable=tunable,
+        k_max=k_max,
+        batch=batch,
+        scaling=scaling,
+        fold_steps=fold_steps,
+        extra_metadata={
+            "source_sha256": sha,
+            "source_file": source.name,
+            "base_model": base_output.name,
+        },
+    )
+    if simplify:
+        result.anan = _simplify(result.anan)
+    save_all_atomic([(result.base, base_output), (result.anan, output)])
+    return result
+
+
+def _name_unnamed_nodes(graph: ir.Graph) -> None:
+    """Names each unnamed node after its first output (CNTK and hand-made models name
+    none), so ``--layer`` and the recorded target layer are meaningful."""
+    for node in graph:
+        if not node.name and node.outputs and node.outputs[0].name:
+            node.name = node.outputs[0].name
+
+
+def _with_shapes(model: onnx.ModelProto) -> onnx.ModelProto:
+    """The model with inferred shapes: the rewrite needs the target's input height and width
+    (exporters such as tf2onnx do not record them after their Transposes)."""
+    try:
+        return onnx.shape_inference.infer_shapes(model)
+    except Exception:  # a model onnx cannot infer still converts, on the slower routes
+        return model
+
+
+def _fix_batch(graph: ir.Graph, batch: int) -> None:
+    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+        raise AnanError(f"batch must be a positive integer, got {batch!r}: pass --batch 1 or more")
+    for value in [graph.inputs[0], *graph.outputs]:
+        if value.shape is not None and len(value.shape) > 0:
+            value.shape = ir.Shape([batch, *list(value.shape)[1:]])
+
+
+def _name_batch_dim(model: onnx.ModelProto) -> None:
+    """Calls the dynamic first axis of inputs and outputs ``batch`` (tf2onnx says ``unk__35``)."""
+    for value in [*model.graph.input, *model.graph.output]:
+        dims = value.type.tensor_type.shape.dim
+        if dims and not dims[0].HasField("dim_value"):
+            dims[0].dim_param = "batch"
+
+
+def _base_path(output: Path) -> Path:
+    name = output.name
+    stem = name[: -len(".anan.onnx")] if name.endswith(".anan.onnx") else output.stem
+    return output.with_name(f"{stem}.base.onnx")
+
+
+def _set_opset(model: onnx.ModelProto, opset: int | None) -> onnx.ModelProto:
+    current = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
+    if current is None:
+        raise AnanError("the model imports no standard ONNX opset: pass a standard ONNX CNN")
+    target = opset or (current if 13 <= current <= 18 else min(max(current, 13), 18))
+    if target != current:
+        try:
+            model = onnx.version_converter.convert_version(model, target)
+        except Exception as exc:
+            raise AnanError(
+                f"cannot convert the model from opset {current} to {target} "
+                f"({first_line(exc, 150)}): pass --opset {current} if it is 13–18"
+            ) from None
+    model.ir_version = max(model.ir_version, _MIN_IR[target])
+    return model
+
+
+def _simplify(model: onnx.ModelProto) -> onnx.ModelProto:
+    try:
+        import onnxslim
+    except ImportError:
+        raise AnanError("--simplify needs onnxslim: pip install onnxslim") from None
+    props = list(model.metadata_props)
+    slim = onnxslim.slim(model)
+    del slim.metadata_props[:]
+    slim.metadata_props.extend(props)
+    validate(slim, "the simplified model")
+    return slim
+
+
+def _input_dims(model: onnx.ModelProto) -> list[int | str]:
+    inits = {i.name for i in model.graph.initializer}
+    inputs = [i for i in model.graph.input if i.name not in inits]
+    if len(inputs) != 1:
+        names = ", ".join(i.name for i in inputs[:4])
+        raise AnanError(
+            f"the model has {len(inputs)} inputs ({names}): ANAN supports CNNs with one image "
+            "input; export a single-input model"
+        )
+    dims = [
+        d.dim_value if d.HasField("dim_value") else (d.dim_param or "?")
+        for d in inputs[0].type.tensor_type.shape.dim
+    ]
+    if len(dims) != 4:
+        guess = {3: " (a 1-D convolution model?)", 5: " (a 3-D convolution model?)"}
+        raise AnanError(
+            f"the model input has shape {dims}{guess.get(len(dims), '')}: ANAN supports 2-D "
+            "image CNNs, whose input is a 4-D batch (N, C, H, W) or (N, H, W, C)"
+        )
+    return dims
+
+
+def _guess_layout(dims: list[int | str]) -> str:
+    channels = (1, 3, 4)
+    if dims[3] in channels and dims[1] not in channels:
+        return "NHWC"
+    if dims[1] in channels and dims[3] not in channels:
+        return "NCHW"
+    return "NHWC" if dims[3] in channels else "NCHW"
+
+
+def _tool_version() -> str:
+    from anan_onnx._version import __version__
+
+    return __version__

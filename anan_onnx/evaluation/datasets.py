@@ -1,0 +1,581 @@
+"""Labelled image sets, split into train / validation / test.
+
+:func:`load_splits` recognises three layouts on disk:
+
+* ``folder``: one sub-folder per class and no split (e.g. Fire: ``fire_images/``,
+  ``non_fire_images/``); train/val/test are drawn from it, stratified by class and seeded;
+* ``train_test``: ``train/`` and ``test/`` (and optionally ``val/``), each with the same class
+  folders (e.g. Cats&Dogs); without ``val/`` the validation split is drawn from ``train/``;
+* ``npz``: a MedMNIST-style archive with ``train_images``, ``train_labels``, ``val_images``,
+  ``val_labels``, ``test_images``, ``test_labels``.
+
+Class folders are sorted by name and numbered from 0, as Keras'
+``image_dataset_from_directory`` and ``tools/train_base_cnn.py`` do, so labels match a model
+trained that way. Only image files directly inside a class folder are used.
+
+Example:
+    >>> splits = load_splits("data/fire", InputSpec("NHWC", 64, 64, 3))  # doctest: +SKIP
+    >>> splits.test.classes, len(splits.test)  # doctest: +SKIP
+    (['fire_images', 'non_fire_images'], 200)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import zipfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from PIL import Image
+
+from anan_onnx.errors import AnanError
+from anan_onnx.runtime.image_files import (
+    IMAGE_EXTENSIONS,
+    load_images,
+    pixels_from_pil,
+    progress_bar,
+    to_model_input,
+)
+from anan_onnx.runtime.inputs import InputSpec
+
+__all__ = ["DATASET_LAYOUTS", "Dataset", "Splits", "load_splits"]
+
+DATASET_LAYOUTS: tuple[str, ...] = ("folder", "train_test", "npz")
+SPLITS: tuple[str, ...] = ("train", "val", "test")
+_VAL_NAMES = ("val", "valid", "validation")
+
+Layout = Literal["folder", "train_test", "npz"]
+
+
+@dataclasses.dataclass
+class Dataset:
+    """A labelled batch of images, ready for the model.
+
+    Attributes:
+        images: float32 batch in the model layout (``InputSpec.batch_shape(n)``).
+        labels: int64 class index of each image, shape (n,).
+        classes: class names; ``labels`` index into them.
+        paths: where each image came from (a file path, or ``"npz:test[12]"``).
+    """
+
+    images: np.ndarray
+    labels: np.ndarray
+    classes: list[str]
+    paths: list[str]
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def counts(self) -> dict[str, int]:
+        """Number of images per class name."""
+        per = np.bincount(self.labels, minlength=len(self.classes))
+        return {c: int(n) for c, n in zip(self.classes, per, strict=True)}
+
+
+@dataclasses.dataclass
+class Splits:
+    """What :func:`load_splits` returns.
+
+    Attributes:
+        train: images to fit on (may be ``None`` when the source has none).
+        val: images to tune ANAN parameters / the control threshold on.
+        test: images to report on.
+        info: how the splits were made (JSON-ready): ``layout``, ``source``, ``seed``,
+            fractions, ``classes``, ``positive``, per-split ``counts`` and ``files``.
+    """
+
+    train: Dataset | None
+    val: Dataset | None
+    test: Dataset | None
+    info: dict[str, Any]
+
+    def items(self) -> list[tuple[str, Dataset]]:
+        """``(name, dataset)`` for each split present, in train, val, test order."""
+        present = (("train", self.train), ("val", self.val), ("test", self.test))
+        return [(name, ds) for name, ds in present if ds is not None]
+
+
+@dataclasses.dataclass
+class _Listing:
+    """A split before its pixels are read: where each image is and its label."""
+
+    refs: list[Any]  # relative file paths, or indices into an npz array
+    labels: np.ndarray  # int64 original class indices: splits are stratified on them
+    targets: np.ndarray  # int64 labels of the returned data set (binarised when asked)
+
+    def take(self, index: np.ndarray) -> _Listing:
+        return _Listing([self.refs[i] for i in index], self.labels[index], self.targets[index])
+
+
+def load_splits(
+    path: str | os.PathLike[str],
+    spec: InputSpec,
+    *,
+    layout: Layout | None = None,
+    val_fraction: float = 0.15,
+    test_fraction: float = 0.2,
+    seed: int = 0,
+    positive: Sequence[int | str] | None = None,
+    max_per_class: int | None = None,
+    progress: bool | None = None,
+) -> Splits:
+    """Loads a labelled image set and splits it into train / val / test.
+
+    Splits drawn here are stratified on the original classes and made exactly as
+    ``tools/train_base_cnn.py`` makes them (scikit-learn ``train_test_split`` on the sorted
+    file list with ``random_state=seed``: first test, then validation from the rest), so
+    with the same seed and fractions the test images are the ones the base CNN never saw.
+    The same call gives the same split on any machine; ``info`` records it.
+
+    Args:
+        path: a folder (layouts ``folder`` and ``train_test``) or an ``.npz`` file.
+        spec: the model input; images are converted, resized and scaled to it.
+        layout: ``"folder"``, ``"train_test"`` or ``"npz"``; default: recognised from
+            ``path`` (a folder with ``train/`` and ``test/`` is ``train_test``).
+        val_fraction: share of the training images (what is left after the test split)
+            drawn for validation when the source has no validation split; 0 gives none.
+        test_fraction: share of the whole folder drawn for test (layout ``folder`` only);
+            0 gives no test split.
+        seed: seed of the random splits and of ``max_per_class`` sampling.
+        positive: binarise: these original classes (indices or names) become label 1,
+            the others label 0, with classes ``["negative", "positive"]``.
+        max_per_class: keep at most this many images of each class (after binarisation),
+            drawn at random with ``seed``: of the whole folder before splitting for
+            ``folder``, of each stored split otherwise. Handy for quick runs, but the split
+            then differs from the training tool's.
+        progress: progress bars (default: when loading more than 200 images on a terminal).
+
+    Returns:
+        The splits; a split the source does not have is ``None``.
+
+    Raises:
+        AnanError: missing path, empty or single-class data, unreadable image (named),
+            malformed ``.npz``, or invalid arguments.
+
+    Example:
+        >>> s = load_splits("cats_dogs", InputSpec("NHWC", 128, 128, 3), seed=1)  # doctest: +SKIP
+        >>> s.info["counts"]["val"]  # doctest: +SKIP
+        {'cats': 42, 'dogs': 42}
+    """
+    root = Path(path)
+    _check_fraction("val_fraction", val_fraction)
+    _check_fraction("test_fraction", test_fraction)
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise AnanError(f"seed must be a non-negative integer, got {seed!r}")
+    if max_per_class is not None and (
+        isinstance(max_per_class, bool)
+        or not isinstance(max_per_class, (int, np.integer))
+        or max_per_class < 1
+    ):
+        raise AnanError(f"max_per_class must be a positive integer, got {max_per_class!r}")
+    kind = _detect_layout(root, layout)
+    if kind == "npz":
+        source = _NpzSource(root)
+        classes, stored = source.classes, source.listings
+    else:
+        classes, stored = _list_folders(root, kind)
+    original_classes = list(classes)
+    positive_idx = None
+    if positive is not None:
+        positive_idx = _positive_indices(positive, classes, root)
+        stored = {s: _binarise(lst, positive_idx) for s, lst in stored.items()}
+        classes = ["negative", "positive"]
+    for name, lst in stored.items():
+        _check_classes(name, lst, classes, root)
+    if max_per_class is not None:
+        stored = {
+            s: lst.take(_cap(lst.targets, max_per_class, seed, salt=i))
+            for i, (s, lst) in enumerate(stored.items())
+        }
+    listings, how = _split(stored, kind, val_fraction, test_fraction, seed, original_classes)
+    info: dict[str, Any] = {
+        "layout": kind,
+        "source": str(root),
+        "seed": int(seed),
+        "val_fraction": val_fraction,
+        "test_fraction": test_fraction if kind == "folder" else None,
+        "split": how,
+        "classes": classes,
+        "original_classes": original_classes,
+        "positive": positive_idx,
+        "max_per_class": max_per_class,
+        "input": spec.to_metadata(),
+        "counts": {},
+        "files": {},
+    }
+    datasets: dict[str, Dataset | None] = dict.fromkeys(SPLITS)
+    for name in SPLITS:
+        lst = listings.get(name)
+        if lst is None:
+            continue
+        if kind == "npz":
+            images = source.images(_store_of(how, name), lst.refs, spec, progress)
+            paths = [f"npz:{_store_of(how, name)}[{i}]" for i in lst.refs]
+            files = paths
+        else:
+            paths = [str(root / r) for r in lst.refs]
+            images, _, _ = load_images(paths, spec, progress=progress, desc=f"loading {name}")
+            files = list(lst.refs)
+        ds = Dataset(images, lst.targets.astype(np.int64), list(classes), paths)
+        datasets[name] = ds
+        info["counts"][name] = ds.counts()
+        info["files"][name] = files
+    return Splits(datasets["train"], datasets["val"], datasets["test"], info)
+
+
+def _store_of(how: dict[str, str], split: str) -> str:
+    """The stored split a split's images come from (``val`` drawn from ``train`` → train)."""
+    return how[split].split(":")[0]
+
+
+# --- arguments ------------------------------------------------------------------------------
+
+
+def _check_fraction(name: str, value: object) -> None:
+    ok = isinstance(value, (int, float, np.floating)) and not isinstance(value, bool)
+    if not ok or not (0 <= float(value) < 1):  # type: ignore[arg-type]
+        raise AnanError(f"{name} must be a number in [0, 1), got {value!r}: pass e.g. 0.15")
+
+
+def _detect_layout(root: Path, layout: str | None) -> str:
+    if layout is not None and layout not in DATASET_LAYOUTS:
+        raise AnanError(
+            f"layout must be one of {', '.join(DATASET_LAYOUTS)}, got {layout!r}: or leave it "
+            "out to recognise it"
+        )
+    if not root.exists():
+        raise AnanError(f"data set {root} does not exist: check the path")
+    if root.is_file():
+        if layout in (None, "npz") and root.suffix.lower() == ".npz":
+            return "npz"
+        raise AnanError(
+            f"data set {root} is a file, not a folder: pass a folder of class folders or a "
+            "MedMNIST-style .npz"
+        )
+    if layout == "npz":
+        raise AnanError(f"data set {root} is a folder, not an .npz file: pass the .npz file")
+    names = {d.name.lower() for d in _subdirs(root)}
+    has_split = "train" in names and "test" in names
+    if layout == "train_test" and not has_split:
+        raise AnanError(
+            f"data set {root} has no train/ and test/ folders: use layout 'folder' or add them"
+        )
+    return layout or ("train_test" if has_split else "folder")
+
+
+def _positive_indices(positive: Sequence[int | str], classes: list[str], root: Path) -> list[int]:
+    if isinstance(positive, (str, int)):
+        positive = [positive]
+    indices: list[int] = []
+    for p in positive:
+        if isinstance(p, str) and p in classes:
+            indices.append(classes.index(p))
+        elif isinstance(p, (int, np.integer)) and not isinstance(p, bool) and 0 <= p < len(classes):
+            indices.append(int(p))
+        else:
+            raise AnanError(
+                f"positive class {p!r} is not among the {len(classes)} classes of {root} "
+                f"({_show_classes(classes)}): pass class indices 0..{len(classes) - 1} or names"
+            )
+    indices = sorted(set(indices))
+    if not indices or len(indices) == len(classes):
+        raise AnanError(
+            f"positive={list(positive)} leaves no negative or no positive class: list some, "
+            "not all, of the classes"
+        )
+    return indices
+
+
+def _show_classes(classes: list[str]) -> str:
+    shown = [f"{i}={c}" for i, c in enumerate(classes[:10])]
+    return ", ".join(shown) + (", ..." if len(classes) > 10 else "")
+
+
+def _binarise(lst: _Listing, positive: list[int]) -> _Listing:
+    return _Listing(lst.refs, lst.labels, np.isin(lst.labels, positive).astype(np.int64))
+
+
+def _check_classes(name: str, lst: _Listing, classes: list[str], root: Path) -> None:
+    """Images to train or draw splits from must hold two classes; a stored test set may not."""
+    if len(lst.targets) == 0:
+        raise AnanError(f"data set {root} has no images in its {name} split: add images")
+    present = np.unique(lst.targets)
+    if len(present) < 2 and name in ("all", "train"):
+        only = classes[int(present[0])]
+        raise AnanError(
+            f"data set {root} has a single class ({only}) in its {name} images: a classifier "
+            "needs images of two or more classes"
+        )
+
+
+# --- folders --------------------------------------------------------------------------------
+
+
+def _subdirs(folder: Path) -> list[Path]:
+    return sorted(
+        (d for d in folder.iterdir() if d.is_dir() and not d.name.startswith(".")),
+        key=lambda d: d.name,
+    )
+
+
+def _is_image(name: str) -> bool:
+    return not name.startswith(".") and name.lower().endswith(IMAGE_EXTENSIONS)
+
+
+def _list_images(folder: Path) -> list[str]:
+    """Names of the image files directly in ``folder``, sorted.
+
+    Not recursive, like ``tools/train_base_cnn.py``, so both list the same files in the
+    same order (which the seeded split depends on).
+    """
+    return sorted(f.name for f in folder.iterdir() if _is_image(f.name) and f.is_file())
+
+
+def _class_folders(folder: Path, root: Path) -> dict[str, list[str]]:
+    """Class name → image paths relative to ``root``, for the class folders of ``folder``."""
+    where = "" if folder == root else f"{folder.relative_to(root)}/ of "
+    classes = _subdirs(folder)
+    if not classes:
+        loose = [f.name for f in folder.iterdir() if f.is_file() and _is_image(f.name)]
+        hint = (
+            "put each class's images in its own sub-folder"
+            if loose
+            else "add one sub-folder of images per class"
+        )
+        raise AnanError(f"{where}data set {root} has no class folders: {hint}")
+    out: dict[str, list[str]] = {}
+    for d in classes:
+        images = _list_images(d)
+        if not images:
+            raise AnanError(
+                f"class folder {d} has no images ({', '.join(IMAGE_EXTENSIONS)}): add images "
+                "or remove the folder"
+            )
+        out[d.name] = [str(d.relative_to(root) / f) for f in images]
+    if len(out) < 2:
+        raise AnanError(
+            f"{where}data set {root} has a single class folder ({classes[0].name}): a "
+            "classifier needs two or more classes"
+        )
+    return out
+
+
+def _list_folders(root: Path, kind: str) -> tuple[list[str], dict[str, _Listing]]:
+    """(classes, listing per stored split: ``all`` for a folder, else train/val/test)."""
+    if kind == "folder":
+        folders = {"all": root}
+    else:
+        by_name = {d.name.lower(): d for d in _subdirs(root)}
+        folders = {"train": by_name["train"], "test": by_name["test"]}
+        val = next((by_name[n] for n in _VAL_NAMES if n in by_name), None)
+        if val is not None:
+            folders["val"] = val
+    per_split = {s: _class_folders(f, root) for s, f in folders.items()}
+    first = next(iter(per_split))
+    classes = sorted(per_split[first])
+    for s, found in per_split.items():
+        if sorted(found) != classes:
+            raise AnanError(
+                f"{folders[s].name}/ of data set {root} has classes {sorted(found)} but "
+                f"{folders[first].name}/ has {classes}: use the same class folders in each split"
+            )
+    listings = {}
+    for s, found in per_split.items():
+        refs = [r for c in classes for r in found[c]]
+        labels = np.concatenate(
+            [np.full(len(found[c]), i, np.int64) for i, c in enumerate(classes)]
+        )
+        listings[s] = _Listing(refs, labels, labels)
+    return classes, listings
+
+
+# --- npz ------------------------------------------------------------------------------------
+
+
+class _NpzSource:
+    """A MedMNIST-style archive: ``{train,val,test}_{images,labels}`` (+ optional ``classes``)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        try:
+            archive = np.load(path, allow_pickle=False)
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+            raise AnanError(
+                f"{path} is not a readable .npz archive ({e}): save it with numpy.savez"
+            ) from None
+        if not isinstance(archive, np.lib.npyio.NpzFile):
+            raise AnanError(
+                f"{path} is a .npy array, not an .npz archive: save it with numpy.savez"
+            )
+        with archive:
+            self.arrays = {k: self._read(archive, k) for k in archive.files}
+        self.listings = self._labels()
+        self.classes = self._classes()
+
+    def _read(self, archive: Any, key: str) -> np.ndarray:
+        try:
+            return archive[key]
+        except ValueError:  # object arrays need pickle: refused
+            raise AnanError(
+                f"{self.path}: array {key} holds Python objects, refused for safety: store "
+                "numeric arrays"
+            ) from None
+
+    def _labels(self) -> dict[str, _Listing]:
+        keys = set(self.arrays)
+        listings: dict[str, _Listing] = {}
+        for s in SPLITS:
+            has_x, has_y = f"{s}_images" in keys, f"{s}_labels" in keys
+            if has_x != has_y:
+                have, lack = (f"{s}_images", f"{s}_labels")[:: 1 if has_x else -1]
+                raise AnanError(f"{self.path} has {have} but no {lack}: store both")
+            if has_x:
+                listings[s] = self._split_labels(s)
+        if "test" not in listings or not ({"train", "val"} & set(listings)):
+            raise AnanError(
+                f"{self.path} lacks keys (has {', '.join(sorted(keys)) or 'none'}): a "
+                "MedMNIST-style .npz needs test_images, test_labels and train_* or val_*"
+            )
+        return listings
+
+    def _split_labels(self, s: str) -> _Listing:
+        x, y = self.arrays[f"{s}_images"], self.arrays[f"{s}_labels"]
+        if (
+            x.dtype != np.uint8
+            or x.ndim not in (3, 4)
+            or (x.ndim == 4 and x.shape[3] not in (1, 3))
+        ):
+            raise AnanError(
+                f"{self.path}: {s}_images is {x.dtype} {x.shape}; expected uint8 pixels shaped "
+                "(n, H, W) or (n, H, W, 1|3): store 0-255 pixels as uint8"
+            )
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = y[:, 0]
+        if y.ndim != 1:
+            raise AnanError(
+                f"{self.path}: {s}_labels has shape {y.shape} (multi-label?): store one class "
+                "index per image, shape (n,) or (n, 1)"
+            )
+        if len(y) != len(x):
+            raise AnanError(
+                f"{self.path}: {s}_labels has {len(y)} labels but {s}_images has {len(x)} "
+                "images: store one label per image"
+            )
+        if y.dtype.kind == "f" and np.all(np.isfinite(y)) and np.all(y == np.round(y)):
+            y = y.astype(np.int64)
+        if y.dtype.kind not in "iu":
+            raise AnanError(
+                f"{self.path}: {s}_labels are {y.dtype}, not class indices: store integers"
+            )
+        if len(y) and y.min() < 0:
+            raise AnanError(
+                f"{self.path}: {s}_labels has label {int(y.min())}, outside the class range: "
+                "labels must be 0, 1, ..."
+            )
+        y = y.astype(np.int64)
+        return _Listing(list(range(len(y))), y, y)
+
+    def _classes(self) -> list[str]:
+        top = max(int(lst.labels.max()) for lst in self.listings.values() if len(lst.labels))
+        if "classes" not in self.arrays:
+            return [str(i) for i in range(top + 1)]
+        names = [str(c) for c in self.arrays["classes"].ravel()]
+        if top >= len(names):
+            raise AnanError(
+                f"{self.path}: a label is {top}, outside the {len(names)} names in 'classes': "
+                "fix the labels or the class names"
+            )
+        return names
+
+    def images(
+        self, store: str, index: Sequence[int], spec: InputSpec, progress: bool | None
+    ) -> np.ndarray:
+        """The chosen images of a stored split, converted and resized like image files."""
+        x = self.arrays[f"{store}_images"][np.asarray(index, dtype=np.int64)]
+        if x.ndim == 4 and x.shape[3] == 1:
+            x = x[..., 0]
+        same_size = x.shape[1:3] == (spec.height, spec.width)
+        if same_size and (x.ndim == 3) == (spec.channels == 1):
+            pixels = x if x.ndim == 4 else x[..., None]
+        else:
+            pixels = np.empty((len(x), spec.height, spec.width, spec.channels), np.uint8)
+            for i in progress_bar(range(len(x)), progress, f"resizing {store}"):
+                pixels[i] = pixels_from_pil(Image.fromarray(x[i]), spec)
+        return to_model_input(pixels, spec)
+
+
+# --- splitting ------------------------------------------------------------------------------
+
+
+def _split(
+    stored: dict[str, _Listing],
+    kind: str,
+    val_fraction: float,
+    test_fraction: float,
+    seed: int,
+    classes: list[str],
+) -> tuple[dict[str, _Listing], dict[str, str]]:
+    """Final train/val/test listings and, per split, where it came from (for ``info``)."""
+    out = dict(stored)
+    how = {s: f"{s}:stored" for s in stored}
+    if kind == "folder":
+        pool = out.pop("all")
+        del how["all"]
+        if test_fraction > 0:
+            train_idx, test_idx = _holdout(pool.labels, test_fraction, seed, classes, "test")
+            out["train"], out["test"] = pool.take(train_idx), pool.take(test_idx)
+            how["test"] = "all:random"
+        else:
+            out["train"] = pool
+        how["train"] = "all:random"
+    if "val" not in out and "train" in out and val_fraction > 0:
+        train = out["train"]
+        train_idx, val_idx = _holdout(train.labels, val_fraction, seed, classes, "val")
+        out["train"], out["val"] = train.take(train_idx), train.take(val_idx)
+        how["val"] = how["train"].split(":")[0] + ":random"
+        how["train"] = how["val"]
+    return out, how
+
+
+def _holdout(
+    labels: np.ndarray, fraction: float, seed: int, classes: list[str], part: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """(kept, held out) sorted indices: a stratified seeded holdout of ``fraction``.
+
+    The same call as ``tools/train_base_cnn.py`` (``train_test_split`` on ``arange(n)``,
+    ``stratify=labels``, ``random_state=seed``), so both tools agree on the split.
+    """
+    try:
+        from sklearn.model_selection import train_test_split
+    except ImportError:
+        raise AnanError(
+            "scikit-learn is needed to split a data set: pip install 'anan-onnx[eval]'"
+        ) from None
+    counts = np.bincount(labels, minlength=len(classes))
+    smallest = int(np.argmin(np.where(counts > 0, counts, counts.max() + 1)))
+    try:
+        kept, held = train_test_split(
+            np.arange(len(labels)), test_size=fraction, stratify=labels, random_state=seed
+        )
+    except ValueError as e:
+        raise AnanError(
+            f"cannot draw a stratified {part} split of {fraction:g} ({e}); the smallest class, "
+            f"{classes[smallest]}, has {counts[smallest]} images: add images or change the "
+            f"{part}_fraction"
+        ) from None
+    return np.sort(kept), np.sort(held)
+
+
+def _cap(labels: np.ndarray, limit: int, seed: int, salt: int) -> np.ndarray:
+    """Sorted indices keeping at most ``limit`` random images of each class."""
+    keep = []
+    for c in np.unique(labels):
+        idx = np.flatnonzero(labels == c)
+        if len(idx) > limit:
+            rng = np.random.default_rng([seed, int(c), 1000 + salt])
+            idx = rng.choice(idx, size=limit, replace=False)
+        keep.append(idx)
+    return np.sort(np.concatenate(keep))

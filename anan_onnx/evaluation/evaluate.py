@@ -1,0 +1,285 @@
+"""Base CNN vs ANAN vs a threshold-tuned control on a test set, for one model or k folds.
+
+For every model (one file, or the fold models of a directory) the protocol is:
+
+1. the **base** CNN is scored on the test images (threshold 0.5 / arg-max);
+2. the **control**: the same base CNN with only its decision rule tuned on the validation
+   images (the threshold of a sigmoid output; class weights of a softmax output), scored on
+   the test images. It shows how much of an ANAN gain a free decision-threshold change
+   would give too;
+3. each **ANAN variant** (one per option combination, e.g. the multiplicative and the additive
+   rule): its parameters are grid-searched on the same validation images (or read from a
+   params JSON), the fixed-parameter ANAN model is exported and scored on the test images.
+
+Over several fold models, each metric is compared with the paired two-sided Wilcoxon
+signed-rank test (ANAN vs base, ANAN vs control), as in the paper's Table 3. Scores include
+the positive rate, balanced accuracy and MCC next to F1, so that an F1 gain that only comes
+from predicting one class more often is visible; a shift of the positive rate by more than
+10 points is flagged.
+
+Validation data per fold: when the model folder holds ``training.json`` (written by
+``tools/train_base_cnn.py``), each fold is tuned on its own held-out fold (``val_indices``)
+and tested on the recorded test files; otherwise one split is drawn by
+:func:`anan_onnx.load_splits` and shared by all models.
+
+Example:
+    >>> ev = evaluate("out/fire_folds", "../shared/data/fire",
+    ...               grid=Grid(rules=("multiplicative", "additive")))  # doctest: +SKIP
+    >>> print(ev.markdown())  # doctest: +SKIP
+    >>> ev.figure("out/fire.png")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+
+from anan_onnx import metadata as _metadata
+from anan_onnx.errors import AnanError
+from anan_onnx.evaluation.control import control
+from anan_onnx.evaluation.fold_data import FoldData
+from anan_onnx.evaluation.model_files import find_models, read_params
+from anan_onnx.evaluation.results import Evaluation
+from anan_onnx.evaluation.tune import (
+    PAPER_GRID,
+    TEST_WARNING,
+    TUNE_ON,
+    Grid,
+    check_labels,
+    grid_search,
+    load_model,
+)
+from anan_onnx.params import AnanParams
+
+__all__ = ["evaluate"]
+
+
+# --- the variants ------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class _Variant:
+    """An ANAN variant: its options, and fixed parameters or a grid to tune."""
+
+    key: str
+    label: str
+    grid: Grid | None
+    fixed: AnanParams | None
+
+
+def _variants(grid: Grid, params: Sequence[AnanParams]) -> list[_Variant]:
+    if params:
+        out, seen = [], set()
+        for p in params:
+            key = _options_key(p)
+            if key in seen:
+                key = f"{key}:{p.k},{p.mu},{p.a:g},{p.b:g}"
+            seen.add(key)
+            out.append(_Variant(key, f"ANAN ({key})", None, p))
+        return out
+    out = []
+    for options in grid.option_sets():
+        key = _options_key(options)
+        sub = dataclasses.replace(
+            grid,
+            rules=(options.rule,),
+            counters=(options.counter,),
+            signals=(options.signal,),
+            reduces=(options.reduce,),
+        )
+        out.append(_Variant(key, f"ANAN ({key})", sub, None))
+    return out
+
+
+def _options_key(p: AnanParams) -> str:
+    """The rule, plus any option that differs from the spec's defaults."""
+    default = AnanParams()
+    parts = [p.rule]
+    parts += [
+        getattr(p, name)
+        for name in ("counter", "signal", "reduce")
+        if getattr(p, name) != getattr(default, name)
+    ]
+    return ",".join(parts)
+
+
+# --- the per-fold loop -------------------------------------------------------------------
+
+
+def evaluate(
+    models: str | Path,
+    data: str | Path | None = None,
+    *,
+    params: Sequence[AnanParams | str | Path] = (),
+    grid: Grid = PAPER_GRID,
+    metric: str = "f1",
+    tune_on: str = "val",
+    val_fraction: float = 0.15,
+    test_fraction: float = 0.2,
+    seed: int = 0,
+    positive: Sequence[int | str] | None = None,
+    max_per_class: int | None = None,
+    layer: str | None = None,
+    threads: int | None = None,
+    batch_size: int = 256,
+    progress: bool | None = None,
+    log: Any = None,
+) -> Evaluation:
+    """Evaluates base vs control vs ANAN on the test images, per model.
+
+    Args:
+        models: a base model file, or a folder of fold models (``fold1.onnx`` ...).
+        data: the image set; optional when ``training.json`` records it.
+        params: fixed ANAN parameters (``AnanParams`` or params JSON files), one variant
+            each; default: tune each option combination of ``grid`` per model.
+        grid, metric: what to tune and the selection metric (as ``anan-onnx tune``).
+        tune_on: ``"val"`` (default) or ``"test"`` (warns: optimistic).
+        val_fraction, test_fraction, seed, positive, max_per_class: how to split ``data``
+            when no ``training.json`` is found (see :func:`anan_onnx.load_splits`).
+        layer, threads, batch_size, progress: as for :func:`anan_onnx.evaluation.tune.grid_search`.
+        log: a callable receiving one progress line per model (e.g. ``print``).
+
+    Returns:
+        An :class:`Evaluation`.
+    """
+    from anan_onnx.evaluation.scores import METRICS, scores
+    from anan_onnx.runtime.inputs import InputSpec
+
+    if metric not in METRICS:
+        raise AnanError(f"metric must be one of {', '.join(METRICS)}, got {metric!r}")
+    if tune_on not in TUNE_ON:
+        raise AnanError(f"tune_on must be one of {', '.join(TUNE_ON)}, got {tune_on!r}")
+    fixed = [p if isinstance(p, AnanParams) else read_params(p) for p in params]
+    variants = _variants(grid, fixed)
+    files = find_models(models)
+    source = FoldData(
+        files,
+        Path(data) if data is not None else None,
+        {
+            "val_fraction": val_fraction,
+            "test_fraction": test_fraction,
+            "seed": seed,
+            "positive": positive,
+            "max_per_class": max_per_class,
+            "progress": progress,
+        },
+    )
+    if tune_on == "test":  # ANAN (unless --params) and the control are fitted to the test set
+        warnings.warn(TEST_WARNING, UserWarning, stacklevel=2)
+    folds = []
+    for path in files:
+        base = load_model(path)
+        spec = InputSpec.from_metadata(_metadata.read_metadata(base))
+        val, test = source.splits(path, spec, need_val=tune_on == "val")
+        tune_split = test if tune_on == "test" else val
+        assert tune_split is not None
+        base_tune = _predict(base, tune_split.images, threads, batch_size)
+        base_test = _predict(base, test.images, threads, batch_size)
+        check_labels(base_test, test.labels, test.classes)
+        check_labels(base_tune, tune_split.labels, tune_split.classes)
+        # the control's threshold is tuned on the same images as ANAN's parameters
+        rule, control_scores = control(tune_split.labels, base_tune, base_test, test.labels, metric)
+        fold: dict[str, Any] = {
+            "name": path.name[: -len(path.suffix)],
+            "model": str(path),
+            "n_val": len(val.labels) if val is not None else 0,
+            "n_test": len(test.labels),
+            "n_tune": len(tune_split.labels),
+            "tune_source": tune_split.source,
+            "test_source": test.source,
+            "control": rule,
+            "params": {},
+            "tuning": {},
+            "scores": {"base": scores(test.labels, base_test), "control": control_scores},
+            "tune_scores": {"base": scores(tune_split.labels, base_tune)},
+        }
+        for variant in variants:
+            if variant.fixed is not None:
+                chosen = variant.fixed
+            else:
+                assert variant.grid is not None
+                result = grid_search(
+                    base,
+                    tune_split.images,
+                    tune_split.labels,
+                    variant.grid,
+                    metric,
+                    classes=tune_split.classes,
+                    layer=layer,
+                    threads=threads,
+                    batch_size=batch_size,
+                    progress=progress,
+                )
+                chosen = result.params
+                fold["tuning"][variant.key] = {
+                    "seconds": round(result.seconds, 2),
+                    "configurations": len(result.rows),
+                    "value": result.best["value"],
+                    "base_value": _oriented(result.base_scores, metric),
+                    "improves_on_base": result.improves_on_base,
+                }
+            anan = _convert(base, chosen, layer)
+            fold["params"][variant.key] = chosen.as_dict()
+            fold["scores"][variant.key] = scores(
+                test.labels, _predict(anan, test.images, threads, batch_size)
+            )
+            fold["tune_scores"][variant.key] = scores(
+                tune_split.labels, _predict(anan, tune_split.images, threads, batch_size)
+            )
+        folds.append(fold)
+        if log is not None:
+            log(_fold_line(fold, variants, metric))
+    labels = {"base": "CNN", "control": "control (threshold)"}
+    labels.update({v.key: v.label for v in variants})
+    info = {
+        "models": [str(f) for f in files],
+        "data": str(data) if data is not None else None,
+        "grid": grid.as_dict() if not fixed else None,
+        "variants": {v.key: v.label for v in variants},
+    }
+    return Evaluation(folds, labels, metric, "params" if fixed else tune_on, info)
+
+
+def _oriented(values: dict[str, float], metric: str) -> float:
+    from anan_onnx.evaluation.scores import select_metric_value
+
+    return select_metric_value(values, metric)
+
+
+def _convert(base: onnx.ModelProto, params: AnanParams, layer: str | None) -> onnx.ModelProto:
+    from anan_onnx.convert.pipeline import convert_model
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # mu > k is reported by the tuner, not per fold
+        return convert_model(base, params, layer=layer).anan
+
+
+def _predict(
+    model: onnx.ModelProto, images: np.ndarray, threads: int | None, batch_size: int
+) -> np.ndarray:
+    from anan_onnx.runtime.session import Session
+
+    session = Session(model, threads=threads)
+    parts = [session.predict(images[i : i + batch_size]) for i in range(0, len(images), batch_size)]
+    return np.concatenate(parts)
+
+
+def _fold_line(fold: dict[str, Any], variants: list[_Variant], metric: str) -> str:
+    key = {"auc": "roc_auc"}.get(metric, metric)
+    s = fold["scores"]
+    parts = [
+        f"{fold['name']}: {metric} CNN {s['base'][key]:.3f}",
+        f"control {s['control'][key]:.3f}",
+    ]
+    for v in variants:
+        p = fold["params"][v.key]
+        parts.append(
+            f"{v.key} {s[v.key][key]:.3f} (k={p['k']} mu={p['mu']} a={p['a']:g} b={p['b']:g})"
+        )
+    return ", ".join(parts)

@@ -1,0 +1,671 @@
+"""Many ANAN configurations of one base model on one batch, without re-running what they share.
+
+The parameters k, μ, a, b, idle never change the first layer's convolutions: by the spec's
+identity the target layer's output after the k steps is ``g⁺·P + g⁻·N + β`` with
+``P = conv(x, W⁺)``, ``N = conv(x, W⁻)`` (or ``g·M + β`` with ``M = conv(x, W0)`` under the
+multiplicative rule, where both gains always move together). So a grid search needs:
+
+(a) the **first layer** once per image: the maps (and their spatial means, which are all the
+    steps need for ``signal=pre, reduce=mean``), from a sub-model of the base network that ends
+    at the target convolution;
+(b) the **gain recurrence** of every configuration, vectorised in numpy (:func:`simulate_gains`,
+    written from the spec and tested equal to the graph of :mod:`anan_onnx.rewrite.graph`);
+(c) the **rest of the network** once per distinct final gain vector of an image: many
+    configurations give the same gains (nothing triggers, or the counters saturate), so the
+    gain vectors are deduplicated per image before ``g⁺·P + g⁻·N + β`` is fed, in batches, to a
+    sub-model of the base network that starts at the target convolution's output.
+
+Everything is float32 and follows the node order of the ANAN graph, so the probabilities equal
+those of the tunable ONNX export run configuration by configuration (tests: ≤ 1e-5).
+
+Example:
+    >>> grid = FastGrid(onnx.load("base.onnx"), AnanParams(rule="additive"))  # doctest: +SKIP
+    >>> points = [GridPoint(4, 2, 1.05, 0.2), GridPoint(8, 3, 1.5, 0.5)]
+    >>> probs = grid.predict(images, points)   # (2, N, classes)   # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+from onnx import helper, numpy_helper
+
+from anan_onnx.errors import AnanError, first_line
+from anan_onnx.params import AnanParams
+from anan_onnx.runtime.inputs import check_batch
+
+__all__ = ["FastGrid", "GridPoint", "simulate_gains"]
+
+_PREFIX = "anan_fast/"
+#: floats per block when maps are combined in numpy (bounds temporary memory to ~64 MB)
+_BLOCK_FLOATS = 1 << 24
+#: first-layer maps kept in memory at once (floats): about 512 MB
+_CHUNK_FLOATS = 1 << 27
+
+Activity = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
+
+
+@dataclasses.dataclass(frozen=True)
+class GridPoint:
+    """One numeric configuration of a grid: k, μ, a, b, idle.
+
+    The options (rule, counter, signal, reduce) are fixed per :class:`FastGrid`.
+
+    Example:
+        >>> GridPoint(4, 2, 1.05, 0.3).params(AnanParams(rule="additive")).rule
+        'additive'
+    """
+
+    k: int
+    mu: int
+    a: float
+    b: float
+    idle: float = 0.0
+
+    def params(self, options: AnanParams) -> AnanParams:
+        """Full parameters: this point's numbers with the options of ``options``."""
+        return dataclasses.replace(
+            options, k=self.k, mu=self.mu, a=self.a, b=self.b, idle=self.idle
+        )
+
+
+@dataclasses.dataclass
+class _Configs:
+    """A list of grid points as float32 columns shaped (C, 1, 1) to broadcast over (n, O)."""
+
+    k: np.ndarray
+    mu: np.ndarray
+    a: np.ndarray
+    b: np.ndarray
+    idle: np.ndarray
+
+    @classmethod
+    def of(cls, points: Sequence[GridPoint]) -> _Configs:
+        if not points:
+            raise AnanError("the grid is empty: give at least one value per parameter")
+        cols = {
+            name: np.array([getattr(p, name) for p in points], np.float32).reshape(-1, 1, 1)
+            for name in ("k", "mu", "a", "b", "idle")
+        }
+        return cls(**cols)
+
+    def __len__(self) -> int:
+        return len(self.k)
+
+
+def simulate_gains(
+    activity: Activity,
+    points: Sequence[GridPoint],
+    shape: tuple[int, int],
+    *,
+    rule: str = "multiplicative",
+    counter: str = "absorbing",
+) -> tuple[np.ndarray, np.ndarray]:
+    """The k-step astrocyte recurrence of the spec for every configuration at once.
+
+    Per image and kernel the state is the counter ``r`` and the gains ``g⁺, g⁻`` (the weights
+    are ``g⁺·W⁺ + g⁻·W⁻``). Each step: activity ``s`` → ``u = ±1`` (eq. 1) → counter (eq. 2,
+    absorbing or clamp) → trigger (eq. 3) → gain update (multiplicative: ``g·a``, ``g·(1-b)``;
+    additive: ``g⁺ += |g⁺|·z``, ``g⁻ -= |g⁻|·z``). Steps beyond a configuration's k keep its
+    state, as in the tunable export, so all configurations run ``max(k)`` steps together.
+
+    Args:
+        activity: ``activity(g_pos, g_neg, need)`` → ``s`` (C, n, O), float32; entries where
+            ``need`` is False are not used (a held absorbing counter ignores its input), so
+            an implementation may skip them.
+        points: the configurations (C).
+        shape: (n images, O kernels).
+        rule, counter: the spec's options.
+
+    Returns:
+        ``(g_pos, g_neg)``, each float32 (C, n, O). Under the multiplicative rule both are
+        the same array (one gain on ``conv(x, W0)``).
+
+    Example:
+        >>> means = np.array([[0.5, -0.5]], np.float32)          # one image, two kernels
+        >>> act = lambda gp, gn, need: gp * means
+        >>> gp, _ = simulate_gains(act, [GridPoint(2, 1, 2.0, 0.5)], (1, 2))
+        >>> gp[0, 0].tolist()                                    # excited twice, inhibited twice
+        [4.0, 0.25]
+    """
+    cfg = _Configs.of(points)
+    full = (len(cfg), *shape)
+    gp = np.ones(full, np.float32)
+    gn = gp if rule == "multiplicative" else np.ones(full, np.float32)
+    r = np.zeros(full, np.float32)
+    one = np.float32(1.0)
+    # as the graph computes it: 1 - b (multiplicative) or -b (additive), in float32
+    b_factor = (one - cfg.b) if rule == "multiplicative" else -cfg.b
+    steps = int(cfg.k.max())
+    for t in range(1, steps + 1):
+        active = np.float32(t - 1) < cfg.k  # (C, 1, 1)
+        held = np.abs(r) == cfg.mu
+        need = active & ~held if counter == "absorbing" else np.broadcast_to(active, full)
+        # a held counter still triggers every step; only its activity is not needed
+        s = activity(gp, gn, need) if need.any() else np.zeros(full, np.float32)
+        u = np.where(s > 0, one, -one)
+        summed = r + u
+        if counter == "clamp":
+            new_r = np.minimum(np.maximum(summed, -cfg.mu), cfg.mu)
+        else:
+            new_r = np.where(held, r, summed)
+        excite, inhibit = new_r == cfg.mu, new_r == -cfg.mu
+        if rule == "multiplicative":
+            m = np.where(excite, cfg.a, np.where(inhibit, b_factor, one))
+            gp = gn = np.where(active, gp * m, gp)
+        else:
+            z = np.where(excite, cfg.a, np.where(inhibit, b_factor, cfg.idle))
+            new_gp = gp + np.abs(gp) * z
+            new_gn = gn - np.abs(gn) * z  # W⁻ is negative: |w|·z moves g⁻ the other way
+            gp, gn = np.where(active, new_gp, gp), np.where(active, new_gn, gn)
+        r = np.where(active, new_r, r)
+    return gp, gn
+
+
+# --- the two sub-models ------------------------------------------------------------------
+
+#: activations that never decrease: max-pooling commutes with them
+_MONOTONE = ("Relu", "LeakyRelu", "Elu", "Sigmoid", "Tanh", "Clip")
+
+
+@dataclasses.dataclass
+class _Target:
+    """What the fast path needs to know about the target convolution."""
+
+    conv: onnx.NodeProto
+    weight: np.ndarray
+    bias: np.ndarray | None
+    activation: onnx.NodeProto | None  # the single activation right after the conv
+    numpy_activation: Callable[[np.ndarray], np.ndarray] | None  # for signal=post
+    pool: onnx.NodeProto | None  # a MaxPool right after that activation, if any
+
+
+def _normalise(base: onnx.ModelProto, options: AnanParams, layer: str | None):
+    """(normalised base, target name): the conversion's own normalisation and refusals."""
+    from anan_onnx.convert.pipeline import convert_model
+
+    conversion = convert_model(base, options, layer=layer)
+    return conversion.base, conversion.target_layer
+
+
+def _users(graph: onnx.GraphProto, name: str) -> list[onnx.NodeProto]:
+    return [n for n in graph.node if name in _node_inputs(n)]
+
+
+def _sole_user(graph: onnx.GraphProto, name: str, op_types: Sequence[str]):
+    """The one node reading ``name`` if it is of ``op_types`` and ``name`` is internal."""
+    users = _users(graph, name)
+    outputs = {o.name for o in graph.output}
+    if len(users) == 1 and users[0].op_type in op_types and name not in outputs:
+        return users[0]
+    return None
+
+
+def _target(model: onnx.ModelProto, name: str, signal: str) -> _Target:
+    from anan_onnx.reference.literal import _numpy_activation, _weight_array
+
+    graph = model.graph
+    conv = next(n for n in graph.node if n.op_type == "Conv" and n.name == name)
+    weight = _weight_array(graph, conv.input[1])
+    bias = _weight_array(graph, conv.input[2]) if len(conv.input) > 2 and conv.input[2] else None
+    act = _sole_user(graph, conv.output[0], _MONOTONE)
+    if act is not None and act.op_type in ("LeakyRelu", "Elu"):
+        alpha = next((a.f for a in act.attribute if a.name == "alpha"), 0.01)
+        act = act if alpha >= 0 else None  # a negative slope is not monotone
+    pool = None
+    if act is not None:
+        pool = _sole_user(graph, act.output[0], ("MaxPool",))
+        if pool is not None and (len(pool.output) > 1 and pool.output[1]):
+            pool = None  # the Indices output depends on which position won
+    numpy_act = _numpy_activation(graph, act) if signal == "post" and act is not None else None
+    return _Target(conv, weight, bias, act, numpy_act, pool)
+
+
+def _node_inputs(node: onnx.NodeProto) -> set[str]:
+    """Names a node reads, including outer-scope names used inside its subgraphs."""
+    names = {i for i in node.input if i}
+    for attr in node.attribute:
+        graphs = list(attr.graphs) + ([attr.g] if attr.HasField("g") else [])
+        for g in graphs:
+            for inner in g.node:
+                names |= _node_inputs(inner)
+    return names
+
+
+def _prune(graph: onnx.GraphProto) -> set[str]:
+    """Drops nodes, initializers and inputs the outputs do not need; returns the names read."""
+    needed = {o.name for o in graph.output}
+    kept = []
+    for node in reversed(graph.node):
+        if any(o in needed for o in node.output):
+            kept.append(node)
+            needed |= _node_inputs(node)
+    del graph.node[:]
+    graph.node.extend(reversed(kept))
+    inits = [i for i in graph.initializer if i.name in needed]
+    del graph.initializer[:]
+    graph.initializer.extend(inits)
+    inputs = [i for i in graph.input if i.name in needed]
+    del graph.input[:]
+    graph.input.extend(inputs)
+    return needed
+
+
+def _float_info(name: str, shape: Sequence[int | str] | None) -> onnx.ValueInfoProto:
+    return helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, shape)
+
+
+def _node(op: str, inputs: list[str], output: str, like: onnx.NodeProto | None = None):
+    node = helper.make_node(op, inputs, [output], name=output)
+    if like is not None:
+        node.attribute.extend(like.attribute)
+    return node
+
+
+def _splice(graph: onnx.GraphProto, at: onnx.NodeProto, new: list, drop: Sequence) -> None:
+    """Inserts ``new`` where ``at`` is (keeps topological order) and removes ``drop``.
+
+    Nodes are matched by name: the normalised base has unique node names.
+    """
+    nodes = list(graph.node)
+    index = [n.name for n in nodes].index(at.name)
+    dropped = {n.name for n in drop}
+    kept = [n for n in nodes[:index] if n.name not in dropped]
+    kept += new + [n for n in nodes[index:] if n.name not in dropped]
+    del graph.node[:]
+    graph.node.extend(kept)
+
+
+def _first_layer_model(
+    base: onnx.ModelProto, target: _Target, n_maps: int, outputs: Sequence[str]
+) -> onnx.ModelProto:
+    """Base graph up to the target conv, with outputs among ``map{i}`` (M, or P and N),
+    ``mean{i}`` (their spatial means) and ``pool_max``/``pool_min`` (M max/min-pooled)."""
+    model = onnx.ModelProto()
+    model.CopyFrom(base)
+    graph = model.graph
+    conv, new = target.conv, []
+    if n_maps == 1:  # the model's own W0, without bias: the graph's conv(x, W0)
+        new.append(_node("Conv", [conv.input[0], conv.input[1]], f"{_PREFIX}map0", conv))
+    else:
+        for i, part in enumerate((np.maximum(target.weight, 0), np.minimum(target.weight, 0))):
+            graph.initializer.append(numpy_helper.from_array(part, f"{_PREFIX}weight{i}"))
+            new.append(
+                _node("Conv", [conv.input[0], f"{_PREFIX}weight{i}"], f"{_PREFIX}map{i}", conv)
+            )
+    for i in range(n_maps):
+        new.append(_node("GlobalAveragePool", [f"{_PREFIX}map{i}"], f"{_PREFIX}mean{i}"))
+    if target.pool is not None:  # min-pool = -maxpool(-M): the same windows and padding
+        m = f"{_PREFIX}map0"
+        new.append(_node("MaxPool", [m], f"{_PREFIX}pool_max", target.pool))
+        new.append(_node("Neg", [m], f"{_PREFIX}neg_map"))
+        new.append(_node("MaxPool", [f"{_PREFIX}neg_map"], f"{_PREFIX}neg_pool", target.pool))
+        new.append(_node("Neg", [f"{_PREFIX}neg_pool"], f"{_PREFIX}pool_min"))
+    _splice(graph, conv, new, drop=())
+    del graph.output[:]
+    graph.output.extend(_float_info(f"{_PREFIX}{o}", ["n", "maps", "h", "w"]) for o in outputs)
+    _prune(graph)
+    return model
+
+
+def _rest_model(base: onnx.ModelProto, target: _Target, n_maps: int, pooled: bool):
+    """Base graph after the target layer, fed by gains and maps; (model, reads the image?).
+
+    Maps plan: inputs ``map{i}``, ``gain{i}``; computes ``Σ gain_i·map_i + β`` (the ANAN
+    graph's own ops) in place of the conv output. Pooled plan (multiplicative rule,
+    Conv → monotone activation → MaxPool): inputs ``pool_max``, ``pool_min``, ``gain0``;
+    computes ``act(g·pool + β)`` in place of the MaxPool output, taking the max-pooled map
+    where g >= 0 and the min-pooled one where g < 0, since ``v ↦ act(g·v + β)`` is
+    monotone and so commutes with taking a window's max (exactly, in float arithmetic too).
+    """
+    model = onnx.ModelProto()
+    model.CopyFrom(base)
+    graph = model.graph
+    out_channels = target.weight.shape[0]
+    image_input = _image_input(graph)
+    new, inputs = [], []
+    if pooled:
+        assert target.pool is not None and target.activation is not None
+        zero = f"{_PREFIX}zero"
+        graph.initializer.append(numpy_helper.from_array(np.zeros((), np.float32), zero))
+        new.append(_node("Less", [f"{_PREFIX}gain0", zero], f"{_PREFIX}negative"))
+        new.append(
+            _node(
+                "Where",
+                [f"{_PREFIX}negative", f"{_PREFIX}pool_min", f"{_PREFIX}pool_max"],
+                f"{_PREFIX}map0",
+            )
+        )
+        inputs = ["pool_max", "pool_min", "gain0"]
+    else:
+        inputs = [name for i in range(n_maps) for name in (f"map{i}", f"gain{i}")]
+    terms = [f"{_PREFIX}term{i}" for i in range(n_maps)]
+    for i, term in enumerate(terms):
+        new.append(_node("Mul", [f"{_PREFIX}gain{i}", f"{_PREFIX}map{i}"], term))
+    total = terms[0]
+    if n_maps == 2:
+        total = f"{_PREFIX}sum"
+        new.append(_node("Add", terms, total))
+    y = f"{_PREFIX}response" if pooled else target.conv.output[0]
+    if target.bias is not None:  # (1, O, 1, 1), as the ANAN graph adds it
+        bias = target.bias.reshape(1, -1, 1, 1).astype(np.float32)
+        graph.initializer.append(numpy_helper.from_array(bias, f"{_PREFIX}bias"))
+        new.append(_node("Add", [total, f"{_PREFIX}bias"], y))
+    else:
+        new.append(_node("Identity", [total], y))
+    drop: list[onnx.NodeProto] = [target.conv]
+    if pooled:
+        act, pool = target.activation, target.pool
+        assert act is not None and pool is not None
+        node = helper.make_node(act.op_type, [y, *act.input[1:]], [pool.output[0]], name=act.name)
+        node.attribute.extend(act.attribute)
+        new.append(node)
+        drop += [act, pool]
+    _splice(graph, target.conv, new, drop)
+    kept_inputs = list(graph.input)
+    del graph.input[:]
+    for name in inputs:
+        dims = [1, 1] if name.startswith("gain") else ["h", "w"]
+        graph.input.append(_float_info(f"{_PREFIX}{name}", ["rows", out_channels, *dims]))
+    graph.input.extend(kept_inputs)  # the image (if still read) and IR<4 initializer inputs
+    needed = _prune(graph)
+    return model, image_input in needed
+
+
+def _image_input(graph: onnx.GraphProto) -> str:
+    inits = {i.name for i in graph.initializer}
+    return next(i.name for i in graph.input if i.name not in inits)
+
+
+def _session(model: onnx.ModelProto, threads: int | None) -> ort.InferenceSession:
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    if threads:
+        options.intra_op_num_threads = threads
+    try:
+        onnx.checker.check_model(model)
+        return ort.InferenceSession(
+            model.SerializeToString(), options, providers=["CPUExecutionProvider"]
+        )
+    except Exception as exc:  # a graph we cannot split is a bug, not a user error
+        raise AnanError(
+            f"cannot split the model around its target layer for fast tuning "
+            f"({first_line(exc, 150)}): please report this with the model"
+        ) from None
+
+
+# --- the fast grid -------------------------------------------------------------------------
+
+
+class FastGrid:
+    """Evaluates many ANAN configurations of one base model on the same images.
+
+    Args:
+        base: the base ONNX model (e.g. from :func:`anan_onnx.load_base`).
+        options: rule, counter, signal and reduce (its k, μ, a, b, idle are not used).
+        layer: target Conv (default: the first, as in :func:`anan_onnx.convert_model`).
+        threads: onnxruntime intra-op threads (default: onnxruntime's choice).
+        batch_size: rows per run of the rest of the network.
+        pooled: allow the pooled plan (default); ``False`` forces the maps plan (tests).
+
+    Attributes:
+        target_layer: name of the modulated Conv node.
+        plan: ``"pooled"`` (multiplicative rule and Conv → activation → MaxPool: the rest
+            of the network starts after the pool and is fed max/min-pooled maps) or
+            ``"maps"`` (the rest starts at the conv output).
+        stats: counts of the last :meth:`predict` call: ``images``, ``configs``,
+            ``rest_rows`` (runs of the rest of the network, after deduplication).
+
+    Raises:
+        AnanError: the model is already an ANAN model, has no suitable Conv, or the options
+            do not fit it (``signal=post`` without an activation).
+    """
+
+    def __init__(
+        self,
+        base: onnx.ModelProto,
+        options: AnanParams | None = None,
+        *,
+        layer: str | None = None,
+        threads: int | None = None,
+        batch_size: int = 256,
+        pooled: bool = True,
+    ) -> None:
+        self.options = options or AnanParams()
+        if batch_size < 1:
+            raise AnanError(f"batch size must be >= 1, got {batch_size}")
+        self.batch_size = batch_size
+        normalised, self.target_layer = _normalise(base, self.options, layer)
+        self._target = _target(normalised, self.target_layer, self.options.signal)
+        self._n_maps = 1 if self.options.rule == "multiplicative" else 2
+        pooled = pooled and self._n_maps == 1 and self._target.pool is not None
+        self.plan = "pooled" if pooled else "maps"
+        if not pooled:
+            self._target.pool = None
+        self._use_means = self.options.signal == "pre" and self.options.reduce == "mean"
+        # what the numpy side needs from the first layer: maps for map-based activities
+        # and for feeding the maps plan; pooled maps for the pooled plan
+        self._outputs = []
+        if not (pooled and self._use_means):
+            self._outputs += [f"map{i}" for i in range(self._n_maps)]
+        if self._use_means:
+            self._outputs += [f"mean{i}" for i in range(self._n_maps)]
+        if pooled:
+            self._outputs += ["pool_max", "pool_min"]
+        first = _first_layer_model(normalised, self._target, self._n_maps, self._outputs)
+        rest, self._rest_reads_image = _rest_model(normalised, self._target, self._n_maps, pooled)
+        self._first = _session(first, threads)
+        self._rest = _session(rest, threads)
+        self._image_name = self._first.get_inputs()[0].name
+        self._image_shape = tuple(self._first.get_inputs()[0].shape)
+        self._rest_output = self._rest.get_outputs()[0].name
+        bias = self._target.bias
+        out_channels = self._target.weight.shape[0]
+        self._bias = np.zeros(out_channels, np.float32) if bias is None else bias.astype(np.float32)
+        self._has_bias = bias is not None
+        self.stats: dict[str, int] = {}
+
+    # (a) the first layer, once per image
+    def first_layer(self, images: np.ndarray) -> dict[str, np.ndarray]:
+        """What the other parts need from the first layer, by name.
+
+        ``map{i}``: M, or P and N (n, O, H, W); ``mean{i}``: their means (n, O) for
+        ``signal=pre, reduce=mean``; ``pool_max``/``pool_min``: M max/min-pooled (pooled plan).
+        """
+        outs = self._first.run([f"{_PREFIX}{o}" for o in self._outputs], {self._image_name: images})
+        first = dict(zip(self._outputs, outs, strict=True))
+        for i in range(self._n_maps):
+            if f"mean{i}" in first:
+                first[f"mean{i}"] = first[f"mean{i}"].reshape(len(images), -1)
+        return first
+
+    # (b) the recurrence
+    def gains(
+        self, images: np.ndarray, points: Sequence[GridPoint]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Final gains ``(g⁺, g⁻)`` (C, n, O) of every configuration for ``images``."""
+        return self._gains(self.first_layer(self._check(images)), points, len(images))
+
+    def _gains(self, first, points, n_images) -> tuple[np.ndarray, np.ndarray]:
+        shape = (n_images, self._target.weight.shape[0])
+        if self._use_means:
+            activity = self._mean_activity([first[f"mean{i}"] for i in range(self._n_maps)])
+        else:
+            activity = self._map_activity([first[f"map{i}"] for i in range(self._n_maps)])
+        return simulate_gains(
+            activity, points, shape, rule=self.options.rule, counter=self.options.counter
+        )
+
+    def _mean_activity(self, means: list[np.ndarray]) -> Activity:
+        """mean(g⁺·P + g⁻·N + β) = g⁺·mean(P) + g⁻·mean(N) + β: no pass over the maps."""
+        bias = self._bias
+
+        def activity(gp: np.ndarray, gn: np.ndarray, need: np.ndarray) -> np.ndarray:
+            total = gp * means[0]
+            if len(means) == 2:
+                total = total + gn * means[1]
+            return total + bias if self._has_bias else total
+
+        return activity
+
+    def _map_activity(self, maps: list[np.ndarray]) -> Activity:
+        """Activity from the maps, computed once per distinct (image, kernel, gains)."""
+
+        def activity(gp: np.ndarray, gn: np.ndarray, need: np.ndarray) -> np.ndarray:
+            s = np.zeros(gp.shape, np.float32)
+            _, image, kernel = np.nonzero(need)
+            if len(image) == 0:
+                return s
+            keys = np.stack(
+                [image.astype(np.float64), kernel.astype(np.float64), gp[need], gn[need]], axis=1
+            )
+            unique, inverse = np.unique(keys, axis=0, return_inverse=True)
+            values = self._activity_rows(
+                maps,
+                unique[:, 0].astype(np.int64),
+                unique[:, 1].astype(np.int64),
+                unique[:, 2].astype(np.float32),
+                unique[:, 3].astype(np.float32),
+            )
+            s[need] = values[inverse.reshape(-1)]
+            return s
+
+        return activity
+
+    def _activity_rows(self, maps, image, kernel, gp, gn) -> np.ndarray:
+        """s for each (image, kernel, g⁺, g⁻) row, by the graph's ops in float32."""
+        positions = maps[0].shape[2] * maps[0].shape[3]
+        block = max(1, _BLOCK_FLOATS // positions)
+        out = np.empty(len(image), np.float32)
+        reduce, act = self.options.reduce, self._target.numpy_activation
+        for start in range(0, len(image), block):
+            sl = slice(start, start + block)
+            i, j = image[sl], kernel[sl]
+            y = gp[sl, None, None] * maps[0][i, j]
+            if len(maps) == 2:
+                y = y + gn[sl, None, None] * maps[1][i, j]
+            if self._has_bias:
+                y = y + self._bias[j, None, None]
+            if act is not None:
+                with np.errstate(over="ignore"):  # exp overflow in sigmoid saturates correctly
+                    y = act(y).astype(np.float32, copy=False)
+            flat = y.reshape(len(i), -1)
+            if reduce == "mean":
+                out[sl] = flat.mean(axis=1, dtype=np.float32)
+            elif reduce == "max":
+                out[sl] = flat.max(axis=1)
+            else:
+                count = (flat > 0).sum(axis=1).astype(np.float32)
+                out[sl] = count / np.float32(positions) - np.float32(0.5)
+        return out
+
+    # (c) the rest of the network, once per distinct gain vector
+    def predict(
+        self,
+        images: np.ndarray,
+        points: Sequence[GridPoint],
+        *,
+        progress: bool | None = None,
+    ) -> np.ndarray:
+        """The model's first output for every configuration: shape (C, N, *output).
+
+        Args:
+            images: a batch in the model's layout (float32).
+            points: the configurations.
+            progress: show a tqdm bar (default: on a terminal).
+        """
+        images = self._check(images)
+        n_images = len(images)
+        chunk = self._chunk_size(images)
+        result: np.ndarray | None = None
+        self.stats = {"images": n_images, "configs": len(points), "rest_rows": 0}
+        bar = _progress(progress, n_images)
+        try:
+            for start in range(0, n_images, chunk):
+                part = images[start : start + chunk]
+                first = self.first_layer(part)
+                gp, gn = self._gains(first, points, len(part))
+                out = self._rest_of_network(part, first, gp, gn, bar)
+                if result is None:
+                    result = np.empty((len(points), n_images, *out.shape[2:]), out.dtype)
+                result[:, start : start + len(part)] = out
+        finally:
+            if bar is not None:
+                bar.close()
+        assert result is not None
+        return result
+
+    def _rest_of_network(self, images, first, gp, gn, bar) -> np.ndarray:
+        """Runs the rest once per distinct (image, final gains); returns (C, n, *output)."""
+        n_configs, n_images, n_kernels = gp.shape
+        two = self._n_maps == 2
+        vectors = np.concatenate([gp, gn], axis=2) if two else gp  # (C, n, O or 2O)
+        rows_image, rows_gains, where = [], [], []
+        for i in range(n_images):
+            unique, inverse = np.unique(vectors[:, i], axis=0, return_inverse=True)
+            where.append(inverse.reshape(-1) + len(rows_image))
+            rows_image += [i] * len(unique)
+            rows_gains.append(unique)
+        image_of_row = np.asarray(rows_image)
+        gains = np.concatenate(rows_gains)[:, :, None, None]
+        self.stats["rest_rows"] += len(image_of_row)
+        outputs = []
+        for start in range(0, len(image_of_row), self.batch_size):
+            sl = slice(start, start + self.batch_size)
+            outputs.append(self._run_rest(images, first, image_of_row[sl], gains[sl]))
+            if bar is not None:
+                bar.update(n_images * len(outputs[-1]) / len(image_of_row))
+        rows = np.concatenate(outputs)
+        return rows[np.stack(where, axis=1)]  # (C, n): the row of each (config, image)
+
+    def _run_rest(self, images, first, idx, gains) -> np.ndarray:
+        n_kernels = self._target.weight.shape[0]
+        feeds: dict[str, np.ndarray] = {}
+        if self.plan == "pooled":
+            feeds[f"{_PREFIX}pool_max"] = first["pool_max"][idx]
+            # the min-pooled map is only read where a gain is negative (b > 1)
+            any_negative = bool((gains < 0).any())
+            feeds[f"{_PREFIX}pool_min"] = (
+                first["pool_min"][idx] if any_negative else feeds[f"{_PREFIX}pool_max"]
+            )
+            feeds[f"{_PREFIX}gain0"] = gains
+        else:
+            for i in range(self._n_maps):
+                feeds[f"{_PREFIX}map{i}"] = first[f"map{i}"][idx]
+                feeds[f"{_PREFIX}gain{i}"] = gains[:, i * n_kernels : (i + 1) * n_kernels]
+        if self._rest_reads_image:
+            feeds[self._image_name] = images[idx]
+        return self._rest.run([self._rest_output], feeds)[0]
+
+    def _check(self, images: np.ndarray) -> np.ndarray:
+        return check_batch(images, self._image_shape, name="images")
+
+    def _chunk_size(self, images: np.ndarray) -> int:
+        """Images per chunk so that the first-layer outputs stay around 512 MB."""
+        out_channels = self._target.weight.shape[0]
+        pixels = int(np.prod(images.shape[1:])) // max(1, min(images.shape[1:]))
+        per_image = out_channels * pixels * (self._n_maps + 1)
+        return max(1, min(len(images), _CHUNK_FLOATS // max(per_image, 1)))
+
+
+def _progress(progress: bool | None, total: int) -> Any:
+    if progress is False:
+        return None
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:
+        return None
+    # disable=None: no bar when stderr is not a terminal, unless asked for explicitly
+    return tqdm(
+        total=total,
+        unit="img",
+        desc="grid",
+        leave=False,
+        disable=None if progress is None else False,
+        bar_format="{l_bar}{bar}| {n:.0f}/{total} [{elapsed}<{remaining}]",
+    )

@@ -1,0 +1,219 @@
+"""The literal ANAN procedure of the spec, one image at a time: the oracle for the graph.
+
+For each image: back up ``W0``; k times run the layer with the current weights, compute the
+kernel activities, update the counters and scale the weights in numpy; predict with the
+final weights; restore. It deliberately shares no code with the graph rewrite: it edits the
+base model's protobuf so that the target Conv reads its weights from an input, and runs
+it with onnxruntime (k + 1 runs per image).
+
+Example:
+    >>> ref = LiteralReference(onnx.load("model.base.onnx"), "conv1", AnanParams())
+    >>> result = ref.run(batch)          # doctest: +SKIP
+    >>> result.outputs[0].shape, result.near_tie.sum()
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+from onnx import helper, numpy_helper
+
+from anan_onnx.errors import AnanError
+from anan_onnx.params import AnanParams
+
+__all__ = ["LiteralReference", "ReferenceResult"]
+
+_WEIGHT_INPUT = "anan_reference_weight"
+_ACTIVATIONS = ("Relu", "LeakyRelu", "Elu", "Sigmoid", "Tanh", "Clip")
+#: an activity within this fraction of its map's scale may flip sign between float paths
+NEAR_TIE = 1e-5
+
+
+@dataclasses.dataclass
+class ReferenceResult:
+    """Outputs of the literal loop for a batch.
+
+    Attributes:
+        outputs: the model's outputs, stacked over the batch.
+        near_tie: per image, whether some kernel activity was within rounding of 0.
+        weights: the final modulated weights of each image (N × O × C × kh × kw).
+    """
+
+    outputs: list[np.ndarray]
+    near_tie: np.ndarray
+    weights: np.ndarray
+
+
+class LiteralReference:
+    """Runs the spec's per-image loop on a base ONNX model.
+
+    Args:
+        base: the base model (not modified).
+        layer: name of the target Conv node.
+        params: ANAN parameters.
+        providers: onnxruntime execution providers.
+    """
+
+    def __init__(
+        self,
+        base: onnx.ModelProto,
+        layer: str,
+        params: AnanParams,
+        providers: list[str] | None = None,
+    ) -> None:
+        self.params = params
+        model = copy.deepcopy(base)
+        conv = _conv_node(model.graph, layer)
+        self.w0 = _weight_array(model.graph, conv.input[1])
+        has_bias = len(conv.input) > 2 and conv.input[2]
+        bias = _weight_array(model.graph, conv.input[2]) if has_bias else np.zeros(len(self.w0))
+        self.bias = bias.reshape(-1, 1)
+        self.pre_name = conv.output[0]
+        self.post_name, self.activation = None, _identity
+        if params.signal == "post":
+            act = _activation_node(model, conv)
+            self.post_name, self.activation = act.output[0], _numpy_activation(model.graph, act)
+        conv.input[1] = _WEIGHT_INPUT
+        model.graph.input.append(
+            helper.make_tensor_value_info(_WEIGHT_INPUT, onnx.TensorProto.FLOAT, self.w0.shape)
+        )
+        self.map_names = [n for n in (self.pre_name, self.post_name) if n]
+        model.graph.output.extend(
+            helper.make_tensor_value_info(n, onnx.TensorProto.FLOAT, None) for n in self.map_names
+        )
+        self.output_names = [o.name for o in base.graph.output]
+        initializers = {i.name for i in model.graph.initializer}
+        self.input_name = next(i.name for i in model.graph.input if i.name not in initializers)
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+        self.session = ort.InferenceSession(
+            model.SerializeToString(), options, providers=providers or ["CPUExecutionProvider"]
+        )
+
+    def run(self, batch: np.ndarray) -> ReferenceResult:
+        """The literal loop over every image of ``batch`` (model layout, float32)."""
+        outputs, ties, weights = [], [], []
+        for image in batch:
+            out, tie, w = self._one_image(image[None])
+            outputs.append(out)
+            ties.append(tie)
+            weights.append(w)
+        stacked = [np.concatenate([o[i] for o in outputs]) for i in range(len(self.output_names))]
+        return ReferenceResult(stacked, np.array(ties), np.stack(weights))
+
+    def _one_image(self, x: np.ndarray) -> tuple[list[np.ndarray], bool, np.ndarray]:
+        p = self.params
+        w = self.w0.copy()  # 1. back up W0 (the copy is what we modify)
+        r = np.zeros(w.shape[0])
+        near_tie = False
+        for _ in range(p.k):  # 2. present the image k times
+            maps = self.session.run(self.map_names, {self.input_name: x, _WEIGHT_INPUT: w})
+            y = maps[-1][0]  # the signal: pre-activation, or the layer's activation of it
+            s = _activity(y, p.reduce)
+            tie = _near_tie(maps[0][0], self.bias, self.activation, p.reduce)
+            near_tie |= tie
+            u = np.where(s > 0, 1, -1)  # eq. 1
+            if p.counter == "absorbing":  # eq. 2
+                r = np.where(np.abs(r) == p.mu, r, r + u)
+            else:
+                r = np.clip(r + u, -p.mu, p.mu)
+            for j in range(w.shape[0]):  # eq. 3 and the update, kernel by kernel
+                w[j] = _update_kernel(w[j], r[j], p)
+        # 3. predict with the modulated weights; 4. W0 is restored by discarding w
+        out = self.session.run(self.output_names, {self.input_name: x, _WEIGHT_INPUT: w})
+        return out, near_tie, w
+
+
+def _update_kernel(w: np.ndarray, r: float, p: AnanParams) -> np.ndarray:
+    excited, inhibited = r == p.mu, r == -p.mu
+    if p.rule == "multiplicative":
+        if excited:
+            return w * np.float32(p.a)
+        if inhibited:
+            return w * np.float32(1.0 - p.b)
+        return w
+    z = p.a if excited else (-p.b if inhibited else p.idle)
+    return w + np.abs(w) * np.float32(z)
+
+
+def _activity(y: np.ndarray, reduce: str) -> np.ndarray:
+    """Per-kernel activity s_j of an (O, H, W) map (spec step 2)."""
+    flat = y.reshape(y.shape[0], -1).astype(np.float64)
+    if reduce == "mean":
+        return flat.mean(axis=1)
+    if reduce == "max":
+        return flat.max(axis=1)
+    return (flat > 0).mean(axis=1) - 0.5
+
+
+def _near_tie(pre: np.ndarray, bias: np.ndarray, activation, reduce: str) -> bool:
+    """Whether moving the pre-activation map by ±1e-5 of its scale can flip some u_j.
+
+    Activations and reductions are monotone, so s(pre - δ) <= s <= s(pre + δ): a kernel is
+    a near-tie exactly when those two bounds fall on different sides of 0. Positions that
+    equal the bias exactly saw only zeros (padding) and are exact in any float path.
+    """
+    flat = pre.reshape(pre.shape[0], -1).astype(np.float64)
+    delta = NEAR_TIE * np.abs(flat).max(axis=1, keepdims=True) * (flat != bias)
+    low = _activity(activation(flat - delta), reduce)
+    high = _activity(activation(flat + delta), reduce)
+    return bool(np.any((low > 0) != (high > 0)))
+
+
+def _identity(y: np.ndarray) -> np.ndarray:
+    return y
+
+
+def _numpy_activation(graph: onnx.GraphProto, node: onnx.NodeProto):
+    """The activation node as a numpy function (used only to bound near-ties)."""
+    attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+    alpha = attrs.get("alpha", 0.01 if node.op_type == "LeakyRelu" else 1.0)
+    if node.op_type == "Relu":
+        return lambda y: np.maximum(y, 0)
+    if node.op_type == "LeakyRelu":
+        return lambda y: np.where(y > 0, y, alpha * y)
+    if node.op_type == "Elu":
+        return lambda y: np.where(y > 0, y, alpha * np.expm1(np.minimum(y, 0)))
+    if node.op_type == "Sigmoid":
+        return lambda y: 0.5 * (1 + np.tanh(y / 2))  # the logistic function, overflow-free
+    if node.op_type == "Tanh":
+        return np.tanh
+    low = _scalar_input(graph, node, 1, attrs.get("min", -np.inf))
+    high = _scalar_input(graph, node, 2, attrs.get("max", np.inf))
+    return lambda y: np.clip(y, low, high)
+
+
+def _scalar_input(graph: onnx.GraphProto, node: onnx.NodeProto, index: int, default: float):
+    if len(node.input) <= index or not node.input[index]:
+        return default
+    return float(_weight_array(graph, node.input[index]))
+
+
+def _conv_node(graph: onnx.GraphProto, layer: str) -> onnx.NodeProto:
+    for node in graph.node:
+        if node.name == layer and node.op_type == "Conv":
+            return node
+    raise AnanError(
+        f"the base model has no Conv node named {layer!r}: pass the matching base model"
+    )
+
+
+def _weight_array(graph: onnx.GraphProto, name: str) -> np.ndarray:
+    for init in graph.initializer:
+        if init.name == name:
+            return numpy_helper.to_array(init).astype(np.float32)
+    for node in graph.node:
+        if node.op_type == "Constant" and node.output[0] == name:
+            return numpy_helper.to_array(node.attribute[0].t).astype(np.float32)
+    raise AnanError(f"{name!r} (an input of the target layer) is not a constant")
+
+
+def _activation_node(model: onnx.ModelProto, conv: onnx.NodeProto) -> onnx.NodeProto:
+    users = [n for n in model.graph.node if conv.output[0] in n.input]
+    if len(users) == 1 and users[0].op_type in _ACTIVATIONS:
+        return users[0]
+    raise AnanError("signal=post needs an activation right after the target Conv: use --signal pre")

@@ -1,0 +1,443 @@
+"""Graph rewrite: the target Conv becomes an unrolled k-step astrocyte subgraph.
+
+Pattern rewritten::
+
+    x ──Conv(W0, β)──▶ act ──▶ ...          becomes
+    x ──Conv(W⁺), Conv(W⁻) ──▶ P, N ── k × (activity, counter, gain) ──▶ g⁺·P + g⁻·N + β ──▶ act
+
+It uses the spec's identity ``W(t) = g⁺(t)·W⁺ + g⁻(t)·W⁻`` with per-image, per-kernel gains
+of shape (N, O, 1, 1) (or (N, 1, O, 1) columns where every step reads the step-1 activity,
+see ``_window_means``): the monitoring steps are per-kernel arithmetic and never re-run a
+convolution. Under ``rule='multiplicative'`` both gains always receive the same multiplier,
+so a single gain on the unsplit ``C = conv(x, W0)`` is exact and one convolution suffices.
+
+The activities take the cheapest exact route (:func:`_activity_strategy`): window sums of
+the input for pre-activation means (``_window_means``), once-reduced maxima when the gains
+are non-negative, two passes per step for post-ReLU means. Each step's sign test, counter
+and trigger are float arithmetic that every backend runs alike (``portable_steps``: no
+``Greater``/``Where``/``Gather``; parameters as graph inputs in a tunable export). The
+modulated layer is moved past a following MaxPool when exact (``_pool_commute``) and its
+gains applied in onnxruntime's blocked layout (``_blocked_scaling``), or it is one grouped
+convolution with per-image weights for a fixed batch size (``_per_image_conv``).
+
+Only standard ONNX ops are used (opset 13–18); every node is named ``anan/...``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import onnx_ir as ir
+
+from anan_onnx.params import AnanParams
+from anan_onnx.rewrite.geometry import conv_geometry
+from anan_onnx.rewrite.portable_steps import (
+    Knobs,
+    fires,
+    fixed_knobs,
+    folded_steps,
+    general_steps,
+    shared_steps,
+)
+from anan_onnx.rewrite.routes.blocked_scaling import SCALINGS, blocked_scaling, can_block
+from anan_onnx.rewrite.routes.per_image_conv import per_image_conv, unfold
+from anan_onnx.rewrite.routes.pool_commute import gains_non_negative, is_monotone, pool_after
+from anan_onnx.rewrite.routes.window_means import window_means, window_sums
+from anan_onnx.rewrite.target import ConvTarget
+
+__all__ = ["PARAM_INPUTS", "SCALINGS", "build_anan_graph", "steps_foldable"]
+
+#: Graph inputs of a tunable export, each a float32 scalar defaulting to the converted value.
+PARAM_INPUTS = ("anan_k", "anan_mu", "anan_a", "anan_b", "anan_idle")
+
+
+class _Builder:
+    """Collects named nodes and constants (of the model's float dtype) for the splice."""
+
+    def __init__(self, dtype: np.dtype) -> None:
+        self.dtype = dtype
+        self.nodes: list[ir.Node] = []
+        self.initializers: list[ir.Value] = []
+        self.unit: ir.Value | None = None  # the initial gains (ones): products with it are skipped
+        self._scalars: dict[float, ir.Value] = {}
+
+    def const(self, name: str, array: object) -> ir.Value:
+        data = np.asarray(array, self.dtype)
+        tensor = ir.tensor(data, name=name)
+        value = ir.val(name, tensor.dtype, data.shape, const_value=tensor)
+        self.initializers.append(value)
+        return value
+
+    def scalar(self, value: float) -> ir.Value:
+        """A scalar constant, one initializer per value however often it is used."""
+        if value not in self._scalars:
+            self._scalars[value] = self.const(f"anan/scalar/{value!r}", value)
+        return self._scalars[value]
+
+    def op(self, op_type: str, inputs: list[ir.Value | None], name: str, **attrs: Any) -> ir.Value:
+        return self.add(
+            ir.node(op_type, inputs, attrs or None, name=name, outputs=[ir.Value(name=name)])
+        )
+
+    def const_int(self, name: str, values: list[int]) -> ir.Value:
+        data = np.asarray(values, np.int64)
+        tensor = ir.tensor(data, name=name)
+        value = ir.val(name, tensor.dtype, data.shape, const_value=tensor)
+        self.initializers.append(value)
+        return value
+
+    def add(self, node: ir.Node) -> ir.Value:
+        self.nodes.append(node)
+        return node.outputs[0]
+
+
+def build_anan_graph(
+    model: ir.Model,
+    target: ConvTarget,
+    params: AnanParams,
+    *,
+    tunable: bool = False,
+    k_max: int | None = None,
+    batch: int | None = None,
+    scaling: str = "blocked",
+    fold_steps: bool = False,
+) -> None:
+    """Rewrites ``model`` in place: ``target`` becomes the ANAN subgraph.
+
+    Args:
+        model: the base model (its graph holds ``target.node``).
+        target: the convolution to modulate, from :func:`find_target`.
+        params: ANAN parameters; with ``tunable`` they become input defaults.
+        tunable: expose k, μ, a, b, idle as graph inputs (``anan_k`` ...) with defaults.
+        k_max: number of unrolled steps of a tunable export (steps beyond ``anan_k``
+            leave the state unchanged); defaults to ``params.k``.
+        batch: the fixed batch size, if any (the graph's input is already fixed to it).
+        scaling: how the final gains are applied after a MaxPool: ``'blocked'`` (in
+            onnxruntime's NCHWc layout, ``_blocked_scaling``) or ``'broadcast'``.
+        fold_steps: where every step reads the step-1 activity (:func:`steps_foldable`),
+            replace the k unrolled steps by one product for the final gains (same outputs).
+    """
+    graph = model.graph
+    conv = target.node
+    b = _Builder(target.weight.dtype)
+    knobs = _knobs(b, graph, params) if tunable else None  # fixed parameters: constants
+    steps = max(k_max or params.k, params.k) if tunable else params.k
+
+    x = conv.inputs[0]
+    bias = None if target.bias is None else b.const("anan/bias", target.bias.reshape(1, -1, 1, 1))
+    weights = _split_weights(target.weight, params.rule)
+    geom = conv_geometry(conv, target.weight)
+    act = target.activation
+    monotone = gains_non_negative(params, tunable)  # then v ↦ act(g·v + β) is monotone
+    pool = pool_after(conv, act) if monotone and is_monotone(act) else None
+    grouped = batch is not None and pool is None
+    mean_only = params.signal == "pre" and params.reduce == "mean"
+    maps = None
+    if not (mean_only and grouped and geom is not None):  # the grouped conv replaces the maps
+        maps = _first_layer_maps(b, conv, weights, params.rule)
+    shared = step1_activity_shared(params, tunable)
+    # The one activity read by every step, as an (N, 1, O, 1) column (see _window_means)
+    column = mean_only and geom is not None and gains_are_columns(params, tunable)
+    activity_of = _activity_strategy(
+        b, target, params, weights, geom, maps, bias, monotone, column=column
+    )
+    channels = target.out_channels
+    b.unit = b.const("anan/gain_init", np.ones((1, channels, 1, 1)))
+    gains = [b.unit] * len(weights)
+
+    if fold_steps and steps_foldable(params, tunable):
+        gains = folded_steps(b, params, activity_of, gains, steps)
+    elif steps_foldable(params, tunable):  # shared activity, fixed parameters
+        gains = shared_steps(b, params, activity_of, gains, steps)
+    else:
+        knobs = knobs or fixed_knobs(b, params)
+        gains = general_steps(b, knobs, params, activity_of, gains, steps, shared)
+
+    if pool is not None:
+        _splice_pool_commuted(
+            graph, b, conv, act, pool, gains, maps, bias, target.bias, scaling, column
+        )
+        return
+    if column:
+        gains = [_column_to_channels(b, g) for g in gains]
+    if not grouped:
+        _splice(graph, [conv], conv.outputs[0], b, _combine(b, gains, maps, bias, "anan/output"))
+    else:
+        _splice_grouped(graph, b, conv, act, x, weights, gains, target.bias, batch)
+
+
+def step1_activity_shared(params: AnanParams, tunable: bool = False) -> bool:
+    """Whether every step may use the step-1 activity: under the absorbing counter the
+    weights stay W0 until a counter reaches ±μ, and a counter at ±μ is held whatever u says.
+    With the additive rule only if an untriggered step changes nothing (idle = 0, fixed)."""
+    return params.counter == "absorbing" and (
+        params.rule == "multiplicative" or (params.idle == 0 and not tunable)
+    )
+
+
+def gains_are_columns(params: AnanParams, tunable: bool = False) -> bool:
+    """Whether the activity, and so the gains, may be (N, 1, O, 1) columns: the activity is
+    read once (the shared or folded steps of :func:`steps_foldable`) and the one gain of the
+    multiplicative rule is computed from it alone (no (1, O, 1, 1) unit gain enters)."""
+    return steps_foldable(params, tunable) and params.rule == "multiplicative"
+
+
+def steps_foldable(params: AnanParams, tunable: bool = False) -> bool:
+    """Whether ``fold_steps`` applies: a shared step-1 activity, and parameters known at
+    conversion time (not a tunable model) to take the walks with."""
+    return step1_activity_shared(params, tunable) and not tunable
+
+
+def _column_to_channels(b, gain):
+    """(N, 1, O, 1) → (N, O, 1, 1), for the consumers that broadcast the gains over maps."""
+    shape = b.const_int(f"{gain.name}_shape", [0, -1, 1, 1])
+    return b.op("Reshape", [gain, shape], f"{gain.name}_channels")
+
+
+def _splice_pool_commuted(
+    graph, b, conv, act, pool, gains, maps, bias, beta, scaling, column
+) -> None:
+    """act(g·MaxPool(C) + β) replaces MaxPool(act(conv(x, W) + β)) (see _pool_commute).
+
+    ``bias`` is β as a (1, O, 1, 1) graph constant, ``beta`` the (O,) array (or None);
+    ``column``: the gain is an (N, 1, O, 1) column."""
+    pooled = b.add(
+        ir.Node(
+            pool.domain,
+            pool.op_type,
+            [maps[0]],
+            list(pool.attributes.values()),
+            name="anan/output_pool",
+            outputs=[ir.Value(name="anan/output_pool")],
+        )
+    )
+    known = pool.outputs[0]
+    if known.shape is not None:
+        pooled.type, pooled.shape = known.type, ir.Shape(list(known.shape))
+    (gain,) = gains  # the pool route is multiplicative: one gain
+    if scaling == "blocked" and can_block(pooled):
+        output = blocked_scaling(b, gain, pooled, beta, "anan/output_scaled", column=column)
+    else:
+        if column:
+            gain = _column_to_channels(b, gain)
+        output = _combine(b, [gain], [pooled], bias, "anan/output_scaled")
+    if act is not None:
+        output = _clone_activation(b, act, output, "anan/output")
+    _splice(graph, [pool, *([act] if act else []), conv], pool.outputs[0], b, output)
+
+
+def _splice_grouped(graph, b, conv, act, x, weights, gains, bias, batch) -> None:
+    """One grouped Conv with per-image weights (see _per_image_conv)."""
+    channels = weights[0].shape[0]
+    y = per_image_conv(b, conv, x, weights, gains, bias, batch, "anan/output_conv")
+    if act is None:
+        _splice(graph, [conv], conv.outputs[0], b, unfold(b, y, batch, channels, "anan/output"))
+        return
+    # The activation goes between the grouped Conv and the reshape, where ORT fuses it.
+    activated = _clone_activation(b, act, y, "anan/output_activation")
+    output = unfold(b, activated, batch, channels, "anan/output")
+    _splice(graph, [act, conv], act.outputs[0], b, output)
+
+
+def _activity_strategy(b, target, params, weights, geom, maps, bias, monotone, *, column=False):
+    """The cheapest exact way to get the kernel activities s_j(t) from the gains.
+
+    Returns ``activity(gains, tag) -> (N, O, 1, 1) value`` ((N, 1, O, 1) with ``column``,
+    for window-sum means only). Where the gains can be taken out of the reduction, the
+    maps are reduced once and every step is per-kernel arithmetic.
+    """
+    act = target.activation
+    post = params.signal == "post"
+    if params.reduce == "mean" and not post:  # mean(g·C + β) = g·mean(C) + β
+        if geom is None:  # input size unknown: one read pass over the maps
+            once = [b.op("GlobalAveragePool", [m], f"{m.name}_mean") for m in maps]
+            return lambda gains, tag: _combine(b, gains, once, bias, f"{tag}/activity")
+        return _mean_from_window_sums(b, target, weights, geom, bias, column)
+    if params.reduce == "max" and monotone and (not post or is_monotone(act)):
+        # max(act(g·C + β)) = act(g·max(C) + β) for g >= 0 and a monotone act
+        once = [b.op("GlobalMaxPool", [m], f"{m.name}_max") for m in maps]
+
+        def kernel_max(gains, tag):
+            value = _combine(b, gains, once, bias, f"{tag}/activity_pre")
+            return _clone_activation(b, act, value, f"{tag}/activity") if post else value
+
+        return kernel_max
+    if params.reduce == "mean" and post and monotone and act.op_type == "Relu":
+        if bias is None:  # relu(g·C) = g·relu(C) for g >= 0: the mean is taken once
+            relu = b.op("Relu", [maps[0]], "anan/conv_relu")
+            once = b.op("GlobalAveragePool", [relu], "anan/conv_relu_mean")
+            return lambda gains, tag: b.op("Mul", [gains[0], once], f"{tag}/activity")
+        return lambda gains, tag: _relu_mean(b, gains[0], maps[0], bias, tag)
+
+    def from_maps(gains, tag):
+        response = _combine(b, gains, maps, bias, f"{tag}/response")
+        return _reduce(b, _activate(b, response, target, params, tag), params, tag)
+
+    return from_maps
+
+
+def _mean_from_window_sums(b, target, weights, geom, bias, column=False):
+    """Pre-activation kernel means from window sums of the (smaller) input (measured
+    cheaper than a pass over the maps). Before step 1 (unit gains) the activity is one
+    small convolution with the layer's own kernel and bias (a MatMul giving a column, with
+    ``column``); later steps combine the means of the weight parts with their gains."""
+    conv, group = target.node, _group(target.node)
+    sums = window_sums(b, conv.inputs[0], geom, "anan/means")
+    parts: list[ir.Value] = []
+
+    def activity(gains, tag):
+        if all(g is b.unit for g in gains):
+            name, bias_ = f"{tag}/activity", target.bias
+            return window_means(b, sums, geom, target.weight, group, name, bias_, column=column)
+        if not parts:
+            parts.extend(
+                window_means(b, sums, geom, w, group, f"anan/means/mean{i}")
+                for i, w in enumerate(weights)
+            )
+        return _combine(b, gains, parts, bias, f"{tag}/activity")
+
+    return activity
+
+
+def _relu_mean(
+    b: _Builder, gain: ir.Value, conv_map: ir.Value, bias: ir.Value, tag: str
+) -> ir.Value:
+    """mean(relu(g·C + β)) = g·mean(relu(C + β/g)) for g > 0, relu(β) for g = 0 (g >= 0).
+
+    Three passes over the map per step (Add, Relu, mean) instead of four, and a kernel whose
+    responses are all negative still gets an activity of exactly 0, as in the literal loop.
+    The g = 0 case is selected arithmetically (p·value + (1 − p)·relu(β) with p = [g > 0]
+    from the exact sign test of ``portable_steps``), and the divisor is then 1, not 0, so
+    nothing is inf or NaN; a positive g below 1e-30 divides by ~1e-30, as before.
+    """
+    positive = fires(b, gain, f"{tag}/gain_positive")
+    zero = b.op("Sub", [b.scalar(1.0), positive], f"{tag}/gain_zero")
+    short = b.op("Sub", [b.scalar(1e-30), gain], f"{tag}/gain_short")
+    floor = b.op("Add", [gain, b.op("Relu", [short], f"{tag}/gain_lift")], f"{tag}/gain_floor")
+    safe = b.op("Add", [floor, zero], f"{tag}/gain_safe")
+    shift = b.op("Div", [bias, safe], f"{tag}/bias_over_gain")
+    shifted = b.op("Add", [conv_map, shift], f"{tag}/shifted")
+    mean = b.op("GlobalAveragePool", [b.op("Relu", [shifted], f"{tag}/relu")], f"{tag}/relu_mean")
+    value = b.op("Mul", [gain, mean], f"{tag}/activity_scaled")
+    kept = b.op("Mul", [positive, value], f"{tag}/activity_positive")
+    dead = b.op("Mul", [zero, b.op("Relu", [bias], f"{tag}/bias_relu")], f"{tag}/activity_dead")
+    return b.op("Add", [kept, dead], f"{tag}/activity")
+
+
+def _split_weights(weight: np.ndarray, rule: str) -> list[np.ndarray]:
+    """[W0] for the multiplicative rule (one gain), [W⁺, W⁻] for the additive rule."""
+    if rule == "multiplicative":
+        return [weight]
+    return [np.maximum(weight, 0), np.minimum(weight, 0)]
+
+
+def _group(conv: ir.Node) -> int:
+    group = conv.attributes.get("group")
+    return group.as_int() if group is not None else 1
+
+
+def _knobs(b: _Builder, graph: ir.Graph, params: AnanParams) -> Knobs:
+    """k, μ, a, b, idle as graph inputs of a tunable export, defaulting to ``params``."""
+    values = (params.k, params.mu, params.a, params.b, params.idle)
+    defaults = dict(zip(PARAM_INPUTS, values, strict=True))
+    inputs = {}
+    for name, default in defaults.items():
+        value = ir.Value(
+            name=name,
+            type=ir.TensorType(ir.DataType.from_numpy(b.dtype)),
+            shape=ir.Shape([]),
+            const_value=ir.tensor(np.asarray(default, b.dtype), name=name),
+        )
+        graph.inputs.append(value)
+        graph.register_initializer(value)
+        inputs[name] = value
+    mu, beta = inputs["anan_mu"], inputs["anan_b"]
+    multiplicative = params.rule == "multiplicative"
+    # 1 - b (multiplicative) or 0 - b (additive): Sub, as Neg is missing from CoreML's lists
+    inhibit = b.op("Sub", [b.scalar(1.0 if multiplicative else 0.0), beta], "anan/b_factor")
+    return Knobs(
+        mu_less_one=b.op("Sub", [mu, b.scalar(1.0)], "anan/mu_less_one"),
+        one_less_mu=b.op("Sub", [b.scalar(1.0), mu], "anan/one_less_mu"),
+        excite=inputs["anan_a"],
+        inhibit=inhibit,
+        idle=None if multiplicative else inputs["anan_idle"],
+        k=inputs["anan_k"],
+    )
+
+
+def _first_layer_maps(b: _Builder, conv: ir.Node, weights: list[np.ndarray], rule: str):
+    """conv(x, W0) for the multiplicative rule; conv(x, W⁺) and conv(x, W⁻) for additive."""
+    if rule == "multiplicative":  # reuse the model's own weights: no second copy
+        parts = {"anan/conv": conv.inputs[1]}
+    else:
+        parts = {
+            "anan/conv_pos": b.const("anan/conv_pos_weight", weights[0]),
+            "anan/conv_neg": b.const("anan/conv_neg_weight", weights[1]),
+        }
+    attrs = list(conv.attributes.values())
+    maps = []
+    for name, w in parts.items():
+        node = ir.Node(
+            "", "Conv", [conv.inputs[0], w], attrs, name=name, outputs=[ir.Value(name=name)]
+        )
+        maps.append(b.add(node))
+    return maps
+
+
+def _combine(b, gains, maps, bias, name):
+    """Σ gᵢ·mapᵢ (+ β); a unit gain (the state before step 1) multiplies nothing."""
+    pairs = enumerate(zip(gains, maps, strict=True))
+    terms = [m if g is b.unit else b.op("Mul", [g, m], f"{name}_term{i}") for i, (g, m) in pairs]
+    total = terms[0]
+    for i, term in enumerate(terms[1:], 1):
+        total = b.op("Add", [total, term], f"{name}_sum{i}")
+    return total if bias is None else b.op("Add", [total, bias], name)
+
+
+def _activate(b: _Builder, response, target: ConvTarget, params: AnanParams, tag: str):
+    if params.signal == "pre":
+        return response
+    assert target.activation is not None, "checked by convert_model"
+    return _clone_activation(b, target.activation, response, f"{tag}/post")
+
+
+def _clone_activation(b: _Builder, act: ir.Node, x: ir.Value, name: str) -> ir.Value:
+    """The layer's activation node (same op, attributes and extra inputs) applied to ``x``."""
+    node = ir.Node(
+        act.domain,
+        act.op_type,
+        [x, *act.inputs[1:]],
+        list(act.attributes.values()),
+        name=name,
+        outputs=[ir.Value(name=name)],
+    )
+    return b.add(node)
+
+
+def _reduce(b: _Builder, y: ir.Value, params: AnanParams, tag: str) -> ir.Value:
+    if params.reduce == "mean":
+        return b.op("GlobalAveragePool", [y], f"{tag}/activity")
+    if params.reduce == "max":
+        return b.op("GlobalMaxPool", [y], f"{tag}/activity")
+    positive = fires(b, y, f"{tag}/fires")  # exact 0/1 per position
+    share = b.op("GlobalAveragePool", [positive], f"{tag}/share")
+    return b.op("Sub", [share, b.const(f"{tag}/half", 0.5)], f"{tag}/activity")
+
+
+def _splice(
+    graph: ir.Graph, removed: list[ir.Node], old: ir.Value, b: _Builder, output: ir.Value
+) -> None:
+    """Inserts the new nodes, reroutes ``old``'s users to ``output`` (keeping ``old``'s name,
+    type and shape: it may be a graph output) and removes the replaced nodes (conv, and
+    activation if folded in)."""
+    output.type = old.type or output.type
+    output.shape = old.shape or output.shape
+    for init in b.initializers:
+        graph.register_initializer(init)
+    graph.insert_before(removed[-1], b.nodes)
+    name = old.name
+    ir.convenience.replace_all_uses_with(old, output, replace_graph_outputs=True)
+    graph.remove(removed, safe=True)
+    old.name = None
+    output.name = name

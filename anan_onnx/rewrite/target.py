@@ -1,0 +1,129 @@
+"""Find the convolution that the astrocytes attach to, and everything needed to rewrite it.
+
+The target is the first ``Conv`` in topological order, or the one named by ``layer``. A
+Keras layer name (``conv2d``) also matches the ONNX node that tf2onnx made of it
+(``sequential/conv2d_1/convolution``). The weights must be a constant of the model (an
+initializer, a ``Constant`` node, or an IR<4 graph input with an initializer); a
+convolution whose weights are computed at run time is refused, as are quantized ones.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+
+import numpy as np
+import onnx_ir as ir
+
+from anan_onnx.errors import AnanError
+
+__all__ = ["ACTIVATIONS", "ConvTarget", "find_target"]
+
+#: Activations that ``signal='post'`` can apply at each monitoring step.
+ACTIVATIONS = ("Relu", "LeakyRelu", "Elu", "Sigmoid", "Tanh", "Clip")
+
+_QUANTIZED = ("ConvInteger", "QLinearConv")
+
+
+@dataclasses.dataclass
+class ConvTarget:
+    """The target convolution of a model.
+
+    Attributes:
+        node: the ``Conv`` node.
+        weight: its kernel ``W0`` (O × C/group × kh × kw) as a numpy array.
+        bias: its bias (O,) or ``None``.
+        activation: the single activation node that consumes the conv output, if any.
+    """
+
+    node: ir.Node
+    weight: np.ndarray
+    bias: np.ndarray | None
+    activation: ir.Node | None
+
+    @property
+    def name(self) -> str:
+        return self.node.name or ""
+
+    @property
+    def out_channels(self) -> int:
+        return int(self.weight.shape[0])
+
+
+def find_target(graph: ir.Graph, layer: str | None = None) -> ConvTarget:
+    """Returns the target convolution of ``graph`` (sorted topologically first).
+
+    Args:
+        graph: the model graph; it is sorted in place so that "first" means topological.
+        layer: a node name or Keras layer name; ``None`` means the first ``Conv``.
+
+    Raises:
+        AnanError: no Conv, unknown layer, or weights that are not constant.
+    """
+    try:
+        graph.sort()
+    except Exception as exc:  # a cycle or a dangling input
+        raise AnanError(
+            f"the graph cannot be sorted topologically ({exc}): fix the model"
+        ) from None
+    convs = [n for n in graph if n.op_type == "Conv" and n.domain in ("", "ai.onnx")]
+    if not convs:
+        quantized = [n.op_type for n in graph if n.op_type in _QUANTIZED]
+        hint = (
+            f" (found {quantized[0]}: quantized convolutions are not supported)"
+            if quantized
+            else ""
+        )
+        fix = "convert the float model before quantizing it" if quantized else "ANAN needs a CNN"
+        raise AnanError(f"the model has no float Conv node{hint}: {fix}")
+    node = convs[0] if layer is None else _by_name(convs, layer)
+    weight = _constant(node.inputs[1], node, "weights")
+    bias = None
+    if len(node.inputs) > 2 and node.inputs[2] is not None:
+        bias = _constant(node.inputs[2], node, "bias")
+    if weight.ndim != 4:
+        raise AnanError(
+            f"Conv {node.name!r} is {weight.ndim - 2}-D: only 2-D convolutions are supported"
+        )
+    if weight.dtype != np.float32:
+        raise AnanError(
+            f"Conv {node.name!r} has {weight.dtype} weights: only float32 models are supported "
+            "(export the model in float32)"
+        )
+    return ConvTarget(node, weight, bias, _activation_after(node))
+
+
+def _by_name(convs: list[ir.Node], layer: str) -> ir.Node:
+    for node in convs:
+        if node.name == layer:
+            return node
+    # tf2onnx names nodes "<model>/<layer>_<n>/convolution": match a path segment.
+    pattern = re.compile(rf"(^|/){re.escape(layer)}(_\d+)?(/|$)")
+    matches = [n for n in convs if n.name and pattern.search(n.name)]
+    if len(matches) == 1:
+        return matches[0]
+    names = ", ".join(repr(n.name) for n in convs[:8])
+    if matches:
+        raise AnanError(f"layer {layer!r} matches several Conv nodes; pass one of: {names}")
+    raise AnanError(f"no Conv node named {layer!r}: pass --layer with one of: {names}")
+
+
+def _constant(value: ir.Value | None, node: ir.Node, what: str) -> np.ndarray:
+    tensor = None if value is None else ir.convenience.get_const_tensor(value)
+    if tensor is None:
+        raise AnanError(
+            f"the {what} of Conv {node.name!r} are computed at run time, not stored in the "
+            "model: ANAN needs constant weights (export the model with its weights folded)"
+        )
+    return np.asarray(tensor.numpy())
+
+
+def _activation_after(node: ir.Node) -> ir.Node | None:
+    users = [use.node for use in node.outputs[0].uses()]
+    if (
+        len(users) == 1
+        and users[0].op_type in ACTIVATIONS
+        and not node.outputs[0].is_graph_output()
+    ):
+        return users[0]
+    return None

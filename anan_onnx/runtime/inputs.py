@@ -1,0 +1,313 @@
+"""The model input: its description (:class:`InputSpec`) and checks of user-given batches.
+
+A model's input is described by an :class:`InputSpec` (layout, size, channels and the
+affine pixel preprocessing ``x = pixel * scale + offset``). anan-onnx stores it in the ONNX
+``metadata_props`` so that any runtime can prepare images the way the model was trained.
+
+Example:
+    >>> spec = InputSpec("NHWC", 32, 32, 3)
+    >>> spec.batch_shape(8)
+    (8, 32, 32, 3)
+    >>> InputSpec.from_metadata(spec.to_metadata()) == spec
+    True
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Sequence
+
+import numpy as np
+
+from anan_onnx.errors import AnanError
+
+__all__ = ["LAYOUTS", "NCHW_TO_NHWC", "NHWC_TO_NCHW", "InputSpec", "check_batch"]
+
+LAYOUTS: tuple[str, ...] = ("NHWC", "NCHW")
+#: axes that turn an NHWC batch into NCHW, and back
+NHWC_TO_NCHW = (0, 3, 1, 2)
+NCHW_TO_NHWC = (0, 2, 3, 1)
+
+
+@dataclasses.dataclass(frozen=True)
+class InputSpec:
+    """How raw images become the input tensor of a model.
+
+    Attributes:
+        layout: ``"NHWC"`` (Keras) or ``"NCHW"``.
+        height: input height in pixels.
+        width: input width in pixels.
+        channels: 1 (grayscale) or 3 (RGB).
+        scale: pixel multiplier; the input is ``pixel * scale + offset`` with pixels 0-255.
+        offset: added after scaling (e.g. -1.0 with ``scale=1/127.5`` for [-1, 1] inputs).
+
+    Example:
+        >>> InputSpec("NCHW", 28, 28, 1, scale=1.0).batch_shape(2)
+        (2, 1, 28, 28)
+    """
+
+    layout: str
+    height: int
+    width: int
+    channels: int
+    scale: float = 1 / 255
+    offset: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.layout not in LAYOUTS:
+            raise AnanError(f"layout must be NHWC or NCHW, got {self.layout!r}: pass one of them")
+        for name in ("height", "width"):
+            object.__setattr__(self, name, _positive_int(name, getattr(self, name)))
+        channels = _positive_int("channels", self.channels)
+        if channels not in (1, 3):
+            raise AnanError(
+                f"channels must be 1 (grayscale) or 3 (RGB), got {channels}: "
+                "anan-onnx only prepares grayscale and RGB images"
+            )
+        object.__setattr__(self, "channels", channels)
+        for name in ("scale", "offset"):
+            object.__setattr__(self, name, _finite(name, getattr(self, name)))
+        if self.scale == 0:
+            raise AnanError("scale must not be 0 (every input would be equal): pass e.g. 1/255")
+
+    @classmethod
+    def from_metadata(cls, md: dict[str, str]) -> InputSpec:
+        """Reads a spec from string metadata (the ``anan.*`` keys without the prefix).
+
+        Args:
+            md: mapping with the keys ``layout``, ``height``, ``width``, ``channels``,
+                ``scale`` and ``offset``; other keys are ignored.
+
+        Raises:
+            AnanError: a key is missing or its value is not valid.
+
+        Example:
+            >>> InputSpec.from_metadata({"layout": "NHWC", "height": "64", "width": "64",
+            ...     "channels": "3", "scale": "0.00392156862745098", "offset": "0"}).height
+            64
+        """
+        keys = ("layout", "height", "width", "channels", "scale", "offset")
+        missing = [k for k in keys if k not in md]
+        if missing:
+            raise AnanError(
+                f"model metadata lacks the preprocessing keys {', '.join(missing)}: convert the "
+                "model with anan-onnx, or give the input layout, size, channels and scaling"
+            )
+        values: dict[str, object] = {"layout": str(md["layout"]).strip().upper()}
+        for key in ("height", "width", "channels"):
+            values[key] = _parse(key, md[key], int)
+        for key in ("scale", "offset"):
+            values[key] = _parse(key, md[key], float)
+        return cls(**values)  # type: ignore[arg-type]
+
+    def to_metadata(self) -> dict[str, str]:
+        """The spec as string metadata; ``repr`` of floats keeps them exact.
+
+        Example:
+            >>> InputSpec("NHWC", 8, 8, 1, scale=0.5).to_metadata()["scale"]
+            '0.5'
+        """
+        return {
+            "layout": self.layout,
+            "height": str(self.height),
+            "width": str(self.width),
+            "channels": str(self.channels),
+            "scale": repr(self.scale),
+            "offset": repr(self.offset),
+        }
+
+    def batch_shape(self, n: int) -> tuple[int, ...]:
+        """Shape of a batch of ``n`` images in this layout."""
+        if self.layout == "NHWC":
+            return (n, self.height, self.width, self.channels)
+        return (n, self.channels, self.height, self.width)
+
+    def describe(self) -> str:
+        """One line for reports, e.g. ``NHWC 64x64x3, x = pixel * 0.00392157 + 0``."""
+        return (
+            f"{self.layout} {self.height}x{self.width}x{self.channels}, "
+            f"x = pixel * {self.scale:.6g} + {self.offset:g}"
+        )
+
+
+def _positive_int(name: str, value: object) -> int:
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise AnanError(f"{name} must be a positive integer, got {value!r}: pass 1 or more")
+    return int(value)
+
+
+def _finite(name: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.number)):
+        raise AnanError(f"{name} must be a number, got {value!r}: pass e.g. {name}=1/255")
+    value = float(value)
+    if not math.isfinite(value):
+        raise AnanError(f"{name} must be finite, got {value}: pass a finite number")
+    return value
+
+
+def _parse(key: str, raw: str, kind: type) -> object:
+    try:
+        number = float(raw)
+    except (TypeError, ValueError):
+        raise AnanError(
+            f"model metadata {key}={raw!r} is not a number: re-convert the model with anan-onnx"
+        ) from None
+    if kind is int:
+        if not number.is_integer():
+            raise AnanError(
+                f"model metadata {key}={raw!r} is not an integer: re-convert the model with "
+                "anan-onnx"
+            )
+        return int(number)
+    return number
+
+
+# --- user-given arrays --------------------------------------------------------------------
+
+Dim = int | str | None
+
+
+def check_batch(
+    batch: object, spec_or_shape: InputSpec | Sequence[Dim], *, name: str = "batch"
+) -> np.ndarray:
+    """Validates a user-given array as input for a model and returns it as float32.
+
+    Checks, in order: 4 dimensions (a single 3-D image gets a batch axis), a float dtype
+    (float16/float64 are cast; integer or bool pixels are refused because they are not
+    scaled yet), the model's fixed dimensions (with a hint when the array is in the other
+    layout), and finite values.
+
+    Args:
+        batch: the array (anything ``np.asarray`` accepts).
+        spec_or_shape: an :class:`InputSpec` (the batch axis is then free) or the model's
+            input shape, where ``None``, negative numbers and strings are dynamic dims.
+        name: what to call the array in messages (e.g. the file it came from).
+
+    Returns:
+        C-contiguous float32 array of rank 4.
+
+    Raises:
+        AnanError: the array does not fit; the message says how to fix it.
+
+    Example:
+        >>> check_batch(np.zeros((32, 32, 3)), InputSpec("NHWC", 32, 32, 3)).shape
+        (1, 32, 32, 3)
+    """
+    expected, layout = _expected_shape(spec_or_shape)
+    try:
+        x = np.asarray(batch)
+    except ValueError as e:  # ragged nested lists
+        raise AnanError(f"{name} is not a rectangular array ({e}): pass a numpy array") from None
+    if x.ndim == len(expected) - 1:
+        x = x[None]
+    if x.ndim != len(expected):
+        raise AnanError(
+            f"{name} has {x.ndim} dimensions {tuple(x.shape)} but the model needs "
+            f"{len(expected)} {_show(expected, layout)}: reshape it"
+        )
+    x = _as_float32(x, name, spec_or_shape)
+    _check_shape(x.shape, expected, layout, name)
+    if x.shape[0] == 0:
+        raise AnanError(f"{name} is empty (0 images): pass at least one image")
+    _check_finite(x, name)
+    return np.ascontiguousarray(x)
+
+
+def _expected_shape(spec_or_shape: InputSpec | Sequence[Dim]) -> tuple[tuple[Dim, ...], str]:
+    """(shape with None for free dims, layout or '' when unknown)."""
+    if isinstance(spec_or_shape, InputSpec):
+        spec = spec_or_shape
+        return (None, *spec.batch_shape(0)[1:]), spec.layout
+    dims: tuple[Dim, ...] = tuple(
+        int(d) if isinstance(d, (int, np.integer)) and d >= 0 else None for d in spec_or_shape
+    )
+    layout = ""
+    if len(dims) == 4:
+        # Guess the layout from where a 1- or 3-channel axis sits, for the hint only.
+        if dims[3] in (1, 3) and dims[1] not in (1, 3):
+            layout = "NHWC"
+        elif dims[1] in (1, 3) and dims[3] not in (1, 3):
+            layout = "NCHW"
+    return dims, layout
+
+
+def _show(shape: Sequence[Dim], layout: str = "") -> str:
+    text = "(" + ", ".join("N" if d is None else str(d) for d in shape) + ")"
+    return f"{text} {layout}" if layout else text
+
+
+def _as_float32(x: np.ndarray, name: str, spec_or_shape: object) -> np.ndarray:
+    if x.dtype == np.float32:
+        return x
+    if x.dtype.kind == "f":
+        return x.astype(np.float32)
+    if x.dtype.kind in "iub":
+        if isinstance(spec_or_shape, InputSpec):
+            how = f"x.astype('float32') * {spec_or_shape.scale:.6g} + {spec_or_shape.offset:g}"
+        else:
+            how = "x.astype('float32') * scale, as in training"
+        raise AnanError(
+            f"{name} has integer pixels ({x.dtype}): scale them to float32 first ({how})"
+        )
+    raise AnanError(f"{name} has dtype {x.dtype}, not numbers: pass a float32 array")
+
+
+def _check_shape(got: tuple[int, ...], expected: tuple[Dim, ...], layout: str, name: str) -> None:
+    if _matches(got, expected):
+        return
+    problem = f"{name} shape {tuple(got)} does not match the model input {_show(expected, layout)}"
+    if len(got) == 4:
+        for axes, was, want in ((NCHW_TO_NHWC, "NCHW", "NHWC"), (NHWC_TO_NCHW, "NHWC", "NCHW")):
+            if layout in ("", want) and _matches(_permute(got, axes), expected):
+                raise AnanError(
+                    f"{problem}: it looks like {was}; transpose to {want} (x.transpose{axes})"
+                )
+        channel_axis = {"NHWC": 3, "NCHW": 1}.get(layout)
+        if channel_axis is not None:
+            spatial = [a for a in (1, 2, 3) if a != channel_axis]
+            same_size = all(expected[a] is None or got[a] == expected[a] for a in spatial)
+            want_c, got_c = expected[channel_axis], got[channel_axis]
+            if same_size and want_c is not None and got_c != want_c:
+                fix = "pass RGB images" if want_c == 3 else "pass grayscale images"
+                raise AnanError(
+                    f"{name} has {got_c} channel{'s' if got_c != 1 else ''}, shape {tuple(got)}, "
+                    f"but the model needs {want_c}, {_show(expected, layout)}: {fix}"
+                )
+            if not same_size:
+                h, w = (expected[a] for a in spatial)
+                raise AnanError(
+                    f"{problem}: resize the images to {h}x{w} (load_image does it for files)"
+                )
+    if expected[0] is not None and _matches(got[1:], expected[1:]):
+        # A model exported with a fixed batch size: the caller has to split the batch.
+        raise AnanError(
+            f"{name} has {got[0]} images but the model takes exactly {expected[0]} per run: "
+            f"pass batches of {expected[0]}, or export the model with a dynamic batch"
+        )
+    raise AnanError(f"{problem}: reshape or resize it to the model input")
+
+
+def _permute(shape: tuple[int, ...], axes: tuple[int, ...]) -> tuple[int, ...]:
+    return tuple(shape[a] for a in axes)
+
+
+def _matches(got: tuple[int, ...], expected: tuple[Dim, ...]) -> bool:
+    return len(got) == len(expected) and all(
+        e is None or g == e for g, e in zip(got, expected, strict=True)
+    )
+
+
+def _check_finite(x: np.ndarray, name: str) -> None:
+    finite = np.isfinite(x)
+    if finite.all():
+        return
+    n_nan = int(np.isnan(x).sum())
+    n_inf = int(x.size - finite.sum()) - n_nan
+    first = tuple(int(i) for i in np.argwhere(~finite)[0])
+    raise AnanError(
+        f"{name} has {n_nan} NaN and {n_inf} Inf values (first at index {first}, image "
+        f"{first[0]}): fix the preprocessing or drop those images"
+    )

@@ -1,0 +1,351 @@
+"""The C++ example (examples/cpp, ``anan_infer``) against Python onnxruntime.
+
+The first run fetches the onnxruntime C++ SDK (tools/get_onnxruntime_cpp.sh, into
+third_party/onnxruntime) and builds the example with CMake into build/anan_infer; later
+runs only re-check the build. Without cmake, a C++ compiler or the SDK the tests fail
+(they do not skip): the example is part of what this project ships.
+
+Two kinds of model are used: the bundled Keras CNN converted by ``anan-onnx convert`` (the
+real thing), and small ONNX CNNs built here with onnx.helper (NHWC and NCHW inputs), which
+show that the program runs any single-input float32 CNN.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from process_helpers import locked, tail
+
+REPO = Path(__file__).resolve().parents[2]
+EXAMPLE = REPO / "examples" / "cpp"
+FETCH_SCRIPT = REPO / "tools" / "get_onnxruntime_cpp.sh"
+SDK = Path(os.environ.get("ANAN_ORT_SDK", REPO / "third_party" / "onnxruntime"))
+BUILD = Path(os.environ.get("ANAN_CPP_BUILD_DIR", REPO / "build" / "anan_infer"))
+
+BATCH = 3
+TOLERANCE = 1e-6
+MODELS = ("anan", "toy_nhwc", "toy_nchw")
+
+
+# --- building the program ------------------------------------------------------------------
+
+
+def _check_toolchain() -> None:
+    problems = []
+    if shutil.which("cmake") is None:
+        problems.append("cmake is not on PATH (apt-get install cmake)")
+    compilers = [os.environ.get("CXX", ""), "c++", "g++", "clang++"]
+    if not any(c and shutil.which(c) for c in compilers):
+        problems.append("no C++ compiler (set CXX, or apt-get install g++)")
+    if problems:
+        pytest.fail("cannot build examples/cpp: " + "; ".join(problems))
+
+
+def _sdk_present() -> bool:
+    return (SDK / "include" / "onnxruntime_cxx_api.h").is_file() and (
+        SDK / "lib" / "libonnxruntime.so"
+    ).exists()
+
+
+def _ensure_sdk() -> None:
+    if _sdk_present():
+        return
+    proc = subprocess.run(
+        ["bash", str(FETCH_SCRIPT), str(SDK)],
+        env={**os.environ, "PYTHON": sys.executable},
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    if proc.returncode != 0 or not _sdk_present():
+        pytest.fail(
+            f"could not get the onnxruntime C++ SDK with {FETCH_SCRIPT.name}:\n{tail(proc)}"
+        )
+
+
+def _cmake(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["cmake", *args], capture_output=True, text=True, timeout=900)
+
+
+def _build() -> Path:
+    configure = ("-S", str(EXAMPLE), "-B", str(BUILD), f"-DONNXRUNTIME_ROOT={SDK}")
+    proc = _cmake(*configure)
+    if proc.returncode != 0:  # e.g. a cache left by a copy of the repository elsewhere
+        shutil.rmtree(BUILD, ignore_errors=True)
+        proc = _cmake(*configure)
+    if proc.returncode != 0:
+        pytest.fail(f"cmake configure of examples/cpp failed:\n{tail(proc)}")
+    proc = _cmake("--build", str(BUILD), "--parallel", str(os.cpu_count() or 2))
+    if proc.returncode != 0:
+        pytest.fail(f"cmake build of examples/cpp failed:\n{tail(proc)}")
+    return BUILD / "anan_infer"
+
+
+@pytest.fixture(scope="session")
+def anan_infer() -> Path:
+    """Path of the built anan_infer program."""
+    _check_toolchain()
+    with locked(BUILD.parent / ".anan_infer.lock"):
+        _ensure_sdk()
+        binary = _build()
+    if not binary.is_file():
+        pytest.fail(f"the build produced no {binary}")
+    return binary
+
+
+def _infer(binary: Path, *args: object) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(binary), *map(str, args)], capture_output=True, text=True, timeout=120
+    )
+
+
+def _rows(stdout: str) -> np.ndarray:
+    return np.array([[float(v) for v in line.split()] for line in stdout.splitlines()])
+
+
+def _one_line_error(proc: subprocess.CompletedProcess[str]) -> str:
+    """The error message; asserts a non-zero exit and a single stderr line."""
+    assert proc.returncode != 0, proc.stdout
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("anan_infer: error: ")
+    assert proc.stdout == ""
+    return lines[0]
+
+
+# --- models --------------------------------------------------------------------------------
+
+
+def _toy_cnn(path: Path, layout: str, size: int = 12, channels: int = 3) -> Path:
+    """Conv -> Relu -> GlobalAveragePool -> Flatten -> Gemm -> Sigmoid, dynamic batch.
+
+    NHWC input goes through a Transpose first. Carries anan.* metadata like a converted model.
+    """
+    rng = np.random.default_rng(7)
+    weights = {
+        "conv_w": rng.normal(size=(4, channels, 3, 3)).astype(np.float32),
+        "conv_b": rng.normal(size=4).astype(np.float32),
+        "fc_w": rng.normal(size=(4, 2)).astype(np.float32),
+        "fc_b": rng.normal(size=2).astype(np.float32),
+    }
+    nodes = [
+        helper.make_node("Conv", ["nchw", "conv_w", "conv_b"], ["conv"], pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["conv"], ["relu"]),
+        helper.make_node("GlobalAveragePool", ["relu"], ["pooled"]),
+        helper.make_node("Flatten", ["pooled"], ["flat"]),
+        helper.make_node("Gemm", ["flat", "fc_w", "fc_b"], ["logits"]),
+        helper.make_node("Sigmoid", ["logits"], ["probs"]),
+    ]
+    if layout == "NHWC":
+        nodes.insert(0, helper.make_node("Transpose", ["image"], ["nchw"], perm=[0, 3, 1, 2]))
+        dims = ["N", size, size, channels]
+    else:
+        nodes[0].input[0] = "image"
+        dims = ["N", channels, size, size]
+    graph = helper.make_graph(
+        nodes,
+        f"toy_{layout.lower()}",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, dims)],
+        [helper.make_tensor_value_info("probs", TensorProto.FLOAT, ["N", 2])],
+        [numpy_helper.from_array(value, name) for name, value in weights.items()],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    metadata = {
+        "k": 4, "mu": 2, "a": 1.05, "b": 0.3, "layout": layout, "height": size,
+        "width": size, "channels": channels, "scale": repr(1 / 255), "offset": 0.0,
+    }  # fmt: skip
+    for key, value in metadata.items():
+        model.metadata_props.add(key=f"anan.{key}", value=str(value))
+    model.metadata_props.add(key="producer.note", value="not anan metadata")
+    onnx.checker.check_model(model)
+    onnx.save(model, path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def toy_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("toy")
+    return {
+        "toy_nhwc": _toy_cnn(folder / "toy_nhwc.onnx", "NHWC"),
+        "toy_nchw": _toy_cnn(folder / "toy_nchw.onnx", "NCHW"),
+    }
+
+
+@pytest.fixture(params=MODELS)
+def model(request: pytest.FixtureRequest) -> Path:
+    if request.param == "anan":
+        return request.getfixturevalue("anan_model")
+    return request.getfixturevalue("toy_models")[request.param]
+
+
+@pytest.fixture
+def toy(toy_models: dict[str, Path]) -> Path:
+    return toy_models["toy_nhwc"]
+
+
+# --- inputs --------------------------------------------------------------------------------
+
+
+def _metadata(path: Path) -> dict[str, str]:
+    props = onnx.load(str(path), load_external_data=False).metadata_props
+    return {p.key: p.value for p in props if p.key.startswith("anan.")}
+
+
+def _pixels(path: Path, n: int = BATCH, seed: int = 0) -> np.ndarray:
+    """Random uint8 images (N, H, W, C) of the size the model's metadata records."""
+    md = _metadata(path)
+    shape = (n, int(md["anan.height"]), int(md["anan.width"]), int(md["anan.channels"]))
+    return np.random.default_rng(seed).integers(0, 256, shape, dtype=np.uint8)
+
+
+def _preprocess(pixels: np.ndarray, path: Path) -> np.ndarray:
+    """pixel * scale + offset in float32, in the model's layout (as anan-onnx does)."""
+    md = _metadata(path)
+    x = pixels.astype(np.float32) * np.float32(float(md["anan.scale"]))
+    x += np.float32(float(md["anan.offset"]))
+    if md["anan.layout"].upper() == "NCHW":
+        x = x.transpose(0, 3, 1, 2)
+    return np.ascontiguousarray(x)
+
+
+def _python_probs(path: Path, batch: np.ndarray) -> np.ndarray:
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    first_input = session.get_inputs()[0].name
+    return session.run(None, {first_input: batch})[0].reshape(len(batch), -1)
+
+
+def _write_ppm(path: Path, pixels: np.ndarray) -> Path:
+    height, width, channels = pixels.shape
+    magic = b"P6" if channels == 3 else b"P5"
+    path.write_bytes(magic + b"\n# test image\n%d %d\n255\n" % (width, height) + pixels.tobytes())
+    return path
+
+
+def _write_ppms(folder: Path, pixels: np.ndarray) -> list[Path]:
+    return [_write_ppm(folder / f"image{i}.ppm", image) for i, image in enumerate(pixels)]
+
+
+# --- tests ---------------------------------------------------------------------------------
+
+
+def test_help(anan_infer: Path) -> None:
+    proc = _infer(anan_infer, "--help")
+    assert proc.returncode == 0
+    assert proc.stdout.startswith("usage: anan_infer")
+
+
+def test_npy_batch_matches_python(anan_infer: Path, model: Path, tmp_path: Path) -> None:
+    batch = _preprocess(_pixels(model), model)
+    np.save(tmp_path / "batch.npy", batch)
+    proc = _infer(anan_infer, model, tmp_path / "batch.npy")
+    assert proc.returncode == 0, proc.stderr
+    cpp = _rows(proc.stdout)
+    python = _python_probs(model, batch)
+    assert cpp.shape == python.shape
+    assert np.max(np.abs(cpp - python)) <= TOLERANCE
+
+
+def test_ppm_images_match_python(anan_infer: Path, model: Path, tmp_path: Path) -> None:
+    pixels = _pixels(model, seed=1)
+    proc = _infer(anan_infer, "--quiet", model, *_write_ppms(tmp_path, pixels))
+    assert proc.returncode == 0, proc.stderr
+    python = _python_probs(model, _preprocess(pixels, model))
+    assert np.max(np.abs(_rows(proc.stdout) - python)) <= TOLERANCE
+
+
+def test_predictions_match_anan_session(anan_infer: Path, anan_model: Path, tmp_path: Path) -> None:
+    import anan_onnx
+
+    batch = _preprocess(_pixels(anan_model, n=8, seed=2), anan_model)
+    np.save(tmp_path / "batch.npy", batch)
+    proc = _infer(anan_infer, anan_model, tmp_path / "batch.npy")
+    assert proc.returncode == 0, proc.stderr
+    cpp = _rows(proc.stdout)
+    python = np.asarray(anan_onnx.Session(anan_model).predict(batch)).reshape(cpp.shape)
+    assert np.array_equal(cpp > 0.5, python > 0.5)
+    assert np.max(np.abs(cpp - python)) <= TOLERANCE
+
+
+def test_json_output_parses(anan_infer: Path, toy: Path, tmp_path: Path) -> None:
+    np.save(tmp_path / "batch.npy", _preprocess(_pixels(toy), toy))
+    as_json = _infer(anan_infer, "--json", toy, tmp_path / "batch.npy")
+    as_text = _infer(anan_infer, toy, tmp_path / "batch.npy")
+    assert as_json.returncode == 0, as_json.stderr
+    rows = json.loads(as_json.stdout)
+    assert isinstance(rows, list) and len(rows) == BATCH
+    assert all(isinstance(row, list) and len(row) == 2 for row in rows)
+    assert np.array_equal(np.array(rows), _rows(as_text.stdout))
+
+
+def test_metadata_is_printed(anan_infer: Path, model: Path) -> None:
+    expected = [f"{key} = {value}" for key, value in sorted(_metadata(model).items())]
+    assert any(line.startswith("anan.k = ") for line in expected)
+    proc = _infer(anan_infer, "--metadata", model)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == expected
+
+
+def test_default_run_keeps_metadata_off_stdout(anan_infer: Path, toy: Path, tmp_path: Path) -> None:
+    np.save(tmp_path / "batch.npy", _preprocess(_pixels(toy), toy))
+    proc = _infer(anan_infer, toy, tmp_path / "batch.npy")
+    assert proc.returncode == 0, proc.stderr
+    assert "anan.k = 4" in proc.stderr.splitlines()
+    assert "producer.note" not in proc.stderr
+    assert _rows(proc.stdout).shape == (BATCH, 2)
+
+
+def test_missing_model_file(anan_infer: Path, tmp_path: Path) -> None:
+    np.save(tmp_path / "batch.npy", np.zeros((1, 12, 12, 3), np.float32))
+    message = _one_line_error(_infer(anan_infer, tmp_path / "nope.onnx", tmp_path / "batch.npy"))
+    assert "not found" in message and "nope.onnx" in message
+
+
+def test_missing_input_file(anan_infer: Path, toy: Path, tmp_path: Path) -> None:
+    message = _one_line_error(_infer(anan_infer, toy, tmp_path / "nope.npy"))
+    assert "not found" in message and "nope.npy" in message
+
+
+def test_wrong_input_shape(anan_infer: Path, toy: Path, tmp_path: Path) -> None:
+    np.save(tmp_path / "batch.npy", np.zeros((2, 10, 12, 3), np.float32))
+    message = _one_line_error(_infer(anan_infer, toy, tmp_path / "batch.npy"))
+    assert "[2, 10, 12, 3]" in message and "[?, 12, 12, 3]" in message
+
+
+def test_wrong_image_size(anan_infer: Path, toy: Path, tmp_path: Path) -> None:
+    image = _write_ppm(tmp_path / "small.ppm", np.zeros((8, 12, 3), np.uint8))
+    message = _one_line_error(_infer(anan_infer, toy, image))
+    assert "small.ppm" in message and "8x12x3" in message
+
+
+def test_non_float32_npy(anan_infer: Path, toy: Path, tmp_path: Path) -> None:
+    np.save(tmp_path / "batch.npy", np.zeros((1, 12, 12, 3), np.float64))
+    message = _one_line_error(_infer(anan_infer, toy, tmp_path / "batch.npy"))
+    assert "'<f8'" in message and "float32" in message
+
+
+def test_fortran_order_npy(anan_infer: Path, toy: Path, tmp_path: Path) -> None:
+    np.save(tmp_path / "batch.npy", np.asfortranarray(np.zeros((2, 12, 12, 3), np.float32)))
+    assert "Fortran" in _one_line_error(_infer(anan_infer, toy, tmp_path / "batch.npy"))
+
+
+def test_cuda_provider(anan_infer: Path, toy: Path, tmp_path: Path) -> None:
+    batch = _preprocess(_pixels(toy), toy)
+    np.save(tmp_path / "batch.npy", batch)
+    proc = _infer(anan_infer, "--provider", "cuda", toy, tmp_path / "batch.npy")
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        assert proc.returncode == 0, proc.stderr
+        assert np.max(np.abs(_rows(proc.stdout) - _python_probs(toy, batch))) <= 1e-4
+    else:
+        assert "no CUDA execution provider" in _one_line_error(proc)

@@ -1,0 +1,153 @@
+"""Tests of anan_onnx.runtime.inputs: InputSpec and the checks of user-given arrays."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from anan_onnx.errors import AnanError
+from anan_onnx.runtime.inputs import InputSpec, check_batch
+
+NHWC = InputSpec("NHWC", 8, 6, 3)
+NCHW = InputSpec("NCHW", 8, 6, 3)
+
+
+# --- InputSpec ------------------------------------------------------------------------------
+
+
+def test_spec_metadata_round_trip_is_exact():
+    spec = InputSpec("NCHW", 28, 30, 1, scale=1 / 127.5, offset=-1.0)
+    md = spec.to_metadata()
+    assert all(isinstance(v, str) for v in md.values())
+    assert InputSpec.from_metadata(md) == spec
+    assert InputSpec.from_metadata({**md, "k": "4", "format": "1"}) == spec  # extra keys ignored
+
+
+def test_spec_batch_shape_follows_layout():
+    assert NHWC.batch_shape(5) == (5, 8, 6, 3)
+    assert NCHW.batch_shape(5) == (5, 3, 8, 6)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"layout": "HWC"}, "layout must be NHWC or NCHW"),
+        ({"channels": 4}, "channels must be 1 (grayscale) or 3 (RGB)"),
+        ({"height": 0}, "height must be a positive integer"),
+        ({"width": 2.5}, "width must be a positive integer"),
+        ({"scale": float("nan")}, "scale must be finite"),
+        ({"scale": 0}, "scale must not be 0"),
+    ],
+)
+def test_spec_rejects_invalid_values(kwargs, message):
+    args = {"layout": "NHWC", "height": 4, "width": 4, "channels": 3, **kwargs}
+    with pytest.raises(AnanError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        InputSpec(**args)
+
+
+def test_spec_from_metadata_names_missing_and_invalid_keys():
+    md = NHWC.to_metadata()
+    del md["scale"], md["width"]
+    with pytest.raises(AnanError, match="lacks the preprocessing keys width, scale"):
+        InputSpec.from_metadata(md)
+    with pytest.raises(AnanError, match="height='big' is not a number"):
+        InputSpec.from_metadata({**NHWC.to_metadata(), "height": "big"})
+    with pytest.raises(AnanError, match="channels='2.5' is not an integer"):
+        InputSpec.from_metadata({**NHWC.to_metadata(), "channels": "2.5"})
+    assert InputSpec.from_metadata({**NHWC.to_metadata(), "layout": "nchw"}).layout == "NCHW"
+
+
+# --- check_batch ----------------------------------------------------------------------------
+
+
+def test_check_batch_accepts_and_casts():
+    x = check_batch(np.zeros((2, 8, 6, 3), np.float64), NHWC)
+    assert x.dtype == np.float32 and x.shape == (2, 8, 6, 3)
+    assert check_batch(np.ones((2, 8, 6, 3), np.float16), NHWC).dtype == np.float32
+    same = np.zeros((1, 8, 6, 3), np.float32)
+    assert check_batch(same, NHWC) is same  # no copy when nothing to do
+
+
+def test_check_batch_adds_the_batch_axis_to_one_image():
+    assert check_batch(np.zeros((8, 6, 3), np.float32), NHWC).shape == (1, 8, 6, 3)
+    assert check_batch(np.zeros((3, 8, 6), np.float32), NCHW).shape == (1, 3, 8, 6)
+
+
+def test_check_batch_wrong_size():
+    with pytest.raises(
+        AnanError,
+        match=r"batch shape \(2, 16, 16, 3\) does not match the model input \(N, 8, 6, 3\) NHWC: "
+        r"resize the images to 8x6",
+    ):
+        check_batch(np.zeros((2, 16, 16, 3), np.float32), NHWC)
+
+
+def test_check_batch_wrong_channels():
+    with pytest.raises(
+        AnanError,
+        match=r"batch has 1 channel, shape \(2, 8, 6, 1\), but the model needs 3, "
+        r"\(N, 8, 6, 3\) NHWC: pass RGB images",
+    ):
+        check_batch(np.zeros((2, 8, 6, 1), np.float32), NHWC)
+    gray = InputSpec("NCHW", 8, 6, 1)
+    with pytest.raises(AnanError, match="has 3 channels, .*needs 1, .*: pass grayscale images"):
+        check_batch(np.zeros((2, 3, 8, 6), np.float32), gray)
+
+
+def test_check_batch_hints_at_the_other_layout():
+    with pytest.raises(
+        AnanError, match=r"looks like NCHW; transpose to NHWC \(x.transpose\(0, 2, 3, 1\)\)"
+    ):
+        check_batch(np.zeros((2, 3, 8, 6), np.float32), NHWC)
+    with pytest.raises(AnanError, match="looks like NHWC; transpose to NCHW"):
+        check_batch(np.zeros((2, 8, 6, 3), np.float32), NCHW)
+    # A raw onnxruntime shape: the layout is guessed from the channel axis.
+    with pytest.raises(AnanError, match="looks like NHWC; transpose to NCHW"):
+        check_batch(np.zeros((2, 8, 6, 3), np.float32), ("batch", 3, 8, 6))
+
+
+def test_check_batch_with_a_model_shape():
+    x = np.zeros((5, 8, 6, 3), np.float32)
+    for shape in [(None, 8, 6, 3), ("N", 8, 6, 3), (-1, 8, 6, 3), (5, 8, "h", 3)]:
+        assert check_batch(x, shape).shape == (5, 8, 6, 3)
+    with pytest.raises(AnanError, match="has 5 images but the model takes exactly 1 per run"):
+        check_batch(x, (1, 8, 6, 3))
+    with pytest.raises(AnanError, match=r"does not match the model input \(N, 9, 6, 3\)"):
+        check_batch(x, (None, 9, 6, 3))
+    with pytest.raises(AnanError, match="not a rectangular array"):
+        check_batch([[1.0, 2.0], [3.0]], (None, 8, 6, 3))
+    with pytest.raises(AnanError, match=r"has 2 dimensions \(5, 8\) but the model needs 4"):
+        check_batch(np.zeros((5, 8), np.float32), (None, 8, 6, 3))
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.int32, np.int64, np.bool_])
+def test_check_batch_refuses_integer_pixels(dtype):
+    x = np.zeros((1, 8, 6, 3), dtype)
+    with pytest.raises(
+        AnanError, match=r"integer pixels .*: scale them to float32 first \(x\.astype"
+    ):
+        check_batch(x, NHWC)
+    with pytest.raises(AnanError, match="integer pixels"):
+        check_batch(x, (None, 8, 6, 3))
+
+
+def test_check_batch_refuses_non_numbers_and_empty_batches():
+    with pytest.raises(AnanError, match="not numbers"):
+        check_batch(np.full((1, 8, 6, 3), "a"), NHWC)
+    with pytest.raises(AnanError, match="is empty"):
+        check_batch(np.zeros((0, 8, 6, 3), np.float32), NHWC)
+
+
+def test_check_batch_reports_nan_and_inf():
+    x = np.zeros((3, 8, 6, 3), np.float32)
+    x[1, 2, 3, 0] = np.nan
+    x[2, 0, 0, 1] = np.inf
+    x[2, 0, 0, 2] = -np.inf
+    with pytest.raises(
+        AnanError, match=r"has 1 NaN and 2 Inf values \(first at index \(1, 2, 3, 0\), image 1\)"
+    ):
+        check_batch(x, NHWC)
+    y = np.zeros((1, 8, 6, 3))
+    y[0, 0, 0, 0] = np.inf
+    with pytest.raises(AnanError, match="0 NaN and 1 Inf"):
+        check_batch(y, NHWC)
