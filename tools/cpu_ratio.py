@@ -1,9 +1,9 @@
 """ANAN/base cost in process CPU time, one onnxruntime thread, sessions interleaved.
 
-    PYTHONPATH=. .venv/bin/python tools/cpu_ratio.py [--compare /path/to/other/checkout]
+    .venv/bin/python -m tools.cpu_ratio [--compare /path/to/other/checkout] [--fold] [--ablate]
 
 Models: the bundled 128×128 CNN (``models/catsdogs_cnn.keras``, converted with the default
-options) and the 224×224 variant of ``tools/bench_anan.py`` (built in ONNX, seeded). Each
+options) and the 224×224 variant of ``python -m tools.bench`` (built in ONNX, seeded). Each
 session runs with ``intra_op_num_threads=1``, ``inter_op_num_threads=1`` and sequential
 execution, so ``time.process_time`` counts the work itself rather than the wall clock of a
 shared machine. Per round every session runs a block of runs (batch 1: ``--runs1``, batch
@@ -33,12 +33,9 @@ ROOT = Path(__file__).resolve().parents[1]
 BUNDLED = ROOT / "models" / "catsdogs_cnn.keras"
 
 
-#: ``--ablate``: the graph with parts of the rewrite replaced by stand-ins (wrong outputs on
-#: purpose, see ``tools/ablate_anan.py``): what the steps, and the final scaling, cost.
-ABLATIONS = {
-    "no steps": ("shared_steps",),
-    "no steps, no scaling": ("shared_steps", "blocked_scaling"),
-}
+#: ``--ablate``: the default graph with parts taken out again (wrong outputs on purpose, see
+#: ``tools/bench/ablate.py``): what the steps, and the final scaling, cost.
+ABLATIONS = ("no steps", "no steps, no scaling")
 
 
 def _convert(base_path: str, out_path: str, variant: str) -> None:
@@ -48,16 +45,13 @@ def _convert(base_path: str, out_path: str, variant: str) -> None:
     import anan_onnx
 
     base, params = onnx.load(base_path), anan_onnx.AnanParams()
+    anan = anan_onnx.convert_model(base, params, fold_steps=variant == "fold").anan
     if variant in ABLATIONS:
-        sys.path.insert(0, str(Path(__file__).resolve().parent))
-        import ablate_anan
+        sys.path.insert(0, str(ROOT))
+        from tools.bench.ablate import without_scaling, without_steps
 
-        stand_ins = {"shared_steps": ablate_anan._constant_steps}
-        stand_ins["blocked_scaling"] = ablate_anan._bias_only
-        chosen = {name: stand_ins[name] for name in ABLATIONS[variant]}
-        anan = ablate_anan._convert(base, params, **chosen)
-    else:
-        anan = anan_onnx.convert_model(base, params, fold_steps=variant == "fold").anan
+        anan = without_steps(anan)
+        anan = without_scaling(anan) if variant == "no steps, no scaling" else anan
     onnx.save(anan, out_path)
 
 
@@ -67,21 +61,16 @@ def _bases(tmp: Path) -> dict[str, Path]:
 
     import anan_onnx
 
-    sys.path.insert(0, str(ROOT / "tools"))
-    import bench_anan  # the 224×224 variant, built without TensorFlow
+    sys.path.insert(0, str(ROOT))
+    from tools.bench.config import MODELS
+    from tools.bench.models import build_onnx  # the 224×224 variant, built without TF
 
     paths = {"128": tmp / "base128.onnx", "224": tmp / "base224.onnx"}
     onnx.save(anan_onnx.load_base(BUNDLED), paths["128"])
-    onnx.save(anan_onnx.load_base(_save(bench_anan, tmp)), paths["224"])
+    raw = tmp / "raw224.onnx"
+    onnx.save(build_onnx(MODELS["224"], seed=0), raw)
+    onnx.save(anan_onnx.load_base(raw), paths["224"])
     return paths
-
-
-def _save(bench_anan: Any, tmp: Path) -> Path:
-    import onnx
-
-    path = tmp / "raw224.onnx"
-    onnx.save(bench_anan.build_onnx(bench_anan.MODELS["224"], seed=0), path)
-    return path
 
 
 def _converted(base: Path, tmp: Path, label: str, checkout: Path, variant: str) -> Path:

@@ -208,9 +208,9 @@ def load_splits(
     }
     datasets: dict[str, Dataset | None] = dict.fromkeys(SPLITS)
     for name in SPLITS:
-        lst = listings.get(name)
-        if lst is None:
+        if listings.get(name) is None:
             continue
+        lst = listings[name]
         if kind == "npz":
             images = source.images(_store_of(how, name), lst.refs, spec, progress)
             paths = [f"npz:{_store_of(how, name)}[{i}]" for i in lst.refs]

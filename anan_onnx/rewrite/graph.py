@@ -25,14 +25,16 @@ Only standard ONNX ops are used (opset 13–18); every node is named ``anan/...`
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import onnx_ir as ir
 
 from anan_onnx.params import AnanParams
-from anan_onnx.rewrite.geometry import conv_geometry
+from anan_onnx.rewrite.geometry import ConvGeometry, conv_geometry
 from anan_onnx.rewrite.portable_steps import (
+    ActivityOf,
     Knobs,
     fires,
     fixed_knobs,
@@ -75,7 +77,9 @@ class _Builder:
             self._scalars[value] = self.const(f"anan/scalar/{value!r}", value)
         return self._scalars[value]
 
-    def op(self, op_type: str, inputs: list[ir.Value | None], name: str, **attrs: Any) -> ir.Value:
+    def op(
+        self, op_type: str, inputs: Sequence[ir.Value | None], name: str, **attrs: Any
+    ) -> ir.Value:
         return self.add(
             ir.node(op_type, inputs, attrs or None, name=name, outputs=[ir.Value(name=name)])
         )
@@ -155,15 +159,18 @@ def build_anan_graph(
         gains = general_steps(b, knobs, params, activity_of, gains, steps, shared)
 
     if pool is not None:
+        assert maps is not None, "the pool route reads the maps"
         _splice_pool_commuted(
             graph, b, conv, act, pool, gains, maps, bias, target.bias, scaling, column
         )
         return
     if column:
         gains = [_column_to_channels(b, g) for g in gains]
-    if not grouped:
+    if batch is None:  # not grouped (the pool route returned above)
+        assert maps is not None, "only the grouped convolution does without the maps"
         _splice(graph, [conv], conv.outputs[0], b, _combine(b, gains, maps, bias, "anan/output"))
     else:
+        assert x is not None, "a Conv has an input"
         _splice_grouped(graph, b, conv, act, x, weights, gains, target.bias, batch)
 
 
@@ -189,14 +196,24 @@ def steps_foldable(params: AnanParams, tunable: bool = False) -> bool:
     return step1_activity_shared(params, tunable) and not tunable
 
 
-def _column_to_channels(b, gain):
+def _column_to_channels(b: _Builder, gain: ir.Value) -> ir.Value:
     """(N, 1, O, 1) → (N, O, 1, 1), for the consumers that broadcast the gains over maps."""
     shape = b.const_int(f"{gain.name}_shape", [0, -1, 1, 1])
     return b.op("Reshape", [gain, shape], f"{gain.name}_channels")
 
 
 def _splice_pool_commuted(
-    graph, b, conv, act, pool, gains, maps, bias, beta, scaling, column
+    graph: ir.Graph,
+    b: _Builder,
+    conv: ir.Node,
+    act: ir.Node | None,
+    pool: ir.Node,
+    gains: list[ir.Value],
+    maps: list[ir.Value],
+    bias: ir.Value | None,
+    beta: np.ndarray | None,
+    scaling: str,
+    column: bool,
 ) -> None:
     """act(g·MaxPool(C) + β) replaces MaxPool(act(conv(x, W) + β)) (see _pool_commute).
 
@@ -227,7 +244,17 @@ def _splice_pool_commuted(
     _splice(graph, [pool, *([act] if act else []), conv], pool.outputs[0], b, output)
 
 
-def _splice_grouped(graph, b, conv, act, x, weights, gains, bias, batch) -> None:
+def _splice_grouped(
+    graph: ir.Graph,
+    b: _Builder,
+    conv: ir.Node,
+    act: ir.Node | None,
+    x: ir.Value,
+    weights: list[np.ndarray],
+    gains: list[ir.Value],
+    bias: np.ndarray | None,
+    batch: int,
+) -> None:
     """One grouped Conv with per-image weights (see _per_image_conv)."""
     channels = weights[0].shape[0]
     y = per_image_conv(b, conv, x, weights, gains, bias, batch, "anan/output_conv")
@@ -240,7 +267,18 @@ def _splice_grouped(graph, b, conv, act, x, weights, gains, bias, batch) -> None
     _splice(graph, [act, conv], act.outputs[0], b, output)
 
 
-def _activity_strategy(b, target, params, weights, geom, maps, bias, monotone, *, column=False):
+def _activity_strategy(
+    b: _Builder,
+    target: ConvTarget,
+    params: AnanParams,
+    weights: list[np.ndarray],
+    geom: ConvGeometry | None,
+    maps: list[ir.Value] | None,
+    bias: ir.Value | None,
+    monotone: bool,
+    *,
+    column: bool = False,
+) -> ActivityOf:
     """The cheapest exact way to get the kernel activities s_j(t) from the gains.
 
     Returns ``activity(gains, tag) -> (N, O, 1, 1) value`` ((N, 1, O, 1) with ``column``,
@@ -249,44 +287,60 @@ def _activity_strategy(b, target, params, weights, geom, maps, bias, monotone, *
     """
     act = target.activation
     post = params.signal == "post"
-    if params.reduce == "mean" and not post:  # mean(g·C + β) = g·mean(C) + β
-        if geom is None:  # input size unknown: one read pass over the maps
-            once = [b.op("GlobalAveragePool", [m], f"{m.name}_mean") for m in maps]
-            return lambda gains, tag: _combine(b, gains, once, bias, f"{tag}/activity")
+    if params.reduce == "mean" and not post and geom is not None:  # mean(g·C + β) = g·mean(C) + β
         return _mean_from_window_sums(b, target, weights, geom, bias, column)
+    assert maps is not None, "only the window-sum means do without the maps"
+    layer_maps = maps
+    if params.reduce == "mean" and not post:  # input size unknown: one read pass over the maps
+        means = [b.op("GlobalAveragePool", [m], f"{m.name}_mean") for m in maps]
+        return lambda gains, tag: _combine(b, gains, means, bias, f"{tag}/activity")
     if params.reduce == "max" and monotone and (not post or is_monotone(act)):
         # max(act(g·C + β)) = act(g·max(C) + β) for g >= 0 and a monotone act
-        once = [b.op("GlobalMaxPool", [m], f"{m.name}_max") for m in maps]
+        maxima = [b.op("GlobalMaxPool", [m], f"{m.name}_max") for m in maps]
 
-        def kernel_max(gains, tag):
-            value = _combine(b, gains, once, bias, f"{tag}/activity_pre")
-            return _clone_activation(b, act, value, f"{tag}/activity") if post else value
+        def kernel_max(gains: list[ir.Value], tag: str) -> ir.Value:
+            value = _combine(b, gains, maxima, bias, f"{tag}/activity_pre")
+            if not post:
+                return value
+            assert act is not None, "signal=post: checked by convert_model"
+            return _clone_activation(b, act, value, f"{tag}/activity")
 
         return kernel_max
-    if params.reduce == "mean" and post and monotone and act.op_type == "Relu":
+    relu = act is not None and act.op_type == "Relu"
+    if params.reduce == "mean" and post and monotone and relu:
         if bias is None:  # relu(g·C) = g·relu(C) for g >= 0: the mean is taken once
-            relu = b.op("Relu", [maps[0]], "anan/conv_relu")
-            once = b.op("GlobalAveragePool", [relu], "anan/conv_relu_mean")
+            relu_map = b.op("Relu", [maps[0]], "anan/conv_relu")
+            once = b.op("GlobalAveragePool", [relu_map], "anan/conv_relu_mean")
             return lambda gains, tag: b.op("Mul", [gains[0], once], f"{tag}/activity")
-        return lambda gains, tag: _relu_mean(b, gains[0], maps[0], bias, tag)
+        beta = bias
+        return lambda gains, tag: _relu_mean(b, gains[0], layer_maps[0], beta, tag)
 
-    def from_maps(gains, tag):
-        response = _combine(b, gains, maps, bias, f"{tag}/response")
+    def from_maps(gains: list[ir.Value], tag: str) -> ir.Value:
+        response = _combine(b, gains, layer_maps, bias, f"{tag}/response")
         return _reduce(b, _activate(b, response, target, params, tag), params, tag)
 
     return from_maps
 
 
-def _mean_from_window_sums(b, target, weights, geom, bias, column=False):
+def _mean_from_window_sums(
+    b: _Builder,
+    target: ConvTarget,
+    weights: list[np.ndarray],
+    geom: ConvGeometry,
+    bias: ir.Value | None,
+    column: bool = False,
+) -> ActivityOf:
     """Pre-activation kernel means from window sums of the (smaller) input (measured
     cheaper than a pass over the maps). Before step 1 (unit gains) the activity is one
     small convolution with the layer's own kernel and bias (a MatMul giving a column, with
     ``column``); later steps combine the means of the weight parts with their gains."""
     conv, group = target.node, _group(target.node)
-    sums = window_sums(b, conv.inputs[0], geom, "anan/means")
+    x = conv.inputs[0]
+    assert x is not None, "a Conv has an input"
+    sums = window_sums(b, x, geom, "anan/means")
     parts: list[ir.Value] = []
 
-    def activity(gains, tag):
+    def activity(gains: list[ir.Value], tag: str) -> ir.Value:
         if all(g is b.unit for g in gains):
             name, bias_ = f"{tag}/activity", target.bias
             return window_means(b, sums, geom, target.weight, group, name, bias_, column=column)
@@ -366,7 +420,9 @@ def _knobs(b: _Builder, graph: ir.Graph, params: AnanParams) -> Knobs:
     )
 
 
-def _first_layer_maps(b: _Builder, conv: ir.Node, weights: list[np.ndarray], rule: str):
+def _first_layer_maps(
+    b: _Builder, conv: ir.Node, weights: list[np.ndarray], rule: str
+) -> list[ir.Value]:
     """conv(x, W0) for the multiplicative rule; conv(x, W⁺) and conv(x, W⁻) for additive."""
     if rule == "multiplicative":  # reuse the model's own weights: no second copy
         parts = {"anan/conv": conv.inputs[1]}
@@ -385,7 +441,9 @@ def _first_layer_maps(b: _Builder, conv: ir.Node, weights: list[np.ndarray], rul
     return maps
 
 
-def _combine(b, gains, maps, bias, name):
+def _combine(
+    b: _Builder, gains: list[ir.Value], maps: list[ir.Value], bias: ir.Value | None, name: str
+) -> ir.Value:
     """Σ gᵢ·mapᵢ (+ β); a unit gain (the state before step 1) multiplies nothing."""
     pairs = enumerate(zip(gains, maps, strict=True))
     terms = [m if g is b.unit else b.op("Mul", [g, m], f"{name}_term{i}") for i, (g, m) in pairs]
@@ -395,7 +453,9 @@ def _combine(b, gains, maps, bias, name):
     return total if bias is None else b.op("Add", [total, bias], name)
 
 
-def _activate(b: _Builder, response, target: ConvTarget, params: AnanParams, tag: str):
+def _activate(
+    b: _Builder, response: ir.Value, target: ConvTarget, params: AnanParams, tag: str
+) -> ir.Value:
     if params.signal == "pre":
         return response
     assert target.activation is not None, "checked by convert_model"

@@ -57,12 +57,12 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from typing import Protocol
 
 import numpy as np
 import onnx_ir as ir
 
 from anan_onnx.params import AnanParams
+from anan_onnx.rewrite.builder_api import Builder
 
 __all__ = [
     "Knobs",
@@ -75,21 +75,6 @@ __all__ = [
     "shared_steps",
     "trigger_value",
 ]
-
-
-class Builder(Protocol):
-    """What the steps need of ``graph``'s builder."""
-
-    dtype: np.dtype
-    unit: ir.Value | None
-
-    def const(self, name: str, array: object) -> ir.Value: ...
-
-    def scalar(self, value: float) -> ir.Value: ...
-
-    def op(
-        self, op_type: str, inputs: list[ir.Value | None], name: str, **attrs: object
-    ) -> ir.Value: ...
 
 
 #: ``(gains, tag) -> activity`` for the current gains (see ``graph._activity_strategy``).

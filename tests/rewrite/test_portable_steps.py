@@ -10,6 +10,7 @@ import onnx_ir as ir
 import onnxruntime as ort
 import pytest
 from onnx import numpy_helper
+from onnx_models import VARIANTS, build_cnn, random_batch
 
 from anan_onnx import AnanParams, convert_model, read_metadata
 from anan_onnx.rewrite.graph import _Builder
@@ -24,7 +25,6 @@ from anan_onnx.rewrite.portable_steps import (
 )
 
 from equivalence import assert_matches_reference
-from onnx_models import VARIANTS, build_cnn, random_batch
 
 F32 = np.dtype(np.float32)
 OPTIONS = list(
