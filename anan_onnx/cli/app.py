@@ -191,7 +191,7 @@ def _add_convert(commands) -> None:
     g.add_argument(
         "--fold-steps",
         action="store_true",
-        help="one lookup of the final gains instead of the k unrolled steps, where exact "
+        help="one product for the final gains instead of the k unrolled steps, where exact "
         "(absorbing counter): fewer nodes, same outputs, lower batch-1 latency",
     )
     g = p.add_argument_group("preprocessing recorded in the model")
