@@ -74,6 +74,9 @@ def _build_parser() -> argparse.ArgumentParser:
     from anan_onnx.cli.evaluation import add_commands
 
     add_commands(commands)
+    from anan_onnx.cli.export import add_command as add_export
+
+    add_export(commands)
     return parser
 
 
