@@ -7,6 +7,7 @@ and the batch-1 latency of onnxruntime-web's WASM backend beside Python onnxrunt
 CPU, and takes the screenshot of the web example (docs/figures/web_example.png)::
 
     .venv/bin/python tools/conformance_report.py                # all of it (a few minutes)
+    .venv/bin/python tools/conformance_report.py --keep DIR     # ... keeping the cells in DIR
     .venv/bin/python tools/conformance_report.py --from DIR     # render cells written earlier
 
 Needs what the matrix needs: node/npm, cmake and a C++ compiler, Chromium and Playwright.
@@ -55,7 +56,7 @@ FIGURE = ROOT / "docs" / "figures" / "web_example.png"
 # and what each `anan-onnx export` target changes (edit that file, not docs/deployment.md)
 EXPORT_SECTIONS = Path(__file__).with_name("deployment_export.md")
 TEST = "tests/conformance/test_matrix.py"
-LATENCY_RUNS = 7
+LATENCY_RUNS = 15
 LATENCY_VARIANTS = ("default", "fold-steps")
 SHARED_DATA = Path(os.environ.get("ANAN_SHARED_DATA", ROOT.parent / "shared" / "data"))
 SCREENSHOT_IMAGE = SHARED_DATA / "cats_dogs" / "test" / "cats" / "cat_109.jpg"
@@ -87,14 +88,14 @@ def _cell(row: dict | None) -> str:
     if row is None:
         return "not run"
     if "error" in row:
-        return f"**FAIL** (error: {row['error'][:60]})"
+        message = row["error"].split(".onnx: ", 1)[-1]  # without "... failed on MODEL.onnx: "
+        return f"**FAIL** (error: {message[:90]})"
     diff = row["max_abs_diff"]
     shown = "inf" if diff is None else f"{diff:.1e}"
     differs = f"{row['differs']}/{row['modulated']}"
     if row["passed"]:
         return f"{shown}, {differs}"
-    why = "base output" if row["differs"] < row["modulated"] else "too far"
-    return f"**FAIL** {shown}, {differs} ({why})"
+    return f"**FAIL** {shown}, {differs} ({_failure_kind(row)})"
 
 
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:
@@ -103,23 +104,36 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     return lines
 
 
+def _failure_kind(row: dict) -> str:
+    if "error" in row:
+        return "error"
+    return "base output" if row["differs"] < row["modulated"] else "too far"
+
+
 def failure_summary(cells: dict) -> list[str]:
-    """One line per runtime with failing cells: which variants, on how many models."""
+    """One line per runtime with failing cells: which variants, and how they fail."""
     lines = []
     for runtime in RUNTIMES:
-        bad = [(m, v) for (r, m, v), row in cells.items() if r == runtime and not row.get("passed")]
+        bad = {
+            (m, v): row for (r, m, v), row in cells.items() if r == runtime and not row["passed"]
+        }
         if not bad:
             continue
-        variants = [v for v in GRAPH_VARIANTS if any(b[1] == v for b in bad)]
-        base = sum(
-            1
-            for (r, m, v), row in cells.items()
-            if r == runtime and not row.get("passed") and row.get("differs", 1) == 0
-        )
+        per_variant = [
+            f"`{v}` ({sum(key[1] == v for key in bad)} models)"
+            for v in GRAPH_VARIANTS
+            if any(key[1] == v for key in bad)
+        ]
+        kinds = [_failure_kind(row) for row in bad.values()]
+        how = {
+            "base output": "return the base model's output (the modulation is dropped)",
+            "error": "raise an error",
+            "too far": "differ from the reference by more than the tolerance",
+        }
+        counted = [f"{kinds.count(k)} {text}" for k, text in how.items() if k in kinds]
         lines.append(
-            f"- **{runtime}** fails {len(bad)} cells: "
-            + ", ".join(f"`{v}` ({sum(b[1] == v for b in bad)} models)" for v in variants)
-            + (f"; in {base} of them it returns the base model's output" if base else "")
+            f"- **{runtime}** fails {len(bad)} cells: {', '.join(per_variant)}; "
+            + "; ".join(counted)
             + "."
         )
     return lines
@@ -334,10 +348,11 @@ class names from `anan.classes` when present, the inputs and outputs with their 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--from", dest="source", type=Path, help="cell JSON files written earlier")
+    parser.add_argument("--keep", type=Path, help="write the cell JSON files here (for --from)")
     parser.add_argument("-o", "--output", type=Path, default=DOC, help="default docs/deployment.md")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="anan_conformance_") as scratch:
-        folder = args.source or Path(scratch) / "cells"
+        folder = args.source or args.keep or Path(scratch) / "cells"
         seconds = None
         if args.source is None:
             code, seconds = run_matrix(folder)

@@ -155,8 +155,12 @@ class StaticServer:
 
 def chromium_executable() -> str:
     """Chromium's path ($ANAN_CHROMIUM, else chromium or chromium-browser on PATH)."""
-    found = os.environ.get("ANAN_CHROMIUM") or shutil.which("chromium")
-    found = found or shutil.which("chromium-browser")
+    chosen = os.environ.get("ANAN_CHROMIUM")
+    if chosen and not os.access(chosen, os.X_OK):
+        raise RuntimeUnavailable(
+            f"ANAN_CHROMIUM={chosen} is not an executable: unset it, or {INSTALL_CHROMIUM}"
+        )
+    found = chosen or shutil.which("chromium") or shutil.which("chromium-browser")
     if not found:
         raise RuntimeUnavailable(f"Chromium is not installed: {INSTALL_CHROMIUM}")
     return found
