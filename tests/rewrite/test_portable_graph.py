@@ -12,9 +12,9 @@ import pathlib
 import onnx
 import pytest
 from onnx import numpy_helper
-from onnx_models import VARIANTS, build_cnn
 
 from anan_onnx import AnanParams, convert_model
+from anan_onnx.testing import VARIANTS, build_cnn
 
 mobile_helpers = pytest.importorskip("onnxruntime.tools.mobile_helpers.usability_checker")
 

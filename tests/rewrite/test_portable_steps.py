@@ -10,7 +10,6 @@ import onnx_ir as ir
 import onnxruntime as ort
 import pytest
 from onnx import numpy_helper
-from onnx_models import VARIANTS, build_cnn, random_batch
 
 from anan_onnx import AnanParams, convert_model, read_metadata
 from anan_onnx.rewrite.graph import _Builder
@@ -23,6 +22,7 @@ from anan_onnx.rewrite.portable_steps import (
     shared_steps,
     trigger_value,
 )
+from anan_onnx.testing import VARIANTS, build_cnn, random_batch
 
 from equivalence import assert_matches_reference
 
