@@ -83,9 +83,15 @@ def _name_sources(config: Path, ort_name: str) -> None:
 
 @contextlib.contextmanager
 def _no_info_logs() -> Iterator[None]:
-    """The converter logs progress (with our temporary paths) at INFO on its own handler."""
+    """The converter logs progress (with our temporary paths) at INFO on its own handler, and
+    its sessions warn about a tunable model's parameter inputs (inputs with defaults, meant
+    to stay overridable): keep both off our output."""
+    import onnxruntime as ort
+
     logging.disable(logging.INFO)
+    ort.set_default_logger_severity(3)  # errors only
     try:
         yield
     finally:
+        ort.set_default_logger_severity(2)  # onnxruntime's default (there is no getter)
         logging.disable(logging.NOTSET)

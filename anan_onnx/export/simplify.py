@@ -45,9 +45,11 @@ def resolve(name: str) -> str:
 
 
 def simplify(model: onnx.ModelProto, name: str) -> onnx.ModelProto:
-    """``model`` simplified by ``name`` (a resolved choice); metadata is kept."""
+    """``model`` simplified by ``name`` (a resolved choice); metadata is kept, and so are the
+    parameter inputs of a tunable model (``anan_k`` ...: inputs with default values)."""
     if name == "none":
         return model
+    model, defaults = _hold_out_defaults(model)
     quiet = io.StringIO()  # both print progress tables on stdout: keep ours clean
     try:
         with contextlib.redirect_stdout(quiet), contextlib.redirect_stderr(quiet):
@@ -61,7 +63,28 @@ def simplify(model: onnx.ModelProto, name: str) -> onnx.ModelProto:
         ) from None
     del result.metadata_props[:]
     result.metadata_props.extend(model.metadata_props)
+    kept = {i.name for i in result.graph.input}  # onnxslim drops inputs no node reads
+    result.graph.input.extend(i for i in model.graph.input if i.name not in kept)
+    result.graph.initializer.extend(defaults)
     return result
+
+
+def _hold_out_defaults(model: onnx.ModelProto) -> tuple[onnx.ModelProto, list[onnx.TensorProto]]:
+    """The model without the initializers of its graph inputs, and those initializers.
+
+    A graph input with an initializer is an input with a default (a tunable model's
+    ``anan_mu`` ...); both simplifiers would fold it into a constant and drop the input,
+    so it is held out while they run and put back after.
+    """
+    inputs = {i.name for i in model.graph.input}
+    defaults = [i for i in model.graph.initializer if i.name in inputs]
+    if not defaults:
+        return model, []
+    held = onnx.ModelProto()
+    held.CopyFrom(model)
+    del held.graph.initializer[:]
+    held.graph.initializer.extend(i for i in model.graph.initializer if i.name not in inputs)
+    return held, defaults
 
 
 def _onnxsim(model: onnx.ModelProto) -> onnx.ModelProto:

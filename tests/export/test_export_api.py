@@ -14,6 +14,8 @@ from anan_onnx.errors import AnanError
 from anan_onnx.export import export_model, pipeline
 from anan_onnx.export import simplify as simplify_module
 from anan_onnx.metadata import read_metadata
+from anan_onnx.runtime.session import Session
+from anan_onnx.testing import VARIANTS, build_cnn, random_batch
 
 
 @pytest.mark.parametrize("simplifier", ["onnxsim", "onnxslim", "none"])
@@ -72,3 +74,21 @@ def test_simplifier_names() -> None:
     assert simplify_module.resolve("auto") in ("onnxsim", "onnxslim", "none")
     with pytest.raises(AnanError, match="unknown simplifier"):
         simplify_module.resolve("polygraphy")
+
+
+@pytest.mark.parametrize("simplifier", ["onnxsim", "onnxslim"])
+def test_a_tunable_model_stays_tunable(cli, tmp_path: Path, simplifier: str) -> None:
+    """Simplifiers fold inputs with defaults into constants; the export keeps them inputs."""
+    raw = tmp_path / "cnn.onnx"
+    onnx.save(build_cnn(VARIANTS["plain"]), raw)
+    source = tmp_path / "cnn.anan.onnx"
+    assert cli("convert", str(raw), "-o", str(source), "--tunable").returncode == 0
+    result = export_model(source, "mobile", tmp_path / "out", simplifier=simplifier)
+    exported, original = Session(result.files[0]), Session(source)
+    assert exported.parameter_inputs == original.parameter_inputs
+    assert len(exported.parameter_inputs) == 5
+    x = random_batch(VARIANTS["plain"], 1, seed=4)
+    for mu in (1.0, 3.0):  # a changed parameter acts the same in both
+        got, want = exported.run(x, anan_mu=mu)[0], original.run(x, anan_mu=mu)[0]
+        assert np.abs(got - want).max() <= 1e-6
+    assert not np.allclose(exported.run(x, anan_mu=1.0)[0], exported.run(x, anan_mu=3.0)[0])
