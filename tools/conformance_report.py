@@ -56,6 +56,7 @@ FIGURE = ROOT / "docs" / "figures" / "web_example.png"
 # and what each `anan-onnx export` target changes (edit that file, not docs/deployment.md)
 EXPORT_SECTIONS = Path(__file__).with_name("deployment_export.md")
 TEST = "tests/conformance/test_matrix.py"
+TIMING = "matrix_seconds.txt"  # beside the cells: the matrix run's wall time
 LATENCY_RUNS = 15
 LATENCY_VARIANTS = ("default", "fold-steps")
 SHARED_DATA = Path(os.environ.get("ANAN_SHARED_DATA", ROOT.parent / "shared" / "data"))
@@ -71,7 +72,9 @@ def run_matrix(folder: Path) -> tuple[int, float]:
     command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", TEST]
     start = time.perf_counter()
     code = subprocess.run(command, cwd=ROOT, env=env, check=False).returncode
-    return code, time.perf_counter() - start
+    seconds = time.perf_counter() - start
+    (folder / TIMING).write_text(f"{seconds:.1f}\n")  # for a later --from
+    return code, seconds
 
 
 def load_cells(folder: Path) -> dict[tuple[str, str, str], dict]:
@@ -115,7 +118,9 @@ def failure_summary(cells: dict) -> list[str]:
     lines = []
     for runtime in RUNTIMES:
         bad = {
-            (m, v): row for (r, m, v), row in cells.items() if r == runtime and not row["passed"]
+            (m, v): row
+            for (r, m, v), row in cells.items()
+            if r == runtime and not row.get("passed", False)
         }
         if not bad:
             continue
@@ -361,6 +366,8 @@ def main(argv: list[str] | None = None) -> int:
                     "conformance_report: some cells failed; the report shows them", file=sys.stderr
                 )
         cells = load_cells(folder)
+        if seconds is None and (folder / TIMING).is_file():
+            seconds = float((folder / TIMING).read_text())
         with Browser() as browser:
             sizes, latency = measure(Path(scratch) / "models", browser)
             image = screenshot(Path(scratch), browser)
