@@ -9,6 +9,8 @@ from pathlib import Path
 
 __all__ = ["add_command"]
 
+# the choices as literals (anan_onnx.export.TARGETS, SIMPLIFIERS; tests/export checks they
+# agree): importing the export package loads onnxruntime's tools, too slow for --help
 _TARGETS = ("web", "mobile", "ort")
 _SIMPLIFIERS = ("auto", "onnxsim", "onnxslim", "none")
 

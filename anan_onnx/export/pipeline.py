@@ -154,26 +154,15 @@ def _load_base(source: Path, metadata: dict[str, str]) -> onnx.ModelProto | None
 def _transform(
     model: onnx.ModelProto, spec: Target, batch: int | None, simplifier: str
 ) -> tuple[onnx.ModelProto, str]:
-    """The exported graph and a note on its batch."""
+    """The exported graph (batch fixed where wanted, simplified, valid) and a note on its
+    batch."""
     exported = onnx.ModelProto()
     exported.CopyFrom(model)
-    had = shapes.batch_of(model)
     wanted = batch if batch is not None else spec.default_batch
     if wanted is not None:
         shapes.fix_batch(exported, wanted)
-        exported = shapes.infer_shapes(exported)
-        how = "--batch" if batch is not None else f"the {spec.name} default"
-        note = (
-            f"batch {wanted} (fixed by {how}; was dynamic)"
-            if had is None
-            else f"batch {wanted} (already fixed)"
-        )
-    else:
-        note = (
-            "batch dynamic (kept; pass --batch N to fix it)"
-            if had is None
-            else (f"batch {had} (kept, fixed at conversion)")
-        )
+        exported = shapes.infer_shapes(exported)  # the folding below needs every shape
+    note = _batch_note(shapes.batch_of(model), wanted, batch is not None, spec.name)
     exported = simplify.simplify(exported, simplifier)
     try:
         onnx.checker.check_model(exported, full_check=True)
@@ -185,9 +174,33 @@ def _transform(
     return exported, note
 
 
+def _batch_note(had: int | None, wanted: int | None, asked: bool, target: str) -> str:
+    """What happened to the batch axis, in words (printed and recorded)."""
+    if wanted is None:
+        if had is None:
+            return "batch dynamic (kept; pass --batch N to fix it)"
+        return f"batch {had} (kept, fixed at conversion)"
+    if had is not None:
+        return f"batch {wanted} (already fixed)"
+    how = "--batch" if asked else f"the {target} default"
+    return f"batch {wanted} (fixed by {how}; was dynamic)"
+
+
 def _export_metadata(
-    source: Path, spec: Target, exported: onnx.ModelProto, batch_note: str, simplifier: str
+    source: Path,
+    spec: Target,
+    exported: onnx.ModelProto,
+    batch_note: str,
+    simplifier: str,
 ) -> dict[str, object]:
+    """The anan.export_* keys (and anan.batch where the batch is now fixed)."""
+    changes = [
+        batch_note,
+        f"simplified by {simplifier}" if simplifier != "none" else "not simplified",
+    ]
+    if spec.ort:
+        style = "Runtime" if spec.runtime_optimizations else "Fixed"
+        changes.append(f".ort: {style} optimisation style")
     fixed = shapes.batch_of(exported)
     values: dict[str, object] = {
         "export_target": spec.name,
@@ -195,21 +208,7 @@ def _export_metadata(
         "export_simplifier": simplifier,
         "export_source_file": source.name,
         "export_source_sha256": sha256_file(source),
-        "export_changes": "; ".join(
-            [
-                batch_note,
-                f"simplified by {simplifier}" if simplifier != "none" else "not simplified",
-            ]
-            + (
-                [
-                    ".ort: "
-                    + ("Runtime" if spec.runtime_optimizations else "Fixed")
-                    + " optimisation style"
-                ]
-                if spec.ort
-                else []
-            )
-        ),
+        "export_changes": "; ".join(changes),
     }
     if fixed is not None:
         values["batch"] = fixed  # as `convert --batch N` records it

@@ -70,6 +70,14 @@ def test_nothing_is_written_when_the_export_is_not_exact(
     assert sorted(p.name for p in existing.iterdir()) == ["keep.txt"]  # no temp, no staging
 
 
+def test_cli_choices_match_the_package() -> None:
+    from anan_onnx.cli import export as cli_export
+    from anan_onnx.export import SIMPLIFIERS, TARGETS
+
+    assert tuple(TARGETS) == cli_export._TARGETS
+    assert cli_export._SIMPLIFIERS == SIMPLIFIERS
+
+
 def test_simplifier_names() -> None:
     assert simplify_module.resolve("auto") in ("onnxsim", "onnxslim", "none")
     with pytest.raises(AnanError, match="unknown simplifier"):
