@@ -37,25 +37,26 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import onnx
 
 from anan_onnx import metadata as _metadata
 from anan_onnx.errors import AnanError
 from anan_onnx.evaluation.control import control
+from anan_onnx.evaluation.datasets import SplitOptions
 from anan_onnx.evaluation.fold_data import FoldData
+from anan_onnx.evaluation.grid import PAPER_GRID, Grid
+from anan_onnx.evaluation.metric_names import check_metric, metric_key
 from anan_onnx.evaluation.model_files import find_models, read_params
 from anan_onnx.evaluation.results import Evaluation
 from anan_onnx.evaluation.tune import (
-    PAPER_GRID,
     TEST_WARNING,
     TUNE_ON,
-    Grid,
     check_labels,
     grid_search,
     load_model,
 )
 from anan_onnx.params import AnanParams
+from anan_onnx.runtime.batched import predict_batched
 
 __all__ = ["evaluate"]
 
@@ -87,11 +88,7 @@ def _variants(grid: Grid, params: Sequence[AnanParams]) -> list[_Variant]:
     for options in grid.option_sets():
         key = _options_key(options)
         sub = dataclasses.replace(
-            grid,
-            rules=(options.rule,),
-            counters=(options.counter,),
-            signals=(options.signal,),
-            reduces=(options.reduce,),
+            grid, **{q.axis: (getattr(options, q.name),) for q in Grid.options()}
         )
         out.append(_Variant(key, f"ANAN ({key})", sub, None))
     return out
@@ -99,13 +96,9 @@ def _variants(grid: Grid, params: Sequence[AnanParams]) -> list[_Variant]:
 
 def _options_key(p: AnanParams) -> str:
     """The rule, plus any option that differs from the spec's defaults."""
-    default = AnanParams()
-    parts = [p.rule]
-    parts += [
-        getattr(p, name)
-        for name in ("counter", "signal", "reduce")
-        if getattr(p, name) != getattr(default, name)
-    ]
+    rule, *others = Grid.options()
+    parts = [getattr(p, rule.name)]
+    parts += [getattr(p, q.name) for q in others if getattr(p, q.name) != q.default]
     return ",".join(parts)
 
 
@@ -148,28 +141,17 @@ def evaluate(
     Returns:
         An :class:`Evaluation`.
     """
-    from anan_onnx.evaluation.scores import METRICS, scores
+    from anan_onnx.evaluation.scores import scores
     from anan_onnx.runtime.inputs import InputSpec
 
-    if metric not in METRICS:
-        raise AnanError(f"metric must be one of {', '.join(METRICS)}, got {metric!r}")
+    check_metric(metric)
     if tune_on not in TUNE_ON:
         raise AnanError(f"tune_on must be one of {', '.join(TUNE_ON)}, got {tune_on!r}")
     fixed = [p if isinstance(p, AnanParams) else read_params(p) for p in params]
     variants = _variants(grid, fixed)
     files = find_models(models)
-    source = FoldData(
-        files,
-        Path(data) if data is not None else None,
-        {
-            "val_fraction": val_fraction,
-            "test_fraction": test_fraction,
-            "seed": seed,
-            "positive": positive,
-            "max_per_class": max_per_class,
-            "progress": progress,
-        },
-    )
+    split = SplitOptions(val_fraction, test_fraction, seed, positive, max_per_class, progress)
+    source = FoldData(files, Path(data) if data is not None else None, split)
     if tune_on == "test":  # ANAN (unless --params) and the control are fitted to the test set
         warnings.warn(TEST_WARNING, UserWarning, stacklevel=2)
     folds = []
@@ -179,8 +161,8 @@ def evaluate(
         val, test = source.splits(path, spec, need_val=tune_on == "val")
         tune_split = test if tune_on == "test" else val
         assert tune_split is not None
-        base_tune = _predict(base, tune_split.images, threads, batch_size)
-        base_test = _predict(base, test.images, threads, batch_size)
+        base_tune = predict_batched(base, tune_split.images, threads=threads, batch_size=batch_size)
+        base_test = predict_batched(base, test.images, threads=threads, batch_size=batch_size)
         check_labels(base_test, test.labels, test.classes)
         check_labels(base_tune, tune_split.labels, tune_split.classes)
         # the control's threshold is tuned on the same images as ANAN's parameters
@@ -227,10 +209,12 @@ def evaluate(
             anan = _convert(base, chosen, layer)
             fold["params"][variant.key] = chosen.as_dict()
             fold["scores"][variant.key] = scores(
-                test.labels, _predict(anan, test.images, threads, batch_size)
+                test.labels,
+                predict_batched(anan, test.images, threads=threads, batch_size=batch_size),
             )
             fold["tune_scores"][variant.key] = scores(
-                tune_split.labels, _predict(anan, tune_split.images, threads, batch_size)
+                tune_split.labels,
+                predict_batched(anan, tune_split.images, threads=threads, batch_size=batch_size),
             )
         folds.append(fold)
         if log is not None:
@@ -260,18 +244,8 @@ def _convert(base: onnx.ModelProto, params: AnanParams, layer: str | None) -> on
         return convert_model(base, params, layer=layer).anan
 
 
-def _predict(
-    model: onnx.ModelProto, images: np.ndarray, threads: int | None, batch_size: int
-) -> np.ndarray:
-    from anan_onnx.runtime.session import Session
-
-    session = Session(model, threads=threads)
-    parts = [session.predict(images[i : i + batch_size]) for i in range(0, len(images), batch_size)]
-    return np.concatenate(parts)
-
-
 def _fold_line(fold: dict[str, Any], variants: list[_Variant], metric: str) -> str:
-    key = {"auc": "roc_auc"}.get(metric, metric)
+    key = metric_key(metric)
     s = fold["scores"]
     parts = [
         f"{fold['name']}: {metric} CNN {s['base'][key]:.3f}",
