@@ -100,3 +100,18 @@ def test_a_tunable_model_stays_tunable(cli, tmp_path: Path, simplifier: str) -> 
         got, want = exported.run(x, anan_mu=mu)[0], original.run(x, anan_mu=mu)[0]
         assert np.abs(got - want).max() <= 1e-6
     assert not np.allclose(exported.run(x, anan_mu=1.0)[0], exported.run(x, anan_mu=3.0)[0])
+
+
+def test_a_model_with_a_fixed_batch(cli, tmp_path: Path) -> None:
+    """A model converted with --batch 3: mobile's default batch 1 is refused with the fix,
+    --batch 3 exports it (the graph's shape arithmetic may depend on its batch)."""
+    raw = tmp_path / "cnn.onnx"
+    onnx.save(build_cnn(VARIANTS["plain"]), raw)
+    source = tmp_path / "cnn.anan.onnx"
+    assert cli("convert", str(raw), "-o", str(source), "--batch", "3").returncode == 0
+    with pytest.raises(AnanError, match="fixed to 3: export with --batch 3"):
+        export_model(source, "mobile", tmp_path / "refused")
+    assert not (tmp_path / "refused").exists()
+    result = export_model(source, "mobile", tmp_path / "out", batch=3)
+    assert result.batch == 3 and result.batch_note == "batch 3 (already fixed)"
+    assert all(r.passed and r.images % 3 == 0 for r in result.exactness)
