@@ -1,6 +1,6 @@
 """Report rendering: Markdown tables and bar figures like the paper's Figure 5.
 
-matplotlib is imported when a figure is drawn (``pip install anan-onnx[eval]``); the
+matplotlib is imported when a figure is drawn (the ``eval`` extra); the
 figure is drawn on an Agg canvas without pyplot, so no global state is touched.
 
 Example:

@@ -12,6 +12,7 @@ import pytest
 
 from anan_onnx.conformance import RuntimeUnavailable
 from anan_onnx.conformance.web import Browser, StaticServer
+from anan_onnx.install_hint import install_hint
 
 
 def test_missing_chromium_says_how_to_install(
@@ -49,8 +50,9 @@ except RuntimeUnavailable as exc:
 """
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
+    # the command that fits this installation (a source checkout: pip install -e ...)
     assert proc.stdout.strip().splitlines() == [
-        "Playwright is not installed: pip install 'anan-onnx[browser]' (Playwright for Python)"
+        f"Playwright is not installed: {install_hint('browser')} (Playwright for Python)"
     ]
 
 
