@@ -16,6 +16,7 @@ from collections import Counter
 from fractions import Fraction
 from pathlib import Path
 
+from anan_onnx.distributed.cli import add_predict_options
 from anan_onnx.errors import AnanError
 from anan_onnx.params import COUNTERS, REDUCES, RULES, SIGNALS, AnanParams
 
@@ -321,11 +322,18 @@ def _add_predict(commands) -> None:
     p.add_argument("--json", action="store_true", help="one JSON document on stdout")
     p.add_argument("--provider", default="cpu", help="execution provider: cpu (default), cuda")
     p.add_argument("--threads", type=_count(1), help="intra-op threads")
+    add_predict_options(p)
     _common(p)
     p.set_defaults(func=_cmd_predict)
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
+    if args.engine == "ray":  # anan_onnx.distributed: Ray Data over the paths
+        from anan_onnx.distributed.cli import run_predict
+
+        return run_predict(args)
+    if args.output or args.address or args.strict or args.workers:
+        raise AnanError("--output, --address, --strict and --workers need --engine ray")
     import numpy as np
 
     from anan_onnx.runtime.labels import predicted_labels

@@ -21,6 +21,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from anan_onnx.distributed.cli import add_engine_options, make_engine
 from anan_onnx.errors import AnanError
 
 __all__ = ["add_commands"]
@@ -101,6 +102,7 @@ def _add_run(p: argparse.ArgumentParser) -> None:
         help="rows per run of the network's rest (default 256)",
     )
     g.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_engine_options(g)
     p.add_argument("--debug", action="store_true", help="show tracebacks on errors")
 
 
@@ -189,6 +191,7 @@ def _cmd_tune(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         progress=_progress(args),
         emit=args.emit,
+        engine=make_engine(args),
     )
     result.write_csv(out / "grid.csv")
     result.write_json(out / "best.json")
@@ -274,6 +277,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         progress=_progress(args),
         log=lambda line: print(f"anan-onnx: {line}", file=sys.stderr),
+        engine=make_engine(args),
     )
     report, figure = args.report, args.figure
     if args.out:

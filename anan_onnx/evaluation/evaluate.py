@@ -37,12 +37,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import onnx
 
 from anan_onnx import metadata as _metadata
 from anan_onnx.errors import AnanError
 from anan_onnx.evaluation.control import control
+from anan_onnx.evaluation.engine import Engine, LocalEngine, model_outputs
 from anan_onnx.evaluation.fold_data import FoldData
 from anan_onnx.evaluation.model_files import find_models, read_params
 from anan_onnx.evaluation.results import Evaluation
@@ -130,6 +130,7 @@ def evaluate(
     batch_size: int = 256,
     progress: bool | None = None,
     log: Any = None,
+    engine: Engine | None = None,
 ) -> Evaluation:
     """Evaluates base vs control vs ANAN on the test images, per model.
 
@@ -144,6 +145,8 @@ def evaluate(
             when no ``training.json`` is found (see :func:`anan_onnx.load_splits`).
         layer, threads, batch_size, progress: as for :func:`anan_onnx.evaluation.tune.grid_search`.
         log: a callable receiving one progress line per model (e.g. ``print``).
+        engine: where the image work runs (default: here, reading the images a chunk at a
+            time; see :mod:`anan_onnx.evaluation.engine`); the result does not depend on it.
 
     Returns:
         An :class:`Evaluation`.
@@ -155,6 +158,7 @@ def evaluate(
         raise AnanError(f"metric must be one of {', '.join(METRICS)}, got {metric!r}")
     if tune_on not in TUNE_ON:
         raise AnanError(f"tune_on must be one of {', '.join(TUNE_ON)}, got {tune_on!r}")
+    engine = engine or LocalEngine()
     fixed = [p if isinstance(p, AnanParams) else read_params(p) for p in params]
     variants = _variants(grid, fixed)
     files = find_models(models)
@@ -179,8 +183,8 @@ def evaluate(
         val, test = source.splits(path, spec, need_val=tune_on == "val")
         tune_split = test if tune_on == "test" else val
         assert tune_split is not None
-        base_tune = _predict(base, tune_split.images, threads, batch_size)
-        base_test = _predict(base, test.images, threads, batch_size)
+        base_tune = model_outputs(engine, base, tune_split.images, threads, batch_size)
+        base_test = model_outputs(engine, base, test.images, threads, batch_size)
         check_labels(base_test, test.labels, test.classes)
         check_labels(base_tune, tune_split.labels, tune_split.classes)
         # the control's threshold is tuned on the same images as ANAN's parameters
@@ -215,6 +219,7 @@ def evaluate(
                     threads=threads,
                     batch_size=batch_size,
                     progress=progress,
+                    engine=engine,
                 )
                 chosen = result.params
                 fold["tuning"][variant.key] = {
@@ -227,10 +232,11 @@ def evaluate(
             anan = _convert(base, chosen, layer)
             fold["params"][variant.key] = chosen.as_dict()
             fold["scores"][variant.key] = scores(
-                test.labels, _predict(anan, test.images, threads, batch_size)
+                test.labels, model_outputs(engine, anan, test.images, threads, batch_size)
             )
             fold["tune_scores"][variant.key] = scores(
-                tune_split.labels, _predict(anan, tune_split.images, threads, batch_size)
+                tune_split.labels,
+                model_outputs(engine, anan, tune_split.images, threads, batch_size),
             )
         folds.append(fold)
         if log is not None:
@@ -258,16 +264,6 @@ def _convert(base: onnx.ModelProto, params: AnanParams, layer: str | None) -> on
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # mu > k is reported by the tuner, not per fold
         return convert_model(base, params, layer=layer).anan
-
-
-def _predict(
-    model: onnx.ModelProto, images: np.ndarray, threads: int | None, batch_size: int
-) -> np.ndarray:
-    from anan_onnx.runtime.session import Session
-
-    session = Session(model, threads=threads)
-    parts = [session.predict(images[i : i + batch_size]) for i in range(0, len(images), batch_size)]
-    return np.concatenate(parts)
 
 
 def _fold_line(fold: dict[str, Any], variants: list[_Variant], metric: str) -> str:

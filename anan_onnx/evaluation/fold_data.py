@@ -3,7 +3,8 @@
 When the model folder holds ``training.json`` (written by ``tools/train_base_cnn.py``), each
 fold is tuned on its own held-out fold (``val_indices``) and tested on the recorded test
 files; otherwise one split is drawn by :func:`anan_onnx.load_splits` and shared by all
-models. Loaded images are cached, so models sharing a split load it once.
+models. Images are read a slice at a time when used (:class:`LazyImages`), so memory does
+not grow with their number; models sharing a split share its listing.
 """
 
 from __future__ import annotations
@@ -17,13 +18,14 @@ from typing import Any
 import numpy as np
 
 from anan_onnx.errors import AnanError
+from anan_onnx.evaluation.lazy_images import LazyImages
 
 __all__ = ["FoldData", "FoldSplit"]
 
 
 @dataclasses.dataclass
 class FoldSplit:
-    images: np.ndarray
+    images: np.ndarray | LazyImages  # read a slice at a time: memory independent of n
     labels: np.ndarray
     classes: list[str]
     source: str
@@ -64,6 +66,7 @@ class FoldData:
                 positive=o["positive"],
                 max_per_class=o["max_per_class"],
                 progress=o["progress"],
+                lazy=True,
             )
         splits = self._cache[key]
         if splits.test is None:
@@ -148,14 +151,10 @@ class FoldData:
         source: str,
     ) -> FoldSplit:
         from anan_onnx.evaluation.datasets import _positive_indices
-        from anan_onnx.runtime.image_files import load_images
 
         key = (tuple(files), spec)
         if key not in self._cache:
-            images, _, _ = load_images(
-                [root / f for f in files], spec, progress=self.options["progress"], desc=source
-            )
-            self._cache[key] = images
+            self._cache[key] = LazyImages.files([str(root / f) for f in files], spec)
         if len(labels) != len(files):
             raise AnanError(f"training.json has {len(labels)} labels for {len(files)} files")
         positive = self.options["positive"]

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import hashlib
 import io
 import itertools
 import json
@@ -36,6 +37,7 @@ import onnx
 
 from anan_onnx import metadata as _metadata
 from anan_onnx.errors import AnanError
+from anan_onnx.evaluation.engine import Engine, LocalEngine, base_outputs, grid_outputs
 from anan_onnx.evaluation.fastgrid import FastGrid, GridPoint
 from anan_onnx.params import COUNTERS, REDUCES, RULES, SIGNALS, AnanParams
 
@@ -395,6 +397,7 @@ def grid_search(
     threads: int | None = None,
     batch_size: int = 256,
     progress: bool | None = None,
+    engine: Engine | None = None,
 ) -> TuneResult:
     """Scores every configuration of ``grid`` on ``images`` and selects the best.
 
@@ -403,7 +406,8 @@ def grid_search(
 
     Args:
         base: the base ONNX model (already an ANAN model is refused).
-        images: the tuning images in the model's layout.
+        images: the tuning images in the model's layout, or a
+            :class:`~anan_onnx.evaluation.lazy_images.LazyImages` (read chunk by chunk).
         labels: their class indices.
         grid: the configurations.
         metric: ``f1`` (default), ``accuracy``, ``loss``, ``auc``, ``balanced_accuracy``
@@ -411,6 +415,8 @@ def grid_search(
         classes: class names (for messages); default ``"0"``, ``"1"``, ...
         layer, threads, batch_size: see :class:`~anan_onnx.evaluation.fastgrid.FastGrid`.
         progress: tqdm bars (default: on a terminal).
+        engine: where the image work runs (default: here, streaming; see
+            :mod:`anan_onnx.evaluation.engine`); the result does not depend on it.
 
     Example:
         >>> r = grid_search(base, x_val, y_val, Grid(k=(4,), mu=(2,)))  # doctest: +SKIP
@@ -422,22 +428,34 @@ def grid_search(
         raise AnanError(f"metric must be one of {', '.join(METRICS)}, got {metric!r}")
     _refuse_anan(base)
     labels = np.asarray(labels)
+    engine = engine or LocalEngine()
     start = time.perf_counter()
-    base_out = _run_base(base, images, threads, batch_size)
+    base_out = base_outputs(engine, base, images, threads, batch_size)
     classes = list(classes) if classes is not None else _default_classes(base_out)
     check_labels(base_out, labels, classes)
     base_scores = scores(labels, base_out)
     rows: list[dict[str, Any]] = []
-    cache: dict[bytes, dict[str, float]] = {}
+    cache: dict[bytes, dict[str, float]] = {}  # by a digest: the outputs themselves are O(n)
     rest_rows, target_layer = 0, ""
     for options in grid.option_sets():
         fast = FastGrid(base, options, layer=layer, threads=threads, batch_size=batch_size)
         target_layer = fast.target_layer
         points = grid.points(options.rule)
-        probs = fast.predict(images, points, progress=progress)
-        rest_rows += fast.stats["rest_rows"]
+        probs, runs = grid_outputs(
+            engine,
+            fast,
+            base,
+            options,
+            points,
+            images,
+            layer=layer,
+            threads=threads,
+            progress=progress,
+        )
+        rest_rows += runs
         for point, p in zip(points, probs, strict=True):
-            key = p.tobytes()  # many configurations give identical outputs: score once
+            # many configurations give identical outputs: score once
+            key = hashlib.sha256(np.ascontiguousarray(p).data).digest()
             if key not in cache:
                 cache[key] = scores(labels, p)
             row: dict[str, Any] = {
@@ -488,19 +506,6 @@ def _refuse_anan(model: onnx.ModelProto, path: str | Path | None = None) -> None
         )
 
 
-def _run_base(
-    base: onnx.ModelProto, images: np.ndarray, threads: int | None, batch_size: int
-) -> np.ndarray:
-    from anan_onnx.runtime.session import Session
-
-    session = Session(base, threads=threads)
-    from anan_onnx.runtime.inputs import check_batch
-
-    images = check_batch(images, session.input_shape, name="images")
-    parts = [session.run(images[i : i + batch_size])[0] for i in range(0, len(images), batch_size)]
-    return np.concatenate(parts)
-
-
 def load_model(
     path: str | Path,
     *,
@@ -537,6 +542,7 @@ def tune(
     batch_size: int = 256,
     progress: bool | None = None,
     emit: str | Path | None = None,
+    engine: Engine | None = None,
 ) -> TuneResult:
     """Loads a base model and a labelled image set, and grid-searches the ANAN parameters.
 
@@ -555,6 +561,10 @@ def tune(
         layer: target Conv (default: the first).
         emit: also write the tuned fixed-parameter ANAN model here (and its base model as
             ``<name>.base.onnx`` beside it, for ``anan-onnx verify``).
+        engine: where the image work runs (see :func:`grid_search`).
+
+    The images are read a chunk at a time when used (``load_splits(lazy=True)``), so memory
+    does not grow with their number.
 
     Returns:
         The result; ``info`` holds the model path, its sha256 and the split info.
@@ -575,6 +585,7 @@ def tune(
         positive=positive,
         max_per_class=max_per_class,
         progress=progress,
+        lazy=True,
     )
     chosen = splits.val if tune_on == "val" else splits.test
     if chosen is None:
@@ -597,6 +608,7 @@ def tune(
         threads=threads,
         batch_size=batch_size,
         progress=progress,
+        engine=engine,
     )
     result.tuned_on = tune_on
     result.info = {
