@@ -28,3 +28,22 @@ def anan_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     if proc.returncode != 0 or not out.is_file():
         pytest.fail(f"anan-onnx convert {BUNDLED_MODEL.name} failed:\n{tail(proc)}")
     return out
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """A local Ray cluster for the whole test session: 2 CPUs, no dashboard, loopback only.
+
+    Ray is a test dependency (the ``dev`` extra); started once because a start costs
+    seconds, shut down when the session ends.
+    """
+    import ray
+
+    ray.init(
+        num_cpus=2,
+        include_dashboard=False,
+        log_to_driver=False,
+        _node_ip_address="127.0.0.1",
+    )
+    yield ray
+    ray.shutdown()
