@@ -383,6 +383,9 @@ def _run(
     batch_size: int,
     fault: str | None,
 ) -> Iterator[dict[str, np.ndarray]]:
+    import logging
+
+    logging.getLogger("ray.data").setLevel(logging.WARNING)  # no per-run INFO lines
     context = ray.data.DataContext.get_current()
     context.execution_options.preserve_order = True  # rows come back in input order
     context.enable_progress_bars = False
