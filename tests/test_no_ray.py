@@ -15,8 +15,7 @@ from PIL import Image
 
 from anan_onnx.metadata import write_metadata
 from anan_onnx.runtime.inputs import InputSpec
-
-from onnx_models import VARIANTS, build_cnn
+from anan_onnx.testing import VARIANTS, build_cnn
 
 BLOCK = textwrap.dedent("""
     import sys

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import time
 from pathlib import Path
@@ -28,6 +29,7 @@ def _report(what: str, n: int, start: tuple[float, float], **extra: object) -> N
     wall, cpu = (a - b for a, b in zip(_clock(), start, strict=True))
     row = {"what": what, "images": n, "wall_s": round(wall, 2), "driver_cpu_s": round(cpu, 2)}
     row["images_per_s"] = round(n / wall, 1)
+    row["load_avg_1min"] = os.getloadavg()[0]  # the machine may be shared: say how busy
     print(json.dumps({**row, **extra}), flush=True)
 
 

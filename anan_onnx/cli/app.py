@@ -12,7 +12,6 @@ import math
 import sys
 import time
 import warnings
-from collections import Counter
 from fractions import Fraction
 from pathlib import Path
 
@@ -268,42 +267,9 @@ def _add_inspect(commands) -> None:
 
 
 def _cmd_inspect(args: argparse.Namespace) -> int:
-    from anan_onnx.model_io import load_onnx
+    from anan_onnx.cli.inference import cmd_inspect  # no TF on this path (import contract)
 
-    model = load_onnx(args.model)
-    meta = _meta(model)
-    ops = Counter(n.op_type for n in model.graph.node)
-    inits = {i.name for i in model.graph.initializer}
-    info = {
-        "file": str(args.model),
-        "bytes": args.model.stat().st_size,
-        "kind": "anan" if "k" in meta else "base",
-        "ir_version": model.ir_version,
-        "opset": {o.domain or "ai.onnx": o.version for o in model.opset_import},
-        "inputs": {i.name: _dims(i) for i in model.graph.input if i.name not in inits},
-        "outputs": {o.name: _dims(o) for o in model.graph.output},
-        "metadata": meta,
-        "nodes": len(model.graph.node),
-        "op_counts": dict(ops.most_common()),
-    }
-    if args.json:
-        print(json.dumps(info, indent=2))
-        return 0
-    print(
-        f"{info['file']}: {info['kind']} model, {info['bytes'] / 1e6:.2f} MB, "
-        f"IR {info['ir_version']}, opset {info['opset'].get('ai.onnx')}"
-    )
-    for name, dims in info["inputs"].items():
-        print(f"  input  {name}: {dims}")
-    for name, dims in info["outputs"].items():
-        print(f"  output {name}: {dims}")
-    if info["kind"] == "anan":
-        print(f"  target layer: {meta.get('target_layer')}")
-        print(f"  parameters  : {AnanParams.from_strings(meta).describe()}")
-    for key in sorted(meta):
-        print(f"  anan.{key} = {meta[key]}")
-    print(f"  {info['nodes']} nodes: " + ", ".join(f"{op} {n}" for op, n in ops.most_common()))
-    return 0
+    return cmd_inspect(args)
 
 
 # --- predict -------------------------------------------------------------------------------
@@ -334,35 +300,9 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         return run_predict(args)
     if args.output or args.address or args.strict or args.workers:
         raise AnanError("--output, --address, --strict and --workers need --engine ray")
-    import numpy as np
+    from anan_onnx.cli.inference import cmd_predict  # no TF on this path (import contract)
 
-    from anan_onnx.runtime.labels import predicted_labels
-    from anan_onnx.runtime.npy import load_npy
-    from anan_onnx.runtime.session import Session
-
-    session = Session(args.model, provider=args.provider, threads=args.threads)
-    names, probs = [], []
-    images = [p for p in args.inputs if p.suffix.lower() != ".npy"]
-    for path in args.inputs:
-        if path.suffix.lower() == ".npy":
-            out = session.predict(load_npy(path))
-            names += [f"{path}[{i}]" for i in range(len(out))]
-            probs.append(out)
-    if images:
-        probs.append(session.predict_images(images))
-        names += [str(p) for p in images]
-    result = np.concatenate(probs).reshape(len(names), -1)
-    labels = predicted_labels(result)
-    if args.json:
-        rows = [
-            {"input": n, "probabilities": [float(v) for v in r], "label": int(c)}
-            for n, r, c in zip(names, result, labels, strict=True)
-        ]
-        print(json.dumps({"model": str(args.model), "predictions": rows}, indent=2))
-        return 0
-    for n, r, c in zip(names, result, labels, strict=True):
-        print(f"{n}\t{' '.join(f'{v:.6f}' for v in r)}\tlabel={c}")
-    return 0
+    return cmd_predict(args)
 
 
 # --- verify --------------------------------------------------------------------------------
@@ -444,13 +384,6 @@ def _meta(model) -> dict[str, str]:
     from anan_onnx.metadata import read_metadata
 
     return read_metadata(model)
-
-
-def _dims(value) -> list:
-    return [
-        d.dim_value if d.HasField("dim_value") else (d.dim_param or "?")
-        for d in value.type.tensor_type.shape.dim
-    ]
 
 
 def _version() -> str:

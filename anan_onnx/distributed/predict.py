@@ -135,9 +135,11 @@ class _Predictor:
     """A Ray Data actor: one onnxruntime session; a batch of paths -> rows."""
 
     def __init__(self, model: bytes, threads: int, fault: str | None = None) -> None:
+        import onnx
+
         from anan_onnx.runtime.session import Session
 
-        self.session = Session(_Model(model), threads=threads)
+        self.session = Session(onnx.load_model_from_string(model), threads=threads)
         spec = self.session.input_spec()
         if spec is None:
             raise AnanError("the model records no input size: convert it with anan-onnx")
@@ -161,15 +163,16 @@ class _Predictor:
                     probs[p] = row
                 else:
                     errors[p] = f"image {p}: the model's outputs are not finite"
-        rows = {"label": [], "class": [], "probabilities": [], "error": []}
+        rows: dict[str, list[Any]] = {"label": [], "class": [], "probabilities": [], "error": []}
         for p in paths:
-            row = probs.get(p)
-            if row is None:
+            found = probs.get(p)
+            if found is None:
                 rows["label"].append(-1)
                 rows["class"].append("")
                 rows["probabilities"].append([])
                 rows["error"].append(errors.get(p, f"image {p}: not predicted"))
                 continue
+            row = found
             label = int(predicted_labels(row[None])[0])
             name = self.names[label] if self.names and label < len(self.names) else str(label)
             rows["label"].append(label)
@@ -198,16 +201,6 @@ def _object_column(values: list[list[float]]) -> np.ndarray:
     for i, v in enumerate(values):
         column[i] = v
     return column
-
-
-class _Model:
-    """Serialised model bytes with the ``SerializeToString`` that ``Session`` accepts."""
-
-    def __init__(self, data: bytes) -> None:
-        self.data = data
-
-    def SerializeToString(self) -> bytes:  # noqa: N802 - the protobuf name Session looks for
-        return self.data
 
 
 # --- writing -------------------------------------------------------------------------------

@@ -73,8 +73,8 @@ def _metric_at(y: np.ndarray, p: np.ndarray, thresholds: np.ndarray, metric: str
     # For each threshold t: predicted positive = p > t. Counting with searchsorted on the
     # sorted probabilities of each class avoids an (n x thresholds) matrix.
     p_pos, p_neg = np.sort(p[pos]), np.sort(p[~pos])
-    tp = len(p_pos) - np.searchsorted(p_pos, thresholds, side="right")
-    fp = len(p_neg) - np.searchsorted(p_neg, thresholds, side="right")
+    tp: np.ndarray = len(p_pos) - np.searchsorted(p_pos, thresholds, side="right")
+    fp: np.ndarray = len(p_neg) - np.searchsorted(p_neg, thresholds, side="right")
     fn, tn = len(p_pos) - tp, len(p_neg) - fp
     tp, fp, fn, tn = (a.astype(np.float64) for a in (tp, fp, fn, tn))
     with np.errstate(divide="ignore", invalid="ignore"):

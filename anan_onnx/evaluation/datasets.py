@@ -215,9 +215,9 @@ def load_splits(
     }
     datasets: dict[str, Dataset | None] = dict.fromkeys(SPLITS)
     for name in SPLITS:
-        lst = listings.get(name)
-        if lst is None:
+        if listings.get(name) is None:
             continue
+        lst = listings[name]
         images: np.ndarray | LazyImages
         if kind == "npz":
             store = _store_of(how, name)

@@ -616,7 +616,8 @@ class FastGrid:
         n_configs, n_images, n_kernels = gp.shape
         two = self._n_maps == 2
         vectors = np.concatenate([gp, gn], axis=2) if two else gp  # (C, n, O or 2O)
-        rows_image, rows_gains, where = [], [], []
+        rows_image: list[int] = []
+        rows_gains, where = [], []
         for i in range(n_images):
             unique, inverse = np.unique(vectors[:, i], axis=0, return_inverse=True)
             where.append(inverse.reshape(-1) + len(rows_image))

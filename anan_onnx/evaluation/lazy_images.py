@@ -68,7 +68,11 @@ class LazyImages:
         return cls(spec, pixels=rows)
 
     def __len__(self) -> int:
-        return len(self.paths) if self.paths is not None else len(self.pixel_rows)
+        return len(self.paths) if self.paths is not None else len(self._pixels())
+
+    def _pixels(self) -> np.ndarray:
+        assert self.pixel_rows is not None
+        return self.pixel_rows
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -86,7 +90,7 @@ class LazyImages:
         """The images ``start:stop``, still unread (cheap: for sharding)."""
         if self.paths is not None:
             return LazyImages(self.spec, paths=self.paths[start:stop])
-        return LazyImages(self.spec, pixels=self.pixel_rows[start:stop])
+        return LazyImages(self.spec, pixels=self._pixels()[start:stop])
 
     def __getitem__(self, key: Any) -> np.ndarray:
         if isinstance(key, slice):
@@ -108,7 +112,7 @@ class LazyImages:
         if self.paths is not None:
             batch, _, _ = load_images([self.paths[i] for i in index], self.spec, progress=False)
             return batch
-        return _convert_pixels(self.pixel_rows[np.asarray(list(index), np.int64)], self.spec)
+        return _convert_pixels(self._pixels()[np.asarray(list(index), np.int64)], self.spec)
 
 
 def check_image_file(name: str) -> None:

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from anan_onnx.errors import AnanError
 from anan_onnx.evaluation.optional import need
@@ -29,7 +29,7 @@ def significance_stars(p_value: float) -> str:
     return "**" if p_value < 0.01 else "*" if p_value < 0.05 else ""
 
 
-def wilcoxon_paired(base: Sequence[float], anan: Sequence[float]) -> dict[str, Any]:
+def wilcoxon_paired(base: ArrayLike, anan: ArrayLike) -> dict[str, Any]:
     """Two-sided Wilcoxon signed-rank test of paired scores (e.g. per fold or per seed).
 
     Zero differences are dropped (``zero_method="wilcox"``); when every difference is zero

@@ -39,7 +39,18 @@ from anan_onnx import metadata as _metadata
 from anan_onnx.errors import AnanError
 from anan_onnx.evaluation.engine import Engine, LocalEngine, base_outputs, grid_outputs
 from anan_onnx.evaluation.fastgrid import FastGrid, GridPoint
-from anan_onnx.params import COUNTERS, REDUCES, RULES, SIGNALS, AnanParams
+from anan_onnx.evaluation.lazy_images import LazyImages
+from anan_onnx.params import (
+    COUNTERS,
+    REDUCES,
+    RULES,
+    SIGNALS,
+    AnanParams,
+    Counter,
+    Reduce,
+    Rule,
+    Signal,
+)
 
 __all__ = [
     "PAPER_GRID",
@@ -157,10 +168,10 @@ class Grid:
     a: tuple[float, ...] = (1.05, 1.2, 1.35, 1.5)
     b: tuple[float, ...] = (0.05, 0.2, 0.35, 0.5)
     idle: tuple[float, ...] = (0.0,)
-    rules: tuple[str, ...] = ("multiplicative",)
-    counters: tuple[str, ...] = ("absorbing",)
-    signals: tuple[str, ...] = ("pre",)
-    reduces: tuple[str, ...] = ("mean",)
+    rules: tuple[Rule, ...] = ("multiplicative",)
+    counters: tuple[Counter, ...] = ("absorbing",)
+    signals: tuple[Signal, ...] = ("pre",)
+    reduces: tuple[Reduce, ...] = ("mean",)
 
     def __post_init__(self) -> None:
         for name in (*_NUMBERS, *_OPTIONS):
@@ -387,7 +398,7 @@ def check_labels(outputs: np.ndarray, labels: np.ndarray, classes: Sequence[str]
 
 def grid_search(
     base: onnx.ModelProto,
-    images: np.ndarray,
+    images: np.ndarray | LazyImages,
     labels: np.ndarray,
     grid: Grid = PAPER_GRID,
     metric: str = "f1",

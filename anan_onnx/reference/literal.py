@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+from collections.abc import Callable
 
 import numpy as np
 import onnx
@@ -24,6 +25,9 @@ from onnx import helper, numpy_helper
 
 from anan_onnx.errors import AnanError
 from anan_onnx.params import AnanParams
+
+#: an activation function on numpy arrays
+Activation = Callable[[np.ndarray], np.ndarray]
 
 __all__ = ["LiteralReference", "ReferenceResult"]
 
@@ -73,7 +77,8 @@ class LiteralReference:
         bias = _weight_array(model.graph, conv.input[2]) if has_bias else np.zeros(len(self.w0))
         self.bias = bias.reshape(-1, 1)
         self.pre_name = conv.output[0]
-        self.post_name, self.activation = None, _identity
+        self.post_name: str | None = None
+        self.activation: Activation = _identity
         if params.signal == "post":
             act = _activation_node(model, conv)
             self.post_name, self.activation = act.output[0], _numpy_activation(model.graph, act)
@@ -150,7 +155,7 @@ def _activity(y: np.ndarray, reduce: str) -> np.ndarray:
     return (flat > 0).mean(axis=1) - 0.5
 
 
-def _near_tie(pre: np.ndarray, bias: np.ndarray, activation, reduce: str) -> bool:
+def _near_tie(pre: np.ndarray, bias: np.ndarray, activation: Activation, reduce: str) -> bool:
     """Whether moving the pre-activation map by ±1e-5 of its scale can flip some u_j.
 
     Activations and reductions are monotone, so s(pre - δ) <= s <= s(pre + δ): a kernel is
@@ -168,7 +173,7 @@ def _identity(y: np.ndarray) -> np.ndarray:
     return y
 
 
-def _numpy_activation(graph: onnx.GraphProto, node: onnx.NodeProto):
+def _numpy_activation(graph: onnx.GraphProto, node: onnx.NodeProto) -> Activation:
     """The activation node as a numpy function (used only to bound near-ties)."""
     attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
     alpha = attrs.get("alpha", 0.01 if node.op_type == "LeakyRelu" else 1.0)
@@ -187,7 +192,9 @@ def _numpy_activation(graph: onnx.GraphProto, node: onnx.NodeProto):
     return lambda y: np.clip(y, low, high)
 
 
-def _scalar_input(graph: onnx.GraphProto, node: onnx.NodeProto, index: int, default: float):
+def _scalar_input(
+    graph: onnx.GraphProto, node: onnx.NodeProto, index: int, default: float
+) -> float:
     if len(node.input) <= index or not node.input[index]:
         return default
     return float(_weight_array(graph, node.input[index]))

@@ -24,6 +24,8 @@ from anan_onnx.params import AnanParams
 if TYPE_CHECKING:  # inference does not import onnx (it costs a third of a second)
     import onnx
 
+    from anan_onnx.runtime.inputs import InputSpec
+
 __all__ = ["Session", "providers_for"]
 
 _PROVIDERS = {
@@ -109,7 +111,7 @@ class Session:
     def providers(self) -> list[str]:
         return self._session.get_providers()
 
-    def input_spec(self):
+    def input_spec(self) -> InputSpec | None:
         """The recorded preprocessing as an ``InputSpec``, or ``None`` if not recorded."""
         from anan_onnx.runtime.inputs import InputSpec
 

@@ -19,8 +19,7 @@ from anan_onnx.cli import main
 from anan_onnx.evaluation.fastgrid import GridPoint
 from anan_onnx.evaluation.tune import PAPER_GRID, Grid, grid_search, parse_values, tune
 from anan_onnx.metadata import read_metadata
-
-from onnx_models import VARIANTS, build_cnn
+from anan_onnx.testing import VARIANTS, build_cnn
 
 SIZE = 11
 SCALE = np.float32(1 / 255)

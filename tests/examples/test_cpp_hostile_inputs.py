@@ -4,8 +4,9 @@ Each case here once made the program allocate what a header claimed (1 GiB of RS
 4 KB .npy, std::bad_alloc for 10^12 elements), overflow its size arithmetic, accept a
 malformed header, or block forever on a FIFO. Now each must be refused within seconds with
 exit status 2 and one stderr line naming the problem, at a peak RSS measured for the child
-alone (os.wait4) that stays far below what the header claims. The child also runs under an
-address-space limit, so that a regression fails the test instead of exhausting the machine.
+alone (os.wait4 in a small parent) that stays far below what the header claims. The child
+also runs under an address-space limit, so that a regression fails the test instead of
+exhausting the machine.
 
 The build (the ``anan_infer`` fixture) and the toy model maker come from test_cpp_example.py
 next to this file; nothing else is shared.
@@ -17,6 +18,7 @@ import os
 import resource
 import struct
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -52,36 +54,51 @@ def _limit_address_space() -> None:
     resource.setrlimit(resource.RLIMIT_AS, (ADDRESS_SPACE, ADDRESS_SPACE))
 
 
-def _wait(proc: subprocess.Popen[bytes], args: tuple[object, ...]) -> resource.struct_rusage:
-    """Reaps the child with wait4 (its own peak RSS); kills it and fails after TIMEOUT_S."""
-    deadline = time.monotonic() + TIMEOUT_S
-    while True:
-        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
-        if pid:
-            proc.returncode = os.waitstatus_to_exitcode(status)
-            return usage
-        if time.monotonic() > deadline:
-            proc.kill()
-            os.wait4(proc.pid, 0)
-            proc.returncode = -9
-            pytest.fail(f"anan_infer {' '.join(map(str, args))} still ran after {TIMEOUT_S} s")
-        time.sleep(0.01)
+# The child's peak RSS is measured by a small Python parent that forks it: on Linux a
+# process inherits the peak RSS of the process it was forked from (it survives exec), so a
+# child forked straight from this pytest process (hundreds of MiB once TensorFlow tests have
+# run) would report pytest's peak, not its own.
+_MEASURE = """
+import os, sys
+pid = os.fork()
+if pid == 0:
+    os.execv(sys.argv[2], sys.argv[2:])
+_, status, usage = os.wait4(pid, 0)
+with open(sys.argv[1], "w") as f:
+    f.write(str(usage.ru_maxrss))
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
+def _wait(proc: subprocess.Popen[bytes], args: tuple[object, ...]) -> None:
+    """Waits for the measuring parent; kills its process group and fails after TIMEOUT_S."""
+    try:
+        proc.wait(timeout=TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, 9)
+        proc.wait()
+        pytest.fail(f"anan_infer {' '.join(map(str, args))} still ran after {TIMEOUT_S} s")
 
 
 def _run(binary: Path, *args: object) -> Outcome:
     """Runs anan_infer -q ARGS with a timeout and an address-space limit."""
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        start = time.monotonic()
-        proc = subprocess.Popen(
-            [str(binary), "-q", *map(str, args)],
-            stdin=subprocess.DEVNULL,
-            env=CHILD_ENV,
-            stdout=out,
-            stderr=err,
-            preexec_fn=_limit_address_space,
-        )
-        usage = _wait(proc, args)
-        seconds = time.monotonic() - start
+        with tempfile.TemporaryDirectory() as tmp:
+            rss_file = Path(tmp) / "maxrss"
+            start = time.monotonic()
+            proc = subprocess.Popen(
+                [sys.executable, "-S", "-c", _MEASURE, str(rss_file), str(binary), "-q"]
+                + [str(a) for a in args],
+                stdin=subprocess.DEVNULL,
+                env=CHILD_ENV,
+                stdout=out,
+                stderr=err,
+                preexec_fn=_limit_address_space,
+                start_new_session=True,  # one group: a hang is killed with its parent
+            )
+            _wait(proc, args)
+            seconds = time.monotonic() - start
+            max_rss_kib = float(rss_file.read_text())
         out.seek(0)
         err.seek(0)
         return Outcome(
@@ -89,7 +106,7 @@ def _run(binary: Path, *args: object) -> Outcome:
             out.read().decode(errors="replace"),
             err.read().decode(errors="replace"),
             seconds,
-            usage.ru_maxrss / 1024,  # KiB on Linux
+            max_rss_kib / 1024,  # ru_maxrss is in KiB on Linux
         )
 
 
