@@ -46,9 +46,9 @@ _EXPORTS = {
     "ReferenceResult": "reference.literal",
     "Session": "runtime.session",
     "providers_for": "runtime.session",
-    "PAPER_GRID": "evaluation.tune",
-    "Grid": "evaluation.tune",
-    "TuneResult": "evaluation.tune",
+    "PAPER_GRID": "evaluation.grid",
+    "Grid": "evaluation.grid",
+    "TuneResult": "evaluation.tune_result",
     "grid_search": "evaluation.tune",
     "tune": "evaluation.tune",
     "VerifyReport": "reference.verify",
@@ -120,8 +120,10 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, eagerly
     from anan_onnx.evaluation.datasets import Dataset, Splits, load_splits
     from anan_onnx.evaluation.evaluate import evaluate
     from anan_onnx.evaluation.fastgrid import FastGrid, GridPoint
+    from anan_onnx.evaluation.grid import PAPER_GRID, Grid
     from anan_onnx.evaluation.results import Evaluation
-    from anan_onnx.evaluation.tune import PAPER_GRID, Grid, TuneResult, grid_search, tune
+    from anan_onnx.evaluation.tune import grid_search, tune
+    from anan_onnx.evaluation.tune_result import TuneResult
     from anan_onnx.metadata import read_metadata
     from anan_onnx.params import AnanParams
     from anan_onnx.reference.literal import LiteralReference, ReferenceResult

@@ -116,7 +116,7 @@ def train(dataset: str, args: argparse.Namespace) -> float:
 def evaluate(dataset: str, args: argparse.Namespace) -> dict[str, Any]:
     """Tunes and evaluates the fold models; writes evaluation.json / .md beside them."""
     from anan_onnx.evaluation.evaluate import evaluate as run_evaluation
-    from anan_onnx.evaluation.tune import Grid
+    from anan_onnx.evaluation.grid import Grid
 
     folder = args.out / dataset
     start = time.perf_counter()

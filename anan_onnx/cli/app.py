@@ -7,7 +7,6 @@ Every user error ends in one line on stderr (``anan-onnx: error: ...``) and exit
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 import time
@@ -15,9 +14,11 @@ import warnings
 from fractions import Fraction
 from pathlib import Path
 
+from anan_onnx import json_clean
 from anan_onnx.distributed.cli import add_predict_options
 from anan_onnx.errors import AnanError
-from anan_onnx.params import COUNTERS, REDUCES, RULES, SIGNALS, AnanParams
+from anan_onnx.metadata import DEFAULT_SCALE, is_anan
+from anan_onnx.params import PARAMS, AnanParams
 
 __all__ = ["main"]
 
@@ -83,41 +84,17 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def _add_params(p: argparse.ArgumentParser) -> None:
-    d = AnanParams()
+    """One option per ANAN parameter (``--k`` ...), from :data:`anan_onnx.params.PARAMS`."""
     g = p.add_argument_group("ANAN parameters (spec: ANAN_SPEC.md)")
-    g.add_argument("--k", type=int, default=d.k, help=f"presentations per image (default {d.k})")
-    g.add_argument("--mu", type=int, default=d.mu, help=f"trigger level μ (default {d.mu})")
-    g.add_argument("--a", type=float, default=d.a, help=f"excitation amount (default {d.a})")
-    g.add_argument("--b", type=float, default=d.b, help=f"inhibition amount (default {d.b})")
-    g.add_argument(
-        "--idle",
-        type=float,
-        default=d.idle,
-        help="z when not triggered, additive rule only (default 0; paper prints 1)",
-    )
-    g.add_argument("--counter", choices=COUNTERS, default=d.counter, help="default absorbing")
-    g.add_argument("--rule", choices=RULES, default=d.rule, help="default multiplicative")
-    g.add_argument(
-        "--signal",
-        choices=SIGNALS,
-        default=d.signal,
-        help="kernel response before (pre, default) or after (post) the activation",
-    )
-    g.add_argument("--reduce", choices=REDUCES, default=d.reduce, help="default mean")
+    for q in PARAMS:
+        kind = {"choices": q.choices} if q.is_option else {"type": q.kind}
+        g.add_argument(
+            f"--{q.name}", default=q.default, help=f"{q.help} (default {q.default_text})", **kind
+        )
 
 
 def _params(args: argparse.Namespace) -> AnanParams:
-    return AnanParams(
-        k=args.k,
-        mu=args.mu,
-        a=args.a,
-        b=args.b,
-        idle=args.idle,
-        counter=args.counter,
-        rule=args.rule,
-        signal=args.signal,
-        reduce=args.reduce,
-    )
+    return AnanParams(**{q.name: getattr(args, q.name) for q in PARAMS})
 
 
 def _count(minimum: int):
@@ -176,7 +153,8 @@ def _add_convert(commands) -> None:
     g.add_argument(
         "--tunable",
         action="store_true",
-        help="expose k, mu, a, b, idle as graph inputs (anan_k ...) for tuning",
+        help=f"expose {', '.join(q.name for q in PARAMS if q.graph_input)} as graph inputs "
+        f"({next(q.graph_input for q in PARAMS if q.graph_input)} ...) for tuning",
     )
     g.add_argument(
         "--k-max", type=_count(1), help="unrolled steps of a --tunable model (default --k)"
@@ -196,7 +174,11 @@ def _add_convert(commands) -> None:
         "(absorbing counter): fewer nodes, same outputs, lower batch-1 latency",
     )
     g = p.add_argument_group("preprocessing recorded in the model")
-    g.add_argument("--scale", type=_number, help="pixel scale, e.g. 1/255 (default 1/255)")
+    g.add_argument(
+        "--scale",
+        type=_number,
+        help=f"pixel scale, e.g. 1/255 (default {_fraction(DEFAULT_SCALE)})",
+    )
     g.add_argument("--offset", type=_number, help="added after scaling (default 0)")
     g.add_argument("--layout", choices=("NHWC", "NCHW"), help="input layout (default: guessed)")
     p.add_argument(
@@ -339,7 +321,7 @@ def _cmd_verify(args: argparse.Namespace) -> int:
 
     anan = load_onnx(args.model)
     meta = _meta(anan)
-    if "k" not in meta:
+    if not is_anan(meta):
         raise AnanError(f"{args.model} is not an ANAN model: pass the .anan.onnx file")
     base = args.base or args.model.with_name(meta.get("base_model", ""))
     if not base.is_file():
@@ -354,7 +336,7 @@ def _cmd_verify(args: argparse.Namespace) -> int:
         tolerance=args.tolerance,
         provider=args.provider,
     )
-    print(json.dumps(report.as_dict(), indent=2) if args.json else report.summary())
+    print(json_clean.dumps(report.as_dict()) if args.json else report.summary())
     return 0 if report.passed else 1
 
 
@@ -384,6 +366,11 @@ def _meta(model) -> dict[str, str]:
     from anan_onnx.metadata import read_metadata
 
     return read_metadata(model)
+
+
+def _fraction(value: float) -> str:
+    """``1/255`` for 0.00392156862745098: how a pixel scale is usually written."""
+    return str(Fraction(value).limit_denominator(1 << 16))
 
 
 def _version() -> str:

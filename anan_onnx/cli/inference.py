@@ -9,13 +9,13 @@ The parsers stay in ``app``; the commands' bodies are here.
 from __future__ import annotations
 
 import argparse
-import json
 from collections import Counter
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from anan_onnx.metadata import read_metadata
+from anan_onnx import json_clean
+from anan_onnx.metadata import is_anan, read_metadata
 from anan_onnx.params import AnanParams
 from anan_onnx.runtime.labels import predicted_labels
 from anan_onnx.runtime.npy import load_npy
@@ -38,7 +38,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     info = {
         "file": str(args.model),
         "bytes": args.model.stat().st_size,
-        "kind": "anan" if "k" in meta else "base",
+        "kind": "anan" if is_anan(meta) else "base",
         "ir_version": model.ir_version,
         "opset": {o.domain or "ai.onnx": o.version for o in model.opset_import},
         "inputs": {i.name: _dims(i) for i in model.graph.input if i.name not in inits},
@@ -48,7 +48,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         "op_counts": dict(ops.most_common()),
     }
     if args.json:
-        print(json.dumps(info, indent=2))
+        print(json_clean.dumps(info))
         return 0
     print(
         f"{info['file']}: {info['kind']} model, {info['bytes'] / 1e6:.2f} MB, "
@@ -87,7 +87,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
             {"input": n, "probabilities": [float(v) for v in r], "label": int(c)}
             for n, r, c in zip(names, result, labels, strict=True)
         ]
-        print(json.dumps({"model": str(args.model), "predictions": rows}, indent=2))
+        print(json_clean.dumps({"model": str(args.model), "predictions": rows}))
         return 0
     for n, r, c in zip(names, result, labels, strict=True):
         print(f"{n}\t{' '.join(f'{v:.6f}' for v in r)}\tlabel={c}")

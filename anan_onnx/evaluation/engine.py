@@ -14,7 +14,7 @@ shard order, so every image is computed in the same chunk, by the same code, as 
 the outputs, and so ``grid.csv``, ``best.json`` and the report, are the same bytes.
 
 Example:
-    >>> out = base_outputs(LocalEngine(), model, images, None, 256)  # doctest: +SKIP
+    >>> out = model_outputs(LocalEngine(), model, images, None, 256)  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ import onnx
 from anan_onnx.evaluation.lazy_images import LazyImages, iter_batches
 from anan_onnx.params import AnanParams
 
-__all__ = ["Engine", "LocalEngine", "base_outputs", "grid_outputs", "model_outputs"]
+__all__ = ["Engine", "LocalEngine", "grid_outputs", "model_outputs"]
 
 Images = np.ndarray | LazyImages
 ShardFn = Callable[[Any, Images], Any]
@@ -76,20 +76,17 @@ def _slices(images: Images, bounds: list[tuple[int, int]]) -> list[Images]:
 # --- plain model outputs -------------------------------------------------------------------
 
 
-def _outputs_shard(shared: tuple[onnx.ModelProto, int | None, int, str], images: Images):
-    """A model's outputs on a shard, ``batch_size`` images at a time."""
-    from anan_onnx.runtime.inputs import check_batch
+def _outputs_shard(shared: tuple[onnx.ModelProto, int | None, int], images: Images):
+    """A model's first output on a shard, ``batch_size`` images read and run at a time."""
+    from anan_onnx.runtime.batched import predict_batched
     from anan_onnx.runtime.session import Session
 
-    model, threads, batch_size, how = shared
+    model, threads, batch_size = shared
     session = Session(model, threads=threads)
-    parts = []
-    for _, batch in iter_batches(images, batch_size):
-        if how == "first":  # the first output as the model gives it (tune's base scores)
-            batch = check_batch(batch, session.input_shape, name="images")
-            parts.append(session.run(batch)[0])
-        else:
-            parts.append(session.predict(batch))
+    parts = [
+        predict_batched(session, batch, batch_size=batch_size)
+        for _, batch in iter_batches(images, batch_size)
+    ]
     return np.concatenate(parts)
 
 
@@ -100,22 +97,9 @@ def model_outputs(
     threads: int | None,
     batch_size: int,
 ) -> np.ndarray:
-    """``Session.predict`` of ``model`` on every image (evaluate's base and ANAN scores)."""
+    """The first output of ``model`` on every image, as ``predict_batched`` gives it."""
     bounds = engine.shards(len(images), batch_size)
-    shared = (model, _threads(engine, threads), batch_size, "predict")
-    return np.concatenate(engine.map(_outputs_shard, shared, _slices(images, bounds)))
-
-
-def base_outputs(
-    engine: Engine,
-    model: onnx.ModelProto,
-    images: Images,
-    threads: int | None,
-    batch_size: int,
-) -> np.ndarray:
-    """The first output of ``model`` on every image (tune's base scores)."""
-    bounds = engine.shards(len(images), batch_size)
-    shared = (model, _threads(engine, threads), batch_size, "first")
+    shared = (model, _threads(engine, threads), batch_size)
     return np.concatenate(engine.map(_outputs_shard, shared, _slices(images, bounds)))
 
 

@@ -42,15 +42,16 @@ import onnx
 from anan_onnx import metadata as _metadata
 from anan_onnx.errors import AnanError
 from anan_onnx.evaluation.control import control
+from anan_onnx.evaluation.datasets import SplitOptions
 from anan_onnx.evaluation.engine import Engine, LocalEngine, model_outputs
 from anan_onnx.evaluation.fold_data import FoldData
+from anan_onnx.evaluation.grid import PAPER_GRID, Grid
+from anan_onnx.evaluation.metric_names import check_metric, metric_key
 from anan_onnx.evaluation.model_files import find_models, read_params
 from anan_onnx.evaluation.results import Evaluation
 from anan_onnx.evaluation.tune import (
-    PAPER_GRID,
     TEST_WARNING,
     TUNE_ON,
-    Grid,
     check_labels,
     grid_search,
     load_model,
@@ -87,11 +88,7 @@ def _variants(grid: Grid, params: Sequence[AnanParams]) -> list[_Variant]:
     for options in grid.option_sets():
         key = _options_key(options)
         sub = dataclasses.replace(
-            grid,
-            rules=(options.rule,),
-            counters=(options.counter,),
-            signals=(options.signal,),
-            reduces=(options.reduce,),
+            grid, **{q.axis: (getattr(options, q.name),) for q in Grid.options()}
         )
         out.append(_Variant(key, f"ANAN ({key})", sub, None))
     return out
@@ -99,13 +96,9 @@ def _variants(grid: Grid, params: Sequence[AnanParams]) -> list[_Variant]:
 
 def _options_key(p: AnanParams) -> str:
     """The rule, plus any option that differs from the spec's defaults."""
-    default = AnanParams()
-    parts = [p.rule]
-    parts += [
-        getattr(p, name)
-        for name in ("counter", "signal", "reduce")
-        if getattr(p, name) != getattr(default, name)
-    ]
+    rule, *others = Grid.options()
+    parts = [getattr(p, rule.name)]
+    parts += [getattr(p, q.name) for q in others if getattr(p, q.name) != q.default]
     return ",".join(parts)
 
 
@@ -151,29 +144,18 @@ def evaluate(
     Returns:
         An :class:`Evaluation`.
     """
-    from anan_onnx.evaluation.scores import METRICS, scores
+    from anan_onnx.evaluation.scores import scores
     from anan_onnx.runtime.inputs import InputSpec
 
-    if metric not in METRICS:
-        raise AnanError(f"metric must be one of {', '.join(METRICS)}, got {metric!r}")
+    check_metric(metric)
     if tune_on not in TUNE_ON:
         raise AnanError(f"tune_on must be one of {', '.join(TUNE_ON)}, got {tune_on!r}")
     engine = engine or LocalEngine()
     fixed = [p if isinstance(p, AnanParams) else read_params(p) for p in params]
     variants = _variants(grid, fixed)
     files = find_models(models)
-    source = FoldData(
-        files,
-        Path(data) if data is not None else None,
-        {
-            "val_fraction": val_fraction,
-            "test_fraction": test_fraction,
-            "seed": seed,
-            "positive": positive,
-            "max_per_class": max_per_class,
-            "progress": progress,
-        },
-    )
+    split = SplitOptions(val_fraction, test_fraction, seed, positive, max_per_class, progress)
+    source = FoldData(files, Path(data) if data is not None else None, split)
     if tune_on == "test":  # ANAN (unless --params) and the control are fitted to the test set
         warnings.warn(TEST_WARNING, UserWarning, stacklevel=2)
     folds = []
@@ -267,7 +249,7 @@ def _convert(base: onnx.ModelProto, params: AnanParams, layer: str | None) -> on
 
 
 def _fold_line(fold: dict[str, Any], variants: list[_Variant], metric: str) -> str:
-    key = {"auc": "roc_auc"}.get(metric, metric)
+    key = metric_key(metric)
     s = fold["scores"]
     parts = [
         f"{fold['name']}: {metric} CNN {s['base'][key]:.3f}",

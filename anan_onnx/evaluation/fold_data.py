@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from anan_onnx.errors import AnanError
+from anan_onnx.evaluation.datasets import SplitOptions
 from anan_onnx.evaluation.lazy_images import LazyImages
 
 __all__ = ["FoldData", "FoldSplit"]
@@ -34,7 +35,7 @@ class FoldSplit:
 class FoldData:
     """Validation and test images for each model, from training.json or load_splits."""
 
-    def __init__(self, models: list[Path], data: Path | None, options: dict[str, Any]) -> None:
+    def __init__(self, models: list[Path], data: Path | None, options: SplitOptions) -> None:
         self.models = models
         self.data = data
         self.options = options
@@ -48,26 +49,13 @@ class FoldData:
         return self._from_loader(spec, need_val)
 
     def _from_loader(self, spec: Any, need_val: bool) -> tuple[FoldSplit | None, FoldSplit]:
-        from anan_onnx.evaluation.datasets import load_splits
-
         if self.data is None:
             raise AnanError(
                 "no data set given and no training.json next to the models: pass the data set"
             )
         key = ("loader", spec)
         if key not in self._cache:
-            o = self.options
-            self._cache[key] = load_splits(
-                self.data,
-                spec,
-                val_fraction=o["val_fraction"],
-                test_fraction=o["test_fraction"],
-                seed=o["seed"],
-                positive=o["positive"],
-                max_per_class=o["max_per_class"],
-                progress=o["progress"],
-                lazy=True,
-            )
+            self._cache[key] = self.options.load(self.data, spec, lazy=True)
         splits = self._cache[key]
         if splits.test is None:
             raise AnanError(
@@ -150,16 +138,16 @@ class FoldData:
         spec: Any,
         source: str,
     ) -> FoldSplit:
-        from anan_onnx.evaluation.datasets import _positive_indices
+        from anan_onnx.evaluation.datasets import positive_indices
 
         key = (tuple(files), spec)
         if key not in self._cache:
             self._cache[key] = LazyImages.files([str(root / f) for f in files], spec)
         if len(labels) != len(files):
             raise AnanError(f"training.json has {len(labels)} labels for {len(files)} files")
-        positive = self.options["positive"]
+        positive = self.options.positive
         if positive is not None:
-            index = _positive_indices(positive, classes, root)
+            index = positive_indices(positive, classes, root)
             labels = np.isin(labels, index).astype(np.int64)
             classes = ["negative", "positive"]
         return FoldSplit(self._cache[key], labels, classes, source)

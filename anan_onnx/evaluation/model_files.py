@@ -7,13 +7,12 @@ Example:
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import re
 from pathlib import Path
 
 from anan_onnx.errors import AnanError
-from anan_onnx.params import AnanParams
+from anan_onnx.params import PARAMS, AnanParams
 
 __all__ = ["MODEL_SUFFIXES", "find_models", "read_params"]
 
@@ -78,9 +77,10 @@ def read_params(path: str | Path) -> AnanParams:
         ) from None
     if isinstance(data, dict) and isinstance(data.get("params"), dict):
         data = data["params"]
-    fields = {f.name for f in dataclasses.fields(AnanParams)}
-    if not isinstance(data, dict) or not {"k", "mu", "a", "b"} <= set(data):
+    required = [p.name for p in PARAMS if p.required]
+    if not isinstance(data, dict) or not set(required) <= set(data):
         raise AnanError(
-            f"params file {path} has no k, mu, a, b: pass the best.json written by anan-onnx tune"
+            f"params file {path} has no {', '.join(required)}: pass the best.json written by "
+            "anan-onnx tune"
         )
-    return AnanParams(**{k: v for k, v in data.items() if k in fields})
+    return AnanParams(**{p.name: data[p.name] for p in PARAMS if p.name in data})

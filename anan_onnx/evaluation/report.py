@@ -12,9 +12,9 @@ Example:
 
 from __future__ import annotations
 
+import io
 import math
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -23,8 +23,9 @@ import numpy as np
 
 from anan_onnx.errors import AnanError
 from anan_onnx.evaluation.optional import need
+from anan_onnx.model_io import write_bytes_atomic
 
-__all__ = ["bar_figure", "markdown_table"]
+__all__ = ["bar_figure", "bar_figure_png", "markdown_table"]
 
 
 def _cell(value: object, digits: int) -> str:
@@ -93,6 +94,19 @@ def bar_figure(
     out = Path(path)
     if not out.parent.is_dir():
         raise AnanError(f"folder {out.parent} does not exist: create it before writing {out.name}")
+    write_bytes_atomic(bar_figure_png(datasets, metrics=metrics, labels=labels, title=title), out)
+    return out
+
+
+def bar_figure_png(
+    datasets: Bars,
+    *,
+    metrics: Sequence[str] | None = None,
+    labels: Sequence[str] = ("CNN", "ANAN", "control"),
+    title: str | None = None,
+) -> bytes:
+    """The PNG bytes of :func:`bar_figure` (same arguments, no path): for callers that
+    write it together with other files."""
     if not datasets:
         raise AnanError("bar_figure needs at least one data set")
     if metrics is None:
@@ -133,16 +147,6 @@ def bar_figure(
     if title:
         fig.suptitle(title)
     fig.tight_layout(rect=(0, 0.07, 1, 1))
-    _save_atomic(fig, out)
-    return out
-
-
-def _save_atomic(fig: Any, out: Path) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            fig.savefig(f, format="png")
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    png = io.BytesIO()
+    fig.savefig(png, format="png")
+    return png.getvalue()

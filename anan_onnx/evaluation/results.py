@@ -15,29 +15,12 @@ from typing import Any
 
 import numpy as np
 
+from anan_onnx import json_clean
+from anan_onnx.evaluation.metric_names import DISPLAY_NAMES, REPORTED, metric_key
 from anan_onnx.evaluation.tune import TEST_WARNING
 
-__all__ = ["REPORT_METRICS", "SHIFT_FLAG", "Evaluation"]
+__all__ = ["SHIFT_FLAG", "Evaluation"]
 
-#: Metrics reported per model (the paper's loss, accuracy, F1, plus imbalance-aware ones).
-REPORT_METRICS: tuple[str, ...] = (
-    "loss",
-    "accuracy",
-    "f1",
-    "balanced_accuracy",
-    "mcc",
-    "roc_auc",
-    "positive_rate",
-)
-_NAMES = {
-    "loss": "Loss",
-    "accuracy": "Accuracy",
-    "f1": "F1",
-    "balanced_accuracy": "Balanced acc.",
-    "mcc": "MCC",
-    "roc_auc": "ROC-AUC",
-    "positive_rate": "Positive rate",
-}
 #: A change of the predicted-positive share larger than this is flagged (10 points).
 SHIFT_FLAG = 0.10
 
@@ -87,7 +70,7 @@ class Evaluation:
     @property
     def metrics(self) -> list[str]:
         first = self.folds[0]["scores"]["base"]
-        shown = [m for m in REPORT_METRICS if m in first]
+        shown = [m for m in REPORTED if m in first]
         rates = sorted(k for k in first if k.startswith("predicted_rate_"))
         return shown + ([] if "positive_rate" in first else rates)
 
@@ -160,7 +143,7 @@ class Evaluation:
 
     @property
     def metric_key(self) -> str:
-        return {"auc": "roc_auc"}.get(self.metric, self.metric)
+        return metric_key(self.metric)
 
     def _rate_shift(self, model: str) -> tuple[float, str]:
         """Mean over folds of |Δ predicted share| vs the base (the most-moved class for
@@ -183,7 +166,7 @@ class Evaluation:
 
     def to_json(self) -> dict[str, Any]:
         """Everything, JSON-ready (NaN becomes null)."""
-        return _clean(
+        return json_clean.clean(
             {
                 "metric": self.metric,
                 "tuned_on": self.tuned_on,
@@ -221,7 +204,7 @@ class Evaluation:
         summary = self.summary()
         rows = []
         for metric in self.metrics:
-            row: dict[str, object] = {"metric": _NAMES.get(metric, metric)}
+            row: dict[str, object] = {"metric": DISPLAY_NAMES.get(metric, metric)}
             for model, label in self.labels.items():
                 s = summary[model][metric]
                 row[label] = (
@@ -244,7 +227,7 @@ class Evaluation:
                 ]
             rows = [
                 {
-                    "metric": _NAMES.get(t["metric"], t["metric"]),
+                    "metric": DISPLAY_NAMES.get(t["metric"], t["metric"]),
                     "comparison": f"{self.labels[t['model']]} vs {self.labels[t['reference']]}",
                     "mean diff": f"{t['mean_difference']:+.4f}",
                     "p": f"{t['p_value']:.4f}",
@@ -280,7 +263,7 @@ class Evaluation:
         focus = [m for m in (self.metric_key, "balanced_accuracy", "positive_rate") if m]
         focus = list(dict.fromkeys(m for m in focus if m in self.metrics))
         for m in focus:
-            columns += [f"{_NAMES.get(m, m)} {self._short(k)}" for k in self.labels]
+            columns += [f"{DISPLAY_NAMES.get(m, m)} {self._short(k)}" for k in self.labels]
         columns.append("control rule")
         for fold in self.folds:
             row: dict[str, object] = {"model": fold["name"]}
@@ -289,7 +272,7 @@ class Evaluation:
                 row[f"params {v}"] = f"k={p['k']} μ={p['mu']} a={p['a']:g} b={p['b']:g}"
             for m in focus:
                 for k in self.labels:
-                    row[f"{_NAMES.get(m, m)} {self._short(k)}"] = fold["scores"][k].get(m)
+                    row[f"{DISPLAY_NAMES.get(m, m)} {self._short(k)}"] = fold["scores"][k].get(m)
             rule = fold["control"]
             row["control rule"] = (
                 f"t={rule['threshold']:.3f}"
@@ -325,26 +308,17 @@ class Evaluation:
         """Writes a PNG like the paper's Figure 5 (F1 and accuracy, CNN / ANAN / control)."""
         from anan_onnx.evaluation.report import bar_figure
 
-        return bar_figure(
-            path,
-            self.figure_data(),
-            metrics=["F1", "Accuracy"],
-            labels=("CNN", "ANAN", "control (threshold)"),
-            title=title,
-        )
+        return bar_figure(path, self.figure_data(), **self._figure_style(title))
 
+    def figure_png(self, title: str | None = None) -> bytes:
+        """The PNG bytes of :meth:`figure`."""
+        from anan_onnx.evaluation.report import bar_figure_png
 
-def _clean(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _clean(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_clean(v) for v in value]
-    if isinstance(value, (np.floating, float)):
-        return None if math.isnan(float(value)) else float(value)
-    if isinstance(value, np.integer):
-        return int(value)
-    if isinstance(value, np.ndarray):
-        return _clean(value.tolist())
-    if isinstance(value, Path):
-        return str(value)
-    return value
+        return bar_figure_png(self.figure_data(), **self._figure_style(title))
+
+    def _figure_style(self, title: str | None) -> dict[str, Any]:
+        return {
+            "metrics": ["F1", "Accuracy"],
+            "labels": ("CNN", "ANAN", "control (threshold)"),
+            "title": title,
+        }

@@ -24,11 +24,11 @@ from typing import Any
 import numpy as np
 
 from anan_onnx.errors import AnanError
+from anan_onnx.evaluation.metric_names import METRICS, metric_key
 from anan_onnx.evaluation.optional import need
 
 __all__ = [
     "EPSILON",
-    "METRICS",
     "binary_scores",
     "class_labels",
     "multiclass_scores",
@@ -40,8 +40,6 @@ __all__ = [
 
 #: Probability clipping of the cross-entropy (Keras' ``epsilon()``).
 EPSILON = 1e-7
-#: Metrics a tuner can optimise (see :func:`select_metric_value`).
-METRICS: tuple[str, ...] = ("f1", "accuracy", "loss", "auc", "balanced_accuracy", "mcc")
 
 
 # --- scores ---------------------------------------------------------------------------------
@@ -229,7 +227,7 @@ def select_metric_value(scores: Mapping[str, float], metric: str) -> float:
         >>> select_metric_value({"loss": 0.3, "f1": 0.8}, "loss")
         -0.3
     """
-    key = {"auc": "roc_auc", "roc_auc": "roc_auc"}.get(metric, metric)
+    key = metric_key(metric)
     if metric not in METRICS and metric != "roc_auc":
         raise AnanError(f"metric must be one of {', '.join(METRICS)}, got {metric!r}")
     if key not in scores:

@@ -21,6 +21,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from anan_onnx.errors import AnanError
+from anan_onnx.metadata import DEFAULT_SCALE
 
 __all__ = ["LAYOUTS", "NCHW_TO_NHWC", "NHWC_TO_NCHW", "InputSpec", "check_batch"]
 
@@ -51,7 +52,7 @@ class InputSpec:
     height: int
     width: int
     channels: int
-    scale: float = 1 / 255
+    scale: float = DEFAULT_SCALE
     offset: float = 0.0
 
     def __post_init__(self) -> None:
