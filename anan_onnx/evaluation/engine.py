@@ -7,7 +7,9 @@ the images, and an engine maps it over shards:
 
 * :class:`LocalEngine` (the default): one shard, all images, in this process; the shard
   functions stream the images chunk by chunk, so memory does not grow with their number;
-* ``anan_onnx.distributed.RayEngine``: many shards, each a Ray task on some worker.
+* ``anan_onnx.distributed.RayEngine``: many shards, each a Ray task on some worker (and,
+  for ``evaluate`` over several fold models, one task per fold model, computed there with
+  the local engine).
 
 Shards are cut at multiples of the fast grid's chunk, and the results are concatenated in
 shard order, so every image is computed in the same chunk, by the same code, as locally:
@@ -31,7 +33,7 @@ from anan_onnx.params import AnanParams
 __all__ = ["Engine", "LocalEngine", "grid_outputs", "model_outputs"]
 
 Images = np.ndarray | LazyImages
-ShardFn = Callable[[Any, Images], Any]
+ShardFn = Callable[[Any, Any], Any]  # (shared, item) -> result; items: image shards, folds
 
 
 class Engine(Protocol):
@@ -43,7 +45,7 @@ class Engine(Protocol):
         """``(start, stop)`` slices covering ``0..n_images``, cut at multiples of ``unit``."""
         ...
 
-    def map(self, fn: ShardFn, shared: Any, items: Sequence[Images]) -> list[Any]:
+    def map(self, fn: ShardFn, shared: Any, items: Sequence[Any]) -> list[Any]:
         """``[fn(shared, item) for item in items]``, wherever it runs."""
         ...
 
@@ -56,7 +58,7 @@ class LocalEngine:
     def shards(self, n_images: int, unit: int) -> list[tuple[int, int]]:
         return [(0, n_images)]
 
-    def map(self, fn: ShardFn, shared: Any, items: Sequence[Images]) -> list[Any]:
+    def map(self, fn: ShardFn, shared: Any, items: Sequence[Any]) -> list[Any]:
         return [fn(shared, item) for item in items]
 
 
