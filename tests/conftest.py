@@ -31,6 +31,23 @@ def anan_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def web_browser():
+    """Headless Chromium with onnxruntime-web (anan_onnx.conformance.web), started once.
+
+    Fails (does not skip) with the install command when Playwright or Chromium is missing.
+    """
+    from anan_onnx.conformance import RuntimeUnavailable
+    from anan_onnx.conformance.web import Browser
+
+    try:
+        browser = Browser()
+    except RuntimeUnavailable as exc:
+        pytest.fail(f"the browser tests need Playwright and Chromium: {exc}")
+    yield browser
+    browser.close()
+
+
+@pytest.fixture(scope="session")
 def ray_cluster():
     """A local Ray cluster for the whole test session: 2 CPUs, no dashboard, loopback only.
 

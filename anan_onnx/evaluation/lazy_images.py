@@ -26,7 +26,7 @@ import numpy as np
 
 from anan_onnx.runtime.inputs import InputSpec
 
-__all__ = ["LazyImages", "check_image_file", "iter_batches"]
+__all__ = ["LazyImages", "iter_batches"]
 
 
 class LazyImages:
@@ -56,6 +56,8 @@ class LazyImages:
         one that is not an image is refused before any work, as an eager load would; a
         file whose pixel data is corrupt is refused when it is read.
         """
+        from anan_onnx.runtime.image_files import check_image_file
+
         names = [str(p) for p in paths]
         if check:
             for name in names:
@@ -113,29 +115,6 @@ class LazyImages:
             batch, _, _ = load_images([self.paths[i] for i in index], self.spec, progress=False)
             return batch
         return _convert_pixels(self._pixels()[np.asarray(list(index), np.int64)], self.spec)
-
-
-def check_image_file(name: str) -> None:
-    """Opens an image file's header (cheap: no pixels are decoded), or the loader's error."""
-    from PIL import Image, UnidentifiedImageError
-
-    from anan_onnx.errors import AnanError
-
-    try:
-        with Image.open(name):
-            pass
-    except FileNotFoundError:
-        raise AnanError(f"image {name} does not exist: check the path") from None
-    except IsADirectoryError:
-        raise AnanError(f"image {name} is a folder, not an image file: pass image files") from None
-    except PermissionError as e:
-        raise AnanError(
-            f"image {name} cannot be read ({e.strerror}): check its permissions"
-        ) from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
-        raise AnanError(
-            f"image {name} is not a readable image: remove it or convert it to PNG/JPEG"
-        ) from None
 
 
 def _convert_pixels(x: np.ndarray, spec: InputSpec) -> np.ndarray:
