@@ -11,7 +11,7 @@ which onnxruntime runs well; columns first would be a product with only kw outpu
 and a convolution of the (C × kh × kw) window sums with W / (H'W'), a 1 × 1 output.
 
 Where only the first step's activity is needed (every step reads it: the absorbing counter
-with table steps), ``window_means(..., column=True)`` takes the last product as a small MatMul
+with shared steps), ``window_means(..., column=True)`` takes the last product as a small MatMul
 instead (the flattened window sums against W / (H'W')), giving the means as an (N, 1, O, 1)
 column: the shape the blocked final scaling (``_blocked_scaling``) reads the gains in, so
 neither a reshape of the gains nor a blocked-layout convolution (which onnxruntime spreads
