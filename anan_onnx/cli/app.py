@@ -72,8 +72,10 @@ def _build_parser() -> argparse.ArgumentParser:
     _add_inspect(commands)
     _add_predict(commands)
     _add_verify(commands)
+    from anan_onnx.cli.compress import add_compress
     from anan_onnx.cli.evaluation import add_commands
 
+    add_compress(commands)
     add_commands(commands)
     return parser
 
@@ -302,6 +304,12 @@ def _add_verify(commands) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the random inputs")
     p.add_argument("--tolerance", type=_tolerance, default=1e-5, help="max abs diff (default 1e-5)")
     p.add_argument("--provider", default="cpu", help="execution provider: cpu (default), cuda")
+    p.add_argument(
+        "--fp32",
+        type=Path,
+        help="compressed model: the FP32 .anan.onnx to compare predictions with "
+        "(default: the fp32_model recorded next to it)",
+    )
     p.add_argument("--json", action="store_true", help="machine-readable output")
     _common(p)
     p.set_defaults(func=_cmd_verify)
@@ -319,6 +327,10 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     if not base.is_file():
         raise AnanError(f"base model {base} not found: pass --base with the base ONNX model")
     inputs = _load_inputs(args.model, args.inputs) if args.inputs else None
+    if "compression" in meta:  # compressed: also compare with the FP32 model it came from
+        from anan_onnx.cli.compress import verify_compressed
+
+        return verify_compressed(args, anan, base, inputs)
     report = verify_models(
         anan,
         base,
