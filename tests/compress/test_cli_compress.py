@@ -89,3 +89,24 @@ def test_already_compressed_model_is_refused(work: Path, capsys) -> None:
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "already compressed" in err[0]
     assert _snapshot(work) == before
+
+
+def test_predict_and_evaluate_take_compressed_models(work: Path, capsys) -> None:
+    assert main(["compress", str(work / "cnn.anan.onnx"), "--fp16"]) == 0
+    images = sorted(str(p) for p in (work / "data").glob("*.png"))[:3]
+    capsys.readouterr()
+    assert main(["predict", str(work / "cnn.fp16.anan.onnx"), *images]) == 0
+    rows = capsys.readouterr().out.strip().splitlines()
+    assert len(rows) == 3 and all("label=" in r for r in rows)
+    labelled = work / "labelled"
+    for i, image in enumerate(sorted((work / "data").glob("*.png"))):
+        (labelled / ("a" if i % 2 else "b")).mkdir(parents=True, exist_ok=True)
+        shutil.copy(image, labelled / ("a" if i % 2 else "b") / image.name)
+    code = main(["evaluate", str(work / "cnn.fp16.anan.onnx"), str(labelled), "--json",
+                 "--no-progress"])  # fmt: skip
+    assert code == 0
+    import json
+
+    result = json.loads(capsys.readouterr().out)
+    assert set(result["scores"]) == {"fp32", "fp16"}
+    assert result["n_test"] >= 4 and 0 <= result["agreement_with_fp32"] <= 1
