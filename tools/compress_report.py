@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import onnx
 
 REPO = Path(__file__).resolve().parents[1]
 #: the shared data beside the checkout (../shared, or ../../shared for a worktree)
@@ -62,7 +63,7 @@ def measure(name: str, args: argparse.Namespace) -> dict:
     from anan_onnx.compress import compress_file
     from anan_onnx.convert.pipeline import convert_file
     from anan_onnx.params import AnanParams
-    from anan_onnx.reference.verify import verify_models
+    from anan_onnx.reference.compressed import verify_compressed_models
     from anan_onnx.runtime.image_files import load_images
     from anan_onnx.runtime.labels import predicted_labels
     from anan_onnx.runtime.session import Session
@@ -112,7 +113,9 @@ def measure(name: str, args: argparse.Namespace) -> dict:
         }
         if m != "fp32":
             pick = np.random.default_rng(0).choice(len(x), args.verify_images, replace=False)
-            rep = verify_models(path, row[f"{m}_base"], inputs=x[np.sort(pick)])
+            rep = verify_compressed_models(
+                onnx.load(str(path)), onnx.load(str(row[f"{m}_base"])), x[np.sort(pick)]
+            )
             row[m]["verify"] = rep.summary()
             row[m]["verify_passed"] = rep.passed
             row[m]["ort_format"] = ort_round_trip(path, x[:8], preds[m][:8])

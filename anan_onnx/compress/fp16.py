@@ -14,6 +14,8 @@ Pattern rewritten::
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import onnx
 from onnx import helper
 
@@ -64,8 +66,10 @@ def _splice(
             )
         )
     graph = converted.graph
-    head_inits = _used(original.graph.initializer, head)
     tail_inits = _used(graph.initializer, tail)
+    # graph inputs with defaults (a --tunable model's anan_k ...) stay, even if unused
+    inputs = {i.name for i in original.graph.input} - {i.name for i in tail_inits}
+    head_inits = _used(original.graph.initializer, head, inputs)
     clash = {i.name for i in head_inits} & {i.name for i in tail_inits}
     for node in head:  # a constant shared by both halves: the front keeps a float32 copy
         node.input[:] = [f"{i}_fp32" if i in clash else i for i in node.input]
@@ -93,8 +97,12 @@ def _upstream(graph: onnx.GraphProto, tensors: set[str]) -> set[str]:
     return seen
 
 
-def _used(initializers, nodes: list[onnx.NodeProto]) -> list[onnx.TensorProto]:
-    names = {i for n in nodes for i in n.input}
+def _used(
+    initializers: Iterable[onnx.TensorProto],
+    nodes: list[onnx.NodeProto],
+    also: frozenset[str] = frozenset(),
+) -> list[onnx.TensorProto]:
+    names = {i for n in nodes for i in n.input} | also
     return [
         onnx.TensorProto.FromString(t.SerializeToString()) for t in initializers if t.name in names
     ]

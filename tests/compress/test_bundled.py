@@ -7,8 +7,7 @@ from pathlib import Path
 import pytest
 
 from anan_onnx.compress import compress_file
-from anan_onnx.reference.compressed import fp32_agreement
-from anan_onnx.reference.verify import verify_models
+from anan_onnx.reference.compressed import fp32_agreement, verify_compressed_models
 from anan_onnx.runtime.image_files import load_images
 from anan_onnx.runtime.session import Session
 
@@ -31,7 +30,8 @@ def test_bundled_int8(anan_model: Path) -> None:
     files = sorted((DATA / "test").rglob("*.jpg"))[::20][:24]
     session = Session(result.output)
     x, _, _ = load_images(files, session.input_spec())
-    report = verify_models(result.output, result.base_output, inputs=x)
+    report = verify_compressed_models(result.anan, result.base, x)
     assert report.passed, report.summary()
+    assert report.handover_diff <= 1e-5
     agree = fp32_agreement(session, Session(anan_model), x)
     assert agree.agreement >= 0.9, agree.summary()

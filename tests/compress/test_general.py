@@ -11,7 +11,7 @@ from compress_helpers import PARAMS, make_images
 
 from anan_onnx.compress import compress_file
 from anan_onnx.convert.pipeline import convert_file
-from anan_onnx.reference.verify import verify_models
+from anan_onnx.reference.compressed import verify_compressed_models
 from anan_onnx.runtime.session import Session
 from anan_onnx.testing import VARIANTS, build_cnn, random_batch
 
@@ -36,7 +36,8 @@ def test_compressed_matches_literal_loop(case: str, mode: str, tmp_path: Path) -
         calibration_size=12,
     )
     x = random_batch(variant, 16, seed=4)
-    report = verify_models(result.output, result.base_output, inputs=x)
+    report = verify_compressed_models(result.anan, result.base, x)
     assert report.passed, report.summary()
+    assert report.handover_diff <= 1e-5
     ours = Session(result.output).predict(x)
     assert np.abs(ours - Session(result.base_output).predict(x)).max() > 1e-4
