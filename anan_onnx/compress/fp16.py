@@ -14,7 +14,7 @@ Pattern rewritten::
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Set
 
 import onnx
 from onnx import helper
@@ -100,7 +100,7 @@ def _upstream(graph: onnx.GraphProto, tensors: set[str]) -> set[str]:
 def _used(
     initializers: Iterable[onnx.TensorProto],
     nodes: list[onnx.NodeProto],
-    also: frozenset[str] = frozenset(),
+    also: Set[str] = frozenset(),
 ) -> list[onnx.TensorProto]:
     names = {i for n in nodes for i in n.input} | also
     return [
