@@ -10,6 +10,7 @@ Examples::
 from __future__ import annotations
 
 import argparse
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -85,9 +86,12 @@ def _cmd_compress(args: argparse.Namespace) -> int:
 
 
 def verify_compressed(
-    args: argparse.Namespace, anan: Any, base: Path, inputs: np.ndarray | None
+    args: argparse.Namespace, anan: Any, base: Path, inputs: Iterable[np.ndarray] | None
 ) -> int:
-    """``verify`` of a compressed model: exact vs its compressed base, and vs FP32."""
+    """``verify`` of a compressed model: exact vs its compressed base, and vs FP32.
+
+    The input batches are gathered into one (the comparison runs three models on them).
+    """
     from anan_onnx.metadata import read_metadata
     from anan_onnx.model_io import load_onnx
     from anan_onnx.reference.compressed import (
@@ -103,12 +107,11 @@ def verify_compressed(
     check_compressed_pair(read_metadata(anan), read_metadata(base_model))
     session = Session(anan, provider=args.provider)
     fp32 = Session(fp32_model_path(args.model, read_metadata(anan), args.fp32))
-    if inputs is None:
-        inputs = random_inputs(session, args.n, args.seed)
+    batch = random_inputs(session, args.n, args.seed) if inputs is None else _gather(inputs)
     report = verify_compressed_models(
-        anan, base_model, inputs, tolerance=args.tolerance, provider=args.provider
+        anan, base_model, batch, tolerance=args.tolerance, provider=args.provider
     )
-    loss = fp32_agreement(session, fp32, inputs)
+    loss = fp32_agreement(session, fp32, batch)
     if args.json:
         doc = dict(report.as_dict(), compression=session.metadata["compression"])
         doc["fp32"] = dict(
@@ -120,3 +123,12 @@ def verify_compressed(
         print(f"{report.summary()} [literal loop on the compressed base]")
         print(loss.summary())
     return 0 if report.passed else 1
+
+
+def _gather(batches: Iterable[np.ndarray]) -> np.ndarray:
+    from anan_onnx.errors import AnanError
+
+    arrays = [np.asarray(b, np.float32) for b in batches]
+    if not arrays:
+        raise AnanError("no inputs to verify: pass image files or .npy batches")
+    return np.concatenate(arrays)

@@ -115,6 +115,7 @@ class CompressedReport:
         return (
             o.compared > 0
             and o.agreeing == o.compared
+            and o.non_finite == 0
             and self.handover_diff <= o.tolerance
             and o.max_abs_diff <= self.tail_tolerance
         )
@@ -123,9 +124,9 @@ class CompressedReport:
         o = self.outputs
         verdict = "PASS" if self.passed else "FAIL"
         return (
-            f"{verdict}: hand-over to the compressed tail max diff {self.handover_diff:.3g} "
+            f"{verdict}: hand-over to the compressed tail max diff {_num(self.handover_diff)} "
             f"(scaled, tolerance {o.tolerance:g}); outputs: {o.agreeing}/{o.compared} predictions "
-            f"agree, max abs diff {o.max_abs_diff:.3g} (tail bound {self.tail_tolerance:g}); "
+            f"agree, max abs diff {_num(o.max_abs_diff)} (tail bound {self.tail_tolerance:g}); "
             f"{o.near_ties} near-tie input(s) skipped of {o.images}"
         )
 
@@ -177,6 +178,11 @@ def verify_compressed_models(
     diffs = [_scaled_diff(o[keep], e[keep]) for o, e in zip(ours, expected, strict=True)]
     diff = max(diffs) if keep.any() else float("nan")
     return CompressedReport(outputs, diff, tail_tolerance)
+
+
+def _num(value: float) -> str:
+    """A number for a summary line; never prints ``nan`` (nothing was compared)."""
+    return f"{value:.3g}" if np.isfinite(value) else "n/a"
 
 
 def _scaled_diff(ours: np.ndarray, expected: np.ndarray) -> float:
