@@ -66,7 +66,7 @@ def compress_file(
     *,
     output: str | Path | None = None,
     base: str | Path | None = None,
-    calibration: Sequence[Path] = (),
+    calibration: Sequence[str | Path] = (),
     calibration_size: int = 100,
     seed: int = 0,
     include_astrocytes: bool = False,
@@ -105,7 +105,7 @@ def compress_file(
     facts: dict[str, object] = {"compression": MODES[mode]}
     if mode == "int8":
         spec = _input_spec(meta, source)
-        cal = calibration_set(list(calibration), spec, calibration_size, seed)
+        cal = calibration_set([Path(c) for c in calibration], spec, calibration_size, seed)
         q_anan, q_base = int8.quantize_pair(model, base_model, cal.batch, keep, keep_base)
         source_name = ",".join(Path(c).name for c in calibration)
         facts.update(
