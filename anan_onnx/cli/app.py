@@ -86,6 +86,9 @@ def _build_parser() -> argparse.ArgumentParser:
 
     add_compress(commands)
     add_commands(commands)
+    from anan_onnx.cli.export import add_command as add_export
+
+    add_export(commands)
     return parser
 
 
@@ -190,7 +193,7 @@ def _add_convert(commands) -> None:
     g.add_argument(
         "--fold-steps",
         action="store_true",
-        help="one lookup of the final gains instead of the k unrolled steps, where exact "
+        help="one product for the final gains instead of the k unrolled steps, where exact "
         "(absorbing counter): fewer nodes, same outputs, lower batch-1 latency",
     )
     g = p.add_argument_group("preprocessing recorded in the model")

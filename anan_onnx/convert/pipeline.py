@@ -192,7 +192,7 @@ def convert_model(
         scaling: ``'blocked'`` (default) applies the final gains in onnxruntime's blocked
             NCHWc layout, fastest on x86 CPUs; ``'broadcast'`` uses plain broadcast ops,
             for ARM CPUs, GPUs and other runtimes. Both give bit-identical outputs.
-        fold_steps: replace the k unrolled steps by one lookup of the final gains, where
+        fold_steps: replace the k unrolled steps by one product for the final gains, where
             that is exact (absorbing counter; additive rule only with idle 0; not tunable):
             fewer nodes, same outputs, for batch-1 latency. Elsewhere the steps stay
             unrolled, with a warning.
