@@ -82,8 +82,10 @@ def _build_parser() -> argparse.ArgumentParser:
     _add_inspect(commands)
     _add_predict(commands)
     _add_verify(commands)
+    from anan_onnx.cli.compress import add_compress
     from anan_onnx.cli.evaluation import add_commands
 
+    add_compress(commands)
     add_commands(commands)
     from anan_onnx.cli.export import add_command as add_export
 
@@ -359,6 +361,12 @@ def _add_verify(commands) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the random inputs")
     p.add_argument("--tolerance", type=_tolerance, default=1e-5, help="max abs diff (default 1e-5)")
     p.add_argument("--provider", default="cpu", help="execution provider: cpu (default), cuda")
+    p.add_argument(
+        "--fp32",
+        type=Path,
+        help="compressed model: the FP32 .anan.onnx to compare predictions with "
+        "(default: the fp32_model recorded next to it)",
+    )
     p.add_argument("--json", action="store_true", help="machine-readable output")
     _batch_size(p)
     _common(p)
@@ -379,6 +387,10 @@ def _cmd_verify(args: argparse.Namespace) -> int:
         raise AnanError(f"base model {base} not found: pass --base with the base ONNX model")
     check_regular(base, "base model")
     inputs = _iter_inputs(args.model, args.inputs, args.batch_size) if args.inputs else None
+    if "compression" in meta:  # compressed: also compare with the FP32 model it came from
+        from anan_onnx.cli.compress import verify_compressed
+
+        return verify_compressed(args, anan, base, inputs)
     report = verify_models(
         anan,
         base,

@@ -92,7 +92,19 @@ def window_means(
         inputs = [sums, b.const(f"{name}/kernel", weight / positions)]
         if bias is not None:
             inputs.append(b.const(f"{name}/bias", bias))
-        return b.op("Conv", inputs, name, group=group)
+        # Every attribute spelled out: onnxruntime-web's WebGPU (JSEP) Conv reads kernel
+        # geometry from the attributes and failed ("dilations should be 2D") without them.
+        kh, kw = weight.shape[2:]
+        return b.op(
+            "Conv",
+            inputs,
+            name,
+            group=group,
+            kernel_shape=[kh, kw],
+            strides=[1, 1],
+            dilations=[1, 1],
+            pads=[0, 0, 0, 0],
+        )
     flat = b.op("Reshape", [sums, b.const_int(f"{name}/flat_shape", [0, 1, -1, 1])], f"{name}/flat")
     kernel = _dense_kernel(weight, group).reshape(len(weight), -1) / positions
     matrix = b.const(f"{name}/kernel", kernel)
