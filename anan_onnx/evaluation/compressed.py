@@ -46,7 +46,7 @@ def evaluate_compressed(
     ).test  # fmt: skip
     assert test is not None
     probs = {
-        name: predict_batched(path, test.images, threads=threads)
+        name: predict_batched(path, np.asarray(test.images), threads=threads)
         for name, path in (("fp32", fp32), (meta["compression"], model))
     }
     labels = [predicted_labels(p) for p in probs.values()]
