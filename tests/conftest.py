@@ -47,6 +47,25 @@ def web_browser():
     browser.close()
 
 
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """A local Ray cluster for the whole test session: 2 CPUs, no dashboard, loopback only.
+
+    Ray is a test dependency (the ``dev`` extra); started once because a start costs
+    seconds, shut down when the session ends.
+    """
+    import ray
+
+    ray.init(
+        num_cpus=2,
+        include_dashboard=False,
+        log_to_driver=False,
+        _node_ip_address="127.0.0.1",
+    )
+    yield ray
+    ray.shutdown()
+
+
 # Tests that need tools outside Python carry a marker, so that a machine without them can
 # run the rest: pytest -m "not cpp and not node and not browser" (tools/test.sh installs
 # them). Files and conformance runtimes are marked here, so that new ones are covered too.

@@ -1,6 +1,6 @@
 """ANAN/base cost in process CPU time, one onnxruntime thread, sessions interleaved.
 
-    .venv/bin/python -m tools.cpu_ratio [--compare /path/to/other/checkout] [--fold] [--ablate]
+    .venv/bin/python -m tools.cpu_ratio [--compare DIR] [--fold] [--broadcast] [--ablate]
 
 Models: the bundled 128×128 CNN (``models/catsdogs_cnn.keras``, converted with the default
 options) and the 224×224 variant of ``python -m tools.bench`` (built in ONNX, seeded). Each
@@ -45,7 +45,8 @@ def _convert(base_path: str, out_path: str, variant: str) -> None:
     import anan_onnx
 
     base, params = onnx.load(base_path), anan_onnx.AnanParams()
-    anan = anan_onnx.convert_model(base, params, fold_steps=variant == "fold").anan
+    scaling = "broadcast" if variant == "broadcast" else "blocked"
+    anan = anan_onnx.convert_model(base, params, fold_steps=variant == "fold", scaling=scaling).anan
     if variant in ABLATIONS:
         sys.path.insert(0, str(ROOT))
         from tools.bench.ablate import without_scaling, without_steps
@@ -139,6 +140,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--models", default="128,224")
     parser.add_argument("--fold", action="store_true", help="also measure --fold-steps")
     parser.add_argument("--ablate", action="store_true", help="also the stand-in graphs")
+    parser.add_argument("--broadcast", action="store_true", help="also measure --scaling broadcast")
     return parser.parse_args(argv)
 
 
@@ -155,6 +157,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             models = {"base": base, "anan": _converted(base, tmp, "new", ROOT, "default")}
             if args.fold:
                 models["anan fold"] = _converted(base, tmp, "fold", ROOT, "fold")
+            if args.broadcast:
+                models["anan broadcast"] = _converted(base, tmp, "broadcast", ROOT, "broadcast")
             if args.compare:
                 models["anan (compare)"] = _converted(base, tmp, "old", args.compare, "default")
             for name in ABLATIONS if args.ablate else ():

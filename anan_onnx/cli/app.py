@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from anan_onnx import json_clean
 from anan_onnx.cli.signals import Terminated, terminate_cleanly
+from anan_onnx.distributed.cli import add_predict_options
 from anan_onnx.errors import AnanError
 from anan_onnx.metadata import DEFAULT_SCALE, class_names, is_anan
 from anan_onnx.params import PARAMS, AnanParams
@@ -83,8 +84,10 @@ def _build_parser() -> argparse.ArgumentParser:
     _add_inspect(commands)
     _add_predict(commands)
     _add_verify(commands)
+    from anan_onnx.cli.compress import add_compress
     from anan_onnx.cli.evaluation import add_commands
 
+    add_compress(commands)
     add_commands(commands)
     from anan_onnx.cli.export import add_command as add_export
 
@@ -344,11 +347,18 @@ def _add_predict(commands) -> None:
     p.add_argument("--provider", default="cpu", help="execution provider: cpu (default), cuda")
     p.add_argument("--threads", type=_count(1), help="intra-op threads")
     _batch_size(p)
+    add_predict_options(p)
     _common(p)
     p.set_defaults(func=_cmd_predict)
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
+    if args.engine == "ray":  # anan_onnx.distributed: Ray Data over the paths
+        from anan_onnx.distributed.cli import run_predict
+
+        return run_predict(args)
+    if args.output or args.address or args.strict or args.workers:
+        raise AnanError("--output, --address, --strict and --workers need --engine ray")
     from anan_onnx.cli.inference import cmd_predict  # no TF on this path (import contract)
 
     return cmd_predict(args)
@@ -377,6 +387,12 @@ def _add_verify(commands) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the random inputs")
     p.add_argument("--tolerance", type=_tolerance, default=1e-5, help="max abs diff (default 1e-5)")
     p.add_argument("--provider", default="cpu", help="execution provider: cpu (default), cuda")
+    p.add_argument(
+        "--fp32",
+        type=Path,
+        help="compressed model: the FP32 .anan.onnx to compare predictions with "
+        "(default: the fp32_model recorded next to it)",
+    )
     p.add_argument("--json", action="store_true", help="machine-readable output")
     _batch_size(p)
     _common(p)
@@ -397,6 +413,10 @@ def _cmd_verify(args: argparse.Namespace) -> int:
         raise AnanError(f"base model {base} not found: pass --base with the base ONNX model")
     check_regular(base, "base model")
     inputs = _iter_inputs(args.model, args.inputs, args.batch_size) if args.inputs else None
+    if "compression" in meta:  # compressed: also compare with the FP32 model it came from
+        from anan_onnx.cli.compress import verify_compressed
+
+        return verify_compressed(args, anan, base, inputs)
     report = verify_models(
         anan,
         base,

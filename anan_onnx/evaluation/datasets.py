@@ -30,6 +30,7 @@ from typing import Any, Literal
 import numpy as np
 
 from anan_onnx.errors import AnanError
+from anan_onnx.evaluation.lazy_images import LazyImages
 from anan_onnx.evaluation.npz_source import NpzSource
 from anan_onnx.evaluation.splitting import SPLITS, Listing, cap, split_listings
 from anan_onnx.runtime.image_files import (
@@ -58,13 +59,14 @@ class Dataset:
     """A labelled batch of images, ready for the model.
 
     Attributes:
-        images: float32 batch in the model layout (``InputSpec.batch_shape(n)``).
+        images: float32 batch in the model layout (``InputSpec.batch_shape(n)``), or with
+            ``load_splits(lazy=True)`` a :class:`LazyImages` that reads them when sliced.
         labels: int64 class index of each image, shape (n,).
         classes: class names; ``labels`` index into them.
         paths: where each image came from (a file path, or ``"npz:test[12]"``).
     """
 
-    images: np.ndarray
+    images: np.ndarray | LazyImages
     labels: np.ndarray
     classes: list[str]
     paths: list[str]
@@ -113,9 +115,9 @@ class SplitOptions:
     max_per_class: int | None = None
     progress: bool | None = None
 
-    def load(self, path: str | os.PathLike[str], spec: InputSpec) -> Splits:
+    def load(self, path: str | os.PathLike[str], spec: InputSpec, *, lazy: bool = False) -> Splits:
         """:func:`load_splits` of ``path`` with these options."""
-        return load_splits(path, spec, **vars(self))
+        return load_splits(path, spec, **vars(self), lazy=lazy)
 
 
 def load_splits(
@@ -129,6 +131,7 @@ def load_splits(
     positive: Sequence[int | str] | None = None,
     max_per_class: int | None = None,
     progress: bool | None = None,
+    lazy: bool = False,
 ) -> Splits:
     """Loads a labelled image set and splits it into train / val / test.
 
@@ -155,6 +158,10 @@ def load_splits(
             ``folder``, of each stored split otherwise. Handy for quick runs, but the split
             then differs from the training tool's.
         progress: progress bars (default: when loading more than 200 images on a terminal).
+        lazy: do not read the images now: each split's ``images`` is a
+            :class:`~anan_onnx.evaluation.lazy_images.LazyImages` that reads the slices asked
+            for, so memory does not grow with the number of images (``tune``, ``evaluate``).
+            An unreadable image is then reported when it is first read.
 
     Returns:
         The splits; a split the source does not have is ``None``.
@@ -221,13 +228,22 @@ def load_splits(
         if listings.get(name) is None:
             continue
         lst = listings[name]
+        images: np.ndarray | LazyImages
         if kind == "npz":
-            images = source.images(_store_of(how, name), lst.refs, spec, progress)
-            paths = [f"npz:{_store_of(how, name)}[{i}]" for i in lst.refs]
+            store = _store_of(how, name)
+            if lazy:
+                rows = source.arrays[f"{store}_images"][np.asarray(lst.refs, dtype=np.int64)]
+                images = LazyImages.pixels(rows, spec)
+            else:
+                images = source.images(store, lst.refs, spec, progress)
+            paths = [f"npz:{store}[{i}]" for i in lst.refs]
             files = paths
         else:
             paths = [str(root / r) for r in lst.refs]
-            images, _, _ = load_images(paths, spec, progress=progress, desc=f"loading {name}")
+            if lazy:
+                images = LazyImages.files(paths, spec)
+            else:
+                images, _, _ = load_images(paths, spec, progress=progress, desc=f"loading {name}")
             files = list(lst.refs)
         ds = Dataset(images, lst.targets.astype(np.int64), list(classes), paths)
         datasets[name] = ds

@@ -43,6 +43,7 @@ from anan_onnx import metadata as _metadata
 from anan_onnx.errors import AnanError
 from anan_onnx.evaluation.control import control
 from anan_onnx.evaluation.datasets import SplitOptions
+from anan_onnx.evaluation.engine import Engine, LocalEngine, model_outputs
 from anan_onnx.evaluation.fold_data import FoldData
 from anan_onnx.evaluation.grid import PAPER_GRID, Grid
 from anan_onnx.evaluation.metric_names import check_metric, metric_key
@@ -56,7 +57,6 @@ from anan_onnx.evaluation.tune import (
     load_model,
 )
 from anan_onnx.params import AnanParams
-from anan_onnx.runtime.batched import predict_batched
 
 __all__ = ["evaluate"]
 
@@ -123,6 +123,7 @@ def evaluate(
     batch_size: int = 256,
     progress: bool | None = None,
     log: Any = None,
+    engine: Engine | None = None,
 ) -> Evaluation:
     """Evaluates base vs control vs ANAN on the test images, per model.
 
@@ -137,16 +138,19 @@ def evaluate(
             when no ``training.json`` is found (see :func:`anan_onnx.load_splits`).
         layer, threads, batch_size, progress: as for :func:`anan_onnx.evaluation.tune.grid_search`.
         log: a callable receiving one progress line per model (e.g. ``print``).
+        engine: where the work runs (default: here, reading the images a chunk at a time;
+            see :mod:`anan_onnx.evaluation.engine`). A distributed engine gets one task per
+            fold model when there are several, else shards of the one model's images; the
+            result does not depend on it.
 
     Returns:
         An :class:`Evaluation`.
     """
-    from anan_onnx.evaluation.scores import scores
-    from anan_onnx.runtime.inputs import InputSpec
 
     check_metric(metric)
     if tune_on not in TUNE_ON:
         raise AnanError(f"tune_on must be one of {', '.join(TUNE_ON)}, got {tune_on!r}")
+    engine = engine or LocalEngine()
     fixed = [p if isinstance(p, AnanParams) else read_params(p) for p in params]
     variants = _variants(grid, fixed)
     files = find_models(models)
@@ -154,71 +158,21 @@ def evaluate(
     source = FoldData(files, Path(data) if data is not None else None, split)
     if tune_on == "test":  # ANAN (unless --params) and the control are fitted to the test set
         warnings.warn(TEST_WARNING, UserWarning, stacklevel=2)
-    folds = []
-    for path in files:
-        base = load_model(path)
-        spec = InputSpec.from_metadata(_metadata.read_metadata(base))
-        val, test = source.splits(path, spec, need_val=tune_on == "val")
-        tune_split = test if tune_on == "test" else val
-        assert tune_split is not None
-        base_tune = predict_batched(base, tune_split.images, threads=threads, batch_size=batch_size)
-        base_test = predict_batched(base, test.images, threads=threads, batch_size=batch_size)
-        check_labels(base_test, test.labels, test.classes)
-        check_labels(base_tune, tune_split.labels, tune_split.classes)
-        # the control's threshold is tuned on the same images as ANAN's parameters
-        rule, control_scores = control(tune_split.labels, base_tune, base_test, test.labels, metric)
-        fold: dict[str, Any] = {
-            "name": path.name[: -len(path.suffix)],
-            "model": str(path),
-            "n_val": len(val.labels) if val is not None else 0,
-            "n_test": len(test.labels),
-            "n_tune": len(tune_split.labels),
-            "tune_source": tune_split.source,
-            "test_source": test.source,
-            "control": rule,
-            "params": {},
-            "tuning": {},
-            "scores": {"base": scores(test.labels, base_test), "control": control_scores},
-            "tune_scores": {"base": scores(tune_split.labels, base_tune)},
-        }
-        for variant in variants:
-            if variant.fixed is not None:
-                chosen = variant.fixed
-            else:
-                assert variant.grid is not None
-                result = grid_search(
-                    base,
-                    tune_split.images,
-                    tune_split.labels,
-                    variant.grid,
-                    metric,
-                    classes=tune_split.classes,
-                    layer=layer,
-                    threads=threads,
-                    batch_size=batch_size,
-                    progress=progress,
-                )
-                chosen = result.params
-                fold["tuning"][variant.key] = {
-                    "seconds": round(result.seconds, 2),
-                    "configurations": len(result.rows),
-                    "value": result.best["value"],
-                    "base_value": _oriented(result.base_scores, metric),
-                    "improves_on_base": result.improves_on_base,
-                }
-            anan = _convert(base, chosen, layer)
-            fold["params"][variant.key] = chosen.as_dict()
-            fold["scores"][variant.key] = scores(
-                test.labels,
-                predict_batched(anan, test.images, threads=threads, batch_size=batch_size),
-            )
-            fold["tune_scores"][variant.key] = scores(
-                tune_split.labels,
-                predict_batched(anan, tune_split.images, threads=threads, batch_size=batch_size),
-            )
-        folds.append(fold)
-        if log is not None:
-            log(_fold_line(fold, variants, metric))
+    job = _FoldJob(source, variants, tune_on, metric, layer, threads, batch_size, progress)
+    if engine.name != "local" and len(files) > 1:
+        # whole fold models as tasks: each is computed there as locally, so the same bytes
+        threads_per_task = threads or getattr(engine, "threads", None)
+        spread = dataclasses.replace(job, threads=threads_per_task, progress=False)
+        folds = engine.map(_fold_task, spread, files)
+        for fold in folds:
+            if log is not None:
+                log(_fold_line(fold, variants, metric))
+    else:
+        folds = []
+        for path in files:
+            folds.append(_evaluate_fold(path, job, engine))
+            if log is not None:
+                log(_fold_line(folds[-1], variants, metric))
     labels = {"base": "CNN", "control": "control (threshold)"}
     labels.update({v.key: v.label for v in variants})
     info = {
@@ -228,6 +182,93 @@ def evaluate(
         "variants": {v.key: v.label for v in variants},
     }
     return Evaluation(folds, labels, metric, "params" if fixed else tune_on, info)
+
+
+@dataclasses.dataclass
+class _FoldJob:
+    """What every fold model is evaluated with (picklable: a fold may run on a worker)."""
+
+    source: FoldData
+    variants: list[_Variant]
+    tune_on: str
+    metric: str
+    layer: str | None
+    threads: int | None
+    batch_size: int
+    progress: bool | None
+
+
+def _fold_task(job: _FoldJob, path: Path) -> dict[str, Any]:
+    """One fold on a worker of a distributed engine, computed there as locally."""
+    return _evaluate_fold(path, job, LocalEngine())
+
+
+def _evaluate_fold(path: Path, job: _FoldJob, engine: Engine) -> dict[str, Any]:
+    """Base, control and every ANAN variant of one model, scored on its test images."""
+    from anan_onnx.evaluation.scores import scores
+    from anan_onnx.runtime.inputs import InputSpec
+
+    base = load_model(path)
+    spec = InputSpec.from_metadata(_metadata.read_metadata(base))
+    val, test = job.source.splits(path, spec, need_val=job.tune_on == "val")
+    tune_split = test if job.tune_on == "test" else val
+    assert tune_split is not None
+    base_tune = model_outputs(engine, base, tune_split.images, job.threads, job.batch_size)
+    base_test = model_outputs(engine, base, test.images, job.threads, job.batch_size)
+    check_labels(base_test, test.labels, test.classes)
+    check_labels(base_tune, tune_split.labels, tune_split.classes)
+    # the control's threshold is tuned on the same images as ANAN's parameters
+    rule, control_scores = control(tune_split.labels, base_tune, base_test, test.labels, job.metric)
+    fold: dict[str, Any] = {
+        "name": path.name[: -len(path.suffix)],
+        "model": str(path),
+        "n_val": len(val.labels) if val is not None else 0,
+        "n_test": len(test.labels),
+        "n_tune": len(tune_split.labels),
+        "tune_source": tune_split.source,
+        "test_source": test.source,
+        "control": rule,
+        "params": {},
+        "tuning": {},
+        "scores": {"base": scores(test.labels, base_test), "control": control_scores},
+        "tune_scores": {"base": scores(tune_split.labels, base_tune)},
+    }
+    for variant in job.variants:
+        if variant.fixed is not None:
+            chosen = variant.fixed
+        else:
+            assert variant.grid is not None
+            result = grid_search(
+                base,
+                tune_split.images,
+                tune_split.labels,
+                variant.grid,
+                job.metric,
+                classes=tune_split.classes,
+                layer=job.layer,
+                threads=job.threads,
+                batch_size=job.batch_size,
+                progress=job.progress,
+                engine=engine,
+            )
+            chosen = result.params
+            fold["tuning"][variant.key] = {
+                "seconds": round(result.seconds, 2),
+                "configurations": len(result.rows),
+                "value": result.best["value"],
+                "base_value": _oriented(result.base_scores, job.metric),
+                "improves_on_base": result.improves_on_base,
+            }
+        anan = _convert(base, chosen, job.layer)
+        fold["params"][variant.key] = chosen.as_dict()
+        fold["scores"][variant.key] = scores(
+            test.labels, model_outputs(engine, anan, test.images, job.threads, job.batch_size)
+        )
+        fold["tune_scores"][variant.key] = scores(
+            tune_split.labels,
+            model_outputs(engine, anan, tune_split.images, job.threads, job.batch_size),
+        )
+    return fold
 
 
 def _oriented(values: dict[str, float], metric: str) -> float:

@@ -3,7 +3,8 @@
 When the model folder holds ``training.json`` (written by ``tools/train_base_cnn.py``), each
 fold is tuned on its own held-out fold (``val_indices``) and tested on the recorded test
 files; otherwise one split is drawn by :func:`anan_onnx.load_splits` and shared by all
-models. Loaded images are cached, so models sharing a split load it once.
+models. Images are read a slice at a time when used (:class:`LazyImages`), so memory does
+not grow with their number; models sharing a split share its listing.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import numpy as np
 
 from anan_onnx.errors import AnanError
 from anan_onnx.evaluation.datasets import SplitOptions
+from anan_onnx.evaluation.lazy_images import LazyImages
 from anan_onnx.training_record import find_training_record, fold_of
 
 __all__ = ["FoldData", "FoldSplit"]
@@ -23,7 +25,7 @@ __all__ = ["FoldData", "FoldSplit"]
 
 @dataclasses.dataclass
 class FoldSplit:
-    images: np.ndarray
+    images: np.ndarray | LazyImages  # read a slice at a time: memory independent of n
     labels: np.ndarray
     classes: list[str]
     source: str
@@ -52,7 +54,7 @@ class FoldData:
             )
         key = ("loader", spec)
         if key not in self._cache:
-            self._cache[key] = self.options.load(self.data, spec)
+            self._cache[key] = self.options.load(self.data, spec, lazy=True)
         splits = self._cache[key]
         if splits.test is None:
             raise AnanError(
@@ -136,14 +138,10 @@ class FoldData:
         source: str,
     ) -> FoldSplit:
         from anan_onnx.evaluation.datasets import positive_indices
-        from anan_onnx.runtime.image_files import load_images
 
         key = (tuple(files), spec)
         if key not in self._cache:
-            images, _, _ = load_images(
-                [root / f for f in files], spec, progress=self.options.progress, desc=source
-            )
-            self._cache[key] = images
+            self._cache[key] = LazyImages.files([str(root / f) for f in files], spec)
         if len(labels) != len(files):
             raise AnanError(f"training.json has {len(labels)} labels for {len(files)} files")
         positive = self.options.positive

@@ -248,6 +248,9 @@ def _image_input(graph: onnx.GraphProto) -> str:
 def cpu_session(model: onnx.ModelProto, threads: int | None) -> ort.InferenceSession:
     options = ort.SessionOptions()
     options.log_severity_level = 3
+    # the memory pattern keeps a second plan per input shape; the rest of the network sees
+    # a new row count in nearly every run, so it only adds memory (results are unchanged)
+    options.enable_mem_pattern = False
     if threads:
         options.intra_op_num_threads = threads
     try:

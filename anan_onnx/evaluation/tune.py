@@ -20,6 +20,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import math
 import time
@@ -33,12 +34,13 @@ import onnx
 
 from anan_onnx import metadata as _metadata
 from anan_onnx.errors import AnanError
+from anan_onnx.evaluation.engine import Engine, LocalEngine, grid_outputs, model_outputs
 from anan_onnx.evaluation.fastgrid import FastGrid
 from anan_onnx.evaluation.grid import PAPER_GRID, Grid
+from anan_onnx.evaluation.lazy_images import LazyImages
 from anan_onnx.evaluation.metric_names import check_metric
 from anan_onnx.evaluation.tune_result import TuneResult
 from anan_onnx.params import PARAMS, AnanParams
-from anan_onnx.runtime.batched import predict_batched
 
 if TYPE_CHECKING:
     from anan_onnx.evaluation.datasets import SplitOptions
@@ -93,7 +95,7 @@ def check_labels(outputs: np.ndarray, labels: np.ndarray, classes: Sequence[str]
 
 def grid_search(
     base: onnx.ModelProto,
-    images: np.ndarray,
+    images: np.ndarray | LazyImages,
     labels: np.ndarray,
     grid: Grid = PAPER_GRID,
     metric: str = "f1",
@@ -103,6 +105,7 @@ def grid_search(
     threads: int | None = None,
     batch_size: int = 256,
     progress: bool | None = None,
+    engine: Engine | None = None,
 ) -> TuneResult:
     """Scores every configuration of ``grid`` on ``images`` and selects the best.
 
@@ -111,7 +114,8 @@ def grid_search(
 
     Args:
         base: the base ONNX model (already an ANAN model is refused).
-        images: the tuning images in the model's layout.
+        images: the tuning images in the model's layout, or a
+            :class:`~anan_onnx.evaluation.lazy_images.LazyImages` (read chunk by chunk).
         labels: their class indices.
         grid: the configurations.
         metric: ``f1`` (default), ``accuracy``, ``loss``, ``auc``, ``balanced_accuracy``
@@ -119,6 +123,8 @@ def grid_search(
         classes: class names (for messages); default ``"0"``, ``"1"``, ...
         layer, threads, batch_size: see :class:`~anan_onnx.evaluation.fastgrid.FastGrid`.
         progress: tqdm bars (default: on a terminal).
+        engine: where the image work runs (default: here, streaming; see
+            :mod:`anan_onnx.evaluation.engine`); the result does not depend on it.
 
     Example:
         >>> r = grid_search(base, x_val, y_val, Grid(k=(4,), mu=(2,)))  # doctest: +SKIP
@@ -129,23 +135,35 @@ def grid_search(
     check_metric(metric)
     _refuse_anan(base)
     labels = np.asarray(labels)
+    engine = engine or LocalEngine()
     start = time.perf_counter()
-    base_out = predict_batched(base, images, threads=threads, batch_size=batch_size)
+    base_out = model_outputs(engine, base, images, threads, batch_size)
     classes = list(classes) if classes is not None else _default_classes(base_out)
     check_labels(base_out, labels, classes)
     base_scores = scores(labels, base_out)
     rows: list[dict[str, Any]] = []
-    cache: dict[bytes, dict[str, float]] = {}
+    cache: dict[bytes, dict[str, float]] = {}  # by a digest: the outputs themselves are O(n)
     rest_rows, target_layer = 0, ""
     for options in grid.option_sets():
         fast = FastGrid(base, options, layer=layer, threads=threads, batch_size=batch_size)
         target_layer = fast.target_layer
         points = grid.points(options.rule)
         _check_gains(base, fast, points, options)
-        probs = fast.predict(images, points, progress=progress)
-        rest_rows += fast.stats["rest_rows"]
+        probs, runs = grid_outputs(
+            engine,
+            fast,
+            base,
+            options,
+            points,
+            images,
+            layer=layer,
+            threads=threads,
+            progress=progress,
+        )
+        rest_rows += runs
         for point, p in zip(points, probs, strict=True):
-            key = p.tobytes()  # many configurations give identical outputs: score once
+            # many configurations give identical outputs: score once
+            key = hashlib.sha256(np.ascontiguousarray(p).data).digest()
             if key not in cache:
                 cache[key] = scores(labels, p)
             row: dict[str, Any] = {
@@ -244,6 +262,7 @@ def tune(
     progress: bool | None = None,
     emit: str | Path | None = None,
     emit_anyway: bool = False,
+    engine: Engine | None = None,
 ) -> TuneResult:
     """Loads a base model and a labelled image set, and grid-searches the ANAN parameters.
 
@@ -267,6 +286,10 @@ def tune(
             class names; only when the best configuration beats the base CNN on the tuning
             images (otherwise a warning, and ``result.emitted`` is ``None``)...
         emit_anyway: ... or regardless.
+        engine: where the image work runs (see :func:`grid_search`).
+
+    The images are read a chunk at a time when used (``load_splits(lazy=True)``), so memory
+    does not grow with their number.
 
     Returns:
         The result; ``info`` holds the model path, its sha256 and the split info.
@@ -283,7 +306,7 @@ def tune(
     if recorded is not None:
         chosen, split_info = recorded
     else:
-        splits = split.load(data, spec)
+        splits = split.load(data, spec, lazy=True)
         chosen = splits.val if tune_on == "val" else splits.test
         split_info = splits.info
     if chosen is None:
@@ -306,6 +329,7 @@ def tune(
         threads=threads,
         batch_size=batch_size,
         progress=progress,
+        engine=engine,
     )
     result.tuned_on = tune_on
     result.info = {

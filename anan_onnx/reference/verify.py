@@ -156,6 +156,11 @@ def verify_models(
             "the base model given is an ANAN model: pass the base model "
             "(the .base.onnx file written next to the .anan.onnx)"
         )
+    base_meta = read_metadata(base_model)
+    if "compression" in session.metadata or "compression" in base_meta:
+        from anan_onnx.reference.compressed import check_compressed_pair  # compressed alike
+
+        check_compressed_pair(session.metadata, base_meta)
     if inputs is None:
         inputs = random_inputs(session, n, seed)
     batches = [inputs] if isinstance(inputs, np.ndarray) else inputs

@@ -27,6 +27,7 @@ __all__ = [
     "IMAGE_EXTENSIONS",
     "MAX_IMAGE_PIXELS",
     "ImageBatch",
+    "check_image_file",
     "eight_bit",
     "iter_image_batches",
     "load_image",
@@ -92,10 +93,37 @@ def load_image(path: str | os.PathLike[str], spec: InputSpec) -> np.ndarray:
 def _read_pixels(path: Path, spec: InputSpec) -> np.ndarray:
     """uint8 (H, W, C) pixels of ``path`` converted and resized for ``spec``."""
     name = str(path)
+    with (
+        _image_errors(name),
+        open_regular(path, "image") as f,
+        _pixel_limit(name),
+        Image.open(f) as im,
+    ):
+        _check_size(im, name)
+        return pixels_from_pil(im, spec, name=name)
+
+
+def check_image_file(path: str | os.PathLike[str]) -> None:
+    """Opens an image file's header as :func:`load_images` would, decoding no pixel.
+
+    Raises the same one-line errors for a missing or irregular file, a file that is not an
+    image, or one too large; corrupt pixel data is only found when the pixels are decoded.
+    """
+    name = str(path)
+    with (
+        _image_errors(name),
+        open_regular(Path(path), "image") as f,
+        _pixel_limit(name),
+        Image.open(f) as im,
+    ):
+        _check_size(im, name)
+
+
+@contextlib.contextmanager
+def _image_errors(name: str) -> Iterator[None]:
+    """Pillow's and the file system's errors while reading ``name``, as one AnanError."""
     try:
-        with open_regular(path, "image") as f, _pixel_limit(name), Image.open(f) as im:
-            _check_size(im, name)
-            return pixels_from_pil(im, spec, name=name)
+        yield
     except AnanError:
         raise
     except Image.DecompressionBombError:

@@ -1,0 +1,131 @@
+"""Ray as the engine of ``tune`` and ``evaluate``: shards of images as Ray tasks.
+
+:class:`RayEngine` implements :class:`anan_onnx.evaluation.engine.Engine`: the driver cuts
+the images into a few shards per worker (at multiples of the fast grid's chunk, so each
+image is computed in the same chunk as locally), puts the shared inputs (the model, the
+options, the grid points) into the object store once, and runs one Ray task per shard. A
+task reads its own images (file paths travel, not pixels) and returns only outputs
+(images x configurations x classes floats). ``ray.get`` returns them in shard order, and the
+driver concatenates and scores them exactly as the local engine does: the same bytes.
+
+A worker that dies is retried by Ray (``max_retries``); tasks are pure functions of their
+inputs, so a retried shard gives the same outputs.
+
+Example:
+    >>> engine = RayEngine(address="auto")  # doctest: +SKIP
+    >>> result = grid_search(base, images, labels, engine=engine)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from collections.abc import Sequence
+from typing import Any
+
+from anan_onnx.distributed import INSTALL_HINT
+from anan_onnx.errors import AnanError, first_line
+
+__all__ = ["FAULT_ENV", "RayEngine", "connect", "require_ray"]
+
+#: Test hook: a file path; the first task of shard 1 (or the first batch of an actor) that
+#: finds it missing creates it and kills its worker process, to check that Ray retries.
+FAULT_ENV = "ANAN_ONNX_RAY_FAULT"
+#: Retries of a task whose worker died.
+MAX_RETRIES = 3
+
+
+def require_ray() -> Any:
+    """The ``ray`` module, or the one-line install hint."""
+    try:
+        import ray
+    except ImportError:
+        raise AnanError(INSTALL_HINT) from None
+    return ray
+
+
+def connect(address: str | None = None, *, num_cpus: int | None = None) -> bool:
+    """Connects to the Ray cluster at ``address`` (or starts a local one); True if started.
+
+    Already connected (e.g. a test session or a notebook): nothing is done. ``address``
+    ``"auto"`` finds a cluster started on this machine with ``ray start --head``; a
+    ``ray://host:10001`` address uses Ray Client.
+    """
+    ray = require_ray()
+    if ray.is_initialized():
+        return False
+    # no dashboard, no worker logs or INFO lines mixed into the command's output
+    kwargs: dict[str, Any] = {
+        "include_dashboard": False,
+        "log_to_driver": False,
+        "logging_level": logging.WARNING,
+    }
+    if address is None:
+        kwargs["num_cpus"] = num_cpus
+    try:
+        ray.init(address=address, **kwargs)
+    except (ConnectionError, ValueError, RuntimeError) as exc:
+        where = f"at {address}" if address else "on this machine"
+        raise AnanError(
+            f"cannot start or reach a Ray cluster {where} ({first_line(exc, 150)}): check "
+            "--address (e.g. auto after `ray start --head`, or ray://HOST:10001)"
+        ) from None
+    return True
+
+
+def _run_shard(fn: Any, shared: Any, item: Any, index: int, fault: str | None) -> Any:
+    """One shard on a worker; the fault hook kills the worker once (tests)."""
+    if fault and index == 1 and not os.path.exists(fault):
+        with open(fault, "w") as marker:
+            marker.write(f"killed shard {index} in process {os.getpid()}\n")
+        os._exit(1)  # as a crash would: no cleanup, the task is lost
+    return fn(shared, item)
+
+
+class RayEngine:
+    """Runs shard functions as Ray tasks on the connected cluster.
+
+    Args:
+        address: the cluster (see :func:`connect`); ``None`` starts a local one.
+        workers: shards are sized for this many parallel tasks (default: the cluster's CPUs).
+        fault: the test hook's marker file (default: ``$ANAN_ONNX_RAY_FAULT``).
+    """
+
+    name = "ray"
+    #: onnxruntime threads per task when --threads is not given: one task per CPU
+    threads = 1
+
+    def __init__(
+        self, address: str | None = None, *, workers: int | None = None, fault: str | None = None
+    ) -> None:
+        self._ray = require_ray()
+        self.started = connect(address, num_cpus=workers)
+        cpus = int(self._ray.cluster_resources().get("CPU", 1))
+        self.workers = max(1, workers or cpus)
+        self.fault = fault if fault is not None else os.environ.get(FAULT_ENV) or None
+        self._task = self._ray.remote(num_cpus=1, max_retries=MAX_RETRIES)(_run_shard)
+
+    def shards(self, n_images: int, unit: int) -> list[tuple[int, int]]:
+        # two shards per worker: a slow or restarted worker holds up less of the run
+        size = math.ceil(n_images / (2 * self.workers)) if n_images else 1
+        size = max(unit, math.ceil(size / unit) * unit)
+        return [(a, min(n_images, a + size)) for a in range(0, n_images, size)]
+
+    def map(self, fn: Any, shared: Any, items: Sequence[Any]) -> list[Any]:
+        ray = self._ray
+        ref = ray.put(shared)
+        refs = [self._task.remote(fn, ref, item, i, self.fault) for i, item in enumerate(items)]
+        try:
+            return ray.get(refs)
+        except ray.exceptions.RayTaskError as exc:  # an AnanError on a worker: its message
+            cause = getattr(exc, "cause", None)
+            if isinstance(cause, AnanError):
+                raise AnanError(str(cause)) from None
+            raise
+
+    def close(self) -> None:
+        """Shuts down the cluster if this engine started it."""
+        if self.started:
+            self._ray.shutdown()
+            self.started = False
