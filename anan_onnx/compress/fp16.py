@@ -32,9 +32,9 @@ def to_fp16(model: onnx.ModelProto, keep_fp32: set[str]) -> onnx.ModelProto:
     try:
         from onnxconverter_common import float16
     except ImportError:
-        raise AnanError(
-            "--fp16 needs onnxconverter-common: pip install 'anan-onnx[compress]'"
-        ) from None
+        from anan_onnx.install_hint import install_hint
+
+        raise AnanError(f"--fp16 needs onnxconverter-common: {install_hint('compress')}") from None
     try:
         converted = float16.convert_float_to_float16(
             model, keep_io_types=True, node_block_list=sorted(keep_fp32)

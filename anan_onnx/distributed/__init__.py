@@ -13,9 +13,11 @@ nothing imports Ray (tests/test_no_tensorflow.py checks it).
 
 from __future__ import annotations
 
+from anan_onnx.install_hint import install_hint
+
 __all__ = ["ENGINES", "INSTALL_HINT"]
 
 #: Values of ``--engine``.
 ENGINES: tuple[str, ...] = ("local", "ray")
 #: What to do when Ray is missing.
-INSTALL_HINT = "--engine ray needs Ray: pip install 'anan-onnx[ray]' (or leave --engine out)"
+INSTALL_HINT = f"--engine ray needs Ray: {install_hint('ray')} (or leave --engine out)"

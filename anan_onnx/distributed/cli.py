@@ -22,7 +22,7 @@ def add_engine_options(group: Any) -> None:
         choices=ENGINES,
         default="local",
         help="local (default: this process, images streamed in batches) or ray (a Ray "
-        "cluster; needs pip install 'anan-onnx[ray]')",
+        "cluster; needs the ray extra)",
     )
     group.add_argument(
         "--address",
