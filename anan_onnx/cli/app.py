@@ -237,7 +237,7 @@ def _cmd_convert(args: argparse.Namespace) -> int:
     seconds = time.perf_counter() - start
     base_path = output.with_name(_meta(result.anan)["base_model"])
     print(f"converted {args.source} in {seconds:.1f} s")
-    print(f"  target layer : {result.target_layer}")
+    print(f"  target layer : {_target_text(_meta(result.anan))}")
     print(f"  parameters   : {params.describe()}")
     print(f"  ANAN model   : {output} ({len(result.anan.graph.node)} nodes)")
     print(f"  base model   : {base_path} ({len(result.base.graph.node)} nodes)")
@@ -297,12 +297,25 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
     for name, dims in info["outputs"].items():
         print(f"  output {name}: {dims}")
     if info["kind"] == "anan":
-        print(f"  target layer: {meta.get('target_layer')}")
+        print(f"  target layer: {_target_text(meta)}")
         print(f"  parameters  : {AnanParams.from_strings(meta).describe()}")
     for key in sorted(meta):
-        print(f"  anan.{key} = {meta[key]}")
+        value = meta[key]
+        if key in ("keras_convs", "keras_before"):  # JSON maps, long: summarise
+            value = f"(JSON, {len(value)} characters; see --json)"
+        print(f"  anan.{key} = {value}")
     print(f"  {info['nodes']} nodes: " + ", ".join(f"{op} {n}" for op, n in ops.most_common()))
     return 0
+
+
+def _target_text(meta: dict[str, str]) -> str:
+    """``node (Keras layer 'x'): reason`` from an ANAN model's metadata."""
+    text = str(meta.get("target_layer"))
+    if meta.get("target_keras_layer"):
+        text += f" (Keras layer {meta['target_keras_layer']!r})"
+    if meta.get("target_reason"):
+        text += f": {meta['target_reason']}"
+    return text
 
 
 # --- predict -------------------------------------------------------------------------------

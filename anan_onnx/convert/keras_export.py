@@ -1,8 +1,9 @@
 """Keras → ONNX export through tf2onnx. The only module that imports TensorFlow (lazily).
 
 tf2onnx's ``from_keras`` fails on reloaded Sequential models in Keras 3, so the model is
-wrapped in a ``tf.function`` and exported with ``tf2onnx.convert.from_function``. The
-batch dimension stays dynamic.
+wrapped in a ``tf.function``, frozen by TensorFlow (every captured variable and tensor
+becomes a constant, so a Keras model is always a one-input graph) and exported with
+``tf2onnx.convert.from_graph_def``. The batch dimension stays dynamic.
 
 TensorFlow's graph optimiser folds a per-channel scale that follows a bias-free ``Conv2D``
 (a ``BatchNormalization``, a constant ``Mul``) into the kernel. The astrocytes must watch the
@@ -25,7 +26,9 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
+from anan_onnx.convert.keras_layers import keras_layer_metadata
 from anan_onnx.errors import AnanError, first_line
+from anan_onnx.metadata import write_metadata
 
 __all__ = ["check_opset", "keras_to_onnx"]
 
@@ -55,9 +58,10 @@ def _export(path: Path, opset: int) -> onnx.ModelProto:
     tf, keras, tf2onnx = _import_tensorflow()
     model = _load(keras, path)
     if len(model.inputs) != 1:
+        names = ", ".join(repr(_input_name(t)) for t in model.inputs[:4])
         raise AnanError(
-            f"{path} has {len(model.inputs)} inputs: ANAN supports CNNs with one image input; "
-            "save a single-input model"
+            f"{path} has {len(model.inputs)} inputs of its own ({names}): ANAN supports CNNs "
+            "with one image input; save a model that takes only the image"
         )
     shape = tuple(model.inputs[0].shape)
     if len(shape) != 4:
@@ -76,12 +80,54 @@ def _export(path: Path, opset: int) -> onnx.ModelProto:
     def forward(x):
         return model(x, training=False)
 
+    graph_def, outputs = _frozen(forward.get_concrete_function(), path)
     try:
-        proto, _ = tf2onnx.convert.from_function(forward, input_signature=spec, opset=opset)
+        proto, _ = tf2onnx.convert.from_graph_def(
+            graph_def,
+            input_names=["input:0"],
+            output_names=outputs,
+            tensors_to_rename={"input:0": "input"},
+            opset=opset,
+        )
     except Exception as exc:
         raise AnanError(f"tf2onnx could not export {path} ({first_line(exc)})") from None
     restore_folded_kernels(proto, _conv_kernels(keras, model))
+    write_metadata(proto, keras_layer_metadata(keras, model, proto))
     return proto
+
+
+def _frozen(concrete, path: Path) -> tuple[object, list[str]]:
+    """The traced model with every captured value frozen into a constant.
+
+    A traced Keras model captures its variables (trainable or not: BatchNormalization's
+    moving statistics, any layer state) and also plain tensors such as the ``Normalization``
+    layer's mean and variance. tf2onnx's ``from_function`` freezes only the variables and
+    turns captured tensors into extra graph inputs, so TensorFlow's own freezing runs on the
+    whole function first and tf2onnx gets a graph whose only input is the image.
+
+    Returns the frozen ``GraphDef`` and the names of its outputs.
+    """
+    from tensorflow.python.framework.convert_to_constants import (
+        convert_variables_to_constants_v2,
+    )
+
+    try:
+        frozen = convert_variables_to_constants_v2(
+            concrete, lower_control_flow=False, aggressive_inlining=True
+        )
+    except Exception as exc:
+        raise AnanError(
+            f"TensorFlow could not freeze the weights of {path} ({first_line(exc)}): "
+            "save the model with its weights as constants"
+        ) from None
+    extra = [t.name for t in frozen.inputs if t.name != "input:0"]
+    if extra:  # state that TensorFlow cannot freeze (a resource such as a lookup table)
+        raise AnanError(
+            f"{path} reads state that cannot be frozen into constants ({', '.join(extra[:4])}) "
+            "besides its image input 'input': ANAN supports CNNs with one image input; save a "
+            "model without such state"
+        )
+    return frozen.graph.as_graph_def(add_shapes=True), [t.name for t in frozen.outputs]
 
 
 def restore_folded_kernels(proto: onnx.ModelProto, kernels: dict[str, np.ndarray]) -> int:
@@ -172,6 +218,13 @@ def _layers(keras, model) -> list:
         if isinstance(layer, keras.Model):
             layers += _layers(keras, layer)
     return layers
+
+
+def _input_name(tensor) -> str:
+    """A Keras input's name as the model's author gave it (``keras.Input(name=...)``)."""
+    history = getattr(tensor, "_keras_history", None)
+    layer = getattr(history, "operation", None)
+    return getattr(layer, "name", None) or getattr(tensor, "name", "?")
 
 
 def check_opset(opset: int) -> None:

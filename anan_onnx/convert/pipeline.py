@@ -10,6 +10,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import warnings
 from pathlib import Path
@@ -21,6 +22,7 @@ from onnx_ir.passes.common import NameFixPass, RemoveUnusedNodesPass
 from anan_onnx import metadata as _metadata
 from anan_onnx.convert.batch_axis import free_fixed_batch
 from anan_onnx.convert.keras_export import check_opset, keras_to_onnx
+from anan_onnx.convert.keras_layers import KERAS_BEFORE, KERAS_CONVS
 from anan_onnx.errors import AnanError, first_line
 from anan_onnx.model_io import (
     check_output_path,
@@ -199,7 +201,13 @@ def convert_model(
     model = ir.from_proto(_with_shapes(base))
     _name_unnamed_nodes(model.graph)
     NameFixPass()(model)
-    target = find_target(model.graph, layer)
+    recorded = _metadata.read_metadata(base)
+    target = find_target(
+        model.graph,
+        layer,
+        _json_metadata(recorded, KERAS_CONVS),
+        _json_metadata(recorded, KERAS_BEFORE),
+    )
     if params.signal == "post" and target.activation is None:
         users = [u.node.op_type for u in target.node.outputs[0].uses()]
         between = (
@@ -239,6 +247,8 @@ def convert_model(
         format=_metadata.FORMAT,
         tool_version=_tool_version(),
         target_layer=target.name,
+        target_keras_layer=target.keras_layer or "",
+        target_reason=target.reason,
         tunable=int(tunable),
         k_max=k_max or params.k,
         batch=batch or "dynamic",
@@ -246,6 +256,7 @@ def convert_model(
         steps="folded" if folded else "unrolled",
     )
     meta.update(extra_metadata or {})
+    _drop_metadata(anan, (KERAS_CONVS, KERAS_BEFORE))  # the base model keeps the maps
     _metadata.write_metadata(anan, meta)
     validate(anan)
     return Conversion(anan, normalised_base, target.name, params)
@@ -314,6 +325,20 @@ def _name_unnamed_nodes(graph: ir.Graph) -> None:
     for node in graph:
         if not node.name and node.outputs and node.outputs[0].name:
             node.name = node.outputs[0].name
+
+
+def _json_metadata(recorded: dict[str, str], key: str) -> dict | None:
+    try:
+        value = json.loads(recorded[key])
+    except (KeyError, ValueError):  # not a Keras export, or metadata edited by hand
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def _drop_metadata(model: onnx.ModelProto, keys: tuple[str, ...]) -> None:
+    kept = [p for p in model.metadata_props if p.key not in {_metadata.PREFIX + k for k in keys}]
+    del model.metadata_props[:]
+    model.metadata_props.extend(kept)
 
 
 def _with_shapes(model: onnx.ModelProto) -> onnx.ModelProto:
