@@ -32,8 +32,10 @@ PREFIX = "anan."
 PARAM_KEYS = ("k", "mu", "a", "b", "idle", "counter", "rule", "signal", "reduce")
 #: Keys describing how raw images become model input.
 PREPROCESS_KEYS = ("layout", "height", "width", "channels", "scale", "offset")
-#: Other keys: ``format``, ``tool_version``, ``target_layer``, ``source_sha256``,
-#: ``source_file``, ``tunable``, ``k_max``, ``batch``, ``scaling``, ``steps``.
+#: Other keys: ``format``, ``tool_version``, ``target_layer``, ``target_keras_layer``,
+#: ``target_reason``, ``source_sha256``, ``source_file``, ``tunable``, ``k_max``, ``batch``,
+#: ``scaling``, ``steps``; a base model exported from Keras also has ``keras_convs`` and
+#: ``keras_before`` (JSON, see anan_onnx/convert/keras_layers.py).
 
 
 def read_metadata(model: onnx.ModelProto) -> dict[str, str]:
