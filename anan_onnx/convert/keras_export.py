@@ -88,6 +88,7 @@ def _export(path: Path, opset: int) -> onnx.ModelProto:
             output_names=outputs,
             tensors_to_rename={"input:0": "input"},
             opset=opset,
+            custom_op_handlers={"Erfc": (_erfc, [])},
         )
     except Exception as exc:
         raise AnanError(f"tf2onnx could not export {path} ({first_line(exc)})") from None
@@ -127,7 +128,43 @@ def _frozen(concrete, path: Path) -> tuple[object, list[str]]:
             "besides its image input 'input': ANAN supports CNNs with one image input; save a "
             "model without such state"
         )
-    return frozen.graph.as_graph_def(add_shapes=True), [t.name for t in frozen.outputs]
+    graph_def = frozen.graph.as_graph_def(add_shapes=True)
+    _allow_inlining(graph_def)
+    return graph_def, [t.name for t in frozen.outputs]
+
+
+#: attributes that keep TensorFlow's optimiser from inlining a function call
+_NO_INLINE = ("_XlaMustCompile", "_XlaCompile", "_noinline")
+
+
+def _allow_inlining(graph_def) -> None:
+    """Lets TensorFlow inline the functions that Keras compiles with XLA.
+
+    Keras 3 runs a grouped ``Conv2D`` (ConvNeXt's depthwise convolutions) in a
+    ``tf.function(jit_compile=True)``; TensorFlow's optimiser never inlines such a call, and
+    tf2onnx would leave it as an unknown ``StatefulPartitionedCall`` op. Without the XLA
+    marks the call is inlined like any other and the convolution exports as a ``Conv``.
+    """
+    for node in graph_def.node:
+        if node.op in ("StatefulPartitionedCall", "PartitionedCall"):
+            for key in _NO_INLINE:
+                if key in node.attr:
+                    del node.attr[key]
+    for function in graph_def.library.function:
+        for key in _NO_INLINE:
+            if key in function.attr:
+                del function.attr[key]
+
+
+def _erfc(ctx, node, name: str, args: list) -> None:
+    """tf2onnx handler for TensorFlow's ``Erfc`` (Keras 3's exact GELU): ``1 - Erf(x)``."""
+    from onnx.helper import tensor_dtype_to_np_dtype
+
+    dtype = tensor_dtype_to_np_dtype(ctx.get_dtype(node.input[0]))
+    erf = ctx.make_node("Erf", [node.input[0]], op_name_scope=name)
+    one = ctx.make_const(f"{name}/one", np.array(1, dtype))
+    node.type = "Sub"
+    ctx.replace_inputs(node, [one.output[0], erf.output[0]])
 
 
 def restore_folded_kernels(proto: onnx.ModelProto, kernels: dict[str, np.ndarray]) -> int:
@@ -156,7 +193,29 @@ def restore_folded_kernels(proto: onnx.ModelProto, kernels: dict[str, np.ndarray
     if restored:
         del graph.node[:]
         graph.node.extend(nodes)
+        _drop_unused_initializers(graph)  # the folded kernels: as large as the restored ones
     return restored
+
+
+def _drop_unused_initializers(graph: onnx.GraphProto) -> None:
+    used = _names_read(graph) | {value.name for value in graph.output}
+    kept = [init for init in graph.initializer if init.name in used]
+    if len(kept) < len(graph.initializer):
+        del graph.initializer[:]
+        graph.initializer.extend(kept)
+
+
+def _names_read(graph: onnx.GraphProto) -> set[str]:
+    """Every value name a node of ``graph`` reads, subgraphs (If, Loop bodies) included."""
+    names = set()
+    for node in graph.node:
+        names.update(node.input)
+        for attribute in node.attribute:
+            for sub in (
+                [attribute.g, *attribute.graphs] if attribute.HasField("g") else attribute.graphs
+            ):
+                names |= _names_read(sub)
+    return names
 
 
 def _folded_from(

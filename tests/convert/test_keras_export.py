@@ -199,6 +199,8 @@ def test_normalization_state_is_frozen(preprocessed, name):
     result = convert_file(paths[name], root / f"{name}.anan.onnx", params)
     inits = {i.name for i in result.base.graph.initializer}
     assert [i.name for i in result.base.graph.input if i.name not in inits] == ["input"]
+    read = {name for node in result.base.graph.node for name in node.input}
+    assert inits <= read, f"unused initializers (the folded kernels?): {inits - read}"
     x = images(8, seed=5) * 255
     keras_out = np.asarray(keras.models.load_model(paths[name], compile=False)(x))
     base_out = Session(root / f"{name}.base.onnx").predict(x)
