@@ -31,24 +31,24 @@ _EXPORTS = {
     "Splits": "evaluation.datasets",
     "load_splits": "evaluation.datasets",
     "AnanError": "errors",
-    "Evaluation": "evaluation.evaluate",
+    "Evaluation": "evaluation.results",
     "evaluate": "evaluation.evaluate",
     "FastGrid": "evaluation.fastgrid",
     "GridPoint": "evaluation.fastgrid",
-    "InputSpec": "runtime.images",
-    "check_batch": "runtime.images",
-    "load_image": "runtime.images",
-    "load_images": "runtime.images",
-    "load_npy": "runtime.images",
+    "InputSpec": "runtime.inputs",
+    "check_batch": "runtime.inputs",
+    "load_image": "runtime.image_files",
+    "load_images": "runtime.image_files",
+    "load_npy": "runtime.npy",
     "read_metadata": "metadata",
     "AnanParams": "params",
     "LiteralReference": "reference.literal",
     "ReferenceResult": "reference.literal",
     "Session": "runtime.session",
     "providers_for": "runtime.session",
-    "PAPER_GRID": "evaluation.tune",
-    "Grid": "evaluation.tune",
-    "TuneResult": "evaluation.tune",
+    "PAPER_GRID": "evaluation.grid",
+    "Grid": "evaluation.grid",
+    "TuneResult": "evaluation.tune_result",
     "grid_search": "evaluation.tune",
     "tune": "evaluation.tune",
     "VerifyReport": "reference.verify",
@@ -118,12 +118,17 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, eagerly
     )
     from anan_onnx.errors import AnanError
     from anan_onnx.evaluation.datasets import Dataset, Splits, load_splits
-    from anan_onnx.evaluation.evaluate import Evaluation, evaluate
+    from anan_onnx.evaluation.evaluate import evaluate
     from anan_onnx.evaluation.fastgrid import FastGrid, GridPoint
-    from anan_onnx.evaluation.tune import PAPER_GRID, Grid, TuneResult, grid_search, tune
+    from anan_onnx.evaluation.grid import PAPER_GRID, Grid
+    from anan_onnx.evaluation.results import Evaluation
+    from anan_onnx.evaluation.tune import grid_search, tune
+    from anan_onnx.evaluation.tune_result import TuneResult
     from anan_onnx.metadata import read_metadata
     from anan_onnx.params import AnanParams
     from anan_onnx.reference.literal import LiteralReference, ReferenceResult
     from anan_onnx.reference.verify import VerifyReport, verify_models
-    from anan_onnx.runtime.images import InputSpec, check_batch, load_image, load_images, load_npy
+    from anan_onnx.runtime.image_files import load_image, load_images
+    from anan_onnx.runtime.inputs import InputSpec, check_batch
+    from anan_onnx.runtime.npy import load_npy
     from anan_onnx.runtime.session import Session, providers_for

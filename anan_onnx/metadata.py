@@ -11,10 +11,13 @@ import hashlib
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from anan_onnx.params import PARAMS
+
 if TYPE_CHECKING:  # only annotations: reading metadata must not import onnx
     import onnx
 
 __all__ = [
+    "DEFAULT_SCALE",
     "FORMAT",
     "PARAM_KEYS",
     "PREPROCESS_KEYS",
@@ -28,10 +31,13 @@ __all__ = [
 FORMAT = "1"
 
 PREFIX = "anan."
-#: ANAN parameter keys (``anan.k`` ...); their presence marks an ANAN model.
-PARAM_KEYS = ("k", "mu", "a", "b", "idle", "counter", "rule", "signal", "reduce")
+#: ANAN parameter keys (``anan.k`` ...), from :data:`anan_onnx.params.PARAMS`; their
+#: presence marks an ANAN model.
+PARAM_KEYS: tuple[str, ...] = tuple(p.metadata_key for p in PARAMS)
 #: Keys describing how raw images become model input.
 PREPROCESS_KEYS = ("layout", "height", "width", "channels", "scale", "offset")
+#: The pixel scale of a model that records none: pixels 0-255 become [0, 1].
+DEFAULT_SCALE = 1 / 255
 #: Other keys: ``format``, ``tool_version``, ``target_layer``, ``target_keras_layer``,
 #: ``target_reason``, ``source_sha256``, ``source_file``, ``tunable``, ``k_max``, ``batch``,
 #: ``scaling``, ``steps``; a base model exported from Keras also has ``keras_convs`` and
@@ -55,7 +61,7 @@ def write_metadata(model: onnx.ModelProto, values: dict[str, object]) -> None:
 
 def is_anan(metadata: dict[str, str]) -> bool:
     """Whether metadata (as returned by :func:`read_metadata`) describes an ANAN model."""
-    return "k" in metadata
+    return PARAM_KEYS[0] in metadata
 
 
 def sha256_file(path: str | Path) -> str:

@@ -1,10 +1,12 @@
-"""Reading, validating and atomically writing ONNX models, with one-line errors."""
+"""Reading and validating ONNX models, and writing any output files atomically, with
+one-line errors."""
 
 from __future__ import annotations
 
 import os
 import tempfile
 import zipfile
+from collections.abc import Sequence
 from pathlib import Path
 
 import onnx
@@ -18,6 +20,7 @@ __all__ = [
     "save_all_atomic",
     "save_atomic",
     "validate",
+    "write_all_atomic",
     "write_bytes_atomic",
 ]
 
@@ -96,9 +99,56 @@ def check_output_path(source: str | Path, output: str | Path) -> Path:
     return output
 
 
+def write_all_atomic(files: Sequence[tuple[bytes, str | Path]]) -> None:
+    """Writes several files all or nothing: every one goes to a synced temp file beside its
+    path first, and only when all are complete are they renamed into place.
+
+    A failure while staging (no space, no permission) removes the temp files and leaves
+    every output as it was. What remains is the window between the renames themselves:
+    ``os.replace`` is atomic per file, so a crash of the machine or the process between two
+    renames (microseconds, no I/O of the data) can leave the first files new and the others
+    old. No file is ever seen half-written.
+
+    Raises:
+        AnanError: a file cannot be written; the message names it.
+    """
+    staged: list[tuple[str, Path]] = []
+    try:
+        for data, path in files:
+            staged.append((_stage(data, Path(path)), Path(path)))
+        for tmp, path in staged:
+            _rename(tmp, path)
+    finally:
+        for tmp, _ in staged:
+            Path(tmp).unlink(missing_ok=True)  # no-op for the renamed ones
+
+
 def write_bytes_atomic(data: bytes, path: str | Path) -> None:
     """Writes via a temp file in the same directory and ``os.replace``: no partial file."""
-    path = Path(path)
+    write_all_atomic([(data, path)])
+
+
+def save_atomic(model: onnx.ModelProto, path: str | Path) -> None:
+    """Serialises ``model`` and writes it atomically."""
+    write_bytes_atomic(model.SerializeToString(), path)
+
+
+def save_all_atomic(items: Sequence[tuple[onnx.ModelProto, str | Path]]) -> None:
+    """Writes several models all or nothing (see :func:`write_all_atomic`)."""
+    write_all_atomic([(model.SerializeToString(), path) for model, path in items])
+
+
+def _rename(tmp: str, path: Path) -> None:
+    try:
+        os.replace(tmp, path)
+    except OSError as exc:  # e.g. the path became a folder meanwhile
+        raise AnanError(
+            f"cannot write {path} ({exc.strerror}): free space or pick another path"
+        ) from None
+
+
+def _stage(data: bytes, path: Path) -> str:
+    """A synced temp file holding ``data`` next to ``path``; its name is returned."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -112,52 +162,11 @@ def write_bytes_atomic(data: bytes, path: str | Path) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual file mode
-        os.replace(tmp, path)
     except OSError as exc:
         Path(tmp).unlink(missing_ok=True)
         raise AnanError(
             f"cannot write {path} ({exc.strerror}): free space or pick another path"
         ) from None
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def save_atomic(model: onnx.ModelProto, path: str | Path) -> None:
-    """Serialises ``model`` and writes it atomically."""
-    write_bytes_atomic(model.SerializeToString(), path)
-
-
-def save_all_atomic(items: list[tuple[onnx.ModelProto, str | Path]]) -> None:
-    """Writes several models all or nothing: each goes to a synced temp file first, and only
-    when every one is complete are they renamed into place. On any failure the temp files are
-    removed and no output file is created or changed.
-    """
-    staged: list[tuple[str, Path]] = []
-    try:
-        for model, path in items:
-            staged.append((_stage(model.SerializeToString(), Path(path)), Path(path)))
-        for tmp, path in staged:
-            os.replace(tmp, path)
-    except OSError as exc:
-        raise AnanError(
-            f"cannot write {path} ({exc.strerror}): free space or pick another path"
-        ) from None
-    finally:
-        for tmp, _ in staged:
-            Path(tmp).unlink(missing_ok=True)
-
-
-def _stage(data: bytes, path: Path) -> str:
-    """A synced temp file holding ``data`` next to ``path``; its name is returned."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

@@ -1,9 +1,21 @@
-"""The four ANAN parameters and the spec's options, validated in one place.
+"""The ANAN parameters and the spec's options: the one place that states them.
+
+Each field of :class:`AnanParams` carries, besides its default, a :class:`Param` (in the
+field's metadata) with its range or choices, its help text, its metadata key, its axis of
+the tune grid and the name of its graph input in a tunable export. Everything else that
+lists the parameters reads them from :data:`PARAMS`: the validation here, the metadata keys
+(:data:`anan_onnx.metadata.PARAM_KEYS`), the tune grid (``evaluation/tune.py`` ``Grid``,
+``evaluation/fastgrid.py`` ``GridPoint``), the tunable graph inputs
+(``rewrite/graph.py`` ``PARAM_INPUTS``), the CLI arguments of ``convert``, ``tune`` and
+``evaluate``, and ``evaluate``'s params files. Adding a parameter means adding a field here
+(and, of course, teaching the rewrite, the reference and the fast grid what it does).
 
 Example:
     >>> p = AnanParams(k=4, mu=2, a=1.05, b=0.30)
     >>> p.rule, p.counter, p.signal, p.reduce, p.idle
     ('multiplicative', 'absorbing', 'pre', 'mean', 0.0)
+    >>> [q.name for q in PARAMS if q.graph_input]
+    ['k', 'mu', 'a', 'b', 'idle']
 """
 
 from __future__ import annotations
@@ -12,11 +24,20 @@ import dataclasses
 import math
 import numbers
 import warnings
-from typing import Literal
+from typing import Any, Literal
 
 from anan_onnx.errors import AnanError
 
-__all__ = ["AnanParams", "COUNTERS", "REDUCES", "RULES", "SIGNALS"]
+__all__ = [
+    "COUNTERS",
+    "PARAMS",
+    "REDUCES",
+    "RULES",
+    "SIGNALS",
+    "AnanParams",
+    "Param",
+    "param",
+]
 
 Counter = Literal["absorbing", "clamp"]
 Rule = Literal["multiplicative", "additive"]
@@ -28,13 +49,110 @@ RULES: tuple[str, ...] = ("multiplicative", "additive")
 SIGNALS: tuple[str, ...] = ("pre", "post")
 REDUCES: tuple[str, ...] = ("mean", "max", "majority")
 
+_META = "anan"  # the key of a Param in a dataclass field's metadata
+
+
+@dataclasses.dataclass(frozen=True)
+class Param:
+    """What anan-onnx states about one parameter, beside its default.
+
+    Attributes:
+        name: the field name (also the CLI option ``--name`` of ``convert``).
+        default: the field's default.
+        help: one line for ``--help``, without the default.
+        grid: the paper's tune grid for this axis (numbers), or the options searched by
+            default.
+        grid_help: how that default grid reads on the command line (``4:8``).
+        grid_axis: the field of the tune ``Grid`` (and the ``tune``/``evaluate`` option)
+            that lists its values; options take the plural (``rules``).
+        minimum: numbers: the smallest allowed value (None: any finite number); integers
+            are always >= 1.
+        choices: options: the allowed values.
+        graph_input: the float32 scalar input of a tunable export (None: fixed in the graph).
+        required: must appear in a params file (``evaluate --params``).
+        key: the ``anan.<key>`` metadata key (default: the name).
+    """
+
+    name: str
+    default: Any
+    help: str
+    grid: tuple[Any, ...]
+    grid_help: str
+    grid_axis: str = ""
+    minimum: float | None = None
+    choices: tuple[str, ...] = ()
+    graph_input: str | None = None
+    required: bool = False
+    key: str = ""
+
+    @property
+    def kind(self) -> type:
+        """``int``, ``float`` or ``str`` (an option)."""
+        return type(self.default)
+
+    @property
+    def is_option(self) -> bool:
+        return bool(self.choices)
+
+    @property
+    def default_text(self) -> str:
+        """The default as ``--help`` shows it (``0.3``, ``absorbing``)."""
+        return _text(self.default)
+
+    @property
+    def metadata_key(self) -> str:
+        return self.key or self.name
+
+    @property
+    def axis(self) -> str:
+        return self.grid_axis or self.name
+
+    def check(self, value: object) -> Any:
+        """``value`` validated and converted (int, float or str), or an AnanError."""
+        if self.is_option:
+            if value not in self.choices:
+                raise AnanError(
+                    f"{self.name} must be one of {', '.join(self.choices)}; got {value!r}"
+                )
+            return value
+        if self.kind is int:
+            return _positive_int(self.name, value)
+        return _finite(self.name, value, self.minimum)
+
+    def parse(self, raw: str) -> Any:
+        """A value from its string form (metadata, params files), not yet checked."""
+        return raw if self.is_option else _parse_number(self.name, raw, self.kind)
+
+
+def _text(value: object) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def param(
+    default: Any,
+    help: str,
+    *,
+    grid: tuple[Any, ...] | None = None,
+    grid_help: str | None = None,
+    **facts: Any,
+) -> Any:
+    """A dataclass field of :class:`AnanParams` with its :class:`Param` facts.
+
+    ``grid`` defaults to the default alone, ``grid_help`` to the grid written as a list.
+    """
+    grid = grid if grid is not None else (default,)
+    grid_help = grid_help if grid_help is not None else ",".join(_text(v) for v in grid)
+    facts.update(help=help, grid=grid, grid_help=grid_help)
+    return dataclasses.field(default=default, metadata={_META: facts})
+
 
 @dataclasses.dataclass(frozen=True)
 class AnanParams:
     """ANAN parameters (spec: ``ANAN_SPEC.md``).
 
     The defaults of k, μ, a, b are the paper's best configuration for Cats&Dogs (Table 2);
-    the options default to the spec's resolutions of the paper's ambiguities.
+    the options default to the spec's resolutions of the paper's ambiguities. The field
+    order is the order of the metadata keys and of the tunable graph inputs.
 
     Attributes:
         k: presentations of each image (monitoring steps), a positive integer.
@@ -48,26 +166,29 @@ class AnanParams:
         reduce: kernel activity over positions: ``'mean'``, ``'max'`` or ``'majority'``.
     """
 
-    k: int = 4
-    mu: int = 2
-    a: float = 1.05
-    b: float = 0.30
-    idle: float = 0.0
-    counter: Counter = "absorbing"
-    rule: Rule = "multiplicative"
-    signal: Signal = "pre"
-    reduce: Reduce = "mean"
+    # fmt: off
+    k: int = param(4, "presentations per image", grid=(4, 5, 6, 7, 8), grid_help="4:8",
+                   graph_input="anan_k", required=True)
+    mu: int = param(2, "trigger level μ", grid=(2, 3, 4), grid_help="2:4",
+                    graph_input="anan_mu", required=True)
+    a: float = param(1.05, "excitation amount", grid=(1.05, 1.2, 1.35, 1.5),
+                     grid_help="1.05:1.5:0.15", minimum=0.0, graph_input="anan_a", required=True)
+    b: float = param(0.30, "inhibition amount", grid=(0.05, 0.2, 0.35, 0.5),
+                     grid_help="0.05:0.5:0.15", minimum=0.0, graph_input="anan_b", required=True)
+    idle: float = param(0.0, "z when not triggered, additive rule only; the paper prints 1",
+                        graph_input="anan_idle")
+    counter: Counter = param("absorbing", "activity counter", choices=COUNTERS,
+                             grid_axis="counters")
+    rule: Rule = param("multiplicative", "weight update rule", choices=RULES, grid_axis="rules")
+    signal: Signal = param("pre", "kernel response before (pre) or after (post) the activation",
+                           choices=SIGNALS, grid_axis="signals")
+    reduce: Reduce = param("mean", "kernel activity over positions", choices=REDUCES,
+                           grid_axis="reduces")
+    # fmt: on
 
     def __post_init__(self) -> None:
-        for name in ("k", "mu"):
-            object.__setattr__(self, name, _positive_int(name, getattr(self, name)))
-        for name in ("a", "b"):
-            object.__setattr__(self, name, _finite(name, getattr(self, name), minimum=0.0))
-        object.__setattr__(self, "idle", _finite("idle", self.idle))
-        _choice("counter", self.counter, COUNTERS)
-        _choice("rule", self.rule, RULES)
-        _choice("signal", self.signal, SIGNALS)
-        _choice("reduce", self.reduce, REDUCES)
+        for p in PARAMS:
+            object.__setattr__(self, p.name, p.check(getattr(self, p.name)))
         if self.mu > self.k:
             warnings.warn(
                 f"mu={self.mu} > k={self.k}: a counter cannot reach ±mu in k steps, so the "
@@ -79,19 +200,17 @@ class AnanParams:
         """The parameters as a plain dict (JSON-ready)."""
         return dataclasses.asdict(self)
 
+    def to_metadata(self) -> dict[str, object]:
+        """The parameters by metadata key (``k`` ... without the ``anan.`` prefix)."""
+        return {p.metadata_key: getattr(self, p.name) for p in PARAMS}
+
     @classmethod
     def from_strings(cls, values: dict[str, str]) -> AnanParams:
         """Rebuilds parameters from string metadata (``anan.k`` = ``'4'`` ...)."""
-        fields = {f.name: f.type for f in dataclasses.fields(cls)}
-        kwargs: dict[str, object] = {}
-        for name in fields:
-            if name not in values:
-                continue
-            raw = values[name]
-            kwargs[name] = (
-                _parse_number(name, raw) if name in ("k", "mu", "a", "b", "idle") else raw
-            )
-        return cls(**kwargs)  # type: ignore[arg-type]
+        kwargs = {
+            p.name: p.parse(values[p.metadata_key]) for p in PARAMS if p.metadata_key in values
+        }
+        return cls(**kwargs)
 
     def describe(self) -> str:
         """A short human-readable summary, e.g. ``k=4 mu=2 a=1.05 b=0.3 (multiplicative...)``."""
@@ -101,12 +220,20 @@ class AnanParams:
         )
 
 
-def _parse_number(name: str, raw: str) -> float | int:
+def _param_of(field: dataclasses.Field) -> Param:  # type: ignore[type-arg]
+    return Param(name=field.name, default=field.default, **field.metadata[_META])
+
+
+#: Every parameter, in field order: the source of every list of them.
+PARAMS: tuple[Param, ...] = tuple(_param_of(f) for f in dataclasses.fields(AnanParams))
+
+
+def _parse_number(name: str, raw: str, kind: type) -> float | int:
     try:
         value = float(raw)
     except (TypeError, ValueError):
         raise AnanError(f"{name} must be a number, got {raw!r}: pass e.g. --{name} 2") from None
-    if name in ("k", "mu") and value.is_integer():
+    if kind is int and value.is_integer():
         return int(value)
     return value
 
@@ -131,8 +258,3 @@ def _finite(name: str, value: object, minimum: float | None = None) -> float:
     if minimum is not None and value < minimum:
         raise AnanError(f"{name} must be >= {minimum:g}, got {value:g}: pass a non-negative value")
     return value
-
-
-def _choice(name: str, value: object, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        raise AnanError(f"{name} must be one of {', '.join(choices)}; got {value!r}")

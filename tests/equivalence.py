@@ -7,7 +7,7 @@ import onnx
 import onnxruntime as ort
 
 from anan_onnx import AnanParams, LiteralReference, convert_model
-from anan_onnx.reference.verify import labels_agree
+from anan_onnx.runtime.labels import labels_agree
 
 TOLERANCE = 1e-5
 

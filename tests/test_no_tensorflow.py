@@ -11,8 +11,7 @@ import numpy as np
 import onnx
 
 from anan_onnx import AnanParams, convert_model
-
-from onnx_models import VARIANTS, build_cnn, random_batch
+from anan_onnx.testing import VARIANTS, build_cnn, random_batch
 
 BLOCK = textwrap.dedent("""
     import sys

@@ -106,7 +106,8 @@ def main(argv: list[str] | None = None) -> int:
     import onnxruntime
 
     from anan_onnx import InputSpec
-    from anan_onnx.evaluation.tune import Grid, grid_search, load_model
+    from anan_onnx.evaluation.grid import Grid
+    from anan_onnx.evaluation.tune import grid_search, load_model
     from anan_onnx.metadata import read_metadata
 
     base = load_model(args.model)

@@ -116,7 +116,7 @@ def train(dataset: str, args: argparse.Namespace) -> float:
 def evaluate(dataset: str, args: argparse.Namespace) -> dict[str, Any]:
     """Tunes and evaluates the fold models; writes evaluation.json / .md beside them."""
     from anan_onnx.evaluation.evaluate import evaluate as run_evaluation
-    from anan_onnx.evaluation.tune import Grid
+    from anan_onnx.evaluation.grid import Grid
 
     folder = args.out / dataset
     start = time.perf_counter()
@@ -266,7 +266,7 @@ def mode_params(result: dict[str, Any], rule: str) -> str:
 
 def figures(results: dict[str, dict[str, Any]], docs: Path) -> list[str]:
     """Figure-5-like bars per data set and rule (F1, accuracy; CNN / ANAN / control)."""
-    from anan_onnx.evaluation.metrics import bar_figure
+    from anan_onnx.evaluation.report import bar_figure
 
     (docs / "figures").mkdir(parents=True, exist_ok=True)
     data: dict[str, dict[str, tuple]] = {}

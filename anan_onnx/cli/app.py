@@ -7,17 +7,17 @@ Every user error ends in one line on stderr (``anan-onnx: error: ...``) and exit
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 import time
 import warnings
-from collections import Counter
 from fractions import Fraction
 from pathlib import Path
 
+from anan_onnx import json_clean
 from anan_onnx.errors import AnanError
-from anan_onnx.params import COUNTERS, REDUCES, RULES, SIGNALS, AnanParams
+from anan_onnx.metadata import DEFAULT_SCALE, is_anan
+from anan_onnx.params import PARAMS, AnanParams
 
 __all__ = ["main"]
 
@@ -83,41 +83,17 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def _add_params(p: argparse.ArgumentParser) -> None:
-    d = AnanParams()
+    """One option per ANAN parameter (``--k`` ...), from :data:`anan_onnx.params.PARAMS`."""
     g = p.add_argument_group("ANAN parameters (spec: ANAN_SPEC.md)")
-    g.add_argument("--k", type=int, default=d.k, help=f"presentations per image (default {d.k})")
-    g.add_argument("--mu", type=int, default=d.mu, help=f"trigger level μ (default {d.mu})")
-    g.add_argument("--a", type=float, default=d.a, help=f"excitation amount (default {d.a})")
-    g.add_argument("--b", type=float, default=d.b, help=f"inhibition amount (default {d.b})")
-    g.add_argument(
-        "--idle",
-        type=float,
-        default=d.idle,
-        help="z when not triggered, additive rule only (default 0; paper prints 1)",
-    )
-    g.add_argument("--counter", choices=COUNTERS, default=d.counter, help="default absorbing")
-    g.add_argument("--rule", choices=RULES, default=d.rule, help="default multiplicative")
-    g.add_argument(
-        "--signal",
-        choices=SIGNALS,
-        default=d.signal,
-        help="kernel response before (pre, default) or after (post) the activation",
-    )
-    g.add_argument("--reduce", choices=REDUCES, default=d.reduce, help="default mean")
+    for q in PARAMS:
+        kind = {"choices": q.choices} if q.is_option else {"type": q.kind}
+        g.add_argument(
+            f"--{q.name}", default=q.default, help=f"{q.help} (default {q.default_text})", **kind
+        )
 
 
 def _params(args: argparse.Namespace) -> AnanParams:
-    return AnanParams(
-        k=args.k,
-        mu=args.mu,
-        a=args.a,
-        b=args.b,
-        idle=args.idle,
-        counter=args.counter,
-        rule=args.rule,
-        signal=args.signal,
-        reduce=args.reduce,
-    )
+    return AnanParams(**{q.name: getattr(args, q.name) for q in PARAMS})
 
 
 def _count(minimum: int):
@@ -176,7 +152,8 @@ def _add_convert(commands) -> None:
     g.add_argument(
         "--tunable",
         action="store_true",
-        help="expose k, mu, a, b, idle as graph inputs (anan_k ...) for tuning",
+        help=f"expose {', '.join(q.name for q in PARAMS if q.graph_input)} as graph inputs "
+        f"({next(q.graph_input for q in PARAMS if q.graph_input)} ...) for tuning",
     )
     g.add_argument(
         "--k-max", type=_count(1), help="unrolled steps of a --tunable model (default --k)"
@@ -196,7 +173,11 @@ def _add_convert(commands) -> None:
         "(absorbing counter): fewer nodes, same outputs, lower batch-1 latency",
     )
     g = p.add_argument_group("preprocessing recorded in the model")
-    g.add_argument("--scale", type=_number, help="pixel scale, e.g. 1/255 (default 1/255)")
+    g.add_argument(
+        "--scale",
+        type=_number,
+        help=f"pixel scale, e.g. 1/255 (default {_fraction(DEFAULT_SCALE)})",
+    )
     g.add_argument("--offset", type=_number, help="added after scaling (default 0)")
     g.add_argument("--layout", choices=("NHWC", "NCHW"), help="input layout (default: guessed)")
     p.add_argument(
@@ -212,6 +193,7 @@ def _add_convert(commands) -> None:
 
 
 def _cmd_convert(args: argparse.Namespace) -> int:
+    from anan_onnx.cli.inference import target_text
     from anan_onnx.convert.pipeline import convert_file
 
     params = _params(args)
@@ -237,7 +219,7 @@ def _cmd_convert(args: argparse.Namespace) -> int:
     seconds = time.perf_counter() - start
     base_path = output.with_name(_meta(result.anan)["base_model"])
     print(f"converted {args.source} in {seconds:.1f} s")
-    print(f"  target layer : {_target_text(_meta(result.anan))}")
+    print(f"  target layer : {target_text(_meta(result.anan))}")
     print(f"  parameters   : {params.describe()}")
     print(f"  ANAN model   : {output} ({len(result.anan.graph.node)} nodes)")
     print(f"  base model   : {base_path} ({len(result.base.graph.node)} nodes)")
@@ -267,55 +249,9 @@ def _add_inspect(commands) -> None:
 
 
 def _cmd_inspect(args: argparse.Namespace) -> int:
-    from anan_onnx.model_io import load_onnx
+    from anan_onnx.cli.inference import cmd_inspect  # no TF on this path (import contract)
 
-    model = load_onnx(args.model)
-    meta = _meta(model)
-    ops = Counter(n.op_type for n in model.graph.node)
-    inits = {i.name for i in model.graph.initializer}
-    info = {
-        "file": str(args.model),
-        "bytes": args.model.stat().st_size,
-        "kind": "anan" if "k" in meta else "base",
-        "ir_version": model.ir_version,
-        "opset": {o.domain or "ai.onnx": o.version for o in model.opset_import},
-        "inputs": {i.name: _dims(i) for i in model.graph.input if i.name not in inits},
-        "outputs": {o.name: _dims(o) for o in model.graph.output},
-        "metadata": meta,
-        "nodes": len(model.graph.node),
-        "op_counts": dict(ops.most_common()),
-    }
-    if args.json:
-        print(json.dumps(info, indent=2))
-        return 0
-    print(
-        f"{info['file']}: {info['kind']} model, {info['bytes'] / 1e6:.2f} MB, "
-        f"IR {info['ir_version']}, opset {info['opset'].get('ai.onnx')}"
-    )
-    for name, dims in info["inputs"].items():
-        print(f"  input  {name}: {dims}")
-    for name, dims in info["outputs"].items():
-        print(f"  output {name}: {dims}")
-    if info["kind"] == "anan":
-        print(f"  target layer: {_target_text(meta)}")
-        print(f"  parameters  : {AnanParams.from_strings(meta).describe()}")
-    for key in sorted(meta):
-        value = meta[key]
-        if key in ("keras_convs", "keras_before"):  # JSON maps, long: summarise
-            value = f"(JSON, {len(value)} characters; see --json)"
-        print(f"  anan.{key} = {value}")
-    print(f"  {info['nodes']} nodes: " + ", ".join(f"{op} {n}" for op, n in ops.most_common()))
-    return 0
-
-
-def _target_text(meta: dict[str, str]) -> str:
-    """``node (Keras layer 'x'): reason`` from an ANAN model's metadata."""
-    text = str(meta.get("target_layer"))
-    if meta.get("target_keras_layer"):
-        text += f" (Keras layer {meta['target_keras_layer']!r})"
-    if meta.get("target_reason"):
-        text += f": {meta['target_reason']}"
-    return text
+    return cmd_inspect(args)
 
 
 # --- predict -------------------------------------------------------------------------------
@@ -339,35 +275,9 @@ def _add_predict(commands) -> None:
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
-    import numpy as np
+    from anan_onnx.cli.inference import cmd_predict  # no TF on this path (import contract)
 
-    from anan_onnx.runtime.images import load_npy
-    from anan_onnx.runtime.labels import predicted_labels
-    from anan_onnx.runtime.session import Session
-
-    session = Session(args.model, provider=args.provider, threads=args.threads)
-    names, probs = [], []
-    images = [p for p in args.inputs if p.suffix.lower() != ".npy"]
-    for path in args.inputs:
-        if path.suffix.lower() == ".npy":
-            out = session.predict(load_npy(path))
-            names += [f"{path}[{i}]" for i in range(len(out))]
-            probs.append(out)
-    if images:
-        probs.append(session.predict_images(images))
-        names += [str(p) for p in images]
-    result = np.concatenate(probs).reshape(len(names), -1)
-    labels = predicted_labels(result)
-    if args.json:
-        rows = [
-            {"input": n, "probabilities": [float(v) for v in r], "label": int(c)}
-            for n, r, c in zip(names, result, labels, strict=True)
-        ]
-        print(json.dumps({"model": str(args.model), "predictions": rows}, indent=2))
-        return 0
-    for n, r, c in zip(names, result, labels, strict=True):
-        print(f"{n}\t{' '.join(f'{v:.6f}' for v in r)}\tlabel={c}")
-    return 0
+    return cmd_predict(args)
 
 
 # --- verify --------------------------------------------------------------------------------
@@ -404,7 +314,7 @@ def _cmd_verify(args: argparse.Namespace) -> int:
 
     anan = load_onnx(args.model)
     meta = _meta(anan)
-    if "k" not in meta:
+    if not is_anan(meta):
         raise AnanError(f"{args.model} is not an ANAN model: pass the .anan.onnx file")
     base = args.base or args.model.with_name(meta.get("base_model", ""))
     if not base.is_file():
@@ -419,14 +329,14 @@ def _cmd_verify(args: argparse.Namespace) -> int:
         tolerance=args.tolerance,
         provider=args.provider,
     )
-    print(json.dumps(report.as_dict(), indent=2) if args.json else report.summary())
+    print(json_clean.dumps(report.as_dict()) if args.json else report.summary())
     return 0 if report.passed else 1
 
 
 def _load_inputs(model: Path, paths: list[Path]):
     import numpy as np
 
-    from anan_onnx.runtime.images import load_npy
+    from anan_onnx.runtime.npy import load_npy
     from anan_onnx.runtime.session import Session
 
     session = Session(model)
@@ -436,7 +346,7 @@ def _load_inputs(model: Path, paths: list[Path]):
         spec = session.input_spec()
         if spec is None:
             raise AnanError("the model records no input size: pass .npy batches")
-        from anan_onnx.runtime.images import load_images
+        from anan_onnx.runtime.image_files import load_images
 
         batches.append(load_images(images, spec)[0])
     return np.concatenate(batches)
@@ -451,11 +361,9 @@ def _meta(model) -> dict[str, str]:
     return read_metadata(model)
 
 
-def _dims(value) -> list:
-    return [
-        d.dim_value if d.HasField("dim_value") else (d.dim_param or "?")
-        for d in value.type.tensor_type.shape.dim
-    ]
+def _fraction(value: float) -> str:
+    """``1/255`` for 0.00392156862745098: how a pixel scale is usually written."""
+    return str(Fraction(value).limit_denominator(1 << 16))
 
 
 def _version() -> str:

@@ -16,16 +16,16 @@ Examples::
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any
 
+from anan_onnx import json_clean
 from anan_onnx.errors import AnanError
+from anan_onnx.evaluation.metric_names import METRICS
+from anan_onnx.params import PARAMS
 
 __all__ = ["add_commands"]
-
-_METRICS = ("f1", "accuracy", "loss", "auc", "balanced_accuracy", "mcc")
 
 
 def add_commands(commands: Any) -> None:
@@ -42,20 +42,14 @@ def _add_grid(p: argparse.ArgumentParser) -> None:
         "grid (default: the paper's 240 configurations)",
         "Each axis takes a comma list and/or ranges start:stop[:step], e.g. --a 1.05:1.5:0.15.",
     )
-    g.add_argument("--k", metavar="LIST", help="presentations per image (default 4:8)")
-    g.add_argument("--mu", metavar="LIST", help="trigger levels μ (default 2:4)")
-    g.add_argument("--a", metavar="LIST", help="excitation amounts (default 1.05:1.5:0.15)")
-    g.add_argument("--b", metavar="LIST", help="inhibition amounts (default 0.05:0.5:0.15)")
-    g.add_argument("--idle", metavar="LIST", help="z when not triggered, additive rule (default 0)")
-    g.add_argument(
-        "--rules", metavar="LIST", help="update rules: multiplicative (default), additive"
-    )
-    g.add_argument("--counters", metavar="LIST", help="counters: absorbing (default), clamp")
-    g.add_argument("--signals", metavar="LIST", help="kernel signal: pre (default), post")
-    g.add_argument("--reduces", metavar="LIST", help="activity: mean (default), max, majority")
+    for q in PARAMS:  # one axis per ANAN parameter: --k ..., --rules ...
+        among = f"; any of {', '.join(q.choices)}" if q.is_option else ""
+        g.add_argument(
+            f"--{q.axis}", metavar="LIST", help=f"{q.help}{among} (default {q.grid_help})"
+        )
     g.add_argument(
         "--metric",
-        choices=_METRICS,
+        choices=METRICS,
         default="f1",
         help="selection metric (default f1; loss is minimised)",
     )
@@ -105,10 +99,9 @@ def _add_run(p: argparse.ArgumentParser) -> None:
 
 
 def _grid(args: argparse.Namespace):
-    from anan_onnx.evaluation.tune import Grid
+    from anan_onnx.evaluation.grid import Grid
 
-    names = ("k", "mu", "a", "b", "idle", "rules", "counters", "signals", "reduces")
-    return Grid.from_strings(**{n: getattr(args, n) for n in names})
+    return Grid.from_strings(**{q.axis: getattr(args, q.axis) for q in PARAMS})
 
 
 def _positive(text: str | None) -> list[int | str] | None:
@@ -120,14 +113,19 @@ def _positive(text: str | None) -> list[int | str] | None:
     return [int(t) if t.isdigit() else t for t in items]
 
 
-def _progress(args: argparse.Namespace) -> bool | None:
-    return False if args.no_progress else None
-
-
-def _write_json(data: object, path: Path) -> None:
-    from anan_onnx.model_io import write_bytes_atomic
-
-    write_bytes_atomic((json.dumps(data, indent=2) + "\n").encode(), path)
+def _split_and_run(args: argparse.Namespace) -> dict[str, Any]:
+    """The options of _add_data and _add_run, as tune() and evaluate() take them."""
+    return {
+        "val_fraction": args.val_fraction,
+        "test_fraction": args.test_fraction,
+        "seed": args.seed,
+        "positive": _positive(args.positive),
+        "max_per_class": args.max_per_class,
+        "layer": args.layer,
+        "threads": args.threads,
+        "batch_size": args.batch_size,
+        "progress": False if args.no_progress else None,
+    }
 
 
 # --- tune ----------------------------------------------------------------------------------
@@ -176,27 +174,18 @@ def _cmd_tune(args: argparse.Namespace) -> int:
         grid=grid,
         metric=args.metric,
         tune_on=args.tune_on,
-        val_fraction=args.val_fraction,
-        test_fraction=args.test_fraction,
-        seed=args.seed,
-        positive=_positive(args.positive),
-        max_per_class=args.max_per_class,
         layout=args.layout,
         scale=args.scale,
         offset=args.offset,
-        layer=args.layer,
-        threads=args.threads,
-        batch_size=args.batch_size,
-        progress=_progress(args),
+        **_split_and_run(args),
         emit=args.emit,
     )
-    result.write_csv(out / "grid.csv")
-    result.write_json(out / "best.json")
+    grid_csv, best_json = result.write(out)
     if args.json:
-        print(json.dumps(result.to_json(), indent=2, default=str))
+        print(json_clean.dumps(result.to_json()))
         return 0
     print(result.summary())
-    print(f"  wrote      : {out / 'grid.csv'}, {out / 'best.json'}")
+    print(f"  wrote      : {grid_csv}, {best_json}")
     if args.emit:
         print(f"  ANAN model : {args.emit}")
     return 0
@@ -256,6 +245,7 @@ def _add_evaluate(commands: Any) -> None:
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from anan_onnx.evaluation.evaluate import evaluate
+    from anan_onnx.model_io import write_all_atomic
 
     evaluation = evaluate(
         args.models,
@@ -264,32 +254,23 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         grid=_grid(args),
         metric=args.metric,
         tune_on=args.tune_on,
-        val_fraction=args.val_fraction,
-        test_fraction=args.test_fraction,
-        seed=args.seed,
-        positive=_positive(args.positive),
-        max_per_class=args.max_per_class,
-        layer=args.layer,
-        threads=args.threads,
-        batch_size=args.batch_size,
-        progress=_progress(args),
+        **_split_and_run(args),
         log=lambda line: print(f"anan-onnx: {line}", file=sys.stderr),
     )
     report, figure = args.report, args.figure
+    files: list[tuple[bytes, Path]] = []
     if args.out:
-        _write_json(evaluation.to_json(), args.out / "evaluation.json")
+        files.append((json_clean.to_bytes(evaluation.to_json()), args.out / "evaluation.json"))
         report = report or args.out / "evaluation.md"
         figure = figure or args.out / "evaluation.png"
     if figure:
-        figure.parent.mkdir(parents=True, exist_ok=True)
-        evaluation.figure(figure, title=args.title)
+        files.append((evaluation.figure_png(title=args.title), figure))
     text = evaluation.markdown(title=args.title, figure=_relative(figure, report))
     if report:
-        from anan_onnx.model_io import write_bytes_atomic
-
-        write_bytes_atomic(text.encode(), report)
+        files.append((text.encode(), report))
+    write_all_atomic(files)  # the report never links a figure that was not written
     if args.json:
-        print(json.dumps(evaluation.to_json(), indent=2))
+        print(json_clean.dumps(evaluation.to_json()))
     else:
         print(text, end="")
     return 0

@@ -30,7 +30,7 @@ from anan_onnx.convert.keras_layers import keras_layer_metadata
 from anan_onnx.errors import AnanError, first_line
 from anan_onnx.metadata import write_metadata
 
-__all__ = ["check_opset", "keras_to_onnx"]
+__all__ = ["check_opset", "keras_to_onnx", "quiet_native_logs"]
 
 MAX_OPSET = 18
 MIN_OPSET = 13
@@ -50,7 +50,7 @@ def keras_to_onnx(path: str | Path, *, opset: int = 17) -> onnx.ModelProto:
         AnanError: TensorFlow missing, unreadable file, several inputs, export failure.
     """
     check_opset(opset)
-    with _quiet_native_logs():
+    with quiet_native_logs():
         return _export(Path(path), opset)
 
 
@@ -345,7 +345,7 @@ def _import_tensorflow():
 
 
 @contextlib.contextmanager
-def _quiet_native_logs() -> Iterator[None]:
+def quiet_native_logs() -> Iterator[None]:
     """Silences TensorFlow's C++ start-up chatter (it ignores TF_CPP_MIN_LOG_LEVEL now).
 
     Python exceptions still propagate; only what native code writes to fd 2 is dropped.

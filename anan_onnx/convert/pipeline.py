@@ -10,19 +10,19 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import warnings
 from pathlib import Path
 
 import onnx
 import onnx_ir as ir
-from onnx_ir.passes.common import NameFixPass, RemoveUnusedNodesPass
+from onnx_ir.passes.common import RemoveUnusedNodesPass
 
 from anan_onnx import metadata as _metadata
 from anan_onnx.convert.batch_axis import free_fixed_batch
 from anan_onnx.convert.keras_export import check_opset, keras_to_onnx
 from anan_onnx.convert.keras_layers import KERAS_BEFORE, KERAS_CONVS
+from anan_onnx.convert.normalise import normalise_base
 from anan_onnx.errors import AnanError, first_line
 from anan_onnx.model_io import (
     check_output_path,
@@ -34,10 +34,10 @@ from anan_onnx.model_io import (
 )
 from anan_onnx.params import AnanParams
 from anan_onnx.rewrite.graph import SCALINGS, build_anan_graph, steps_foldable
-from anan_onnx.rewrite.target import ACTIVATIONS, find_target
 
 __all__ = [
     "Conversion",
+    "base_path",
     "convert_file",
     "convert_model",
     "export_keras",
@@ -109,7 +109,8 @@ def export_keras(
         source: ``.keras`` or ``.h5`` file.
         output: if given, the ``.onnx`` path to write (atomically; never the source).
         opset: ONNX opset, 13–18.
-        scale, offset: the preprocessing the model expects (default 1/255 and 0).
+        scale, offset: the preprocessing the model expects (default
+            :data:`~anan_onnx.metadata.DEFAULT_SCALE`, 1/255, and 0).
 
     Example:
         >>> export_keras("models/catsdogs_cnn.keras", "out/base.onnx")  # doctest: +SKIP
@@ -140,9 +141,10 @@ def input_metadata(
     if layout not in ("NHWC", "NCHW"):
         raise AnanError(f"layout must be NHWC or NCHW, got {layout!r}")
     h, w, c = (dims[1], dims[2], dims[3]) if layout == "NHWC" else (dims[2], dims[3], dims[1])
+    default_scale = float(recorded.get("scale", _metadata.DEFAULT_SCALE))
     values: dict[str, object] = {
         "layout": layout,
-        "scale": scale if scale is not None else float(recorded.get("scale", 1 / 255)),
+        "scale": scale if scale is not None else default_scale,
         "offset": offset if offset is not None else float(recorded.get("offset", 0.0)),
     }
     if not math.isfinite(values["scale"]) or values["scale"] == 0:  # type: ignore[arg-type]
@@ -171,8 +173,9 @@ def convert_model(
 ) -> Conversion:
     """Rewrites a base ONNX model into an ANAN model, in memory, validated.
 
-    The base model is normalised first (topological order, unique node names) and that
-    normalised base is returned too, so the literal reference can find the same layer.
+    The base model is normalised first (:func:`~anan_onnx.convert.normalise.normalise_base`:
+    topological order, unique node names) and that normalised base is returned too, so the
+    literal reference can find the same layer.
 
     Args:
         base: the base CNN.
@@ -196,29 +199,7 @@ def convert_model(
             f"scaling must be one of {', '.join(SCALINGS)}, got {scaling!r}: "
             "pass --scaling blocked (x86 CPUs) or broadcast (ARM, GPU)"
         )
-    if _metadata.is_anan(_metadata.read_metadata(base)):
-        raise AnanError("the model is already an ANAN model: convert the base model instead")
-    model = ir.from_proto(_with_shapes(base))
-    _name_unnamed_nodes(model.graph)
-    NameFixPass()(model)
-    recorded = _metadata.read_metadata(base)
-    target = find_target(
-        model.graph,
-        layer,
-        _json_metadata(recorded, KERAS_CONVS),
-        _json_metadata(recorded, KERAS_BEFORE),
-    )
-    if params.signal == "post" and target.activation is None:
-        users = [u.node.op_type for u in target.node.outputs[0].uses()]
-        between = (
-            " (a BatchNormalization, scale or bias sits between the Conv and its activation)"
-            if set(users) & {"Mul", "Add", "BatchNormalization", "Div", "Sub"}
-            else ""
-        )
-        raise AnanError(
-            f"signal=post needs one activation ({', '.join(ACTIVATIONS)}) right after Conv "
-            f"{target.name!r}, found {users or 'none'}{between}: use --signal pre"
-        )
+    model, target = normalise_base(base, params, layer)
     normalised_base = ir.to_proto(model)
     if batch is not None:
         _fix_batch(model.graph, batch)
@@ -243,7 +224,7 @@ def convert_model(
     anan = ir.to_proto(model)
     anan.producer_name, anan.producer_version = "anan-onnx", _tool_version()
     meta = dict(
-        params.as_dict(),
+        params.to_metadata(),
         format=_metadata.FORMAT,
         tool_version=_tool_version(),
         target_layer=target.name,
@@ -290,7 +271,7 @@ def convert_file(
         simplify: run onnxslim on the result (validated again afterwards).
     """
     source, output = Path(source), check_output_path(source, output)
-    base_output = check_output_path(source, base_output or _base_path(output))
+    base_output = check_output_path(source, base_output or base_path(output))
     if base_output.absolute() == output.absolute():
         raise AnanError(
             f"the ANAN model and the base model would both be written to {output}: "
@@ -319,35 +300,10 @@ def convert_file(
     return result
 
 
-def _name_unnamed_nodes(graph: ir.Graph) -> None:
-    """Names each unnamed node after its first output (CNTK and hand-made models name
-    none), so ``--layer`` and the recorded target layer are meaningful."""
-    for node in graph:
-        if not node.name and node.outputs and node.outputs[0].name:
-            node.name = node.outputs[0].name
-
-
-def _json_metadata(recorded: dict[str, str], key: str) -> dict | None:
-    try:
-        value = json.loads(recorded[key])
-    except (KeyError, ValueError):  # not a Keras export, or metadata edited by hand
-        return None
-    return value if isinstance(value, dict) else None
-
-
 def _drop_metadata(model: onnx.ModelProto, keys: tuple[str, ...]) -> None:
     kept = [p for p in model.metadata_props if p.key not in {_metadata.PREFIX + k for k in keys}]
     del model.metadata_props[:]
     model.metadata_props.extend(kept)
-
-
-def _with_shapes(model: onnx.ModelProto) -> onnx.ModelProto:
-    """The model with inferred shapes: the rewrite needs the target's input height and width
-    (exporters such as tf2onnx do not record them after their Transposes)."""
-    try:
-        return onnx.shape_inference.infer_shapes(model)
-    except Exception:  # a model onnx cannot infer still converts, on the slower routes
-        return model
 
 
 def _fix_batch(graph: ir.Graph, batch: int) -> None:
@@ -366,7 +322,8 @@ def _name_batch_dim(model: onnx.ModelProto) -> None:
             dims[0].dim_param = "batch"
 
 
-def _base_path(output: Path) -> Path:
+def base_path(output: Path) -> Path:
+    """Where the base model of an ANAN model ``output`` goes: ``NAME.base.onnx`` beside it."""
     name = output.name
     stem = name[: -len(".anan.onnx")] if name.endswith(".anan.onnx") else output.stem
     return output.with_name(f"{stem}.base.onnx")

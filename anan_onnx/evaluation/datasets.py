@@ -23,28 +23,31 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from PIL import Image
 
 from anan_onnx.errors import AnanError
-from anan_onnx.runtime.images import (
+from anan_onnx.evaluation.npz_source import NpzSource
+from anan_onnx.evaluation.splitting import SPLITS, Listing, cap, split_listings
+from anan_onnx.runtime.image_files import (
     IMAGE_EXTENSIONS,
-    InputSpec,
     load_images,
-    pixels_from_pil,
-    progress_bar,
-    to_model_input,
 )
+from anan_onnx.runtime.inputs import InputSpec
 
-__all__ = ["DATASET_LAYOUTS", "Dataset", "Splits", "load_splits"]
+__all__ = [
+    "DATASET_LAYOUTS",
+    "Dataset",
+    "SplitOptions",
+    "Splits",
+    "load_splits",
+    "positive_indices",
+]
 
 DATASET_LAYOUTS: tuple[str, ...] = ("folder", "train_test", "npz")
-SPLITS: tuple[str, ...] = ("train", "val", "test")
 _VAL_NAMES = ("val", "valid", "validation")
 
 Layout = Literal["folder", "train_test", "npz"]
@@ -98,16 +101,21 @@ class Splits:
         return [(name, ds) for name, ds in present if ds is not None]
 
 
-@dataclasses.dataclass
-class _Listing:
-    """A split before its pixels are read: where each image is and its label."""
+@dataclasses.dataclass(frozen=True)
+class SplitOptions:
+    """How :func:`load_splits` draws train / val / test: what ``tune`` and ``evaluate`` take
+    and pass on (see :func:`load_splits` for each field)."""
 
-    refs: list[Any]  # relative file paths, or indices into an npz array
-    labels: np.ndarray  # int64 original class indices: splits are stratified on them
-    targets: np.ndarray  # int64 labels of the returned data set (binarised when asked)
+    val_fraction: float = 0.15
+    test_fraction: float = 0.2
+    seed: int = 0
+    positive: Sequence[int | str] | None = None
+    max_per_class: int | None = None
+    progress: bool | None = None
 
-    def take(self, index: np.ndarray) -> _Listing:
-        return _Listing([self.refs[i] for i in index], self.labels[index], self.targets[index])
+    def load(self, path: str | os.PathLike[str], spec: InputSpec) -> Splits:
+        """:func:`load_splits` of ``path`` with these options."""
+        return load_splits(path, spec, **vars(self))
 
 
 def load_splits(
@@ -173,24 +181,26 @@ def load_splits(
         raise AnanError(f"max_per_class must be a positive integer, got {max_per_class!r}")
     kind = _detect_layout(root, layout)
     if kind == "npz":
-        source = _NpzSource(root)
+        source = NpzSource(root)
         classes, stored = source.classes, source.listings
     else:
         classes, stored = _list_folders(root, kind)
     original_classes = list(classes)
     positive_idx = None
     if positive is not None:
-        positive_idx = _positive_indices(positive, classes, root)
+        positive_idx = positive_indices(positive, classes, root)
         stored = {s: _binarise(lst, positive_idx) for s, lst in stored.items()}
         classes = ["negative", "positive"]
     for name, lst in stored.items():
         _check_classes(name, lst, classes, root)
     if max_per_class is not None:
         stored = {
-            s: lst.take(_cap(lst.targets, max_per_class, seed, salt=i))
+            s: lst.take(cap(lst.targets, max_per_class, seed, salt=i))
             for i, (s, lst) in enumerate(stored.items())
         }
-    listings, how = _split(stored, kind, val_fraction, test_fraction, seed, original_classes)
+    listings, how = split_listings(
+        stored, kind, val_fraction, test_fraction, seed, original_classes
+    )
     info: dict[str, Any] = {
         "layout": kind,
         "source": str(root),
@@ -208,9 +218,9 @@ def load_splits(
     }
     datasets: dict[str, Dataset | None] = dict.fromkeys(SPLITS)
     for name in SPLITS:
-        lst = listings.get(name)
-        if lst is None:
+        if listings.get(name) is None:
             continue
+        lst = listings[name]
         if kind == "npz":
             images = source.images(_store_of(how, name), lst.refs, spec, progress)
             paths = [f"npz:{_store_of(how, name)}[{i}]" for i in lst.refs]
@@ -266,7 +276,7 @@ def _detect_layout(root: Path, layout: str | None) -> str:
     return layout or ("train_test" if has_split else "folder")
 
 
-def _positive_indices(positive: Sequence[int | str], classes: list[str], root: Path) -> list[int]:
+def positive_indices(positive: Sequence[int | str], classes: list[str], root: Path) -> list[int]:
     if isinstance(positive, (str, int)):
         positive = [positive]
     indices: list[int] = []
@@ -294,11 +304,11 @@ def _show_classes(classes: list[str]) -> str:
     return ", ".join(shown) + (", ..." if len(classes) > 10 else "")
 
 
-def _binarise(lst: _Listing, positive: list[int]) -> _Listing:
-    return _Listing(lst.refs, lst.labels, np.isin(lst.labels, positive).astype(np.int64))
+def _binarise(lst: Listing, positive: list[int]) -> Listing:
+    return Listing(lst.refs, lst.labels, np.isin(lst.labels, positive).astype(np.int64))
 
 
-def _check_classes(name: str, lst: _Listing, classes: list[str], root: Path) -> None:
+def _check_classes(name: str, lst: Listing, classes: list[str], root: Path) -> None:
     """Images to train or draw splits from must hold two classes; a stored test set may not."""
     if len(lst.targets) == 0:
         raise AnanError(f"data set {root} has no images in its {name} split: add images")
@@ -363,7 +373,7 @@ def _class_folders(folder: Path, root: Path) -> dict[str, list[str]]:
     return out
 
 
-def _list_folders(root: Path, kind: str) -> tuple[list[str], dict[str, _Listing]]:
+def _list_folders(root: Path, kind: str) -> tuple[list[str], dict[str, Listing]]:
     """(classes, listing per stored split: ``all`` for a folder, else train/val/test)."""
     if kind == "folder":
         folders = {"all": root}
@@ -388,194 +398,5 @@ def _list_folders(root: Path, kind: str) -> tuple[list[str], dict[str, _Listing]
         labels = np.concatenate(
             [np.full(len(found[c]), i, np.int64) for i, c in enumerate(classes)]
         )
-        listings[s] = _Listing(refs, labels, labels)
+        listings[s] = Listing(refs, labels, labels)
     return classes, listings
-
-
-# --- npz ------------------------------------------------------------------------------------
-
-
-class _NpzSource:
-    """A MedMNIST-style archive: ``{train,val,test}_{images,labels}`` (+ optional ``classes``)."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        try:
-            archive = np.load(path, allow_pickle=False)
-        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
-            raise AnanError(
-                f"{path} is not a readable .npz archive ({e}): save it with numpy.savez"
-            ) from None
-        if not isinstance(archive, np.lib.npyio.NpzFile):
-            raise AnanError(
-                f"{path} is a .npy array, not an .npz archive: save it with numpy.savez"
-            )
-        with archive:
-            self.arrays = {k: self._read(archive, k) for k in archive.files}
-        self.listings = self._labels()
-        self.classes = self._classes()
-
-    def _read(self, archive: Any, key: str) -> np.ndarray:
-        try:
-            return archive[key]
-        except ValueError:  # object arrays need pickle: refused
-            raise AnanError(
-                f"{self.path}: array {key} holds Python objects, refused for safety: store "
-                "numeric arrays"
-            ) from None
-
-    def _labels(self) -> dict[str, _Listing]:
-        keys = set(self.arrays)
-        listings: dict[str, _Listing] = {}
-        for s in SPLITS:
-            has_x, has_y = f"{s}_images" in keys, f"{s}_labels" in keys
-            if has_x != has_y:
-                have, lack = (f"{s}_images", f"{s}_labels")[:: 1 if has_x else -1]
-                raise AnanError(f"{self.path} has {have} but no {lack}: store both")
-            if has_x:
-                listings[s] = self._split_labels(s)
-        if "test" not in listings or not ({"train", "val"} & set(listings)):
-            raise AnanError(
-                f"{self.path} lacks keys (has {', '.join(sorted(keys)) or 'none'}): a "
-                "MedMNIST-style .npz needs test_images, test_labels and train_* or val_*"
-            )
-        return listings
-
-    def _split_labels(self, s: str) -> _Listing:
-        x, y = self.arrays[f"{s}_images"], self.arrays[f"{s}_labels"]
-        if (
-            x.dtype != np.uint8
-            or x.ndim not in (3, 4)
-            or (x.ndim == 4 and x.shape[3] not in (1, 3))
-        ):
-            raise AnanError(
-                f"{self.path}: {s}_images is {x.dtype} {x.shape}; expected uint8 pixels shaped "
-                "(n, H, W) or (n, H, W, 1|3): store 0-255 pixels as uint8"
-            )
-        if y.ndim == 2 and y.shape[1] == 1:
-            y = y[:, 0]
-        if y.ndim != 1:
-            raise AnanError(
-                f"{self.path}: {s}_labels has shape {y.shape} (multi-label?): store one class "
-                "index per image, shape (n,) or (n, 1)"
-            )
-        if len(y) != len(x):
-            raise AnanError(
-                f"{self.path}: {s}_labels has {len(y)} labels but {s}_images has {len(x)} "
-                "images: store one label per image"
-            )
-        if y.dtype.kind == "f" and np.all(np.isfinite(y)) and np.all(y == np.round(y)):
-            y = y.astype(np.int64)
-        if y.dtype.kind not in "iu":
-            raise AnanError(
-                f"{self.path}: {s}_labels are {y.dtype}, not class indices: store integers"
-            )
-        if len(y) and y.min() < 0:
-            raise AnanError(
-                f"{self.path}: {s}_labels has label {int(y.min())}, outside the class range: "
-                "labels must be 0, 1, ..."
-            )
-        y = y.astype(np.int64)
-        return _Listing(list(range(len(y))), y, y)
-
-    def _classes(self) -> list[str]:
-        top = max(int(lst.labels.max()) for lst in self.listings.values() if len(lst.labels))
-        if "classes" not in self.arrays:
-            return [str(i) for i in range(top + 1)]
-        names = [str(c) for c in self.arrays["classes"].ravel()]
-        if top >= len(names):
-            raise AnanError(
-                f"{self.path}: a label is {top}, outside the {len(names)} names in 'classes': "
-                "fix the labels or the class names"
-            )
-        return names
-
-    def images(
-        self, store: str, index: Sequence[int], spec: InputSpec, progress: bool | None
-    ) -> np.ndarray:
-        """The chosen images of a stored split, converted and resized like image files."""
-        x = self.arrays[f"{store}_images"][np.asarray(index, dtype=np.int64)]
-        if x.ndim == 4 and x.shape[3] == 1:
-            x = x[..., 0]
-        same_size = x.shape[1:3] == (spec.height, spec.width)
-        if same_size and (x.ndim == 3) == (spec.channels == 1):
-            pixels = x if x.ndim == 4 else x[..., None]
-        else:
-            pixels = np.empty((len(x), spec.height, spec.width, spec.channels), np.uint8)
-            for i in progress_bar(range(len(x)), progress, f"resizing {store}"):
-                pixels[i] = pixels_from_pil(Image.fromarray(x[i]), spec)
-        return to_model_input(pixels, spec)
-
-
-# --- splitting ------------------------------------------------------------------------------
-
-
-def _split(
-    stored: dict[str, _Listing],
-    kind: str,
-    val_fraction: float,
-    test_fraction: float,
-    seed: int,
-    classes: list[str],
-) -> tuple[dict[str, _Listing], dict[str, str]]:
-    """Final train/val/test listings and, per split, where it came from (for ``info``)."""
-    out = dict(stored)
-    how = {s: f"{s}:stored" for s in stored}
-    if kind == "folder":
-        pool = out.pop("all")
-        del how["all"]
-        if test_fraction > 0:
-            train_idx, test_idx = _holdout(pool.labels, test_fraction, seed, classes, "test")
-            out["train"], out["test"] = pool.take(train_idx), pool.take(test_idx)
-            how["test"] = "all:random"
-        else:
-            out["train"] = pool
-        how["train"] = "all:random"
-    if "val" not in out and "train" in out and val_fraction > 0:
-        train = out["train"]
-        train_idx, val_idx = _holdout(train.labels, val_fraction, seed, classes, "val")
-        out["train"], out["val"] = train.take(train_idx), train.take(val_idx)
-        how["val"] = how["train"].split(":")[0] + ":random"
-        how["train"] = how["val"]
-    return out, how
-
-
-def _holdout(
-    labels: np.ndarray, fraction: float, seed: int, classes: list[str], part: str
-) -> tuple[np.ndarray, np.ndarray]:
-    """(kept, held out) sorted indices: a stratified seeded holdout of ``fraction``.
-
-    The same call as ``tools/train_base_cnn.py`` (``train_test_split`` on ``arange(n)``,
-    ``stratify=labels``, ``random_state=seed``), so both tools agree on the split.
-    """
-    try:
-        from sklearn.model_selection import train_test_split
-    except ImportError:
-        raise AnanError(
-            "scikit-learn is needed to split a data set: pip install 'anan-onnx[eval]'"
-        ) from None
-    counts = np.bincount(labels, minlength=len(classes))
-    smallest = int(np.argmin(np.where(counts > 0, counts, counts.max() + 1)))
-    try:
-        kept, held = train_test_split(
-            np.arange(len(labels)), test_size=fraction, stratify=labels, random_state=seed
-        )
-    except ValueError as e:
-        raise AnanError(
-            f"cannot draw a stratified {part} split of {fraction:g} ({e}); the smallest class, "
-            f"{classes[smallest]}, has {counts[smallest]} images: add images or change the "
-            f"{part}_fraction"
-        ) from None
-    return np.sort(kept), np.sort(held)
-
-
-def _cap(labels: np.ndarray, limit: int, seed: int, salt: int) -> np.ndarray:
-    """Sorted indices keeping at most ``limit`` random images of each class."""
-    keep = []
-    for c in np.unique(labels):
-        idx = np.flatnonzero(labels == c)
-        if len(idx) > limit:
-            rng = np.random.default_rng([seed, int(c), 1000 + salt])
-            idx = rng.choice(idx, size=limit, replace=False)
-        keep.append(idx)
-    return np.sort(np.concatenate(keep))

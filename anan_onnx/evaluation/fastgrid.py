@@ -32,16 +32,21 @@ from typing import Any
 
 import numpy as np
 import onnx
-import onnxruntime as ort
-from onnx import helper, numpy_helper
 
-from anan_onnx.errors import AnanError, first_line
+from anan_onnx.errors import AnanError
+from anan_onnx.evaluation.sub_models import (
+    PREFIX,
+    cpu_session,
+    first_layer_model,
+    normalise,
+    rest_model,
+    split_target,
+)
 from anan_onnx.params import AnanParams
-from anan_onnx.runtime.images import check_batch
+from anan_onnx.runtime.inputs import check_batch
 
 __all__ = ["FastGrid", "GridPoint", "simulate_gains"]
 
-_PREFIX = "anan_fast/"
 #: floats per block when maps are combined in numpy (bounds temporary memory to ~64 MB)
 _BLOCK_FLOATS = 1 << 24
 #: first-layer maps kept in memory at once (floats): about 512 MB
@@ -69,9 +74,7 @@ class GridPoint:
 
     def params(self, options: AnanParams) -> AnanParams:
         """Full parameters: this point's numbers with the options of ``options``."""
-        return dataclasses.replace(
-            options, k=self.k, mu=self.mu, a=self.a, b=self.b, idle=self.idle
-        )
+        return dataclasses.replace(options, **dataclasses.asdict(self))
 
 
 @dataclasses.dataclass
@@ -90,7 +93,7 @@ class _Configs:
             raise AnanError("the grid is empty: give at least one value per parameter")
         cols = {
             name: np.array([getattr(p, name) for p in points], np.float32).reshape(-1, 1, 1)
-            for name in ("k", "mu", "a", "b", "idle")
+            for name in (f.name for f in dataclasses.fields(GridPoint))
         }
         return cls(**cols)
 
@@ -167,238 +170,6 @@ def simulate_gains(
     return gp, gn
 
 
-# --- the two sub-models ------------------------------------------------------------------
-
-#: activations that never decrease: max-pooling commutes with them
-_MONOTONE = ("Relu", "LeakyRelu", "Elu", "Sigmoid", "Tanh", "Clip")
-
-
-@dataclasses.dataclass
-class _Target:
-    """What the fast path needs to know about the target convolution."""
-
-    conv: onnx.NodeProto
-    weight: np.ndarray
-    bias: np.ndarray | None
-    activation: onnx.NodeProto | None  # the single activation right after the conv
-    numpy_activation: Callable[[np.ndarray], np.ndarray] | None  # for signal=post
-    pool: onnx.NodeProto | None  # a MaxPool right after that activation, if any
-
-
-def _normalise(base: onnx.ModelProto, options: AnanParams, layer: str | None):
-    """(normalised base, target name): the conversion's own normalisation and refusals."""
-    from anan_onnx.convert.pipeline import convert_model
-
-    conversion = convert_model(base, options, layer=layer)
-    return conversion.base, conversion.target_layer
-
-
-def _users(graph: onnx.GraphProto, name: str) -> list[onnx.NodeProto]:
-    return [n for n in graph.node if name in _node_inputs(n)]
-
-
-def _sole_user(graph: onnx.GraphProto, name: str, op_types: Sequence[str]):
-    """The one node reading ``name`` if it is of ``op_types`` and ``name`` is internal."""
-    users = _users(graph, name)
-    outputs = {o.name for o in graph.output}
-    if len(users) == 1 and users[0].op_type in op_types and name not in outputs:
-        return users[0]
-    return None
-
-
-def _target(model: onnx.ModelProto, name: str, signal: str) -> _Target:
-    from anan_onnx.reference.literal import _numpy_activation, _weight_array
-
-    graph = model.graph
-    conv = next(n for n in graph.node if n.op_type == "Conv" and n.name == name)
-    weight = _weight_array(graph, conv.input[1])
-    bias = _weight_array(graph, conv.input[2]) if len(conv.input) > 2 and conv.input[2] else None
-    act = _sole_user(graph, conv.output[0], _MONOTONE)
-    if act is not None and act.op_type in ("LeakyRelu", "Elu"):
-        alpha = next((a.f for a in act.attribute if a.name == "alpha"), 0.01)
-        act = act if alpha >= 0 else None  # a negative slope is not monotone
-    pool = None
-    if act is not None:
-        pool = _sole_user(graph, act.output[0], ("MaxPool",))
-        if pool is not None and (len(pool.output) > 1 and pool.output[1]):
-            pool = None  # the Indices output depends on which position won
-    numpy_act = _numpy_activation(graph, act) if signal == "post" and act is not None else None
-    return _Target(conv, weight, bias, act, numpy_act, pool)
-
-
-def _node_inputs(node: onnx.NodeProto) -> set[str]:
-    """Names a node reads, including outer-scope names used inside its subgraphs."""
-    names = {i for i in node.input if i}
-    for attr in node.attribute:
-        graphs = list(attr.graphs) + ([attr.g] if attr.HasField("g") else [])
-        for g in graphs:
-            for inner in g.node:
-                names |= _node_inputs(inner)
-    return names
-
-
-def _prune(graph: onnx.GraphProto) -> set[str]:
-    """Drops nodes, initializers and inputs the outputs do not need; returns the names read."""
-    needed = {o.name for o in graph.output}
-    kept = []
-    for node in reversed(graph.node):
-        if any(o in needed for o in node.output):
-            kept.append(node)
-            needed |= _node_inputs(node)
-    del graph.node[:]
-    graph.node.extend(reversed(kept))
-    inits = [i for i in graph.initializer if i.name in needed]
-    del graph.initializer[:]
-    graph.initializer.extend(inits)
-    inputs = [i for i in graph.input if i.name in needed]
-    del graph.input[:]
-    graph.input.extend(inputs)
-    return needed
-
-
-def _float_info(name: str, shape: Sequence[int | str] | None) -> onnx.ValueInfoProto:
-    return helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, shape)
-
-
-def _node(op: str, inputs: list[str], output: str, like: onnx.NodeProto | None = None):
-    node = helper.make_node(op, inputs, [output], name=output)
-    if like is not None:
-        node.attribute.extend(like.attribute)
-    return node
-
-
-def _splice(graph: onnx.GraphProto, at: onnx.NodeProto, new: list, drop: Sequence) -> None:
-    """Inserts ``new`` where ``at`` is (keeps topological order) and removes ``drop``.
-
-    Nodes are matched by name: the normalised base has unique node names.
-    """
-    nodes = list(graph.node)
-    index = [n.name for n in nodes].index(at.name)
-    dropped = {n.name for n in drop}
-    kept = [n for n in nodes[:index] if n.name not in dropped]
-    kept += new + [n for n in nodes[index:] if n.name not in dropped]
-    del graph.node[:]
-    graph.node.extend(kept)
-
-
-def _first_layer_model(
-    base: onnx.ModelProto, target: _Target, n_maps: int, outputs: Sequence[str]
-) -> onnx.ModelProto:
-    """Base graph up to the target conv, with outputs among ``map{i}`` (M, or P and N),
-    ``mean{i}`` (their spatial means) and ``pool_max``/``pool_min`` (M max/min-pooled)."""
-    model = onnx.ModelProto()
-    model.CopyFrom(base)
-    graph = model.graph
-    conv, new = target.conv, []
-    if n_maps == 1:  # the model's own W0, without bias: the graph's conv(x, W0)
-        new.append(_node("Conv", [conv.input[0], conv.input[1]], f"{_PREFIX}map0", conv))
-    else:
-        for i, part in enumerate((np.maximum(target.weight, 0), np.minimum(target.weight, 0))):
-            graph.initializer.append(numpy_helper.from_array(part, f"{_PREFIX}weight{i}"))
-            new.append(
-                _node("Conv", [conv.input[0], f"{_PREFIX}weight{i}"], f"{_PREFIX}map{i}", conv)
-            )
-    for i in range(n_maps):
-        new.append(_node("GlobalAveragePool", [f"{_PREFIX}map{i}"], f"{_PREFIX}mean{i}"))
-    if target.pool is not None:  # min-pool = -maxpool(-M): the same windows and padding
-        m = f"{_PREFIX}map0"
-        new.append(_node("MaxPool", [m], f"{_PREFIX}pool_max", target.pool))
-        new.append(_node("Neg", [m], f"{_PREFIX}neg_map"))
-        new.append(_node("MaxPool", [f"{_PREFIX}neg_map"], f"{_PREFIX}neg_pool", target.pool))
-        new.append(_node("Neg", [f"{_PREFIX}neg_pool"], f"{_PREFIX}pool_min"))
-    _splice(graph, conv, new, drop=())
-    del graph.output[:]
-    graph.output.extend(_float_info(f"{_PREFIX}{o}", ["n", "maps", "h", "w"]) for o in outputs)
-    _prune(graph)
-    return model
-
-
-def _rest_model(base: onnx.ModelProto, target: _Target, n_maps: int, pooled: bool):
-    """Base graph after the target layer, fed by gains and maps; (model, reads the image?).
-
-    Maps plan: inputs ``map{i}``, ``gain{i}``; computes ``Σ gain_i·map_i + β`` (the ANAN
-    graph's own ops) in place of the conv output. Pooled plan (multiplicative rule,
-    Conv → monotone activation → MaxPool): inputs ``pool_max``, ``pool_min``, ``gain0``;
-    computes ``act(g·pool + β)`` in place of the MaxPool output, taking the max-pooled map
-    where g >= 0 and the min-pooled one where g < 0, since ``v ↦ act(g·v + β)`` is
-    monotone and so commutes with taking a window's max (exactly, in float arithmetic too).
-    """
-    model = onnx.ModelProto()
-    model.CopyFrom(base)
-    graph = model.graph
-    out_channels = target.weight.shape[0]
-    image_input = _image_input(graph)
-    new, inputs = [], []
-    if pooled:
-        assert target.pool is not None and target.activation is not None
-        zero = f"{_PREFIX}zero"
-        graph.initializer.append(numpy_helper.from_array(np.zeros((), np.float32), zero))
-        new.append(_node("Less", [f"{_PREFIX}gain0", zero], f"{_PREFIX}negative"))
-        new.append(
-            _node(
-                "Where",
-                [f"{_PREFIX}negative", f"{_PREFIX}pool_min", f"{_PREFIX}pool_max"],
-                f"{_PREFIX}map0",
-            )
-        )
-        inputs = ["pool_max", "pool_min", "gain0"]
-    else:
-        inputs = [name for i in range(n_maps) for name in (f"map{i}", f"gain{i}")]
-    terms = [f"{_PREFIX}term{i}" for i in range(n_maps)]
-    for i, term in enumerate(terms):
-        new.append(_node("Mul", [f"{_PREFIX}gain{i}", f"{_PREFIX}map{i}"], term))
-    total = terms[0]
-    if n_maps == 2:
-        total = f"{_PREFIX}sum"
-        new.append(_node("Add", terms, total))
-    y = f"{_PREFIX}response" if pooled else target.conv.output[0]
-    if target.bias is not None:  # (1, O, 1, 1), as the ANAN graph adds it
-        bias = target.bias.reshape(1, -1, 1, 1).astype(np.float32)
-        graph.initializer.append(numpy_helper.from_array(bias, f"{_PREFIX}bias"))
-        new.append(_node("Add", [total, f"{_PREFIX}bias"], y))
-    else:
-        new.append(_node("Identity", [total], y))
-    drop: list[onnx.NodeProto] = [target.conv]
-    if pooled:
-        act, pool = target.activation, target.pool
-        assert act is not None and pool is not None
-        node = helper.make_node(act.op_type, [y, *act.input[1:]], [pool.output[0]], name=act.name)
-        node.attribute.extend(act.attribute)
-        new.append(node)
-        drop += [act, pool]
-    _splice(graph, target.conv, new, drop)
-    kept_inputs = list(graph.input)
-    del graph.input[:]
-    for name in inputs:
-        dims = [1, 1] if name.startswith("gain") else ["h", "w"]
-        graph.input.append(_float_info(f"{_PREFIX}{name}", ["rows", out_channels, *dims]))
-    graph.input.extend(kept_inputs)  # the image (if still read) and IR<4 initializer inputs
-    needed = _prune(graph)
-    return model, image_input in needed
-
-
-def _image_input(graph: onnx.GraphProto) -> str:
-    inits = {i.name for i in graph.initializer}
-    return next(i.name for i in graph.input if i.name not in inits)
-
-
-def _session(model: onnx.ModelProto, threads: int | None) -> ort.InferenceSession:
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    if threads:
-        options.intra_op_num_threads = threads
-    try:
-        onnx.checker.check_model(model)
-        return ort.InferenceSession(
-            model.SerializeToString(), options, providers=["CPUExecutionProvider"]
-        )
-    except Exception as exc:  # a graph we cannot split is a bug, not a user error
-        raise AnanError(
-            f"cannot split the model around its target layer for fast tuning "
-            f"({first_line(exc, 150)}): please report this with the model"
-        ) from None
-
-
 # --- the fast grid -------------------------------------------------------------------------
 
 
@@ -440,8 +211,8 @@ class FastGrid:
         if batch_size < 1:
             raise AnanError(f"batch size must be >= 1, got {batch_size}")
         self.batch_size = batch_size
-        normalised, self.target_layer = _normalise(base, self.options, layer)
-        self._target = _target(normalised, self.target_layer, self.options.signal)
+        normalised, self.target_layer = normalise(base, self.options, layer)
+        self._target = split_target(normalised, self.target_layer, self.options.signal)
         self._n_maps = 1 if self.options.rule == "multiplicative" else 2
         pooled = pooled and self._n_maps == 1 and self._target.pool is not None
         self.plan = "pooled" if pooled else "maps"
@@ -457,10 +228,10 @@ class FastGrid:
             self._outputs += [f"mean{i}" for i in range(self._n_maps)]
         if pooled:
             self._outputs += ["pool_max", "pool_min"]
-        first = _first_layer_model(normalised, self._target, self._n_maps, self._outputs)
-        rest, self._rest_reads_image = _rest_model(normalised, self._target, self._n_maps, pooled)
-        self._first = _session(first, threads)
-        self._rest = _session(rest, threads)
+        first = first_layer_model(normalised, self._target, self._n_maps, self._outputs)
+        rest, self._rest_reads_image = rest_model(normalised, self._target, self._n_maps, pooled)
+        self._first = cpu_session(first, threads)
+        self._rest = cpu_session(rest, threads)
         self._image_name = self._first.get_inputs()[0].name
         self._image_shape = tuple(self._first.get_inputs()[0].shape)
         self._rest_output = self._rest.get_outputs()[0].name
@@ -477,7 +248,7 @@ class FastGrid:
         ``map{i}``: M, or P and N (n, O, H, W); ``mean{i}``: their means (n, O) for
         ``signal=pre, reduce=mean``; ``pool_max``/``pool_min``: M max/min-pooled (pooled plan).
         """
-        outs = self._first.run([f"{_PREFIX}{o}" for o in self._outputs], {self._image_name: images})
+        outs = self._first.run([f"{PREFIX}{o}" for o in self._outputs], {self._image_name: images})
         first = dict(zip(self._outputs, outs, strict=True))
         for i in range(self._n_maps):
             if f"mean{i}" in first:
@@ -605,7 +376,8 @@ class FastGrid:
         n_configs, n_images, n_kernels = gp.shape
         two = self._n_maps == 2
         vectors = np.concatenate([gp, gn], axis=2) if two else gp  # (C, n, O or 2O)
-        rows_image, rows_gains, where = [], [], []
+        rows_image: list[int] = []
+        rows_gains, where = [], []
         for i in range(n_images):
             unique, inverse = np.unique(vectors[:, i], axis=0, return_inverse=True)
             where.append(inverse.reshape(-1) + len(rows_image))
@@ -627,17 +399,17 @@ class FastGrid:
         n_kernels = self._target.weight.shape[0]
         feeds: dict[str, np.ndarray] = {}
         if self.plan == "pooled":
-            feeds[f"{_PREFIX}pool_max"] = first["pool_max"][idx]
+            feeds[f"{PREFIX}pool_max"] = first["pool_max"][idx]
             # the min-pooled map is only read where a gain is negative (b > 1)
             any_negative = bool((gains < 0).any())
-            feeds[f"{_PREFIX}pool_min"] = (
-                first["pool_min"][idx] if any_negative else feeds[f"{_PREFIX}pool_max"]
+            feeds[f"{PREFIX}pool_min"] = (
+                first["pool_min"][idx] if any_negative else feeds[f"{PREFIX}pool_max"]
             )
-            feeds[f"{_PREFIX}gain0"] = gains
+            feeds[f"{PREFIX}gain0"] = gains
         else:
             for i in range(self._n_maps):
-                feeds[f"{_PREFIX}map{i}"] = first[f"map{i}"][idx]
-                feeds[f"{_PREFIX}gain{i}"] = gains[:, i * n_kernels : (i + 1) * n_kernels]
+                feeds[f"{PREFIX}map{i}"] = first[f"map{i}"][idx]
+                feeds[f"{PREFIX}gain{i}"] = gains[:, i * n_kernels : (i + 1) * n_kernels]
         if self._rest_reads_image:
             feeds[self._image_name] = images[idx]
         return self._rest.run([self._rest_output], feeds)[0]

@@ -1,9 +1,9 @@
 """Grid search of the ANAN parameters on a validation split (the paper's Section 3.3.3).
 
-The default grid is the paper's: k 4–8, μ 2–4, a 1.05–1.50 and b 0.05–0.50 in steps of 0.15
-(240 configurations). Each option combination (rule, counter, signal, reduce) given is
+The grid (:mod:`anan_onnx.evaluation.grid`) defaults to the paper's 240 configurations. Each
+option combination (rule, counter, signal, reduce) given is
 searched too; every configuration is scored on the tuning images with
-:func:`anan_onnx.evaluation.metrics.scores` and the best one by the selection metric wins.
+:func:`anan_onnx.evaluation.scores.scores` and the best one by the selection metric wins.
 The work is done by :class:`anan_onnx.evaluation.fastgrid.FastGrid`, which equals running the
 tunable ONNX export configuration by configuration.
 
@@ -14,16 +14,12 @@ Example:
     >>> result = tune("models/catsdogs_cnn.keras", "../shared/data/cats_dogs")  # doctest: +SKIP
     >>> result.params.describe()  # doctest: +SKIP
     'k=4 mu=2 a=1.05 b=0.35 idle=0 rule=multiplicative counter=absorbing ...'
-    >>> result.write_csv("out/grid.csv"); result.write_json("out/best.json")  # doctest: +SKIP
+    >>> result.write("out/tune")  # grid.csv and best.json  # doctest: +SKIP
 """
 
 from __future__ import annotations
 
-import csv
 import dataclasses
-import io
-import itertools
-import json
 import math
 import time
 import warnings
@@ -36,323 +32,30 @@ import onnx
 
 from anan_onnx import metadata as _metadata
 from anan_onnx.errors import AnanError
-from anan_onnx.evaluation.fastgrid import FastGrid, GridPoint
-from anan_onnx.params import COUNTERS, REDUCES, RULES, SIGNALS, AnanParams
+from anan_onnx.evaluation.fastgrid import FastGrid
+from anan_onnx.evaluation.grid import PAPER_GRID, Grid
+from anan_onnx.evaluation.metric_names import check_metric
+from anan_onnx.evaluation.tune_result import TuneResult
+from anan_onnx.params import PARAMS, AnanParams
+from anan_onnx.runtime.batched import predict_batched
 
 __all__ = [
-    "PAPER_GRID",
-    "SCORE_COLUMNS",
+    "TEST_WARNING",
     "TUNE_ON",
-    "Grid",
-    "TuneResult",
     "check_labels",
+    "emit_model",
     "grid_search",
     "load_model",
-    "parse_values",
     "tune",
 ]
 
 #: Where parameters may be tuned.
 TUNE_ON: tuple[str, ...] = ("val", "test")
-#: Score columns written per configuration (see :func:`anan_onnx.evaluation.metrics.scores`).
-SCORE_COLUMNS: tuple[str, ...] = (
-    "loss",
-    "accuracy",
-    "f1",
-    "balanced_accuracy",
-    "mcc",
-    "roc_auc",
-    "positive_rate",
-)
-_NUMBERS = ("k", "mu", "a", "b", "idle")
-_OPTIONS = {"rules": RULES, "counters": COUNTERS, "signals": SIGNALS, "reduces": REDUCES}
 TEST_WARNING = (
     "tuning on the test split: the parameters are chosen to fit these very images, so test "
     "scores of the tuned model are optimistically biased and cannot be compared with the "
     "base CNN's; tune on a validation split (--tune-on val) for honest estimates"
 )
-
-
-# --- the grid ------------------------------------------------------------------------------
-
-
-def parse_values(name: str, text: str, *, integer: bool = False) -> tuple[float, ...]:
-    """Parses a grid axis: ``"4,5,6"``, a range ``"4:8"`` / ``"1.05:1.5:0.15"``, or a mix.
-
-    A range ``start:stop[:step]`` includes ``stop`` when it lies on the grid (within 1e-9);
-    the step defaults to 1. Values are rounded to 10 decimals (``1.05 + 0.15`` is ``1.2``).
-
-    Args:
-        name: the parameter (for messages), e.g. ``"a"``.
-        text: the values.
-        integer: the values must be integers (k, μ).
-
-    Raises:
-        AnanError: an item is not a number or a valid range.
-
-    Example:
-        >>> parse_values("a", "1.05:1.5:0.15")
-        (1.05, 1.2, 1.35, 1.5)
-        >>> parse_values("k", "4,6:8", integer=True)
-        (4, 6, 7, 8)
-    """
-    values: list[float] = []
-    items = [t.strip() for t in str(text).split(",")]
-    if not any(items):
-        raise AnanError(f"--{name} is empty: pass values such as --{name} 1,2 or a range 1:3")
-    for item in items:
-        parts = item.split(":")
-        try:
-            numbers = [float(p) for p in parts]
-        except ValueError:
-            raise AnanError(
-                f"--{name}: {item!r} is not a number or a range start:stop:step; pass e.g. "
-                f"--{name} {'4,5' if integer else '1.05,1.2'} or "
-                f"--{name} {'4:8' if integer else '1.05:1.5:0.15'}"
-            ) from None
-        if not all(math.isfinite(v) for v in numbers) or len(numbers) > 3:
-            raise AnanError(f"--{name}: {item!r} is not a finite number or start:stop:step")
-        if len(numbers) == 1:
-            values.append(numbers[0])
-            continue
-        start, stop = numbers[0], numbers[1]
-        step = numbers[2] if len(numbers) == 3 else 1.0
-        if step <= 0 or stop < start:
-            raise AnanError(
-                f"--{name}: range {item!r} needs start <= stop and a positive step, "
-                f"e.g. {'4:8' if integer else '1.05:1.5:0.15'}"
-            )
-        count = int(math.floor((stop - start) / step + 1e-9)) + 1
-        values += [start + i * step for i in range(count)]
-    values = [round(v, 10) for v in values]
-    if integer:
-        for v in values:
-            if not float(v).is_integer() or v < 1:
-                raise AnanError(
-                    f"{name} must be a positive integer, got {v:g}: pass --{name} 1 or more"
-                )
-        return tuple(dict.fromkeys(int(v) for v in values))
-    return tuple(dict.fromkeys(values))
-
-
-@dataclasses.dataclass(frozen=True)
-class Grid:
-    """The configurations to search: numeric axes and option lists.
-
-    Defaults are the paper's grid (Section 3.3.3) with the spec's default options.
-    ``idle`` is only used by the additive rule; multiplicative configurations are not
-    repeated over it.
-
-    Example:
-        >>> Grid().size
-        240
-        >>> Grid(k=(4,), mu=(2,), rules=("multiplicative", "additive"), idle=(0.0, 1.0)).size
-        48
-    """
-
-    k: tuple[int, ...] = (4, 5, 6, 7, 8)
-    mu: tuple[int, ...] = (2, 3, 4)
-    a: tuple[float, ...] = (1.05, 1.2, 1.35, 1.5)
-    b: tuple[float, ...] = (0.05, 0.2, 0.35, 0.5)
-    idle: tuple[float, ...] = (0.0,)
-    rules: tuple[str, ...] = ("multiplicative",)
-    counters: tuple[str, ...] = ("absorbing",)
-    signals: tuple[str, ...] = ("pre",)
-    reduces: tuple[str, ...] = ("mean",)
-
-    def __post_init__(self) -> None:
-        for name in (*_NUMBERS, *_OPTIONS):
-            values = tuple(dict.fromkeys(getattr(self, name)))
-            if not values:
-                raise AnanError(f"the grid has no {name} values: give at least one")
-            object.__setattr__(self, name, values)
-        for name in ("k", "mu"):
-            for v in getattr(self, name):
-                if isinstance(v, bool) or not float(v).is_integer() or v < 1:
-                    raise AnanError(
-                        f"{name} must be a positive integer, got {v!r}: pass --{name} 1 or more"
-                    )
-            object.__setattr__(self, name, tuple(int(v) for v in getattr(self, name)))
-        for name, minimum in (("a", 0.0), ("b", 0.0), ("idle", None)):
-            for v in getattr(self, name):
-                if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-                    raise AnanError(f"{name} must be a finite number, got {v!r}")
-                if minimum is not None and v < minimum:
-                    raise AnanError(f"{name} must be >= 0, got {v:g}: pass non-negative values")
-            object.__setattr__(self, name, tuple(float(v) for v in getattr(self, name)))
-        for name, choices in _OPTIONS.items():
-            for v in getattr(self, name):
-                if v not in choices:
-                    raise AnanError(
-                        f"--{name}: {v!r} is not one of {', '.join(choices)}: pass a "
-                        "comma-separated list of them"
-                    )
-
-    @classmethod
-    def from_strings(cls, **texts: str | None) -> Grid:
-        """A grid from command-line strings; missing axes keep the paper's values.
-
-        Example:
-            >>> Grid.from_strings(k="4,5", a="1.05:1.5:0.15", rules="additive").size
-            96
-        """
-        kwargs: dict[str, Any] = {}
-        for name, text in texts.items():
-            if text is None:
-                continue
-            if name in _NUMBERS:
-                kwargs[name] = parse_values(name, text, integer=name in ("k", "mu"))
-            elif name in _OPTIONS:
-                kwargs[name] = tuple(t.strip() for t in text.split(",") if t.strip())
-            else:
-                raise AnanError(f"unknown grid axis {name!r}")
-        return cls(**kwargs)
-
-    def option_sets(self) -> list[AnanParams]:
-        """One parameter template per option combination (its numbers are the defaults)."""
-        return [
-            AnanParams(rule=r, counter=c, signal=s, reduce=d)
-            for r, c, s, d in itertools.product(
-                self.rules, self.counters, self.signals, self.reduces
-            )
-        ]
-
-    def points(self, rule: str = "multiplicative") -> list[GridPoint]:
-        """The numeric configurations for one rule, in grid order (k, μ, a, b, idle)."""
-        idles = self.idle if rule == "additive" else self.idle[:1]
-        return [
-            GridPoint(k, mu, a, b, idle)
-            for k, mu, a, b, idle in itertools.product(self.k, self.mu, self.a, self.b, idles)
-        ]
-
-    @property
-    def size(self) -> int:
-        """Number of configurations over all option combinations."""
-        return sum(len(self.points(o.rule)) for o in self.option_sets())
-
-    def as_dict(self) -> dict[str, list]:
-        return {f.name: list(getattr(self, f.name)) for f in dataclasses.fields(self)}
-
-
-#: The paper's grid (Section 3.3.3): 240 configurations.
-PAPER_GRID = Grid()
-
-
-# --- results -------------------------------------------------------------------------------
-
-
-@dataclasses.dataclass
-class TuneResult:
-    """Every configuration's scores and the selected one.
-
-    Attributes:
-        rows: one dict per configuration (grid order): the options, k, mu, a, b, idle, the
-            scores and ``value`` (the selection metric, oriented so that higher is better).
-        best: the selected row.
-        params: the selected parameters.
-        metric: the selection metric.
-        base_scores: the base CNN's scores on the same images.
-        tuned_on: ``"val"``, ``"test"`` or ``"arrays"`` (images passed directly).
-        n_images: images the parameters were tuned on.
-        seconds: wall time of the search.
-        rest_rows: runs of the rest of the network (after deduplicating gain vectors).
-        info: where the images came from (split info, model path), JSON-ready.
-    """
-
-    rows: list[dict[str, Any]]
-    best: dict[str, Any]
-    params: AnanParams
-    metric: str
-    base_scores: dict[str, float]
-    tuned_on: str
-    n_images: int
-    seconds: float
-    rest_rows: int
-    target_layer: str
-    info: dict[str, Any] = dataclasses.field(default_factory=dict)
-
-    @property
-    def improves_on_base(self) -> bool:
-        """Whether the best configuration beats the base CNN on the tuning images."""
-        from anan_onnx.evaluation.metrics import select_metric_value
-
-        base = select_metric_value(self.base_scores, self.metric)
-        return bool(self.best["value"] > base)
-
-    def summary(self) -> str:
-        """A few lines for the terminal."""
-        from anan_onnx.evaluation.metrics import select_metric_value
-
-        base = select_metric_value(self.base_scores, self.metric)
-        sign = -1 if self.metric == "loss" else 1
-        lines = [
-            f"searched {len(self.rows)} configurations on {self.n_images} {self.tuned_on} "
-            f"images in {self.seconds:.1f} s ({self.rest_rows} rest-of-network runs)",
-            f"  best       : {self.params.describe()}",
-            f"  {self.metric:<10} : ANAN {sign * self.best['value']:.4f}  base {sign * base:.4f}"
-            + ("" if self.improves_on_base else "  (no configuration beats the base CNN)"),
-        ]
-        for key in ("balanced_accuracy", "mcc", "positive_rate"):
-            if key in self.best and key != self.metric:
-                lines.append(
-                    f"  {key:<10} : ANAN {self.best[key]:.4f}  base {self.base_scores[key]:.4f}"
-                )
-        return "\n".join(lines)
-
-    def to_json(self) -> dict[str, Any]:
-        """The selection, JSON-ready (what :meth:`write_json` writes)."""
-        from anan_onnx._version import __version__
-
-        return {
-            "tool": f"anan-onnx {__version__} tune",
-            "params": self.params.as_dict(),
-            "metric": self.metric,
-            "tuned_on": self.tuned_on,
-            "n_images": self.n_images,
-            "scores": _clean({k: self.best[k] for k in SCORE_COLUMNS if k in self.best}),
-            "base_scores": _clean(self.base_scores),
-            "improves_on_base": self.improves_on_base,
-            "configurations": len(self.rows),
-            "rest_rows": self.rest_rows,
-            "seconds": round(self.seconds, 3),
-            "target_layer": self.target_layer,
-            **self.info,
-        }
-
-    def write_json(self, path: str | Path) -> None:
-        """Writes :meth:`to_json` atomically."""
-        from anan_onnx.model_io import write_bytes_atomic
-
-        text = json.dumps(self.to_json(), indent=2, default=_json_default) + "\n"
-        write_bytes_atomic(text.encode(), path)
-
-    def write_csv(self, path: str | Path) -> None:
-        """Writes every configuration's scores, one row each, atomically."""
-        from anan_onnx.model_io import write_bytes_atomic
-
-        columns = ["rule", "counter", "signal", "reduce", *_NUMBERS, *SCORE_COLUMNS]
-        columns += ["value", "best"]
-        extra = sorted({k for r in self.rows for k in r} - set(columns) - {"n", "threshold"})
-        buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, [*columns, *extra], extrasaction="ignore")
-        writer.writeheader()
-        for row in self.rows:
-            writer.writerow({**row, "best": int(row is self.best)})
-        write_bytes_atomic(buffer.getvalue().encode(), path)
-
-
-def _clean(values: dict[str, Any]) -> dict[str, Any]:
-    return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in values.items()}
-
-
-def _json_default(value: object) -> object:
-    if isinstance(value, (np.integer, np.floating)):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
 # --- the search ----------------------------------------------------------------------------
@@ -416,14 +119,13 @@ def grid_search(
         >>> r = grid_search(base, x_val, y_val, Grid(k=(4,), mu=(2,)))  # doctest: +SKIP
         >>> r.best["k"], r.best["f1"]  # doctest: +SKIP
     """
-    from anan_onnx.evaluation.metrics import METRICS, scores, select_metric_value
+    from anan_onnx.evaluation.scores import scores, select_metric_value
 
-    if metric not in METRICS:
-        raise AnanError(f"metric must be one of {', '.join(METRICS)}, got {metric!r}")
+    check_metric(metric)
     _refuse_anan(base)
     labels = np.asarray(labels)
     start = time.perf_counter()
-    base_out = _run_base(base, images, threads, batch_size)
+    base_out = predict_batched(base, images, threads=threads, batch_size=batch_size)
     classes = list(classes) if classes is not None else _default_classes(base_out)
     check_labels(base_out, labels, classes)
     base_scores = scores(labels, base_out)
@@ -441,10 +143,7 @@ def grid_search(
             if key not in cache:
                 cache[key] = scores(labels, p)
             row: dict[str, Any] = {
-                "rule": options.rule,
-                "counter": options.counter,
-                "signal": options.signal,
-                "reduce": options.reduce,
+                **{p.name: getattr(options, p.name) for p in Grid.options()},
                 **dataclasses.asdict(point),
                 **cache[key],
             }
@@ -452,7 +151,7 @@ def grid_search(
             row["value"] = -math.inf if math.isnan(value) else value
             rows.append(row)
     best = _select(rows)
-    params = AnanParams(**{k: best[k] for k in (*_NUMBERS, "rule", "counter", "signal", "reduce")})
+    params = AnanParams(**{p.name: best[p.name] for p in PARAMS})
     return TuneResult(
         rows=rows,
         best=best,
@@ -486,19 +185,6 @@ def _refuse_anan(model: onnx.ModelProto, path: str | Path | None = None) -> None
             f"{where} already an ANAN model: pass the base CNN (the .base.onnx written next "
             "to it by convert, or the original .keras/.onnx)"
         )
-
-
-def _run_base(
-    base: onnx.ModelProto, images: np.ndarray, threads: int | None, batch_size: int
-) -> np.ndarray:
-    from anan_onnx.runtime.session import Session
-
-    session = Session(base, threads=threads)
-    from anan_onnx.runtime.images import check_batch
-
-    images = check_batch(images, session.input_shape, name="images")
-    parts = [session.run(images[i : i + batch_size])[0] for i in range(0, len(images), batch_size)]
-    return np.concatenate(parts)
 
 
 def load_model(
@@ -559,23 +245,15 @@ def tune(
     Returns:
         The result; ``info`` holds the model path, its sha256 and the split info.
     """
-    from anan_onnx.evaluation.datasets import load_splits
-    from anan_onnx.runtime.images import InputSpec
+    from anan_onnx.evaluation.datasets import SplitOptions
+    from anan_onnx.runtime.inputs import InputSpec
 
     if tune_on not in TUNE_ON:
         raise AnanError(f"tune_on must be one of {', '.join(TUNE_ON)}, got {tune_on!r}")
     base = load_model(model, layout=layout, scale=scale, offset=offset)
     spec = InputSpec.from_metadata(_metadata.read_metadata(base))
-    splits = load_splits(
-        data,
-        spec,
-        val_fraction=val_fraction,
-        test_fraction=test_fraction,
-        seed=seed,
-        positive=positive,
-        max_per_class=max_per_class,
-        progress=progress,
-    )
+    split = SplitOptions(val_fraction, test_fraction, seed, positive, max_per_class, progress)
+    splits = split.load(data, spec)
     chosen = splits.val if tune_on == "val" else splits.test
     if chosen is None:
         hint = (
@@ -615,13 +293,13 @@ def emit_model(
     base: onnx.ModelProto, result: TuneResult, output: str | Path, *, source: Path | None = None
 ) -> Path:
     """Writes the tuned fixed-parameter ANAN model (and its base beside it), atomically."""
-    from anan_onnx.convert.pipeline import _base_path, convert_model
-    from anan_onnx.model_io import check_output_path, save_atomic
+    from anan_onnx.convert.pipeline import base_path, convert_model
+    from anan_onnx.model_io import check_output_path, save_all_atomic
 
     output = Path(output)
     if source is not None:
         check_output_path(source, output)
-    base_output = _base_path(output)
+    base_output = base_path(output)
     extra: dict[str, object] = {
         "base_model": base_output.name,
         "tuned_metric": result.metric,
@@ -633,6 +311,6 @@ def emit_model(
     conversion = convert_model(
         base, result.params, layer=result.target_layer or None, extra_metadata=extra
     )
-    save_atomic(conversion.base, base_output)
-    save_atomic(conversion.anan, output)
+    # both or neither: an ANAN model never lands without the base model it names
+    save_all_atomic([(conversion.base, base_output), (conversion.anan, output)])
     return output

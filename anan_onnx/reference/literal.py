@@ -16,19 +16,24 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+from collections.abc import Callable
 
 import numpy as np
 import onnx
 import onnxruntime as ort
-from onnx import helper, numpy_helper
+from onnx import helper
 
+from anan_onnx.activations import ACTIVATIONS, node_activation
 from anan_onnx.errors import AnanError
+from anan_onnx.onnx_proto import constant_array
 from anan_onnx.params import AnanParams
+
+#: an activation function on numpy arrays
+Activation = Callable[[np.ndarray], np.ndarray]
 
 __all__ = ["LiteralReference", "ReferenceResult"]
 
 _WEIGHT_INPUT = "anan_reference_weight"
-_ACTIVATIONS = ("Relu", "LeakyRelu", "Elu", "Sigmoid", "Tanh", "Clip")
 #: an activity within this fraction of its map's scale may flip sign between float paths
 NEAR_TIE = 1e-5
 
@@ -68,15 +73,16 @@ class LiteralReference:
         self.params = params
         model = copy.deepcopy(base)
         conv = _conv_node(model.graph, layer)
-        self.w0 = _weight_array(model.graph, conv.input[1])
+        self.w0 = constant_array(model.graph, conv.input[1])
         has_bias = len(conv.input) > 2 and conv.input[2]
-        bias = _weight_array(model.graph, conv.input[2]) if has_bias else np.zeros(len(self.w0))
+        bias = constant_array(model.graph, conv.input[2]) if has_bias else np.zeros(len(self.w0))
         self.bias = bias.reshape(-1, 1)
         self.pre_name = conv.output[0]
-        self.post_name, self.activation = None, _identity
+        self.post_name: str | None = None
+        self.activation: Activation = _identity
         if params.signal == "post":
             act = _activation_node(model, conv)
-            self.post_name, self.activation = act.output[0], _numpy_activation(model.graph, act)
+            self.post_name, self.activation = act.output[0], node_activation(model.graph, act)
         conv.input[1] = _WEIGHT_INPUT
         model.graph.input.append(
             helper.make_tensor_value_info(_WEIGHT_INPUT, onnx.TensorProto.FLOAT, self.w0.shape)
@@ -150,7 +156,7 @@ def _activity(y: np.ndarray, reduce: str) -> np.ndarray:
     return (flat > 0).mean(axis=1) - 0.5
 
 
-def _near_tie(pre: np.ndarray, bias: np.ndarray, activation, reduce: str) -> bool:
+def _near_tie(pre: np.ndarray, bias: np.ndarray, activation: Activation, reduce: str) -> bool:
     """Whether moving the pre-activation map by ±1e-5 of its scale can flip some u_j.
 
     Activations and reductions are monotone, so s(pre - δ) <= s <= s(pre + δ): a kernel is
@@ -168,31 +174,6 @@ def _identity(y: np.ndarray) -> np.ndarray:
     return y
 
 
-def _numpy_activation(graph: onnx.GraphProto, node: onnx.NodeProto):
-    """The activation node as a numpy function (used only to bound near-ties)."""
-    attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
-    alpha = attrs.get("alpha", 0.01 if node.op_type == "LeakyRelu" else 1.0)
-    if node.op_type == "Relu":
-        return lambda y: np.maximum(y, 0)
-    if node.op_type == "LeakyRelu":
-        return lambda y: np.where(y > 0, y, alpha * y)
-    if node.op_type == "Elu":
-        return lambda y: np.where(y > 0, y, alpha * np.expm1(np.minimum(y, 0)))
-    if node.op_type == "Sigmoid":
-        return lambda y: 0.5 * (1 + np.tanh(y / 2))  # the logistic function, overflow-free
-    if node.op_type == "Tanh":
-        return np.tanh
-    low = _scalar_input(graph, node, 1, attrs.get("min", -np.inf))
-    high = _scalar_input(graph, node, 2, attrs.get("max", np.inf))
-    return lambda y: np.clip(y, low, high)
-
-
-def _scalar_input(graph: onnx.GraphProto, node: onnx.NodeProto, index: int, default: float):
-    if len(node.input) <= index or not node.input[index]:
-        return default
-    return float(_weight_array(graph, node.input[index]))
-
-
 def _conv_node(graph: onnx.GraphProto, layer: str) -> onnx.NodeProto:
     for node in graph.node:
         if node.name == layer and node.op_type == "Conv":
@@ -202,18 +183,8 @@ def _conv_node(graph: onnx.GraphProto, layer: str) -> onnx.NodeProto:
     )
 
 
-def _weight_array(graph: onnx.GraphProto, name: str) -> np.ndarray:
-    for init in graph.initializer:
-        if init.name == name:
-            return numpy_helper.to_array(init).astype(np.float32)
-    for node in graph.node:
-        if node.op_type == "Constant" and node.output[0] == name:
-            return numpy_helper.to_array(node.attribute[0].t).astype(np.float32)
-    raise AnanError(f"{name!r} (an input of the target layer) is not a constant")
-
-
 def _activation_node(model: onnx.ModelProto, conv: onnx.NodeProto) -> onnx.NodeProto:
     users = [n for n in model.graph.node if conv.output[0] in n.input]
-    if len(users) == 1 and users[0].op_type in _ACTIVATIONS:
+    if len(users) == 1 and users[0].op_type in ACTIVATIONS:
         return users[0]
     raise AnanError("signal=post needs an activation right after the target Conv: use --signal pre")

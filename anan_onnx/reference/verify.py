@@ -16,18 +16,15 @@ import numpy as np
 import onnx
 
 from anan_onnx.errors import AnanError
-from anan_onnx.metadata import is_anan, read_metadata
+from anan_onnx.metadata import DEFAULT_SCALE, is_anan, read_metadata
 from anan_onnx.model_io import load_onnx
 from anan_onnx.params import AnanParams
 from anan_onnx.reference.literal import LiteralReference
-from anan_onnx.runtime.labels import TOLERANCE, decision_margin, labels_agree, predicted_labels
+from anan_onnx.runtime.labels import TOLERANCE, labels_agree
 from anan_onnx.runtime.session import Session, providers_for
 
 __all__ = [
     "VerifyReport",
-    "decision_margin",
-    "labels_agree",
-    "predicted_labels",
     "random_inputs",
     "verify_models",
 ]
@@ -133,7 +130,7 @@ def random_inputs(session: Session, n: int, seed: int = 0) -> np.ndarray:
     shape = [n, *session.input_shape[1:]]
     if not all(isinstance(d, int) for d in shape):
         raise AnanError(f"the model input {session.input_shape} has dynamic sizes: pass --inputs")
-    scale = float(session.metadata.get("scale", 1 / 255))
+    scale = float(session.metadata.get("scale", DEFAULT_SCALE))
     offset = float(session.metadata.get("offset", 0.0))
     pixels = np.random.default_rng(seed).integers(0, 256, size=shape)
     return (pixels * scale + offset).astype(np.float32)

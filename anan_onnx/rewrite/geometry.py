@@ -45,13 +45,17 @@ class ConvGeometry:
 
 def conv_geometry(node: ir.Node, weight: np.ndarray) -> ConvGeometry | None:
     """The geometry of ``node``, or ``None`` when its input's height or width is not static."""
-    shape = node.inputs[0].shape
-    if shape is None or len(shape) != 4 or not all(isinstance(d, int) for d in shape[2:]):
+    x = node.inputs[0]
+    shape = x.shape if x is not None else None
+    if shape is None or len(shape) != 4:
         return None
-    in_size = (int(shape[2]), int(shape[3]))
+    height, width = shape[2], shape[3]
+    if not (isinstance(height, int) and isinstance(width, int)):
+        return None
+    in_size = (height, width)
     kernel = (int(weight.shape[2]), int(weight.shape[3]))
-    strides = tuple(_ints(node, "strides", [1, 1]))
-    dilations = tuple(_ints(node, "dilations", [1, 1]))
+    strides = _pair(_ints(node, "strides", [1, 1]))
+    dilations = _pair(_ints(node, "dilations", [1, 1]))
     auto_pad = node.attributes.get("auto_pad")
     mode = auto_pad.as_string() if auto_pad is not None else "NOTSET"
     if mode in ("SAME_UPPER", "SAME_LOWER"):
@@ -59,8 +63,14 @@ def conv_geometry(node: ir.Node, weight: np.ndarray) -> ConvGeometry | None:
     elif mode == "VALID":
         pads = (0, 0, 0, 0)
     else:
-        pads = tuple(_ints(node, "pads", [0, 0, 0, 0]))
-    return ConvGeometry(in_size, kernel, strides, dilations, pads)  # type: ignore[arg-type]
+        top, left, bottom, right = _ints(node, "pads", [0, 0, 0, 0])
+        pads = (top, left, bottom, right)
+    return ConvGeometry(in_size, kernel, strides, dilations, pads)
+
+
+def _pair(values: list[int]) -> tuple[int, int]:
+    first, second = values
+    return first, second
 
 
 def _ints(node: ir.Node, name: str, default: list[int]) -> list[int]:
@@ -68,7 +78,13 @@ def _ints(node: ir.Node, name: str, default: list[int]) -> list[int]:
     return [int(v) for v in attr.as_ints()] if attr is not None else default
 
 
-def _same_pads(in_size, kernel, strides, dilations, upper: bool) -> tuple[int, int, int, int]:
+def _same_pads(
+    in_size: tuple[int, int],
+    kernel: tuple[int, int],
+    strides: tuple[int, int],
+    dilations: tuple[int, int],
+    upper: bool,
+) -> tuple[int, int, int, int]:
     begins, ends = [], []
     for n, k, s, d in zip(in_size, kernel, strides, dilations, strict=True):
         total = max((-(-n // s) - 1) * s + (k - 1) * d + 1 - n, 0)

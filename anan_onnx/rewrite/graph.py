@@ -29,7 +29,7 @@ import dataclasses
 import numpy as np
 import onnx_ir as ir
 
-from anan_onnx.params import AnanParams
+from anan_onnx.params import PARAMS, AnanParams
 from anan_onnx.rewrite.geometry import conv_geometry
 from anan_onnx.rewrite.routes.blocked_scaling import SCALINGS, blocked_scaling, can_block
 from anan_onnx.rewrite.routes.per_image_conv import per_image_conv, unfold
@@ -41,7 +41,7 @@ from anan_onnx.rewrite.target import ConvTarget
 __all__ = ["PARAM_INPUTS", "SCALINGS", "build_anan_graph", "steps_foldable"]
 
 #: Graph inputs of a tunable export, each a float32 scalar defaulting to the converted value.
-PARAM_INPUTS = ("anan_k", "anan_mu", "anan_a", "anan_b", "anan_idle")
+PARAM_INPUTS = tuple(p.graph_input for p in PARAMS if p.graph_input)
 
 
 @dataclasses.dataclass
@@ -344,7 +344,7 @@ def _group(conv: ir.Node) -> int:
 
 def _knobs(b: _Builder, graph: ir.Graph, params: AnanParams) -> _Knobs:
     """k, μ, a, b, idle as graph inputs of a tunable export, defaulting to ``params``."""
-    values = (params.k, params.mu, params.a, params.b, params.idle)
+    values = tuple(getattr(params, p.name) for p in PARAMS if p.graph_input)
     defaults = dict(zip(PARAM_INPUTS, values, strict=True))
     inputs = {}
     for name, default in defaults.items():

@@ -20,12 +20,10 @@ import re
 import numpy as np
 import onnx_ir as ir
 
+from anan_onnx.activations import ACTIVATIONS
 from anan_onnx.errors import AnanError
 
-__all__ = ["ACTIVATIONS", "ConvTarget", "find_target"]
-
-#: Activations that ``signal='post'`` can apply at each monitoring step.
-ACTIVATIONS = ("Relu", "LeakyRelu", "Elu", "Sigmoid", "Tanh", "Clip")
+__all__ = ["ConvTarget", "find_target"]
 
 _QUANTIZED = ("ConvInteger", "QLinearConv")
 

@@ -12,7 +12,9 @@ __all__ = ["decision_margin", "labels_agree", "predicted_labels"]
 TOLERANCE = 1e-5
 
 
-def labels_agree(ours: np.ndarray, expected: np.ndarray, tolerance: float = TOLERANCE):
+def labels_agree(
+    ours: np.ndarray, expected: np.ndarray, tolerance: float = TOLERANCE
+) -> np.ndarray:
     """Per row: same predicted class, or the reference sits on the decision boundary.
 
     A reference output within ``tolerance`` of the boundary (p = 0.5, or two classes

@@ -24,6 +24,8 @@ from anan_onnx.params import AnanParams
 if TYPE_CHECKING:  # inference does not import onnx (it costs a third of a second)
     import onnx
 
+    from anan_onnx.runtime.inputs import InputSpec
+
 __all__ = ["Session", "providers_for"]
 
 _PROVIDERS = {
@@ -109,9 +111,9 @@ class Session:
     def providers(self) -> list[str]:
         return self._session.get_providers()
 
-    def input_spec(self):
+    def input_spec(self) -> InputSpec | None:
         """The recorded preprocessing as an ``InputSpec``, or ``None`` if not recorded."""
-        from anan_onnx.runtime.images import InputSpec
+        from anan_onnx.runtime.inputs import InputSpec
 
         if "height" not in self.metadata:
             return None
@@ -131,13 +133,13 @@ class Session:
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
         """The model's first output for a numpy batch (checked: shape, dtype, NaN/Inf)."""
-        from anan_onnx.runtime.images import check_batch
+        from anan_onnx.runtime.inputs import check_batch
 
         return self.run(check_batch(batch, self.input_shape))[0]
 
     def predict_images(self, paths: Sequence[str | Path]) -> np.ndarray:
         """Loads, resizes and scales image files as recorded, then predicts."""
-        from anan_onnx.runtime.images import load_images
+        from anan_onnx.runtime.image_files import load_images
 
         spec = self.input_spec()
         if spec is None:

@@ -27,8 +27,7 @@ import pytest
 from PIL import Image
 
 from anan_onnx.cli import main
-
-from onnx_models import VARIANTS, build_cnn
+from anan_onnx.testing import VARIANTS, build_cnn
 
 RECORDS: list[dict[str, str]] = []
 ANAN, BASE, SOURCE = "cnn.anan.onnx", "cnn.base.onnx", "cnn.onnx"  # NCHW 3×11×11, sigmoid

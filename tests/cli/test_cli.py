@@ -18,8 +18,7 @@ import pytest
 from PIL import Image
 
 from anan_onnx.cli import main
-
-from onnx_models import VARIANTS, build_cnn
+from anan_onnx.testing import VARIANTS, build_cnn
 
 VARIANT = VARIANTS["plain"]  # NCHW, 3×11×11
 

@@ -24,7 +24,8 @@ from fixtures.compat_kinds import REFUSED, SUPPORTED, Kind
 
 from anan_onnx import AnanParams, Session, convert_file, convert_model, verify_models
 from anan_onnx.cli import main
-from anan_onnx.reference.verify import labels_agree, random_inputs
+from anan_onnx.reference.verify import random_inputs
+from anan_onnx.runtime.labels import labels_agree
 
 N_IMAGES = 16
 TOLERANCE = 1e-5

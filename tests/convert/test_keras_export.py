@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from anan_onnx import AnanParams, LiteralReference, Session, convert_file, verify_models
-from anan_onnx.reference.verify import labels_agree
+from anan_onnx.runtime.labels import labels_agree
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 keras = pytest.importorskip("keras", reason="the 'keras' extra is needed for Keras tests")

@@ -12,9 +12,9 @@ from onnx import TensorProto, helper, numpy_helper
 
 from anan_onnx import AnanError, AnanParams, convert_file, convert_model, verify_models
 from anan_onnx.metadata import read_metadata
+from anan_onnx.testing import VARIANTS, build_cnn, random_batch
 
 from equivalence import assert_matches_reference, run_onnx
-from onnx_models import VARIANTS, build_cnn, random_batch
 
 
 def _ir3_model() -> onnx.ModelProto:

@@ -11,7 +11,7 @@ from PIL import Image
 
 from anan_onnx.errors import AnanError
 from anan_onnx.evaluation.datasets import load_splits
-from anan_onnx.runtime.images import InputSpec
+from anan_onnx.runtime.inputs import InputSpec
 
 SPEC = InputSpec("NHWC", 6, 6, 3, scale=1.0)  # scale 1: pixel values stay readable
 # Each class has its own red level, so a test can read an image's class from its pixels.

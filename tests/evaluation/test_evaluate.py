@@ -13,9 +13,12 @@ import pytest
 from test_tune import as_input, centred_cnn, pixels, run_cli, save_images, session
 
 from anan_onnx import AnanParams, convert_model
-from anan_onnx.evaluation.evaluate import evaluate, find_models
-from anan_onnx.evaluation.metrics import binary_scores, tune_threshold, wilcoxon_paired
-from anan_onnx.evaluation.tune import Grid
+from anan_onnx.evaluation.control import tune_threshold
+from anan_onnx.evaluation.evaluate import evaluate
+from anan_onnx.evaluation.grid import Grid
+from anan_onnx.evaluation.model_files import find_models
+from anan_onnx.evaluation.scores import binary_scores
+from anan_onnx.evaluation.statistics import wilcoxon_paired
 
 GRID = Grid(k=(2, 3), mu=(1, 2), a=(1.2, 3.0), b=(0.3, 0.8))
 N_FOLDS = 5

@@ -12,8 +12,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from anan_onnx import AnanError, AnanParams, LiteralReference, convert_model
 from anan_onnx.evaluation.fastgrid import FastGrid, GridPoint, simulate_gains
-
-from onnx_models import VARIANTS, build_cnn, random_batch
+from anan_onnx.testing import VARIANTS, build_cnn, random_batch
 
 TOLERANCE = 1e-5
 PAPER_POINTS = [

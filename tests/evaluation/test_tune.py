@@ -17,10 +17,10 @@ from PIL import Image
 from anan_onnx import AnanError, AnanParams, convert_model
 from anan_onnx.cli import main
 from anan_onnx.evaluation.fastgrid import GridPoint
-from anan_onnx.evaluation.tune import PAPER_GRID, Grid, grid_search, parse_values, tune
+from anan_onnx.evaluation.grid import Grid
+from anan_onnx.evaluation.tune import emit_model, grid_search, tune
 from anan_onnx.metadata import read_metadata
-
-from onnx_models import VARIANTS, build_cnn
+from anan_onnx.testing import VARIANTS, build_cnn, random_batch
 
 SIZE = 11
 SCALE = np.float32(1 / 255)
@@ -149,46 +149,6 @@ def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
     code = main([str(a) for a in argv])
     captured = capsys.readouterr()
     return code, captured.out, captured.err
-
-
-# --- grid parsing --------------------------------------------------------------------------
-
-
-def test_parse_values_ranges_and_lists():
-    assert parse_values("a", "1.05:1.5:0.15") == (1.05, 1.2, 1.35, 1.5)
-    assert parse_values("b", "0.05:0.5:0.15") == (0.05, 0.2, 0.35, 0.5)
-    assert parse_values("k", "4:8", integer=True) == (4, 5, 6, 7, 8)
-    assert parse_values("mu", "2, 4,2", integer=True) == (2, 4)  # duplicates dropped
-    assert parse_values("a", "1.0:1.25:0.1") == (1.0, 1.1, 1.2)  # stop off the grid
-
-
-@pytest.mark.parametrize(
-    "name, text, integer, message",
-    [
-        ("k", "0", True, "k must be a positive integer, got 0"),
-        ("k", "2.5", True, "k must be a positive integer"),
-        ("a", "x", False, "'x' is not a number or a range"),
-        ("a", "1.5:1.0", False, "needs start <= stop"),
-        ("a", "1:2:0", False, "positive step"),
-        ("b", "", False, "--b is empty"),
-        ("a", "nan", False, "not a finite number"),
-    ],
-)
-def test_parse_values_errors(name, text, integer, message):
-    with pytest.raises(AnanError, match=message):
-        parse_values(name, text, integer=integer)
-
-
-def test_grid_sizes_and_options():
-    assert PAPER_GRID.size == 240 == len(PAPER_GRID.points())
-    both = Grid.from_strings(rules="multiplicative,additive", idle="0,1")
-    # idle only matters to the additive rule: 240 + 480
-    assert both.size == 720
-    assert {o.rule for o in both.option_sets()} == {"multiplicative", "additive"}
-    with pytest.raises(AnanError, match="--rules: 'sideways' is not one of"):
-        Grid.from_strings(rules="sideways")
-    with pytest.raises(AnanError, match="b must be >= 0"):
-        Grid(b=(-0.1,))
 
 
 # --- the search ----------------------------------------------------------------------------
@@ -381,3 +341,19 @@ def test_import_and_cli_parser_need_no_optional_packages():
                             timeout=120)  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().endswith("ok") and "--rules" in result.stdout
+
+
+def test_emit_writes_the_anan_model_and_its_base_both_or_neither(tmp_path):
+    base = build_cnn(VARIANTS["plain"])
+    images = random_batch(VARIANTS["plain"], 8)
+    labels = np.arange(8) % 2
+    result = grid_search(base, images, labels, Grid(k=(2,), mu=(1,), a=(1.5,), b=(0.3,)))
+    out = tmp_path / "out"
+    (out / "m.base.onnx").mkdir(parents=True)  # the base cannot be written there
+    with pytest.raises(AnanError, match=r"cannot write .*m\.base\.onnx"):
+        emit_model(base, result, out / "m.anan.onnx")
+    assert sorted(p.name for p in out.iterdir()) == ["m.base.onnx"]  # no ANAN model alone
+    (out / "m.base.onnx").rmdir()
+    emit_model(base, result, out / "m.anan.onnx")
+    assert sorted(p.name for p in out.iterdir()) == ["m.anan.onnx", "m.base.onnx"]
+    assert read_metadata(onnx.load(out / "m.anan.onnx"))["base_model"] == "m.base.onnx"

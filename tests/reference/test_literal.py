@@ -7,8 +7,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from anan_onnx import AnanParams, LiteralReference
-
-from onnx_models import VARIANTS, build_cnn, random_batch
+from anan_onnx.testing import VARIANTS, build_cnn, random_batch
 
 X = np.array([[[[1.0, -2.0], [3.0, 0.5]]]], np.float32)  # mean 0.625
 

@@ -11,9 +11,9 @@ import onnxruntime as ort
 import pytest
 
 from anan_onnx import AnanError, AnanParams, convert_model, read_metadata
+from anan_onnx.testing import VARIANTS, build_cnn, random_batch
 
 from equivalence import assert_matches_reference
-from onnx_models import VARIANTS, build_cnn, random_batch
 
 WIDE = dataclasses.replace(VARIANTS["plain"], out_channels=16)  # whole NCHWc blocks
 PARAMS = AnanParams(k=4, mu=2, a=1.5, b=0.3)

@@ -12,9 +12,9 @@ from hypothesis import strategies as st
 from onnx import numpy_helper
 
 from anan_onnx import AnanParams
+from anan_onnx.testing import VARIANTS, ConvVariant, build_cnn, random_batch
 
 from equivalence import assert_matches_reference, run_onnx, triggered
-from onnx_models import VARIANTS, ConvVariant, build_cnn, random_batch
 
 MATRIX = list(
     itertools.product(

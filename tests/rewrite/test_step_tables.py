@@ -10,9 +10,9 @@ import pytest
 
 from anan_onnx import AnanParams, convert_model, read_metadata
 from anan_onnx.rewrite.step_tables import final_gains, step_tables
+from anan_onnx.testing import VARIANTS, build_cnn, random_batch
 
 from equivalence import assert_matches_reference
-from onnx_models import VARIANTS, build_cnn, random_batch
 
 OPTIONS = list(
     itertools.product(range(1, 5), ("absorbing", "clamp"), ("multiplicative", "additive"))

@@ -33,6 +33,8 @@ from __future__ import annotations
 import numpy as np
 import onnx_ir as ir
 
+from anan_onnx.rewrite.builder_api import Builder
+
 __all__ = ["SCALINGS", "blocked_scaling", "can_block"]
 
 #: How the final gains are applied: onnxruntime's blocked layout, or plain broadcast ops.
@@ -53,14 +55,14 @@ def can_block(pooled: ir.Value) -> bool:
 
 
 def blocked_scaling(
-    b,
+    b: Builder,
     gain: ir.Value,
     pooled: ir.Value,
     bias: np.ndarray | None,
     name: str,
     *,
     column: bool = False,
-):
+) -> ir.Value:
     """``g·P + β`` as blocked-layout ops (see the module docstring); returns the value.
 
     Args:
@@ -71,8 +73,7 @@ def blocked_scaling(
         name: prefix of the node names.
         column: ``gain`` is already the column the selecting convolution reads.
     """
-    channels = pooled.shape[1]
-    height, width = list(pooled.shape)[2:]
+    channels, height, width = _static_chw(pooled)
     ones = b.const(f"{name}/identity", np.ones((channels, 1, 1, 1)))
     depthwise = {"group": channels, "kernel_shape": [1, 1]}
     if not column:
@@ -102,6 +103,14 @@ def blocked_scaling(
     )
 
 
+def _static_chw(pooled: ir.Value) -> tuple[int, int, int]:
+    """(C, H, W) of a map whose sizes :func:`can_block` found static."""
+    assert pooled.shape is not None
+    channels, height, width = (int(d) for d in list(pooled.shape)[1:])  # type: ignore[arg-type]
+    return channels, height, width
+
+
 def _declare_like(value: ir.Value, like: ir.Value) -> None:
+    assert like.shape is not None  # a pooled map of known size (:func:`can_block`)
     value.type = like.type
     value.shape = ir.Shape(list(like.shape))

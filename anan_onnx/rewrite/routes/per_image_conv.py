@@ -12,11 +12,13 @@ from __future__ import annotations
 import numpy as np
 import onnx_ir as ir
 
+from anan_onnx.rewrite.builder_api import Builder
+
 __all__ = ["per_image_conv"]
 
 
 def per_image_conv(
-    b,
+    b: Builder,
     conv: ir.Node,
     x: ir.Value,
     weights: list[np.ndarray],
@@ -55,6 +57,6 @@ def per_image_conv(
     return b.add(ir.Node("", "Conv", inputs, attrs, name=name, outputs=[ir.Value(name=name)]))
 
 
-def unfold(b, y: ir.Value, batch: int, out_ch: int, name: str) -> ir.Value:
+def unfold(b: Builder, y: ir.Value, batch: int, out_ch: int, name: str) -> ir.Value:
     """1 × N·O × H' × W' back to N × O × H' × W'."""
     return b.op("Reshape", [y, b.const_int(f"{name}_shape", [batch, out_ch, 0, 0])], name)

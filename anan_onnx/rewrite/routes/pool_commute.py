@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import onnx_ir as ir
 
+from anan_onnx import activations
 from anan_onnx.params import AnanParams
 
 __all__ = ["gains_non_negative", "is_monotone", "pool_after"]
@@ -31,9 +32,7 @@ def is_monotone(act: ir.Node | None) -> bool:
     if act is None:
         return True
     alpha = act.attributes.get("alpha")
-    if act.op_type in ("LeakyRelu", "Elu") and alpha is not None and alpha.as_float() < 0:
-        return False
-    return act.op_type in ("Relu", "LeakyRelu", "Elu", "Sigmoid", "Tanh", "Clip")
+    return activations.is_monotone(act.op_type, None if alpha is None else alpha.as_float())
 
 
 def pool_after(conv: ir.Node, act: ir.Node | None) -> ir.Node | None:

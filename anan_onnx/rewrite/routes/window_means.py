@@ -27,6 +27,7 @@ from __future__ import annotations
 import numpy as np
 import onnx_ir as ir
 
+from anan_onnx.rewrite.builder_api import Builder
 from anan_onnx.rewrite.geometry import ConvGeometry
 
 __all__ = ["offset_matrices", "window_means", "window_sums"]
@@ -62,7 +63,7 @@ def _offset_matrix(n: int, k: int, s: int, d: int, pad: int, out: int) -> np.nda
     return matrix
 
 
-def window_sums(b, x: ir.Value, geom: ConvGeometry, name: str) -> ir.Value:
+def window_sums(b: Builder, x: ir.Value, geom: ConvGeometry, name: str) -> ir.Value:
     """(N, C, kh, kw): per kernel offset, the sum of the input positions it reads."""
     rows, cols_t = offset_matrices(geom)
     row_sums = b.op("MatMul", [b.const(f"{name}/rows", rows), x], f"{name}/row_sums")
@@ -70,7 +71,7 @@ def window_sums(b, x: ir.Value, geom: ConvGeometry, name: str) -> ir.Value:
 
 
 def window_means(
-    b,
+    b: Builder,
     sums: ir.Value,
     geom: ConvGeometry,
     weight: np.ndarray,

@@ -2,12 +2,12 @@
 // See examples/cpp/README.md and `anan_infer --help`.
 #include <algorithm>
 #include <exception>
-#include <fstream>
 #include <iostream>
 #include <string>
 #include <vector>
 
 #include "cli.hpp"
+#include "input_file.hpp"
 #include "model.hpp"
 #include "npy.hpp"
 #include "output.hpp"
@@ -25,11 +25,7 @@ enum class InputKind { Npy, Pnm };
 
 /// Tells a .npy file from a PPM/PGM image by its first bytes (not by its name).
 InputKind sniff_input(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!fs::is_regular_file(path) || !in) throw UserError("input file not found: " + path.string());
-  std::string head(8, '\0');
-  in.read(head.data(), static_cast<std::streamsize>(head.size()));
-  head.resize(static_cast<std::size_t>(in.gcount()));
+  const std::string head = anan::InputFile(path, "input file").read_string(0, 8);
   if (anan::has_npy_magic(head)) return InputKind::Npy;
   if (anan::has_pnm_magic(head)) return InputKind::Pnm;
   throw UserError(path.string() + ": not a .npy file nor a binary PPM (P6) / PGM (P5) image");

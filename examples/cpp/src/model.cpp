@@ -6,6 +6,8 @@
 #include <string>
 #include <utility>
 
+#include "input_file.hpp"
+
 namespace anan {
 namespace {
 
@@ -60,8 +62,13 @@ Ort::SessionOptions make_options(Provider provider) {
 
 Ort::Session open_session(const Ort::Env& env, const std::filesystem::path& path,
                           Provider provider) {
-  if (!std::filesystem::is_regular_file(path)) {
-    throw UserError("model file not found: " + path.string());
+  {
+    // onnxruntime opens the path itself and would block on a FIFO: check it first without
+    // blocking. (A path replaced in between is the caller's own race, not untrusted data.)
+    const InputFile file(path, "model file");
+    if (file.size() == 0) {
+      throw UserError("model file " + path.string() + " is empty: pass an .onnx model");
+    }
   }
   return Ort::Session(env, path.c_str(), make_options(provider));
 }

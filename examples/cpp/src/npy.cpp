@@ -4,116 +4,231 @@
 #include <cctype>
 #include <cstdint>
 #include <cstring>
-#include <fstream>
 #include <string>
 #include <string_view>
+
+#include "input_file.hpp"
 
 namespace anan {
 namespace {
 
 constexpr std::string_view kMagic = "\x93NUMPY";
+constexpr std::size_t kPreambleSize = 8;  // the magic string, then major and minor version
+/// numpy.load's own default limit (max_header_size); numpy.save writes ~128 bytes for an
+/// array of any size, so a longer header is not a plain array.
+constexpr uint32_t kMaxHeaderLength = 10000;
+constexpr std::size_t kMaxRank = 64;  // NPY_MAXDIMS of numpy 2
 
 struct NpyHeader {
   std::string descr;
   bool fortran_order = false;
   std::vector<int64_t> shape;
+  uint64_t data_offset = 0;  ///< where the array data starts in the file
 };
 
 UserError npy_error(const std::filesystem::path& path, const std::string& what) {
   return UserError(path.string() + ": " + what);
 }
 
-/// Reads an unsigned little-endian integer of `size` bytes.
-uint32_t read_le(std::istream& in, std::size_t size) {
-  std::array<unsigned char, 4> bytes{};
-  in.read(reinterpret_cast<char*>(bytes.data()), static_cast<std::streamsize>(size));
+/// Unsigned little-endian integer of `size` (2 or 4) bytes at text[offset].
+uint32_t little_endian(std::string_view text, std::size_t offset, std::size_t size) {
   uint32_t value = 0;
-  for (std::size_t i = size; i-- > 0;) value = (value << 8) | bytes[i];
+  for (std::size_t i = size; i-- > 0;) {
+    value = (value << 8) | static_cast<unsigned char>(text[offset + i]);
+  }
   return value;
 }
 
-/// Reads the magic string, version and header text (the Python dict literal).
-std::string read_header_text(std::istream& in, const std::filesystem::path& path) {
-  std::array<char, 8> preamble{};
-  in.read(preamble.data(), preamble.size());
-  if (!in || std::string_view(preamble.data(), kMagic.size()) != kMagic) {
+/// Checks the magic string and version, and returns the header text (the Python dict
+/// literal), bounded by kMaxHeaderLength and by the file's size before anything is allocated.
+std::string read_header_text(const InputFile& file, uint64_t& data_offset) {
+  const std::filesystem::path& path = file.path();
+  const std::string preamble = file.read_string(0, kPreambleSize + 4);
+  if (preamble.size() < kPreambleSize || preamble.compare(0, kMagic.size(), kMagic) != 0) {
     throw npy_error(path, "not a .npy file (no \\x93NUMPY magic): save it with numpy.save");
   }
   const int major = static_cast<unsigned char>(preamble[6]);
-  if (major < 1 || major > 3) {
-    throw npy_error(path, ".npy format version " + std::to_string(major) +
-                              " is not supported (1, 2 or 3 are)");
+  const int minor = static_cast<unsigned char>(preamble[7]);
+  if (major < 1 || major > 3 || minor != 0) {
+    throw npy_error(path, ".npy format version " + std::to_string(major) + "." +
+                              std::to_string(minor) +
+                              " is not supported (1.0, 2.0 or 3.0 are): save it with numpy.save");
   }
-  const uint32_t length = read_le(in, major == 1 ? 2 : 4);
-  std::string text(length, '\0');
-  in.read(text.data(), static_cast<std::streamsize>(length));
-  if (!in) throw npy_error(path, "truncated .npy header");
-  return text;
+  const std::size_t length_size = major == 1 ? 2 : 4;
+  if (preamble.size() < kPreambleSize + length_size) {
+    throw npy_error(path, "truncated .npy header: re-save the array with numpy.save");
+  }
+  const uint32_t length = little_endian(preamble, kPreambleSize, length_size);
+  const uint64_t offset = kPreambleSize + length_size;
+  if (length > kMaxHeaderLength) {
+    throw npy_error(path, ".npy header length " + std::to_string(length) + " exceeds " +
+                              std::to_string(kMaxHeaderLength) +
+                              " bytes (numpy's own limit): not a plain array; re-save it with "
+                              "numpy.save");
+  }
+  if (length > file.size() - offset) {
+    throw npy_error(path, "truncated .npy header: it claims " + std::to_string(length) +
+                              " bytes, the file has " + std::to_string(file.size() - offset) +
+                              " after the preamble; re-save the array with numpy.save");
+  }
+  data_offset = offset + length;
+  return file.read_string(offset, length);
 }
 
-/// The text right after `'key':` in the header dict (leading spaces skipped).
-std::string_view value_of(std::string_view dict, std::string_view key,
-                          const std::filesystem::path& path) {
-  const std::string quoted = "'" + std::string(key) + "'";
-  std::size_t pos = dict.find(quoted);
-  if (pos == std::string_view::npos) pos = dict.find("\"" + std::string(key) + "\"");
-  if (pos == std::string_view::npos) {
-    throw npy_error(path, "header lacks '" + std::string(key) + "'");
-  }
-  pos = dict.find(':', pos + quoted.size());
-  if (pos == std::string_view::npos) throw npy_error(path, "malformed .npy header");
-  pos = dict.find_first_not_of(" \t", pos + 1);
-  if (pos == std::string_view::npos) throw npy_error(path, "malformed .npy header");
-  return dict.substr(pos);
-}
+/// A strict parser of the header dict numpy.save writes:
+/// {'descr': '<f4', 'fortran_order': False, 'shape': (2, 64, 64, 3), }
+/// No arithmetic here can overflow: each dimension is bounded by kMaxElements digit by digit.
+class HeaderParser {
+ public:
+  HeaderParser(std::string_view text, const std::filesystem::path& path)
+      : text_(text), path_(path) {}
 
-std::string parse_quoted(std::string_view text, const std::filesystem::path& path) {
-  const char quote = text.empty() ? '\0' : text.front();
-  const std::size_t end = text.find(quote, 1);
-  if ((quote != '\'' && quote != '"') || end == std::string_view::npos) {
-    throw npy_error(path, "structured dtypes are not supported: save a plain float32 array");
-  }
-  return std::string(text.substr(1, end - 1));
-}
-
-bool parse_bool(std::string_view text, const std::filesystem::path& path) {
-  if (text.substr(0, 4) == "True") return true;
-  if (text.substr(0, 5) == "False") return false;
-  throw npy_error(path, "malformed 'fortran_order' in .npy header");
-}
-
-/// Parses a Python tuple of non-negative integers: "()", "(3,)", "(2, 64, 64, 3)".
-std::vector<int64_t> parse_shape(std::string_view text, const std::filesystem::path& path) {
-  const std::size_t close = text.find(')');
-  if (text.empty() || text.front() != '(' || close == std::string_view::npos) {
-    throw npy_error(path, "malformed 'shape' in .npy header");
-  }
-  std::vector<int64_t> shape;
-  const std::string_view items = text.substr(1, close - 1);
-  std::size_t i = 0;
-  while (i < items.size()) {
-    if (std::isdigit(static_cast<unsigned char>(items[i]))) {
-      int64_t dim = 0;
-      while (i < items.size() && std::isdigit(static_cast<unsigned char>(items[i]))) {
-        dim = dim * 10 + (items[i++] - '0');
+  NpyHeader parse() {
+    NpyHeader header;
+    std::array<bool, kKeys.size()> seen{};
+    expect('{');
+    while (!consume('}')) {
+      const std::string key = quoted_string();
+      expect(':');
+      const std::size_t index = key_index(key);
+      if (index == kKeys.size() || seen[index]) {
+        throw malformed((index == kKeys.size() ? "unexpected key '" : "repeated key '") + key +
+                        "'");
       }
-      shape.push_back(dim);
-    } else if (items[i] == ',' || items[i] == ' ' || items[i] == 'L') {
-      ++i;
-    } else {
-      throw npy_error(path, "malformed 'shape' in .npy header");
+      seen[index] = true;
+      if (index == 0) header.descr = descr();
+      if (index == 1) header.fortran_order = boolean();
+      if (index == 2) header.shape = shape();
+      if (!consume(',')) {
+        expect('}');
+        break;
+      }
+    }
+    skip_space();
+    if (pos_ != text_.size()) throw malformed("text after the closing '}'");
+    for (std::size_t i = 0; i < seen.size(); ++i) {
+      if (!seen[i]) throw malformed("no '" + std::string(kKeys[i]) + "' key");
+    }
+    return header;
+  }
+
+ private:
+  static constexpr std::array<std::string_view, 3> kKeys{"descr", "fortran_order", "shape"};
+
+  /// Index of `key` in kKeys; kKeys.size() for any other key.
+  static std::size_t key_index(std::string_view key) {
+    std::size_t i = 0;
+    while (i < kKeys.size() && kKeys[i] != key) ++i;
+    return i;
+  }
+
+  UserError malformed(const std::string& what) const {
+    return npy_error(path_, "malformed .npy header (" + what + " at byte " +
+                                std::to_string(pos_) + "): re-save the array with numpy.save");
+  }
+
+  void skip_space() {
+    while (pos_ < text_.size() && (text_[pos_] == ' ' || text_[pos_] == '\t' ||
+                                   text_[pos_] == '\n' || text_[pos_] == '\r')) {
+      ++pos_;
     }
   }
-  return shape;
-}
 
-NpyHeader parse_header(std::string_view dict, const std::filesystem::path& path) {
-  NpyHeader header;
-  header.descr = parse_quoted(value_of(dict, "descr", path), path);
-  header.fortran_order = parse_bool(value_of(dict, "fortran_order", path), path);
-  header.shape = parse_shape(value_of(dict, "shape", path), path);
-  return header;
-}
+  /// Skips spaces, then takes `c` if it is next.
+  bool consume(char c) {
+    skip_space();
+    if (pos_ < text_.size() && text_[pos_] == c) {
+      ++pos_;
+      return true;
+    }
+    return false;
+  }
+
+  void expect(char c) {
+    if (!consume(c)) throw malformed(std::string("expected '") + c + "'");
+  }
+
+  bool digit_next() const {
+    return pos_ < text_.size() && std::isdigit(static_cast<unsigned char>(text_[pos_]));
+  }
+
+  /// A '...' or "..." string without escapes.
+  std::string quoted_string() {
+    skip_space();
+    const char quote = pos_ < text_.size() ? text_[pos_] : '\0';
+    const std::size_t end = text_.find(quote, pos_ + 1);
+    if ((quote != '\'' && quote != '"') || end == std::string_view::npos) {
+      throw malformed("expected a quoted string");
+    }
+    const std::string_view value = text_.substr(pos_ + 1, end - pos_ - 1);
+    if (value.find('\\') != std::string_view::npos) throw malformed("escape in a string");
+    pos_ = end + 1;
+    return std::string(value);
+  }
+
+  std::string descr() {
+    skip_space();
+    if (pos_ < text_.size() && text_[pos_] == '[') {
+      throw npy_error(path_, "structured dtypes are not supported: save a plain float32 array");
+    }
+    return quoted_string();
+  }
+
+  bool boolean() {
+    skip_space();
+    for (const auto& [word, value] : {std::pair{"True", true}, std::pair{"False", false}}) {
+      const std::string_view name = word;
+      if (text_.substr(pos_, name.size()) == name) {
+        pos_ += name.size();
+        return value;
+      }
+    }
+    throw malformed("'fortran_order' is neither True nor False");
+  }
+
+  /// One dimension: decimal digits (an 'L' suffix of Python 2 allowed), at most kMaxElements.
+  int64_t dimension() {
+    skip_space();
+    if (!digit_next()) throw malformed("expected a non-negative integer dimension");
+    const std::size_t start = pos_;
+    uint64_t value = 0;
+    while (digit_next()) {
+      const auto digit = static_cast<uint64_t>(text_[pos_++] - '0');
+      if (value > (kMaxElements - digit) / 10) throw too_large(start);
+      value = value * 10 + digit;
+    }
+    if (pos_ < text_.size() && text_[pos_] == 'L') ++pos_;
+    return static_cast<int64_t>(value);
+  }
+
+  UserError too_large(std::size_t start) const {
+    const std::size_t end = text_.find_first_not_of("0123456789", start);
+    std::string digits(text_.substr(start, end == std::string_view::npos ? end : end - start));
+    if (digits.size() > 30) digits = digits.substr(0, 30) + "...";
+    return npy_error(path_, "dimension " + digits +
+                                " in the .npy header's shape exceeds 2^40: not a real array; "
+                                "re-save it with numpy.save");
+  }
+
+  /// A Python tuple of dimensions: "()", "(3,)", "(2, 64, 64, 3)" (a trailing comma allowed).
+  std::vector<int64_t> shape() {
+    expect('(');
+    std::vector<int64_t> dims;
+    bool comma = false;
+    while (!consume(')')) {
+      if (!dims.empty() && !comma) throw malformed("expected ',' or ')' in 'shape'");
+      if (dims.size() == kMaxRank) throw malformed("more than 64 dimensions in 'shape'");
+      dims.push_back(dimension());
+      comma = consume(',');
+    }
+    if (dims.size() == 1 && !comma) throw malformed("'shape' (n) is not a tuple, (n,) is");
+    return dims;
+  }
+
+  std::string_view text_;
+  const std::filesystem::path& path_;
+  std::size_t pos_ = 0;
+};
 
 void check_supported(const NpyHeader& header, const std::filesystem::path& path) {
   if (header.descr != "<f4") {
@@ -125,6 +240,21 @@ void check_supported(const NpyHeader& header, const std::filesystem::path& path)
     throw npy_error(path, "Fortran-ordered arrays are not supported: save "
                           "numpy.ascontiguousarray(arr)");
   }
+}
+
+/// Compares the data size the shape claims with what the file holds, before any allocation.
+/// Bytes after the array are ignored, as numpy.load does.
+std::size_t checked_data_bytes(const NpyHeader& header, const InputFile& file) {
+  const std::size_t count = element_count(header.shape);  // <= kMaxElements, else UserError
+  const uint64_t bytes = uint64_t{count} * sizeof(float);
+  const uint64_t available = file.size() - header.data_offset;
+  if (bytes > available) {
+    throw npy_error(file.path(), "truncated: shape " + shape_to_string(header.shape) + " needs " +
+                                     std::to_string(bytes) + " data bytes, the file has " +
+                                     std::to_string(available) +
+                                     " after its header; re-save the array with numpy.save");
+  }
+  return static_cast<std::size_t>(bytes);
 }
 
 bool host_is_little_endian() {
@@ -153,18 +283,17 @@ bool has_npy_magic(const std::string& first_bytes) {
 }
 
 Tensor read_npy(const std::filesystem::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw UserError("cannot open input file " + path.string());
-  const NpyHeader header = parse_header(read_header_text(in, path), path);
+  const InputFile file(path, "input file");
+  uint64_t data_offset = 0;
+  const std::string text = read_header_text(file, data_offset);
+  NpyHeader header = HeaderParser(text, path).parse();
+  header.data_offset = data_offset;
   check_supported(header, path);
 
-  Tensor tensor{header.shape, std::vector<float>(element_count(header.shape))};
-  const auto bytes = static_cast<std::streamsize>(tensor.data.size() * sizeof(float));
-  in.read(reinterpret_cast<char*>(tensor.data.data()), bytes);
-  if (in.gcount() != bytes) {
-    throw npy_error(path, "truncated: shape " + shape_to_string(header.shape) + " needs " +
-                              std::to_string(bytes) + " data bytes, the file has " +
-                              std::to_string(in.gcount()));
+  const std::size_t bytes = checked_data_bytes(header, file);
+  Tensor tensor{header.shape, std::vector<float>(bytes / sizeof(float))};
+  if (file.read_at(header.data_offset, tensor.data.data(), bytes) != bytes) {
+    throw npy_error(path, "the file shrank while being read: read it again");
   }
   to_host_order(tensor.data);
   return tensor;

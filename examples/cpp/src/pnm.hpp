@@ -16,7 +16,9 @@ struct Image {
   std::vector<uint8_t> samples;  ///< height x width x channels, row-major, interleaved
 };
 
-/// Reads a binary P6 or P5 image with maxval 255. Throws UserError otherwise.
+/// Reads a binary P6 or P5 image with maxval 255 and sides of at most 32768 pixels. Throws
+/// UserError otherwise, or when the file does not hold the pixels its header claims (checked
+/// before allocating them).
 Image read_pnm(const std::filesystem::path& path);
 
 /// Whether the first bytes of a file look like a binary PPM/PGM header ("P6" or "P5").

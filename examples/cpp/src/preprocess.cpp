@@ -34,17 +34,17 @@ double metadata_double(const std::map<std::string, std::string>& metadata,
   throw bad_number(key, *text);
 }
 
-/// The integer stored under `key`, or -1 when the key is absent.
+/// The positive integer stored under `key`, or -1 when the key is absent.
 int64_t metadata_int(const std::map<std::string, std::string>& metadata, const std::string& key) {
   const auto text = lookup(metadata, key);
   if (!text) return -1;
   std::size_t used = 0;
   try {
     const int64_t value = std::stoll(*text, &used);
-    if (used == text->size()) return value;
+    if (used == text->size() && value > 0) return value;  // <= 0 would read as "any size"
   } catch (const std::logic_error&) {
   }
-  throw bad_number(key, *text);
+  throw UserError("model metadata " + key + " = '" + *text + "' is not a positive integer");
 }
 
 bool is_channel_count(int64_t dim) { return dim == 1 || dim == 3; }

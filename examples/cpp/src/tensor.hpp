@@ -1,8 +1,10 @@
 // Types shared by all parts of anan_infer: a float tensor and the user-error exception.
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <limits>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -32,11 +34,29 @@ inline std::string shape_to_string(const std::vector<int64_t>& shape) {
   return text + "]";
 }
 
-/// Number of elements of a shape whose dimensions are all >= 0.
+/// Most elements anan_infer accepts in one tensor: 2^40 (4 TiB of float32), far beyond any
+/// real batch, yet small enough that byte counts and onnxruntime's own size arithmetic
+/// cannot overflow.
+constexpr uint64_t kMaxElements = uint64_t{1} << 40;
+
+/// Number of elements of a shape whose dimensions are all >= 0. Throws UserError when the
+/// product exceeds kMaxElements (or size_t); zero dimensions count as one while checking,
+/// so that a zero cannot hide an overflowing product of the others. Never overflows itself.
 inline std::size_t element_count(const std::vector<int64_t>& shape) {
-  std::size_t count = 1;
-  for (int64_t dim : shape) count *= static_cast<std::size_t>(dim);
-  return count;
+  const uint64_t limit =
+      std::min<uint64_t>(kMaxElements, std::numeric_limits<std::size_t>::max() / sizeof(float));
+  uint64_t count = 1;
+  bool has_zero = false;
+  for (int64_t dim : shape) {
+    const auto size = static_cast<uint64_t>(dim);
+    if (dim < 0 || (size > 1 && count > limit / size)) {
+      throw UserError("shape " + shape_to_string(shape) + " is too large (more than 2^40 " +
+                      "elements, or a negative dimension): pass a smaller batch");
+    }
+    has_zero = has_zero || size == 0;
+    count *= std::max<uint64_t>(size, 1);
+  }
+  return has_zero ? 0 : static_cast<std::size_t>(count);
 }
 
 }  // namespace anan

@@ -1,4 +1,4 @@
-"""Raw images and user-given arrays to model input.
+"""The model input: its description (:class:`InputSpec`) and checks of user-given batches.
 
 A model's input is described by an :class:`InputSpec` (layout, size, channels and the
 affine pixel preprocessing ``x = pixel * scale + offset``). anan-onnx stores it in the ONNX
@@ -16,44 +16,19 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
-from collections.abc import Iterable, Sequence
-from pathlib import Path
-from typing import Literal, TypeVar
+from collections.abc import Sequence
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
 
-from anan_onnx.errors import AnanError, first_line
+from anan_onnx.errors import AnanError
+from anan_onnx.metadata import DEFAULT_SCALE
 
-__all__ = [
-    "IMAGE_EXTENSIONS",
-    "LAYOUTS",
-    "InputSpec",
-    "check_batch",
-    "load_image",
-    "load_images",
-    "load_npy",
-]
+__all__ = ["LAYOUTS", "NCHW_TO_NHWC", "NHWC_TO_NCHW", "InputSpec", "check_batch"]
 
 LAYOUTS: tuple[str, ...] = ("NHWC", "NCHW")
-#: File name endings recognised as images (compared in lower case).
-IMAGE_EXTENSIONS: tuple[str, ...] = (
-    ".jpg",
-    ".jpeg",
-    ".png",
-    ".bmp",
-    ".gif",
-    ".tif",
-    ".tiff",
-    ".webp",
-)
-#: Show a progress bar when loading more images than this.
-PROGRESS_MIN = 200
-
-_T = TypeVar("_T")
-_NHWC_TO_NCHW = (0, 3, 1, 2)
-_NCHW_TO_NHWC = (0, 2, 3, 1)
+#: axes that turn an NHWC batch into NCHW, and back
+NHWC_TO_NCHW = (0, 3, 1, 2)
+NCHW_TO_NHWC = (0, 2, 3, 1)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,7 +52,7 @@ class InputSpec:
     height: int
     width: int
     channels: int
-    scale: float = 1 / 255
+    scale: float = DEFAULT_SCALE
     offset: float = 0.0
 
     def __post_init__(self) -> None:
@@ -191,161 +166,6 @@ def _parse(key: str, raw: str, kind: type) -> object:
     return number
 
 
-# --- image files --------------------------------------------------------------------------
-
-
-def load_image(path: str | os.PathLike[str], spec: InputSpec) -> np.ndarray:
-    """Loads one image file as model-ready pixels.
-
-    The image is converted to RGB (``channels=3``) or grayscale (``channels=1``; alpha is
-    dropped), resized to the spec's size with bilinear interpolation when its size differs,
-    then scaled: ``x = pixel * scale + offset``. EXIF orientation is not applied, as in
-    Keras' ``load_img``.
-
-    Args:
-        path: image file (any format Pillow reads).
-        spec: the model input description.
-
-    Returns:
-        float32 array of shape (height, width, channels), whatever ``spec.layout`` is.
-
-    Raises:
-        AnanError: the file is missing, not an image, or corrupt; the message names it.
-
-    Example:
-        >>> x = load_image("cat.jpg", InputSpec("NHWC", 64, 64, 3))  # doctest: +SKIP
-        >>> x.shape, x.dtype  # doctest: +SKIP
-        ((64, 64, 3), dtype('float32'))
-    """
-    pixels = _read_pixels(Path(path), spec)
-    x = pixels.astype(np.float32)
-    x *= np.float32(spec.scale)
-    if spec.offset:
-        x += np.float32(spec.offset)
-    return x
-
-
-def _read_pixels(path: Path, spec: InputSpec) -> np.ndarray:
-    """uint8 (H, W, C) pixels of ``path`` converted and resized for ``spec``."""
-    name = str(path)
-    if not path.exists():
-        raise AnanError(f"image {name} does not exist: check the path")
-    if path.is_dir():
-        raise AnanError(f"image {name} is a folder, not an image file: pass image files")
-    try:
-        with Image.open(path) as im:
-            return pixels_from_pil(im, spec)
-    except PermissionError as e:
-        raise AnanError(
-            f"image {name} cannot be read ({e.strerror}): check its permissions"
-        ) from None
-    except UnidentifiedImageError:
-        raise AnanError(
-            f"image {name} is not a readable image: remove it or convert it to PNG/JPEG"
-        ) from None
-    except (OSError, SyntaxError, ValueError) as e:
-        # Pillow reports truncated or corrupt data as OSError (SyntaxError for some plugins)
-        # when the pixels are decoded, after the header was read successfully.
-        raise AnanError(
-            f"image {name} is corrupt or truncated ({first_line(e)}): remove it or re-save it"
-        ) from None
-
-
-def pixels_from_pil(im: Image.Image, spec: InputSpec) -> np.ndarray:
-    """uint8 (H, W, C) pixels of a Pillow image converted and resized for ``spec``.
-
-    Shared by files and by arrays (``.npz`` data sets) so both get the same preprocessing.
-    """
-    mode = "RGB" if spec.channels == 3 else "L"
-    if im.mode != mode:
-        im = im.convert(mode)
-    if im.size != (spec.width, spec.height):
-        im = im.resize((spec.width, spec.height), Image.Resampling.BILINEAR)
-    pixels = np.asarray(im, dtype=np.uint8)
-    if pixels.ndim == 2:
-        pixels = pixels[:, :, None]
-    return pixels
-
-
-OnError = Literal["raise", "skip"]
-
-
-def load_images(
-    paths: Iterable[str | os.PathLike[str]],
-    spec: InputSpec,
-    *,
-    on_error: OnError = "raise",
-    progress: bool | None = None,
-    desc: str = "images",
-) -> tuple[np.ndarray, list[str], list[tuple[str, str]]]:
-    """Loads image files into one batch in the model's layout.
-
-    Policy for bad files: by default (``on_error="raise"``) one unreadable, missing or corrupt
-    file refuses the whole batch with an :class:`AnanError` naming it, so that no result is
-    silently computed on fewer images than asked for. With ``on_error="skip"`` bad files are
-    left out and returned in ``skipped`` with the reason, for the caller to report.
-
-    Args:
-        paths: image files, in the order wanted in the batch.
-        spec: the model input description.
-        on_error: ``"raise"`` (default) or ``"skip"``.
-        progress: show a progress bar (tqdm, on a terminal only); default: when loading
-            more than 200 images.
-        desc: label of the progress bar.
-
-    Returns:
-        ``(batch, loaded, skipped)``: float32 batch of shape ``spec.batch_shape(len(loaded))``,
-        the paths loaded (batch order), and ``(path, message)`` for each skipped file.
-
-    Example:
-        >>> batch, loaded, skipped = load_images(["a.png", "b.png"],
-        ...     InputSpec("NCHW", 32, 32, 1), on_error="skip")  # doctest: +SKIP
-    """
-    if on_error not in ("raise", "skip"):
-        raise AnanError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
-    names = [str(p) for p in paths]
-    out = np.empty((len(names), spec.height, spec.width, spec.channels), dtype=np.uint8)
-    loaded: list[str] = []
-    skipped: list[tuple[str, str]] = []
-    for name in progress_bar(names, progress, desc):
-        try:
-            out[len(loaded)] = _read_pixels(Path(name), spec)
-        except AnanError as e:
-            if on_error == "raise":
-                raise
-            skipped.append((name, str(e)))
-            continue
-        loaded.append(name)
-    return to_model_input(out[: len(loaded)], spec), loaded, skipped
-
-
-def to_model_input(pixels: np.ndarray, spec: InputSpec) -> np.ndarray:
-    """Scales uint8 (N, H, W, C) pixels and puts them in the spec's layout (float32)."""
-    # Scaling the whole batch once is much faster than per image, and keeps the pixels
-    # uint8 (4x smaller) while loading.
-    x = pixels.astype(np.float32)
-    x *= np.float32(spec.scale)
-    if spec.offset:
-        x += np.float32(spec.offset)
-    if spec.layout == "NCHW":
-        x = np.ascontiguousarray(x.transpose(_NHWC_TO_NCHW))
-    return x
-
-
-def progress_bar(items: Sequence[_T], progress: bool | None, desc: str) -> Iterable[_T]:
-    """``items``, wrapped in a tqdm bar when ``progress`` (default: more than 200 items)."""
-    if progress is None:
-        progress = len(items) > PROGRESS_MIN
-    if not progress:
-        return items
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:  # tqdm is optional at import time; loading works without it
-        return items
-    # disable=None: no bar when stderr is not a terminal (logs, CI).
-    return tqdm(items, desc=desc, unit="img", disable=None, leave=False)
-
-
 # --- user-given arrays --------------------------------------------------------------------
 
 Dim = int | str | None
@@ -441,7 +261,7 @@ def _check_shape(got: tuple[int, ...], expected: tuple[Dim, ...], layout: str, n
         return
     problem = f"{name} shape {tuple(got)} does not match the model input {_show(expected, layout)}"
     if len(got) == 4:
-        for axes, was, want in ((_NCHW_TO_NHWC, "NCHW", "NHWC"), (_NHWC_TO_NCHW, "NHWC", "NCHW")):
+        for axes, was, want in ((NCHW_TO_NHWC, "NCHW", "NHWC"), (NHWC_TO_NCHW, "NHWC", "NCHW")):
             if layout in ("", want) and _matches(_permute(got, axes), expected):
                 raise AnanError(
                     f"{problem}: it looks like {was}; transpose to {want} (x.transpose{axes})"
@@ -492,57 +312,3 @@ def _check_finite(x: np.ndarray, name: str) -> None:
         f"{name} has {n_nan} NaN and {n_inf} Inf values (first at index {first}, image "
         f"{first[0]}): fix the preprocessing or drop those images"
     )
-
-
-def load_npy(path: str | os.PathLike[str]) -> np.ndarray:
-    """Loads a numeric ``.npy`` array (pickled objects are refused for safety).
-
-    Args:
-        path: a file written by ``numpy.save``.
-
-    Raises:
-        AnanError: the file is missing, is not a ``.npy`` file, or holds Python objects.
-
-    Example:
-        >>> x = check_batch(load_npy("batch.npy"), spec)  # doctest: +SKIP
-    """
-    p = Path(path)
-    if not p.exists():
-        raise AnanError(f"array file {p} does not exist: check the path")
-    if p.is_dir():
-        raise AnanError(f"array file {p} is a folder: pass a .npy file written by numpy.save")
-    try:
-        with open(p, "rb") as f:
-            magic = f.read(6)
-    except OSError as e:
-        raise AnanError(
-            f"array file {p} cannot be read ({e.strerror}): check its permissions"
-        ) from None
-    if magic[:4] == b"PK\x03\x04":
-        with np.load(p, allow_pickle=False) as archive:
-            keys = ", ".join(archive.files)
-        raise AnanError(
-            f"{p} is an .npz archive (arrays: {keys}), not a .npy file: save one array with "
-            "numpy.save, or pass the archive as a data set"
-        )
-    # Check the magic ourselves: without it np.load treats the bytes as a pickle.
-    if magic != b"\x93NUMPY":
-        raise AnanError(f"{p} is not a .npy file: save the array with numpy.save")
-    try:
-        data = np.load(p, allow_pickle=False)
-    except ValueError as e:
-        if "allow_pickle" in str(e):
-            raise AnanError(
-                f"array file {p} holds Python objects, refused for safety: save a numeric "
-                "array (e.g. float32) with numpy.save"
-            ) from None
-        raise _damaged_npy(p, e) from None
-    except (OSError, EOFError) as e:
-        raise _damaged_npy(p, e) from None
-    if data.dtype.kind not in "biufc":
-        raise AnanError(f"array file {p} has dtype {data.dtype}: save a numeric array")
-    return data
-
-
-def _damaged_npy(p: Path, e: Exception) -> AnanError:
-    return AnanError(f"{p} is a damaged .npy file ({e}): save it again with numpy.save")

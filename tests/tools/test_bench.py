@@ -1,20 +1,26 @@
-"""Smoke test of tools/bench_anan.py: a tiny run without TensorFlow writes the full report.
+"""Smoke test of the benchmark (``python -m tools.bench``): a tiny run without TensorFlow writes
+the full report; the ablation's stand-ins (``tools.bench.ablate``) keep a valid graph.
 
 Nothing here depends on timing values: only that every section and goal row is produced.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+import onnxruntime as ort
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[2] / "tools" / "bench_anan.py"
+from tools.bench import ablate, models, profile, sessions
+from tools.bench.config import MODELS
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+BENCH = [sys.executable, "-m", "tools.bench"]
 SECTIONS = (
     "# Benchmarks: ANAN at the cost of the base CNN",
     "## Goals",
@@ -29,43 +35,32 @@ SECTIONS = (
 )
 
 
-def _load_module():
-    spec = importlib.util.spec_from_file_location("bench_anan", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_anan"] = module
-    spec.loader.exec_module(module)
-    return module
+def _bench(*args: str, timeout: int) -> subprocess.CompletedProcess[str]:
+    """The benchmark's command line, run from the repository root as documented."""
+    return subprocess.run(
+        [*BENCH, *args], capture_output=True, text=True, timeout=timeout, cwd=REPO_ROOT
+    )
 
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory) -> tuple[str, dict]:
     out = tmp_path_factory.mktemp("bench")
     report, raw = out / "BENCHMARKS.md", out / "results.json"
-    command = [sys.executable, str(SCRIPT), "--quick", "--no-tf", "--models", "tiny"]
-    proc = subprocess.run(
-        [*command, "--out", str(report), "--json", str(raw)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    flags = ["--quick", "--no-tf", "--models", "tiny"]
+    proc = _bench(*flags, "--out", str(report), "--json", str(raw), timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     return report.read_text(encoding="utf-8"), json.loads(raw.read_text(encoding="utf-8"))
 
 
 def test_help():
-    proc = subprocess.run(
-        [sys.executable, str(SCRIPT), "--help"], capture_output=True, text=True, timeout=60
-    )
+    proc = _bench("--help", timeout=60)
     assert proc.returncode == 0
     for flag in ("--quick", "--no-tf", "--out", "--json", "--models"):
         assert flag in proc.stdout
 
 
 def test_bad_model_name_is_refused():
-    proc = subprocess.run(
-        [sys.executable, str(SCRIPT), "--models", "999"], capture_output=True, text=True, timeout=60
-    )
+    proc = _bench("--models", "999", timeout=60)
     assert proc.returncode == 2
     assert "unknown model" in proc.stderr
 
@@ -76,7 +71,7 @@ def test_report_has_every_section(tiny_run):
     missing = [section for section in SECTIONS if section not in text]
     assert not missing
     assert positions == sorted(positions)
-    assert "--quick --no-tf --models tiny" in text  # the command is recorded
+    assert "-m tools.bench --quick --no-tf --models tiny" in text  # the command is recorded
     for figure in (
         "ANAN / base latency, batch 64, fixed batch",
         "ANAN / base latency, batch 64, dynamic batch",
@@ -114,7 +109,6 @@ def test_raw_results_cover_the_matrix(tiny_run):
 
 
 def test_profile_summary_counts_only_the_last_runs():
-    bench = _load_module()
     events = [
         {"cat": "Session", "name": "model_run", "ts": 0, "dur": 100},
         {"cat": "Node", "name": "a_kernel_time", "ts": 10, "dur": 999, "args": {"op_name": "Conv"}},
@@ -129,7 +123,7 @@ def test_profile_summary_counts_only_the_last_runs():
         },
         {"cat": "Node", "name": "anan/m_fence_before", "ts": 259, "dur": 5, "args": {}},
     ]
-    summary = bench.summarise_profile(events, runs=1)
+    summary = profile.summarise_profile(events, runs=1)
     assert summary["runs"] == 1
     assert [(n["node"], n["op"]) for n in summary["nodes"]] == [("a", "Conv"), ("anan/m", "Mul")]
     assert summary["kernel_ms"] == pytest.approx(0.06)
@@ -137,15 +131,34 @@ def test_profile_summary_counts_only_the_last_runs():
 
 
 def test_session_sets_run_in_a_process_of_their_own():
-    bench = _load_module()
-    assert bench.in_fresh_process(os.getpid) != os.getpid()
+    assert sessions.in_fresh_process(os.getpid) != os.getpid()
 
 
 def test_fixed_batch_sets_only_the_batch_axis():
-    bench = _load_module()
-    model = bench.build_onnx(bench.MODELS["tiny"], seed=0)
-    fixed = bench.fixed_batch(model, 5)
+    model = models.build_onnx(MODELS["tiny"], seed=0)
+    fixed = models.fixed_batch(model, 5)
     dims = [d.dim_value for d in fixed.graph.input[0].type.tensor_type.shape.dim]
     assert dims == [5, 32, 32, 3]
     assert fixed.graph.output[0].type.tensor_type.shape.dim[0].dim_value == 5
     assert model.graph.input[0].type.tensor_type.shape.dim[0].dim_param == "batch"
+
+
+def test_ablation_stand_ins_take_out_the_steps_then_the_scaling(tmp_path):
+    graphs = ablate.ablated_models(MODELS["tiny"], k=4, tmp=tmp_path)
+    names = {key: {n.name for n in m.graph.node} for key, m in graphs.items()}
+    assert any(n.startswith("anan/step") for n in names["anan"])
+    assert not any(n.startswith("anan/step") for n in names["no steps"])
+    assert f"{ablate.SCALING}/gain_map" in names["no steps"]
+    assert f"{ablate.SCALING}/gain_map" not in names["no steps, no scaling"]
+    assert f"{ablate.SCALING}/shifted" in names["no steps, no scaling"]  # the bias stays
+    x = models.images(MODELS["tiny"], 3, seed=1)
+    outputs = {}
+    for key, model in graphs.items():
+        used = {i for n in model.graph.node for i in n.input}
+        assert {i.name for i in model.graph.initializer} <= used  # nothing left dangling
+        session = ort.InferenceSession(
+            model.SerializeToString(), providers=["CPUExecutionProvider"]
+        )
+        outputs[key] = session.run(None, {"image": x})[0]
+    # the stand-ins are different graphs, not the ANAN model under another name
+    assert not np.allclose(outputs["no steps, no scaling"], outputs["anan"])

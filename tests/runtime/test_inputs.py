@@ -1,25 +1,15 @@
-"""Tests of anan_onnx.runtime.images: InputSpec, image files, user arrays, .npy files."""
+"""Tests of anan_onnx.runtime.inputs: InputSpec and the checks of user-given arrays."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
-from PIL import Image
 
 from anan_onnx.errors import AnanError
-from anan_onnx.runtime.images import InputSpec, check_batch, load_image, load_images, load_npy
+from anan_onnx.runtime.inputs import InputSpec, check_batch
 
 NHWC = InputSpec("NHWC", 8, 6, 3)
 NCHW = InputSpec("NCHW", 8, 6, 3)
-
-
-def save(path, array: np.ndarray, **kwargs) -> str:
-    Image.fromarray(array).save(path, **kwargs)
-    return str(path)
-
-
-def solid(h: int, w: int, rgb: tuple[int, int, int]) -> np.ndarray:
-    return np.broadcast_to(np.array(rgb, np.uint8), (h, w, 3)).copy()
 
 
 # --- InputSpec ------------------------------------------------------------------------------
@@ -65,86 +55,6 @@ def test_spec_from_metadata_names_missing_and_invalid_keys():
     with pytest.raises(AnanError, match="channels='2.5' is not an integer"):
         InputSpec.from_metadata({**NHWC.to_metadata(), "channels": "2.5"})
     assert InputSpec.from_metadata({**NHWC.to_metadata(), "layout": "nchw"}).layout == "NCHW"
-
-
-# --- image files --------------------------------------------------------------------------
-
-
-def test_load_image_scales_without_resizing(tmp_path):
-    pixels = np.arange(8 * 6 * 3, dtype=np.uint8).reshape(8, 6, 3)
-    x = load_image(save(tmp_path / "a.png", pixels), InputSpec("NHWC", 8, 6, 3, 0.5, -1.0))
-    assert x.dtype == np.float32 and x.shape == (8, 6, 3)
-    np.testing.assert_array_equal(x, pixels.astype(np.float32) * 0.5 - 1.0)
-
-
-def test_load_image_resizes_bilinear_and_converts_to_gray(tmp_path):
-    path = save(tmp_path / "big.png", solid(40, 30, (200, 100, 50)))
-    x = load_image(path, InputSpec("NHWC", 8, 6, 1, scale=1.0))
-    assert x.shape == (8, 6, 1)
-    # Pillow's L conversion: L = R*299/1000 + G*587/1000 + B*114/1000 = 124.2 → 124.
-    np.testing.assert_allclose(x, 124.0, atol=1)
-    y = load_image(path, NHWC)
-    assert y.shape == (8, 6, 3)
-    np.testing.assert_allclose(y[0, 0], np.array([200, 100, 50]) / 255, atol=1e-6)
-
-
-def test_load_image_converts_gray_and_rgba_to_rgb(tmp_path):
-    gray = save(tmp_path / "g.png", np.full((8, 6), 77, np.uint8))
-    np.testing.assert_allclose(load_image(gray, NHWC), 77 / 255, atol=1e-7)
-    rgba = np.zeros((8, 6, 4), np.uint8)
-    rgba[..., 0], rgba[..., 3] = 255, 128
-    x = load_image(save(tmp_path / "t.png", rgba), NHWC)
-    np.testing.assert_allclose(x[..., 0], 1.0)
-    np.testing.assert_allclose(x[..., 1:], 0.0)
-
-
-def test_load_image_errors_name_the_file(tmp_path):
-    with pytest.raises(AnanError, match=r"image .*nope\.png does not exist"):
-        load_image(tmp_path / "nope.png", NHWC)
-    with pytest.raises(AnanError, match="is a folder"):
-        load_image(tmp_path, NHWC)
-    junk = tmp_path / "junk.png"
-    junk.write_bytes(b"this is not an image at all")
-    with pytest.raises(AnanError, match=r"image .*junk\.png is not a readable image"):
-        load_image(junk, NHWC)
-    full = (tmp_path / "ok.jpg").as_posix()
-    save(full, np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8))
-    cut = tmp_path / "cut.jpg"
-    cut.write_bytes((tmp_path / "ok.jpg").read_bytes()[:300])
-    with pytest.raises(AnanError, match=r"image .*cut\.jpg is corrupt or truncated"):
-        load_image(cut, NHWC)
-
-
-def test_load_images_builds_a_batch_in_the_model_layout(tmp_path):
-    paths = [save(tmp_path / f"{i}.png", solid(8, 6, (i * 40, 0, 255))) for i in range(3)]
-    batch, loaded, skipped = load_images(paths, NCHW)
-    assert batch.shape == (3, 3, 8, 6) and batch.dtype == np.float32
-    assert batch.flags.c_contiguous
-    assert loaded == paths and skipped == []
-    np.testing.assert_allclose(batch[:, 0, 0, 0], np.array([0, 40, 80]) / 255, atol=1e-7)
-    np.testing.assert_allclose(batch[:, 2], 1.0)
-
-
-def test_load_images_refuses_or_skips_bad_files(tmp_path):
-    good = save(tmp_path / "good.png", solid(8, 6, (1, 2, 3)))
-    bad = tmp_path / "bad.png"
-    bad.write_bytes(b"\x89PNG not really")
-    with pytest.raises(AnanError, match=r"bad\.png"):
-        load_images([good, bad], NHWC)
-    batch, loaded, skipped = load_images([good, bad, tmp_path / "gone.png"], NHWC, on_error="skip")
-    assert batch.shape == (1, 8, 6, 3) and loaded == [good]
-    assert [p for p, _ in skipped] == [str(bad), str(tmp_path / "gone.png")]
-    assert "not a readable image" in skipped[0][1] and "does not exist" in skipped[1][1]
-    empty, loaded, _ = load_images([], NCHW)
-    assert empty.shape == (0, 3, 8, 6) and loaded == []
-    with pytest.raises(AnanError, match="on_error must be"):
-        load_images([good], NHWC, on_error="ignore")  # type: ignore[arg-type]
-
-
-def test_load_images_with_progress_bar(tmp_path):
-    paths = [save(tmp_path / f"{i}.png", solid(8, 6, (i, i, i))) for i in range(4)]
-    batch, _, _ = load_images(paths, NHWC, progress=True)
-    assert batch.shape == (4, 8, 6, 3)
 
 
 # --- check_batch ----------------------------------------------------------------------------
@@ -241,32 +151,3 @@ def test_check_batch_reports_nan_and_inf():
     y[0, 0, 0, 0] = np.inf
     with pytest.raises(AnanError, match="0 NaN and 1 Inf"):
         check_batch(y, NHWC)
-
-
-# --- .npy files -----------------------------------------------------------------------------
-
-
-def test_load_npy(tmp_path):
-    x = np.arange(6, dtype=np.float32).reshape(1, 2, 3)
-    np.save(tmp_path / "x.npy", x)
-    np.testing.assert_array_equal(load_npy(tmp_path / "x.npy"), x)
-
-
-def test_load_npy_errors(tmp_path):
-    with pytest.raises(AnanError, match=r"missing\.npy does not exist"):
-        load_npy(tmp_path / "missing.npy")
-    with pytest.raises(AnanError, match="is a folder"):
-        load_npy(tmp_path)
-    (tmp_path / "text.npy").write_text("1, 2, 3")
-    with pytest.raises(AnanError, match=r"text\.npy is not a \.npy file"):
-        load_npy(tmp_path / "text.npy")
-    np.save(tmp_path / "obj.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
-    with pytest.raises(AnanError, match="holds Python objects, refused for safety"):
-        load_npy(tmp_path / "obj.npy")
-    np.savez(tmp_path / "pair.npz", a=np.zeros(2), b=np.ones(2))
-    with pytest.raises(AnanError, match=r"is an \.npz archive \(arrays: a, b\)"):
-        load_npy(tmp_path / "pair.npz")
-    np.save(tmp_path / "full.npy", np.zeros((100, 100), np.float32))
-    (tmp_path / "short.npy").write_bytes((tmp_path / "full.npy").read_bytes()[:500])
-    with pytest.raises(AnanError, match="damaged .npy file"):
-        load_npy(tmp_path / "short.npy")

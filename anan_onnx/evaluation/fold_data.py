@@ -1,0 +1,182 @@
+"""Validation and test images per model: from ``training.json`` or from one shared split.
+
+When the model folder holds ``training.json`` (written by ``tools/train_base_cnn.py``), each
+fold is tuned on its own held-out fold (``val_indices``) and tested on the recorded test
+files; otherwise one split is drawn by :func:`anan_onnx.load_splits` and shared by all
+models. Loaded images are cached, so models sharing a split load it once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from anan_onnx.errors import AnanError
+from anan_onnx.evaluation.datasets import SplitOptions
+
+__all__ = ["FoldData", "FoldSplit"]
+
+
+@dataclasses.dataclass
+class FoldSplit:
+    images: np.ndarray
+    labels: np.ndarray
+    classes: list[str]
+    source: str
+
+
+class FoldData:
+    """Validation and test images for each model, from training.json or load_splits."""
+
+    def __init__(self, models: list[Path], data: Path | None, options: SplitOptions) -> None:
+        self.models = models
+        self.data = data
+        self.options = options
+        self.records = {m: _training_record(m) for m in models}
+        self._cache: dict[Any, Any] = {}
+
+    def splits(self, model: Path, spec: Any, need_val: bool) -> tuple[FoldSplit | None, FoldSplit]:
+        record = self.records[model]
+        if record is not None:
+            return self._from_record(model, record, spec, need_val)
+        return self._from_loader(spec, need_val)
+
+    def _from_loader(self, spec: Any, need_val: bool) -> tuple[FoldSplit | None, FoldSplit]:
+        if self.data is None:
+            raise AnanError(
+                "no data set given and no training.json next to the models: pass the data set"
+            )
+        key = ("loader", spec)
+        if key not in self._cache:
+            self._cache[key] = self.options.load(self.data, spec)
+        splits = self._cache[key]
+        if splits.test is None:
+            raise AnanError(
+                f"data set {self.data} has no test split: pass --test-fraction > 0 or add test/"
+            )
+        if need_val and splits.val is None:
+            raise AnanError(
+                f"data set {self.data} has no validation split to tune on: pass "
+                "--val-fraction > 0 or add a val/ folder"
+            )
+        how = splits.info.get("split", {})
+        val = (
+            FoldSplit(
+                splits.val.images, splits.val.labels, splits.val.classes, how.get("val", "val")
+            )
+            if splits.val is not None
+            else None
+        )
+        test = FoldSplit(
+            splits.test.images, splits.test.labels, splits.test.classes, how.get("test", "test")
+        )
+        return val, test
+
+    def _from_record(
+        self, model: Path, record: dict[str, Any], spec: Any, need_val: bool
+    ) -> tuple[FoldSplit | None, FoldSplit]:
+        recorded = record.get("data_root")
+        root = self.data or (Path(recorded) if recorded else None)
+        if root is None:
+            raise AnanError(
+                f"training.json of {model.name} records no data_root: pass the data set"
+            )
+        if not root.is_dir():
+            raise AnanError(f"data folder {root} not found: pass the data set the models used")
+        classes = list(record.get("classes") or [])
+        train_files = list(record.get("train_files") or [])
+        train_labels = np.asarray(record.get("train_labels") or [], np.int64)
+        fold = _fold_of(model, record)
+        val = None
+        if need_val:
+            indices = np.asarray((fold or {}).get("val_indices") or [], np.int64)
+            if len(indices) == 0:
+                raise AnanError(
+                    f"training.json records no validation images for {model.name}: pass "
+                    "--params, or evaluate a folder without training.json"
+                )
+            if indices.max() >= len(train_files) or len(train_labels) != len(train_files):
+                raise AnanError(
+                    f"training.json of {model.name} does not match its file lists: re-train"
+                )
+            val = self._load(
+                root,
+                [train_files[i] for i in indices],
+                train_labels[indices],
+                classes,
+                spec,
+                f"fold {fold.get('fold', '?') if fold else '?'} validation (training.json)",
+            )
+        test_files = list(record.get("test_files") or [])
+        if not test_files:
+            raise AnanError(
+                f"training.json of {model.name} records no test images: train with a test split"
+            )
+        test = self._load(
+            root,
+            test_files,
+            np.asarray(record.get("test_labels"), np.int64),
+            classes,
+            spec,
+            "test (training.json)",
+        )
+        return val, test
+
+    def _load(
+        self,
+        root: Path,
+        files: list[str],
+        labels: np.ndarray,
+        classes: list[str],
+        spec: Any,
+        source: str,
+    ) -> FoldSplit:
+        from anan_onnx.evaluation.datasets import positive_indices
+        from anan_onnx.runtime.image_files import load_images
+
+        key = (tuple(files), spec)
+        if key not in self._cache:
+            images, _, _ = load_images(
+                [root / f for f in files], spec, progress=self.options.progress, desc=source
+            )
+            self._cache[key] = images
+        if len(labels) != len(files):
+            raise AnanError(f"training.json has {len(labels)} labels for {len(files)} files")
+        positive = self.options.positive
+        if positive is not None:
+            index = positive_indices(positive, classes, root)
+            labels = np.isin(labels, index).astype(np.int64)
+            classes = ["negative", "positive"]
+        return FoldSplit(self._cache[key], labels, classes, source)
+
+
+def _training_record(model: Path) -> dict[str, Any] | None:
+    """``training.json`` beside a fold model, or ``<stem>.training.json`` beside a model."""
+    stem = model.name[: -len(model.suffix)]
+    for candidate in (model.with_name(f"{stem}.training.json"), model.with_name("training.json")):
+        if candidate.is_file():
+            try:
+                record = json.loads(candidate.read_text())
+            except (OSError, json.JSONDecodeError) as exc:
+                raise AnanError(
+                    f"{candidate} is not readable JSON ({exc}): fix or remove it"
+                ) from None
+            if candidate.name == "training.json" and _fold_of(model, record) is None:
+                continue  # a training.json about other models
+            return record
+    return None
+
+
+def _fold_of(model: Path, record: dict[str, Any]) -> dict[str, Any] | None:
+    stem = model.name[: -len(model.suffix)]
+    folds = record.get("folds") or []
+    for fold in folds:
+        name = str(fold.get("model", ""))
+        if name[: -len(Path(name).suffix) or None] == stem:
+            return fold
+    return folds[0] if len(folds) == 1 and not re.fullmatch(r"fold\d+", stem) else None

@@ -1,0 +1,29 @@
+"""The evaluation's optional dependencies (scikit-learn, SciPy, matplotlib), imported on use.
+
+They come with ``pip install anan-onnx[eval]``; ``import anan_onnx`` and inference work
+without them, so every evaluation module imports them through :func:`need` at call time.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from anan_onnx.errors import AnanError
+
+__all__ = ["need"]
+
+
+def need(module: str) -> Any:
+    """Imports an optional dependency with a one-line fix when it is missing.
+
+    Example:
+        >>> need("math").sqrt(4.0)
+        2.0
+    """
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise AnanError(
+            f"{module.split('.')[0]} is needed for evaluation: pip install 'anan-onnx[eval]'"
+        ) from None

@@ -1,0 +1,136 @@
+"""What a grid search found: every configuration's scores and the selected one.
+
+Example:
+    >>> result.write("out/tune")  # grid.csv and best.json, both or neither  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+from pathlib import Path
+from typing import Any
+
+from anan_onnx import json_clean
+from anan_onnx.evaluation.grid import NUMBERS, Grid
+from anan_onnx.evaluation.metric_names import REPORTED
+from anan_onnx.params import AnanParams
+
+__all__ = ["TuneResult"]
+
+
+@dataclasses.dataclass
+class TuneResult:
+    """Every configuration's scores and the selected one.
+
+    Attributes:
+        rows: one dict per configuration (grid order): the options, k, mu, a, b, idle, the
+            scores and ``value`` (the selection metric, oriented so that higher is better).
+        best: the selected row.
+        params: the selected parameters.
+        metric: the selection metric.
+        base_scores: the base CNN's scores on the same images.
+        tuned_on: ``"val"``, ``"test"`` or ``"arrays"`` (images passed directly).
+        n_images: images the parameters were tuned on.
+        seconds: wall time of the search.
+        rest_rows: runs of the rest of the network (after deduplicating gain vectors).
+        info: where the images came from (split info, model path), JSON-ready.
+    """
+
+    rows: list[dict[str, Any]]
+    best: dict[str, Any]
+    params: AnanParams
+    metric: str
+    base_scores: dict[str, float]
+    tuned_on: str
+    n_images: int
+    seconds: float
+    rest_rows: int
+    target_layer: str
+    info: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    @property
+    def improves_on_base(self) -> bool:
+        """Whether the best configuration beats the base CNN on the tuning images."""
+        from anan_onnx.evaluation.scores import select_metric_value
+
+        base = select_metric_value(self.base_scores, self.metric)
+        return bool(self.best["value"] > base)
+
+    def summary(self) -> str:
+        """A few lines for the terminal."""
+        from anan_onnx.evaluation.scores import select_metric_value
+
+        base = select_metric_value(self.base_scores, self.metric)
+        sign = -1 if self.metric == "loss" else 1
+        lines = [
+            f"searched {len(self.rows)} configurations on {self.n_images} {self.tuned_on} "
+            f"images in {self.seconds:.1f} s ({self.rest_rows} rest-of-network runs)",
+            f"  best       : {self.params.describe()}",
+            f"  {self.metric:<10} : ANAN {sign * self.best['value']:.4f}  base {sign * base:.4f}"
+            + ("" if self.improves_on_base else "  (no configuration beats the base CNN)"),
+        ]
+        for key in ("balanced_accuracy", "mcc", "positive_rate"):
+            if key in self.best and key != self.metric:
+                lines.append(
+                    f"  {key:<10} : ANAN {self.best[key]:.4f}  base {self.base_scores[key]:.4f}"
+                )
+        return "\n".join(lines)
+
+    def to_json(self) -> dict[str, Any]:
+        """The selection, JSON-ready: NaN scores are null (what :meth:`write_json` writes)."""
+        from anan_onnx._version import __version__
+
+        return json_clean.clean(
+            {
+                "tool": f"anan-onnx {__version__} tune",
+                "params": self.params.as_dict(),
+                "metric": self.metric,
+                "tuned_on": self.tuned_on,
+                "n_images": self.n_images,
+                "scores": {k: self.best[k] for k in REPORTED if k in self.best},
+                "base_scores": self.base_scores,
+                "improves_on_base": self.improves_on_base,
+                "configurations": len(self.rows),
+                "rest_rows": self.rest_rows,
+                "seconds": round(self.seconds, 3),
+                "target_layer": self.target_layer,
+                **self.info,
+            }
+        )
+
+    def write_json(self, path: str | Path) -> None:
+        """Writes :meth:`to_json` atomically."""
+        from anan_onnx.model_io import write_bytes_atomic
+
+        write_bytes_atomic(json_clean.to_bytes(self.to_json()), path)
+
+    def write_csv(self, path: str | Path) -> None:
+        """Writes every configuration's scores, one row each, atomically."""
+        from anan_onnx.model_io import write_bytes_atomic
+
+        write_bytes_atomic(self.csv_text().encode(), path)
+
+    def write(self, folder: str | Path) -> tuple[Path, Path]:
+        """Writes ``grid.csv`` and ``best.json`` into ``folder``, both or neither."""
+        from anan_onnx.model_io import write_all_atomic
+
+        folder = Path(folder)
+        files = (folder / "grid.csv", folder / "best.json")
+        write_all_atomic(
+            [(self.csv_text().encode(), files[0]), (json_clean.to_bytes(self.to_json()), files[1])]
+        )
+        return files
+
+    def csv_text(self) -> str:
+        """Every configuration's scores as CSV, one row each (what :meth:`write_csv` writes)."""
+        columns = [*(p.name for p in Grid.options()), *NUMBERS, *REPORTED]
+        columns += ["value", "best"]
+        extra = sorted({k for r in self.rows for k in r} - set(columns) - {"n", "threshold"})
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, [*columns, *extra], extrasaction="ignore")
+        writer.writeheader()
+        for row in self.rows:
+            writer.writerow({**row, "best": int(row is self.best)})
+        return buffer.getvalue()
