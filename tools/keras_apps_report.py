@@ -41,8 +41,9 @@ converted by `anan-onnx convert` with the default options. The ANAN model is com
 the spec's literal per-image loop on the base model over {images} seeded random-pixel images
 (0–255): "rel. diff" is the largest difference divided by the largest logit (tolerance
 1e-5), "ANAN vs base" the largest change the astrocytes made, on the same scale. Time and
-peak memory are those of the `anan-onnx convert` process (wall clock, max RSS) on a 2-core
-machine shared with other jobs, so the times are upper bounds. **CI** marks the member of
+peak memory are those of the `anan-onnx convert` process (wall clock and, in brackets, CPU
+time; max RSS) on a 2-core machine shared with other jobs: the wall times are upper bounds,
+the CPU times what the conversion itself used. **CI** marks the member of
 each family that the default test run converts; the others run with `pytest -m slow`.
 
 {versions}
@@ -61,7 +62,7 @@ def render(rows: list[dict[str, object]]) -> str:
     lines = [
         INTRO.format(test=TEST, n=len(rows), images=images, versions=f"Versions: {versions()}."),
         "| model | family | CI | result | target Conv (Keras layer) | rel. diff | ANAN vs base "
-        "| convert s | peak MiB | ONNX MiB |",
+        "| convert s (CPU s) | peak MiB | ONNX MiB |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
@@ -77,7 +78,8 @@ def render(rows: list[dict[str, object]]) -> str:
             moved = f"{float(r['anan_vs_base']):.2g}" if "anan_vs_base" in r else "-"
         lines.append(
             f"| {r['name']}{size} | {r['family']} | {ci} | {result} | {target} | {diff} | "
-            f"{moved} | {r['seconds']} | {r['peak_mib']} | {r.get('onnx_mib') or ''} |"
+            f"{moved} | {r['seconds']} ({r.get('cpu_s', '-')}) | {r['peak_mib']} | "
+            f"{r.get('onnx_mib') or ''} |"
         )
     return "\n".join([BEGIN, *lines, "", END]) + "\n"
 

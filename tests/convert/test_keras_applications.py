@@ -165,9 +165,24 @@ def _compare(anan: Path) -> dict[str, object]:
     )
 
 
+#: Runs the CLI and, at exit, writes its peak resident memory (VmHWM) to the file named by
+#: its first argument. ``ru_maxrss`` cannot serve: Linux carries it over from the forking
+#: (test) process into the child, so small conversions would report the test's size.
+_PEAK = (
+    "import atexit, runpy, sys\n"
+    "out = sys.argv.pop(1)\n"
+    "def peak():\n"
+    "    lines = [l for l in open('/proc/self/status') if l.startswith('VmHWM')]\n"
+    "    open(out, 'w').write(lines[0].split()[1] if lines else '')\n"
+    "atexit.register(peak)\n"
+    "runpy.run_module('anan_onnx', run_name='__main__', alter_sys=True)\n"
+)
+
+
 def _convert(source: Path, out: Path, options: list[str]) -> dict[str, object]:
-    """Runs ``anan-onnx convert``; exit status, message, wall time, peak memory (MiB)."""
-    command = [sys.executable, "-m", "anan_onnx", "convert", str(source), "-o", str(out)]
+    """Runs ``anan-onnx convert``; exit status, message, wall and CPU time, peak memory."""
+    peak = out.with_name(out.name + ".peak")
+    command = [sys.executable, "-c", _PEAK, str(peak), "convert", str(source), "-o", str(out)]
     logs = out.with_name(out.name + ".log")
     start = time.perf_counter()
     with open(logs, "wb") as log:
@@ -177,11 +192,13 @@ def _convert(source: Path, out: Path, options: list[str]) -> dict[str, object]:
     process.returncode = os.waitstatus_to_exitcode(status)
     seconds = time.perf_counter() - start
     lines = logs.read_text(errors="replace").strip().splitlines()
+    kib = peak.read_text().strip() if peak.exists() else ""
     return dict(
         exit=process.returncode,
         message=lines[-1].removeprefix("anan-onnx: error: ") if lines else "",
         seconds=round(seconds, 1),
-        peak_mib=round(usage.ru_maxrss / 1024),
+        cpu_s=round(usage.ru_utime + usage.ru_stime, 1),  # what a busy machine does not inflate
+        peak_mib=round(int(kib) / 1024) if kib.isdigit() else None,
         onnx_mib=round(out.stat().st_size / 2**20, 1) if out.exists() else None,
     )
 
