@@ -7,7 +7,8 @@ process with ``time.process_time`` around ``session.run`` (``intra_op_num_thread
 ``inter_op_num_threads=1``, ``ORT_SEQUENTIAL``): base and ANAN runs alternate (the order
 flips every round) so both see the same machine, and the ratio is of the medians. With
 ``--profile`` it also prints, from an onnxruntime profile of the ANAN model, the share of
-where the ANAN model's extra time goes (per-node time, ANAN minus base, by node name).
+the share of each model's time spent in its stem (the nodes before the second Conv), where
+the ANAN model loses onnxruntime's Conv + BatchNormalization + activation fusion.
 
 Example:
     .venv/bin/python tools/edge_cpu_ratio.py                      # ~5 min on 2 busy cores
@@ -116,23 +117,28 @@ def node_times(path: Path, batch: int, runs: int) -> dict[str, float]:
 
 
 def profile(base: Path, anan: Path, batch: int, runs: int) -> dict[str, object]:
-    """Where the ANAN model's extra time goes: per-node time, ANAN minus base.
+    """Time of the stem (the nodes before the second Conv onnxruntime runs), base and ANAN.
 
-    Nodes are matched by name. onnxruntime fuses the base model's first Conv with the
-    per-channel Mul/Add and activation after it; in the ANAN model the gains (a run-time
-    tensor) sit between them, so those nodes run on their own and show up here.
+    onnxruntime fuses the base model's first Conv with the per-channel Mul/Add and the
+    activation after it and keeps the result in its blocked layout; in the ANAN model the
+    gains (a run-time tensor) sit between them, so the Mul, Add, activation and two layout
+    reorders run on their own over the first layer's full maps. The stem's share shows it.
     """
-    times = {"base": node_times(base, batch, runs), "anan": node_times(anan, batch, runs)}
-    names = set(times["base"]) | set(times["anan"])
-    delta = {n: times["anan"].get(n, 0.0) - times["base"].get(n, 0.0) for n in names}
-    total = sum(times["base"].values())
-    top = sorted(delta.items(), key=lambda kv: -abs(kv[1]))[:8]
-    return dict(
-        batch=batch,
-        base_us=round(total),
-        anan_minus_base_us=round(sum(times["anan"].values()) - total),
-        top_deltas_us=[(n, round(d)) for n, d in top],
-    )
+    out: dict[str, object] = dict(batch=batch)
+    for kind, path in (("base", base), ("anan", anan)):
+        times = node_times(path, batch, runs)
+        stem, convs = {}, 0
+        for label, us in times.items():  # in execution order
+            convs += label.endswith("(Conv)") or label.endswith("(FusedConv)")
+            if convs >= 2:
+                break
+            stem[label] = us
+        total = sum(times.values())
+        out[f"{kind}_stem_share"] = round(sum(stem.values()) / total, 4)
+        if kind == "anan":
+            top = sorted(stem.items(), key=lambda kv: -kv[1])[:8]
+            out["anan_stem_nodes"] = [(k, round(v / total, 4)) for k, v in top]
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
