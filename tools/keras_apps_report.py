@@ -88,6 +88,11 @@ def render(rows: list[dict[str, object]]) -> str:
             lines.append(f"| {r['name']} | {r['family']} | {ci} | not measured in this report "
                          "| | | | | | |")  # fmt: skip
             continue
+        if int(r["exit"]) < 0:  # a signal, not a refusal: e.g. the kernel's OOM killer (9)
+            lines.append(f"| {r['name']} | {r['family']} | {ci} | conversion killed by signal "
+                         f"{-int(r['exit'])} (out of memory on the shared machine) | | | | "
+                         f"{r['seconds']} ({r.get('cpu_s', '-')}) | | |")  # fmt: skip
+            continue
         if r["exit"] != 0:
             result, target, diff, moved = f"refused: `{r['message']}`", "", "", ""
         else:
