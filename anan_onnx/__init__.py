@@ -53,11 +53,17 @@ _EXPORTS = {
     "tune": "evaluation.tune",
     "VerifyReport": "reference.verify",
     "verify_models": "reference.verify",
+    "CompressResult": "compress.pipeline",
+    "compress_file": "compress.pipeline",
+    "CompressedReport": "reference.compressed",
+    "verify_compressed_models": "reference.compressed",
 }
 
 __all__ = [
     "AnanError",
     "AnanParams",
+    "CompressResult",
+    "CompressedReport",
     "Conversion",
     "Dataset",
     "Evaluation",
@@ -74,6 +80,7 @@ __all__ = [
     "VerifyReport",
     "__version__",
     "check_batch",
+    "compress_file",
     "convert_file",
     "convert_model",
     "evaluate",
@@ -87,6 +94,7 @@ __all__ = [
     "providers_for",
     "read_metadata",
     "tune",
+    "verify_compressed_models",
     "verify_models",
 ]
 

@@ -21,6 +21,7 @@ __all__ = [
     "FORMAT",
     "PARAM_KEYS",
     "PREPROCESS_KEYS",
+    "class_names",
     "is_anan",
     "read_metadata",
     "sha256_file",
@@ -40,7 +41,8 @@ PREPROCESS_KEYS = ("layout", "height", "width", "channels", "scale", "offset")
 DEFAULT_SCALE = 1 / 255
 #: Other keys: ``format``, ``tool_version``, ``target_layer``, ``target_keras_layer``,
 #: ``target_reason``, ``source_sha256``, ``source_file``, ``tunable``, ``k_max``, ``batch``,
-#: ``scaling``, ``steps``; a base model exported from Keras also has ``keras_convs`` and
+#: ``scaling``, ``steps``, ``classes`` (a JSON list of class names,
+#: index = label); a base model exported from Keras also has ``keras_convs`` and
 #: ``keras_before`` (JSON, see anan_onnx/convert/keras_layers.py).
 
 
@@ -57,6 +59,32 @@ def write_metadata(model: onnx.ModelProto, values: dict[str, object]) -> None:
     model.metadata_props.extend(kept)
     for key, value in wanted.items():
         model.metadata_props.add(key=key, value=value)
+
+
+def class_names(metadata: dict[str, str]) -> list[str] | None:
+    """The class names recorded as ``anan.classes`` (a JSON list of strings), or ``None``.
+
+    Accepts metadata with or without the ``anan.`` prefix. A value that is not a JSON list
+    of strings is ignored (``None``): names are a convenience, never a reason to fail.
+
+    Example:
+        >>> class_names({"classes": '["cat", "dog"]'})
+        ['cat', 'dog']
+        >>> class_names({"k": "4"}) is None
+        True
+    """
+    import json
+
+    raw = metadata.get("classes", metadata.get(PREFIX + "classes"))
+    if raw is None:
+        return None
+    try:
+        names = json.loads(raw)
+    except (TypeError, ValueError, RecursionError):
+        return None
+    if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
+        return None
+    return names
 
 
 def is_anan(metadata: dict[str, str]) -> bool:

@@ -6,14 +6,16 @@ from __future__ import annotations
 import os
 import tempfile
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import onnx
 
 from anan_onnx.errors import AnanError, first_line
+from anan_onnx.files import open_regular
 
 __all__ = [
+    "check_keras_archive",
     "check_output_path",
     "load_onnx",
     "model_kind",
@@ -31,25 +33,65 @@ def model_kind(path: str | Path) -> str:
     """``'keras'`` (zip), ``'h5'`` (HDF5) or ``'onnx'``, by content, not by name.
 
     Raises:
-        AnanError: the file is missing, empty or a directory.
+        AnanError: the file is missing, empty, or not a regular file (a directory, a FIFO,
+            a device: refused before anything is read, see anan_onnx.files).
     """
     path = Path(path)
-    if not path.exists():
-        raise AnanError(f"{path}: no such file: check the path")
-    if path.is_dir():
-        raise AnanError(f"{path} is a directory: pass a model file (.keras, .h5 or .onnx)")
-    if path.stat().st_size == 0:
-        raise AnanError(f"{path} is empty: pass a saved model file")
-    with open(path, "rb") as f:
+    with open_regular(path, "model") as f:
+        if os.fstat(f.fileno()).st_size == 0:
+            raise AnanError(f"model {path} is empty: pass a saved model file")
         head = f.read(8)
-    if head == _HDF5_MAGIC:
-        return "h5"
-    if zipfile.is_zipfile(path):
-        return "keras"
-    return "onnx"
+        if head == _HDF5_MAGIC:
+            return "h5"
+        f.seek(0)
+        return "keras" if zipfile.is_zipfile(f) else "onnx"
 
 
 _KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
+
+#: Limits on a ``.keras`` archive, checked from its directory before anything is extracted
+#: (Keras extracts it in memory). A JSON member (config.json, metadata.json) of a real
+#: model is kilobytes to a few MB; a 4.6 MB archive whose config.json expands to 1.5 GiB
+#: took 3.9 GB to convert. The whole archive is bounded by ONNX's 2 GiB protobuf limit,
+#: which the converted model could not exceed anyway. docs/limits.md.
+MAX_KERAS_JSON_BYTES = 64 * 2**20
+MAX_KERAS_TOTAL_BYTES = 2 * 2**30
+MAX_KERAS_MEMBERS = 10_000
+
+
+def check_keras_archive(path: str | Path) -> None:
+    """Refuses a ``.keras`` zip whose members would expand beyond the limits above.
+
+    Raises:
+        AnanError: the archive is damaged, or a member or the total is too large.
+    """
+    path = Path(path)
+    try:
+        with open_regular(path, "model") as f, zipfile.ZipFile(f) as archive:
+            members = archive.infolist()
+    except (zipfile.BadZipFile, OSError, ValueError) as exc:
+        raise AnanError(
+            f"{path} is a damaged Keras archive ({first_line(exc)}): save it again"
+        ) from None
+    if len(members) > MAX_KERAS_MEMBERS:
+        raise AnanError(
+            f"{path} holds {len(members):,} files, more than a Keras archive has "
+            f"({MAX_KERAS_MEMBERS:,} at most): check the file"
+        )
+    total = 0
+    for member in members:
+        total += member.file_size
+        if member.filename.lower().endswith(".json") and member.file_size > MAX_KERAS_JSON_BYTES:
+            raise AnanError(
+                f"{path}: {member.filename} expands to {member.file_size:,} bytes, more than "
+                f"{MAX_KERAS_JSON_BYTES // 2**20} MiB (a real Keras config is a few MB at most): "
+                "refused as a possible zip bomb (docs/limits.md)"
+            )
+    if total > MAX_KERAS_TOTAL_BYTES:
+        raise AnanError(
+            f"{path} expands to {total:,} bytes, more than {MAX_KERAS_TOTAL_BYTES // 2**30} GiB "
+            "(ONNX models cannot exceed 2 GiB): refused (docs/limits.md)"
+        )
 
 
 def load_onnx(path: str | Path) -> onnx.ModelProto:
@@ -99,7 +141,10 @@ def check_output_path(source: str | Path, output: str | Path) -> Path:
     return output
 
 
-def write_all_atomic(files: Sequence[tuple[bytes, str | Path]]) -> None:
+def write_all_atomic(
+    files: Sequence[tuple[bytes, str | Path]],
+    check: Callable[[list[str]], None] | None = None,
+) -> None:
     """Writes several files all or nothing: every one goes to a synced temp file beside its
     path first, and only when all are complete are they renamed into place.
 
@@ -109,6 +154,10 @@ def write_all_atomic(files: Sequence[tuple[bytes, str | Path]]) -> None:
     renames (microseconds, no I/O of the data) can leave the first files new and the others
     old. No file is ever seen half-written.
 
+    ``check``, if given, is called with the temp files' paths (in ``files`` order) once all
+    are complete and before any rename, e.g. to verify a model exactly as written; if it
+    raises, nothing is replaced.
+
     Raises:
         AnanError: a file cannot be written; the message names it.
     """
@@ -116,6 +165,8 @@ def write_all_atomic(files: Sequence[tuple[bytes, str | Path]]) -> None:
     try:
         for data, path in files:
             staged.append((_stage(data, Path(path)), Path(path)))
+        if check is not None:
+            check([tmp for tmp, _ in staged])
         for tmp, path in staged:
             _rename(tmp, path)
     finally:
@@ -133,9 +184,13 @@ def save_atomic(model: onnx.ModelProto, path: str | Path) -> None:
     write_bytes_atomic(model.SerializeToString(), path)
 
 
-def save_all_atomic(items: Sequence[tuple[onnx.ModelProto, str | Path]]) -> None:
-    """Writes several models all or nothing (see :func:`write_all_atomic`)."""
-    write_all_atomic([(model.SerializeToString(), path) for model, path in items])
+def save_all_atomic(
+    items: Sequence[tuple[onnx.ModelProto, str | Path]],
+    check: Callable[[list[str]], None] | None = None,
+) -> None:
+    """Writes several models all or nothing (see :func:`write_all_atomic`, also for
+    ``check``)."""
+    write_all_atomic([(model.SerializeToString(), path) for model, path in items], check)
 
 
 def _rename(tmp: str, path: Path) -> None:

@@ -30,14 +30,35 @@ from anan_onnx.errors import AnanError
 
 __all__ = [
     "COUNTERS",
+    "K_MAX",
     "PARAMS",
     "REDUCES",
     "RULES",
     "SIGNALS",
     "AnanParams",
     "Param",
+    "check_steps",
     "param",
 ]
+
+#: Largest k (and mu, and a tunable model's k_max). The paper searches k = 4-8. The ANAN
+#: graph unrolls k steps (3 nodes a step, 14 in a tunable model: k = 1000 converts in about
+#: 4 s to a 0.3 MB graph, while k = 10^6 needs 12 GB and aborts), the literal reference
+#: runs the base model k + 1 times per image, and any a >= 1.1 overflows float32 near
+#: k = 930 anyway. docs/limits.md.
+K_MAX = 1000
+
+
+def check_steps(name: str, value: int) -> int:
+    """Refuses a step count above :data:`K_MAX` with the reason."""
+    if value > K_MAX:
+        raise AnanError(
+            f"{name} = {value} is too large: at most {K_MAX} steps are unrolled (the graph "
+            f"and the reference grow with each step; the paper uses 4-8): pass --{name} "
+            f"{K_MAX} or less"
+        )
+    return value
+
 
 Counter = Literal["absorbing", "clamp"]
 Rule = Literal["multiplicative", "additive"]
@@ -115,8 +136,8 @@ class Param:
                     f"{self.name} must be one of {', '.join(self.choices)}; got {value!r}"
                 )
             return value
-        if self.kind is int:
-            return _positive_int(self.name, value)
+        if self.kind is int:  # k and mu: step counts
+            return check_steps(self.name, _positive_int(self.name, value))
         return _finite(self.name, value, self.minimum)
 
     def parse(self, raw: str) -> Any:

@@ -28,3 +28,20 @@ def anan_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     if proc.returncode != 0 or not out.is_file():
         pytest.fail(f"anan-onnx convert {BUNDLED_MODEL.name} failed:\n{tail(proc)}")
     return out
+
+
+@pytest.fixture(scope="session")
+def web_browser():
+    """Headless Chromium with onnxruntime-web (anan_onnx.conformance.web), started once.
+
+    Fails (does not skip) with the install command when Playwright or Chromium is missing.
+    """
+    from anan_onnx.conformance import RuntimeUnavailable
+    from anan_onnx.conformance.web import Browser
+
+    try:
+        browser = Browser()
+    except RuntimeUnavailable as exc:
+        pytest.fail(f"the browser tests need Playwright and Chromium: {exc}")
+    yield browser
+    browser.close()

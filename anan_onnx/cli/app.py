@@ -11,13 +11,19 @@ import math
 import sys
 import time
 import warnings
+from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from anan_onnx import json_clean
+from anan_onnx.cli.signals import Terminated, terminate_cleanly
 from anan_onnx.errors import AnanError
 from anan_onnx.metadata import DEFAULT_SCALE, is_anan
 from anan_onnx.params import PARAMS, AnanParams
+
+if TYPE_CHECKING:
+    from anan_onnx.reference.verify import VerifyReport
 
 __all__ = ["main"]
 
@@ -36,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), terminate_cleanly():
         warnings.simplefilter("ignore")  # library noise (TF, protobuf) ...
         warnings.filterwarnings("always", category=UserWarning, module=r"anan_onnx\..*")
         warnings.showwarning = _show_warning
@@ -50,6 +56,9 @@ def main(argv: list[str] | None = None) -> int:
         except KeyboardInterrupt:
             print("anan-onnx: interrupted", file=sys.stderr)
             return 130
+        except Terminated as exc:  # temp files are gone: the finally blocks ran
+            print(f"anan-onnx: terminated by signal {exc.signum}", file=sys.stderr)
+            return 128 + exc.signum
         except BrokenPipeError:  # e.g. `anan-onnx inspect m.onnx | head`
             sys.stderr.close()
             return 0
@@ -72,9 +81,14 @@ def _build_parser() -> argparse.ArgumentParser:
     _add_inspect(commands)
     _add_predict(commands)
     _add_verify(commands)
+    from anan_onnx.cli.compress import add_compress
     from anan_onnx.cli.evaluation import add_commands
 
+    add_compress(commands)
     add_commands(commands)
+    from anan_onnx.cli.export import add_command as add_export
+
+    add_export(commands)
     return parser
 
 
@@ -109,6 +123,16 @@ def _count(minimum: int):
         return value
 
     return parse
+
+
+def _batch_size(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--batch-size",
+        type=_count(1),
+        metavar="N",
+        help="inputs per run, streamed (default: sized to about 512 MiB per batch; a model "
+        "converted with --batch runs its own size)",
+    )
 
 
 def _tolerance(text: str) -> float:
@@ -169,7 +193,7 @@ def _add_convert(commands) -> None:
     g.add_argument(
         "--fold-steps",
         action="store_true",
-        help="one lookup of the final gains instead of the k unrolled steps, where exact "
+        help="one product for the final gains instead of the k unrolled steps, where exact "
         "(absorbing counter): fewer nodes, same outputs, lower batch-1 latency",
     )
     g = p.add_argument_group("preprocessing recorded in the model")
@@ -199,23 +223,29 @@ def _cmd_convert(args: argparse.Namespace) -> int:
     params = _params(args)
     output = args.output or args.source.with_name(args.source.stem + ".anan.onnx")
     start = time.perf_counter()
-    result = convert_file(
-        args.source,
-        output,
-        params,
-        layer=args.layer,
-        opset=args.opset,
-        layout=args.layout,
-        scale=args.scale,
-        offset=args.offset,
-        base_output=args.base_output,
-        simplify=args.simplify,
-        tunable=args.tunable,
-        k_max=args.k_max,
-        batch=args.batch,
-        scaling=args.scaling,
-        fold_steps=args.fold_steps,
-    )
+    verified = _Verifier(args, output) if args.verify else None
+    try:
+        result = convert_file(
+            args.source,
+            output,
+            params,
+            layer=args.layer,
+            opset=args.opset,
+            layout=args.layout,
+            scale=args.scale,
+            offset=args.offset,
+            base_output=args.base_output,
+            simplify=args.simplify,
+            tunable=args.tunable,
+            k_max=args.k_max,
+            batch=args.batch,
+            scaling=args.scaling,
+            fold_steps=args.fold_steps,
+            check=verified,
+        )
+    except _VerifyFailed as exc:  # exit 1 like `verify`: the models disagree
+        print(f"anan-onnx: error: {exc}", file=sys.stderr)
+        return 1
     seconds = time.perf_counter() - start
     base_path = output.with_name(_meta(result.anan)["base_model"])
     print(f"converted {args.source} in {seconds:.1f} s")
@@ -223,13 +253,33 @@ def _cmd_convert(args: argparse.Namespace) -> int:
     print(f"  parameters   : {params.describe()}")
     print(f"  ANAN model   : {output} ({len(result.anan.graph.node)} nodes)")
     print(f"  base model   : {base_path} ({len(result.base.graph.node)} nodes)")
-    if args.verify:
+    if verified is not None and verified.report is not None:
+        print(f"  verify       : {verified.report.summary()}")
+    return 0
+
+
+class _VerifyFailed(AnanError):
+    """``convert --verify`` found a disagreement; nothing was written."""
+
+
+class _Verifier:
+    """``convert --verify N``: the literal reference on the temp files, before the rename,
+    so that a failed check never replaces an existing model."""
+
+    def __init__(self, args: argparse.Namespace, output: Path) -> None:
+        self.n, self.provider, self.output = args.verify, args.provider, output
+        self.report: VerifyReport | None = None
+
+    def __call__(self, anan_file: str, base_file: str) -> None:
         from anan_onnx.reference.verify import verify_models
 
-        report = verify_models(result.anan, result.base, n=args.verify, provider=args.provider)
-        print(f"  verify       : {report.summary()}")
-        return 0 if report.passed else 1
-    return 0
+        report = verify_models(anan_file, base_file, n=self.n, provider=self.provider)
+        self.report = report
+        if not report.passed:
+            raise _VerifyFailed(
+                f"verification failed ({report.summary()}): nothing was written, "
+                f"{self.output} is unchanged; please report this with the model"
+            )
 
 
 # --- inspect -------------------------------------------------------------------------------
@@ -270,6 +320,7 @@ def _add_predict(commands) -> None:
     p.add_argument("--json", action="store_true", help="one JSON document on stdout")
     p.add_argument("--provider", default="cpu", help="execution provider: cpu (default), cuda")
     p.add_argument("--threads", type=_count(1), help="intra-op threads")
+    _batch_size(p)
     _common(p)
     p.set_defaults(func=_cmd_predict)
 
@@ -303,12 +354,20 @@ def _add_verify(commands) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the random inputs")
     p.add_argument("--tolerance", type=_tolerance, default=1e-5, help="max abs diff (default 1e-5)")
     p.add_argument("--provider", default="cpu", help="execution provider: cpu (default), cuda")
+    p.add_argument(
+        "--fp32",
+        type=Path,
+        help="compressed model: the FP32 .anan.onnx to compare predictions with "
+        "(default: the fp32_model recorded next to it)",
+    )
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    _batch_size(p)
     _common(p)
     p.set_defaults(func=_cmd_verify)
 
 
 def _cmd_verify(args: argparse.Namespace) -> int:
+    from anan_onnx.files import check_regular
     from anan_onnx.model_io import load_onnx
     from anan_onnx.reference.verify import verify_models
 
@@ -317,9 +376,14 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     if not is_anan(meta):
         raise AnanError(f"{args.model} is not an ANAN model: pass the .anan.onnx file")
     base = args.base or args.model.with_name(meta.get("base_model", ""))
-    if not base.is_file():
+    if not args.base and not base.exists():
         raise AnanError(f"base model {base} not found: pass --base with the base ONNX model")
-    inputs = _load_inputs(args.model, args.inputs) if args.inputs else None
+    check_regular(base, "base model")
+    inputs = _iter_inputs(args.model, args.inputs, args.batch_size) if args.inputs else None
+    if "compression" in meta:  # compressed: also compare with the FP32 model it came from
+        from anan_onnx.cli.compress import verify_compressed
+
+        return verify_compressed(args, anan, base, inputs)
     report = verify_models(
         anan,
         base,
@@ -328,28 +392,30 @@ def _cmd_verify(args: argparse.Namespace) -> int:
         seed=args.seed,
         tolerance=args.tolerance,
         provider=args.provider,
+        batch_size=args.batch_size,
     )
     print(json_clean.dumps(report.as_dict()) if args.json else report.summary())
     return 0 if report.passed else 1
 
 
-def _load_inputs(model: Path, paths: list[Path]):
-    import numpy as np
-
+def _iter_inputs(model: Path, paths: list[Path], batch_size: int | None) -> Iterator[Any]:
+    """verify's --inputs as a stream of batches (memory bounded by one batch)."""
+    from anan_onnx.runtime.image_files import iter_image_batches
     from anan_onnx.runtime.npy import load_npy
     from anan_onnx.runtime.session import Session
 
     session = Session(model)
-    batches = [load_npy(p) for p in paths if p.suffix.lower() == ".npy"]
+    size = batch_size or session.default_batch_size()
     images = [p for p in paths if p.suffix.lower() != ".npy"]
-    if images:
-        spec = session.input_spec()
-        if spec is None:
-            raise AnanError("the model records no input size: pass .npy batches")
-        from anan_onnx.runtime.image_files import load_images
-
-        batches.append(load_images(images, spec)[0])
-    return np.concatenate(batches)
+    spec = session.input_spec() if images else None
+    if images and spec is None:
+        raise AnanError("the model records no input size: pass .npy batches")
+    arrays = [load_npy(p) for p in paths if p.suffix.lower() == ".npy"]  # memory-mapped
+    for array in arrays:
+        yield array[None] if array.ndim == len(session.input_shape) - 1 else array
+    if images and spec is not None:
+        for batch in iter_image_batches(images, spec, batch_size=size, progress=True):
+            yield batch.x
 
 
 # --- helpers -------------------------------------------------------------------------------

@@ -212,7 +212,12 @@ def _add_evaluate(commands: Any) -> None:
         epilog="Example: anan-onnx evaluate out/fire_folds ../shared/data/fire "
         "--rules multiplicative,additive -o out/fire_eval",
     )
-    p.add_argument("models", type=Path, help="a base model file, or a folder of fold models")
+    p.add_argument(
+        "models",
+        type=Path,
+        help="a base model file, a folder of fold models, or a compressed ANAN model "
+        "(scored next to its FP32 model)",
+    )
     p.add_argument(
         "data",
         type=Path,
@@ -239,13 +244,22 @@ def _add_evaluate(commands: Any) -> None:
     g.add_argument("--figure", type=Path, help="write the PNG figure here")
     g.add_argument("--title", help="report and figure title")
     g.add_argument("--json", action="store_true", help="print the results as JSON on stdout")
+    p.add_argument(
+        "--fp32",
+        type=Path,
+        help="compressed model: its FP32 .anan.onnx (default: recorded next to it)",
+    )
     _add_run(p)
     p.set_defaults(func=_cmd_evaluate)
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from anan_onnx.evaluation.compressed import is_compressed
     from anan_onnx.evaluation.evaluate import evaluate
     from anan_onnx.model_io import write_all_atomic
+
+    if is_compressed(args.models):
+        return _evaluate_compressed(args)
 
     evaluation = evaluate(
         args.models,
@@ -273,6 +287,31 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         print(json_clean.dumps(evaluation.to_json()))
     else:
         print(text, end="")
+    return 0
+
+
+def _evaluate_compressed(args: argparse.Namespace) -> int:
+    """A compressed model: its test scores next to its FP32 model's."""
+    from anan_onnx.evaluation.compressed import evaluate_compressed, markdown
+    from anan_onnx.evaluation.datasets import SplitOptions
+    from anan_onnx.model_io import write_all_atomic
+
+    if args.data is None:
+        raise AnanError("a compressed model needs DATA: pass the labelled image folder")
+    run = _split_and_run(args)
+    split = SplitOptions(
+        run["val_fraction"], run["test_fraction"], run["seed"], run["positive"],
+        run["max_per_class"], run["progress"],
+    )  # fmt: skip
+    result = evaluate_compressed(args.models, args.data, args.fp32, split, args.threads)
+    text = markdown(result)
+    files: list[tuple[bytes, Path]] = []
+    if args.out:
+        files.append((json_clean.to_bytes(result), args.out / "evaluation.json"))
+    if args.report or args.out:
+        files.append((text.encode(), args.report or args.out / "evaluation.md"))
+    write_all_atomic(files)
+    print(json_clean.dumps(result) if args.json else text, end="" if not args.json else "\n")
     return 0
 
 

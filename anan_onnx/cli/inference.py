@@ -4,18 +4,37 @@ In a module of their own so that an import-linter contract (pyproject.toml) can 
 the README promises: these commands never import TensorFlow, Keras or tf2onnx, not even
 lazily (the ``convert`` command in :mod:`anan_onnx.cli.app` does, inside its function).
 The parsers stay in ``app``; the commands' bodies are here.
+
+``predict`` reads and runs its inputs in batches (``--batch-size``; default sized by memory,
+see :func:`anan_onnx.runtime.session.default_batch_size`), in the order given, so memory
+does not grow with the number of files; a tqdm bar shows progress on a terminal only.
+
+Output policy for a non-finite model output (NaN/Inf; the inputs themselves are checked
+finite, so this means the model or its ANAN gains overflow float32):
+
+* text: rows are printed as they are computed; at the first non-finite row the command
+  stops with one error line naming the input, exit status 2. A NaN is never printed as a
+  prediction.
+* ``--json``: the document is written at the end and is always valid JSON; a non-finite
+  row has ``"probabilities": null, "label": null`` and an ``"error"``; ``"non_finite"``
+  counts them; one error line on stderr and exit status 2 when there is any.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import sys
 from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from anan_onnx import json_clean
-from anan_onnx.metadata import is_anan, read_metadata
+from anan_onnx.errors import AnanError
+from anan_onnx.metadata import class_names, is_anan, read_metadata
 from anan_onnx.params import AnanParams
 from anan_onnx.runtime.labels import predicted_labels
 from anan_onnx.runtime.npy import load_npy
@@ -81,30 +100,139 @@ def target_text(meta: dict[str, str]) -> str:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    """``anan-onnx predict``: probabilities and labels of images and .npy batches."""
+    """``anan-onnx predict``: probabilities, labels and class names of images and .npy
+    batches, streamed (see the policy in the module docstring)."""
     session = Session(args.model, provider=args.provider, threads=args.threads)
-    names, probs = [], []
-    images = [p for p in args.inputs if p.suffix.lower() != ".npy"]
-    for path in args.inputs:
-        if path.suffix.lower() == ".npy":
-            out = session.predict(load_npy(path))
-            names += [f"{path}[{i}]" for i in range(len(out))]
-            probs.append(out)
-    if images:
-        probs.append(session.predict_images(images))
-        names += [str(p) for p in images]
-    result = np.concatenate(probs).reshape(len(names), -1)
-    labels = predicted_labels(result)
+    size = args.batch_size or session.default_batch_size()
+    names = class_names(session.metadata)
+    chunks = _chunks(session, args.inputs, size)
     if args.json:
-        rows = [
-            {"input": n, "probabilities": [float(v) for v in r], "label": int(c)}
-            for n, r, c in zip(names, result, labels, strict=True)
-        ]
-        print(json_clean.dumps({"model": str(args.model), "predictions": rows}))
-        return 0
-    for n, r, c in zip(names, result, labels, strict=True):
-        print(f"{n}\t{' '.join(f'{v:.6f}' for v in r)}\tlabel={c}")
+        return _print_json(args.model, chunks, names)
+    for inputs, outputs in chunks:
+        for name, row in zip(inputs, outputs, strict=True):
+            if not np.isfinite(row).all():
+                raise AnanError(_non_finite_message(name, row))
+            print(_text_row(name, row, names))
+        sys.stdout.flush()
     return 0
+
+
+def _chunks(session, paths: list[Path], size: int) -> Iterator[tuple[list[str], np.ndarray]]:
+    """(input names, outputs as rows) per batch, in the order the inputs were given."""
+    from anan_onnx.runtime.image_files import iter_image_batches  # Pillow: only for images
+
+    spec = None
+    for group, is_npy in _groups(paths):
+        if is_npy:
+            for path in group:
+                array = load_npy(path)
+                if array.ndim == len(session.input_shape) - 1:
+                    array = array[None]
+                for start in range(0, max(len(array), 1), size):
+                    name = f"{path}" if start == 0 else f"{path} (images from {start})"
+                    out = session.predict(array[start : start + size], name=name)
+                    rows = out.reshape(len(out), -1)
+                    yield [f"{path}[{start + i}]" for i in range(len(rows))], rows
+            continue
+        if spec is None:
+            spec = session.input_spec()
+            if spec is None:
+                raise AnanError(
+                    "the model records no input size: predict .npy batches, or convert the "
+                    "model with anan-onnx"
+                )
+        for batch in iter_image_batches(group, spec, batch_size=size, progress=True):
+            out = session.predict(batch.x)
+            yield batch.names, out.reshape(len(out), -1)
+
+
+def _groups(paths: list[Path]) -> Iterator[tuple[list[Path], bool]]:
+    """Consecutive runs of image files and of ``.npy`` files."""
+    run: list[Path] = []
+    for path in paths:
+        is_npy = path.suffix.lower() == ".npy"
+        if run and (run[-1].suffix.lower() == ".npy") != is_npy:
+            yield run, run[-1].suffix.lower() == ".npy"
+            run = []
+        run.append(path)
+    if run:
+        yield run, run[-1].suffix.lower() == ".npy"
+
+
+def _label(row: np.ndarray) -> int:
+    return int(predicted_labels(row[None])[0])
+
+
+def _class(label: int, names: list[str] | None, width: int) -> str | None:
+    """The name of ``label`` if names are recorded and fit the output."""
+    expected = 2 if width == 1 else width
+    if names is None or len(names) != expected:
+        return None
+    return names[label]
+
+
+def _text_row(name: str, row: np.ndarray, names: list[str] | None) -> str:
+    label = _label(row)
+    text = f"{name}\t{' '.join(f'{v:.6f}' for v in row)}\tlabel={label}"
+    cls = _class(label, names, len(row))
+    return text if cls is None else f"{text}\tclass={cls}"
+
+
+def _non_finite_message(name: str, row: np.ndarray) -> str:
+    what = "NaN" if np.isnan(row).any() else "Inf"
+    return (
+        f"the model output for {name} is {what}, not a prediction: the model's weights or "
+        "ANAN gains overflow float32; re-convert it (smaller a, b or k) or check the model"
+    )
+
+
+def _print_json(model: Path, chunks, names: list[str] | None) -> int:
+    """Collects every row, then writes one valid JSON document; 2 if any row is non-finite."""
+    inputs: list[str] = []
+    outputs: list[np.ndarray] = []
+    for chunk_inputs, chunk_outputs in chunks:  # nothing is printed before all succeed
+        inputs += chunk_inputs
+        outputs.append(chunk_outputs)
+    rows = np.concatenate(outputs) if outputs else np.empty((0, 1), np.float32)
+    bad = [i for i, row in enumerate(rows) if not np.isfinite(row).all()]
+    out = sys.stdout
+    out.write('{\n  "model": ' + json.dumps(str(model)) + ',\n  "predictions": [')
+    for i, (name, row) in enumerate(zip(inputs, rows, strict=True)):
+        out.write(
+            ("\n    " if i == 0 else ",\n    ")
+            + json.dumps(json_clean.clean(_json_row(name, row, names)), allow_nan=False)
+        )
+    out.write(f'\n  ],\n  "non_finite": {len(bad)}\n}}\n')
+    out.flush()
+    if bad:
+        first = inputs[bad[0]]
+        print(
+            f"anan-onnx: error: {len(bad)} of {len(rows)} inputs gave a non-finite output "
+            f"(first: {first}), written as null: the model's weights or ANAN gains overflow "
+            "float32; re-convert it (smaller a, b or k) or check the model",
+            file=sys.stderr,
+        )
+        return 2
+    return 0
+
+
+def _json_row(name: str, row: np.ndarray, names: list[str] | None) -> dict[str, object]:
+    if not np.isfinite(row).all():
+        result: dict[str, object] = {
+            "input": name,
+            "probabilities": None,
+            "label": None,
+            "error": "non-finite output (" + ("NaN" if np.isnan(row).any() else "Inf") + ")",
+        }
+        if names is not None:
+            result["class"] = None
+        return result
+    label = _label(row)
+    result = {"input": name, "probabilities": [float(v) for v in row], "label": label}
+    cls = _class(label, names, len(row))
+    if cls is not None:
+        result["class"] = cls
+    return result
 
 
 def _dims(value: onnx.ValueInfoProto) -> list[int | str]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import onnx
@@ -22,9 +23,11 @@ from anan_onnx import metadata as _metadata
 from anan_onnx.convert.batch_axis import free_fixed_batch
 from anan_onnx.convert.keras_export import check_opset, keras_to_onnx
 from anan_onnx.convert.keras_layers import KERAS_BEFORE, KERAS_CONVS
+from anan_onnx.convert.limits import check_graph_size, check_target_gains
 from anan_onnx.convert.normalise import normalise_base
 from anan_onnx.errors import AnanError, first_line
 from anan_onnx.model_io import (
+    check_keras_archive,
     check_output_path,
     load_onnx,
     model_kind,
@@ -85,6 +88,8 @@ def load_base(
     if opset is not None:
         check_opset(opset)
     kind = model_kind(path)
+    if kind == "keras":
+        check_keras_archive(path)
     if kind in ("keras", "h5"):
         model = keras_to_onnx(path, opset=opset or DEFAULT_OPSET)
     else:
@@ -188,7 +193,7 @@ def convert_model(
         scaling: ``'blocked'`` (default) applies the final gains in onnxruntime's blocked
             NCHWc layout, fastest on x86 CPUs; ``'broadcast'`` uses plain broadcast ops,
             for ARM CPUs, GPUs and other runtimes. Both give bit-identical outputs.
-        fold_steps: replace the k unrolled steps by one lookup of the final gains, where
+        fold_steps: replace the k unrolled steps by one product for the final gains, where
             that is exact (absorbing counter; additive rule only with idle 0; not tunable):
             fewer nodes, same outputs, for batch-1 latency. Elsewhere the steps stay
             unrolled, with a warning.
@@ -199,7 +204,9 @@ def convert_model(
             f"scaling must be one of {', '.join(SCALINGS)}, got {scaling!r}: "
             "pass --scaling blocked (x86 CPUs) or broadcast (ARM, GPU)"
         )
+    check_graph_size(base, k_max)
     model, target = normalise_base(base, params, layer)
+    check_target_gains(base, target, params, tunable=tunable, k_max=k_max)
     normalised_base = ir.to_proto(model)
     if batch is not None:
         _fix_batch(model.graph, batch)
@@ -260,6 +267,7 @@ def convert_file(
     batch: int | None = None,
     scaling: str = "blocked",
     fold_steps: bool = False,
+    check: Callable[[str, str], None] | None = None,
 ) -> Conversion:
     """Converts a model file and writes the ANAN model (and the base ONNX model) atomically.
 
@@ -269,6 +277,9 @@ def convert_file(
         base_output: where to write the base ONNX model; default: next to ``output``
             with ``.base.onnx`` instead of ``.anan.onnx``. The ANAN metadata names it.
         simplify: run onnxslim on the result (validated again afterwards).
+        check: called with the temp files of the ANAN model and of the base model, as
+            written, before they replace anything (``convert --verify`` runs the literal
+            reference here); if it raises, no output file is created or changed.
     """
     source, output = Path(source), check_output_path(source, output)
     base_output = check_output_path(source, base_output or base_path(output))
@@ -296,7 +307,12 @@ def convert_file(
     )
     if simplify:
         result.anan = _simplify(result.anan)
-    save_all_atomic([(result.base, base_output), (result.anan, output)])
+
+    def check_temps(temps: list[str]) -> None:
+        if check is not None:
+            check(temps[1], temps[0])
+
+    save_all_atomic([(result.base, base_output), (result.anan, output)], check_temps)
     return result
 
 

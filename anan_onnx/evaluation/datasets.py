@@ -258,6 +258,13 @@ def _detect_layout(root: Path, layout: str | None) -> str:
         )
     if not root.exists():
         raise AnanError(f"data set {root} does not exist: check the path")
+    if not root.is_file() and not root.is_dir():  # a FIFO or device: reading it would hang
+        from anan_onnx.files import describe_kind
+
+        raise AnanError(
+            f"data set {root} is {describe_kind(root.stat().st_mode)}: pass a folder of class "
+            "folders or a MedMNIST-style .npz file"
+        )
     if root.is_file():
         if layout in (None, "npz") and root.suffix.lower() == ".npz":
             return "npz"

@@ -136,6 +136,7 @@ def grid_search(
         fast = FastGrid(base, options, layer=layer, threads=threads, batch_size=batch_size)
         target_layer = fast.target_layer
         points = grid.points(options.rule)
+        _check_gains(base, fast, points, options)
         probs = fast.predict(images, points, progress=progress)
         rest_rows += fast.stats["rest_rows"]
         for point, p in zip(points, probs, strict=True):
@@ -163,6 +164,20 @@ def grid_search(
         seconds=time.perf_counter() - start,
         rest_rows=rest_rows,
         target_layer=target_layer,
+    )
+
+
+def _check_gains(base: onnx.ModelProto, fast: FastGrid, points, options: AnanParams) -> None:
+    """Refuses a grid whose largest gain overflows float32 (the check convert makes)."""
+    from anan_onnx.convert.limits import input_bound_of
+    from anan_onnx.gains import check_worst
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # mu > k points are legal, only warned about
+        candidates = [p.params(options) for p in points]
+    target = fast._target
+    check_worst(
+        candidates, target.weight, target.bias, x_max=input_bound_of(base), layer=fast.target_layer
     )
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +21,7 @@ from anan_onnx.metadata import DEFAULT_SCALE, is_anan, read_metadata
 from anan_onnx.model_io import load_onnx
 from anan_onnx.params import AnanParams
 from anan_onnx.reference.literal import LiteralReference
+from anan_onnx.runtime.inputs import check_batch
 from anan_onnx.runtime.labels import TOLERANCE, labels_agree
 from anan_onnx.runtime.session import Session, providers_for
 
@@ -38,7 +40,11 @@ class VerifyReport:
         images: inputs tried.
         near_ties: inputs skipped because some kernel activity was within rounding of 0.
         agreeing: compared inputs whose predicted class is the same.
-        max_abs_diff: largest |ANAN - reference| over the compared outputs.
+        max_abs_diff: largest |ANAN - reference| over the compared outputs (NaN if none).
+        non_finite: inputs for which the ANAN model gave a NaN or Inf output: a failure,
+            never counted as agreeing (the weights or gains overflow float32).
+        reference_non_finite: inputs for which the literal reference did.
+        unusable: inputs with a non-finite output on either side (counted once).
     """
 
     images: int
@@ -46,10 +52,13 @@ class VerifyReport:
     agreeing: int
     max_abs_diff: float
     tolerance: float = TOLERANCE
+    non_finite: int = 0
+    reference_non_finite: int = 0
+    unusable: int = 0
 
     @property
     def compared(self) -> int:
-        return self.images - self.near_ties
+        return self.images - self.near_ties - self.unusable
 
     @property
     def agreement(self) -> float:
@@ -59,25 +68,59 @@ class VerifyReport:
     def passed(self) -> bool:
         return (
             self.compared > 0
+            and self.unusable == 0
             and self.agreeing == self.compared
             and self.max_abs_diff <= self.tolerance
         )
 
     def summary(self) -> str:
+        if self.unusable:
+            sides = []
+            if self.non_finite:
+                sides.append(f"the ANAN model for {self.non_finite}")
+            if self.reference_non_finite:
+                sides.append(f"the literal reference for {self.reference_non_finite}")
+            return (
+                f"FAIL: non-finite outputs (NaN/Inf) from {' and '.join(sides)} of "
+                f"{self.images} input(s): the weights or the ANAN gains overflow float32 "
+                f"(re-convert with smaller a, b or k); {self.agreeing}/{self.compared} of the "
+                "other predictions agree"
+            )
         verdict = "PASS" if self.passed else "FAIL"
+        diff = f"{self.max_abs_diff:.3g}" if math.isfinite(self.max_abs_diff) else "n/a"
         return (
             f"{verdict}: {self.agreeing}/{self.compared} predictions agree "
-            f"({self.agreement:.1%}), max abs diff {self.max_abs_diff:.3g} "
+            f"({self.agreement:.1%}), max abs diff {diff} "
             f"(tolerance {self.tolerance:g}); {self.near_ties} near-tie input(s) skipped "
             f"of {self.images}"
         )
 
     def as_dict(self) -> dict[str, object]:
-        return dict(
-            dataclasses.asdict(self),
+        """The report as JSON-ready values: a number that is not finite becomes ``None``."""
+        values = dataclasses.asdict(self)
+        values.update(
             compared=self.compared,
             agreement=self.agreement,
             passed=self.passed,
+            summary=self.summary(),
+        )
+        return {
+            k: None if isinstance(v, float) and not math.isfinite(v) else v
+            for k, v in values.items()
+        }
+
+    def merged(self, other: VerifyReport) -> VerifyReport:
+        """This report and ``other`` (another chunk of inputs) as one."""
+        diffs = [d for d in (self.max_abs_diff, other.max_abs_diff) if not math.isnan(d)]
+        return VerifyReport(
+            self.images + other.images,
+            self.near_ties + other.near_ties,
+            self.agreeing + other.agreeing,
+            max(diffs) if diffs else float("nan"),
+            self.tolerance,
+            self.non_finite + other.non_finite,
+            self.reference_non_finite + other.reference_non_finite,
+            self.unusable + other.unusable,
         )
 
 
@@ -85,18 +128,22 @@ def verify_models(
     anan: str | Path | onnx.ModelProto,
     base: str | Path | onnx.ModelProto,
     *,
-    inputs: np.ndarray | None = None,
+    inputs: np.ndarray | Iterable[np.ndarray] | None = None,
     n: int = 16,
     seed: int = 0,
     tolerance: float = TOLERANCE,
     provider: str = "cpu",
+    batch_size: int | None = None,
 ) -> VerifyReport:
     """Compares an ANAN model with the literal loop run on its base model.
 
     Args:
         anan: the ANAN model (its metadata gives the parameters and target layer).
         base: the base model it was converted from.
-        inputs: a batch in the model's layout; default: ``n`` random images.
+        inputs: a batch in the model's layout, or an iterable of batches (streamed: memory
+            stays bounded by one batch); default: ``n`` random images.
+        batch_size: images per run (default: the session's default); a model with a fixed
+            batch is fed in chunks of that size whatever this is.
     """
     if not math.isfinite(tolerance) or tolerance < 0:
         raise AnanError(f"tolerance must be a finite number >= 0, got {tolerance}")
@@ -109,18 +156,56 @@ def verify_models(
             "the base model given is an ANAN model: pass the base model "
             "(the .base.onnx file written next to the .anan.onnx)"
         )
+    base_meta = read_metadata(base_model)
+    if "compression" in session.metadata or "compression" in base_meta:
+        from anan_onnx.reference.compressed import check_compressed_pair  # compressed alike
+
+        check_compressed_pair(session.metadata, base_meta)
     if inputs is None:
         inputs = random_inputs(session, n, seed)
+    batches = [inputs] if isinstance(inputs, np.ndarray) else inputs
     params: AnanParams = session.params  # type: ignore[assignment]
     reference = LiteralReference(
         base_model, session.metadata["target_layer"], params, providers=providers_for(provider)
-    ).run(inputs)
-    ours = session.predict(inputs)
-    expected = reference.outputs[0]
-    keep = ~reference.near_tie
-    diff = np.abs(ours[keep].astype(np.float64) - expected[keep]).max() if keep.any() else np.nan
-    agree = labels_agree(ours[keep], expected[keep], tolerance)
-    return VerifyReport(len(inputs), int((~keep).sum()), int(agree.sum()), float(diff), tolerance)
+    )
+    size = batch_size or session.default_batch_size()
+    report: VerifyReport | None = None
+    for batch in batches:
+        for start in range(0, len(batch), size):
+            chunk = _compare(session, reference, np.asarray(batch[start : start + size]), tolerance)
+            report = chunk if report is None else report.merged(chunk)
+    if report is None:
+        raise AnanError("no inputs to verify: pass at least one image or array")
+    return report
+
+
+def _compare(
+    session: Session, reference: LiteralReference, x: np.ndarray, tolerance: float
+) -> VerifyReport:
+    """The report for one chunk of inputs."""
+    ours = session.predict(x).reshape(len(x), -1)
+    result = reference.run(check_batch(x, (None, *session.input_shape[1:])))
+    expected = result.outputs[0].reshape(len(x), -1)
+    ours_bad = ~np.isfinite(ours).all(axis=1)
+    ref_bad = ~np.isfinite(expected).all(axis=1)
+    bad = ours_bad | ref_bad
+    tie = result.near_tie & ~bad
+    keep = ~bad & ~tie
+    with np.errstate(invalid="ignore"):
+        diff = (
+            np.abs(ours[keep].astype(np.float64) - expected[keep]).max() if keep.any() else np.nan
+        )
+    agree = labels_agree(ours[keep], expected[keep], tolerance) if keep.any() else keep[:0]
+    return VerifyReport(
+        len(x),
+        int(tie.sum()),
+        int(agree.sum()),
+        float(diff),
+        tolerance,
+        int(ours_bad.sum()),
+        int(ref_bad.sum()),
+        int(bad.sum()),
+    )
 
 
 def random_inputs(session: Session, n: int, seed: int = 0) -> np.ndarray:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
+import numpy as np
 import onnx_ir as ir
 
 __all__ = ["Builder"]
@@ -18,8 +19,15 @@ __all__ = ["Builder"]
 class Builder(Protocol):
     """Emits the nodes and constants of the ANAN subgraph."""
 
+    dtype: np.dtype  # the model's float dtype
+    unit: ir.Value | None  # the initial gains (ones): products with it are skipped
+
     def const(self, name: str, array: object) -> ir.Value:
         """A float constant (the model's dtype) named ``name``."""
+        ...
+
+    def scalar(self, value: float) -> ir.Value:
+        """A scalar float constant, one per value however often it is used."""
         ...
 
     def const_int(self, name: str, values: list[int]) -> ir.Value:

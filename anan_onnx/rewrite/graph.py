@@ -13,8 +13,9 @@ so a single gain on the unsplit ``C = conv(x, W0)`` is exact and one convolution
 
 The activities take the cheapest exact route (:func:`_activity_strategy`): window sums of
 the input for pre-activation means (``_window_means``), once-reduced maxima when the gains
-are non-negative, two passes per step for post-ReLU means. Each step's counter and trigger
-are table lookups (``_step_tables``; arithmetic on graph inputs in a tunable export). The
+are non-negative, two passes per step for post-ReLU means. Each step's sign test, counter
+and trigger are float arithmetic that every backend runs alike (``portable_steps``: no
+``Greater``/``Where``/``Gather``; parameters as graph inputs in a tunable export). The
 modulated layer is moved past a following MaxPool when exact (``_pool_commute``) and its
 gains applied in onnxruntime's blocked layout (``_blocked_scaling``), or it is one grouped
 convolution with per-image weights for a fixed batch size (``_per_image_conv``).
@@ -24,36 +25,33 @@ Only standard ONNX ops are used (opset 13–18); every node is named ``anan/...`
 
 from __future__ import annotations
 
-import dataclasses
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import onnx_ir as ir
 
 from anan_onnx.params import PARAMS, AnanParams
-from anan_onnx.rewrite.geometry import conv_geometry
+from anan_onnx.rewrite.geometry import ConvGeometry, conv_geometry
+from anan_onnx.rewrite.portable_steps import (
+    ActivityOf,
+    Knobs,
+    fires,
+    fixed_knobs,
+    folded_steps,
+    general_steps,
+    shared_steps,
+)
 from anan_onnx.rewrite.routes.blocked_scaling import SCALINGS, blocked_scaling, can_block
 from anan_onnx.rewrite.routes.per_image_conv import per_image_conv, unfold
 from anan_onnx.rewrite.routes.pool_commute import gains_non_negative, is_monotone, pool_after
 from anan_onnx.rewrite.routes.window_means import window_means, window_sums
-from anan_onnx.rewrite.step_tables import apply_trigger, folded_steps, step_tables, table_steps
 from anan_onnx.rewrite.target import ConvTarget
 
 __all__ = ["PARAM_INPUTS", "SCALINGS", "build_anan_graph", "steps_foldable"]
 
 #: Graph inputs of a tunable export, each a float32 scalar defaulting to the converted value.
 PARAM_INPUTS = tuple(p.graph_input for p in PARAMS if p.graph_input)
-
-
-@dataclasses.dataclass
-class _Knobs:
-    """The parameters as graph inputs of a tunable export (fixed ones go into tables)."""
-
-    mu: ir.Value
-    neg_mu: ir.Value
-    a: ir.Value
-    b_factor: ir.Value  # 1 - b (multiplicative) or -b (additive)
-    idle: ir.Value
-    k: ir.Value
 
 
 class _Builder:
@@ -64,21 +62,32 @@ class _Builder:
         self.nodes: list[ir.Node] = []
         self.initializers: list[ir.Value] = []
         self.unit: ir.Value | None = None  # the initial gains (ones): products with it are skipped
+        self._scalars: dict[float, ir.Value] = {}
 
     def const(self, name: str, array: object) -> ir.Value:
-        tensor = ir.tensor(np.asarray(array, self.dtype), name=name)
-        value = ir.val(name, tensor.dtype, tensor.shape, const_value=tensor)
+        data = np.asarray(array, self.dtype)
+        tensor = ir.tensor(data, name=name)
+        value = ir.val(name, tensor.dtype, data.shape, const_value=tensor)
         self.initializers.append(value)
         return value
 
-    def op(self, op_type: str, inputs: list[ir.Value | None], name: str, **attrs: object):
+    def scalar(self, value: float) -> ir.Value:
+        """A scalar constant, one initializer per value however often it is used."""
+        if value not in self._scalars:
+            self._scalars[value] = self.const(f"anan/scalar/{value!r}", value)
+        return self._scalars[value]
+
+    def op(
+        self, op_type: str, inputs: Sequence[ir.Value | None], name: str, **attrs: Any
+    ) -> ir.Value:
         return self.add(
             ir.node(op_type, inputs, attrs or None, name=name, outputs=[ir.Value(name=name)])
         )
 
     def const_int(self, name: str, values: list[int]) -> ir.Value:
-        tensor = ir.tensor(np.asarray(values, np.int64), name=name)
-        value = ir.val(name, tensor.dtype, tensor.shape, const_value=tensor)
+        data = np.asarray(values, np.int64)
+        tensor = ir.tensor(data, name=name)
+        value = ir.val(name, tensor.dtype, data.shape, const_value=tensor)
         self.initializers.append(value)
         return value
 
@@ -111,12 +120,12 @@ def build_anan_graph(
         scaling: how the final gains are applied after a MaxPool: ``'blocked'`` (in
             onnxruntime's NCHWc layout, ``_blocked_scaling``) or ``'broadcast'``.
         fold_steps: where every step reads the step-1 activity (:func:`steps_foldable`),
-            replace the k unrolled steps by one lookup of the final gains (same outputs).
+            replace the k unrolled steps by one product for the final gains (same outputs).
     """
     graph = model.graph
     conv = target.node
     b = _Builder(target.weight.dtype)
-    knobs = _knobs(b, graph, params) if tunable else None  # fixed parameters: tables
+    knobs = _knobs(b, graph, params) if tunable else None  # fixed parameters: constants
     steps = max(k_max or params.k, params.k) if tunable else params.k
 
     x = conv.inputs[0]
@@ -142,23 +151,26 @@ def build_anan_graph(
     gains = [b.unit] * len(weights)
 
     if fold_steps and steps_foldable(params, tunable):
-        gains = folded_steps(b, step_tables(params), activity_of, gains, steps, params.rule)
-    elif tunable:
-        gains = _arithmetic_steps(b, gains, activity_of, knobs, params, steps, shared)
+        gains = folded_steps(b, params, activity_of, gains, steps)
+    elif steps_foldable(params, tunable):  # shared activity, fixed parameters
+        gains = shared_steps(b, params, activity_of, gains, steps)
     else:
-        tables = step_tables(params)
-        gains = table_steps(b, tables, activity_of, gains, steps, shared, params.rule)
+        knobs = knobs or fixed_knobs(b, params)
+        gains = general_steps(b, knobs, params, activity_of, gains, steps, shared)
 
     if pool is not None:
+        assert maps is not None, "the pool route reads the maps"
         _splice_pool_commuted(
             graph, b, conv, act, pool, gains, maps, bias, target.bias, scaling, column
         )
         return
     if column:
         gains = [_column_to_channels(b, g) for g in gains]
-    if not grouped:
+    if batch is None:  # not grouped (the pool route returned above)
+        assert maps is not None, "only the grouped convolution does without the maps"
         _splice(graph, [conv], conv.outputs[0], b, _combine(b, gains, maps, bias, "anan/output"))
     else:
+        assert x is not None, "a Conv has an input"
         _splice_grouped(graph, b, conv, act, x, weights, gains, target.bias, batch)
 
 
@@ -173,7 +185,7 @@ def step1_activity_shared(params: AnanParams, tunable: bool = False) -> bool:
 
 def gains_are_columns(params: AnanParams, tunable: bool = False) -> bool:
     """Whether the activity, and so the gains, may be (N, 1, O, 1) columns: the activity is
-    read once (the table or folded steps of :func:`steps_foldable`) and the one gain of the
+    read once (the shared or folded steps of :func:`steps_foldable`) and the one gain of the
     multiplicative rule is computed from it alone (no (1, O, 1, 1) unit gain enters)."""
     return steps_foldable(params, tunable) and params.rule == "multiplicative"
 
@@ -184,33 +196,24 @@ def steps_foldable(params: AnanParams, tunable: bool = False) -> bool:
     return step1_activity_shared(params, tunable) and not tunable
 
 
-def _column_to_channels(b, gain):
+def _column_to_channels(b: _Builder, gain: ir.Value) -> ir.Value:
     """(N, 1, O, 1) → (N, O, 1, 1), for the consumers that broadcast the gains over maps."""
     shape = b.const_int(f"{gain.name}_shape", [0, -1, 1, 1])
     return b.op("Reshape", [gain, shape], f"{gain.name}_channels")
 
 
-def _arithmetic_steps(b, gains, activity_of, knobs, params, steps, shared):
-    """The steps as arithmetic on graph inputs (a tunable export: μ, a, b are not known)."""
-    counter = b.const("anan/counter_init", np.zeros_like(b.unit.const_value.numpy()))
-    for t in range(1, steps + 1):
-        tag = f"anan/step{t}"
-        if t == 1 or not shared:
-            activity = activity_of(gains, tag)
-        new_counter = _count(b, counter, activity, knobs, params, tag)
-        new_gains = _update_gains(b, gains, new_counter, knobs, params, tag)
-        # steps beyond anan_k keep the state
-        active = b.op("Less", [b.const(f"{tag}/index", t - 1), knobs.k], f"{tag}/active")
-        counter = b.op("Where", [active, new_counter, counter], f"{tag}/counter_kept")
-        gains = [
-            b.op("Where", [active, g1, g0], f"{tag}/gain{i}_kept")
-            for i, (g1, g0) in enumerate(zip(new_gains, gains, strict=True))
-        ]
-    return gains
-
-
 def _splice_pool_commuted(
-    graph, b, conv, act, pool, gains, maps, bias, beta, scaling, column
+    graph: ir.Graph,
+    b: _Builder,
+    conv: ir.Node,
+    act: ir.Node | None,
+    pool: ir.Node,
+    gains: list[ir.Value],
+    maps: list[ir.Value],
+    bias: ir.Value | None,
+    beta: np.ndarray | None,
+    scaling: str,
+    column: bool,
 ) -> None:
     """act(g·MaxPool(C) + β) replaces MaxPool(act(conv(x, W) + β)) (see _pool_commute).
 
@@ -241,7 +244,17 @@ def _splice_pool_commuted(
     _splice(graph, [pool, *([act] if act else []), conv], pool.outputs[0], b, output)
 
 
-def _splice_grouped(graph, b, conv, act, x, weights, gains, bias, batch) -> None:
+def _splice_grouped(
+    graph: ir.Graph,
+    b: _Builder,
+    conv: ir.Node,
+    act: ir.Node | None,
+    x: ir.Value,
+    weights: list[np.ndarray],
+    gains: list[ir.Value],
+    bias: np.ndarray | None,
+    batch: int,
+) -> None:
     """One grouped Conv with per-image weights (see _per_image_conv)."""
     channels = weights[0].shape[0]
     y = per_image_conv(b, conv, x, weights, gains, bias, batch, "anan/output_conv")
@@ -254,7 +267,18 @@ def _splice_grouped(graph, b, conv, act, x, weights, gains, bias, batch) -> None
     _splice(graph, [act, conv], act.outputs[0], b, output)
 
 
-def _activity_strategy(b, target, params, weights, geom, maps, bias, monotone, *, column=False):
+def _activity_strategy(
+    b: _Builder,
+    target: ConvTarget,
+    params: AnanParams,
+    weights: list[np.ndarray],
+    geom: ConvGeometry | None,
+    maps: list[ir.Value] | None,
+    bias: ir.Value | None,
+    monotone: bool,
+    *,
+    column: bool = False,
+) -> ActivityOf:
     """The cheapest exact way to get the kernel activities s_j(t) from the gains.
 
     Returns ``activity(gains, tag) -> (N, O, 1, 1) value`` ((N, 1, O, 1) with ``column``,
@@ -263,44 +287,60 @@ def _activity_strategy(b, target, params, weights, geom, maps, bias, monotone, *
     """
     act = target.activation
     post = params.signal == "post"
-    if params.reduce == "mean" and not post:  # mean(g·C + β) = g·mean(C) + β
-        if geom is None:  # input size unknown: one read pass over the maps
-            once = [b.op("GlobalAveragePool", [m], f"{m.name}_mean") for m in maps]
-            return lambda gains, tag: _combine(b, gains, once, bias, f"{tag}/activity")
+    if params.reduce == "mean" and not post and geom is not None:  # mean(g·C + β) = g·mean(C) + β
         return _mean_from_window_sums(b, target, weights, geom, bias, column)
+    assert maps is not None, "only the window-sum means do without the maps"
+    layer_maps = maps
+    if params.reduce == "mean" and not post:  # input size unknown: one read pass over the maps
+        means = [b.op("GlobalAveragePool", [m], f"{m.name}_mean") for m in maps]
+        return lambda gains, tag: _combine(b, gains, means, bias, f"{tag}/activity")
     if params.reduce == "max" and monotone and (not post or is_monotone(act)):
         # max(act(g·C + β)) = act(g·max(C) + β) for g >= 0 and a monotone act
-        once = [b.op("GlobalMaxPool", [m], f"{m.name}_max") for m in maps]
+        maxima = [b.op("GlobalMaxPool", [m], f"{m.name}_max") for m in maps]
 
-        def kernel_max(gains, tag):
-            value = _combine(b, gains, once, bias, f"{tag}/activity_pre")
-            return _clone_activation(b, act, value, f"{tag}/activity") if post else value
+        def kernel_max(gains: list[ir.Value], tag: str) -> ir.Value:
+            value = _combine(b, gains, maxima, bias, f"{tag}/activity_pre")
+            if not post:
+                return value
+            assert act is not None, "signal=post: checked by convert_model"
+            return _clone_activation(b, act, value, f"{tag}/activity")
 
         return kernel_max
-    if params.reduce == "mean" and post and monotone and act.op_type == "Relu":
+    relu = act is not None and act.op_type == "Relu"
+    if params.reduce == "mean" and post and monotone and relu:
         if bias is None:  # relu(g·C) = g·relu(C) for g >= 0: the mean is taken once
-            relu = b.op("Relu", [maps[0]], "anan/conv_relu")
-            once = b.op("GlobalAveragePool", [relu], "anan/conv_relu_mean")
+            relu_map = b.op("Relu", [maps[0]], "anan/conv_relu")
+            once = b.op("GlobalAveragePool", [relu_map], "anan/conv_relu_mean")
             return lambda gains, tag: b.op("Mul", [gains[0], once], f"{tag}/activity")
-        return lambda gains, tag: _relu_mean(b, gains[0], maps[0], bias, tag)
+        beta = bias
+        return lambda gains, tag: _relu_mean(b, gains[0], layer_maps[0], beta, tag)
 
-    def from_maps(gains, tag):
-        response = _combine(b, gains, maps, bias, f"{tag}/response")
+    def from_maps(gains: list[ir.Value], tag: str) -> ir.Value:
+        response = _combine(b, gains, layer_maps, bias, f"{tag}/response")
         return _reduce(b, _activate(b, response, target, params, tag), params, tag)
 
     return from_maps
 
 
-def _mean_from_window_sums(b, target, weights, geom, bias, column=False):
+def _mean_from_window_sums(
+    b: _Builder,
+    target: ConvTarget,
+    weights: list[np.ndarray],
+    geom: ConvGeometry,
+    bias: ir.Value | None,
+    column: bool = False,
+) -> ActivityOf:
     """Pre-activation kernel means from window sums of the (smaller) input (measured
     cheaper than a pass over the maps). Before step 1 (unit gains) the activity is one
     small convolution with the layer's own kernel and bias (a MatMul giving a column, with
     ``column``); later steps combine the means of the weight parts with their gains."""
     conv, group = target.node, _group(target.node)
-    sums = window_sums(b, conv.inputs[0], geom, "anan/means")
+    x = conv.inputs[0]
+    assert x is not None, "a Conv has an input"
+    sums = window_sums(b, x, geom, "anan/means")
     parts: list[ir.Value] = []
 
-    def activity(gains, tag):
+    def activity(gains: list[ir.Value], tag: str) -> ir.Value:
         if all(g is b.unit for g in gains):
             name, bias_ = f"{tag}/activity", target.bias
             return window_means(b, sums, geom, target.weight, group, name, bias_, column=column)
@@ -314,20 +354,29 @@ def _mean_from_window_sums(b, target, weights, geom, bias, column=False):
     return activity
 
 
-def _relu_mean(b, gain, conv_map, bias, tag):
-    """mean(relu(g·C + β)) = g·mean(relu(C + β/g)) for g > 0, relu(β) for g = 0.
+def _relu_mean(
+    b: _Builder, gain: ir.Value, conv_map: ir.Value, bias: ir.Value, tag: str
+) -> ir.Value:
+    """mean(relu(g·C + β)) = g·mean(relu(C + β/g)) for g > 0, relu(β) for g = 0 (g >= 0).
 
     Three passes over the map per step (Add, Relu, mean) instead of four, and a kernel whose
     responses are all negative still gets an activity of exactly 0, as in the literal loop.
+    The g = 0 case is selected arithmetically (p·value + (1 − p)·relu(β) with p = [g > 0]
+    from the exact sign test of ``portable_steps``), and the divisor is then 1, not 0, so
+    nothing is inf or NaN; a positive g below 1e-30 divides by ~1e-30, as before.
     """
-    positive = b.op("Greater", [gain, b.const(f"{tag}/zero_g", 0.0)], f"{tag}/gain_positive")
-    safe = b.op("Max", [gain, b.const(f"{tag}/tiny", 1e-30)], f"{tag}/gain_safe")
+    positive = fires(b, gain, f"{tag}/gain_positive")
+    zero = b.op("Sub", [b.scalar(1.0), positive], f"{tag}/gain_zero")
+    short = b.op("Sub", [b.scalar(1e-30), gain], f"{tag}/gain_short")
+    floor = b.op("Add", [gain, b.op("Relu", [short], f"{tag}/gain_lift")], f"{tag}/gain_floor")
+    safe = b.op("Add", [floor, zero], f"{tag}/gain_safe")
     shift = b.op("Div", [bias, safe], f"{tag}/bias_over_gain")
     shifted = b.op("Add", [conv_map, shift], f"{tag}/shifted")
     mean = b.op("GlobalAveragePool", [b.op("Relu", [shifted], f"{tag}/relu")], f"{tag}/relu_mean")
-    value = b.op("Mul", [gain, mean], f"{tag}/activity_positive")
-    dead = b.op("Relu", [bias], f"{tag}/activity_dead")
-    return b.op("Where", [positive, value, dead], f"{tag}/activity")
+    value = b.op("Mul", [gain, mean], f"{tag}/activity_scaled")
+    kept = b.op("Mul", [positive, value], f"{tag}/activity_positive")
+    dead = b.op("Mul", [zero, b.op("Relu", [bias], f"{tag}/bias_relu")], f"{tag}/activity_dead")
+    return b.op("Add", [kept, dead], f"{tag}/activity")
 
 
 def _split_weights(weight: np.ndarray, rule: str) -> list[np.ndarray]:
@@ -342,7 +391,7 @@ def _group(conv: ir.Node) -> int:
     return group.as_int() if group is not None else 1
 
 
-def _knobs(b: _Builder, graph: ir.Graph, params: AnanParams) -> _Knobs:
+def _knobs(b: _Builder, graph: ir.Graph, params: AnanParams) -> Knobs:
     """k, μ, a, b, idle as graph inputs of a tunable export, defaulting to ``params``."""
     values = tuple(getattr(params, p.name) for p in PARAMS if p.graph_input)
     defaults = dict(zip(PARAM_INPUTS, values, strict=True))
@@ -358,21 +407,22 @@ def _knobs(b: _Builder, graph: ir.Graph, params: AnanParams) -> _Knobs:
         graph.register_initializer(value)
         inputs[name] = value
     mu, beta = inputs["anan_mu"], inputs["anan_b"]
-    if params.rule == "multiplicative":
-        b_factor = b.op("Sub", [b.const("anan/one", 1.0), beta], "anan/b_factor")
-    else:
-        b_factor = b.op("Neg", [beta], "anan/b_factor")
-    return _Knobs(
-        mu=mu,
-        neg_mu=b.op("Neg", [mu], "anan/neg_mu"),
-        a=inputs["anan_a"],
-        b_factor=b_factor,
-        idle=inputs["anan_idle"],
+    multiplicative = params.rule == "multiplicative"
+    # 1 - b (multiplicative) or 0 - b (additive): Sub, as Neg is missing from CoreML's lists
+    inhibit = b.op("Sub", [b.scalar(1.0 if multiplicative else 0.0), beta], "anan/b_factor")
+    return Knobs(
+        mu_less_one=b.op("Sub", [mu, b.scalar(1.0)], "anan/mu_less_one"),
+        one_less_mu=b.op("Sub", [b.scalar(1.0), mu], "anan/one_less_mu"),
+        excite=inputs["anan_a"],
+        inhibit=inhibit,
+        idle=None if multiplicative else inputs["anan_idle"],
         k=inputs["anan_k"],
     )
 
 
-def _first_layer_maps(b: _Builder, conv: ir.Node, weights: list[np.ndarray], rule: str):
+def _first_layer_maps(
+    b: _Builder, conv: ir.Node, weights: list[np.ndarray], rule: str
+) -> list[ir.Value]:
     """conv(x, W0) for the multiplicative rule; conv(x, W⁺) and conv(x, W⁻) for additive."""
     if rule == "multiplicative":  # reuse the model's own weights: no second copy
         parts = {"anan/conv": conv.inputs[1]}
@@ -391,7 +441,9 @@ def _first_layer_maps(b: _Builder, conv: ir.Node, weights: list[np.ndarray], rul
     return maps
 
 
-def _combine(b, gains, maps, bias, name):
+def _combine(
+    b: _Builder, gains: list[ir.Value], maps: list[ir.Value], bias: ir.Value | None, name: str
+) -> ir.Value:
     """Σ gᵢ·mapᵢ (+ β); a unit gain (the state before step 1) multiplies nothing."""
     pairs = enumerate(zip(gains, maps, strict=True))
     terms = [m if g is b.unit else b.op("Mul", [g, m], f"{name}_term{i}") for i, (g, m) in pairs]
@@ -401,7 +453,9 @@ def _combine(b, gains, maps, bias, name):
     return total if bias is None else b.op("Add", [total, bias], name)
 
 
-def _activate(b: _Builder, response, target: ConvTarget, params: AnanParams, tag: str):
+def _activate(
+    b: _Builder, response: ir.Value, target: ConvTarget, params: AnanParams, tag: str
+) -> ir.Value:
     if params.signal == "pre":
         return response
     assert target.activation is not None, "checked by convert_model"
@@ -421,47 +475,14 @@ def _clone_activation(b: _Builder, act: ir.Node, x: ir.Value, name: str) -> ir.V
     return b.add(node)
 
 
-def _reduce(b: _Builder, y, params: AnanParams, tag: str):
+def _reduce(b: _Builder, y: ir.Value, params: AnanParams, tag: str) -> ir.Value:
     if params.reduce == "mean":
         return b.op("GlobalAveragePool", [y], f"{tag}/activity")
     if params.reduce == "max":
         return b.op("GlobalMaxPool", [y], f"{tag}/activity")
-    positive = b.op(
-        "Cast",
-        [b.op("Greater", [y, b.const(f"{tag}/zero", 0.0)], f"{tag}/fires")],
-        f"{tag}/fires_f",
-        to=ir.DataType.from_numpy(b.dtype),
-    )
+    positive = fires(b, y, f"{tag}/fires")  # exact 0/1 per position
     share = b.op("GlobalAveragePool", [positive], f"{tag}/share")
     return b.op("Sub", [share, b.const(f"{tag}/half", 0.5)], f"{tag}/activity")
-
-
-def _count(b: _Builder, counter, activity, knobs: _Knobs, params: AnanParams, tag: str):
-    """Paper eqs. 1–2: u = ±1 by the sign of the activity, then the counter update."""
-    fired = b.op("Greater", [activity, b.const(f"{tag}/zero_s", 0.0)], f"{tag}/fired")
-    u = b.op(
-        "Where", [fired, b.const(f"{tag}/plus", 1.0), b.const(f"{tag}/minus", -1.0)], f"{tag}/u"
-    )
-    summed = b.op("Add", [counter, u], f"{tag}/counter_sum")
-    if params.counter == "clamp":
-        low = b.op("Max", [summed, knobs.neg_mu], f"{tag}/counter_low")
-        return b.op("Min", [low, knobs.mu], f"{tag}/counter")
-    held = b.op("Equal", [b.op("Abs", [counter], f"{tag}/counter_abs"), knobs.mu], f"{tag}/held")
-    return b.op("Where", [held, counter, summed], f"{tag}/counter")
-
-
-def _update_gains(b: _Builder, gains, counter, knobs: _Knobs, params: AnanParams, tag: str):
-    """Paper eq. 3 and the update rule, on the gains instead of the weights."""
-    excite = b.op("Equal", [counter, knobs.mu], f"{tag}/excite")
-    inhibit = b.op("Equal", [counter, knobs.neg_mu], f"{tag}/inhibit")
-    if params.rule == "multiplicative":
-        unit = b.const(f"{tag}/unit", 1.0)
-        rest = b.op("Where", [inhibit, knobs.b_factor, unit], f"{tag}/m_rest")
-        value = b.op("Where", [excite, knobs.a, rest], f"{tag}/multiplier")
-    else:
-        rest = b.op("Where", [inhibit, knobs.b_factor, knobs.idle], f"{tag}/z_rest")
-        value = b.op("Where", [excite, knobs.a, rest], f"{tag}/z")
-    return apply_trigger(b, gains, value, params.rule, tag)
 
 
 def _splice(

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import warnings
 
 import numpy as np
 import onnx_ir as ir
@@ -81,6 +82,12 @@ def find_target(
             f"the graph cannot be sorted topologically ({exc}): fix the model"
         ) from None
     convs = [n for n in graph if n.op_type == "Conv" and n.domain in ("", "ai.onnx")]
+    if not convs and _nested_convs(graph):
+        name, where, _ = _nested_convs(graph)[0]
+        raise AnanError(
+            f"the model's Convs are all inside If/Loop/Scan branches (first: {name!r} in "
+            f"{where}): ANAN rewrites only Convs of the main graph"
+        )
     if not convs:
         quantized = [n.op_type for n in graph if n.op_type in _QUANTIZED]
         hint = (
@@ -91,7 +98,19 @@ def find_target(
         fix = "convert the float model before quantizing it" if quantized else "ANAN needs a CNN"
         raise AnanError(f"the model has no float Conv node{hint}: {fix}")
     keras_convs = keras_convs or {}
+    nested = _nested_convs(graph)
+    if (
+        layer is not None
+        and layer in {name for name, _, _ in nested}
+        and not any(n.name == layer for n in convs)
+    ):
+        where = next(w for name, w, _ in nested if name == layer)
+        raise AnanError(
+            f"Conv {layer!r} is inside {where}: ANAN rewrites only Convs of the main graph; "
+            "pass --layer with a main-graph Conv"
+        )
     node = convs[0] if layer is None else _by_name(convs, layer, keras_convs)
+    _warn_skipped(graph, node, nested)
     weight = _constant(node.inputs[1], node, "weights")
     bias = None
     if len(node.inputs) > 2 and node.inputs[2] is not None:
@@ -112,6 +131,52 @@ def find_target(
         else _first_reason(graph, node, (keras_before or {}).get(keras_layer or ""))
     )
     return ConvTarget(node, weight, bias, _activation_after(node), keras_layer, reason)
+
+
+def _nested_convs(graph: ir.Graph) -> list[tuple[str, str, ir.Node]]:
+    """(Conv name, where, main-graph node holding it) for every Conv inside a subgraph
+    (If/Loop/Scan bodies, nested ones too)."""
+    found: list[tuple[str, str, ir.Node]] = []
+
+    def visit(g: ir.Graph, top: ir.Node | None) -> None:
+        for node in g:
+            for attr in node.attributes.values():
+                for body in _graphs_of(attr):
+                    where = f"the {attr.name} of {node.op_type} {node.name!r}"
+                    for inner in body:
+                        if inner.op_type == "Conv" and inner.domain in ("", "ai.onnx"):
+                            found.append((inner.name or "", where, top or node))
+                    visit(body, top or node)
+
+    visit(graph, None)
+    return found
+
+
+def _graphs_of(attr: ir.Attr) -> list[ir.Graph]:
+    if attr.type == ir.AttributeType.GRAPH:
+        return [attr.value]
+    if attr.type == ir.AttributeType.GRAPHS:
+        return list(attr.value)
+    return []
+
+
+def _warn_skipped(graph: ir.Graph, target: ir.Node, nested: list[tuple[str, str, ir.Node]]) -> None:
+    """Says which Convs inside control flow that runs before the target were passed over."""
+    if not nested:
+        return
+    before: list[ir.Node] = []
+    for node in graph:
+        if node is target:
+            break
+        before.append(node)
+    skipped = [(name, where) for name, where, top in nested if any(top is n for n in before)]
+    if skipped:
+        listed = "; ".join(f"{name!r} in {where}" for name, where in skipped[:4])
+        warnings.warn(
+            f"Conv {listed} skipped: ANAN rewrites only Convs of the main graph, not inside "
+            f"If/Loop/Scan branches; the target is {target.name!r} (pass --layer to choose)",
+            stacklevel=3,
+        )
 
 
 def _by_name(convs: list[ir.Node], layer: str, keras_convs: dict[str, str]) -> ir.Node:

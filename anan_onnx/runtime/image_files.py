@@ -8,19 +8,27 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Iterable, Sequence
+import struct
+import warnings
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import Literal, NamedTuple, TypeVar
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from anan_onnx.errors import AnanError, first_line
+from anan_onnx.files import open_regular
 from anan_onnx.runtime.inputs import NHWC_TO_NCHW, InputSpec
 
 __all__ = [
     "IMAGE_EXTENSIONS",
+    "MAX_IMAGE_PIXELS",
+    "ImageBatch",
+    "eight_bit",
+    "iter_image_batches",
     "load_image",
     "load_images",
     "pixels_from_pil",
@@ -41,6 +49,11 @@ IMAGE_EXTENSIONS: tuple[str, ...] = (
 )
 #: Show a progress bar when loading more images than this.
 PROGRESS_MIN = 200
+#: Largest image accepted, in pixels (width x height): Pillow's own decompression-bomb
+#: threshold (about 89.5 million, a 256 MiB RGBA buffer), but refused rather than warned
+#: about. A 9500x9400 photo still fits; a 12000x12000 PNG (17 KB on disk, 780 MB decoded)
+#: does not. ``None`` disables the check (trusted files only). docs/limits.md.
+MAX_IMAGE_PIXELS: int | None = 89_478_485
 
 _T = TypeVar("_T")
 
@@ -79,13 +92,14 @@ def load_image(path: str | os.PathLike[str], spec: InputSpec) -> np.ndarray:
 def _read_pixels(path: Path, spec: InputSpec) -> np.ndarray:
     """uint8 (H, W, C) pixels of ``path`` converted and resized for ``spec``."""
     name = str(path)
-    if not path.exists():
-        raise AnanError(f"image {name} does not exist: check the path")
-    if path.is_dir():
-        raise AnanError(f"image {name} is a folder, not an image file: pass image files")
     try:
-        with Image.open(path) as im:
-            return pixels_from_pil(im, spec)
+        with open_regular(path, "image") as f, _pixel_limit(name), Image.open(f) as im:
+            _check_size(im, name)
+            return pixels_from_pil(im, spec, name=name)
+    except AnanError:
+        raise
+    except Image.DecompressionBombError:
+        raise AnanError(_too_large(name)) from None
     except PermissionError as e:
         raise AnanError(
             f"image {name} cannot be read ({e.strerror}): check its permissions"
@@ -94,19 +108,58 @@ def _read_pixels(path: Path, spec: InputSpec) -> np.ndarray:
         raise AnanError(
             f"image {name} is not a readable image: remove it or convert it to PNG/JPEG"
         ) from None
-    except (OSError, SyntaxError, ValueError) as e:
-        # Pillow reports truncated or corrupt data as OSError (SyntaxError for some plugins)
-        # when the pixels are decoded, after the header was read successfully.
+    except MemoryError:
+        raise AnanError(
+            f"image {name} needs more memory than is available to decode: re-save it smaller"
+        ) from None
+    except (OSError, SyntaxError, ValueError, TypeError, EOFError, struct.error) as e:
+        # Pillow reports truncated or corrupt data as OSError (SyntaxError, struct.error ...
+        # for some plugins) when the pixels are decoded, after the header was read.
         raise AnanError(
             f"image {name} is corrupt or truncated ({first_line(e)}): remove it or re-save it"
         ) from None
 
 
-def pixels_from_pil(im: Image.Image, spec: InputSpec) -> np.ndarray:
+@contextlib.contextmanager
+def _pixel_limit(name: str) -> Iterator[None]:
+    """Lets :func:`_check_size` apply :data:`MAX_IMAGE_PIXELS` for one open: Pillow's own
+    check only warns below twice its limit and names no size above it. ``Image.open``
+    reads the header only, so nothing large is decoded before the check."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        saved = Image.MAX_IMAGE_PIXELS
+        Image.MAX_IMAGE_PIXELS = None
+        try:
+            yield
+        finally:
+            Image.MAX_IMAGE_PIXELS = saved
+
+
+def _check_size(im: Image.Image, name: str) -> None:
+    # Pillow checks only some formats' sizes at open; check the declared size here, before
+    # any pixel is decoded, for every format.
+    width, height = im.size
+    if MAX_IMAGE_PIXELS is not None and width * height > MAX_IMAGE_PIXELS:
+        raise AnanError(_too_large(name, im.size))
+
+
+def _too_large(name: str, size: tuple[int, int] | None = None) -> str:
+    dims = f" ({size[0]}x{size[1]} pixels)" if size else ""
+    return (
+        f"image {name} is too large{dims}: more than {MAX_IMAGE_PIXELS:,} pixels, refused as a "
+        "possible decompression bomb (docs/limits.md); resize it first"
+    )
+
+
+def pixels_from_pil(im: Image.Image, spec: InputSpec, *, name: str = "image") -> np.ndarray:
     """uint8 (H, W, C) pixels of a Pillow image converted and resized for ``spec``.
 
     Shared by files and by arrays (``.npz`` data sets) so both get the same preprocessing.
+    Images of more than 8 bits per sample (16-bit, 32-bit integer, float) are first brought
+    to their 8-bit rendering (see :func:`eight_bit`), so they give the same input as an 8-bit
+    copy of the same picture.
     """
+    im = eight_bit(im, name)
     mode = "RGB" if spec.channels == 3 else "L"
     if im.mode != mode:
         im = im.convert(mode)
@@ -116,6 +169,96 @@ def pixels_from_pil(im: Image.Image, spec: InputSpec) -> np.ndarray:
     if pixels.ndim == 2:
         pixels = pixels[:, :, None]
     return pixels
+
+
+#: Modes Pillow converts to RGB/L itself with 8-bit values (alpha is dropped).
+_EIGHT_BIT_MODES = frozenset(
+    {"1", "L", "P", "RGB", "RGBA", "RGBX", "RGBa", "CMYK", "YCbCr", "HSV", "LA", "PA"}
+)
+#: Value ranges tried, smallest first, for samples whose range the file does not declare.
+_RANGES = (1.0, 255.0, 65535.0)
+_MARGIN = 1.05
+
+
+def eight_bit(im: Image.Image, name: str = "image") -> Image.Image:
+    """The image in a mode whose values are 0-255, scaled by its mode's range.
+
+    Pillow's own ``convert`` clips 16-bit and float samples at 255 (a 16-bit PNG turns
+    almost white). Here:
+
+    * ``I;16*`` (16-bit files): the high byte, ``v >> 8`` -- what Pillow itself does with
+      16-bit RGB PNGs and PPMs, and exact for 8-bit pictures stored as ``v * 257`` or
+      ``v << 8``;
+    * ``I`` (32-bit integer): 16-bit range for PNG and PPM files (Pillow's 16-bit gray);
+      otherwise the samples carry no declared range, so 0-255 if every value fits, else
+      0-65535 if every value fits;
+    * ``F`` (float): 0-1 if every value fits (the usual float-image convention), else 0-255,
+      else 0-65535; each rounded to the nearest 8-bit level. "Fits" allows 5 % of the range
+      beyond either end (filters overshoot), clipped.
+
+    Anything else that has no faithful 8-bit rendering (negative or non-finite samples, a
+    range beyond 16 bits, ``LAB``, unknown modes) is refused with the mode named.
+
+    Raises:
+        AnanError: the mode cannot be rendered in 8 bits.
+    """
+    mode = im.mode
+    if mode in _EIGHT_BIT_MODES:
+        return im
+    if mode == "La":  # premultiplied alpha: Pillow converts it only to LA
+        return im.convert("LA")
+    if mode.startswith("I;16"):
+        values = np.asarray(im)
+        if values.dtype.kind == "i":  # I;16S: signed samples
+            return _from_range(values, name, mode)
+        return Image.fromarray((values.astype(np.uint16) >> 8).astype(np.uint8), "L")
+    if mode == "I" and (im.format or "") in ("PNG", "PPM"):
+        values = np.asarray(im)
+        if values.size and (values.min() < 0 or values.max() > 65535):
+            raise _refuse_mode(name, mode, values)
+        return Image.fromarray((values.astype(np.uint32) >> 8).astype(np.uint8), "L")
+    if mode in ("I", "F") or mode.startswith(("I;32", "F;")):
+        return _from_range(np.asarray(im), name, mode)
+    raise AnanError(
+        f"image {name} has mode {mode}, which anan-onnx cannot render as 8-bit gray or RGB: "
+        "save it as an 8-bit or 16-bit grayscale or RGB image (PNG/JPEG)"
+    )
+
+
+def _from_range(values: np.ndarray, name: str, mode: str) -> Image.Image:
+    """8-bit gray from samples scaled by the smallest range of :data:`_RANGES` they fit.
+
+    The range is the smallest that holds the largest value; float samples may pass either end
+    of it by 5 % (filters overshoot a little, and an image that used under 5 % of the next
+    larger range would be black in it), clipped to 0-255.
+    """
+    if values.size == 0 or not np.isfinite(values).all():
+        raise _refuse_mode(name, mode, values)
+    low, top = float(values.min()), float(values.max())
+    is_float = values.dtype.kind == "f"
+    # integer samples are never 0-1 images, and are never filtered below 0
+    ranges = _RANGES if is_float else _RANGES[1:]
+    margin = _MARGIN if is_float else 1.0
+    limit = next((r for r in ranges if top <= r * margin), None)
+    if limit is None or low < -limit * (margin - 1):
+        raise _refuse_mode(name, mode, values)
+    scaled = np.rint(values.astype(np.float64) * (255.0 / limit))
+    return Image.fromarray(np.clip(scaled, 0, 255).astype(np.uint8), "L")
+
+
+def _refuse_mode(name: str, mode: str, values: np.ndarray) -> AnanError:
+    with np.errstate(all="ignore"):
+        found = (
+            f"values {np.nanmin(values):g} to {np.nanmax(values):g}"
+            if values.size and np.isfinite(values).any()
+            else "no finite values"
+        )
+    if values.size and not np.isfinite(values).all():
+        found += ", with NaN or Inf"
+    return AnanError(
+        f"image {name} has mode {mode} with {found}, not a range of 0-1, 0-255 or 0-65535: "
+        "save it as an 8-bit or 16-bit image scaled to its range"
+    )
 
 
 OnError = Literal["raise", "skip"]
@@ -170,6 +313,74 @@ def load_images(
     return to_model_input(out[: len(loaded)], spec), loaded, skipped
 
 
+class ImageBatch(NamedTuple):
+    """One batch of :func:`iter_image_batches`.
+
+    Attributes:
+        x: float32 model input, ``spec.batch_shape(len(names))`` (may hold 0 images when
+            every file of the chunk was skipped).
+        names: the files in ``x``, in order.
+        skipped: ``(file, message)`` for each file of this chunk left out (``on_error="skip"``).
+    """
+
+    x: np.ndarray
+    names: list[str]
+    skipped: list[tuple[str, str]]
+
+
+def iter_image_batches(
+    paths: Iterable[str | os.PathLike[str]],
+    spec: InputSpec,
+    *,
+    batch_size: int = 64,
+    on_error: OnError = "raise",
+    progress: bool | None = None,
+    desc: str = "images",
+) -> Iterator[ImageBatch]:
+    """Streams image files as model-input batches of at most ``batch_size`` images.
+
+    Memory is bounded by one batch (a uint8 buffer of ``batch_size`` images plus its float32
+    copy), whatever the number of files: use it for large folders instead of
+    :func:`load_images`. Files are read lazily, in order; the bad-file policy is that of
+    :func:`load_images`.
+
+    Args:
+        paths: image files (any iterable; a sized one gives the progress bar a total).
+        spec: the model input description.
+        batch_size: images per batch, >= 1.
+        on_error: ``"raise"`` (default: the first bad file stops with an AnanError naming
+            it) or ``"skip"`` (bad files are reported in each batch's ``skipped``).
+        progress: a tqdm bar on a terminal (never in a pipe); default: more than 200 files.
+        desc: label of the progress bar.
+
+    Example:
+        >>> for batch in iter_image_batches(files, spec, batch_size=32):  # doctest: +SKIP
+        ...     probs = session.predict(batch.x)
+    """
+    if on_error not in ("raise", "skip"):
+        raise AnanError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise AnanError(f"batch_size must be a positive integer, got {batch_size!r}")
+    buffer = np.empty((batch_size, spec.height, spec.width, spec.channels), dtype=np.uint8)
+    names: list[str] = []
+    skipped: list[tuple[str, str]] = []
+    for path in progress_bar(paths, progress, desc):
+        name = str(path)
+        try:
+            buffer[len(names)] = _read_pixels(Path(name), spec)
+        except AnanError as e:
+            if on_error == "raise":
+                raise
+            skipped.append((name, str(e)))
+            continue
+        names.append(name)
+        if len(names) == batch_size:
+            yield ImageBatch(to_model_input(buffer, spec), names, skipped)
+            names, skipped = [], []
+    if names or skipped:
+        yield ImageBatch(to_model_input(buffer[: len(names)], spec), names, skipped)
+
+
 def to_model_input(pixels: np.ndarray, spec: InputSpec) -> np.ndarray:
     """Scales uint8 (N, H, W, C) pixels and puts them in the spec's layout (float32)."""
     # Scaling the whole batch once is much faster than per image, and keeps the pixels
@@ -183,10 +394,10 @@ def to_model_input(pixels: np.ndarray, spec: InputSpec) -> np.ndarray:
     return x
 
 
-def progress_bar(items: Sequence[_T], progress: bool | None, desc: str) -> Iterable[_T]:
+def progress_bar(items: Iterable[_T], progress: bool | None, desc: str) -> Iterable[_T]:
     """``items``, wrapped in a tqdm bar when ``progress`` (default: more than 200 items)."""
     if progress is None:
-        progress = len(items) > PROGRESS_MIN
+        progress = not isinstance(items, Sequence) or len(items) > PROGRESS_MIN
     if not progress:
         return items
     try:
@@ -194,4 +405,5 @@ def progress_bar(items: Sequence[_T], progress: bool | None, desc: str) -> Itera
     except ImportError:  # tqdm is optional at import time; loading works without it
         return items
     # disable=None: no bar when stderr is not a terminal (logs, CI).
-    return tqdm(items, desc=desc, unit="img", disable=None, leave=False)
+    total = len(items) if isinstance(items, Sequence) else None
+    return tqdm(items, desc=desc, unit="img", total=total, disable=None, leave=False)

@@ -10,6 +10,7 @@ Example:
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -26,7 +27,7 @@ if TYPE_CHECKING:  # inference does not import onnx (it costs a third of a secon
 
     from anan_onnx.runtime.inputs import InputSpec
 
-__all__ = ["Session", "providers_for"]
+__all__ = ["Session", "default_batch_size", "providers_for"]
 
 _PROVIDERS = {
     "cpu": "CPUExecutionProvider",
@@ -131,31 +132,117 @@ class Session:
             feeds[name] = np.asarray(value, np.float32)
         return self._session.run(self.output_names, feeds)
 
-    def predict(self, batch: np.ndarray) -> np.ndarray:
-        """The model's first output for a numpy batch (checked: shape, dtype, NaN/Inf)."""
+    @property
+    def fixed_batch(self) -> int | None:
+        """The batch size the model was exported with (``convert --batch N``), or ``None``."""
+        first = self.input_shape[0] if self.input_shape else None
+        return int(first) if isinstance(first, int) and first > 0 else None
+
+    def predict(
+        self, batch: np.ndarray, *, batch_size: int | None = None, name: str = "batch"
+    ) -> np.ndarray:
+        """The model's first output for a numpy batch (checked: shape, dtype, NaN/Inf).
+
+        The batch is run in chunks of ``batch_size`` images (default: all at once), so that
+        a large array (e.g. a memory-mapped ``.npy``) never needs more than one chunk in
+        memory. A model exported with a fixed batch N is always fed exactly N images per
+        run; the last chunk is padded with copies of its last image, and the padding's
+        outputs are dropped. The result does not depend on the chunk size.
+
+        Args:
+            batch: the inputs in the model's layout (one image without the batch axis too).
+            batch_size: images per run (default: all; a fixed-batch model: its own size).
+            name: what to call ``batch`` in messages (e.g. the file it came from).
+        """
         from anan_onnx.runtime.inputs import check_batch
 
-        return self.run(check_batch(batch, self.input_shape))[0]
+        shape = (None, *self.input_shape[1:]) if self.fixed_batch else self.input_shape
+        if batch_size is not None and (isinstance(batch_size, bool) or batch_size < 1):
+            raise AnanError(f"batch_size must be a positive integer, got {batch_size!r}")
+        if not isinstance(batch, np.ndarray):  # lists: checked (and made rectangular) first
+            batch = check_batch(batch, shape, name=name)
+        if batch.ndim == len(self.input_shape) - 1:
+            batch = batch[None]
+        n = len(batch) if batch.ndim else 0
+        step = self.fixed_batch or batch_size or max(n, 1)
+        if n <= step and not self.fixed_batch:
+            return self.run(check_batch(batch, shape, name=name))[0]
+        outputs = [
+            self._run_padded(check_batch(batch[i : i + step], shape, name=name))
+            for i in range(0, max(n, 1), step)
+        ]
+        return np.concatenate(outputs)
 
-    def predict_images(self, paths: Sequence[str | Path]) -> np.ndarray:
-        """Loads, resizes and scales image files as recorded, then predicts."""
-        from anan_onnx.runtime.image_files import load_images
+    def _run_padded(self, x: np.ndarray) -> np.ndarray:
+        """The first output for ``x``, padded to the fixed batch and trimmed back."""
+        fixed, n = self.fixed_batch, len(x)
+        if fixed is None or n == fixed:
+            return self.run(x)[0]
+        padded = np.concatenate([x, np.repeat(x[-1:], fixed - n, axis=0)])
+        return self.run(padded)[0][:n]
+
+    def predict_images(
+        self, paths: Sequence[str | Path], *, batch_size: int | None = None
+    ) -> np.ndarray:
+        """Loads, resizes and scales image files as recorded, then predicts.
+
+        The files are streamed in batches of ``batch_size`` (default:
+        :func:`default_batch_size`), so memory does not grow with the number of files.
+        """
+        from anan_onnx.runtime.image_files import iter_image_batches
 
         spec = self.input_spec()
         if spec is None:
             raise AnanError(
                 "the model records no input size: predict .npy batches, or convert with anan-onnx"
             )
-        batch, _, _ = load_images(list(paths), spec)
-        return self.predict(batch)
+        size = batch_size or self.default_batch_size()
+        outputs = [
+            self.predict(b.x) for b in iter_image_batches(list(paths), spec, batch_size=size)
+        ]
+        if not outputs:
+            raise AnanError("no image files given: pass at least one image")
+        return np.concatenate(outputs)
+
+    def default_batch_size(self) -> int:
+        """Images per run when none is given: see :func:`default_batch_size`."""
+        return default_batch_size(self.input_shape, self.fixed_batch)
+
+
+#: Memory one batch may take, as a multiple of its input size: the ANAN graph keeps a few
+#: first-layer maps per image (measured ~12x the input for the paper's CNN), so 16x.
+_BATCH_MEMORY_FACTOR = 16
+#: Most memory the default batch may take, and the largest default batch.
+_BATCH_MEMORY_BUDGET = 512 * 2**20
+_MAX_DEFAULT_BATCH = 256
+
+
+def default_batch_size(input_shape: Sequence[object], fixed: int | None = None) -> int:
+    """Images per run that keep one batch within about 512 MiB (or 1/8 of free memory).
+
+    A fixed-batch model runs its own batch size; otherwise ``budget / (16 x input bytes)``,
+    between 1 and 256. docs/limits.md.
+    """
+    if fixed:
+        return fixed
+    dims = [d for d in list(input_shape)[1:] if isinstance(d, int) and d > 0]
+    per_image = 4 * _BATCH_MEMORY_FACTOR * max(1, int(np.prod(dims)) if dims else 1)
+    budget = _BATCH_MEMORY_BUDGET
+    try:
+        free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        budget = min(budget, max(free // 8, 64 * 2**20))
+    except (ValueError, OSError, AttributeError):  # not on every system
+        pass
+    return int(max(1, min(_MAX_DEFAULT_BATCH, budget // per_image)))
 
 
 def _path(model: str | Path) -> str:
+    from anan_onnx.files import open_regular
+
     path = Path(model)
-    if path.is_dir():
-        raise AnanError(f"{path} is a directory: pass an .onnx model file")
-    if not path.is_file():
-        raise AnanError(f"{path}: no such model file: check the path")
+    with open_regular(path, "model") as f:
+        if os.fstat(f.fileno()).st_size == 0:
+            raise AnanError(f"model {path} is empty: pass a saved .onnx model file")
     return str(path)
 
 

@@ -288,7 +288,7 @@ CASES = [
     Case(
         "empty_image_folder",
         "an empty image folder",
-        "is a folder, not an image file",
+        "is a directory, not a regular file",
         lambda d: ["predict", ANAN, _mkdir(d, "photos")],
     ),
     Case(
@@ -407,6 +407,242 @@ CASES = [
 ]
 
 
+# --- issue 14: hostile images, .npy headers, non-finite numbers, limits ------------------------
+
+
+def _png_header(d: Path, name: str, width: int, height: int) -> str:
+    """A PNG that declares width x height gray pixels and holds one compressed row of them:
+    a decompression bomb's header costs a few bytes (nothing past it should be decoded)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        crc = zlib.crc32(kind + data) & 0xFFFFFFFF
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    idat = zlib.compress(b"\x00" * (width + 1))
+    data = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat)
+    (d / name).write_bytes(data + chunk(b"IEND", b""))
+    return name
+
+
+def _npy_header(d: Path, name: str, header: str, payload: int = 0) -> str:
+    """A .npy file with a hand-written (malformed) header."""
+    text = header.encode("latin-1")
+    text += b" " * (63 - (10 + len(text)) % 64) + b"\n"
+    data = b"\x93NUMPY\x01\x00" + len(text).to_bytes(2, "little") + text + b"\x00" * payload
+    (d / name).write_bytes(data)
+    return name
+
+
+def _tiff(d: Path, name: str, array: np.ndarray, mode: str | None = None) -> str:
+    image = Image.fromarray(array) if mode is None else Image.fromarray(array, mode)
+    image.save(d / name)
+    return name
+
+
+def _source_with(d: Path, name: str, initializer: str, value: float) -> str:
+    """The source CNN with one value of ``initializer`` replaced (NaN, Inf ...)."""
+    from onnx import numpy_helper
+
+    if not (d / SOURCE).stat().st_size:  # test_enough_distinct_cases reads the command only
+        return name
+    model = onnx.load(d / SOURCE)
+    for i, init in enumerate(model.graph.initializer):
+        if init.name == initializer or (
+            initializer == "conv" and init.dims and len(init.dims) == 4
+        ):
+            array = numpy_helper.to_array(init).copy()
+            array.flat[0] = value
+            model.graph.initializer[i].CopyFrom(numpy_helper.from_array(array, init.name))
+            break
+    else:
+        raise AssertionError(f"no initializer {initializer}")
+    onnx.save(model, d / name)
+    return name
+
+
+def _nan_head(d: Path) -> str:
+    """A base model whose classifier weights hold NaN: every output is NaN."""
+    from onnx import numpy_helper
+
+    if not (d / BASE).stat().st_size:  # test_enough_distinct_cases reads the command only
+        return "nan.onnx"
+    model = onnx.load(d / BASE)  # the base model records its input size
+    for i, init in enumerate(model.graph.initializer):
+        if init.dims and len(init.dims) == 2:  # the dense layer
+            array = np.full(numpy_helper.to_array(init).shape, np.nan, np.float32)
+            model.graph.initializer[i].CopyFrom(numpy_helper.from_array(array, init.name))
+    onnx.save(model, d / "nan.onnx")
+    return "nan.onnx"
+
+
+_NPY_HEAD = "{'descr': '<f4', 'fortran_order': False, 'shape': "
+
+CASES += [
+    Case(
+        "predict_bomb_png",
+        "a 30000x30000 PNG of a few bytes (decompression bomb)",
+        "is too large (30000x30000 pixels)",
+        lambda d: ["predict", ANAN, _png_header(d, "bomb.png", 30000, 30000)],
+    ),
+    Case(
+        "predict_bomb_12000",
+        "a 12000x12000 PNG (Pillow only warns below twice its limit)",
+        "possible decompression bomb",
+        lambda d: ["predict", ANAN, _png_header(d, "big.png", 12000, 12000)],
+    ),
+    Case(
+        "verify_bomb_png",
+        "verify --inputs with a decompression bomb",
+        "is too large",
+        lambda d: ["verify", ANAN, "--inputs", _png_header(d, "bomb.png", 30000, 30000)],
+    ),
+    Case(
+        "tune_bomb_png",
+        "tune on a folder holding a decompression bomb",
+        "is too large",
+        lambda d: ["tune", SOURCE, _bomb_folder(d), "-o", "tune", *GRID],
+        "tune",
+    ),
+    Case(
+        "npy_header_token_error",
+        "a .npy header that is cut inside a tuple (tokenize.TokenError in numpy)",
+        "damaged .npy file",
+        lambda d: ["predict", ANAN, _npy_header(d, "cut.npy", _NPY_HEAD + "(2, 3, 11, 11")],
+    ),
+    Case(
+        "npy_header_nested_shape",
+        "a .npy header whose shape nests tuples",
+        "is not a tuple of non-negative integers",
+        lambda d: ["predict", ANAN, _npy_header(d, "nest.npy", _NPY_HEAD + "((2, 3), 11, 11), }")],
+    ),
+    Case(
+        "npy_header_huge_claim",
+        "a 200-byte .npy claiming 10^12 elements",
+        "truncated",
+        lambda d: [
+            "predict",
+            ANAN,
+            _npy_header(d, "huge.npy", _NPY_HEAD + "(1000000000000, 3), }"),
+        ],
+    ),
+    Case(
+        "npy_header_code",
+        "a .npy header holding a call instead of a dict",
+        "damaged .npy file",
+        lambda d: ["predict", ANAN, _npy_header(d, "call.npy", "__import__('os').getcwd()")],
+    ),
+    Case(
+        "float_tiff_negative",
+        "a float TIFF with negative values (no 8-bit rendering)",
+        "has mode F",
+        lambda d: ["predict", ANAN, _tiff(d, "neg.tif", np.full((8, 8), -3.0, np.float32))],
+    ),
+    Case(
+        "float_tiff_nan",
+        "a float TIFF holding NaN",
+        "with NaN or Inf",
+        lambda d: ["predict", ANAN, _tiff(d, "nan.tif", np.full((8, 8), np.nan, np.float32))],
+    ),
+    Case(
+        "lab_tiff",
+        "a LAB TIFF (Pillow converts it to RGB without colour science)",
+        "has mode LAB",
+        lambda d: ["predict", ANAN, _tiff(d, "lab.tif", np.zeros((8, 8, 3), np.uint8), "LAB")],
+    ),
+    Case(
+        "device_as_image",
+        "a character device given as an image",
+        "is a character device, not a regular file",
+        lambda d: ["predict", ANAN, "/dev/zero"],
+    ),
+    Case(
+        "directory_as_predict_model",
+        "a directory given as the model to predict with",
+        "is a directory, not a regular file",
+        lambda d: ["predict", _mkdir(d, "m.onnx"), *_images(d, 1)],
+    ),
+    Case(
+        "verify_base_is_directory",
+        "verify --base naming a directory",
+        "is a directory, not a regular file",
+        lambda d: ["verify", ANAN, "--base", _mkdir(d, "base.onnx")],
+    ),
+    Case(
+        "predict_nan_output",
+        "a model whose outputs are NaN: never printed as a prediction",
+        "is NaN, not a prediction",
+        lambda d: ["predict", _nan_head(d), *_images(d, 1)],
+    ),
+    Case(
+        "convert_gain_overflow",
+        "convert --a 1e38 (a^(k-mu+1) overflows float32)",
+        "the ANAN gains overflow float32",
+        _convert("--a", "1e38"),
+    ),
+    Case(
+        "convert_b_overflow",
+        "convert --b 1e20 (|1-b|^(k-mu+1) overflows float32)",
+        "the ANAN gains overflow float32",
+        _convert("--b", "1e20"),
+    ),
+    Case(
+        "convert_additive_overflow",
+        "convert --rule additive --idle 1e30 --k 8",
+        "the ANAN gains overflow float32",
+        _convert("--rule", "additive", "--idle", "1e30", "--k", "8"),
+    ),
+    Case(
+        "convert_nan_weights",
+        "a source whose target Conv weights hold NaN",
+        "NaN or Inf",
+        lambda d: ["convert", _source_with(d, "nanw.onnx", "conv", np.nan), "-o", "o.anan.onnx"],
+    ),
+    Case(
+        "convert_inf_weights",
+        "a source whose target Conv weights hold Inf",
+        "NaN or Inf",
+        lambda d: ["convert", _source_with(d, "infw.onnx", "conv", np.inf), "-o", "o.anan.onnx"],
+    ),
+    Case(
+        "convert_huge_k",
+        "convert --k 1000000 (12 GB and an abort before)",
+        "at most 1000 steps",
+        _convert("--k", "1000000"),
+    ),
+    Case(
+        "convert_huge_k_max",
+        "convert --tunable --k-max 100000",
+        "at most 1000 steps",
+        _convert("--tunable", "--k-max", "100000"),
+    ),
+    Case(
+        "keras_json_bomb",
+        "a .keras archive whose config.json expands beyond the limit",
+        "possible zip bomb",
+        lambda d: ["convert", _keras_bomb(d), "-o", "o.anan.onnx"],
+    ),
+]
+
+
+def _bomb_folder(d: Path) -> str:
+    folder = _data_folder(d)
+    _png_header(d / folder / "cats", "bomb.png", 30000, 30000)
+    return folder
+
+
+def _keras_bomb(d: Path) -> str:
+    """A .keras zip whose config.json expands past MAX_KERAS_JSON_BYTES (lowered by
+    _simulate to 1 MiB so the archive is quick to write; the real limit is 64 MiB)."""
+    with zipfile.ZipFile(d / "bomb.keras", "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("metadata.json", "{}")
+        z.writestr("config.json", " " * (2 * 2**20))
+        z.writestr("model.weights.h5", b"")
+    return "bomb.keras"
+
+
 def _text(d: Path, name: str, text: str = "this is not what the name says\n") -> str:
     (d / name).write_text(text)
     return name
@@ -451,6 +687,9 @@ def _available(need: str | None) -> bool:
 def _simulate(case_id: str, folder: Path, monkeypatch) -> None:
     """Cases that need the system to misbehave (tests run as root: no real read-only dir)."""
     import anan_onnx.model_io as model_io
+
+    if case_id == "keras_json_bomb":
+        monkeypatch.setattr(model_io, "MAX_KERAS_JSON_BYTES", 2**20)
 
     if case_id == "read_only_directory":
         (folder / "ro").mkdir()

@@ -87,8 +87,8 @@ def test_inspect_json(files):
     assert info["metadata"]["target_layer"] == "conv1"
     assert info["op_counts"]["Conv"] == 1  # the layer's (the kernel means are MatMuls)
     base = json.loads(cli("inspect", files["base"], "--json").stdout)["op_counts"]
-    # window sums (rows, then columns) and the means
-    assert info["op_counts"]["MatMul"] == base.get("MatMul", 0) + 3
+    # window sums (rows, then columns), the means, and the sum of the steps' branch pair
+    assert info["op_counts"]["MatMul"] == base.get("MatMul", 0) + 4
     assert "target layer: conv1" in cli("inspect", files["anan"]).stdout
 
 

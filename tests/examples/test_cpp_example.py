@@ -13,10 +13,7 @@ show that the program runs any single-input float32 CNN.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -25,83 +22,24 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from process_helpers import locked, tail
-
-REPO = Path(__file__).resolve().parents[2]
-EXAMPLE = REPO / "examples" / "cpp"
-FETCH_SCRIPT = REPO / "tools" / "get_onnxruntime_cpp.sh"
-SDK = Path(os.environ.get("ANAN_ORT_SDK", REPO / "third_party" / "onnxruntime"))
-BUILD = Path(os.environ.get("ANAN_CPP_BUILD_DIR", REPO / "build" / "anan_infer"))
+from anan_onnx.conformance import cpp
+from anan_onnx.conformance._process import RuntimeUnavailable
 
 BATCH = 3
 TOLERANCE = 1e-6
 MODELS = ("anan", "toy_nhwc", "toy_nchw")
 
 
-# --- building the program ------------------------------------------------------------------
-
-
-def _check_toolchain() -> None:
-    problems = []
-    if shutil.which("cmake") is None:
-        problems.append("cmake is not on PATH (apt-get install cmake)")
-    compilers = [os.environ.get("CXX", ""), "c++", "g++", "clang++"]
-    if not any(c and shutil.which(c) for c in compilers):
-        problems.append("no C++ compiler (set CXX, or apt-get install g++)")
-    if problems:
-        pytest.fail("cannot build examples/cpp: " + "; ".join(problems))
-
-
-def _sdk_present() -> bool:
-    return (SDK / "include" / "onnxruntime_cxx_api.h").is_file() and (
-        SDK / "lib" / "libonnxruntime.so"
-    ).exists()
-
-
-def _ensure_sdk() -> None:
-    if _sdk_present():
-        return
-    proc = subprocess.run(
-        ["bash", str(FETCH_SCRIPT), str(SDK)],
-        env={**os.environ, "PYTHON": sys.executable},
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    if proc.returncode != 0 or not _sdk_present():
-        pytest.fail(
-            f"could not get the onnxruntime C++ SDK with {FETCH_SCRIPT.name}:\n{tail(proc)}"
-        )
-
-
-def _cmake(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["cmake", *args], capture_output=True, text=True, timeout=900)
-
-
-def _build() -> Path:
-    configure = ("-S", str(EXAMPLE), "-B", str(BUILD), f"-DONNXRUNTIME_ROOT={SDK}")
-    proc = _cmake(*configure)
-    if proc.returncode != 0:  # e.g. a cache left by a copy of the repository elsewhere
-        shutil.rmtree(BUILD, ignore_errors=True)
-        proc = _cmake(*configure)
-    if proc.returncode != 0:
-        pytest.fail(f"cmake configure of examples/cpp failed:\n{tail(proc)}")
-    proc = _cmake("--build", str(BUILD), "--parallel", str(os.cpu_count() or 2))
-    if proc.returncode != 0:
-        pytest.fail(f"cmake build of examples/cpp failed:\n{tail(proc)}")
-    return BUILD / "anan_infer"
+# --- building the program (anan_onnx.conformance.cpp, shared with the conformance matrix) ---
 
 
 @pytest.fixture(scope="session")
 def anan_infer() -> Path:
     """Path of the built anan_infer program."""
-    _check_toolchain()
-    with locked(BUILD.parent / ".anan_infer.lock"):
-        _ensure_sdk()
-        binary = _build()
-    if not binary.is_file():
-        pytest.fail(f"the build produced no {binary}")
-    return binary
+    try:
+        return cpp.build()
+    except RuntimeUnavailable as exc:
+        pytest.fail(str(exc))
 
 
 def _infer(binary: Path, *args: object) -> subprocess.CompletedProcess[str]:

@@ -11,9 +11,6 @@ part of what this project ships.
 from __future__ import annotations
 
 import json
-import os
-import re
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -21,76 +18,29 @@ import numpy as np
 import pytest
 
 import anan_onnx
-
-from process_helpers import locked, tail
+from anan_onnx.conformance import node as conformance_node
+from anan_onnx.conformance._process import RuntimeUnavailable
 
 pytestmark = pytest.mark.keras  # the bundled model is converted from Keras
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "examples" / "node"
 SCRIPT = EXAMPLE / "anan_infer.mjs"
-LOCK = REPO / "build" / ".node_example.lock"
 
 BATCH = 5
 TOLERANCE = 1e-6
-MIN_NODE = 18
 
 
-# --- installing the example ----------------------------------------------------------------
-
-
-def _tools() -> tuple[str, str]:
-    """Paths of node and npm; fails with the reason when either is missing or too old."""
-    node, npm = shutil.which("node"), shutil.which("npm")
-    missing = [name for name, path in (("node", node), ("npm", npm)) if path is None]
-    if missing:
-        pytest.fail(
-            f"examples/node needs {' and '.join(missing)} on PATH "
-            f"(Node.js >= {MIN_NODE} with npm, e.g. apt-get install nodejs npm)"
-        )
-    version = subprocess.run([node, "--version"], capture_output=True, text=True, timeout=60)
-    match = re.match(r"v(\d+)\.", version.stdout.strip())
-    if version.returncode != 0 or not match:
-        pytest.fail(f"`node --version` failed: {tail(version)}")
-    if int(match.group(1)) < MIN_NODE:
-        pytest.fail(f"examples/node needs Node.js >= {MIN_NODE}, found {version.stdout.strip()}")
-    return node, npm
-
-
-def _pinned_version() -> str:
-    return json.loads((EXAMPLE / "package.json").read_text())["dependencies"]["onnxruntime-node"]
-
-
-def _installed_version() -> str | None:
-    manifest = EXAMPLE / "node_modules" / "onnxruntime-node" / "package.json"
-    try:
-        return json.loads(manifest.read_text())["version"]
-    except (OSError, ValueError, KeyError):
-        return None
+# --- installing the example (anan_onnx.conformance.node, shared with the matrix) ---------
 
 
 @pytest.fixture(scope="session")
 def node() -> str:
     """The node executable, with examples/node's dependencies installed."""
-    node, npm = _tools()
-    with locked(LOCK):
-        if _installed_version() != _pinned_version():  # missing, or left from another pin
-            proc = subprocess.run(
-                [npm, "ci", "--no-audit", "--no-fund"],
-                cwd=EXAMPLE,
-                env={**os.environ, "npm_config_update_notifier": "false"},
-                capture_output=True,
-                text=True,
-                timeout=900,
-            )
-            if proc.returncode != 0:
-                pytest.fail(f"`npm ci` in examples/node failed:\n{tail(proc)}")
-        if _installed_version() != _pinned_version():
-            pytest.fail(
-                f"`npm ci` did not install onnxruntime-node {_pinned_version()} "
-                f"(found {_installed_version()})"
-            )
-    return node
+    try:
+        return conformance_node.install()
+    except RuntimeUnavailable as exc:
+        pytest.fail(str(exc))
 
 
 # --- model and inputs ----------------------------------------------------------------------

@@ -57,7 +57,7 @@ def test_load_image_converts_gray_and_rgba_to_rgb(tmp_path):
 def test_load_image_errors_name_the_file(tmp_path):
     with pytest.raises(AnanError, match=r"image .*nope\.png does not exist"):
         load_image(tmp_path / "nope.png", NHWC)
-    with pytest.raises(AnanError, match="is a folder"):
+    with pytest.raises(AnanError, match="is a directory, not a regular file"):
         load_image(tmp_path, NHWC)
     junk = tmp_path / "junk.png"
     junk.write_bytes(b"this is not an image at all")

@@ -8,7 +8,7 @@ spinning in one global pool, the two ways ``python -m tools.bench`` measures), e
 sessions in a fresh process as the benchmark does (``--processes``):
 
 - ``anan``: the real ANAN model; ``anan, --fold-steps``: the same with the steps folded
-  into one lookup (a real option, same outputs);
+  into one product per gain (a real option, same outputs);
 - ``no steps``: the k monitoring steps (window-sum means, sign test, counters, triggers)
   replaced by a constant gain: what the steps cost;
 - ``no steps, no scaling``: also the final scaling replaced by the bias and activation

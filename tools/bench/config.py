@@ -22,7 +22,7 @@ OPTIONS: dict[str, dict[str, str]] = {
     "signal=post": {"signal": "post"},
     "reduce=max": {"reduce": "max"},
     "scaling=broadcast": {},  # default parameters, the plain final scaling (not blocked)
-    "fold_steps": {},  # default parameters, the k steps folded into one lookup
+    "fold_steps": {},  # default parameters, the k steps folded into one product
 }
 #: conversion options (not ANAN parameters) of an option
 CONVERT_OPTIONS: dict[str, dict[str, Any]] = {

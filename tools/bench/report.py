@@ -86,7 +86,7 @@ def report_method(results: dict[str, Any]) -> str:
         `signal=post`, `reduce=max`; μ=2, a=1.05, b=0.30; and the default parameters
         converted with `scaling="broadcast"`, the final scaling as plain broadcast ops
         instead of onnxruntime's blocked layout, or with `fold_steps=True`, the k steps
-        as one lookup of the final gains) run in rounds, each round running
+        as one product for the final gains) run in rounds, each round running
         every model once in a rotating order, after {plan["warmup"]} warm-up round(s) in each
         set (2 at larger batches, where a fresh process still grows its buffers); the
         number of rounds fills a time budget ({plan["budget_b1_s"]:g} s at batch 1,

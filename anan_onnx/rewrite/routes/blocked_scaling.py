@@ -85,7 +85,9 @@ def blocked_scaling(
         "Resize",
         [
             blocked_gain,
-            b.const(f"{name}/roi", np.zeros(0)),
+            # roi is unused in this mode; a full-image one rather than an empty or missing
+            # one, which onnxruntime's mobile checker reads as a dynamic shape
+            b.const(f"{name}/roi", [0, 0, 0, 0, 1, 1, 1, 1]),
             b.const(f"{name}/repeat", [1, 1, height, width]),
         ],
         f"{name}/gain_map",

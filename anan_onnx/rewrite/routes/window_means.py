@@ -11,7 +11,7 @@ which onnxruntime runs well; columns first would be a product with only kw outpu
 and a convolution of the (C × kh × kw) window sums with W / (H'W'), a 1 × 1 output.
 
 Where only the first step's activity is needed (every step reads it: the absorbing counter
-with table steps), ``window_means(..., column=True)`` takes the last product as a small MatMul
+with shared steps), ``window_means(..., column=True)`` takes the last product as a small MatMul
 instead (the flattened window sums against W / (H'W')), giving the means as an (N, 1, O, 1)
 column: the shape the blocked final scaling (``_blocked_scaling``) reads the gains in, so
 neither a reshape of the gains nor a blocked-layout convolution (which onnxruntime spreads
@@ -92,7 +92,19 @@ def window_means(
         inputs = [sums, b.const(f"{name}/kernel", weight / positions)]
         if bias is not None:
             inputs.append(b.const(f"{name}/bias", bias))
-        return b.op("Conv", inputs, name, group=group)
+        # Every attribute spelled out: onnxruntime-web's WebGPU (JSEP) Conv reads kernel
+        # geometry from the attributes and failed ("dilations should be 2D") without them.
+        kh, kw = weight.shape[2:]
+        return b.op(
+            "Conv",
+            inputs,
+            name,
+            group=group,
+            kernel_shape=[kh, kw],
+            strides=[1, 1],
+            dilations=[1, 1],
+            pads=[0, 0, 0, 0],
+        )
     flat = b.op("Reshape", [sums, b.const_int(f"{name}/flat_shape", [0, 1, -1, 1])], f"{name}/flat")
     kernel = _dense_kernel(weight, group).reshape(len(weight), -1) / positions
     matrix = b.const(f"{name}/kernel", kernel)

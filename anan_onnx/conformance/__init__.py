@@ -1,0 +1,132 @@
+"""The same ANAN model on every runtime the project claims, side by side.
+
+One module per runtime, each with a class whose ``run(model_path, batch) -> outputs``
+returns the model's first output for a float32 batch (fed to its first input), one row
+per image:
+
+=============  =================================================================
+name           runtime
+=============  =================================================================
+python-cpu     onnxruntime from Python, CPU (:mod:`.python_cpu`)
+ort-format     the model converted to ``.ort`` (minimal builds), CPU (:mod:`.ort_format`)
+node           onnxruntime-node via examples/node (:mod:`.node`)
+cpp            the onnxruntime C++ API via examples/cpp (:mod:`.cpp`)
+web-wasm       onnxruntime-web, WASM backend, headless Chromium (:mod:`.web`)
+web-webgpu     onnxruntime-web, WebGPU backend of its default build (JSEP), on SwiftShader
+web-webgpu-ep  onnxruntime-web/webgpu: the native WebGPU execution provider, on SwiftShader
+=============  =================================================================
+
+The node, cpp and web runtimes build or install the examples of a source checkout; what
+is missing is raised as :class:`RuntimeUnavailable` with the command that installs it.
+The browser needs the ``browser`` extra (Playwright) and Debian's ``chromium``.
+
+Example:
+    >>> with Runtimes(["python-cpu", "web-webgpu"]) as runtimes:     # doctest: +SKIP
+    ...     outputs = {r.name: r.run("model.anan.onnx", batch) for r in runtimes}
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Protocol
+
+import numpy as np
+
+from anan_onnx.conformance._process import RuntimeUnavailable
+
+__all__ = ["RUNTIMES", "Runtime", "RuntimeUnavailable", "Runtimes", "open_runtime"]
+
+RUNTIMES: tuple[str, ...] = (
+    "python-cpu",
+    "ort-format",
+    "node",
+    "cpp",
+    "web-wasm",
+    "web-webgpu",
+    "web-webgpu-ep",
+)
+
+
+class Runtime(Protocol):
+    """What every runtime offers."""
+
+    name: str
+
+    def run(self, model: str | Path, batch: np.ndarray) -> np.ndarray: ...
+
+    def close(self) -> None: ...
+
+
+def open_runtime(name: str, browser: object | None = None) -> Runtime:
+    """Starts the runtime ``name`` (builds or installs what it needs on first use).
+
+    ``browser``: a started :class:`.web.Browser` shared by the web-* runtimes.
+    """
+    if name == "python-cpu":
+        from anan_onnx.conformance.python_cpu import PythonCpu
+
+        return PythonCpu()
+    if name == "ort-format":
+        from anan_onnx.conformance.ort_format import OrtFormat
+
+        return OrtFormat()
+    if name == "node":
+        from anan_onnx.conformance.node import Node
+
+        return Node()
+    if name == "cpp":
+        from anan_onnx.conformance.cpp import Cpp
+
+        return Cpp()
+    web = {"web-wasm": "wasm", "web-webgpu": "webgpu", "web-webgpu-ep": "webgpu"}
+    if name in web:
+        from anan_onnx.conformance.web import Browser, WebRuntime
+
+        if browser is None:
+            raise ValueError("the web runtimes share a started Browser: pass browser=")
+        assert isinstance(browser, Browser)
+        return WebRuntime(browser, web[name], "webgpu" if name.endswith("-ep") else "default")
+    raise ValueError(f"unknown runtime {name!r}; known: {', '.join(RUNTIMES)}")
+
+
+class Runtimes:
+    """Several runtimes started together (one browser for both web backends), closed together.
+
+    A runtime that cannot start is left out and its one-line reason kept in ``unavailable``.
+    """
+
+    def __init__(self, names: Sequence[str] = RUNTIMES) -> None:
+        self.unavailable: dict[str, str] = {}
+        self.browser = None
+        self._runtimes: list[Runtime] = []
+        for name in names:
+            try:
+                if name.startswith("web-") and self.browser is None:
+                    from anan_onnx.conformance.web import Browser
+
+                    self.browser = Browser()
+                self._runtimes.append(open_runtime(name, self.browser))
+            except RuntimeUnavailable as exc:
+                self.unavailable[name] = str(exc).splitlines()[0]
+
+    def __iter__(self) -> Iterator[Runtime]:
+        return iter(self._runtimes)
+
+    def __enter__(self) -> Runtimes:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        value: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        for runtime in self._runtimes:
+            runtime.close()
+        if self.browser is not None:
+            self.browser.close()

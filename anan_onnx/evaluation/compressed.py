@@ -1,0 +1,75 @@
+"""``evaluate`` of a compressed ANAN model: its test scores next to the FP32 model's.
+
+A compressed model is a deployment artefact of one ANAN model, not a base CNN to tune, so
+it gets its own short path: both models scored on the same test split (the split
+``evaluate`` and ``tune`` draw, or ``test/``), plus the share of equal predictions.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from anan_onnx.evaluation.datasets import SplitOptions, load_splits
+from anan_onnx.evaluation.scores import scores
+from anan_onnx.metadata import read_metadata
+from anan_onnx.model_io import load_onnx
+from anan_onnx.runtime.batched import predict_batched
+from anan_onnx.runtime.inputs import InputSpec
+from anan_onnx.runtime.labels import predicted_labels
+
+__all__ = ["evaluate_compressed", "is_compressed", "markdown"]
+
+SHOWN = ("accuracy", "f1", "balanced_accuracy", "loss")
+
+
+def is_compressed(path: Path) -> bool:
+    """Whether ``path`` is a model file written by ``anan-onnx compress``."""
+    return path.is_file() and "compression" in read_metadata(load_onnx(path))
+
+
+def evaluate_compressed(
+    model: Path, data: Path, fp32: Path | None, split: SplitOptions, threads: int | None = None
+) -> dict[str, Any]:
+    """Scores of the compressed model and of its FP32 model on the test images."""
+    from anan_onnx.reference.compressed import fp32_model_path
+
+    meta = read_metadata(load_onnx(model))
+    fp32 = fp32_model_path(model, meta, fp32)
+    spec = InputSpec.from_metadata(meta)
+    test = load_splits(
+        data, spec, val_fraction=split.val_fraction, test_fraction=split.test_fraction,
+        seed=split.seed, positive=split.positive, max_per_class=split.max_per_class,
+        progress=split.progress,
+    ).test  # fmt: skip
+    assert test is not None
+    probs = {
+        name: predict_batched(path, test.images, threads=threads)
+        for name, path in (("fp32", fp32), (meta["compression"], model))
+    }
+    labels = [predicted_labels(p) for p in probs.values()]
+    return {
+        "model": str(model),
+        "fp32_model": str(fp32),
+        "n_test": len(test.labels),
+        "scores": {name: scores(test.labels, p) for name, p in probs.items()},
+        "agreement_with_fp32": float(np.mean(labels[0] == labels[1])),
+    }
+
+
+def markdown(result: dict[str, Any]) -> str:
+    """A small table: one row per model, the main scores, and the agreement."""
+    lines = [
+        f"# {Path(result['model']).name} vs {Path(result['fp32_model']).name}",
+        "",
+        f"{result['n_test']} test images; predictions equal to FP32: "
+        f"{result['agreement_with_fp32']:.1%}",
+        "",
+        "| model | " + " | ".join(SHOWN) + " |",
+        "|---" * (len(SHOWN) + 1) + "|",
+    ]
+    for name, s in result["scores"].items():
+        lines.append(f"| {name} | " + " | ".join(f"{s[k]:.4f}" for k in SHOWN) + " |")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,119 @@
+"""The export's exactness check: the exported model computes what the input ANAN model
+computes, modulation included.
+
+On random images of the recorded preprocessing (as ``anan-onnx verify`` draws them), each
+exported file (the ``.onnx`` and, for ort and mobile, the ``.ort``) must match the input
+model within ``TOLERANCE``, and wherever the input model's output differs from its base
+model's (the astrocytes changed the result) the exported output must differ from the base
+model's too, so an export that lost the modulation cannot pass on closeness alone.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+from anan_onnx.errors import AnanError
+from anan_onnx.reference.verify import random_inputs
+from anan_onnx.runtime.session import Session
+
+__all__ = ["TOLERANCE", "ExactnessReport", "check_exact"]
+
+TOLERANCE = 1e-5
+#: An output counts as changed by the astrocytes above this (well above float noise).
+CHANGED = 1e-4
+
+
+@dataclasses.dataclass(frozen=True)
+class ExactnessReport:
+    """How one exported file compares with the input model."""
+
+    file: str
+    images: int
+    max_diff: float
+    changed: int  # images the input model's output differs from the base model's
+    changed_kept: int  # of those, where the exported output differs from the base too
+
+    @property
+    def passed(self) -> bool:
+        return self.max_diff <= TOLERANCE and self.changed_kept == self.changed
+
+    def line(self) -> str:
+        modulation = (
+            f"differs from the base model on {self.changed_kept}/{self.changed} images "
+            "where the input model does"
+            if self.changed >= 0
+            else "base model not found: modulation not compared"
+        )
+        return f"{self.file}: max |diff| {self.max_diff:.1e} on {self.images} images; {modulation}"
+
+
+def check_exact(
+    source: onnx.ModelProto,
+    exported: list[Path],
+    base: onnx.ModelProto | None,
+    *,
+    batch: int | None,
+    images: int = 8,
+    seed: int = 0,
+) -> list[ExactnessReport]:
+    """Compares each exported file with ``source`` (and ``base``) on ``images`` images, fed
+    in batches of ``batch`` (the exported fixed batch) or all at once (dynamic).
+
+    Raises:
+        AnanError: a file differs by more than ``TOLERANCE`` or lost the modulation.
+    """
+    reference = Session(source)
+    inputs = random_inputs(reference, images if batch is None else _round_up(images, batch), seed)
+    expected = _run(reference, inputs, batch)
+    base_out = _run(Session(base), inputs, batch) if base is not None else None
+    reports = [_compare(Path(p), inputs, expected, base_out, batch) for p in exported]
+    for report in reports:
+        if not report.passed:
+            raise AnanError(
+                f"the exported model is not exact ({report.line()}): nothing was written; "
+                "export with --simplify none, or report this with the model"
+            )
+    return reports
+
+
+def _compare(
+    path: Path,
+    inputs: np.ndarray,
+    expected: np.ndarray,
+    base_out: np.ndarray | None,
+    batch: int | None,
+) -> ExactnessReport:
+    got = _run(Session(path), inputs, batch)
+    if got.shape != expected.shape or not np.isfinite(got).all():
+        raise AnanError(
+            f"the exported {path.name} returns shape {got.shape} (finite: "
+            f"{bool(np.isfinite(got).all())}) where the input model returns {expected.shape}: "
+            "nothing was written; report this with the model"
+        )
+    diff = float(np.abs(got.astype(np.float64) - expected).max())
+    if base_out is None:
+        return ExactnessReport(path.name, len(inputs), diff, -1, -1)
+    changed = _per_image(np.abs(expected - base_out)) > CHANGED
+    kept = _per_image(np.abs(got - base_out)) > CHANGED
+    return ExactnessReport(
+        path.name, len(inputs), diff, int(changed.sum()), int((changed & kept).sum())
+    )
+
+
+def _run(session: Session, inputs: np.ndarray, batch: int | None) -> np.ndarray:
+    step = batch or len(inputs)
+    return np.concatenate(
+        [session.predict(inputs[i : i + step]) for i in range(0, len(inputs), step)]
+    )
+
+
+def _per_image(diff: np.ndarray) -> np.ndarray:
+    return diff.reshape(len(diff), -1).max(axis=1)
+
+
+def _round_up(n: int, multiple: int) -> int:
+    return -(-n // multiple) * multiple
