@@ -218,6 +218,7 @@ def _add_convert(commands) -> None:
 
 
 def _cmd_convert(args: argparse.Namespace) -> int:
+    from anan_onnx.cli.inference import target_text
     from anan_onnx.convert.pipeline import convert_file
 
     params = _params(args)
@@ -249,7 +250,7 @@ def _cmd_convert(args: argparse.Namespace) -> int:
     seconds = time.perf_counter() - start
     base_path = output.with_name(_meta(result.anan)["base_model"])
     print(f"converted {args.source} in {seconds:.1f} s")
-    print(f"  target layer : {result.target_layer}")
+    print(f"  target layer : {target_text(_meta(result.anan))}")
     print(f"  parameters   : {params.describe()}")
     print(f"  ANAN model   : {output} ({len(result.anan.graph.node)} nodes)")
     print(f"  base model   : {base_path} ({len(result.base.graph.node)} nodes)")
