@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -40,9 +41,11 @@ PARAM_KEYS: tuple[str, ...] = tuple(p.metadata_key for p in PARAMS)
 PREPROCESS_KEYS = ("layout", "height", "width", "channels", "scale", "offset")
 #: The pixel scale of a model that records none: pixels 0-255 become [0, 1].
 DEFAULT_SCALE = 1 / 255
-#: Other keys: ``format``, ``tool_version``, ``target_layer``, ``source_sha256``,
-#: ``source_file``, ``tunable``, ``k_max``, ``batch``, ``scaling``, ``steps``, ``classes``
-#: (a JSON list of class names, index = label).
+#: Other keys: ``format``, ``tool_version``, ``target_layer``, ``target_keras_layer``,
+#: ``target_reason``, ``source_sha256``, ``source_file``, ``tunable``, ``k_max``, ``batch``,
+#: ``scaling``, ``steps``, ``classes`` (a JSON list of class names,
+#: index = label); a base model exported from Keras also has ``keras_convs`` and
+#: ``keras_before`` (JSON, see anan_onnx/convert/keras_layers.py).
 
 
 def read_metadata(model: onnx.ModelProto | str | Path) -> dict[str, str]:
@@ -72,7 +75,7 @@ def _load_without_data(path: Path) -> onnx.ModelProto:
         ) from None
 
 
-def write_metadata(model: onnx.ModelProto, values: dict[str, object]) -> None:
+def write_metadata(model: onnx.ModelProto, values: Mapping[str, object]) -> None:
     """Sets ``anan.<key>`` = ``str(value)`` for each item, replacing existing keys."""
     wanted = {PREFIX + k: str(v) for k, v in values.items()}
     kept = [p for p in model.metadata_props if p.key not in wanted]

@@ -24,6 +24,8 @@ ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "compatibility.md"
 TESTS = ["tests/test_compat_models.py", "tests/test_bad_input.py"]
 TOLERANCE = 1e-5
+KERAS_APPS_BEGIN = "<!-- keras-applications: begin (tools/keras_apps_report.py) -->"
+KERAS_APPS_END = "<!-- keras-applications: end -->"
 PACKAGES = ("onnx", "onnxruntime", "onnx-ir", "tensorflow", "keras", "tf2onnx", "numpy")
 
 INTRO = """\
@@ -179,6 +181,15 @@ def render(models: list[dict[str, object]], bad: list[dict[str, str]]) -> str:
     return "\n".join(out) + "\n"
 
 
+def kept_block(doc: Path) -> str:
+    """The keras.applications block of ``doc`` (tools/keras_apps_report.py writes it)."""
+    text = doc.read_text() if doc.is_file() else ""
+    if KERAS_APPS_BEGIN not in text or KERAS_APPS_END not in text:
+        return ""
+    block = text.split(KERAS_APPS_BEGIN, 1)[1].split(KERAS_APPS_END, 1)[0]
+    return f"\n{KERAS_APPS_BEGIN}{block}{KERAS_APPS_END}\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--from", dest="source", type=Path, help="JSON records written earlier")
@@ -192,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
             )
         text = render(load(folder, "compat_models.json"), load(folder, "bad_input.json"))
     args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(text)
+    args.output.write_text(text + kept_block(args.output))
     print(f"wrote {args.output}")
     return 0
 

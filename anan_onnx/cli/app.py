@@ -235,6 +235,7 @@ def _add_convert(commands) -> None:
 
 def _cmd_convert(args: argparse.Namespace) -> int:
     from anan_onnx.cli.describe import describe_input
+    from anan_onnx.cli.inference import target_text
     from anan_onnx.convert.classes import parse_classes
     from anan_onnx.convert.pipeline import convert_file
 
@@ -271,7 +272,7 @@ def _cmd_convert(args: argparse.Namespace) -> int:
     meta = _meta(result.anan)
     base_path = output.with_name(meta["base_model"])
     print(f"converted {args.source} in {seconds:.1f} s")
-    print(f"  target layer : {result.target_layer}")
+    print(f"  target layer : {target_text(_meta(result.anan))}")
     print(f"  parameters   : {params.describe()}")
     print(f"  input        : {describe_input(meta)} (recorded; --layout, --scale, --offset)")
     names = class_names(meta)

@@ -44,7 +44,7 @@ from anan_onnx.runtime.session import Session
 if TYPE_CHECKING:
     import onnx
 
-__all__ = ["cmd_inspect", "cmd_predict"]
+__all__ = ["cmd_inspect", "cmd_predict", "target_text"]
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
@@ -84,12 +84,25 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     if names:
         print(f"  classes     : {', '.join(names)}")
     if info["kind"] == "anan":
-        print(f"  target layer: {meta.get('target_layer')}")
+        print(f"  target layer: {target_text(meta)}")
         print(f"  parameters  : {AnanParams.from_strings(meta).describe()}")
     for key in sorted(meta):
-        print(f"  anan.{key} = {meta[key]}")
+        value = meta[key]
+        if key in ("keras_convs", "keras_before"):  # JSON maps, long: summarised
+            value = f"(JSON, {len(value)} characters; see --json)"
+        print(f"  anan.{key} = {value}")
     print(f"  {info['nodes']} nodes: " + ", ".join(f"{op} {n}" for op, n in ops.most_common()))
     return 0
+
+
+def target_text(meta: dict[str, str]) -> str:
+    """``node (Keras layer 'x'): reason`` from an ANAN model's metadata."""
+    text = str(meta.get("target_layer"))
+    if meta.get("target_keras_layer"):
+        text += f" (Keras layer {meta['target_keras_layer']!r})"
+    if meta.get("target_reason"):
+        text += f": {meta['target_reason']}"
+    return text
 
 
 def cmd_predict(args: argparse.Namespace) -> int:

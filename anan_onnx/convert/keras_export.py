@@ -1,8 +1,9 @@
 """Keras → ONNX export through tf2onnx. The only module that imports TensorFlow (lazily).
 
 tf2onnx's ``from_keras`` fails on reloaded Sequential models in Keras 3, so the model is
-wrapped in a ``tf.function`` and exported with ``tf2onnx.convert.from_function``. The
-batch dimension stays dynamic.
+wrapped in a ``tf.function``, frozen by TensorFlow (every captured variable and tensor
+becomes a constant, so a Keras model is always a one-input graph) and exported with
+``tf2onnx.convert.from_graph_def``. The batch dimension stays dynamic.
 
 TensorFlow's graph optimiser folds a per-channel scale that follows a bias-free ``Conv2D``
 (a ``BatchNormalization``, a constant ``Mul``) into the kernel. The astrocytes must watch the
@@ -25,7 +26,9 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
+from anan_onnx.convert.keras_layers import keras_layer_metadata
 from anan_onnx.errors import AnanError, first_line
+from anan_onnx.metadata import write_metadata
 
 __all__ = ["check_opset", "keras_to_onnx", "quiet_native_logs"]
 
@@ -55,9 +58,10 @@ def _export(path: Path, opset: int) -> onnx.ModelProto:
     tf, keras, tf2onnx = _import_tensorflow()
     model = _load(keras, path)
     if len(model.inputs) != 1:
+        names = ", ".join(repr(_input_name(t)) for t in model.inputs[:4])
         raise AnanError(
-            f"{path} has {len(model.inputs)} inputs: ANAN supports CNNs with one image input; "
-            "save a single-input model"
+            f"{path} has {len(model.inputs)} inputs of its own ({names}): ANAN supports CNNs "
+            "with one image input; save a model that takes only the image"
         )
     shape = tuple(model.inputs[0].shape)
     if len(shape) != 4:
@@ -76,12 +80,91 @@ def _export(path: Path, opset: int) -> onnx.ModelProto:
     def forward(x):
         return model(x, training=False)
 
+    graph_def, outputs = _frozen(forward.get_concrete_function(), path)
     try:
-        proto, _ = tf2onnx.convert.from_function(forward, input_signature=spec, opset=opset)
+        proto, _ = tf2onnx.convert.from_graph_def(
+            graph_def,
+            input_names=["input:0"],
+            output_names=outputs,
+            tensors_to_rename={"input:0": "input"},
+            opset=opset,
+            custom_op_handlers={"Erfc": (_erfc, [])},
+        )
     except Exception as exc:
         raise AnanError(f"tf2onnx could not export {path} ({first_line(exc)})") from None
     restore_folded_kernels(proto, _conv_kernels(keras, model))
+    write_metadata(proto, keras_layer_metadata(keras, model, proto))
     return proto
+
+
+def _frozen(concrete, path: Path) -> tuple[object, list[str]]:
+    """The traced model with every captured value frozen into a constant.
+
+    A traced Keras model captures its variables (trainable or not: BatchNormalization's
+    moving statistics, any layer state) and also plain tensors such as the ``Normalization``
+    layer's mean and variance. tf2onnx's ``from_function`` freezes only the variables and
+    turns captured tensors into extra graph inputs, so TensorFlow's own freezing runs on the
+    whole function first and tf2onnx gets a graph whose only input is the image.
+
+    Returns the frozen ``GraphDef`` and the names of its outputs.
+    """
+    from tensorflow.python.framework.convert_to_constants import (
+        convert_variables_to_constants_v2,
+    )
+
+    try:
+        frozen = convert_variables_to_constants_v2(
+            concrete, lower_control_flow=False, aggressive_inlining=True
+        )
+    except Exception as exc:
+        raise AnanError(
+            f"TensorFlow could not freeze the weights of {path} ({first_line(exc)}): "
+            "save the model with its weights as constants"
+        ) from None
+    extra = [t.name for t in frozen.inputs if t.name != "input:0"]
+    if extra:  # state that TensorFlow cannot freeze (a resource such as a lookup table)
+        raise AnanError(
+            f"{path} reads state that cannot be frozen into constants ({', '.join(extra[:4])}) "
+            "besides its image input 'input': ANAN supports CNNs with one image input; save a "
+            "model without such state"
+        )
+    graph_def = frozen.graph.as_graph_def(add_shapes=True)
+    _allow_inlining(graph_def)
+    return graph_def, [t.name for t in frozen.outputs]
+
+
+#: attributes that keep TensorFlow's optimiser from inlining a function call
+_NO_INLINE = ("_XlaMustCompile", "_XlaCompile", "_noinline")
+
+
+def _allow_inlining(graph_def) -> None:
+    """Lets TensorFlow inline the functions that Keras compiles with XLA.
+
+    Keras 3 runs a grouped ``Conv2D`` (ConvNeXt's depthwise convolutions) in a
+    ``tf.function(jit_compile=True)``; TensorFlow's optimiser never inlines such a call, and
+    tf2onnx would leave it as an unknown ``StatefulPartitionedCall`` op. Without the XLA
+    marks the call is inlined like any other and the convolution exports as a ``Conv``.
+    """
+    for node in graph_def.node:
+        if node.op in ("StatefulPartitionedCall", "PartitionedCall"):
+            for key in _NO_INLINE:
+                if key in node.attr:
+                    del node.attr[key]
+    for function in graph_def.library.function:
+        for key in _NO_INLINE:
+            if key in function.attr:
+                del function.attr[key]
+
+
+def _erfc(ctx, node, name: str, args: list) -> None:
+    """tf2onnx handler for TensorFlow's ``Erfc`` (Keras 3's exact GELU): ``1 - Erf(x)``."""
+    from onnx.helper import tensor_dtype_to_np_dtype
+
+    dtype = tensor_dtype_to_np_dtype(ctx.get_dtype(node.input[0]))
+    erf = ctx.make_node("Erf", [node.input[0]], op_name_scope=name)
+    one = ctx.make_const(f"{name}/one", np.array(1, dtype))
+    node.type = "Sub"
+    ctx.replace_inputs(node, [one.output[0], erf.output[0]])
 
 
 def restore_folded_kernels(proto: onnx.ModelProto, kernels: dict[str, np.ndarray]) -> int:
@@ -110,7 +193,29 @@ def restore_folded_kernels(proto: onnx.ModelProto, kernels: dict[str, np.ndarray
     if restored:
         del graph.node[:]
         graph.node.extend(nodes)
+        _drop_unused_initializers(graph)  # the folded kernels: as large as the restored ones
     return restored
+
+
+def _drop_unused_initializers(graph: onnx.GraphProto) -> None:
+    used = _names_read(graph) | {value.name for value in graph.output}
+    kept = [init for init in graph.initializer if init.name in used]
+    if len(kept) < len(graph.initializer):
+        del graph.initializer[:]
+        graph.initializer.extend(kept)
+
+
+def _names_read(graph: onnx.GraphProto) -> set[str]:
+    """Every value name a node of ``graph`` reads, subgraphs (If, Loop bodies) included."""
+    names = set()
+    for node in graph.node:
+        names.update(node.input)
+        for attribute in node.attribute:
+            for sub in (
+                [attribute.g, *attribute.graphs] if attribute.HasField("g") else attribute.graphs
+            ):
+                names |= _names_read(sub)
+    return names
 
 
 def _folded_from(
@@ -172,6 +277,13 @@ def _layers(keras, model) -> list:
         if isinstance(layer, keras.Model):
             layers += _layers(keras, layer)
     return layers
+
+
+def _input_name(tensor) -> str:
+    """A Keras input's name as the model's author gave it (``keras.Input(name=...)``)."""
+    history = getattr(tensor, "_keras_history", None)
+    layer = getattr(history, "operation", None)
+    return str(getattr(layer, "name", None) or getattr(tensor, "name", "?"))
 
 
 def check_opset(opset: int) -> None:

@@ -7,12 +7,15 @@ target without building an ANAN graph.
 
 from __future__ import annotations
 
+import json
+
 import onnx
 import onnx_ir as ir
 from onnx_ir.passes.common import NameFixPass
 
 from anan_onnx import metadata as _metadata
 from anan_onnx.activations import ACTIVATIONS
+from anan_onnx.convert.keras_layers import KERAS_BEFORE, KERAS_CONVS
 from anan_onnx.errors import AnanError
 from anan_onnx.params import AnanParams
 from anan_onnx.rewrite.target import ConvTarget, find_target
@@ -43,7 +46,13 @@ def normalise_base(
     model = ir.from_proto(_with_shapes(base))
     _name_unnamed_nodes(model.graph)
     NameFixPass()(model)
-    target = find_target(model.graph, layer)
+    recorded = _metadata.read_metadata(base)
+    target = find_target(
+        model.graph,
+        layer,
+        _json_metadata(recorded, KERAS_CONVS),
+        _json_metadata(recorded, KERAS_BEFORE),
+    )
     if params.signal == "post" and target.activation is None:
         users = [u.node.op_type for u in target.node.outputs[0].uses()]
         between = (
@@ -56,6 +65,15 @@ def normalise_base(
             f"{target.name!r}, found {users or 'none'}{between}: use --signal pre"
         )
     return model, target
+
+
+def _json_metadata(recorded: dict[str, str], key: str) -> dict | None:
+    """A JSON map the Keras exporter recorded (anan_onnx/convert/keras_layers.py), or None."""
+    try:
+        value = json.loads(recorded[key])
+    except (KeyError, ValueError):  # not a Keras export, or metadata edited by hand
+        return None
+    return value if isinstance(value, dict) else None
 
 
 def _name_unnamed_nodes(graph: ir.Graph) -> None:

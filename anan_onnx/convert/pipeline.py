@@ -22,6 +22,7 @@ from onnx_ir.passes.common import RemoveUnusedNodesPass
 from anan_onnx import metadata as _metadata
 from anan_onnx.convert.batch_axis import free_fixed_batch
 from anan_onnx.convert.keras_export import check_opset, keras_to_onnx
+from anan_onnx.convert.keras_layers import KERAS_BEFORE, KERAS_CONVS
 from anan_onnx.convert.limits import check_graph_size, check_target_gains
 from anan_onnx.convert.normalise import normalise_base
 from anan_onnx.errors import AnanError, first_line
@@ -235,6 +236,8 @@ def convert_model(
         format=_metadata.FORMAT,
         tool_version=_tool_version(),
         target_layer=target.name,
+        target_keras_layer=target.keras_layer or "",
+        target_reason=target.reason,
         tunable=int(tunable),
         k_max=k_max or params.k,
         batch=batch or "dynamic",
@@ -242,6 +245,7 @@ def convert_model(
         steps="folded" if folded else "unrolled",
     )
     meta.update(extra_metadata or {})
+    _drop_metadata(anan, (KERAS_CONVS, KERAS_BEFORE))  # the base model keeps the maps
     _metadata.write_metadata(anan, meta)
     validate(anan)
     return Conversion(anan, normalised_base, target.name, params)
@@ -330,6 +334,12 @@ def convert_file(
 
     save_all_atomic([(result.base, base_output), (result.anan, output)], check_temps)
     return result
+
+
+def _drop_metadata(model: onnx.ModelProto, keys: tuple[str, ...]) -> None:
+    kept = [p for p in model.metadata_props if p.key not in {_metadata.PREFIX + k for k in keys}]
+    del model.metadata_props[:]
+    model.metadata_props.extend(kept)
 
 
 def _fix_batch(graph: ir.Graph, batch: int) -> None:

@@ -1,10 +1,15 @@
 """Find the convolution that the astrocytes attach to, and everything needed to rewrite it.
 
 The target is the first ``Conv`` in topological order, or the one named by ``layer``. A
-Keras layer name (``conv2d``) also matches the ONNX node that tf2onnx made of it
-(``sequential/conv2d_1/convolution``). The weights must be a constant of the model (an
-initializer, a ``Constant`` node, or an IR<4 graph input with an initializer); a
-convolution whose weights are computed at run time is refused, as are quantized ones.
+Keras layer name (``stem_conv``) also matches the ONNX node that tf2onnx made of it: through
+the map the Keras exporter recorded (``keras_convs``, by kernel identity), else by a path
+segment of the node name (``sequential/conv2d_1/convolution``). The target records why it
+was chosen (``reason``), naming what precedes the first Conv: CNNs such as EfficientNet open
+with a preprocessing block (Rescaling, Normalization, ZeroPadding2D) before it.
+
+The weights must be a constant of the model (an initializer, a ``Constant`` node, or an
+IR<4 graph input with an initializer); a convolution whose weights are computed at run
+time is refused, as are quantized ones.
 """
 
 from __future__ import annotations
@@ -33,12 +38,16 @@ class ConvTarget:
         weight: its kernel ``W0`` (O × C/group × kh × kw) as a numpy array.
         bias: its bias (O,) or ``None``.
         activation: the single activation node that consumes the conv output, if any.
+        keras_layer: the Keras layer the Conv was exported from, when recorded.
+        reason: why this Conv is the target, in words.
     """
 
     node: ir.Node
     weight: np.ndarray
     bias: np.ndarray | None
     activation: ir.Node | None
+    keras_layer: str | None = None
+    reason: str = ""
 
     @property
     def name(self) -> str:
@@ -49,12 +58,19 @@ class ConvTarget:
         return int(self.weight.shape[0])
 
 
-def find_target(graph: ir.Graph, layer: str | None = None) -> ConvTarget:
+def find_target(
+    graph: ir.Graph,
+    layer: str | None = None,
+    keras_convs: dict[str, str] | None = None,
+    keras_before: dict[str, list[str]] | None = None,
+) -> ConvTarget:
     """Returns the target convolution of ``graph`` (sorted topologically first).
 
     Args:
         graph: the model graph; it is sorted in place so that "first" means topological.
         layer: a node name or Keras layer name; ``None`` means the first ``Conv``.
+        keras_convs: ``{Conv node name: Keras layer}`` recorded by the Keras exporter.
+        keras_before: ``{Keras layer: the Keras layers before it}`` for the first layers.
 
     Raises:
         AnanError: no Conv, unknown layer, or weights that are not constant.
@@ -81,6 +97,7 @@ def find_target(graph: ir.Graph, layer: str | None = None) -> ConvTarget:
         )
         fix = "convert the float model before quantizing it" if quantized else "ANAN needs a CNN"
         raise AnanError(f"the model has no float Conv node{hint}: {fix}")
+    keras_convs = keras_convs or {}
     nested = _nested_convs(graph)
     if (
         layer is not None
@@ -92,7 +109,7 @@ def find_target(graph: ir.Graph, layer: str | None = None) -> ConvTarget:
             f"Conv {layer!r} is inside {where}: ANAN rewrites only Convs of the main graph; "
             "pass --layer with a main-graph Conv"
         )
-    node = convs[0] if layer is None else _by_name(convs, layer)
+    node = convs[0] if layer is None else _by_name(convs, layer, keras_convs)
     _warn_skipped(graph, node, nested)
     weight = _constant(node.inputs[1], node, "weights")
     bias = None
@@ -107,7 +124,13 @@ def find_target(graph: ir.Graph, layer: str | None = None) -> ConvTarget:
             f"Conv {node.name!r} has {weight.dtype} weights: only float32 models are supported "
             "(export the model in float32)"
         )
-    return ConvTarget(node, weight, bias, _activation_after(node))
+    keras_layer = keras_convs.get(node.name or "")
+    reason = (
+        f"named by --layer {layer!r}"
+        if layer is not None
+        else _first_reason(graph, node, (keras_before or {}).get(keras_layer or ""))
+    )
+    return ConvTarget(node, weight, bias, _activation_after(node), keras_layer, reason)
 
 
 def _nested_convs(graph: ir.Graph) -> list[tuple[str, str, ir.Node]]:
@@ -156,19 +179,47 @@ def _warn_skipped(graph: ir.Graph, target: ir.Node, nested: list[tuple[str, str,
         )
 
 
-def _by_name(convs: list[ir.Node], layer: str) -> ir.Node:
+def _by_name(convs: list[ir.Node], layer: str, keras_convs: dict[str, str]) -> ir.Node:
     for node in convs:
         if node.name == layer:
             return node
-    # tf2onnx names nodes "<model>/<layer>_<n>/convolution": match a path segment.
-    pattern = re.compile(rf"(^|/){re.escape(layer)}(_\d+)?(/|$)")
-    matches = [n for n in convs if n.name and pattern.search(n.name)]
+    matches = [n for n in convs if keras_convs.get(n.name or "") == layer]
+    if not matches:
+        # tf2onnx names nodes "<model>/<layer>_<n>/convolution": match a path segment.
+        pattern = re.compile(rf"(^|/){re.escape(layer)}(_\d+)?(/|$)")
+        matches = [n for n in convs if n.name and pattern.search(n.name)]
     if len(matches) == 1:
         return matches[0]
-    names = ", ".join(repr(n.name) for n in convs[:8])
     if matches:
-        raise AnanError(f"layer {layer!r} matches several Conv nodes; pass one of: {names}")
-    raise AnanError(f"no Conv node named {layer!r}: pass --layer with one of: {names}")
+        names = ", ".join(repr(n.name) for n in matches[:8])
+        raise AnanError(f"layer {layer!r} matches {len(matches)} Conv nodes; pass one of: {names}")
+    names = ", ".join(repr(n.name) for n in convs[:8])
+    keras = sorted({keras_convs[n.name] for n in convs[:8] if n.name in keras_convs})
+    hint = f" (Keras layers: {', '.join(keras)})" if keras else ""
+    raise AnanError(f"no Conv node named {layer!r}: pass --layer with one of: {names}{hint}")
+
+
+def _first_reason(graph: ir.Graph, node: ir.Node, keras_before: list[str] | None) -> str:
+    """ "the first Conv in topological order", and what comes before it."""
+    if keras_before is not None:
+        before = ", ".join(keras_before)
+    else:
+        before = ", ".join(dict.fromkeys(n.op_type for n in _upstream(graph, node)))
+    after = f", after {before}" if before else ", fed by the model input directly"
+    return f"the first Conv in topological order{after}"
+
+
+def _upstream(graph: ir.Graph, node: ir.Node) -> list[ir.Node]:
+    """The nodes that ``node``'s data input depends on, in topological order."""
+    needed: set[int] = set()
+    stack = [node.inputs[0]]
+    while stack:
+        value = stack.pop()
+        producer = None if value is None else value.producer()
+        if producer is not None and id(producer) not in needed:
+            needed.add(id(producer))
+            stack += [v for v in producer.inputs if v is not None]
+    return [n for n in graph if id(n) in needed and n.op_type not in ("Constant", "Identity")]
 
 
 def _constant(value: ir.Value | None, node: ir.Node, what: str) -> np.ndarray:

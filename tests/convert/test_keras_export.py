@@ -153,3 +153,110 @@ def test_keras_opset_13(saved):
     result = convert_file(paths["seq_pre"], root / "o13.anan.onnx", AnanParams(a=1.5), opset=13)
     assert [o.version for o in result.anan.opset_import if o.domain == ""] == [13]
     assert verify_models(result.anan, result.base, n=6).passed
+
+
+def _preprocessed(normalization) -> object:
+    """Rescaling, Normalization, ZeroPadding2D, then Conv2D 'stem_conv' without bias and a
+    BatchNormalization (TensorFlow folds it into the kernel), as EfficientNet opens."""
+    inputs = keras.Input(SIZE)
+    x = keras.layers.Rescaling(1 / 255)(inputs)
+    x = normalization(x)
+    x = keras.layers.ZeroPadding2D(1, name="stem_pad")(x)
+    x = keras.layers.Conv2D(6, 3, use_bias=False, name="stem_conv")(x)
+    x = keras.layers.BatchNormalization(name="stem_bn")(x)
+    x = keras.layers.ReLU()(x)
+    x = keras.layers.Conv2D(6, 3, name="stem_conv_1")(x)  # its scope name is stem_conv_1 too
+    x = keras.layers.SeparableConv2D(4, 3, name="sep")(x)  # two ONNX Convs
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    model = keras.Model(inputs, keras.layers.Dense(3)(x))
+    rng = np.random.default_rng(4)
+    bn = model.get_layer("stem_bn")
+    bn.set_weights([rng.uniform(0.5, 2, w.shape).astype(np.float32) for w in bn.get_weights()])
+    return model
+
+
+@pytest.fixture(scope="module")
+def preprocessed(tmp_path_factory):
+    """Models whose Normalization state is a captured tensor (mean/variance given) or
+    variables filled by ``adapt``: both must be frozen, not become graph inputs."""
+    root = tmp_path_factory.mktemp("prep")
+    keras.utils.set_random_seed(1)
+    given = keras.layers.Normalization(mean=[0.4, 0.5, 0.6], variance=[0.05, 0.08, 0.1])
+    adapted = keras.layers.Normalization()
+    adapted.adapt(np.random.default_rng(2).random((8, *SIZE), dtype=np.float32))
+    paths = {}
+    for name, layer in [("given", given), ("adapted", adapted)]:
+        model = _preprocessed(layer)
+        paths[name] = root / f"{name}.keras"
+        model.save(paths[name])
+    return root, paths
+
+
+@pytest.mark.parametrize("name", ["given", "adapted"])
+def test_normalization_state_is_frozen(preprocessed, name):
+    root, paths = preprocessed
+    params = AnanParams(k=4, mu=2, a=1.5, b=0.5)
+    result = convert_file(paths[name], root / f"{name}.anan.onnx", params)
+    inits = {i.name for i in result.base.graph.initializer}
+    assert [i.name for i in result.base.graph.input if i.name not in inits] == ["input"]
+    read = {name for node in result.base.graph.node for name in node.input}
+    assert inits <= read, f"unused initializers (the folded kernels?): {inits - read}"
+    x = images(8, seed=5) * 255
+    keras_out = np.asarray(keras.models.load_model(paths[name], compile=False)(x))
+    base_out = Session(root / f"{name}.base.onnx").predict(x)
+    assert np.abs(base_out - keras_out).max() <= 1e-4 * np.abs(keras_out).max()
+    report = verify_models(result.anan, result.base, inputs=x)
+    assert report.passed, report.summary()
+    assert np.abs(Session(root / f"{name}.anan.onnx").predict(x) - base_out).max() > 1e-3
+
+
+def test_target_names_the_keras_layer_and_the_preprocessing(preprocessed):
+    root, paths = preprocessed
+    result = convert_file(paths["given"], root / "first.anan.onnx", AnanParams())
+    meta = Session(root / "first.anan.onnx").metadata
+    assert meta["target_keras_layer"] == "stem_conv"
+    assert meta["target_reason"] == (
+        "the first Conv in topological order, after Rescaling 'rescaling', Normalization "
+        "'normalization', ZeroPadding2D 'stem_pad'"
+    )
+    assert "keras_convs" not in meta  # the map stays in the base model
+    assert result.target_layer == "stem_conv/convolution"  # the restored (unfolded) Conv
+
+
+@pytest.mark.parametrize("layer", ["stem_conv", "stem_conv_1"])
+def test_layer_takes_the_keras_name(preprocessed, layer):
+    """``stem_conv`` and ``stem_conv_1`` both match ``.../stem_conv_1/...`` by name alone."""
+    root, paths = preprocessed
+    out = root / f"{layer}.anan.onnx"
+    result = convert_file(paths["given"], out, AnanParams(a=1.5), layer=layer)
+    model = keras.models.load_model(paths["given"], compile=False)
+    kernel = model.get_layer(layer).get_weights()[0].transpose(3, 2, 0, 1)
+    import onnx_ir as ir
+
+    from anan_onnx.rewrite.target import find_target
+
+    target = find_target(ir.from_proto(result.base).graph, result.target_layer)
+    np.testing.assert_array_equal(target.weight, kernel)
+    assert Session(out).metadata["target_keras_layer"] == layer
+    assert Session(out).metadata["target_reason"] == f"named by --layer {layer!r}"
+    assert verify_models(result.anan, result.base, n=6).passed
+
+
+def test_layer_matching_several_convs_lists_only_those(preprocessed):
+    from anan_onnx import AnanError
+
+    root, paths = preprocessed
+    with pytest.raises(AnanError, match="'sep' matches 2 Conv nodes") as info:
+        convert_file(paths["given"], root / "sep.anan.onnx", AnanParams(), layer="sep")
+    assert "stem_conv" not in str(info.value), "the message lists Convs that do not match"
+
+
+def test_two_image_model_refused_naming_its_inputs(tmp_path):
+    from anan_onnx import AnanError
+
+    image, mask = keras.Input(SIZE, name="image"), keras.Input(SIZE, name="mask")
+    x = keras.layers.Conv2D(2, 3)(keras.layers.Multiply()([image, mask]))
+    path = tmp_path / "two.keras"
+    keras.Model([image, mask], keras.layers.Flatten()(x)).save(path)
+    with pytest.raises(AnanError, match=r"2 inputs of its own \('image', 'mask'\)"):
+        convert_file(path, tmp_path / "two.anan.onnx", AnanParams())

@@ -1,0 +1,209 @@
+"""Every CNN of keras.applications converts with the defaults and equals the literal loop.
+
+The constructors are enumerated from the installed Keras (tests/keras_apps.py), built with
+random weights and raw logits at 224×224×3, saved, and converted by the CLI with the
+default options, each step in a process of its own (bounded memory; the conversion's wall
+time and peak memory are recorded). The ANAN model must equal the spec's literal per-image
+loop on the base model (relative difference <= 1e-5 on a few seeded images) and differ
+from the base model. One member of each family runs by default, the rest with ``-m slow``.
+A few models are also converted with ``--signal post``, ``--batch 1``, ``--tunable`` and
+``--layer`` (a Keras layer name); every conversion must name the target's Keras layer.
+
+With ``ANAN_COMPAT_REPORT=FOLDER`` the figures go to ``FOLDER/keras_apps.json`` for
+tools/keras_apps_report.py (docs/compatibility.md).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from keras_apps import CI_MEMBER, constructors, size
+
+from anan_onnx import LiteralReference, Session
+
+pytest.importorskip("keras", reason="the 'keras' extra is needed for Keras models")
+pytest.importorskip("tf2onnx", reason="the 'keras' extra is needed for Keras models")
+pytestmark = pytest.mark.keras
+
+TOLERANCE = 1e-5  # relative to the largest output magnitude (logits are not probabilities)
+N_IMAGES = 3
+HERE = Path(__file__).resolve().parent.parent
+REPO = HERE.parent
+APPS = constructors()
+RECORDS: dict[str, dict[str, object]] = {}
+
+#: (model, CLI options, expected error or None) checked on top of the defaults.
+OPTIONS = [
+    pytest.param(  # the only family with Conv -> Relu directly; VGG needs too much memory for CI
+        "VGG16", ["--signal", "post"], None, marks=pytest.mark.slow, id="VGG16-signal-post"
+    ),
+    ("MobileNetV2", ["--signal", "post"], "signal=post needs one activation"),  # Conv -> BN
+    ("MobileNetV3Small", ["--batch", "1"], None),
+    ("EfficientNetB0", ["--tunable"], None),
+    ("ResNet50", ["--tunable", "--layer", "conv2_block1_1_conv"], None),  # a Conv deep inside
+]
+
+
+def _param(name: str) -> object:
+    slow = CI_MEMBER.get(APPS[name]) != name
+    return pytest.param(name, marks=[pytest.mark.slow] if slow else [], id=name)
+
+
+@pytest.fixture(scope="session")
+def saved(tmp_path_factory):
+    """``saved(name)``: the path of the built ``.keras`` model, built once per session."""
+    root = tmp_path_factory.mktemp("keras_apps")
+    cache: dict[str, Path] = {}
+
+    def get(name: str) -> Path:
+        if name not in cache:
+            path = root / f"{name}.keras"
+            command = [sys.executable, str(HERE / "keras_apps.py"), name, str(path)]
+            done = subprocess.run(command, capture_output=True, text=True, cwd=REPO, env=_env())
+            assert done.returncode == 0, f"building {name} failed: {done.stderr[-2000:]}"
+            cache[name] = path
+        return cache[name]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def converted(saved):
+    """``converted(name, options)``: runs the CLI conversion once per session and option set."""
+    cache: dict[tuple[str, tuple[str, ...]], dict[str, object]] = {}
+
+    def get(name: str, options: tuple[str, ...] = ()) -> dict[str, object]:
+        key = (name, options)
+        if key not in cache:
+            source = saved(name)
+            tag = "_".join(o.strip("-") for o in options) or "defaults"
+            out = source.with_name(f"{name}.{tag}.anan.onnx")
+            cache[key] = dict(_convert(source, out, list(options)), anan=out)
+        return cache[key]
+
+    return get
+
+
+def _write_report() -> None:
+    """Writes the records so far (after each model: a long run may be stopped midway)."""
+    folder = os.environ.get("ANAN_COMPAT_REPORT")
+    if folder and RECORDS:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        rows = [RECORDS[k] for k in sorted(RECORDS)]
+        (Path(folder) / "keras_apps.json").write_text(json.dumps(rows, indent=2) + "\n")
+
+
+def test_every_family_has_a_ci_member():
+    families = sorted(set(APPS.values()))
+    missing = [f for f in families if f not in CI_MEMBER]
+    assert not missing, f"new keras.applications families {missing}: add them to CI_MEMBER"
+    for family, member in CI_MEMBER.items():
+        assert member is None or APPS.get(member) == family, (family, member)
+    assert len(APPS) >= 30, f"only {len(APPS)} constructors found: the enumeration broke"
+
+
+@pytest.mark.parametrize("name", [_param(n) for n in APPS])
+def test_application_matches_reference(converted, name):
+    result = converted(name)
+    record = dict(name=name, family=APPS[name], size=size(name), options="defaults")
+    record.update({k: v for k, v in result.items() if k != "anan"})
+    RECORDS[name] = record
+    try:
+        assert result["exit"] == 0, f"{name} refused: {result['message']}"
+        record.update(_compare(Path(result["anan"])))
+    finally:
+        _write_report()
+    assert record["rel_diff"] <= TOLERANCE, record
+    assert record["anan_vs_base"] > 100 * TOLERANCE, f"ANAN output equals the base's: {record}"
+    assert record["keras_layer"], f"the target's Keras layer was not recorded: {record}"
+
+
+@pytest.mark.parametrize(("name", "options", "error"), OPTIONS, ids=lambda v: str(v))
+def test_application_options(converted, name, options, error):
+    result = converted(name, tuple(options))
+    if error is not None:
+        assert result["exit"] == 2 and error in str(result["message"]), result
+        return
+    assert result["exit"] == 0, f"{name} {options} refused: {result['message']}"
+    figures = _compare(Path(result["anan"]))
+    assert figures["rel_diff"] <= TOLERANCE, figures
+    assert figures["anan_vs_base"] > 100 * TOLERANCE, f"ANAN output equals the base's: {figures}"
+    if "--layer" in options:
+        meta = Session(result["anan"]).metadata
+        assert meta["target_keras_layer"] == options[options.index("--layer") + 1], meta
+
+
+def _compare(anan: Path) -> dict[str, object]:
+    """Relative difference to the literal loop, and how far ANAN moved the base output."""
+    base = anan.with_name(anan.name.replace(".anan.onnx", ".base.onnx"))
+    session = Session(anan)
+    side = int(session.metadata["height"])
+    pixels = np.random.default_rng(0).integers(0, 256, (N_IMAGES, side, side, 3))
+    x = pixels.astype(np.float32)  # keras.applications models take 0–255 pixels
+    per_run = session.input_shape[0] if isinstance(session.input_shape[0], int) else len(x)
+    runs = [session.predict(x[i : i + per_run]) for i in range(0, len(x), per_run)]
+    ours = np.concatenate(runs).astype(np.float64)  # --batch 1 models take one image a run
+    base_model = onnx.load(base)
+    ref = LiteralReference(base_model, session.metadata["target_layer"], session.params).run(x)
+    keep = ~ref.near_tie
+    assert keep.sum() >= 2, f"near-ties in {ref.near_tie}"
+    expected = ref.outputs[0][keep]
+    scale = np.abs(expected).max()
+    plain = Session(base).predict(x)[keep]
+    return dict(
+        target=session.metadata["target_layer"],
+        keras_layer=session.metadata.get("target_keras_layer", ""),
+        rel_diff=float(np.abs(ours[keep] - expected).max() / scale),
+        anan_vs_base=float(np.abs(ours[keep] - plain).max() / scale),
+        compared=int(keep.sum()),
+    )
+
+
+#: Runs the CLI and, at exit, writes its peak resident memory (VmHWM) to the file named by
+#: its first argument. ``ru_maxrss`` cannot serve: Linux carries it over from the forking
+#: (test) process into the child, so small conversions would report the test's size.
+_PEAK = (
+    "import atexit, runpy, sys\n"
+    "out = sys.argv.pop(1)\n"
+    "def peak():\n"
+    "    lines = [l for l in open('/proc/self/status') if l.startswith('VmHWM')]\n"
+    "    open(out, 'w').write(lines[0].split()[1] if lines else '')\n"
+    "atexit.register(peak)\n"
+    "runpy.run_module('anan_onnx', run_name='__main__', alter_sys=True)\n"
+)
+
+
+def _convert(source: Path, out: Path, options: list[str]) -> dict[str, object]:
+    """Runs ``anan-onnx convert``; exit status, message, wall and CPU time, peak memory."""
+    peak = out.with_name(out.name + ".peak")
+    command = [sys.executable, "-c", _PEAK, str(peak), "convert", str(source), "-o", str(out)]
+    logs = out.with_name(out.name + ".log")
+    start = time.perf_counter()
+    with open(logs, "wb") as log:
+        process = subprocess.Popen([*command, *options], stdout=log, stderr=log, cwd=REPO,
+                                   env=_env())  # fmt: skip
+        _, status, usage = os.wait4(process.pid, 0)  # the rusage of this process alone
+    process.returncode = os.waitstatus_to_exitcode(status)
+    seconds = time.perf_counter() - start
+    lines = logs.read_text(errors="replace").strip().splitlines()
+    kib = peak.read_text().strip() if peak.exists() else ""
+    return dict(
+        exit=process.returncode,
+        message=lines[-1].removeprefix("anan-onnx: error: ") if lines else "",
+        seconds=round(seconds, 1),
+        cpu_s=round(usage.ru_utime + usage.ru_stime, 1),  # what a busy machine does not inflate
+        peak_mib=round(int(kib) / 1024) if kib.isdigit() else None,
+        onnx_mib=round(out.stat().st_size / 2**20, 1) if out.exists() else None,
+    )
+
+
+def _env() -> dict[str, str]:
+    return dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
