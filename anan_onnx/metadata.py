@@ -8,6 +8,7 @@ preprocessing keys only; an *ANAN* model carries all of them.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -51,7 +52,7 @@ def read_metadata(model: onnx.ModelProto) -> dict[str, str]:
     return {p.key[len(PREFIX) :]: p.value for p in model.metadata_props if p.key.startswith(PREFIX)}
 
 
-def write_metadata(model: onnx.ModelProto, values: dict[str, object]) -> None:
+def write_metadata(model: onnx.ModelProto, values: Mapping[str, object]) -> None:
     """Sets ``anan.<key>`` = ``str(value)`` for each item, replacing existing keys."""
     wanted = {PREFIX + k: str(v) for k, v in values.items()}
     kept = [p for p in model.metadata_props if p.key not in wanted]

@@ -283,7 +283,7 @@ def _input_name(tensor) -> str:
     """A Keras input's name as the model's author gave it (``keras.Input(name=...)``)."""
     history = getattr(tensor, "_keras_history", None)
     layer = getattr(history, "operation", None)
-    return getattr(layer, "name", None) or getattr(tensor, "name", "?")
+    return str(getattr(layer, "name", None) or getattr(tensor, "name", "?"))
 
 
 def check_opset(opset: int) -> None:

@@ -11,7 +11,7 @@ see ``_window_means``): the monitoring steps are per-kernel arithmetic and never
 convolution. Under ``rule='multiplicative'`` both gains always receive the same multiplier,
 so a single gain on the unsplit ``C = conv(x, W0)`` is exact and one convolution suffices.
 
-The activities take the cheapest exact route (:func:`_activity_strategy`): window sums of
+The activities take the cheapest exact route (:func:`activity_strategy`): window sums of
 the input for pre-activation means (``_window_means``), once-reduced maxima when the gains
 are non-negative, two passes per step for post-ReLU means. Each step's sign test, counter
 and trigger are float arithmetic that every backend runs alike (``portable_steps``: no
@@ -32,11 +32,10 @@ import numpy as np
 import onnx_ir as ir
 
 from anan_onnx.params import PARAMS, AnanParams
-from anan_onnx.rewrite.geometry import ConvGeometry, conv_geometry
+from anan_onnx.rewrite.activities import activity_strategy, clone_activation, combine
+from anan_onnx.rewrite.geometry import conv_geometry
 from anan_onnx.rewrite.portable_steps import (
-    ActivityOf,
     Knobs,
-    fires,
     fixed_knobs,
     folded_steps,
     general_steps,
@@ -45,7 +44,6 @@ from anan_onnx.rewrite.portable_steps import (
 from anan_onnx.rewrite.routes.blocked_scaling import SCALINGS, blocked_scaling, can_block
 from anan_onnx.rewrite.routes.per_image_conv import per_image_conv, unfold
 from anan_onnx.rewrite.routes.pool_commute import gains_non_negative, is_monotone, pool_after
-from anan_onnx.rewrite.routes.window_means import window_means, window_sums
 from anan_onnx.rewrite.target import ConvTarget
 
 __all__ = ["PARAM_INPUTS", "SCALINGS", "build_anan_graph", "steps_foldable"]
@@ -143,7 +141,7 @@ def build_anan_graph(
     shared = step1_activity_shared(params, tunable)
     # The one activity read by every step, as an (N, 1, O, 1) column (see _window_means)
     column = mean_only and geom is not None and gains_are_columns(params, tunable)
-    activity_of = _activity_strategy(
+    activity_of = activity_strategy(
         b, target, params, weights, geom, maps, bias, monotone, column=column
     )
     channels = target.out_channels
@@ -168,7 +166,7 @@ def build_anan_graph(
         gains = [_column_to_channels(b, g) for g in gains]
     if batch is None:  # not grouped (the pool route returned above)
         assert maps is not None, "only the grouped convolution does without the maps"
-        _splice(graph, [conv], conv.outputs[0], b, _combine(b, gains, maps, bias, "anan/output"))
+        _splice(graph, [conv], conv.outputs[0], b, combine(b, gains, maps, bias, "anan/output"))
     else:
         assert x is not None, "a Conv has an input"
         _splice_grouped(graph, b, conv, act, x, weights, gains, target.bias, batch)
@@ -238,9 +236,9 @@ def _splice_pool_commuted(
     else:
         if column:
             gain = _column_to_channels(b, gain)
-        output = _combine(b, [gain], [pooled], bias, "anan/output_scaled")
+        output = combine(b, [gain], [pooled], bias, "anan/output_scaled")
     if act is not None:
-        output = _clone_activation(b, act, output, "anan/output")
+        output = clone_activation(b, act, output, "anan/output")
     _splice(graph, [pool, *([act] if act else []), conv], pool.outputs[0], b, output)
 
 
@@ -262,121 +260,9 @@ def _splice_grouped(
         _splice(graph, [conv], conv.outputs[0], b, unfold(b, y, batch, channels, "anan/output"))
         return
     # The activation goes between the grouped Conv and the reshape, where ORT fuses it.
-    activated = _clone_activation(b, act, y, "anan/output_activation")
+    activated = clone_activation(b, act, y, "anan/output_activation")
     output = unfold(b, activated, batch, channels, "anan/output")
     _splice(graph, [act, conv], act.outputs[0], b, output)
-
-
-def _activity_strategy(
-    b: _Builder,
-    target: ConvTarget,
-    params: AnanParams,
-    weights: list[np.ndarray],
-    geom: ConvGeometry | None,
-    maps: list[ir.Value] | None,
-    bias: ir.Value | None,
-    monotone: bool,
-    *,
-    column: bool = False,
-) -> ActivityOf:
-    """The cheapest exact way to get the kernel activities s_j(t) from the gains.
-
-    Returns ``activity(gains, tag) -> (N, O, 1, 1) value`` ((N, 1, O, 1) with ``column``,
-    for window-sum means only). Where the gains can be taken out of the reduction, the
-    maps are reduced once and every step is per-kernel arithmetic.
-    """
-    act = target.activation
-    post = params.signal == "post"
-    if params.reduce == "mean" and not post and geom is not None:  # mean(g·C + β) = g·mean(C) + β
-        return _mean_from_window_sums(b, target, weights, geom, bias, column)
-    assert maps is not None, "only the window-sum means do without the maps"
-    layer_maps = maps
-    if params.reduce == "mean" and not post:  # input size unknown: one read pass over the maps
-        means = [b.op("GlobalAveragePool", [m], f"{m.name}_mean") for m in maps]
-        return lambda gains, tag: _combine(b, gains, means, bias, f"{tag}/activity")
-    if params.reduce == "max" and monotone and (not post or is_monotone(act)):
-        # max(act(g·C + β)) = act(g·max(C) + β) for g >= 0 and a monotone act
-        maxima = [b.op("GlobalMaxPool", [m], f"{m.name}_max") for m in maps]
-
-        def kernel_max(gains: list[ir.Value], tag: str) -> ir.Value:
-            value = _combine(b, gains, maxima, bias, f"{tag}/activity_pre")
-            if not post:
-                return value
-            assert act is not None, "signal=post: checked by convert_model"
-            return _clone_activation(b, act, value, f"{tag}/activity")
-
-        return kernel_max
-    relu = act is not None and act.op_type == "Relu"
-    if params.reduce == "mean" and post and monotone and relu:
-        if bias is None:  # relu(g·C) = g·relu(C) for g >= 0: the mean is taken once
-            relu_map = b.op("Relu", [maps[0]], "anan/conv_relu")
-            once = b.op("GlobalAveragePool", [relu_map], "anan/conv_relu_mean")
-            return lambda gains, tag: b.op("Mul", [gains[0], once], f"{tag}/activity")
-        beta = bias
-        return lambda gains, tag: _relu_mean(b, gains[0], layer_maps[0], beta, tag)
-
-    def from_maps(gains: list[ir.Value], tag: str) -> ir.Value:
-        response = _combine(b, gains, layer_maps, bias, f"{tag}/response")
-        return _reduce(b, _activate(b, response, target, params, tag), params, tag)
-
-    return from_maps
-
-
-def _mean_from_window_sums(
-    b: _Builder,
-    target: ConvTarget,
-    weights: list[np.ndarray],
-    geom: ConvGeometry,
-    bias: ir.Value | None,
-    column: bool = False,
-) -> ActivityOf:
-    """Pre-activation kernel means from window sums of the (smaller) input (measured
-    cheaper than a pass over the maps). Before step 1 (unit gains) the activity is one
-    small convolution with the layer's own kernel and bias (a MatMul giving a column, with
-    ``column``); later steps combine the means of the weight parts with their gains."""
-    conv, group = target.node, _group(target.node)
-    x = conv.inputs[0]
-    assert x is not None, "a Conv has an input"
-    sums = window_sums(b, x, geom, "anan/means")
-    parts: list[ir.Value] = []
-
-    def activity(gains: list[ir.Value], tag: str) -> ir.Value:
-        if all(g is b.unit for g in gains):
-            name, bias_ = f"{tag}/activity", target.bias
-            return window_means(b, sums, geom, target.weight, group, name, bias_, column=column)
-        if not parts:
-            parts.extend(
-                window_means(b, sums, geom, w, group, f"anan/means/mean{i}")
-                for i, w in enumerate(weights)
-            )
-        return _combine(b, gains, parts, bias, f"{tag}/activity")
-
-    return activity
-
-
-def _relu_mean(
-    b: _Builder, gain: ir.Value, conv_map: ir.Value, bias: ir.Value, tag: str
-) -> ir.Value:
-    """mean(relu(g·C + β)) = g·mean(relu(C + β/g)) for g > 0, relu(β) for g = 0 (g >= 0).
-
-    Three passes over the map per step (Add, Relu, mean) instead of four, and a kernel whose
-    responses are all negative still gets an activity of exactly 0, as in the literal loop.
-    The g = 0 case is selected arithmetically (p·value + (1 − p)·relu(β) with p = [g > 0]
-    from the exact sign test of ``portable_steps``), and the divisor is then 1, not 0, so
-    nothing is inf or NaN; a positive g below 1e-30 divides by ~1e-30, as before.
-    """
-    positive = fires(b, gain, f"{tag}/gain_positive")
-    zero = b.op("Sub", [b.scalar(1.0), positive], f"{tag}/gain_zero")
-    short = b.op("Sub", [b.scalar(1e-30), gain], f"{tag}/gain_short")
-    floor = b.op("Add", [gain, b.op("Relu", [short], f"{tag}/gain_lift")], f"{tag}/gain_floor")
-    safe = b.op("Add", [floor, zero], f"{tag}/gain_safe")
-    shift = b.op("Div", [bias, safe], f"{tag}/bias_over_gain")
-    shifted = b.op("Add", [conv_map, shift], f"{tag}/shifted")
-    mean = b.op("GlobalAveragePool", [b.op("Relu", [shifted], f"{tag}/relu")], f"{tag}/relu_mean")
-    value = b.op("Mul", [gain, mean], f"{tag}/activity_scaled")
-    kept = b.op("Mul", [positive, value], f"{tag}/activity_positive")
-    dead = b.op("Mul", [zero, b.op("Relu", [bias], f"{tag}/bias_relu")], f"{tag}/activity_dead")
-    return b.op("Add", [kept, dead], f"{tag}/activity")
 
 
 def _split_weights(weight: np.ndarray, rule: str) -> list[np.ndarray]:
@@ -384,11 +270,6 @@ def _split_weights(weight: np.ndarray, rule: str) -> list[np.ndarray]:
     if rule == "multiplicative":
         return [weight]
     return [np.maximum(weight, 0), np.minimum(weight, 0)]
-
-
-def _group(conv: ir.Node) -> int:
-    group = conv.attributes.get("group")
-    return group.as_int() if group is not None else 1
 
 
 def _knobs(b: _Builder, graph: ir.Graph, params: AnanParams) -> Knobs:
@@ -439,50 +320,6 @@ def _first_layer_maps(
         )
         maps.append(b.add(node))
     return maps
-
-
-def _combine(
-    b: _Builder, gains: list[ir.Value], maps: list[ir.Value], bias: ir.Value | None, name: str
-) -> ir.Value:
-    """Σ gᵢ·mapᵢ (+ β); a unit gain (the state before step 1) multiplies nothing."""
-    pairs = enumerate(zip(gains, maps, strict=True))
-    terms = [m if g is b.unit else b.op("Mul", [g, m], f"{name}_term{i}") for i, (g, m) in pairs]
-    total = terms[0]
-    for i, term in enumerate(terms[1:], 1):
-        total = b.op("Add", [total, term], f"{name}_sum{i}")
-    return total if bias is None else b.op("Add", [total, bias], name)
-
-
-def _activate(
-    b: _Builder, response: ir.Value, target: ConvTarget, params: AnanParams, tag: str
-) -> ir.Value:
-    if params.signal == "pre":
-        return response
-    assert target.activation is not None, "checked by convert_model"
-    return _clone_activation(b, target.activation, response, f"{tag}/post")
-
-
-def _clone_activation(b: _Builder, act: ir.Node, x: ir.Value, name: str) -> ir.Value:
-    """The layer's activation node (same op, attributes and extra inputs) applied to ``x``."""
-    node = ir.Node(
-        act.domain,
-        act.op_type,
-        [x, *act.inputs[1:]],
-        list(act.attributes.values()),
-        name=name,
-        outputs=[ir.Value(name=name)],
-    )
-    return b.add(node)
-
-
-def _reduce(b: _Builder, y: ir.Value, params: AnanParams, tag: str) -> ir.Value:
-    if params.reduce == "mean":
-        return b.op("GlobalAveragePool", [y], f"{tag}/activity")
-    if params.reduce == "max":
-        return b.op("GlobalMaxPool", [y], f"{tag}/activity")
-    positive = fires(b, y, f"{tag}/fires")  # exact 0/1 per position
-    share = b.op("GlobalAveragePool", [positive], f"{tag}/share")
-    return b.op("Sub", [share, b.const(f"{tag}/half", 0.5)], f"{tag}/activity")
 
 
 def _splice(
