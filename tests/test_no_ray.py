@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -18,23 +16,11 @@ from anan_onnx.metadata import write_metadata
 from anan_onnx.runtime.inputs import InputSpec
 from anan_onnx.testing import VARIANTS, build_cnn
 
-BLOCK = textwrap.dedent("""
-    import sys
-    class Block:
-        def find_spec(self, name, path=None, target=None):
-            if name.split(".")[0] in ("ray", "pyarrow"):
-                raise ImportError(f"{name} is blocked in this test")
-    sys.meta_path.insert(0, Block())
-""")
+from blocked_imports import run_without
 
 
-def _run(code: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-c", BLOCK + textwrap.dedent(code)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+def _run(code: str) -> subprocess.CompletedProcess[str]:
+    return run_without(("ray", "pyarrow"), code, timeout=300)
 
 
 def _setup(tmp_path: Path) -> tuple[Path, Path]:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
-import textwrap
 
 import numpy as np
 import onnx
@@ -14,23 +12,11 @@ from anan_onnx import AnanParams, convert_model
 from anan_onnx.install_hint import install_hint
 from anan_onnx.testing import VARIANTS, build_cnn, random_batch
 
-BLOCK = textwrap.dedent("""
-    import sys
-    class Block:
-        def find_spec(self, name, path=None, target=None):
-            if name.split(".")[0] in ("tensorflow", "keras", "tf2onnx", "tensorboard"):
-                raise ImportError(f"{name} is blocked in this test")
-    sys.meta_path.insert(0, Block())
-""")
+from blocked_imports import TENSORFLOW, run_without
 
 
-def _run(code: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-c", BLOCK + textwrap.dedent(code)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+def _run(code: str) -> subprocess.CompletedProcess[str]:
+    return run_without(TENSORFLOW, code, timeout=120)
 
 
 def test_session_and_cli_work_without_tensorflow(tmp_path):

@@ -36,7 +36,7 @@ def name_nodes(model: onnx.ModelProto) -> None:
             used.add(candidate)
 
 
-def _ancestors(graph: onnx.GraphProto, tensors: set[str]) -> set[str]:
+def ancestors(graph: onnx.GraphProto, tensors: set[str]) -> set[str]:
     """Names of the nodes that (transitively) produce any of ``tensors``."""
     producer = {out: node for node in graph.node for out in node.output if out}
     seen: set[str] = set()
@@ -54,7 +54,7 @@ def anan_front(model: onnx.ModelProto) -> set[str]:
     """The ``anan/*`` nodes and every node upstream of them (names)."""
     anan = [n for n in model.graph.node if n.name.startswith(ANAN_PREFIX)]
     inputs = {t for n in anan for t in n.input if t}
-    return {n.name for n in anan} | _ancestors(model.graph, inputs)
+    return {n.name for n in anan} | ancestors(model.graph, inputs)
 
 
 def boundary_tensors(model: onnx.ModelProto, front: set[str]) -> set[str]:
@@ -67,4 +67,4 @@ def boundary_tensors(model: onnx.ModelProto, front: set[str]) -> set[str]:
 
 def base_front(base: onnx.ModelProto, boundary: set[str]) -> set[str]:
     """The base model's nodes upstream of the ANAN model's boundary tensors (names)."""
-    return _ancestors(base.graph, boundary)
+    return ancestors(base.graph, boundary)

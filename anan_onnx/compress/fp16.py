@@ -19,7 +19,7 @@ from collections.abc import Iterable, Set
 import onnx
 from onnx import helper
 
-from anan_onnx.compress.exclusions import boundary_tensors
+from anan_onnx.compress.exclusions import ancestors, boundary_tensors
 from anan_onnx.errors import AnanError, first_line
 
 __all__ = ["METHOD", "to_fp16"]
@@ -52,7 +52,7 @@ def _splice(
     original: onnx.ModelProto, converted: onnx.ModelProto, front: set[str]
 ) -> onnx.ModelProto:
     boundary = boundary_tensors(original, front)
-    upstream = _upstream(converted.graph, boundary)
+    upstream = ancestors(converted.graph, boundary)
     tail = [n for n in converted.graph.node if n.name not in upstream]
     head = [onnx.NodeProto.FromString(n.SerializeToString()) for n in original.graph.node]
     head = [n for n in head if n.name in front]
@@ -82,19 +82,6 @@ def _splice(
     graph.initializer.extend(head_inits + tail_inits)
     del graph.value_info[:]  # types changed at the seam: let the runtime infer them
     return converted
-
-
-def _upstream(graph: onnx.GraphProto, tensors: set[str]) -> set[str]:
-    """Names of the nodes that produce ``tensors`` or anything they depend on."""
-    producer = {o: n for n in graph.node for o in n.output if o}
-    seen: set[str] = set()
-    stack = [producer[t] for t in tensors if t in producer]
-    while stack:
-        node = stack.pop()
-        if node.name not in seen:
-            seen.add(node.name)
-            stack.extend(producer[i] for i in node.input if i in producer)
-    return seen
 
 
 def _used(

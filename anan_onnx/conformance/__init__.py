@@ -29,12 +29,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from types import TracebackType
 from typing import Protocol
 
 import numpy as np
 
-from anan_onnx.conformance._process import RuntimeUnavailable
+from anan_onnx.conformance._process import Closing, RuntimeUnavailable
 
 __all__ = ["RUNTIMES", "Runtime", "RuntimeUnavailable", "Runtimes", "open_runtime"]
 
@@ -91,7 +90,7 @@ def open_runtime(name: str, browser: object | None = None) -> Runtime:
     raise ValueError(f"unknown runtime {name!r}; known: {', '.join(RUNTIMES)}")
 
 
-class Runtimes:
+class Runtimes(Closing):
     """Several runtimes started together (one browser for both web backends), closed together.
 
     A runtime that cannot start is left out and its one-line reason kept in ``unavailable``.
@@ -113,17 +112,6 @@ class Runtimes:
 
     def __iter__(self) -> Iterator[Runtime]:
         return iter(self._runtimes)
-
-    def __enter__(self) -> Runtimes:
-        return self
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        value: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def close(self) -> None:
         for runtime in self._runtimes:

@@ -16,6 +16,8 @@ import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from types import TracebackType
+from typing import TypeVar
 
 import numpy as np
 
@@ -23,6 +25,7 @@ from anan_onnx.errors import AnanError
 
 __all__ = [
     "MIN_NODE",
+    "Closing",
     "RuntimeUnavailable",
     "example_dir",
     "json_rows",
@@ -34,9 +37,29 @@ __all__ = [
 
 MIN_NODE = 18
 
+_C = TypeVar("_C", bound="Closing")
+
 
 class RuntimeUnavailable(AnanError):
     """A runtime cannot run here (a tool or package is missing); the message says the fix."""
+
+
+class Closing:
+    """A context manager that calls the subclass's ``close()`` on exit, error or not."""
+
+    def __enter__(self: _C) -> _C:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        value: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        raise NotImplementedError
 
 
 def repo_root() -> Path:

@@ -33,12 +33,11 @@ import shutil
 import threading
 import urllib.parse
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import numpy as np
 
-from anan_onnx.conformance._process import RuntimeUnavailable, example_dir, npm_ci
+from anan_onnx.conformance._process import Closing, RuntimeUnavailable, example_dir, npm_ci
 from anan_onnx.errors import AnanError
 from anan_onnx.install_hint import install_hint
 
@@ -175,7 +174,7 @@ def chromium_args() -> list[str]:
     return args
 
 
-class Browser:
+class Browser(Closing):
     """A headless Chromium with the harness page loaded, plus its local server.
 
     Start once, run many models: ``run(model, batch, backend)``. Use as a context manager,
@@ -216,17 +215,6 @@ class Browser:
         page.goto(f"{self.server.url}{HARNESS_PATH}?ort={build}")
         page.wait_for_function("window.ananReady === true", timeout=60_000)
         return page
-
-    def __enter__(self) -> Browser:
-        return self
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        value: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def url(self, model: str | Path) -> str:
         """The URL the page loads ``model`` from (published on first use)."""

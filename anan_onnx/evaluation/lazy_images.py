@@ -109,30 +109,13 @@ class LazyImages:
         return out if dtype is None else out.astype(dtype, copy=False)
 
     def _read(self, index: Sequence[int] | range) -> np.ndarray:
+        from anan_onnx.evaluation.npz_source import convert_pixels
         from anan_onnx.runtime.image_files import load_images
 
         if self.paths is not None:
             batch, _, _ = load_images([self.paths[i] for i in index], self.spec, progress=False)
             return batch
-        return _convert_pixels(self._pixels()[np.asarray(list(index), np.int64)], self.spec)
-
-
-def _convert_pixels(x: np.ndarray, spec: InputSpec) -> np.ndarray:
-    """uint8 rows → model input, resized like image files (as ``load_splits`` does for .npz)."""
-    from PIL import Image
-
-    from anan_onnx.runtime.image_files import pixels_from_pil, to_model_input
-
-    if x.ndim == 4 and x.shape[3] == 1:
-        x = x[..., 0]
-    same_size = x.shape[1:3] == (spec.height, spec.width)
-    if same_size and (x.ndim == 3) == (spec.channels == 1):
-        pixels = x if x.ndim == 4 else x[..., None]
-    else:
-        pixels = np.empty((len(x), spec.height, spec.width, spec.channels), np.uint8)
-        for i in range(len(x)):
-            pixels[i] = pixels_from_pil(Image.fromarray(x[i]), spec)
-    return to_model_input(pixels, spec)
+        return convert_pixels(self._pixels()[np.asarray(list(index), np.int64)], self.spec)
 
 
 def iter_batches(images: np.ndarray | LazyImages, size: int) -> Iterator[tuple[int, np.ndarray]]:

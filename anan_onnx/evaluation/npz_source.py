@@ -123,13 +123,20 @@ class NpzSource:
     ) -> np.ndarray:
         """The chosen images of a stored split, converted and resized like image files."""
         x = self.arrays[f"{store}_images"][np.asarray(index, dtype=np.int64)]
-        if x.ndim == 4 and x.shape[3] == 1:
-            x = x[..., 0]
-        same_size = x.shape[1:3] == (spec.height, spec.width)
-        if same_size and (x.ndim == 3) == (spec.channels == 1):
-            pixels = x if x.ndim == 4 else x[..., None]
-        else:
-            pixels = np.empty((len(x), spec.height, spec.width, spec.channels), np.uint8)
-            for i in progress_bar(range(len(x)), progress, f"resizing {store}"):
-                pixels[i] = pixels_from_pil(Image.fromarray(x[i]), spec)
-        return to_model_input(pixels, spec)
+        return convert_pixels(x, spec, progress, f"resizing {store}")
+
+
+def convert_pixels(
+    x: np.ndarray, spec: InputSpec, progress: bool | None = False, desc: str = "resizing"
+) -> np.ndarray:
+    """uint8 rows (N,H,W[,C]) → model input, resized like image files when the size differs."""
+    if x.ndim == 4 and x.shape[3] == 1:
+        x = x[..., 0]
+    same_size = x.shape[1:3] == (spec.height, spec.width)
+    if same_size and (x.ndim == 3) == (spec.channels == 1):
+        pixels = x if x.ndim == 4 else x[..., None]
+    else:
+        pixels = np.empty((len(x), spec.height, spec.width, spec.channels), np.uint8)
+        for i in progress_bar(range(len(x)), progress, desc):
+            pixels[i] = pixels_from_pil(Image.fromarray(x[i]), spec)
+    return to_model_input(pixels, spec)

@@ -24,7 +24,7 @@ from onnx import helper
 from anan_onnx.errors import AnanError
 from anan_onnx.params import AnanParams
 from anan_onnx.reference.literal import LiteralReference
-from anan_onnx.reference.verify import VerifyReport
+from anan_onnx.reference.verify import VerifyReport, summary_number
 from anan_onnx.runtime.labels import TOLERANCE, predicted_labels
 from anan_onnx.runtime.session import Session, providers_for
 
@@ -123,10 +123,11 @@ class CompressedReport:
     def summary(self) -> str:
         o = self.outputs
         verdict = "PASS" if self.passed else "FAIL"
+        handover, diff = summary_number(self.handover_diff), summary_number(o.max_abs_diff)
         return (
-            f"{verdict}: hand-over to the compressed tail max diff {_num(self.handover_diff)} "
+            f"{verdict}: hand-over to the compressed tail max diff {handover} "
             f"(scaled, tolerance {o.tolerance:g}); outputs: {o.agreeing}/{o.compared} predictions "
-            f"agree, max abs diff {_num(o.max_abs_diff)} (tail bound {self.tail_tolerance:g}); "
+            f"agree, max abs diff {diff} (tail bound {self.tail_tolerance:g}); "
             f"{o.near_ties} near-tie input(s) skipped of {o.images}"
         )
 
@@ -178,11 +179,6 @@ def verify_compressed_models(
     diffs = [_scaled_diff(o[keep], e[keep]) for o, e in zip(ours, expected, strict=True)]
     diff = max(diffs) if keep.any() else float("nan")
     return CompressedReport(outputs, diff, tail_tolerance)
-
-
-def _num(value: float) -> str:
-    """A number for a summary line; never prints ``nan`` (nothing was compared)."""
-    return f"{value:.3g}" if np.isfinite(value) else "n/a"
 
 
 def _scaled_diff(ours: np.ndarray, expected: np.ndarray) -> float:

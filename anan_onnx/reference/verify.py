@@ -87,7 +87,7 @@ class VerifyReport:
                 "other predictions agree"
             )
         verdict = "PASS" if self.passed else "FAIL"
-        diff = f"{self.max_abs_diff:.3g}" if math.isfinite(self.max_abs_diff) else "n/a"
+        diff = summary_number(self.max_abs_diff)
         return (
             f"{verdict}: {self.agreeing}/{self.compared} predictions agree "
             f"({self.agreement:.1%}), max abs diff {diff} "
@@ -122,6 +122,11 @@ class VerifyReport:
             self.reference_non_finite + other.reference_non_finite,
             self.unusable + other.unusable,
         )
+
+
+def summary_number(value: float) -> str:
+    """A number for a summary line; never prints ``nan`` (nothing was compared)."""
+    return f"{value:.3g}" if math.isfinite(value) else "n/a"
 
 
 def verify_models(

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import os
 import shutil
 import zipfile
@@ -24,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
+from fixtures.compat_report import write_records
 from PIL import Image
 
 from anan_onnx.cli import main
@@ -55,10 +55,7 @@ def models(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module", autouse=True)
 def report_file():
     yield
-    folder = os.environ.get("ANAN_COMPAT_REPORT")
-    if folder:
-        Path(folder).mkdir(parents=True, exist_ok=True)
-        (Path(folder) / "bad_input.json").write_text(json.dumps(RECORDS, indent=2) + "\n")
+    write_records("bad_input.json", RECORDS)
 
 
 def snapshot(folder: Path) -> dict[str, str]:

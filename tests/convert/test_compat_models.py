@@ -14,13 +14,12 @@ With ``ANAN_COMPAT_REPORT=FOLDER`` the figures and messages are written to
 from __future__ import annotations
 
 import hashlib
-import json
-import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 from fixtures.compat_kinds import REFUSED, SUPPORTED, Kind
+from fixtures.compat_report import write_records
 
 from anan_onnx import AnanParams, Session, convert_file, convert_model, verify_models
 from anan_onnx.cli import main
@@ -52,10 +51,7 @@ def root(tmp_path_factory) -> Path:
 def report_file():
     """Writes the records of this module for tools/compat_report.py when asked to."""
     yield
-    folder = os.environ.get("ANAN_COMPAT_REPORT")
-    if folder:
-        Path(folder).mkdir(parents=True, exist_ok=True)
-        (Path(folder) / "compat_models.json").write_text(json.dumps(RECORDS, indent=2) + "\n")
+    write_records("compat_models.json", RECORDS)
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,6 @@ tools/keras_apps_report.py (docs/compatibility.md).
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -25,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
+from fixtures.compat_report import write_records
 from keras_apps import CI_MEMBER, constructors, size
 
 from anan_onnx import LiteralReference, Session
@@ -94,11 +94,8 @@ def converted(saved):
 
 def _write_report() -> None:
     """Writes the records so far (after each model: a long run may be stopped midway)."""
-    folder = os.environ.get("ANAN_COMPAT_REPORT")
-    if folder and RECORDS:
-        Path(folder).mkdir(parents=True, exist_ok=True)
-        rows = [RECORDS[k] for k in sorted(RECORDS)]
-        (Path(folder) / "keras_apps.json").write_text(json.dumps(rows, indent=2) + "\n")
+    if RECORDS:
+        write_records("keras_apps.json", [RECORDS[k] for k in sorted(RECORDS)])
 
 
 def test_every_family_has_a_ci_member():

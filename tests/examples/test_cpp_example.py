@@ -257,27 +257,32 @@ def test_missing_input_file(anan_infer: Path, toy: Path, tmp_path: Path) -> None
     assert "not found" in message and "nope.npy" in message
 
 
-def test_wrong_input_shape(anan_infer: Path, toy: Path, tmp_path: Path) -> None:
-    np.save(tmp_path / "batch.npy", np.zeros((2, 10, 12, 3), np.float32))
-    message = _one_line_error(_infer(anan_infer, toy, tmp_path / "batch.npy"))
-    assert "[2, 10, 12, 3]" in message and "[?, 12, 12, 3]" in message
-
-
 def test_wrong_image_size(anan_infer: Path, toy: Path, tmp_path: Path) -> None:
     image = _write_ppm(tmp_path / "small.ppm", np.zeros((8, 12, 3), np.uint8))
     message = _one_line_error(_infer(anan_infer, toy, image))
     assert "small.ppm" in message and "8x12x3" in message
 
 
-def test_non_float32_npy(anan_infer: Path, toy: Path, tmp_path: Path) -> None:
-    np.save(tmp_path / "batch.npy", np.zeros((1, 12, 12, 3), np.float64))
+@pytest.mark.parametrize(
+    ("batch", "needles"),
+    [
+        pytest.param(
+            np.zeros((2, 10, 12, 3), np.float32),
+            ("[2, 10, 12, 3]", "[?, 12, 12, 3]"),
+            id="wrong-input-shape",
+        ),
+        pytest.param(np.zeros((1, 12, 12, 3), np.float64), ("'<f8'", "float32"), id="float64"),
+        pytest.param(
+            np.asfortranarray(np.zeros((2, 12, 12, 3), np.float32)), ("Fortran",), id="fortran"
+        ),
+    ],
+)
+def test_bad_npy_batch(
+    anan_infer: Path, toy: Path, tmp_path: Path, batch: np.ndarray, needles: tuple[str, ...]
+) -> None:
+    np.save(tmp_path / "batch.npy", batch)
     message = _one_line_error(_infer(anan_infer, toy, tmp_path / "batch.npy"))
-    assert "'<f8'" in message and "float32" in message
-
-
-def test_fortran_order_npy(anan_infer: Path, toy: Path, tmp_path: Path) -> None:
-    np.save(tmp_path / "batch.npy", np.asfortranarray(np.zeros((2, 12, 12, 3), np.float32)))
-    assert "Fortran" in _one_line_error(_infer(anan_infer, toy, tmp_path / "batch.npy"))
+    assert all(needle in message for needle in needles), message
 
 
 def test_cuda_provider(anan_infer: Path, toy: Path, tmp_path: Path) -> None:

@@ -4,32 +4,23 @@ it fails (the export is deployment, after conversion)."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
-BLOCK = textwrap.dedent("""
-    import sys
-    class Block:
-        def find_spec(self, name, path=None, target=None):
-            if name.split(".")[0] in ("tensorflow", "keras", "tf2onnx", "tensorboard"):
-                raise ImportError(f"{name} is blocked in this test")
-    sys.meta_path.insert(0, Block())
-""")
+from blocked_imports import TENSORFLOW, run_without
 
 
 def test_every_target_without_tensorflow(generated_model: Path, tmp_path: Path) -> None:
-    code = textwrap.dedent(f"""
+    proc = run_without(
+        TENSORFLOW,
+        f"""
         import json, sys
         from anan_onnx.cli import main
         codes = [main(["export", {str(generated_model)!r}, "--target", t,
                        "-o", {str(tmp_path)!r} + "/" + t]) for t in ("web", "mobile", "ort")]
         loaded = [m for m in sys.modules if m.split(".")[0] in ("tensorflow", "keras", "tf2onnx")]
         print(json.dumps({{"codes": codes, "loaded": loaded}}))
-    """)
-    proc = subprocess.run(
-        [sys.executable, "-c", BLOCK + code], capture_output=True, text=True, timeout=300
+    """,
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout.strip().splitlines()[-1]) == {"codes": [0, 0, 0], "loaded": []}
