@@ -21,8 +21,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # keras is imported to list the models
-sys.path.insert(0, str(ROOT / "tools"))
-sys.path.insert(0, str(ROOT / "tests"))
 
 from compat_report import DOC, KERAS_APPS_BEGIN, KERAS_APPS_END, load, versions  # noqa: E402
 from keras_apps import CI_MEMBER, constructors  # noqa: E402

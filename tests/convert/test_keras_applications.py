@@ -1,6 +1,6 @@
 """Every CNN of keras.applications converts with the defaults and equals the literal loop.
 
-The constructors are enumerated from the installed Keras (tests/keras_apps.py), built with
+The constructors are enumerated from the installed Keras (tools/keras_apps.py), built with
 random weights and raw logits at 224×224×3, saved, and converted by the CLI with the
 default options, each step in a process of its own (bounded memory; the conversion's wall
 time and peak memory are recorded). The ANAN model must equal the spec's literal per-image
@@ -25,9 +25,9 @@ import numpy as np
 import onnx
 import pytest
 from fixtures.compat_report import write_records
-from keras_apps import CI_MEMBER, constructors, size
 
 from anan_onnx import LiteralReference, Session
+from tools.keras_apps import CI_MEMBER, constructors, size
 
 pytest.importorskip("keras", reason="the 'keras' extra is needed for Keras models")
 pytest.importorskip("tf2onnx", reason="the 'keras' extra is needed for Keras models")
@@ -35,8 +35,7 @@ pytestmark = pytest.mark.keras
 
 TOLERANCE = 1e-5  # relative to the largest output magnitude (logits are not probabilities)
 N_IMAGES = 3
-HERE = Path(__file__).resolve().parent.parent
-REPO = HERE.parent
+REPO = Path(__file__).resolve().parents[2]
 APPS = constructors()
 RECORDS: dict[str, dict[str, object]] = {}
 
@@ -66,7 +65,7 @@ def saved(tmp_path_factory):
     def get(name: str) -> Path:
         if name not in cache:
             path = root / f"{name}.keras"
-            command = [sys.executable, str(HERE / "keras_apps.py"), name, str(path)]
+            command = [sys.executable, str(REPO / "tools" / "keras_apps.py"), name, str(path)]
             done = subprocess.run(command, capture_output=True, text=True, cwd=REPO, env=_env())
             assert done.returncode == 0, f"building {name} failed: {done.stderr[-2000:]}"
             cache[name] = path

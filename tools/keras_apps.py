@@ -5,7 +5,7 @@ constructor added by a new Keras joins the matrix by itself. Each is built with 
 weights (``weights=None``, seeded), 10 classes and ``classifier_activation=None`` so the
 astrocytes' change shows in the logits rather than being squashed by a softmax.
 
-Building happens in a process of its own (``python tests/keras_apps.py NAME OUT.keras``) so
+Building happens in a process of its own (``python tools/keras_apps.py NAME OUT.keras``) so
 that the test session never holds forty Keras models: TensorFlow keeps memory it once used.
 
 ``CI_MEMBER`` names the member of each family that the default test run converts (the
