@@ -7,18 +7,18 @@ Pattern rewritten::
 
 It uses the spec's identity ``W(t) = g⁺(t)·W⁺ + g⁻(t)·W⁻`` with per-image, per-kernel gains
 of shape (N, O, 1, 1) (or (N, 1, O, 1) columns where every step reads the step-1 activity,
-see ``_window_means``): the monitoring steps are per-kernel arithmetic and never re-run a
+see ``routes.window_means``): the monitoring steps are per-kernel arithmetic and never re-run a
 convolution. Under ``rule='multiplicative'`` both gains always receive the same multiplier,
 so a single gain on the unsplit ``C = conv(x, W0)`` is exact and one convolution suffices.
 
 The activities take the cheapest exact route (:func:`activity_strategy`): window sums of
-the input for pre-activation means (``_window_means``), once-reduced maxima when the gains
+the input for pre-activation means (``routes.window_means``), once-reduced maxima when the gains
 are non-negative, two passes per step for post-ReLU means. Each step's sign test, counter
 and trigger are float arithmetic that every backend runs alike (``portable_steps``: no
 ``Greater``/``Where``/``Gather``; parameters as graph inputs in a tunable export). The
-modulated layer is moved past a following MaxPool when exact (``_pool_commute``) and its
-gains applied in onnxruntime's blocked layout (``_blocked_scaling``), or it is one grouped
-convolution with per-image weights for a fixed batch size (``_per_image_conv``).
+modulated layer is moved past a following MaxPool when exact (``routes.pool_commute``) and its
+gains applied in onnxruntime's blocked layout (``routes.blocked_scaling``), or it is one grouped
+convolution with per-image weights for a fixed batch size (``routes.per_image_conv``).
 
 Only standard ONNX ops are used (opset 13–18); every node is named ``anan/...``.
 """
@@ -116,7 +116,7 @@ def build_anan_graph(
             leave the state unchanged); defaults to ``params.k``.
         batch: the fixed batch size, if any (the graph's input is already fixed to it).
         scaling: how the final gains are applied after a MaxPool: ``'blocked'`` (in
-            onnxruntime's NCHWc layout, ``_blocked_scaling``) or ``'broadcast'``.
+            onnxruntime's NCHWc layout, ``routes.blocked_scaling``) or ``'broadcast'``.
         fold_steps: where every step reads the step-1 activity (:func:`steps_foldable`),
             replace the k unrolled steps by one product for the final gains (same outputs).
     """
@@ -139,7 +139,7 @@ def build_anan_graph(
     if not (mean_only and grouped and geom is not None):  # the grouped conv replaces the maps
         maps = _first_layer_maps(b, conv, weights, params.rule)
     shared = step1_activity_shared(params, tunable)
-    # The one activity read by every step, as an (N, 1, O, 1) column (see _window_means)
+    # The one activity read by every step, as an (N, 1, O, 1) column (see routes.window_means)
     column = mean_only and geom is not None and gains_are_columns(params, tunable)
     activity_of = activity_strategy(
         b, target, params, weights, geom, maps, bias, monotone, column=column
@@ -213,7 +213,7 @@ def _splice_pool_commuted(
     scaling: str,
     column: bool,
 ) -> None:
-    """act(g·MaxPool(C) + β) replaces MaxPool(act(conv(x, W) + β)) (see _pool_commute).
+    """act(g·MaxPool(C) + β) replaces MaxPool(act(conv(x, W) + β)) (see routes.pool_commute).
 
     ``bias`` is β as a (1, O, 1, 1) graph constant, ``beta`` the (O,) array (or None);
     ``column``: the gain is an (N, 1, O, 1) column."""
@@ -253,7 +253,7 @@ def _splice_grouped(
     bias: np.ndarray | None,
     batch: int,
 ) -> None:
-    """One grouped Conv with per-image weights (see _per_image_conv)."""
+    """One grouped Conv with per-image weights (see routes.per_image_conv)."""
     channels = weights[0].shape[0]
     y = per_image_conv(b, conv, x, weights, gains, bias, batch, "anan/output_conv")
     if act is None:

@@ -77,7 +77,7 @@ __all__ = [
 ]
 
 
-#: ``(gains, tag) -> activity`` for the current gains (see ``graph._activity_strategy``).
+#: ``(gains, tag) -> activity`` for the current gains (see ``activities.activity_strategy``).
 ActivityOf = Callable[[list[ir.Value], str], ir.Value]
 
 

@@ -1,6 +1,6 @@
 """The final per-image, per-kernel scaling in a form onnxruntime keeps in its NCHWc layout.
 
-Pattern rewritten (after ``_pool_commute``: multiplicative rule, gains g >= 0)::
+Pattern rewritten (after ``pool_commute``: multiplicative rule, gains g >= 0)::
 
     act(g·P + β)                       with g (N, O, 1, 1) and P = MaxPool(conv(x, W0))
     becomes

@@ -13,7 +13,7 @@ and a convolution of the (C × kh × kw) window sums with W / (H'W'), a 1 × 1 o
 Where only the first step's activity is needed (every step reads it: the absorbing counter
 with shared steps), ``window_means(..., column=True)`` takes the last product as a small MatMul
 instead (the flattened window sums against W / (H'W')), giving the means as an (N, 1, O, 1)
-column: the shape the blocked final scaling (``_blocked_scaling``) reads the gains in, so
+column: the shape the blocked final scaling (``blocked_scaling``) reads the gains in, so
 neither a reshape of the gains nor a blocked-layout convolution (which onnxruntime spreads
 over its threads even for a 1 × 1 output) is needed.
 
