@@ -186,11 +186,11 @@ def _convert(source: Path, out: Path, options: list[str]) -> dict[str, object]:
     with open(logs, "wb") as log:
         process = subprocess.Popen([*command, *options], stdout=log, stderr=log, cwd=REPO,
                                    env=_env())  # fmt: skip
-        _, status, usage = os.wait4(process.pid, 0)  # the rusage of this process alone
+        status, usage, seen = _wait_watching_peak(process.pid)
     process.returncode = os.waitstatus_to_exitcode(status)
     seconds = time.perf_counter() - start
     lines = logs.read_text(errors="replace").strip().splitlines()
-    kib = peak.read_text().strip() if peak.exists() else ""
+    kib = peak.read_text().strip() if peak.exists() else str(seen or "")
     return dict(
         exit=process.returncode,
         message=lines[-1].removeprefix("anan-onnx: error: ") if lines else "",
@@ -199,6 +199,31 @@ def _convert(source: Path, out: Path, options: list[str]) -> dict[str, object]:
         peak_mib=round(int(kib) / 1024) if kib.isdigit() else None,
         onnx_mib=round(out.stat().st_size / 2**20, 1) if out.exists() else None,
     )
+
+
+def _wait_watching_peak(pid: int) -> tuple[int, os.struct_rusage, int]:
+    """Waits for ``pid``: its wait status, its own rusage, and the largest VmHWM (KiB) seen.
+
+    The child writes its exact peak at exit; the polled value is what is left when it cannot
+    (killed by the OOM killer, SIGKILL skips atexit), so such a row still shows how far it got.
+    """
+    seen = 0
+    while True:
+        done, status, usage = os.wait4(pid, os.WNOHANG)
+        if done:
+            return status, usage, seen
+        seen = max(seen, _vm_hwm(pid))
+        time.sleep(0.5)
+
+
+def _vm_hwm(pid: int) -> int:
+    """The peak resident memory (KiB) of a running process; 0 once it is gone."""
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            lines = [line for line in status if line.startswith("VmHWM")]
+    except OSError:
+        return 0
+    return int(lines[0].split()[1]) if lines else 0
 
 
 def _env() -> dict[str, str]:
