@@ -8,6 +8,10 @@ docs/compatibility.md; tools/compat_report.py keeps that block when it rewrites 
 
     .venv/bin/python tools/keras_apps_report.py               # runs the tests (about an hour)
     .venv/bin/python tools/keras_apps_report.py --from DIR    # renders JSON written earlier
+    .venv/bin/python tools/keras_apps_report.py --from A B C  # merges runs; later ones win
+
+Merging lets the models be run one at a time (``ANAN_COMPAT_REPORT=B pytest ...
+::test_application_matches_reference[NAME]``) without rerunning those measured before.
 """
 
 from __future__ import annotations
@@ -66,6 +70,14 @@ def run_tests(folder: Path) -> int:
     return subprocess.run(command, cwd=ROOT, env=env, check=False).returncode
 
 
+def merge(batches: list[list[dict[str, object]]]) -> list[dict[str, object]]:
+    """One record per model from several runs; a later run's record replaces an earlier one."""
+    by_name: dict[str, dict[str, object]] = {}
+    for batch in batches:
+        by_name.update({str(r["name"]): r for r in batch})
+    return list(by_name.values())
+
+
 def render(rows: list[dict[str, object]]) -> str:
     """The Markdown block; constructors without a record are listed as not measured."""
     images = next((int(r["compared"]) for r in rows if r.get("compared")), 3)
@@ -87,9 +99,10 @@ def render(rows: list[dict[str, object]]) -> str:
                          "| | | | | | |")  # fmt: skip
             continue
         if int(r["exit"]) < 0:  # a signal, not a refusal: e.g. the kernel's OOM killer (9)
+            peak = f"≥ {r['peak_mib']}" if r.get("peak_mib") else ""  # last seen before the kill
             lines.append(f"| {r['name']} | {r['family']} | {ci} | conversion killed by signal "
                          f"{-int(r['exit'])} (out of memory on the shared machine) | | | | "
-                         f"{r['seconds']} ({r.get('cpu_s', '-')}) | | |")  # fmt: skip
+                         f"{r['seconds']} ({r.get('cpu_s', '-')}) | {peak} | |")  # fmt: skip
             continue
         if r["exit"] != 0:
             result, target, diff, moved = f"refused: `{r['message']}`", "", "", ""
@@ -118,15 +131,18 @@ def splice(document: str, block: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--from", dest="source", type=Path, help="JSON records written earlier")
+    parser.add_argument(
+        "--from", dest="sources", type=Path, nargs="+", metavar="DIR",
+        help="folders of JSON records written earlier, merged (later ones win)",
+    )  # fmt: skip
     parser.add_argument("-o", "--output", type=Path, default=DOC)
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as scratch:
-        folder = args.source or Path(scratch)
-        if args.source is None and run_tests(folder) != 0:
+        folders = args.sources or [Path(scratch)]
+        if args.sources is None and run_tests(folders[0]) != 0:
             print("keras_apps_report: some tests failed; the table shows what they saw",
                   file=sys.stderr)  # fmt: skip
-        block = render(load(folder, "keras_apps.json"))
+        block = render(merge([load(f, "keras_apps.json") for f in folders]))
     document = args.output.read_text() if args.output.is_file() else ""
     args.output.write_text(splice(document, block))
     print(f"wrote {args.output}")
