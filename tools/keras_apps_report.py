@@ -56,8 +56,20 @@ model has one input; Keras' XLA-compiled grouped convolutions (ConvNeXt) are inl
 not the rewrite. Measured stage by stage on InceptionV3 (83 MB of weights): loading the model
 0.95 GB, freezing 1.8 GB, TensorFlow's graph optimiser 2.5 GB, tf2onnx's conversion 7.3 GB;
 the earlier `from_function` export peaked at 7.6 GB on the same model. Large models therefore
-need several GB to convert (ConvNeXtTiny 6.5 GB, InceptionResNetV2 12 GB), which is why the
-largest sit behind `-m slow`.
+need several GB to convert (ConvNeXtTiny 6.5 GB, InceptionResNetV2 12 GB, EfficientNetV2L
+21 GB), which is why the largest sit behind `-m slow`.
+
+Rows that are not **exact**: *killed by signal 9* is a conversion that ran out of the
+machine's memory (24 105 MiB, no swap); its peak is the last resident size the test saw
+(≥). On 2026-11-29 VGG16, VGG19, ConvNeXtLarge and ConvNeXtXLarge, converted one at a time
+with 21 900–23 700 MiB free, were each stopped at 22 300–23 100 MiB when less than 1 200 MiB
+was left (by the measuring script's watchdog, before the kernel's OOM killer): they need a
+larger machine.
+*FAIL (not comparable …)* is a model whose random weights amplify float rounding beyond any
+tolerance, so the comparison says nothing about the rewrite: EfficientNetV2M's and V2L's
+logits reach 8e5 and 9e9, adding 0.01 to the 0–255 pixels moves them by 113 % and 93 % of
+their scale, and the Keras model and its own ONNX export, before any rewrite, already differ
+by 115 % and 105 % (measured 2026-11-29); the five smaller EfficientNetV2 (B0–B3, S) are exact.
 
 {versions}
 """
