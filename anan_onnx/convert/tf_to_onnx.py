@@ -87,7 +87,10 @@ def frozen_to_onnx(
             )
         del tf_graph
         graph = _optimize(optimizer, graph)
-        return graph.make_model("converted from unknown")
+        model = graph.make_model("converted from unknown")
+        del graph
+        gc.collect()  # the tf2onnx graph is cyclic: ~9 copies of the weights until collected
+    return model
 
 
 def _optimize(optimizer, graph):
