@@ -52,19 +52,20 @@ each family that the default test run converts; the others run with `pytest -m s
 What the exporter does for these models: every captured value (BatchNormalization
 statistics, the `Normalization` layer's mean and variance) is frozen into the graph, so each
 model has one input; Keras' XLA-compiled grouped convolutions (ConvNeXt) are inlined and
-`Erfc` (exact GELU) is exported as `1 - Erf`. Memory: the peak is tf2onnx's own conversion,
-not the rewrite. Measured stage by stage on InceptionV3 (83 MB of weights): loading the model
-0.95 GB, freezing 1.8 GB, TensorFlow's graph optimiser 2.5 GB, tf2onnx's conversion 7.3 GB;
-the earlier `from_function` export peaked at 7.6 GB on the same model. Large models therefore
-need several GB to convert (ConvNeXtTiny 6.5 GB, InceptionResNetV2 12 GB, EfficientNetV2L
-21 GB), which is why the largest sit behind `-m slow`.
+`Erfc` (exact GELU) is exported as `1 - Erf`. Memory: the peak is the export, not the
+rewrite. tf2onnx's own `from_graph_def` piled up a copy of the weights per ONNX optimiser run
+(InceptionV3's 83 MB of weights took 7.3 GB; VGG16 was killed at 22.8 GB);
+`anan_onnx/convert/tf_to_onnx.py` now runs its steps with few copies at once, and a
+conversion peaks at about 14× the weights plus 0.8 GB (VGG16 7.7 GB, VGG19 8.0 GB; stage by
+stage in docs/limits.md). Peaks in this table measured before that change are higher. Large
+models still need several GB, which is why the largest sit behind `-m slow`.
 
 Rows that are not **exact**: *killed by signal 9* is a conversion that ran out of the
 machine's memory (24 105 MiB, no swap); its peak is the last resident size the test saw
-(≥). On 2026-11-29 VGG16, VGG19, ConvNeXtLarge and ConvNeXtXLarge, converted one at a time
-with 21 900–23 700 MiB free, were each stopped at 22 300–23 100 MiB when less than 1 200 MiB
-was left (by the measuring script's watchdog, before the kernel's OOM killer): they need a
-larger machine.
+(≥). On 2026-11-29, before that change, VGG16, VGG19, ConvNeXtLarge and ConvNeXtXLarge,
+converted one at a time with 21 900–23 700 MiB free, were each stopped at 22 300–23 100 MiB
+when less than 1 200 MiB was left (by the measuring script's watchdog, before the kernel's
+OOM killer).
 *FAIL (not comparable …)* is a model whose random weights amplify float rounding beyond any
 tolerance, so the comparison says nothing about the rewrite: EfficientNetV2M's and V2L's
 logits reach 8e5 and 9e9, adding 0.01 to the 0–255 pixels moves them by 113 % and 93 % of

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 import time
 import warnings
@@ -38,6 +39,10 @@ class _Parser(argparse.ArgumentParser):
 
 def main(argv: list[str] | None = None) -> int:
     """Runs the CLI; returns the exit status."""
+    # TensorFlow runs here only to export a Keras model, never to compute with it; without
+    # oneDNN its allocator frees the loaded weights instead of pooling them (VGG16: peak
+    # 8.7 -> 7.5 GB; the exported model is the same). Read when TensorFlow is imported.
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
     parser = _build_parser()
     args, unknown = parser.parse_known_args(argv)
     if unknown:  # name the subcommand's --help, not the top level's

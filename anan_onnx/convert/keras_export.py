@@ -1,9 +1,11 @@
-"""Keras → ONNX export through tf2onnx. The only module that imports TensorFlow (lazily).
+"""Keras → ONNX export through tf2onnx. With :mod:`anan_onnx.convert.tf_to_onnx`, the only
+module that imports TensorFlow (lazily).
 
 tf2onnx's ``from_keras`` fails on reloaded Sequential models in Keras 3, so the model is
 wrapped in a ``tf.function``, frozen by TensorFlow (every captured variable and tensor
-becomes a constant, so a Keras model is always a one-input graph) and exported with
-``tf2onnx.convert.from_graph_def``. The batch dimension stays dynamic.
+becomes a constant, so a Keras model is always a one-input graph) and exported by the steps
+of ``tf2onnx.convert.from_graph_def`` (:mod:`~anan_onnx.convert.tf_to_onnx`: run so that
+few copies of the weights exist at once). The batch dimension stays dynamic.
 
 TensorFlow's graph optimiser folds a per-channel scale that follows a bias-free ``Conv2D``
 (a ``BatchNormalization``, a constant ``Mul``) into the kernel. The astrocytes must watch the
@@ -26,7 +28,8 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from anan_onnx.convert.keras_layers import keras_layer_metadata
+from anan_onnx.convert.keras_layers import KerasConvs
+from anan_onnx.convert.tf_to_onnx import FrozenGraph, frozen_to_onnx
 from anan_onnx.errors import AnanError, first_line
 from anan_onnx.metadata import write_metadata
 
@@ -55,8 +58,22 @@ def keras_to_onnx(path: str | Path, *, opset: int = 17) -> onnx.ModelProto:
 
 
 def _export(path: Path, opset: int) -> onnx.ModelProto:
-    tf, keras, tf2onnx = _import_tensorflow()
+    tf, keras, _ = _import_tensorflow()
     model = _load(keras, path)
+    frozen = _frozen(_traced(tf, model, _image_shape(model, path)), path)
+    kernels, convs = _conv_kernels(keras, model), KerasConvs.read(keras, model)
+    del model  # the frozen graph holds the weights now; nothing below needs the model
+    try:
+        proto = frozen_to_onnx(tf, frozen, opset=opset, custom_op_handlers={"Erfc": (_erfc, [])})
+    except Exception as exc:
+        raise AnanError(f"tf2onnx could not export {path} ({first_line(exc)})") from None
+    restore_folded_kernels(proto, kernels)
+    write_metadata(proto, convs.metadata(proto))
+    return proto
+
+
+def _image_shape(model, path: Path) -> tuple[int, ...]:
+    """The model's one input shape, (batch, height, width, channels); refuses others."""
     if len(model.inputs) != 1:
         names = ", ".join(repr(_input_name(t)) for t in model.inputs[:4])
         raise AnanError(
@@ -74,30 +91,21 @@ def _export(path: Path, opset: int) -> onnx.ModelProto:
             f"{path} takes input of shape {shape}: ANAN needs a fixed-size image input "
             "(batch, height, width, channels); rebuild the model with a fixed Input shape"
         )
+    return shape
+
+
+def _traced(tf, model, shape: tuple[int, ...]):
+    """The model's inference call as a concrete function of one batch-dynamic input."""
     spec = [tf.TensorSpec((None, *shape[1:]), tf.float32, name="input")]
 
     @tf.function(input_signature=spec)
     def forward(x):
         return model(x, training=False)
 
-    graph_def, outputs = _frozen(forward.get_concrete_function(), path)
-    try:
-        proto, _ = tf2onnx.convert.from_graph_def(
-            graph_def,
-            input_names=["input:0"],
-            output_names=outputs,
-            tensors_to_rename={"input:0": "input"},
-            opset=opset,
-            custom_op_handlers={"Erfc": (_erfc, [])},
-        )
-    except Exception as exc:
-        raise AnanError(f"tf2onnx could not export {path} ({first_line(exc)})") from None
-    restore_folded_kernels(proto, _conv_kernels(keras, model))
-    write_metadata(proto, keras_layer_metadata(keras, model, proto))
-    return proto
+    return forward.get_concrete_function()
 
 
-def _frozen(concrete, path: Path) -> tuple[object, list[str]]:
+def _frozen(concrete, path: Path) -> FrozenGraph:
     """The traced model with every captured value frozen into a constant.
 
     A traced Keras model captures its variables (trainable or not: BatchNormalization's
@@ -106,7 +114,8 @@ def _frozen(concrete, path: Path) -> tuple[object, list[str]]:
     turns captured tensors into extra graph inputs, so TensorFlow's own freezing runs on the
     whole function first and tf2onnx gets a graph whose only input is the image.
 
-    Returns the frozen ``GraphDef`` and the names of its outputs.
+    Only the ``GraphDef`` is kept: the frozen function itself holds several more copies of
+    the weights (its graph, its registered function), freed when it is collected.
     """
     from tensorflow.python.framework.convert_to_constants import (
         convert_variables_to_constants_v2,
@@ -130,7 +139,7 @@ def _frozen(concrete, path: Path) -> tuple[object, list[str]]:
         )
     graph_def = frozen.graph.as_graph_def(add_shapes=True)
     _allow_inlining(graph_def)
-    return graph_def, [t.name for t in frozen.outputs]
+    return FrozenGraph(graph_def, [t.name for t in frozen.outputs])
 
 
 #: attributes that keep TensorFlow's optimiser from inlining a function call

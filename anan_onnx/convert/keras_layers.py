@@ -18,6 +18,7 @@ kernel); a kernel shared by several layers maps to none of them.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections import defaultdict
 
@@ -25,18 +26,34 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-__all__ = ["KERAS_BEFORE", "KERAS_CONVS", "keras_layer_metadata"]
+__all__ = ["KERAS_BEFORE", "KERAS_CONVS", "KerasConvs"]
 
 KERAS_CONVS = "keras_convs"
 KERAS_BEFORE = "keras_before"
 
 
-def keras_layer_metadata(keras, model, proto: onnx.ModelProto) -> dict[str, str]:
-    """The two metadata values (JSON strings) for ``proto`` exported from ``model``."""
-    kernels = _onnx_kernels(keras, model)
-    convs = _match(proto, kernels)
-    before = _first_layers_inputs(keras, model, kernels)
-    return {KERAS_CONVS: json.dumps(convs), KERAS_BEFORE: json.dumps(before)}
+@dataclasses.dataclass
+class KerasConvs:
+    """What the metadata needs from the Keras model: read before the export, so that the
+    model can be released while tf2onnx runs.
+
+    Attributes:
+        kernels: each convolution layer's kernels as ONNX Conv weights.
+        before: the layers between the input and each first convolution layer.
+    """
+
+    kernels: dict[str, list[np.ndarray]]
+    before: dict[str, list[str]]
+
+    @classmethod
+    def read(cls, keras, model) -> KerasConvs:
+        kernels = _onnx_kernels(keras, model)
+        return cls(kernels, _first_layers_inputs(keras, model, kernels))
+
+    def metadata(self, proto: onnx.ModelProto) -> dict[str, str]:
+        """The two metadata values (JSON strings) for ``proto`` exported from the model."""
+        convs = _match(proto, self.kernels)
+        return {KERAS_CONVS: json.dumps(convs), KERAS_BEFORE: json.dumps(self.before)}
 
 
 def _conv_layers(keras, model) -> list:
@@ -109,7 +126,9 @@ def _rescaled(kernel: np.ndarray, weight: np.ndarray) -> bool:
     return bool(np.all(scale != 0) and residual <= 1e-5 * max(np.abs(w).max(), 1e-30))
 
 
-def _first_layers_inputs(keras, model, kernels: dict[str, list[np.ndarray]]) -> dict[str, list]:
+def _first_layers_inputs(
+    keras, model, kernels: dict[str, list[np.ndarray]]
+) -> dict[str, list[str]]:
     """``{first conv layer: the layers between the input and it}``.
 
     Walks the conv layers in order and stops at the first that has a conv layer upstream:
