@@ -57,17 +57,16 @@ rewrite. tf2onnx's own `from_graph_def` piled up a copy of the weights per ONNX 
 (InceptionV3's 83 MB of weights took 7.3 GB; VGG16 was killed at 22.8 GB);
 `anan_onnx/convert/tf_to_onnx.py` now runs its steps with few copies at once, and a
 conversion peaks at about 14× the weights plus 0.8 GB (VGG16 7.7 GB, VGG19 8.0 GB; stage by
-stage in docs/limits.md). Peaks in this table measured before that change are higher. Large
-models still need several GB, which is why the largest sit behind `-m slow`.
+stage in docs/limits.md). All rows of this table but four were measured before that change,
+so their peaks are higher than a conversion needs now; those four (VGG16, VGG19,
+ConvNeXtLarge, ConvNeXtXLarge) were killed at 22 300–23 100 MiB on this 24 105 MiB machine
+before it (2026-11-29, one conversion at a time) and were measured after it. Large models
+still need several GB, which is why the largest sit behind `-m slow`.
 
 Rows that are not **exact**: *killed by signal 9* is a conversion that ran out of the
-machine's memory (24 105 MiB, no swap); its peak is the last resident size the test saw
-(≥). On 2026-11-29, before that change, VGG16, VGG19, ConvNeXtLarge and ConvNeXtXLarge,
-converted one at a time with 21 900–23 700 MiB free, were each stopped at 22 300–23 100 MiB
-when less than 1 200 MiB was left (by the measuring script's watchdog, before the kernel's
-OOM killer).
-*FAIL (not comparable …)* is a model whose random weights amplify float rounding beyond any
-tolerance, so the comparison says nothing about the rewrite: EfficientNetV2M's and V2L's
+machine's memory; its peak is then the last resident size the test saw
+(≥). *FAIL (not comparable …)* is a model whose random weights amplify float rounding beyond
+any tolerance, so the comparison says nothing about the rewrite: EfficientNetV2M's and V2L's
 logits reach 8e5 and 9e9, adding 0.01 to the 0–255 pixels moves them by 113 % and 93 % of
 their scale, and the Keras model and its own ONNX export, before any rewrite, already differ
 by 115 % and 105 % (measured 2026-11-29); the five smaller EfficientNetV2 (B0–B3, S) are exact.
