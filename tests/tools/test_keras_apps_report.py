@@ -35,9 +35,11 @@ def _exact(name: str, family: str, layer: str) -> dict[str, object]:
     return _record(name, family, 0, **figures)
 
 
-def _failed(name: str, family: str, noop_diff: float) -> dict[str, object]:
-    """A comparison over the tolerance, with the no-op loop's own difference to the base."""
-    return dict(_exact(name, family, "stem_conv"), rel_diff=0.4, noop_diff=noop_diff)
+def _failed(name: str, family: str, noop_diff: float, layer: float = 1.0) -> dict[str, object]:
+    """A comparison over the tolerance, with the no-op loop's own difference to the base and
+    the modulated layer's difference to the loop."""
+    figures = dict(rel_diff=0.4, noop_diff=noop_diff, layer_rel_diff=layer)
+    return dict(_exact(name, family, "stem_conv"), **figures)
 
 
 def _rows(doc: str) -> dict[str, str]:
@@ -50,8 +52,9 @@ def test_runs_merge_later_wins_and_the_rest_of_the_doc_stays(tmp_path):
         "first": [_exact("ResNet50", "resnet", "first_layer"), _record("VGG16", "vgg16", -9)],
         "second": [_exact("ResNet50", "resnet", "second_layer"), _exact("VGG19", "vgg19", "b1")],
         "third": [
-            _failed("EfficientNetV2M", "efficientnet_v2", 1.2),
-            _failed("ResNet101", "resnet", 3e-6),
+            _failed("EfficientNetV2M", "efficientnet_v2", 1.2, layer=2e-7),
+            _failed("EfficientNetV2L", "efficientnet_v2", 1.2),
+            _failed("ResNet101", "resnet", 3e-6, layer=2e-7),
         ],
     }
     for folder, records in runs.items():
@@ -72,8 +75,9 @@ def test_runs_merge_later_wins_and_the_rest_of_the_doc_stays(tmp_path):
     assert "`second_layer`" in rows["ResNet50"] and "first_layer" not in text
     assert "**exact**" in rows["VGG19"]  # only in the second run
     assert "killed by signal 9" in rows["VGG16"] and "≥ 1000" in rows["VGG16"]  # the first only
-    noisy = rows["EfficientNetV2M"]
-    assert "**FAIL** (not comparable" in noisy and "model by 1.2;" in noisy
+    noisy = rows["EfficientNetV2M"]  # logits not comparable, the layer exact
+    assert "**exact at the modulated layer** (rel. diff 2e-07;" in noisy and "by 1.2)" in noisy
+    assert "**FAIL** (not comparable" in rows["EfficientNetV2L"]  # and its layer differs
     assert "**FAIL** |" in rows["ResNet101"]  # the reference alone was reproducible: a plain FAIL
     assert "not measured" in rows["ResNet152"]  # in no run, still listed
     assert sum("**exact**" in row for row in rows.values()) == 2
