@@ -57,12 +57,11 @@ rewrite. tf2onnx's own `from_graph_def` piled up a copy of the weights per ONNX 
 (InceptionV3's 83 MB of weights took 7.3 GB; VGG16 was killed at 22.8 GB);
 `anan_onnx/convert/tf_to_onnx.py` now runs its steps with few copies at once, and a
 conversion peaks at about 14× the weights plus 0.8 GB (VGG16 7.7 GB, VGG19 8.0 GB; stage by
-stage in docs/limits.md). Seven rows were measured after that change: VGG16 (the default
-run's VGG since), VGG19, ConvNeXtLarge and ConvNeXtXLarge (killed at 22 300–23 100 MiB on
-this 24 105 MiB machine before it, 2026-11-29, one conversion at a time), EfficientNetV2M,
-EfficientNetV2L (20 864 MiB before it) and MobileNetV2; the others were measured before it,
-so their peaks are higher than a conversion needs now. Large models still need several GB,
-which is why the largest sit behind `-m slow`.
+stage in docs/limits.md). Before that change VGG16, VGG19, ConvNeXtLarge and ConvNeXtXLarge
+were killed at 22 300–23 100 MiB on this 24 105 MiB machine and EfficientNetV2L peaked at 20
+864 MiB (2026-11-29, one conversion at a time); every row here was measured after it, in one
+run of the test over all forty. Large models still need several GB, which is why the largest
+sit behind `-m slow`.
 
 Rows that are not **exact**: *killed by signal 9* is a conversion that ran out of the
 machine's memory; its peak is then the last resident size the test saw (≥). *Exact at the

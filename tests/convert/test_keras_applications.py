@@ -47,9 +47,7 @@ RECORDS: dict[str, dict[str, object]] = {}
 
 #: (model, CLI options, expected error or None) checked on top of the defaults.
 OPTIONS = [
-    pytest.param(  # the only family with Conv -> Relu directly; VGG needs too much memory for CI
-        "VGG16", ["--signal", "post"], None, marks=pytest.mark.slow, id="VGG16-signal-post"
-    ),
+    ("VGG16", ["--signal", "post"], None),  # the only family with Conv -> Relu directly
     ("MobileNetV2", ["--signal", "post"], "signal=post needs one activation"),  # Conv -> BN
     ("MobileNetV3Small", ["--batch", "1"], None),
     ("EfficientNetB0", ["--tunable"], None),
