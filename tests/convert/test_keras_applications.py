@@ -32,7 +32,7 @@ import onnxruntime as ort
 import pytest
 from fixtures.compat_report import write_records
 
-from anan_onnx import AnanParams, LiteralReference, Session
+from anan_onnx import AnanParams, LiteralReference, read_metadata
 from tools.keras_apps import CI_MEMBER, constructors, size
 
 pytest.importorskip("keras", reason="the 'keras' extra is needed for Keras models")
@@ -134,7 +134,7 @@ def test_application_options(converted, name, options, error):
     assert result["exit"] == 0, f"{name} {options} refused: {result['message']}"
     _assert_exact(_compare(Path(result["anan"])))
     if "--layer" in options:
-        meta = Session(result["anan"]).metadata
+        meta = read_metadata(result["anan"])
         assert meta["target_keras_layer"] == options[options.index("--layer") + 1], meta
 
 
@@ -156,29 +156,29 @@ def _compare(anan: Path) -> dict[str, object]:
     the logits and for the modulated layer's own output (the value the ANAN subgraph hands
     to the rest of the model: exact even where the rest amplifies rounding)."""
     base = anan.with_name(anan.name.replace(".anan.onnx", ".base.onnx"))
-    session = Session(anan)
-    side = int(session.metadata["height"])
+    anan_model = onnx.load(anan)
+    meta = read_metadata(anan_model)
+    params = AnanParams.from_strings(meta)
+    side = int(meta["height"])
     pixels = np.random.default_rng(0).integers(0, 256, (N_IMAGES, side, side, 3))
     x = pixels.astype(np.float32)  # keras.applications models take 0–255 pixels
-    per_run = session.input_shape[0] if isinstance(session.input_shape[0], int) else len(x)
-    anan_model = onnx.load(anan)
     layer = _handed_over(anan_model)
-    ours, ours_layer = _run(_with_output(anan_model, layer), x, per_run)  # --batch 1: 1 a run
+    ours, ours_layer = _run(_with_output(anan_model, layer), x)
     del anan_model
     base_model = _with_output(onnx.load(base), layer)
-    ref = LiteralReference(base_model, session.metadata["target_layer"], session.params).run(x)
+    ref = LiteralReference(base_model, meta["target_layer"], params).run(x)
     keep = ~ref.near_tie
     assert keep.sum() >= 2, f"near-ties in {ref.near_tie}"
-    plain, plain_layer = _run(base_model, x, len(x))
+    plain, plain_layer = _run(base_model, x)
     figures = dict(
-        target=session.metadata["target_layer"],
-        keras_layer=session.metadata.get("target_keras_layer", ""),
+        target=meta["target_layer"],
+        keras_layer=meta.get("target_keras_layer", ""),
         **_relative(ours[keep], ref.outputs[0][keep], plain[keep]),
         **_relative(ours_layer[keep], ref.outputs[-1][keep], plain_layer[keep], "layer_"),
         compared=int(keep.sum()),
     )
     if figures["rel_diff"] > TOLERANCE:  # is the reference itself reproducible at 1e-5?
-        noop = LiteralReference(base_model, figures["target"], _no_op(session.params)).run(x)
+        noop = LiteralReference(base_model, figures["target"], _no_op(params)).run(x)
         scale = np.abs(ref.outputs[0][keep]).max()
         figures["noop_diff"] = float(np.abs(noop.outputs[0][keep] - plain[keep]).max() / scale)
     return figures
@@ -213,10 +213,12 @@ def _with_output(model: onnx.ModelProto, name: str) -> onnx.ModelProto:
     return model
 
 
-def _run(model: onnx.ModelProto, x: np.ndarray, per_run: int) -> tuple[np.ndarray, np.ndarray]:
-    """The first and the last output of ``model`` over ``x``, ``per_run`` images a run."""
+def _run(model: onnx.ModelProto, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The first and the last output of ``model`` over ``x`` (one image a run where the
+    batch is fixed, as ``--batch 1`` makes it; all at once otherwise)."""
     session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-    feed = session.get_inputs()[0].name
+    feed, batch = session.get_inputs()[0].name, session.get_inputs()[0].shape[0]
+    per_run = batch if isinstance(batch, int) else len(x)
     runs = [session.run(None, {feed: x[i : i + per_run]}) for i in range(0, len(x), per_run)]
     first, last = (np.concatenate([r[k] for r in runs]).astype(np.float64) for k in (0, -1))
     return first, last
