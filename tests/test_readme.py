@@ -30,8 +30,6 @@ NOT_RUN = {
     "python3 -m venv .venv": "creates a venv and installs ~2 GB from the package index "
     "(the Quick start; .ci/run performs the same install, README gives the measured time)",
     "pip install -e .": "installs packages from the package index (network)",
-    'tools/test.sh -q -m "not cpp': "runs this very test suite",
-    "-m slow": "runs this very test suite and the linters (the Development block)",
 }
 
 

@@ -3,7 +3,7 @@
     .venv/bin/python -m tools.cpu_ratio [--compare DIR] [--fold] [--broadcast] [--ablate]
 
 Models (``--models``): ``128`` and ``224``, the two CNNs of ``python -m tools.bench`` (built
-in ONNX, seeded; BENCHMARKS.md names them), and ``bundled``, the 128×128 CNN the package
+in ONNX, seeded; docs/performance.md names them), and ``bundled``, the 128×128 CNN the package
 ships (``models/catsdogs_cnn.keras``: 16/32/64 filters, so its first layer, where ANAN's
 work sits, is a larger share of the whole than in the benchmark's 32/64/128). All are
 converted with the default options. Each

@@ -2,9 +2,10 @@
 # The test command for a fresh machine: installs what the tests need where it is missing,
 # then runs pytest with this script's arguments.
 #
-#   tools/test.sh                                             # everything (CI runs this)
+#   tools/test.sh                                             # both tiers (CI runs this)
 #   tools/test.sh -m "not cpp and not node and not browser"   # Python only, installs no tools
-#   tools/test.sh -q tests/runtime -x                         # any pytest arguments
+#   tools/test.sh -q tests/runtime -x                         # any pytest arguments, both tiers
+#   .venv/bin/pytest                                          # the fast tier alone
 #
 # What it installs, each only when missing (Debian/Ubuntu, apt-get update once):
 #   .venv with anan-onnx and its keras + dev extras     2.2 GB, ~4 min on 2 cores (pip)
@@ -32,7 +33,7 @@ if [[ ! -x $venv/bin/python ]]; then
   "$python" -m venv "$venv"
 fi
 # find_spec: is each package there (without paying for importing TensorFlow)?
-needed="anan_onnx pytest hypothesis tensorflow tf2onnx keras scipy sklearn matplotlib onnxslim playwright"
+needed="anan_onnx pytest pytest_cov xdist hypothesis tensorflow tf2onnx keras scipy sklearn matplotlib onnxslim playwright"
 if ! "$venv/bin/python" -c 'import importlib.util as u, sys
 sys.exit(any(u.find_spec(m) is None for m in sys.argv[1:]))' $needed 2>/dev/null; then
   say "installing anan-onnx[keras,dev] into $venv (about 2.2 GB; ~4 min on 2 cores) ..."
@@ -74,4 +75,18 @@ if ((${#packages[@]})); then
 fi
 
 # --- the tests -----------------------------------------------------------------------------
-exec "$venv/bin/python" -m pytest "$@"
+# With arguments: one pytest run over both tiers, with them (e.g. -x tests/runtime).
+# Without: the fast tier (what plain `pytest` runs; with coverage and its floor, from
+# pyproject.toml), then the integration tier; the exit status is the first failure's.
+pytest=("$venv/bin/python" -m pytest)
+if (($#)); then
+  exec "${pytest[@]}" --tier all "$@"
+fi
+status=0
+start=$SECONDS
+"${pytest[@]}" --tier fast --cov --cov-report=term:skip-covered || status=$?
+fast=$((SECONDS - start))
+start=$SECONDS
+"${pytest[@]}" --tier integration || { s=$?; ((status)) || status=$s; }
+say "fast tier ${fast} s, integration tier $((SECONDS - start)) s"
+exit "$status"

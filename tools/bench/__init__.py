@@ -19,7 +19,7 @@ as JSON (``--json``). Everything it builds goes to a temporary directory.
 
 Run from the repository root (``tools`` is a package there, nothing to install)::
 
-    .venv/bin/python -m tools.bench --out BENCHMARKS.md --json out/bench.json
+    .venv/bin/python -m tools.bench --out out/benchmarks.md --json out/bench.json
     .venv/bin/python -m tools.bench --quick --no-tf --models tiny --out /tmp/b.md
     .venv/bin/python -m tools.bench.ablate --batch 1 --rounds 800   # where the overhead goes
 

@@ -19,7 +19,7 @@ The stand-ins are made by editing the converted model (:func:`without_steps`,
 :func:`without_scaling`), not by patching the rewrite: they use only the node names of the
 blocked final scaling (``anan/output_scaled/...``, the default route for this CNN) and fail
 with a clear error if the graph has no such nodes. They give wrong outputs on purpose; they
-only time the graph's structure. This is a diagnostic for BENCHMARKS.md, not a test.
+only time the graph's structure. This is a diagnostic for docs/performance.md, not a test.
 
 Usage (from the repository root)::
 

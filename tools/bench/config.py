@@ -151,8 +151,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--out",
         type=Path,
-        default=REPO_ROOT / "BENCHMARKS.md",
-        help="report path (default: BENCHMARKS.md at the repository root)",
+        default=REPO_ROOT / "out" / "benchmarks.md",
+        help="report path (default: out/benchmarks.md; docs/performance.md cites the figures)",
     )
     p.add_argument("--json", type=Path, help="also write all raw timings here")
     args = p.parse_args(argv)
