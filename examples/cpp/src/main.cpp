@@ -97,12 +97,12 @@ int run(int argc, const char* const argv[]) {
   const anan::Tensor input = load_input(options.inputs, model, metadata, options);
   anan::check_shape(model.input(), input.shape);
   if (input.data.empty()) throw UserError("the input batch is empty");
-  if (!options.quiet) {
+  const anan::Tensor result = model.run(input, output);
+  anan::check_finite(result, output);  // a NaN is never printed as a probability
+  if (!options.quiet) {  // only after success, so that an error stays one line on stderr
     std::cerr << "# anan.* metadata of " << options.model.string() << '\n';
     anan::print_metadata(std::cerr, metadata);
   }
-  const anan::Tensor result = model.run(input, output);
-  anan::check_finite(result, output);  // a NaN is never printed as a probability
   anan::print_rows(std::cout, result, options.json);
   return 0;
 }
