@@ -252,7 +252,9 @@ def make_image_case(folder: Path) -> ImageCase:
     x = per_channel_tensor(pixels)
 
     def run(model: onnx.ModelProto) -> np.ndarray:
-        session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+        session = ort.InferenceSession(
+            model.SerializeToString(), providers=["CPUExecutionProvider"]
+        )
         out = session.run(None, {session.get_inputs()[0].name: x})[0]
         return np.asarray(out, np.float64).reshape(len(x), -1)
 

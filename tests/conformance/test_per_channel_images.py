@@ -11,7 +11,6 @@ output must differ from the base model's (the astrocytes are not dropped).
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort

@@ -380,5 +380,6 @@ def test_non_finite_output_is_an_error(anan_infer: Path, tmp_path: Path) -> None
     onnx.save(model, tmp_path / "nan.onnx")
     np.save(tmp_path / "zeros.npy", np.zeros((2, 3, 4, 4), np.float32))
     for flags in ((), ("--json",)):
-        message = _one_line_error(_infer(anan_infer, *flags, tmp_path / "nan.onnx", tmp_path / "zeros.npy"))
+        proc = _infer(anan_infer, *flags, tmp_path / "nan.onnx", tmp_path / "zeros.npy")
+        message = _one_line_error(proc)
         assert "nan" in message and "not a finite number" in message

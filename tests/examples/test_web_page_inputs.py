@@ -74,13 +74,16 @@ def test_too_large_image_is_refused(web_browser, per_channel, tmp_path: Path) ->
         web_browser.classify_image(per_channel.path, path, "wasm")
 
 
+SIZE = IMAGE_SIZE
+
+
 def _nan_model(path: Path) -> Path:
     """image / 0 averaged per channel, NCHW 3 x 11 x 11 -> 3 logits: never finite."""
     graph = helper.make_graph(
         [helper.make_node("Div", ["image", "zero"], ["ratio"]),
          helper.make_node("ReduceMean", ["ratio"], ["out"], axes=[2, 3], keepdims=0)],
         "nan",
-        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["N", 3, IMAGE_SIZE, IMAGE_SIZE])],
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["N", 3, SIZE, SIZE])],
         [helper.make_tensor_value_info("out", TensorProto.FLOAT, ["N", 3])],
         [numpy_helper.from_array(np.zeros(1, np.float32), "zero")],
     )  # fmt: skip
