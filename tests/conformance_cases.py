@@ -268,3 +268,25 @@ def make_image_case(folder: Path) -> ImageCase:
         reference=np.asarray(reference.outputs[0], np.float64).reshape(len(x), -1),
         base=run(conversion.base),
     )
+
+
+def non_finite_model(path: Path, size: int, divide_by: float = 0.0) -> Path:
+    """``image / divide_by`` averaged per channel, NCHW (N, 3, size, size) -> (N, 3).
+
+    With the default 0 the output is never finite (NaN for 0 pixels, inf otherwise): every
+    runtime must refuse to print or show it as a result.
+    """
+    from onnx import TensorProto, helper, numpy_helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Div", ["image", "d"], ["ratio"]),
+         helper.make_node("ReduceMean", ["ratio"], ["out"], axes=[2, 3], keepdims=0)],
+        "divide",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["N", 3, size, size])],
+        [helper.make_tensor_value_info("out", TensorProto.FLOAT, ["N", 3])],
+        [numpy_helper.from_array(np.array([divide_by], np.float32), "d")],
+    )  # fmt: skip
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, path)
+    return path

@@ -25,6 +25,8 @@ from onnx import TensorProto, helper, numpy_helper
 from anan_onnx.conformance import cpp
 from anan_onnx.conformance._process import RuntimeUnavailable
 
+from conformance_cases import non_finite_model
+
 pytestmark = pytest.mark.cpp  # needs cmake and a C++ compiler
 
 BATCH = 3
@@ -367,17 +369,7 @@ def test_scaling_given_on_the_command_line(anan_infer: Path, toy: Path, tmp_path
 
 def test_non_finite_output_is_an_error(anan_infer: Path, tmp_path: Path) -> None:
     """A model whose output is NaN: exit != 0 and one line, never 'nan' as a result."""
-    graph = helper.make_graph(
-        [helper.make_node("Div", ["image", "zero"], ["ratio"]),
-         helper.make_node("ReduceMean", ["ratio"], ["probs"], axes=[2, 3], keepdims=0)],
-        "nan_model",
-        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["N", 3, 4, 4])],
-        [helper.make_tensor_value_info("probs", TensorProto.FLOAT, ["N", 3])],
-        [numpy_helper.from_array(np.zeros(1, np.float32), "zero")],
-    )  # fmt: skip
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    onnx.save(model, tmp_path / "nan.onnx")
+    non_finite_model(tmp_path / "nan.onnx", 4)
     np.save(tmp_path / "zeros.npy", np.zeros((2, 3, 4, 4), np.float32))
     for flags in ((), ("--json",)):
         proc = _infer(anan_infer, *flags, tmp_path / "nan.onnx", tmp_path / "zeros.npy")

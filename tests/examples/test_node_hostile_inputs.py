@@ -16,12 +16,11 @@ import time
 from pathlib import Path
 
 import numpy as np
-import onnx
 import pytest
-from onnx import TensorProto, helper, numpy_helper
 
 from anan_onnx.conformance import node as conformance_node
-from anan_onnx.conformance._process import RuntimeUnavailable
+
+from conformance_cases import non_finite_model
 
 pytestmark = pytest.mark.node
 
@@ -29,34 +28,11 @@ pytestmark = pytest.mark.node
 SECONDS = 60
 
 
-@pytest.fixture(scope="module")
-def node() -> str:
-    try:
-        return conformance_node.install()
-    except RuntimeUnavailable as exc:
-        pytest.fail(str(exc))
-
-
-def _model(path: Path, divide_by: float) -> Path:
-    """image / divide_by averaged per channel: (N, 3, 4, 4) -> (N, 3); 0 gives NaN on 0."""
-    graph = helper.make_graph(
-        [helper.make_node("Div", ["image", "d"], ["ratio"]),
-         helper.make_node("ReduceMean", ["ratio"], ["out"], axes=[2, 3], keepdims=0)],
-        "tiny",
-        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["N", 3, 4, 4])],
-        [helper.make_tensor_value_info("out", TensorProto.FLOAT, ["N", 3])],
-        [numpy_helper.from_array(np.array([divide_by], np.float32), "d")],
-    )  # fmt: skip
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    onnx.save(model, path)
-    return path
-
-
 @pytest.fixture
 def files(tmp_path: Path) -> dict[str, Path]:
     np.save(tmp_path / "batch.npy", np.ones((2, 3, 4, 4), np.float32))
-    return {"model": _model(tmp_path / "tiny.onnx", 2.0), "batch": tmp_path / "batch.npy"}
+    model = non_finite_model(tmp_path / "tiny.onnx", 4, divide_by=2.0)  # finite: 1 / 2
+    return {"model": model, "batch": tmp_path / "batch.npy"}
 
 
 def _run(node: str, *args: object) -> tuple[subprocess.CompletedProcess[str], float]:
@@ -116,7 +92,7 @@ def test_batch_beyond_the_size_limit(node: str, files: dict[str, Path], tmp_path
 
 @pytest.mark.parametrize("flags", [(), ("--json",)])
 def test_nan_output_is_an_error(node: str, tmp_path: Path, flags: tuple[str, ...]) -> None:
-    model = _model(tmp_path / "nan.onnx", 0.0)
+    model = non_finite_model(tmp_path / "nan.onnx", 4)
     np.save(tmp_path / "zeros.npy", np.zeros((2, 3, 4, 4), np.float32))
     message = _one_line_error(_run(node, *flags, model, tmp_path / "zeros.npy")[0])
     assert "nan" in message and "not a finite number" in message

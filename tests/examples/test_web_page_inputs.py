@@ -19,16 +19,19 @@ import json
 from pathlib import Path
 
 import numpy as np
-import onnx
 import pytest
-from onnx import TensorProto, helper, numpy_helper
 from PIL import Image
 
 from anan_onnx.errors import AnanError
 from anan_onnx.runtime.image_files import MAX_IMAGE_PIXELS, pixels_from_pil
 from anan_onnx.runtime.inputs import InputSpec
 
-from conformance_cases import IMAGE_SIZE, make_image_case, write_preprocess_sidecar
+from conformance_cases import (
+    IMAGE_SIZE,
+    make_image_case,
+    non_finite_model,
+    write_preprocess_sidecar,
+)
 
 pytestmark = pytest.mark.browser
 
@@ -74,28 +77,9 @@ def test_too_large_image_is_refused(web_browser, per_channel, tmp_path: Path) ->
         web_browser.classify_image(per_channel.path, path, "wasm")
 
 
-SIZE = IMAGE_SIZE
-
-
-def _nan_model(path: Path) -> Path:
-    """image / 0 averaged per channel, NCHW 3 x 11 x 11 -> 3 logits: never finite."""
-    graph = helper.make_graph(
-        [helper.make_node("Div", ["image", "zero"], ["ratio"]),
-         helper.make_node("ReduceMean", ["ratio"], ["out"], axes=[2, 3], keepdims=0)],
-        "nan",
-        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["N", 3, SIZE, SIZE])],
-        [helper.make_tensor_value_info("out", TensorProto.FLOAT, ["N", 3])],
-        [numpy_helper.from_array(np.zeros(1, np.float32), "zero")],
-    )  # fmt: skip
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    onnx.save(model, path)
-    write_preprocess_sidecar(path, PLAIN)
-    return path
-
-
 def test_nan_output_is_no_prediction(web_browser, per_channel, tmp_path: Path) -> None:
-    model = _nan_model(tmp_path / "nan.onnx")
+    model = non_finite_model(tmp_path / "nan.onnx", IMAGE_SIZE)
+    write_preprocess_sidecar(model, PLAIN)
     with pytest.raises(AnanError, match=r"output 0 is (NaN|Infinity|-Infinity) \(not a finite"):
         web_browser.classify_image(model, per_channel.png[0], "wasm")
 
