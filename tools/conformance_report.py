@@ -344,10 +344,59 @@ TAIL = """\
 
 onnxruntime-web and onnxruntime-node do not expose a model's `metadata_props`, so the
 preprocessing and ANAN parameters that `anan-onnx` records there are also written to a JSON
-file beside the model by `anan_onnx.sidecar.write_sidecar(model_path)` (format
-`anan-sidecar/1`: every `anan.*` key as stored, the typed parameters and preprocessing,
-class names from `anan.classes` when present, the inputs and outputs with their shapes).
-`examples/web` reads it; see its README."""
+file beside the model (format `anan-sidecar/1`: every `anan.*` key as stored, the typed
+parameters and preprocessing, class names from `anan.classes` when present, the inputs and
+outputs with their shapes). `anan-onnx export MODEL --target web` writes it beside the
+exported model (as do the other targets); for any other model
+`anan_onnx.sidecar.write_sidecar(model_path)` does. `examples/web` reads it; see its README.
+
+## Preprocessing on each runtime
+
+What turns an image file into the model input is recorded with the model (metadata
+`anan.*`, and the sidecar's `"preprocess"` object): `layout`, `height`, `width`,
+`channels`; `scale` and `offset`, each one number or one per channel in the order of the
+model's input channels (metadata: `0.0171,0.0175,0.0174`; sidecar: a JSON list), so that
+`x[c] = pixel[c] * scale[c] + offset[c]` with pixels 0-255 in float32; `channel_order`
+(`RGB`, the default, or `BGR`: the decoded image is reordered before scaling; ignored for
+one channel); `resize` (`bilinear`, Pillow's filter, the default) and `aspect` (`stretch`,
+the default). Models recorded before these keys existed (one scale and offset, no
+order) keep working unchanged.
+
+Who reads image files and does this:
+
+- **Python** (`predict`, `verify --inputs`, tune/evaluate): any Pillow format; the
+  reference (`anan_onnx.runtime.image_files`).
+- **The web page** (`examples/web`): what the browser decodes; per-channel scale and
+  offset, channel order, bilinear resize as Pillow; another `resize` or `aspect` is
+  refused.
+- **C++** (`examples/cpp`): PPM/PGM at the model's size (no resize); per-channel scale and
+  offset, channel order; another `resize` or `aspect` is refused, and so is a model without
+  `anan.scale` unless `--scale` is given.
+- **Node** (`examples/node`): no images; the caller computes the tensor (a `.npy` batch;
+  `anan-onnx inspect` shows the recorded preprocessing).
+
+Checked by `tests/conformance/test_per_channel_images.py`: a generated ANAN model whose
+preprocessing is ImageNet `(pixel/255 - mean)/std` per channel on BGR input, given image
+files, on the C++ program (PPM) and the web page (PNG; WASM, WebGPU and the `/webgpu`
+build), equals onnxruntime Python on the tensor numpy computes from the definition above
+(within 1e-5) and differs from the base model's output.
+
+Decisions shared by every runtime that decodes images:
+
+- **EXIF orientation is ignored**: the stored pixels are used, unrotated, as Pillow and
+  Keras' `load_img` give them (a model trained with Keras saw them so). The web page
+  enforces this by resetting the Orientation tag in a copy of the file's bytes, because
+  Chromium rotates JPEG and PNG images in `createImageBitmap` even when asked not to.
+  Rotate photos yourself (e.g. `PIL.ImageOps.exif_transpose`) if your model expects them
+  upright.
+- **Image size**: more than 89,478,485 pixels (Pillow's decompression-bomb threshold) is
+  refused before decoding (Python, web page); the C++ program bounds PPM/PGM sides at
+  32768.
+- **No non-finite result**: an output that is NaN or infinite is an error (one line,
+  exit status != 0; on the page an error message), never printed or shown as a prediction
+  (Python, web page, Node, C++).
+- **Regular files only, bounded sizes**: a FIFO, device or folder is refused without
+  blocking (Python, Node, C++); Node reads at most 2 GiB per file."""
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -16,6 +16,12 @@ web-webgpu     onnxruntime-web, WebGPU backend of its default build (JSEP), on S
 web-webgpu-ep  onnxruntime-web/webgpu: the native WebGPU execution provider, on SwiftShader
 =============  =================================================================
 
+Runtimes that decode image files themselves (``cpp``: PPM/PGM; the ``web-*`` runtimes: the
+example page, any image the browser reads) also offer ``run_images(model, images)``: the
+program preprocesses the files from the model's recorded preprocessing (metadata, or the
+sidecar for the web page), per-channel scale/offset and channel order included
+(:class:`ImageRuntime`). The others are fed tensors only.
+
 The node, cpp and web runtimes build or install the examples of a source checkout; what
 is missing is raised as :class:`RuntimeUnavailable` with the command that installs it.
 The browser needs the ``browser`` extra (Playwright) and Debian's ``chromium``.
@@ -29,13 +35,20 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
 from anan_onnx.conformance._process import Closing, RuntimeUnavailable
 
-__all__ = ["RUNTIMES", "Runtime", "RuntimeUnavailable", "Runtimes", "open_runtime"]
+__all__ = [
+    "RUNTIMES",
+    "ImageRuntime",
+    "Runtime",
+    "RuntimeUnavailable",
+    "Runtimes",
+    "open_runtime",
+]
 
 RUNTIMES: tuple[str, ...] = (
     "python-cpu",
@@ -56,6 +69,13 @@ class Runtime(Protocol):
     def run(self, model: str | Path, batch: np.ndarray) -> np.ndarray: ...
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class ImageRuntime(Runtime, Protocol):
+    """A runtime that also reads image files and preprocesses them itself."""
+
+    def run_images(self, model: str | Path, images: Sequence[str | Path]) -> np.ndarray: ...
 
 
 def open_runtime(name: str, browser: object | None = None) -> Runtime:

@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -106,8 +107,16 @@ class Cpp:
     def run(self, model: str | Path, batch: np.ndarray) -> np.ndarray:
         npy = Path(self._folder.name) / "batch.npy"
         np.save(npy, np.ascontiguousarray(batch, np.float32))
+        return self._json(model, [npy])
+
+    def run_images(self, model: str | Path, images: Sequence[str | Path]) -> np.ndarray:
+        """The model's first output for PPM/PGM image files, preprocessed by the program
+        itself from the model's anan.* metadata (scale/offset per channel, channel order)."""
+        return self._json(model, images)
+
+    def _json(self, model: str | Path, inputs: Sequence[str | Path]) -> np.ndarray:
         proc = subprocess.run(
-            [str(self._binary), "--json", "--quiet", str(model), str(npy)],
+            [str(self._binary), "--json", "--quiet", str(model), *map(str, inputs)],
             capture_output=True,
             text=True,
             timeout=120,

@@ -32,6 +32,7 @@ import os
 import shutil
 import threading
 import urllib.parse
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -386,6 +387,15 @@ class WebRuntime:
 
     def run(self, model: str | Path, batch: np.ndarray) -> np.ndarray:
         return self.browser.run(model, batch, self.backend, self.build)
+
+    def run_images(self, model: str | Path, images: Sequence[str | Path]) -> np.ndarray:
+        """The model's first output for image files given to the example page, which
+        decodes and preprocesses them itself from the sidecar beside ``model``."""
+        rows = [
+            self.browser.classify_image(model, image, self.backend, build=self.build)["output"]
+            for image in images
+        ]
+        return np.asarray(rows, np.float64).reshape(len(rows), -1)
 
     def close(self) -> None:
         """The browser is shared: its owner closes it."""

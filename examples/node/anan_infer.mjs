@@ -31,7 +31,8 @@ options:
 
 stdout holds only results: per image, the output values separated by spaces, printed
 with 9 significant digits (%.9g, reads back as the same float32). Errors: one line on
-stderr, exit status 2.
+stderr, exit status 2; an output that is NaN or infinite is an error, never printed.
+MODEL and BATCH must be regular files of at most 2 GiB (no FIFO, device or folder).
 
 onnxruntime-node does not expose a model's custom metadata (metadata_props), so the
 anan.* keys are not shown; read them with "anan-onnx inspect MODEL".
@@ -114,26 +115,76 @@ function parseArgs(argv) {
 const NPY_MAGIC = Buffer.from([0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59]); // \x93NUMPY
 const SAVE_HINT = 'save it with numpy.save(path, numpy.ascontiguousarray(x, dtype=numpy.float32))';
 
-/** Fails with a clear message unless `file` is an existing regular file. */
-function checkFile(file, what) {
-  let stat;
+/** Largest file read, in bytes: an ONNX model (protobuf) cannot exceed 2 GiB, as in
+ *  anan-onnx's Python (its weights beyond that live in external data files, which
+ *  onnxruntime reads itself); a .npy batch is read whole, so it gets the same bound (Node
+ *  cannot read a larger file into one buffer anyway). */
+const MAX_FILE_BYTES = 2 ** 31 - 1;
+
+const KINDS = [
+  ['isDirectory', 'a folder'],
+  ['isFIFO', 'a FIFO (named pipe)'],
+  ['isCharacterDevice', 'a character device'],
+  ['isBlockDevice', 'a block device'],
+  ['isSocket', 'a socket'],
+];
+
+/**
+ * Opens `file` for reading if it is a regular file of at most MAX_FILE_BYTES; returns
+ * { fd, size }. Opened non-blocking, so that a FIFO is refused at once instead of waiting
+ * for a writer; a device (/dev/zero) or folder is refused before anything is read.
+ */
+function openRegular(file, what) {
+  let fd;
   try {
-    stat = fs.statSync(file);
+    fd = fs.openSync(file, fs.constants.O_RDONLY | (fs.constants.O_NONBLOCK ?? 0));
   } catch (e) {
     if (e.code === 'ENOENT') throw new UsageError(`${what} ${file} does not exist: check the path`);
-    throw new UsageError(`${what} ${file} cannot be read (${e.code || e.message}): check the path`);
+    if (e.code === 'EISDIR') throw new UsageError(`${what} ${file} is a folder, not a file`);
+    throw new UsageError(
+      `${what} ${file} cannot be read (${e.code || e.message}): check the path and its permissions`,
+    );
   }
-  if (stat.isDirectory()) throw new UsageError(`${what} ${file} is a folder, not a file`);
+  try {
+    const stat = fs.fstatSync(fd);
+    const kind = KINDS.find(([test]) => stat[test]());
+    if (kind) throw new UsageError(`${what} ${file} is ${kind[1]}, not a regular file`);
+    if (!stat.isFile()) throw new UsageError(`${what} ${file} is not a regular file`);
+    if (stat.size > MAX_FILE_BYTES) {
+      throw new UsageError(
+        `${what} ${file} is ${stat.size} bytes, more than the ${MAX_FILE_BYTES} (2 GiB) ` +
+          'this program reads: split the batch, or store large weights as ONNX external data',
+      );
+    }
+    return { fd, size: stat.size };
+  } catch (e) {
+    fs.closeSync(fd);
+    throw e;
+  }
 }
 
+/** Fails with a clear message unless `file` is a regular file within MAX_FILE_BYTES. */
+function checkFile(file, what) {
+  fs.closeSync(openRegular(file, what).fd);
+}
+
+/** The bytes of the regular file `file`: exactly the size fstat gave (a file that grows
+ *  while read is cut there), never more than MAX_FILE_BYTES. */
 function readFileOrFail(file, what) {
-  checkFile(file, what);
+  const { fd, size } = openRegular(file, what);
   try {
-    return fs.readFileSync(file);
+    const buf = Buffer.alloc(size);
+    let done = 0;
+    while (done < size) {
+      const got = fs.readSync(fd, buf, done, size - done, done);
+      if (got === 0) break;
+      done += got;
+    }
+    return buf.subarray(0, done);
   } catch (e) {
-    throw new UsageError(
-      `${what} ${file} cannot be read (${e.code || e.message}): check its permissions`,
-    );
+    throw new UsageError(`${what} ${file} cannot be read (${e.code || e.message}): check the file`);
+  } finally {
+    fs.closeSync(fd);
   }
 }
 
@@ -422,6 +473,16 @@ async function main(argv) {
       throw new UsageError(`onnxruntime failed to run the model (${oneLine(e)})`);
     }
     const rows = rowsOf(results[outputName], batch.shape[0], outputName);
+    rows.forEach((row, n) => {
+      const bad = row.find((v) => !Number.isFinite(v));
+      if (bad !== undefined) {
+        // never printed as a result: a NaN is no probability
+        throw new UsageError(
+          `the model's output '${outputName}' is ${formatG9(bad)} for image ${n} (not a finite ` +
+            'number): no result is printed; check the model with anan-onnx verify',
+        );
+      }
+    });
     const text = opts.json
       ? `${JSON.stringify(rows.map((r) => r.map(jsonNumber)))}\n`
       : rows.map((r) => `${r.map(formatG9).join(' ')}\n`).join('');

@@ -82,15 +82,21 @@ function showModel(sidecar) {
         ]
       : [['model', 'a base CNN (no ANAN parameters)']],
   );
-  const pre = sidecar.preprocess;
+  const pre = anan.preprocessSpec(sidecar.preprocess); // throws on what the page cannot honour
   const input = sidecar.inputs?.[0];
-  fillTable($('preprocess'), [
+  const list = (values) => (new Set(values).size === 1 ? [values[0]] : values)
+    .map((v) => Number(v.toPrecision(6))).join(', ');
+  const rows = [
     ['input', input ? `${input.name} [${input.shape.map((d) => d ?? '?').join(', ')}]` : '?'],
     ['layout', pre.layout],
     ['size', `${pre.height} × ${pre.width} × ${pre.channels}`],
-    ['x =', `pixel × ${pre.scale.toPrecision(6)} + ${pre.offset}`],
-    ['resize', 'bilinear, as Pillow (anan_web.js)'],
-  ]);
+    ['channel order', pre.channels === 3 ? pre.channelOrder : 'grey'],
+    ['x[c] =', `pixel[c] × (${list(pre.scale)}) + (${list(pre.offset)})`],
+    ['resize', 'bilinear (stretch), as Pillow (anan_web.js)'],
+    ['EXIF orientation', 'ignored, as anan-onnx in Python'],
+  ];
+  if (pre.from) rows.push(['preprocessing from', JSON.stringify(pre.from)]);
+  fillTable($('preprocess'), rows);
 }
 
 async function openSession() {
@@ -149,6 +155,14 @@ async function classify() {
   const start = performance.now();
   const output = await anan.runFirstOutput(state.session, data, dims);
   const ms = performance.now() - start;
+  const bad = output.data.findIndex((v) => !Number.isFinite(v));
+  if (bad >= 0) {
+    // never shown as a prediction: a NaN is no probability
+    throw new Error(
+      `the model's output ${bad} is ${output.data[bad]} (not a finite number): no prediction; ` +
+        'check the model with anan-onnx verify',
+    );
+  }
   const { probs, head } = anan.classProbabilities(output.data);
   const names = anan.classNames(state.sidecar, probs.length);
   showResult(probs, head, names);
@@ -169,16 +183,40 @@ async function classify() {
   setPhase('done');
 }
 
+/** The image's size from its header (an <img> decodes lazily), refused above the limit
+ *  before the page decodes a single pixel. */
+async function checkSize(file) {
+  const url = URL.createObjectURL(file); // the header's size: orientation does not matter
+  try {
+    const image = new Image();
+    image.src = url;
+    await new Promise((resolve, reject) => {
+      image.onload = resolve;
+      image.onerror = () => reject(new Error('not an image this browser can read'));
+    });
+    anan.checkImageSize(image.naturalWidth, image.naturalHeight, file.name);
+  } finally {
+    URL.revokeObjectURL(url);
+  }
+}
+
 async function loadImage(file) {
   try {
-    // no colour-profile conversion: Pillow (anan-onnx in Python) ignores ICC profiles too
-    const bitmap = await createImageBitmap(file, { colorSpaceConversion: 'none', premultiplyAlpha: 'none' });
+    await checkSize(file);
+    // As anan-onnx in Python (Pillow): no colour-profile conversion (ICC profiles ignored)
+    // and no EXIF orientation (the stored pixels, unrotated), so that a phone photo gives
+    // the same tensor here as with anan-onnx predict (docs/deployment.md).
+    const bytes = anan.withoutExifOrientation(new Uint8Array(await file.arrayBuffer()));
+    const bitmap = await createImageBitmap(new Blob([bytes], { type: file.type }), anan.DECODE_OPTIONS);
     state.rgba = anan.rgbaPixels(bitmap);
     $('original').src = URL.createObjectURL(file);
     $('original-caption').textContent = `${file.name} (${bitmap.width} × ${bitmap.height})`;
     bitmap.close();
     await classify();
   } catch (error) {
+    state.result = null;
+    $('prediction').textContent = '';
+    $('results').replaceChildren();
     fail(`cannot classify ${file.name}: ${error?.message ?? error}`);
   }
 }
@@ -228,10 +266,15 @@ async function main() {
   try {
     state.sidecar = await anan.loadSidecar(anan.sidecarUrl(modelUrl));
   } catch (error) {
-    fail(`${error.message}: write it with anan_onnx.sidecar.write_sidecar (see README.md)`);
+    fail(`${error.message}: write it with anan-onnx export --target web (see README.md)`);
     return;
   }
-  showModel(state.sidecar);
+  try {
+    showModel(state.sidecar);
+  } catch (error) {
+    fail(`cannot use this model's preprocessing: ${error.message}`);
+    return;
+  }
   const batch = state.sidecar.inputs?.[0]?.shape?.[0];
   if (Number.isInteger(batch) && batch !== 1) {
     fail(`the model's batch is fixed to ${batch}; this page feeds one image: export it with a dynamic batch`);

@@ -25,6 +25,8 @@ from onnx import TensorProto, helper, numpy_helper
 from anan_onnx.conformance import cpp
 from anan_onnx.conformance._process import RuntimeUnavailable
 
+from conformance_cases import non_finite_model
+
 pytestmark = pytest.mark.cpp  # needs cmake and a C++ compiler
 
 BATCH = 3
@@ -294,3 +296,82 @@ def test_cuda_provider(anan_infer: Path, toy: Path, tmp_path: Path) -> None:
         assert np.max(np.abs(_rows(proc.stdout) - _python_probs(toy, batch))) <= 1e-4
     else:
         assert "no CUDA execution provider" in _one_line_error(proc)
+
+
+# --- preprocessing recorded per channel, or not at all -----------------------------------------
+
+
+def _with_metadata(source: Path, path: Path, changes: dict[str, str | None]) -> Path:
+    """A copy of ``source`` whose anan.* keys are changed (None: removed)."""
+    model = onnx.load(str(source))
+    kept = [
+        (p.key, p.value) for p in model.metadata_props if p.key.removeprefix("anan.") not in changes
+    ]
+    del model.metadata_props[:]
+    for key, value in kept:
+        model.metadata_props.add(key=key, value=value)
+    for key, value in changes.items():
+        if value is not None:
+            model.metadata_props.add(key=f"anan.{key}", value=value)
+    onnx.save(model, path)
+    return path
+
+
+def test_per_channel_bgr_images(anan_infer: Path, toy: Path, tmp_path: Path) -> None:
+    """x[c] = pixel[c'] * scale[c] + offset[c] with c' the BGR order, from a PPM file."""
+    scale, offset = (0.0171, 0.0175, 0.0174), (-2.1, -2.0, -1.8)
+    model = _with_metadata(
+        toy,
+        tmp_path / "bgr.onnx",
+        {"scale": "0.0171, 0.0175,0.0174", "offset": "-2.1,-2.0,-1.8", "channel_order": "BGR"},
+    )
+    pixels = _pixels(model, seed=3)
+    proc = _infer(anan_infer, "--quiet", model, *_write_ppms(tmp_path, pixels))
+    assert proc.returncode == 0, proc.stderr
+    x = pixels[..., ::-1].astype(np.float32) * np.asarray(scale, np.float32)
+    x += np.asarray(offset, np.float32)
+    expected = _python_probs(model, np.ascontiguousarray(x))
+    assert np.max(np.abs(_rows(proc.stdout) - expected)) <= TOLERANCE
+    rgb = pixels.astype(np.float32) * np.asarray(scale, np.float32) + np.asarray(offset, np.float32)
+    assert np.max(np.abs(_python_probs(model, rgb) - expected)) > 100 * TOLERANCE  # order matters
+
+
+@pytest.mark.parametrize(
+    ("changes", "needles"),
+    [
+        pytest.param({"scale": "0.1,0.2"}, ("2 values", "3 channels"), id="two-scales"),
+        pytest.param({"offset": "1,nan,2"}, ("anan.offset", "finite"), id="nan-offset"),
+        pytest.param({"channel_order": "GBR"}, ("channel_order", "GBR"), id="channel-order"),
+        pytest.param({"resize": "nearest"}, ("anan.resize", "nearest", "bilinear"), id="resize"),
+        pytest.param({"aspect": "crop"}, ("anan.aspect", "crop", "stretch"), id="aspect"),
+        pytest.param({"scale": None}, ("no anan.scale", "--scale"), id="no-scale"),
+    ],
+)
+def test_unusable_preprocessing_is_refused(
+    anan_infer: Path, toy: Path, tmp_path: Path, changes: dict[str, str | None], needles: tuple
+) -> None:
+    model = _with_metadata(toy, tmp_path / "changed.onnx", changes)
+    image = _write_ppm(tmp_path / "one.ppm", _pixels(model, n=1)[0])
+    message = _one_line_error(_infer(anan_infer, model, image))
+    assert all(needle in message for needle in needles), message
+
+
+def test_scaling_given_on_the_command_line(anan_infer: Path, toy: Path, tmp_path: Path) -> None:
+    """A model without recorded scaling runs only with --scale (no guessed 1.0 or 1/255)."""
+    model = _with_metadata(toy, tmp_path / "bare.onnx", {"scale": None, "offset": None})
+    pixels = _pixels(model, n=2, seed=4)
+    images = _write_ppms(tmp_path, pixels)
+    proc = _infer(anan_infer, "-q", "--scale", "0.5,0.25,0.125", "--offset=-1", model, *images)
+    assert proc.returncode == 0, proc.stderr
+    x = pixels.astype(np.float32) * np.asarray((0.5, 0.25, 0.125), np.float32) - np.float32(1)
+    assert np.max(np.abs(_rows(proc.stdout) - _python_probs(model, x))) <= TOLERANCE
+
+
+def test_non_finite_output_is_an_error(anan_infer: Path, tmp_path: Path) -> None:
+    """A model whose output is NaN: exit != 0 and one line, never 'nan' as a result."""
+    non_finite_model(tmp_path / "nan.onnx", 4)
+    np.save(tmp_path / "zeros.npy", np.zeros((2, 3, 4, 4), np.float32))
+    for flags in ((), ("--json",)):
+        proc = _infer(anan_infer, *flags, tmp_path / "nan.onnx", tmp_path / "zeros.npy")
+        message = _one_line_error(proc)
+        assert "nan" in message and "not a finite number" in message

@@ -18,8 +18,6 @@ import numpy as np
 import pytest
 
 import anan_onnx
-from anan_onnx.conformance import node as conformance_node
-from anan_onnx.conformance._process import RuntimeUnavailable
 
 # the bundled model is converted from Keras; Node.js >= 18 with npm runs it
 pytestmark = [pytest.mark.keras, pytest.mark.node]
@@ -33,15 +31,6 @@ TOLERANCE = 1e-6
 
 
 # --- installing the example (anan_onnx.conformance.node, shared with the matrix) ---------
-
-
-@pytest.fixture(scope="session")
-def node() -> str:
-    """The node executable, with examples/node's dependencies installed."""
-    try:
-        return conformance_node.install()
-    except RuntimeUnavailable as exc:
-        pytest.fail(str(exc))
 
 
 # --- model and inputs ----------------------------------------------------------------------

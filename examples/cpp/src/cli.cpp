@@ -37,9 +37,12 @@ INPUT is either
   one .npy file    a float32 ('<f4', C order) batch shaped like the model input,
                    already preprocessed; or
   PPM/PGM images   binary P6 (RGB) or P5 (grey) files with maxval 255, of the model's
-                   height x width (no resizing). Pixels become pixel * anan.scale +
-                   anan.offset (model metadata; 1 and 0 when absent), arranged by
-                   anan.layout (NHWC or NCHW) into one batch.
+                   height x width (no resizing). Channel c becomes pixel[c] *
+                   scale[c] + offset[c] with anan.scale and anan.offset (model
+                   metadata: one number, or one per channel), after reordering RGB to
+                   BGR when anan.channel_order is BGR, arranged by anan.layout (NHWC or
+                   NCHW) into one batch. A model that records no anan.scale is refused
+                   unless --scale is given.
 The input's shape must equal the model input's fixed dimensions (the batch may vary).
 
 options:
@@ -48,6 +51,9 @@ options:
                      sorted) and exit; INPUT is not needed
   --provider P       cpu (default) or cuda (needs an onnxruntime built with CUDA)
   --output NAME      the model output to print (default: the first one)
+  --scale S          pixel scale for images, one number or one per channel
+                     (0.0171,0.0175,0.0174); overrides anan.scale
+  --offset O         added after scaling, likewise; overrides anan.offset (default 0)
   -q, --quiet        do not print the metadata block and notes to stderr
   --version          print the anan_infer and onnxruntime versions
   -h, --help         show this help
@@ -56,7 +62,8 @@ output: stdout holds only the results: per image, its output values separated by
 spaces, each with 9 significant digits (float32 round-trips). A normal run also prints
 the anan.* metadata to stderr ("# ..." header, then "key = value" lines).
 exit status: 0 success, 2 bad usage or input (message on stderr, one line),
-1 other failures (onnxruntime errors).
+1 other failures (onnxruntime errors, or an output that is NaN or infinite: such a
+result is never printed as one).
 )";
 }
 
@@ -97,6 +104,12 @@ Options parse_args(int argc, const char* const argv[]) {
       options.provider = parse_provider(value());
     } else if (name == "--output") {
       options.output = std::string(value());
+    } else if (name == "--scale") {
+      options.scale = std::string(value());
+      if (options.scale.empty()) throw UserError("--scale needs a number");
+    } else if (name == "--offset") {
+      options.offset = std::string(value());
+      if (options.offset.empty()) throw UserError("--offset needs a number");
     } else {
       throw UserError("unknown option " + std::string(arg) + " (see --help)");
     }

@@ -32,12 +32,10 @@ InputKind sniff_input(const fs::path& path) {
 }
 
 anan::Tensor load_images(const std::vector<fs::path>& paths, const anan::Model& model,
-                         const std::map<std::string, std::string>& metadata, bool quiet) {
-  const anan::Preprocessing prep = anan::preprocessing_for(model.input(), metadata);
-  if (!quiet && metadata.count("anan.scale") == 0) {
-    std::cerr << "anan_infer: note: the model has no anan.scale metadata; feeding pixel values "
-                 "0-255 unscaled\n";
-  }
+                         const std::map<std::string, std::string>& metadata,
+                         const anan::Options& options) {
+  const anan::Preprocessing prep =
+      anan::preprocessing_for(model.input(), metadata, {options.scale, options.offset});
   std::vector<anan::Image> images;
   for (const fs::path& path : paths) images.push_back(anan::read_pnm(path));
   anan::check_images(images, prep);
@@ -46,14 +44,18 @@ anan::Tensor load_images(const std::vector<fs::path>& paths, const anan::Model& 
 
 /// Reads the batch: one .npy file, or one or more images.
 anan::Tensor load_input(const std::vector<fs::path>& paths, const anan::Model& model,
-                        const std::map<std::string, std::string>& metadata, bool quiet) {
+                        const std::map<std::string, std::string>& metadata,
+                        const anan::Options& options) {
   std::vector<InputKind> kinds;
   for (const fs::path& path : paths) kinds.push_back(sniff_input(path));
   const bool all_images = std::all_of(kinds.begin(), kinds.end(),
                                       [](InputKind kind) { return kind == InputKind::Pnm; });
-  if (all_images) return load_images(paths, model, metadata, quiet);
+  if (all_images) return load_images(paths, model, metadata, options);
   if (paths.size() != 1) {
     throw UserError("give either one .npy file (holding the whole batch) or PPM/PGM images");
+  }
+  if (!options.scale.empty() || !options.offset.empty()) {
+    throw UserError("--scale and --offset apply to images; a .npy batch is already preprocessed");
   }
   return anan::read_npy(paths.front());
 }
@@ -92,14 +94,16 @@ int run(int argc, const char* const argv[]) {
   }
 
   const std::string output = pick_output(model, options.output);
-  const anan::Tensor input = load_input(options.inputs, model, metadata, options.quiet);
+  const anan::Tensor input = load_input(options.inputs, model, metadata, options);
   anan::check_shape(model.input(), input.shape);
   if (input.data.empty()) throw UserError("the input batch is empty");
-  if (!options.quiet) {
+  const anan::Tensor result = model.run(input, output);
+  anan::check_finite(result, output);  // a NaN is never printed as a probability
+  if (!options.quiet) {  // only after success, so that an error stays one line on stderr
     std::cerr << "# anan.* metadata of " << options.model.string() << '\n';
     anan::print_metadata(std::cerr, metadata);
   }
-  anan::print_rows(std::cout, model.run(input, output), options.json);
+  anan::print_rows(std::cout, result, options.json);
   return 0;
 }
 

@@ -3,6 +3,7 @@
 #include <array>
 #include <cmath>
 #include <cstdio>
+#include <stdexcept>
 
 namespace anan {
 namespace {
@@ -37,6 +38,19 @@ std::string format_float(float value) {
   std::array<char, 32> buffer{};
   std::snprintf(buffer.data(), buffer.size(), "%.9g", static_cast<double>(value));
   return buffer.data();
+}
+
+void check_finite(const Tensor& result, const std::string& name) {
+  const std::size_t rows = row_count(result);
+  const std::size_t columns = rows == 0 ? 0 : result.data.size() / rows;
+  for (std::size_t i = 0; i < result.data.size(); ++i) {
+    if (std::isfinite(result.data[i])) continue;
+    throw std::runtime_error("the model's output '" + name + "' is " +
+                             format_float(result.data[i]) + " for image " +
+                             std::to_string(columns == 0 ? 0 : i / columns) +
+                             " (not a finite number): no result is printed; check the model "
+                             "and its input with anan-onnx verify");
+  }
 }
 
 void print_rows(std::ostream& out, const Tensor& result, bool json) {
