@@ -23,6 +23,7 @@ from anan_onnx.distributed.cli import add_predict_options
 from anan_onnx.errors import AnanError
 from anan_onnx.metadata import DEFAULT_SCALE, class_names, is_anan
 from anan_onnx.params import PARAMS, AnanParams
+from anan_onnx.text import shown
 
 if TYPE_CHECKING:
     from anan_onnx.reference.verify import VerifyReport
@@ -55,11 +56,13 @@ def main(argv: list[str] | None = None) -> int:
         warnings.filterwarnings("always", category=UserWarning, module=r"anan_onnx\..*")
         warnings.showwarning = _show_warning
         try:
-            return int(args.func(args) or 0)
+            status = int(args.func(args) or 0)
+            sys.stdout.flush()  # a full disk shows here, not as a traceback at exit
+            return status
         except AnanError as exc:
             if args.debug:
                 raise
-            print(f"anan-onnx: error: {exc}", file=sys.stderr)
+            print(f"anan-onnx: error: {shown(exc)}", file=sys.stderr)
             return 2
         except KeyboardInterrupt:
             print("anan-onnx: interrupted", file=sys.stderr)
@@ -70,10 +73,37 @@ def main(argv: list[str] | None = None) -> int:
         except BrokenPipeError:  # e.g. `anan-onnx inspect m.onnx | head`
             sys.stderr.close()
             return 0
+        except OSError as exc:
+            if not _stdout_failed(exc):
+                raise
+            print(
+                f"anan-onnx: error: cannot write the output ({exc.strerror}): free space "
+                "or redirect stdout elsewhere",
+                file=sys.stderr,
+            )
+            return 2
+
+
+def _stdout_failed(exc: OSError) -> bool:
+    """Whether ``exc`` came from writing stdout (``> /dev/full``: ENOSPC; EIO; EDQUOT);
+    if so, stdout is pointed at /dev/null so that the exit's flush does not fail again."""
+    try:
+        sys.stdout.flush()
+    except OSError:
+        pass
+    else:
+        return False  # stdout writes fine: the error came from elsewhere
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
+    return True
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
-    print(f"anan-onnx: warning: {message}", file=sys.stderr)
+    print(f"anan-onnx: warning: {shown(message)}", file=sys.stderr)
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -276,15 +306,15 @@ def _cmd_convert(args: argparse.Namespace) -> int:
     seconds = time.perf_counter() - start
     meta = _meta(result.anan)
     base_path = output.with_name(meta["base_model"])
-    print(f"converted {args.source} in {seconds:.1f} s")
-    print(f"  target layer : {target_text(_meta(result.anan))}")
+    print(f"converted {shown(args.source)} in {seconds:.1f} s")
+    print(f"  target layer : {shown(target_text(_meta(result.anan)))}")
     print(f"  parameters   : {params.describe()}")
     print(f"  input        : {describe_input(meta)} (recorded; --layout, --scale, --offset)")
     names = class_names(meta)
     if names:
-        print(f"  classes      : {', '.join(names)}")
-    print(f"  ANAN model   : {output} ({len(result.anan.graph.node)} nodes)")
-    print(f"  base model   : {base_path} ({len(result.base.graph.node)} nodes)")
+        print(f"  classes      : {shown(', '.join(names))}")
+    print(f"  ANAN model   : {shown(output)} ({len(result.anan.graph.node)} nodes)")
+    print(f"  base model   : {shown(base_path)} ({len(result.base.graph.node)} nodes)")
     if verified is not None and verified.report is not None:
         print(f"  verify       : {verified.report.summary()}")
     return 0
@@ -439,12 +469,13 @@ def _cmd_verify(args: argparse.Namespace) -> int:
 
 def _iter_inputs(model: Path, paths: list[Path], batch_size: int | None) -> Iterator[Any]:
     """verify's --inputs as a stream of batches (memory bounded by one batch)."""
+    from anan_onnx.cli.inference import batch_size_of
     from anan_onnx.runtime.image_files import iter_image_batches
     from anan_onnx.runtime.npy import load_npy
     from anan_onnx.runtime.session import Session
 
     session = Session(model)
-    size = batch_size or session.default_batch_size()
+    size = batch_size_of(session, batch_size, paths)
     images = [p for p in paths if p.suffix.lower() != ".npy"]
     spec = session.input_spec() if images else None
     if images and spec is None:

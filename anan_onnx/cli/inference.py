@@ -40,11 +40,12 @@ from anan_onnx.params import AnanParams
 from anan_onnx.runtime.labels import predicted_labels
 from anan_onnx.runtime.npy import load_npy
 from anan_onnx.runtime.session import Session
+from anan_onnx.text import shown
 
 if TYPE_CHECKING:
     import onnx
 
-__all__ = ["cmd_inspect", "cmd_predict", "target_text"]
+__all__ = ["batch_size_of", "cmd_inspect", "cmd_predict", "target_text"]
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
@@ -71,28 +72,33 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         print(json_clean.dumps(info))
         return 0
     print(
-        f"{info['file']}: {info['kind']} model, {info['bytes'] / 1e6:.2f} MB, "
+        f"{shown(info['file'])}: {info['kind']} model, {info['bytes'] / 1e6:.2f} MB, "
         f"IR {info['ir_version']}, opset {info['opset'].get('ai.onnx')}"
     )
     for name, dims in info["inputs"].items():
-        print(f"  input  {name}: {dims}")
+        print(f"  input  {shown(name, _FIELD)}: {shown(dims, _FIELD)}")
     for name, dims in info["outputs"].items():
-        print(f"  output {name}: {dims}")
+        print(f"  output {shown(name, _FIELD)}: {shown(dims, _FIELD)}")
     if "height" in meta:
-        print(f"  image input : {describe_input(meta)}")
+        print(f"  image input : {shown(describe_input(meta), _FIELD)}")
     names = class_names(meta)
     if names:
-        print(f"  classes     : {', '.join(names)}")
+        print(f"  classes     : {shown(', '.join(names), _FIELD)}")
     if info["kind"] == "anan":
-        print(f"  target layer: {target_text(meta)}")
+        print(f"  target layer: {shown(target_text(meta), _FIELD)}")
         print(f"  parameters  : {AnanParams.from_strings(meta).describe()}")
     for key in sorted(meta):
         value = meta[key]
         if key in ("keras_convs", "keras_before"):  # JSON maps, long: summarised
             value = f"(JSON, {len(value)} characters; see --json)"
-        print(f"  anan.{key} = {value}")
+        print(f"  anan.{shown(key, _FIELD)} = {shown(value, _FIELD)}")
     print(f"  {info['nodes']} nodes: " + ", ".join(f"{op} {n}" for op, n in ops.most_common()))
     return 0
+
+
+#: Most characters of one value ``inspect`` prints in text mode (``--json`` has them all):
+#: a 50 MB class string must not flood the terminal.
+_FIELD = 500
 
 
 def target_text(meta: dict[str, str]) -> str:
@@ -109,7 +115,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     """``anan-onnx predict``: probabilities, labels and class names of images and .npy
     batches, streamed (see the policy in the module docstring)."""
     session = Session(args.model, provider=args.provider, threads=args.threads)
-    size = args.batch_size or session.default_batch_size()
+    size = batch_size_of(session, args.batch_size, args.inputs)
     names = class_names(session.metadata)
     chunks = _chunks(session, args.inputs, size)
     if args.json:
@@ -121,6 +127,15 @@ def cmd_predict(args: argparse.Namespace) -> int:
             print(_text_row(name, row, names))
         sys.stdout.flush()
     return 0
+
+
+def batch_size_of(session: Session, given: int | None, paths: list[Path]) -> int:
+    """``--batch-size`` checked against the limits (its inputs' memory: from the graph, or
+    for images of a dynamic-size graph from the recorded size), else the default."""
+    if given is None:
+        return session.default_batch_size()
+    images = any(p.suffix.lower() != ".npy" for p in paths)
+    return session.checked_batch_size(given, session.input_spec() if images else None)
 
 
 def _chunks(session, paths: list[Path], size: int) -> Iterator[tuple[list[str], np.ndarray]]:
@@ -179,9 +194,9 @@ def _class(label: int, names: list[str] | None, width: int) -> str | None:
 
 def _text_row(name: str, row: np.ndarray, names: list[str] | None) -> str:
     label = _label(row)
-    text = f"{name}\t{' '.join(f'{v:.6f}' for v in row)}\tlabel={label}"
+    text = f"{shown(name)}\t{' '.join(f'{v:.6f}' for v in row)}\tlabel={label}"
     cls = _class(label, names, len(row))
-    return text if cls is None else f"{text}\tclass={cls}"
+    return text if cls is None else f"{text}\tclass={shown(cls)}"
 
 
 def _non_finite_message(name: str, row: np.ndarray) -> str:

@@ -37,7 +37,7 @@ from anan_onnx.model_io import (
 )
 from anan_onnx.params import AnanParams
 from anan_onnx.rewrite.graph import SCALINGS, build_anan_graph, steps_foldable
-from anan_onnx.runtime.inputs import guess_layout
+from anan_onnx.runtime.inputs import InputSpec, guess_layout
 
 __all__ = [
     "Conversion",
@@ -162,6 +162,8 @@ def input_metadata(
         raise AnanError(f"offset must be finite, got {values['offset']}: pass e.g. --offset 0")
     if all(isinstance(d, int) for d in (h, w, c)):
         values.update(height=h, width=w, channels=c)
+        # what predict and verify will read back: refused now, not after converting
+        InputSpec(**values)  # type: ignore[arg-type]
     return values
 
 
@@ -422,6 +424,12 @@ def _input_dims(model: onnx.ModelProto) -> list[int | str]:
         raise AnanError(
             f"the model input has shape {dims}{guess.get(len(dims), '')}: ANAN supports 2-D "
             "image CNNs, whose input is a 4-D batch (N, C, H, W) or (N, H, W, C)"
+        )
+    # (a batch of 0 is left to free_fixed_batch: some exporters write it for "any")
+    if any(isinstance(d, int) and d < (0 if i == 0 else 1) for i, d in enumerate(dims)):
+        raise AnanError(
+            f"the model input has shape {dims}: a dimension below 1 is no image's; fix the "
+            "model's input shape"
         )
     return dims
 
