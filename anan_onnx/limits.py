@@ -37,7 +37,10 @@ __all__ = [
     "NPZ_BYTES",
     "THREADS",
     "Limit",
+    "batch_size",
+    "input_elements",
     "positive_int",
+    "thread_count",
 ]
 
 _GiB = 2**30
@@ -165,3 +168,9 @@ def batch_size(value: object, per_image_bytes: int, what: str = "the batch") -> 
     n = BATCH_SIZE.check(positive_int("batch size", value), what)
     BATCH_BYTES.check(n * per_image_bytes, f"{what} of {n:,} inputs")
     return n
+
+
+def thread_count(value: object) -> int:
+    """An intra-op thread count checked as a positive integer and against :data:`THREADS`."""
+    n = positive_int("threads", value)
+    return THREADS.check(n, f"--threads {n}")

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from anan_onnx import json_clean
+from anan_onnx.cli.arg_types import count as _count
 from anan_onnx.cli.signals import Terminated, terminate_cleanly
 from anan_onnx.distributed.cli import add_predict_options
 from anan_onnx.errors import AnanError
@@ -148,21 +149,6 @@ def _add_params(p: argparse.ArgumentParser) -> None:
 
 def _params(args: argparse.Namespace) -> AnanParams:
     return AnanParams(**{q.name: getattr(args, q.name) for q in PARAMS})
-
-
-def _count(minimum: int):
-    """An argparse type: an integer >= ``minimum``."""
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"invalid integer {text!r}") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
-        return value
-
-    return parse
 
 
 def _batch_size(p: argparse.ArgumentParser) -> None:

@@ -82,8 +82,7 @@ class Session:
         options.log_severity_level = 3
         ort.set_default_logger_severity(3)  # no coloured log lines before our one-line error
         if threads is not None:
-            n = limits.positive_int("threads", threads)
-            options.intra_op_num_threads = limits.THREADS.check(n, f"--threads {n}")
+            options.intra_op_num_threads = limits.thread_count(threads)
         options.graph_optimization_level = _optimization_level(optimization)
         serialize = getattr(model, "SerializeToString", None)  # an onnx.ModelProto
         source = serialize() if serialize else _path(model)
