@@ -27,6 +27,7 @@ __all__ = [
     "check_output_path",
     "load_onnx",
     "model_kind",
+    "recorded_file",
     "require_onnx",
     "save_all_atomic",
     "save_atomic",
@@ -219,6 +220,24 @@ def _all_tensors(graph: onnx.GraphProto) -> Iterator[onnx.TensorProto]:
                 yield from _all_tensors(attr.g)
             for sub in attr.graphs:
                 yield from _all_tensors(sub)
+
+
+def recorded_file(model: str | Path, metadata: dict[str, str], key: str, option: str) -> Path:
+    """The file that ``metadata[key]`` (e.g. ``base_model``) names beside ``model``.
+
+    Only a plain file name counts: missing, empty, absolute, ``..`` or a path with folders
+    is refused (it would point outside the model's folder, or nowhere).
+
+    Raises:
+        AnanError: naming the key and the option that gives the file instead.
+    """
+    name = metadata.get(key, "")
+    if not name or name in (".", "..") or Path(name).name != name or "\\" in name:
+        raise AnanError(
+            f"{model} records {key}={name!r}, not a file name beside it: pass {option} "
+            "with the file"
+        )
+    return Path(model).with_name(name)
 
 
 def validate(model: onnx.ModelProto, what: str = "the rewritten model") -> onnx.ModelProto:

@@ -423,14 +423,14 @@ def _add_verify(commands) -> None:
 
 def _cmd_verify(args: argparse.Namespace) -> int:
     from anan_onnx.files import check_regular
-    from anan_onnx.model_io import load_onnx
+    from anan_onnx.model_io import load_onnx, recorded_file
     from anan_onnx.reference.verify import verify_models
 
     anan = load_onnx(args.model)
     meta = _meta(anan)
     if not is_anan(meta):
         raise AnanError(f"{args.model} is not an ANAN model: pass the .anan.onnx file")
-    base = args.base or args.model.with_name(meta.get("base_model", ""))
+    base = args.base or recorded_file(args.model, meta, "base_model", "--base")
     if not args.base and not base.exists():
         raise AnanError(f"base model {base} not found: pass --base with the base ONNX model")
     check_regular(base, "base model")

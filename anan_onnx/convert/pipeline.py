@@ -19,6 +19,7 @@ import onnx
 import onnx_ir as ir
 from onnx_ir.passes.common import RemoveUnusedNodesPass
 
+from anan_onnx import limits
 from anan_onnx import metadata as _metadata
 from anan_onnx.convert.batch_axis import free_fixed_batch
 from anan_onnx.convert.keras_export import check_opset, keras_to_onnx
@@ -345,8 +346,9 @@ def _drop_metadata(model: onnx.ModelProto, keys: tuple[str, ...]) -> None:
 
 
 def _fix_batch(graph: ir.Graph, batch: int) -> None:
-    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
-        raise AnanError(f"batch must be a positive integer, got {batch!r}: pass --batch 1 or more")
+    dims = list(graph.inputs[0].shape or [])[1:]
+    per_image = 4 * math.prod(d for d in dims if isinstance(d, int) and d > 0)
+    limits.batch_size(batch, per_image, f"--batch {batch}")  # every run feeds this many
     for value in [graph.inputs[0], *graph.outputs]:
         if value.shape is not None and len(value.shape) > 0:
             value.shape = ir.Shape([batch, *list(value.shape)[1:]])

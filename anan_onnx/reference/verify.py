@@ -30,6 +30,7 @@ from anan_onnx.runtime.session import Session, providers_for
 __all__ = [
     "VerifyReport",
     "random_batches",
+    "target_layer",
     "random_inputs",
     "verify_models",
 ]
@@ -171,7 +172,7 @@ def verify_models(
         check_compressed_pair(session.metadata, base_meta)
     params: AnanParams = session.params  # type: ignore[assignment]
     reference = LiteralReference(
-        base_model, session.metadata["target_layer"], params, providers=providers_for(provider)
+        base_model, target_layer(session.metadata), params, providers=providers_for(provider)
     )
     size = batch_size or session.default_batch_size()
     if inputs is None:  # made one batch at a time: -n 20000 needs no 20000 images at once
@@ -216,6 +217,30 @@ def _compare(
     )
 
 
+def target_layer(metadata: dict[str, str]) -> str:
+    """The ANAN model's recorded target Conv, or a refusal when none is recorded."""
+    name = metadata.get("target_layer")
+    if not name:
+        raise AnanError(
+            "the ANAN model records no target_layer: its metadata is damaged; re-convert it "
+            "with anan-onnx"
+        )
+    return name
+
+
+def _recorded_number(metadata: dict[str, str], key: str, default: float) -> float:
+    try:
+        value = float(metadata.get(key, default))
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value):
+        raise AnanError(
+            f"model metadata {key}={metadata.get(key)!r} is not a finite number: re-convert "
+            "the model with anan-onnx"
+        )
+    return value
+
+
 def random_inputs(session: Session, n: int, seed: int = 0) -> np.ndarray:
     """``n`` random-pixel images in the model's layout and preprocessing, in one array
     (within :data:`anan_onnx.limits.BATCH_BYTES`; :func:`random_batches` streams them)."""
@@ -231,8 +256,8 @@ def random_batches(session: Session, n: int, seed: int, size: int) -> Iterator[n
     dims = list(session.input_shape[1:])
     if not all(isinstance(d, int) and d > 0 for d in dims):
         raise AnanError(f"the model input {session.input_shape} has dynamic sizes: pass --inputs")
-    scale = float(session.metadata.get("scale", DEFAULT_SCALE))
-    offset = float(session.metadata.get("offset", 0.0))
+    scale = _recorded_number(session.metadata, "scale", DEFAULT_SCALE)
+    offset = _recorded_number(session.metadata, "offset", 0.0)
     rng = np.random.default_rng(seed)
     for start in range(0, n, size):
         pixels = rng.integers(0, 256, size=[min(size, n - start), *dims], dtype=np.uint8)
