@@ -165,7 +165,7 @@ def input_elements(dims: list[int] | tuple[int, ...], what: str) -> int:
 def batch_size(value: object, per_image_bytes: int, what: str = "the batch") -> int:
     """A batch size checked as a positive integer, against :data:`BATCH_SIZE`, and its
     inputs' memory (``value x per_image_bytes``) against :data:`BATCH_BYTES`."""
-    n = BATCH_SIZE.check(positive_int("batch size", value), what)
+    n = BATCH_SIZE.check(positive_int("batch", value), what)
     BATCH_BYTES.check(n * per_image_bytes, f"{what} of {n:,} inputs")
     return n
 

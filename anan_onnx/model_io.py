@@ -11,11 +11,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import onnx
-from onnx.external_data_helper import (
-    ExternalDataInfo,
-    load_external_data_for_model,
-    set_external_data,
-)
+from onnx.external_data_helper import ExternalDataInfo, load_external_data_for_model
 
 from anan_onnx.errors import AnanError, first_line
 from anan_onnx.files import open_regular
@@ -201,8 +197,18 @@ def _checked_external(tensor: onnx.TensorProto, path: Path) -> int:
             f"{name} needs {declared:,} bytes at offset {offset:,} of {where}, which holds "
             f"{max(available, 0):,}: the external data file is truncated or not this model's"
         )
-    set_external_data(tensor, info.location, offset, declared)
+    _set_entry(tensor, "length", declared)
     return declared
+
+
+def _set_entry(tensor: onnx.TensorProto, key: str, value: int) -> None:
+    """Sets one ``external_data`` entry (onnx's setter wants the data in memory)."""
+    for entry in tensor.external_data:
+        if entry.key == key:
+            entry.value = str(value)
+            return
+    entry = tensor.external_data.add()
+    entry.key, entry.value = key, str(value)
 
 
 def _all_tensors(graph: onnx.GraphProto) -> Iterator[onnx.TensorProto]:

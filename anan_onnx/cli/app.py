@@ -7,6 +7,7 @@ Every user error ends in one line on stderr (``anan-onnx: error: ...``) and exit
 from __future__ import annotations
 
 import argparse
+import errno
 import math
 import os
 import sys
@@ -85,15 +86,16 @@ def main(argv: list[str] | None = None) -> int:
             return 2
 
 
+_WRITE_ERRORS = {errno.ENOSPC, errno.EIO, errno.EDQUOT, errno.EFBIG}
+
+
 def _stdout_failed(exc: OSError) -> bool:
-    """Whether ``exc`` came from writing stdout (``> /dev/full``: ENOSPC; EIO; EDQUOT);
-    if so, stdout is pointed at /dev/null so that the exit's flush does not fail again."""
-    try:
-        sys.stdout.flush()
-    except OSError:
-        pass
-    else:
-        return False  # stdout writes fine: the error came from elsewhere
+    """Whether ``exc`` is a failure to write output (``> /dev/full``: ENOSPC; EIO; EDQUOT;
+    EFBIG) that reached here: files are written through model_io, which turns these into
+    AnanErrors, so what is left is stdout. If so, stdout is pointed at /dev/null so that
+    the flush at exit does not fail again."""
+    if exc.errno not in _WRITE_ERRORS:
+        return False
     try:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())

@@ -27,7 +27,7 @@ __all__ = ["check_classes", "folder_classes", "parse_classes", "recorded_classes
 def parse_classes(text: str) -> list[str]:
     """``--classes``: a data folder (its class sub-folders) or a comma list of names."""
     path = Path(text)
-    if path.is_dir():
+    if "," not in text and path.is_dir():  # a comma list is no folder (nor too long a name)
         return [check_name(n) for n in folder_classes(path)]
     names = [check_name(t.strip()) for t in text.split(",")]
     if len(names) < 2 or not all(names):
