@@ -142,7 +142,7 @@ def positive_int(name: str, value: object) -> int:
         value = int(value)
     if not isinstance(value, bool):
         try:
-            number = operator.index(value)  # int and numpy integers, never floats or str
+            number = operator.index(value)  # type: ignore[arg-type]  # ints, never float or str
         except TypeError:
             number = None
         if number is not None and number >= 1:

@@ -94,9 +94,7 @@ def test_shown_escapes_every_control_character():
 
 
 def test_predict_cannot_forge_a_row(models, capsys):
-    model = _with_metadata(
-        models, "forged.anan.onnx", classes=json.dumps([FORGED, "dogs\x1b[31m"])
-    )
+    model = _with_metadata(models, "forged.anan.onnx", classes=json.dumps([FORGED, "dogs\x1b[31m"]))
     assert main(["predict", str(model), str(models / "x.npy")]) == 0
     out = capsys.readouterr().out
     rows = out.splitlines()
@@ -228,7 +226,7 @@ def test_random_inputs_are_made_one_batch_at_a_time(models):
     shapes = [b.shape[0] for b in random_batches(session, 10, 0, 4)]
     assert shapes == [4, 4, 2]
     first = next(random_batches(session, 10, 0, 4))
-    assert first.dtype == np.float32 and 0 <= first.min() and first.max() <= 1
+    assert first.dtype == np.float32 and first.min() >= 0 and first.max() <= 1
 
 
 def test_random_inputs_in_one_array_are_bounded(models, monkeypatch):
@@ -249,10 +247,12 @@ def test_verify_many_random_inputs_in_bounded_memory(models):
 def _npz_with_header(path: Path, shape: tuple[int, ...]) -> None:
     """An .npz whose train_images member claims ``shape`` but holds 16 bytes."""
     header = {"descr": "|u1", "fortran_order": False, "shape": shape}
-    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
-        with z.open("train_images.npy", "w") as f:
-            np.lib.format.write_array_header_1_0(f, header)
-            f.write(b"\0" * 16)
+    with (
+        zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z,
+        z.open("train_images.npy", "w") as f,
+    ):
+        np.lib.format.write_array_header_1_0(f, header)
+        f.write(b"\0" * 16)
 
 
 def test_npz_header_claiming_more_than_it_holds_is_refused(tmp_path):
@@ -299,7 +299,9 @@ def _with_input_dims(models: Path, name: str, dims: list[int]) -> Path:
 )
 def test_convert_refuses_inputs_predict_could_not_take(models, capsys, dims, fragment):
     source = _with_input_dims(models, "dims.onnx", dims)
-    _refused(capsys, ["convert", source, "-o", models / "dims.anan.onnx", "--verify", "2"], fragment)
+    _refused(
+        capsys, ["convert", source, "-o", models / "dims.anan.onnx", "--verify", "2"], fragment
+    )
     assert not (models / "dims.anan.onnx").exists()
 
 
