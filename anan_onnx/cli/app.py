@@ -37,7 +37,9 @@ class _Parser(argparse.ArgumentParser):
     """argparse with one-line errors (no usage dump), exit status 2."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+        if "arguments are required" in message or "unrecognized arguments: -" in message:
+            message += "; a file name starting with '-' goes after --, e.g. -- -x.png"
+        self.exit(2, f"{self.prog}: error: {shown(message)} (see {self.prog} --help)\n")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -115,6 +115,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
     """``anan-onnx predict``: probabilities, labels and class names of images and .npy
     batches, streamed (see the policy in the module docstring)."""
     session = Session(args.model, provider=args.provider, threads=args.threads)
+    if len(session.output_names) > 1:  # which one is the prediction is not ours to guess
+        raise AnanError(
+            f"the model has {len(session.output_names)} outputs "
+            f"({', '.join(session.output_names[:4])}): predict reads a classifier's one "
+            "output; export the model with only its prediction as output"
+        )
     size = batch_size_of(session, args.batch_size, args.inputs)
     names = class_names(session.metadata)
     chunks = _chunks(session, args.inputs, size)

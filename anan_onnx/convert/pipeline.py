@@ -385,9 +385,14 @@ def _set_opset(model: onnx.ModelProto, opset: int | None) -> onnx.ModelProto:
         try:
             model = onnx.version_converter.convert_version(model, target)
         except Exception as exc:
+            hint = (
+                f"pass --opset {current} to keep it"
+                if 13 <= current <= 18
+                else "export the model again with an opset between 13 and 18"
+            )
             raise AnanError(
                 f"cannot convert the model from opset {current} to {target} "
-                f"({first_line(exc, 150)}): pass --opset {current} if it is 13–18"
+                f"({first_line(exc, 150)}): {hint}"
             ) from None
     model.ir_version = max(model.ir_version, _MIN_IR[target])
     return model

@@ -437,3 +437,23 @@ def test_deeply_nested_training_record_is_one_line(models, capsys):
         )
     finally:
         (models / "cnn.training.json").unlink()
+
+
+# --- risks settled ------------------------------------------------------------------------
+
+
+def test_predict_refuses_a_model_with_two_outputs(models, capsys):
+    model = onnx.load(str(models / SOURCE))
+    first = model.graph.node[0].output[0]
+    model.graph.output.append(
+        onnx.helper.make_tensor_value_info(first, onnx.TensorProto.FLOAT, None)
+    )
+    onnx.save(model, str(models / "two.onnx"))
+    _refused(capsys, ["predict", models / "two.onnx", models / "x.npy"], "the model has 2 outputs")
+
+
+def test_a_file_name_with_a_leading_dash_gets_the_hint(models, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["predict", str(models / ANAN), "-x.png"])
+    assert exit_info.value.code == 2
+    assert "goes after --" in capsys.readouterr().err
