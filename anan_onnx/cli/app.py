@@ -37,9 +37,15 @@ class _Parser(argparse.ArgumentParser):
     """argparse with one-line errors (no usage dump), exit status 2."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        if "arguments are required" in message or "unrecognized arguments: -" in message:
+        if "arguments are required" in message or _dashed_files(message):
             message += "; a file name starting with '-' goes after --, e.g. -- -x.png"
         self.exit(2, f"{self.prog}: error: {shown(message)} (see {self.prog} --help)\n")
+
+
+def _dashed_files(message: str) -> bool:
+    """Whether an "unrecognized arguments" error names an existing file starting with '-'."""
+    _, sep, rest = message.partition("unrecognized arguments: ")
+    return bool(sep) and any(t.startswith("-") and os.path.exists(t) for t in rest.split())
 
 
 def main(argv: list[str] | None = None) -> int:
