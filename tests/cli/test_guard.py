@@ -457,3 +457,23 @@ def test_a_file_name_with_a_leading_dash_gets_the_hint(models, capsys):
         main(["predict", str(models / ANAN), "-x.png"])
     assert exit_info.value.code == 2
     assert "goes after --" in capsys.readouterr().err
+
+
+def test_predict_text_reports_every_unreadable_file_and_runs_the_rest(models, capsys):
+    from PIL import Image
+
+    Image.fromarray(np.zeros((11, 11, 3), np.uint8)).save(models / "good.png")
+    (models / "bad1.png").write_bytes(b"not a png")
+    (models / "bad2.npy").write_bytes(b"not an npy")
+    files = ["bad1.png", "good.png", "bad2.npy", "x.npy"]
+    status = main(["predict", str(models / ANAN), *(str(models / f) for f in files)])
+    captured = capsys.readouterr()
+    rows = captured.out.splitlines()
+    assert status == 2
+    # a row per bad file and per image (x.npy holds 2), in the order given
+    firsts = [Path(r.split("\t")[0]).name for r in rows]
+    assert firsts == ["bad1.png", "good.png", "bad2.npy", "x.npy[0]", "x.npy[1]"], rows
+    assert ["error=" in r for r in rows] == [True, False, True, False, False]
+    err = captured.err.strip().splitlines()
+    assert len(err) == 1 and "2 input file(s) could not be read" in err[0], err
+    assert "bad1.png" in err[0], err
