@@ -3,22 +3,27 @@ one-line errors."""
 
 from __future__ import annotations
 
+import math
 import os
 import tempfile
 import zipfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import onnx
+from onnx.external_data_helper import ExternalDataInfo, load_external_data_for_model
 
 from anan_onnx.errors import AnanError, first_line
 from anan_onnx.files import open_regular
+from anan_onnx.limits import EXTERNAL_DATA_BYTES
 
 __all__ = [
+    "check_external_data",
     "check_keras_archive",
     "check_output_path",
     "load_onnx",
     "model_kind",
+    "recorded_file",
     "require_onnx",
     "save_all_atomic",
     "save_atomic",
@@ -116,7 +121,11 @@ def load_onnx(path: str | Path) -> onnx.ModelProto:
     """Loads an ONNX model with a clear error for corrupt, Keras or non-ONNX files."""
     path = require_onnx(path)
     try:
-        model = onnx.load(str(path))
+        model = onnx.load(str(path), load_external_data=False)
+        if check_external_data(model, path):
+            load_external_data_for_model(model, str(path.parent))
+    except AnanError:
+        raise
     except Exception as exc:
         if path.suffix.lower() in _KERAS_SUFFIXES:
             raise AnanError(
@@ -129,6 +138,112 @@ def load_onnx(path: str | Path) -> onnx.ModelProto:
     if not model.graph.node:
         raise AnanError(f"{path} holds no ONNX graph: pass a model file (.keras, .h5 or .onnx)")
     return model
+
+
+def check_external_data(model: onnx.ModelProto, path: Path) -> int:
+    """Checks every external-data reference of ``model`` (loaded from ``path`` without its
+    data) before anything is read, and pins each to its tensor's declared size.
+
+    onnx reads an external tensor without a ``length`` to the end of its file: a 432-byte
+    tensor pointing at a 3 GB sparse file took 6.4 GB. Here each file must be a regular file
+    (a FIFO would block), hold the tensor's bytes at its offset, and a given ``length`` must
+    equal the declared size; the total is bounded by
+    :data:`anan_onnx.limits.EXTERNAL_DATA_BYTES`. Returns the number of external tensors.
+
+    Raises:
+        AnanError: naming the tensor and the problem.
+    """
+    total = count = 0
+    for tensor in _all_tensors(model.graph):
+        if tensor.data_location != onnx.TensorProto.EXTERNAL:
+            continue
+        count += 1
+        total += _checked_external(tensor, path)
+        EXTERNAL_DATA_BYTES.check(total, f"{path} (its external data)")
+    return count
+
+
+def _checked_external(tensor: onnx.TensorProto, path: Path) -> int:
+    """The declared size of one external tensor, checked against its file; its ``length``
+    is set to that size so that onnx reads no more."""
+    name = f"{path}: tensor {tensor.name!r}"
+    try:
+        info = ExternalDataInfo(tensor)
+        itemsize = onnx.helper.tensor_dtype_to_np_dtype(tensor.data_type).itemsize
+    except (ValueError, TypeError, KeyError) as exc:
+        raise AnanError(
+            f"{name} has invalid external data ({first_line(exc)}): check the model"
+        ) from None
+    if tensor.data_type == onnx.TensorProto.STRING or any(d < 0 for d in tensor.dims):
+        raise AnanError(f"{name} has external data of no fixed size: check the model")
+    declared = itemsize * math.prod(tensor.dims)
+    EXTERNAL_DATA_BYTES.check(declared, name)
+    where = Path(str(info.location))
+    if not info.location or where.is_absolute() or ".." in where.parts:
+        raise AnanError(
+            f"{name} has its data at {info.location!r}, outside the model's folder: keep "
+            "external data beside the model"
+        )
+    offset = int(info.offset or 0)
+    with open_regular(path.parent / where, "external data") as f:  # FIFOs refused here
+        available = os.fstat(f.fileno()).st_size - offset
+    if info.length is not None and int(info.length) != declared:
+        raise AnanError(
+            f"{name} declares {declared:,} bytes but its external data says "
+            f"length={info.length}: the model is damaged; save it again"
+        )
+    if offset < 0 or available < declared:
+        raise AnanError(
+            f"{name} needs {declared:,} bytes at offset {offset:,} of {where}, which holds "
+            f"{max(available, 0):,}: the external data file is truncated or not this model's"
+        )
+    _set_entry(tensor, "length", declared)
+    return declared
+
+
+def _set_entry(tensor: onnx.TensorProto, key: str, value: int) -> None:
+    """Sets one ``external_data`` entry (onnx's setter wants the data in memory)."""
+    for entry in tensor.external_data:
+        if entry.key == key:
+            entry.value = str(value)
+            return
+    entry = tensor.external_data.add()
+    entry.key, entry.value = key, str(value)
+
+
+def _all_tensors(graph: onnx.GraphProto) -> Iterator[onnx.TensorProto]:
+    """The tensors of a graph that may hold external data: initializers (sparse too) and
+    tensor attributes, subgraphs included."""
+    yield from graph.initializer
+    for sparse in graph.sparse_initializer:
+        yield from (sparse.values, sparse.indices)
+    for node in graph.node:
+        for attr in node.attribute:
+            if attr.HasField("t"):
+                yield attr.t
+            yield from attr.tensors
+            if attr.HasField("g"):
+                yield from _all_tensors(attr.g)
+            for sub in attr.graphs:
+                yield from _all_tensors(sub)
+
+
+def recorded_file(model: str | Path, metadata: dict[str, str], key: str, option: str) -> Path:
+    """The file that ``metadata[key]`` (e.g. ``base_model``) names beside ``model``.
+
+    Only a plain file name counts: missing, empty, absolute, ``..`` or a path with folders
+    is refused (it would point outside the model's folder, or nowhere).
+
+    Raises:
+        AnanError: naming the key and the option that gives the file instead.
+    """
+    name = metadata.get(key, "")
+    if not name or name in (".", "..") or Path(name).name != name or "\\" in name:
+        raise AnanError(
+            f"{model} records {key}={name!r}, not a file name beside it: pass {option} "
+            "with the file"
+        )
+    return Path(model).with_name(name)
 
 
 def validate(model: onnx.ModelProto, what: str = "the rewritten model") -> onnx.ModelProto:

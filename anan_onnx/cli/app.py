@@ -7,6 +7,7 @@ Every user error ends in one line on stderr (``anan-onnx: error: ...``) and exit
 from __future__ import annotations
 
 import argparse
+import errno
 import math
 import os
 import sys
@@ -18,11 +19,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from anan_onnx import json_clean
+from anan_onnx.cli.arg_types import count as _count
 from anan_onnx.cli.signals import Terminated, terminate_cleanly
 from anan_onnx.distributed.cli import add_predict_options
 from anan_onnx.errors import AnanError
 from anan_onnx.metadata import DEFAULT_SCALE, class_names, is_anan
 from anan_onnx.params import PARAMS, AnanParams
+from anan_onnx.text import shown
 
 if TYPE_CHECKING:
     from anan_onnx.reference.verify import VerifyReport
@@ -40,7 +43,15 @@ class _Parser(argparse.ArgumentParser):
         super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+        if "arguments are required" in message or _dashed_files(message):
+            message += "; a file name starting with '-' goes after --, e.g. -- -x.png"
+        self.exit(2, f"{self.prog}: error: {shown(message)} (see {self.prog} --help)\n")
+
+
+def _dashed_files(message: str) -> bool:
+    """Whether an "unrecognized arguments" error names an existing file starting with '-'."""
+    _, sep, rest = message.partition("unrecognized arguments: ")
+    return bool(sep) and any(t.startswith("-") and os.path.exists(t) for t in rest.split())
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -61,11 +72,13 @@ def main(argv: list[str] | None = None) -> int:
         warnings.filterwarnings("always", category=UserWarning, module=r"anan_onnx\..*")
         warnings.showwarning = _show_warning
         try:
-            return int(args.func(args) or 0)
+            status = int(args.func(args) or 0)
+            sys.stdout.flush()  # a full disk shows here, not as a traceback at exit
+            return status
         except AnanError as exc:
             if args.debug:
                 raise
-            print(f"anan-onnx: error: {exc}", file=sys.stderr)
+            print(f"anan-onnx: error: {shown(exc)}", file=sys.stderr)
             return 2
         except KeyboardInterrupt:
             print("anan-onnx: interrupted", file=sys.stderr)
@@ -76,10 +89,38 @@ def main(argv: list[str] | None = None) -> int:
         except BrokenPipeError:  # e.g. `anan-onnx inspect m.onnx | head`
             sys.stderr.close()
             return 0
+        except OSError as exc:
+            if not _stdout_failed(exc):
+                raise
+            print(
+                f"anan-onnx: error: cannot write the output ({exc.strerror}): free space "
+                "or redirect stdout elsewhere",
+                file=sys.stderr,
+            )
+            return 2
+
+
+_WRITE_ERRORS = {errno.ENOSPC, errno.EIO, errno.EDQUOT, errno.EFBIG}
+
+
+def _stdout_failed(exc: OSError) -> bool:
+    """Whether ``exc`` is a failure to write output (``> /dev/full``: ENOSPC; EIO; EDQUOT;
+    EFBIG) that reached here: files are written through model_io, which turns these into
+    AnanErrors, so what is left is stdout. If so, stdout is pointed at /dev/null so that
+    the flush at exit does not fail again."""
+    if exc.errno not in _WRITE_ERRORS:
+        return False
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
+    return True
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
-    print(f"anan-onnx: warning: {message}", file=sys.stderr)
+    print(f"anan-onnx: warning: {shown(message)}", file=sys.stderr)
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -124,21 +165,6 @@ def _add_params(p: argparse.ArgumentParser) -> None:
 
 def _params(args: argparse.Namespace) -> AnanParams:
     return AnanParams(**{q.name: getattr(args, q.name) for q in PARAMS})
-
-
-def _count(minimum: int):
-    """An argparse type: an integer >= ``minimum``."""
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"invalid integer {text!r}") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
-        return value
-
-    return parse
 
 
 def _batch_size(p: argparse.ArgumentParser) -> None:
@@ -282,15 +308,15 @@ def _cmd_convert(args: argparse.Namespace) -> int:
     seconds = time.perf_counter() - start
     meta = _meta(result.anan)
     base_path = output.with_name(meta["base_model"])
-    print(f"converted {args.source} in {seconds:.1f} s")
-    print(f"  target layer : {target_text(_meta(result.anan))}")
+    print(f"converted {shown(args.source)} in {seconds:.1f} s")
+    print(f"  target layer : {shown(target_text(_meta(result.anan)))}")
     print(f"  parameters   : {params.describe()}")
     print(f"  input        : {describe_input(meta)} (recorded; --layout, --scale, --offset)")
     names = class_names(meta)
     if names:
-        print(f"  classes      : {', '.join(names)}")
-    print(f"  ANAN model   : {output} ({len(result.anan.graph.node)} nodes)")
-    print(f"  base model   : {base_path} ({len(result.base.graph.node)} nodes)")
+        print(f"  classes      : {shown(', '.join(names))}")
+    print(f"  ANAN model   : {shown(output)} ({len(result.anan.graph.node)} nodes)")
+    print(f"  base model   : {shown(base_path)} ({len(result.base.graph.node)} nodes)")
     if verified is not None and verified.report is not None:
         print(f"  verify       : {verified.report.summary()}")
     return 0
@@ -413,14 +439,14 @@ def _add_verify(commands) -> None:
 
 def _cmd_verify(args: argparse.Namespace) -> int:
     from anan_onnx.files import check_regular
-    from anan_onnx.model_io import load_onnx
+    from anan_onnx.model_io import load_onnx, recorded_file
     from anan_onnx.reference.verify import verify_models
 
     anan = load_onnx(args.model)
     meta = _meta(anan)
     if not is_anan(meta):
         raise AnanError(f"{args.model} is not an ANAN model: pass the .anan.onnx file")
-    base = args.base or args.model.with_name(meta.get("base_model", ""))
+    base = args.base or recorded_file(args.model, meta, "base_model", "--base")
     if not args.base and not base.exists():
         raise AnanError(f"base model {base} not found: pass --base with the base ONNX model")
     check_regular(base, "base model")
@@ -445,12 +471,13 @@ def _cmd_verify(args: argparse.Namespace) -> int:
 
 def _iter_inputs(model: Path, paths: list[Path], batch_size: int | None) -> Iterator[Any]:
     """verify's --inputs as a stream of batches (memory bounded by one batch)."""
+    from anan_onnx.cli.inference import batch_size_of
     from anan_onnx.runtime.image_files import iter_image_batches
     from anan_onnx.runtime.npy import load_npy
     from anan_onnx.runtime.session import Session
 
     session = Session(model)
-    size = batch_size or session.default_batch_size()
+    size = batch_size_of(session, batch_size, paths)
     images = [p for p in paths if p.suffix.lower() != ".npy"]
     spec = session.input_spec() if images else None
     if images and spec is None:

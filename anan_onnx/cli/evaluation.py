@@ -21,9 +21,11 @@ from pathlib import Path
 from typing import Any
 
 from anan_onnx import json_clean
+from anan_onnx.cli.arg_types import count
 from anan_onnx.distributed.cli import add_engine_options, make_engine
 from anan_onnx.errors import AnanError
 from anan_onnx.evaluation.metric_names import METRICS
+from anan_onnx.limits import GRID_CONFIGS
 from anan_onnx.params import PARAMS
 
 __all__ = ["add_commands"]
@@ -48,6 +50,13 @@ def _add_grid(p: argparse.ArgumentParser) -> None:
         g.add_argument(
             f"--{q.axis}", metavar="LIST", help=f"{q.help}{among} (default {q.grid_help})"
         )
+    g.add_argument(
+        "--max-configs",
+        type=count(1),
+        metavar="N",
+        help=f"most configurations the grid may have (default {GRID_CONFIGS.default:,}; "
+        f"or set {GRID_CONFIGS.env})",
+    )
     g.add_argument(
         "--metric",
         choices=METRICS,
@@ -88,10 +97,10 @@ def _add_data(p: argparse.ArgumentParser) -> None:
 def _add_run(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("run")
     g.add_argument("--layer", help="target Conv: ONNX node or Keras layer name (default: first)")
-    g.add_argument("--threads", type=int, help="onnxruntime intra-op threads")
+    g.add_argument("--threads", type=count(1), help="onnxruntime intra-op threads")
     g.add_argument(
         "--batch-size",
-        type=int,
+        type=count(1),
         default=256,
         help="rows per run of the network's rest (default 256)",
     )
@@ -100,10 +109,21 @@ def _add_run(p: argparse.ArgumentParser) -> None:
     p.add_argument("--debug", action="store_true", help="show tracebacks on errors")
 
 
+#: Grids larger than this are announced before the run (the paper's has 240).
+_LONG_GRID = 1000
+
+
 def _grid(args: argparse.Namespace):
     from anan_onnx.evaluation.grid import Grid
 
-    return Grid.from_strings(**{q.axis: getattr(args, q.axis) for q in PARAMS})
+    grid = Grid.from_strings(args.max_configs, **{q.axis: getattr(args, q.axis) for q in PARAMS})
+    if grid.size > _LONG_GRID:  # minutes to hours: say so before starting
+        print(
+            f"anan-onnx: the grid has {grid.size:,} configurations (the paper's has 240); "
+            "each is one pass over the images: narrow the axes for a shorter run",
+            file=sys.stderr,
+        )
+    return grid
 
 
 def _positive(text: str | None) -> list[int | str] | None:

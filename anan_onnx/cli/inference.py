@@ -9,6 +9,14 @@ The parsers stay in ``app``; the commands' bodies are here.
 see :func:`anan_onnx.runtime.session.default_batch_size`), in the order given, so memory
 does not grow with the number of files; a tqdm bar shows progress on a terminal only.
 
+Input files that cannot be read (a corrupt image, a damaged ``.npy``, the wrong shape):
+
+* text: each gets a row ``FILE<TAB>error=REASON`` where its predictions would be (an image
+  with the batch it was read in), the other inputs still run, and at the end one error line
+  gives the count and the first such file, exit status 2.
+* ``--json``: the first one stops the command with one error line and nothing on stdout
+  (the document is written only when every input was read).
+
 Output policy for a non-finite model output (NaN/Inf; the inputs themselves are checked
 finite, so this means the model or its ANAN gains overflow float32):
 
@@ -40,11 +48,12 @@ from anan_onnx.params import AnanParams
 from anan_onnx.runtime.labels import predicted_labels
 from anan_onnx.runtime.npy import load_npy
 from anan_onnx.runtime.session import Session
+from anan_onnx.text import shown
 
 if TYPE_CHECKING:
     import onnx
 
-__all__ = ["cmd_inspect", "cmd_predict", "target_text"]
+__all__ = ["batch_size_of", "cmd_inspect", "cmd_predict", "target_text"]
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
@@ -71,28 +80,33 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         print(json_clean.dumps(info))
         return 0
     print(
-        f"{info['file']}: {info['kind']} model, {info['bytes'] / 1e6:.2f} MB, "
+        f"{shown(info['file'])}: {info['kind']} model, {info['bytes'] / 1e6:.2f} MB, "
         f"IR {info['ir_version']}, opset {info['opset'].get('ai.onnx')}"
     )
     for name, dims in info["inputs"].items():
-        print(f"  input  {name}: {dims}")
+        print(f"  input  {shown(name, _FIELD)}: {shown(dims, _FIELD)}")
     for name, dims in info["outputs"].items():
-        print(f"  output {name}: {dims}")
+        print(f"  output {shown(name, _FIELD)}: {shown(dims, _FIELD)}")
     if "height" in meta:
-        print(f"  image input : {describe_input(meta)}")
+        print(f"  image input : {shown(describe_input(meta), _FIELD)}")
     names = class_names(meta)
     if names:
-        print(f"  classes     : {', '.join(names)}")
+        print(f"  classes     : {shown(', '.join(names), _FIELD)}")
     if info["kind"] == "anan":
-        print(f"  target layer: {target_text(meta)}")
+        print(f"  target layer: {shown(target_text(meta), _FIELD)}")
         print(f"  parameters  : {AnanParams.from_strings(meta).describe()}")
     for key in sorted(meta):
         value = meta[key]
         if key in ("keras_convs", "keras_before"):  # JSON maps, long: summarised
             value = f"(JSON, {len(value)} characters; see --json)"
-        print(f"  anan.{key} = {value}")
+        print(f"  anan.{shown(key, _FIELD)} = {shown(value, _FIELD)}")
     print(f"  {info['nodes']} nodes: " + ", ".join(f"{op} {n}" for op, n in ops.most_common()))
     return 0
+
+
+#: Most characters of one value ``inspect`` prints in text mode (``--json`` has them all):
+#: a 50 MB class string must not flood the terminal.
+_FIELD = 500
 
 
 def target_text(meta: dict[str, str]) -> str:
@@ -109,36 +123,62 @@ def cmd_predict(args: argparse.Namespace) -> int:
     """``anan-onnx predict``: probabilities, labels and class names of images and .npy
     batches, streamed (see the policy in the module docstring)."""
     session = Session(args.model, provider=args.provider, threads=args.threads)
-    size = args.batch_size or session.default_batch_size()
+    if len(session.output_names) > 1:  # which one is the prediction is not ours to guess
+        raise AnanError(
+            f"the model has {len(session.output_names)} outputs "
+            f"({', '.join(session.output_names[:4])}): predict reads a classifier's one "
+            "output; export the model with only its prediction as output"
+        )
+    size = batch_size_of(session, args.batch_size, args.inputs)
     names = class_names(session.metadata)
-    chunks = _chunks(session, args.inputs, size)
     if args.json:
-        return _print_json(args.model, chunks, names)
-    for inputs, outputs in chunks:
+        return _print_json(args.model, _chunks(session, args.inputs, size, skip=False), names)
+    unreadable: list[str] = []
+    for inputs, outputs, errors in _chunks(session, args.inputs, size, skip=True):
+        for name, message in errors:  # a bad file is a row too: the others still run
+            print(f"{shown(name)}\terror={shown(message)}")
+            unreadable.append(message)
         for name, row in zip(inputs, outputs, strict=True):
             if not np.isfinite(row).all():
                 raise AnanError(_non_finite_message(name, row))
             print(_text_row(name, row, names))
         sys.stdout.flush()
+    if unreadable:
+        raise AnanError(
+            f"{len(unreadable)} input file(s) could not be read, their rows say error=...; "
+            f"the first: {unreadable[0]}"
+        )
     return 0
 
 
-def _chunks(session, paths: list[Path], size: int) -> Iterator[tuple[list[str], np.ndarray]]:
-    """(input names, outputs as rows) per batch, in the order the inputs were given."""
+def batch_size_of(session: Session, given: int | None, paths: list[Path]) -> int:
+    """``--batch-size`` checked against the limits (its inputs' memory: from the graph, or
+    for images of a dynamic-size graph from the recorded size), else the default."""
+    if given is None:
+        return session.default_batch_size()
+    images = any(p.suffix.lower() != ".npy" for p in paths)
+    return session.checked_batch_size(given, session.input_spec() if images else None)
+
+
+Chunk = tuple[list[str], np.ndarray, list[tuple[str, str]]]
+
+
+def _chunks(session, paths: list[Path], size: int, *, skip: bool) -> Iterator[Chunk]:
+    """(input names, outputs as rows, unreadable files with the reason) per batch, in the
+    order the inputs were given. A file that cannot be read or run stops everything
+    (``skip=False``), or is reported in the third element and left out (``skip=True``)."""
     from anan_onnx.runtime.image_files import iter_image_batches  # Pillow: only for images
 
     spec = None
     for group, is_npy in _groups(paths):
         if is_npy:
             for path in group:
-                array = load_npy(path)
-                if array.ndim == len(session.input_shape) - 1:
-                    array = array[None]
-                for start in range(0, max(len(array), 1), size):
-                    name = f"{path}" if start == 0 else f"{path} (images from {start})"
-                    out = session.predict(array[start : start + size], name=name)
-                    rows = out.reshape(len(out), -1)
-                    yield [f"{path}[{start + i}]" for i in range(len(rows))], rows
+                try:
+                    yield from _npy_chunks(session, path, size)
+                except AnanError as exc:
+                    if not skip:
+                        raise
+                    yield [], np.empty((0, 1), np.float32), [(str(path), str(exc))]
             continue
         if spec is None:
             spec = session.input_spec()
@@ -147,9 +187,26 @@ def _chunks(session, paths: list[Path], size: int) -> Iterator[tuple[list[str], 
                     "the model records no input size: predict .npy batches, or convert the "
                     "model with anan-onnx"
                 )
-        for batch in iter_image_batches(group, spec, batch_size=size, progress=True):
+        for batch in iter_image_batches(
+            group, spec, batch_size=size, progress=True, on_error="skip" if skip else "raise"
+        ):
+            if not batch.names:  # every file of this batch was unreadable
+                yield [], np.empty((0, 1), np.float32), batch.skipped
+                continue
             out = session.predict(batch.x)
-            yield batch.names, out.reshape(len(out), -1)
+            yield batch.names, out.reshape(len(out), -1), batch.skipped
+
+
+def _npy_chunks(session: Session, path: Path, size: int) -> Iterator[Chunk]:
+    """The chunks of one ``.npy`` batch (memory-mapped, ``size`` images at a time)."""
+    array = load_npy(path)
+    if array.ndim == len(session.input_shape) - 1:
+        array = array[None]
+    for start in range(0, max(len(array), 1), size):
+        name = f"{path}" if start == 0 else f"{path} (images from {start})"
+        out = session.predict(array[start : start + size], name=name)
+        rows = out.reshape(len(out), -1)
+        yield [f"{path}[{start + i}]" for i in range(len(rows))], rows, []
 
 
 def _groups(paths: list[Path]) -> Iterator[tuple[list[Path], bool]]:
@@ -179,9 +236,9 @@ def _class(label: int, names: list[str] | None, width: int) -> str | None:
 
 def _text_row(name: str, row: np.ndarray, names: list[str] | None) -> str:
     label = _label(row)
-    text = f"{name}\t{' '.join(f'{v:.6f}' for v in row)}\tlabel={label}"
+    text = f"{shown(name)}\t{' '.join(f'{v:.6f}' for v in row)}\tlabel={label}"
     cls = _class(label, names, len(row))
-    return text if cls is None else f"{text}\tclass={cls}"
+    return text if cls is None else f"{text}\tclass={shown(cls)}"
 
 
 def _non_finite_message(name: str, row: np.ndarray) -> str:
@@ -196,7 +253,7 @@ def _print_json(model: Path, chunks, names: list[str] | None) -> int:
     """Collects every row, then writes one valid JSON document; 2 if any row is non-finite."""
     inputs: list[str] = []
     outputs: list[np.ndarray] = []
-    for chunk_inputs, chunk_outputs in chunks:  # nothing is printed before all succeed
+    for chunk_inputs, chunk_outputs, _ in chunks:  # nothing is printed before all succeed
         inputs += chunk_inputs
         outputs.append(chunk_outputs)
     rows = np.concatenate(outputs) if outputs else np.empty((0, 1), np.float32)

@@ -24,7 +24,13 @@ from anan_onnx.compress.exclusions import (
 )
 from anan_onnx.errors import AnanError
 from anan_onnx.metadata import is_anan, read_metadata, sha256_file, write_metadata
-from anan_onnx.model_io import check_output_path, load_onnx, model_kind, write_all_atomic
+from anan_onnx.model_io import (
+    check_output_path,
+    load_onnx,
+    model_kind,
+    recorded_file,
+    write_all_atomic,
+)
 from anan_onnx.runtime.inputs import InputSpec
 
 __all__ = ["MODES", "CompressResult", "compress_file", "compressed_paths"]
@@ -85,7 +91,7 @@ def compress_file(
     source = Path(source)
     model = _load_anan(source)
     meta = read_metadata(model)
-    base_path = Path(base) if base else source.with_name(meta.get("base_model", ""))
+    base_path = Path(base) if base else recorded_file(source, meta, "base_model", "--base")
     base_model = _load_base(base_path)
     out, base_out = compressed_paths(source, mode, Path(output) if output else None)
     check_output_path(source, out)

@@ -19,6 +19,7 @@ from pathlib import Path
 import onnx
 
 from anan_onnx.errors import AnanError
+from anan_onnx.text import check_name
 
 __all__ = ["check_classes", "folder_classes", "parse_classes", "recorded_classes"]
 
@@ -26,9 +27,9 @@ __all__ = ["check_classes", "folder_classes", "parse_classes", "recorded_classes
 def parse_classes(text: str) -> list[str]:
     """``--classes``: a data folder (its class sub-folders) or a comma list of names."""
     path = Path(text)
-    if path.is_dir():
-        return folder_classes(path)
-    names = [t.strip() for t in text.split(",")]
+    if "," not in text and path.is_dir():  # a comma list is no folder (nor too long a name)
+        return [check_name(n) for n in folder_classes(path)]
+    names = [check_name(t.strip()) for t in text.split(",")]
     if len(names) < 2 or not all(names):
         raise AnanError(
             f"--classes {text!r} is neither a folder nor a comma list of two or more names: "
@@ -64,7 +65,7 @@ def check_classes(names: Sequence[str], model: onnx.ModelProto) -> str:
     Raises:
         AnanError: duplicate or empty names, or a count the output cannot have.
     """
-    names = [str(n) for n in names]
+    names = [check_name(str(n)) for n in names]  # printable, bounded (anan_onnx.text)
     if len(set(names)) != len(names) or not all(n.strip() for n in names):
         raise AnanError(f"class names must be distinct and non-empty, got {names}")
     width = _output_width(model)

@@ -19,6 +19,7 @@ import onnx
 import onnx_ir as ir
 from onnx_ir.passes.common import RemoveUnusedNodesPass
 
+from anan_onnx import limits
 from anan_onnx import metadata as _metadata
 from anan_onnx.convert.batch_axis import free_fixed_batch
 from anan_onnx.convert.keras_export import check_opset, keras_to_onnx
@@ -37,7 +38,7 @@ from anan_onnx.model_io import (
 )
 from anan_onnx.params import AnanParams
 from anan_onnx.rewrite.graph import SCALINGS, build_anan_graph, steps_foldable
-from anan_onnx.runtime.inputs import guess_layout
+from anan_onnx.runtime.inputs import InputSpec, guess_layout
 
 __all__ = [
     "Conversion",
@@ -162,6 +163,8 @@ def input_metadata(
         raise AnanError(f"offset must be finite, got {values['offset']}: pass e.g. --offset 0")
     if all(isinstance(d, int) for d in (h, w, c)):
         values.update(height=h, width=w, channels=c)
+        # what predict and verify will read back: refused now, not after converting
+        InputSpec(**values)  # type: ignore[arg-type]
     return values
 
 
@@ -343,8 +346,9 @@ def _drop_metadata(model: onnx.ModelProto, keys: tuple[str, ...]) -> None:
 
 
 def _fix_batch(graph: ir.Graph, batch: int) -> None:
-    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
-        raise AnanError(f"batch must be a positive integer, got {batch!r}: pass --batch 1 or more")
+    dims = list(graph.inputs[0].shape or [])[1:]
+    per_image = 4 * math.prod(d for d in dims if isinstance(d, int) and d > 0)
+    limits.batch_size(batch, per_image, f"--batch {batch}")  # every run feeds this many
     for value in [graph.inputs[0], *graph.outputs]:
         if value.shape is not None and len(value.shape) > 0:
             value.shape = ir.Shape([batch, *list(value.shape)[1:]])
@@ -381,9 +385,14 @@ def _set_opset(model: onnx.ModelProto, opset: int | None) -> onnx.ModelProto:
         try:
             model = onnx.version_converter.convert_version(model, target)
         except Exception as exc:
+            hint = (
+                f"pass --opset {current} to keep it"
+                if 13 <= current <= 18
+                else "export the model again with an opset between 13 and 18"
+            )
             raise AnanError(
                 f"cannot convert the model from opset {current} to {target} "
-                f"({first_line(exc, 150)}): pass --opset {current} if it is 13–18"
+                f"({first_line(exc, 150)}): {hint}"
             ) from None
     model.ir_version = max(model.ir_version, _MIN_IR[target])
     return model
@@ -422,6 +431,12 @@ def _input_dims(model: onnx.ModelProto) -> list[int | str]:
         raise AnanError(
             f"the model input has shape {dims}{guess.get(len(dims), '')}: ANAN supports 2-D "
             "image CNNs, whose input is a 4-D batch (N, C, H, W) or (N, H, W, C)"
+        )
+    # (a batch of 0 is left to free_fixed_batch: some exporters write it for "any")
+    if any(isinstance(d, int) and d < (0 if i == 0 else 1) for i, d in enumerate(dims)):
+        raise AnanError(
+            f"the model input has shape {dims}: a dimension below 1 is no image's; fix the "
+            "model's input shape"
         )
     return dims
 

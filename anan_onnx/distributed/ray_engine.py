@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import socket
 from collections.abc import Sequence
 from typing import Any
 
@@ -63,15 +64,40 @@ def connect(address: str | None = None, *, num_cpus: int | None = None) -> bool:
     }
     if address is None:
         kwargs["num_cpus"] = num_cpus
+    target = address or os.environ.get("RAY_ADDRESS")
+    if target:
+        _probe(target)
     try:
         ray.init(address=address, **kwargs)
-    except (ConnectionError, ValueError, RuntimeError) as exc:
-        where = f"at {address}" if address else "on this machine"
+    except Exception as exc:  # Ray raises many kinds (a start-up failure: 28 lines)
+        where = f"at {target}" if target else "on this machine"
         raise AnanError(
             f"cannot start or reach a Ray cluster {where} ({first_line(exc, 150)}): check "
             "--address (e.g. auto after `ray start --head`, or ray://HOST:10001)"
         ) from None
     return True
+
+
+#: Seconds to wait for a Ray address to accept a connection: ray.init waits for minutes
+#: (nothing after 616 s for 127.0.0.1:1).
+CONNECT_TIMEOUT = 10.0
+
+
+def _probe(address: str) -> None:
+    """Refuses ``HOST:PORT`` (or ``ray://HOST:PORT``) that accepts no TCP connection within
+    :data:`CONNECT_TIMEOUT`; ``auto`` and ``local`` are left to Ray."""
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    if not sep or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=CONNECT_TIMEOUT).close()
+    except (OSError, ValueError, OverflowError) as exc:
+        reason = getattr(exc, "strerror", None) or first_line(exc, 80)
+        raise AnanError(
+            f"no Ray cluster answers at {address} ({reason}, waited up to "
+            f"{CONNECT_TIMEOUT:g} s): check --address or RAY_ADDRESS (e.g. auto after "
+            "`ray start --head`)"
+        ) from None
 
 
 def _run_shard(fn: Any, shared: Any, item: Any, index: int, fault: str | None) -> Any:

@@ -18,6 +18,7 @@ from typing import Any
 
 from anan_onnx.errors import AnanError
 from anan_onnx.evaluation.fastgrid import GridPoint
+from anan_onnx.limits import GRID_CONFIGS
 from anan_onnx.params import PARAMS, AnanParams, Param
 
 __all__ = ["NUMBERS", "PAPER_GRID", "Grid", "parse_values"]
@@ -28,7 +29,9 @@ _AXES: dict[str, Param] = {p.axis: p for p in PARAMS}
 NUMBERS: tuple[str, ...] = tuple(p.name for p in PARAMS if not p.is_option)
 
 
-def parse_values(name: str, text: str, *, integer: bool = False) -> tuple[float, ...]:
+def parse_values(
+    name: str, text: str, *, integer: bool = False, max_values: int | None = None
+) -> tuple[float, ...]:
     """Parses a grid axis: ``"4,5,6"``, a range ``"4:8"`` / ``"1.05:1.5:0.15"``, or a mix.
 
     A range ``start:stop[:step]`` includes ``stop`` when it lies on the grid (within 1e-9);
@@ -38,9 +41,11 @@ def parse_values(name: str, text: str, *, integer: bool = False) -> tuple[float,
         name: the parameter (for messages), e.g. ``"a"``.
         text: the values.
         integer: the values must be integers (k, μ).
+        max_values: most values the axis may have (default: the grid limit,
+            :data:`anan_onnx.limits.GRID_CONFIGS`); counted before any list is built.
 
     Raises:
-        AnanError: an item is not a number or a valid range.
+        AnanError: an item is not a number or a valid range, or too many values.
 
     Example:
         >>> parse_values("a", "1.05:1.5:0.15")
@@ -75,6 +80,7 @@ def parse_values(name: str, text: str, *, integer: bool = False) -> tuple[float,
                 f"e.g. {'4:8' if integer else '1.05:1.5:0.15'}"
             )
         count = int(math.floor((stop - start) / step + 1e-9)) + 1
+        GRID_CONFIGS.check(len(values) + count, f"--{name} {text}", max_values)
         values += [start + i * step for i in range(count)]
     values = [round(v, 10) for v in values]
     if integer:
@@ -145,8 +151,11 @@ class Grid:
         return tuple(_AXES[axis] for axis in cls.axes() if _AXES[axis].is_option)
 
     @classmethod
-    def from_strings(cls, **texts: str | None) -> Grid:
+    def from_strings(cls, max_configs: int | None = None, **texts: str | None) -> Grid:
         """A grid from command-line strings; missing axes keep the paper's values.
+
+        Its size is checked against :data:`anan_onnx.limits.GRID_CONFIGS` (``max_configs``
+        raises it) before any configuration is made.
 
         Example:
             >>> Grid.from_strings(k="4,5", a="1.05:1.5:0.15", rules="additive").size
@@ -162,8 +171,12 @@ class Grid:
             if p.is_option:
                 kwargs[name] = tuple(t.strip() for t in text.split(",") if t.strip())
             else:
-                kwargs[name] = parse_values(name, text, integer=p.kind is int)
-        return cls(**kwargs)
+                kwargs[name] = parse_values(
+                    name, text, integer=p.kind is int, max_values=max_configs
+                )
+        grid = cls(**kwargs)
+        GRID_CONFIGS.check(grid.size, "the grid", max_configs)
+        return grid
 
     def option_sets(self) -> list[AnanParams]:
         """One parameter template per option combination (its numbers are the defaults)."""
@@ -184,8 +197,11 @@ class Grid:
 
     @property
     def size(self) -> int:
-        """Number of configurations over all option combinations."""
-        return sum(len(self.points(o.rule)) for o in self.option_sets())
+        """Number of configurations over all option combinations (counted, not listed)."""
+        numbers = math.prod(len(getattr(self, name)) for name in NUMBERS if name != "idle")
+        per_rule = {r: numbers * (len(self.idle) if r == "additive" else 1) for r in self.rules}
+        others = math.prod(len(getattr(self, p.axis)) for p in self.options() if p.name != "rule")
+        return others * sum(per_rule.values())
 
     def as_dict(self) -> dict[str, list]:
         return {f.name: list(getattr(self, f.name)) for f in dataclasses.fields(self)}

@@ -7,6 +7,7 @@ Example:
 
 from __future__ import annotations
 
+import math
 import zipfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,6 +18,8 @@ from PIL import Image
 
 from anan_onnx.errors import AnanError
 from anan_onnx.evaluation.splitting import SPLITS, Listing
+from anan_onnx.files import open_regular
+from anan_onnx.limits import NPZ_BYTES
 from anan_onnx.runtime.image_files import pixels_from_pil, progress_bar, to_model_input
 from anan_onnx.runtime.inputs import InputSpec
 
@@ -29,6 +32,7 @@ class NpzSource:
     def __init__(self, path: Path) -> None:
         self.path = path
         try:
+            check_npz_sizes(path)
             archive = np.load(path, allow_pickle=False)
         except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
             raise AnanError(
@@ -124,6 +128,44 @@ class NpzSource:
         """The chosen images of a stored split, converted and resized like image files."""
         x = self.arrays[f"{store}_images"][np.asarray(index, dtype=np.int64)]
         return convert_pixels(x, spec, progress, f"resizing {store}")
+
+
+def check_npz_sizes(path: Path) -> int:
+    """Refuses an ``.npz`` whose members would expand beyond
+    :data:`anan_onnx.limits.NPZ_BYTES`, or whose ``.npy`` headers declare more data than
+    their member holds; read from the zip directory and the headers, before any array.
+
+    A 6.9 MB archive expanding to 7 GB ended in an allocation traceback; numpy allocates
+    an array of the declared shape before reading a member. Returns the expanded size.
+    """
+    with open_regular(path, "data set") as f, zipfile.ZipFile(f) as archive:
+        members = archive.infolist()
+        total = sum(m.file_size for m in members)
+        NPZ_BYTES.check(total, f"{path} (expanded)")
+        for member in members:
+            if member.filename.endswith(".npy"):
+                with archive.open(member) as stream:
+                    declared, header = _npy_data_bytes(stream)
+                if declared + header > member.file_size:
+                    raise AnanError(
+                        f"{path}: {member.filename} declares {declared:,} bytes of data but "
+                        f"holds {member.file_size - header:,}: the archive is damaged; save it "
+                        "again with numpy.savez"
+                    )
+    return total
+
+
+def _npy_data_bytes(stream: Any) -> tuple[int, int]:
+    """(bytes of data an ``.npy`` header declares, bytes of the header)."""
+    version = np.lib.format.read_magic(stream)
+    read = {
+        (1, 0): np.lib.format.read_array_header_1_0,
+        (2, 0): np.lib.format.read_array_header_2_0,
+    }.get(version)
+    if read is None:
+        raise ValueError(f"unsupported .npy version {version}")
+    shape, _, dtype = read(stream)
+    return math.prod(shape) * dtype.itemsize, stream.tell()
 
 
 def convert_pixels(

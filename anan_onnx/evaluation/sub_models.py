@@ -19,6 +19,7 @@ from onnx import helper, numpy_helper
 
 from anan_onnx.activations import ACTIVATIONS, is_monotone, node_activation
 from anan_onnx.errors import AnanError, first_line
+from anan_onnx.limits import thread_count
 from anan_onnx.onnx_proto import constant_array
 from anan_onnx.params import AnanParams
 
@@ -252,7 +253,7 @@ def cpu_session(model: onnx.ModelProto, threads: int | None) -> ort.InferenceSes
     # a new row count in nearly every run, so it only adds memory (results are unchanged)
     options.enable_mem_pattern = False
     if threads:
-        options.intra_op_num_threads = threads
+        options.intra_op_num_threads = thread_count(threads)
     try:
         onnx.checker.check_model(model)
         return ort.InferenceSession(

@@ -28,7 +28,7 @@ from anan_onnx.errors import AnanError, first_line
 from anan_onnx.export import check, mobile, ort_files, shapes, simplify
 from anan_onnx.export.targets import TARGETS, Target
 from anan_onnx.metadata import is_anan, read_metadata, sha256_file, write_metadata
-from anan_onnx.model_io import load_onnx, model_kind
+from anan_onnx.model_io import load_onnx, model_kind, recorded_file
 from anan_onnx.sidecar import sidecar_path, write_sidecar
 
 __all__ = ["ExportResult", "export_model", "output_paths"]
@@ -146,9 +146,11 @@ def _load_anan(source: Path) -> onnx.ModelProto:
 
 def _load_base(source: Path, metadata: dict[str, str]) -> onnx.ModelProto | None:
     """The base model recorded beside the source, for the modulation check (None: absent)."""
-    name = metadata.get("base_model")
-    path = source.with_name(name) if name else None
-    return load_onnx(path) if path is not None and path.is_file() else None
+    try:
+        path = recorded_file(source, metadata, "base_model", "--base")
+    except AnanError:  # none recorded, or not a plain name: no check, as when absent
+        return None
+    return load_onnx(path) if path.is_file() else None
 
 
 def _transform(

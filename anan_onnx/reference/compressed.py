@@ -22,9 +22,10 @@ import onnx
 from onnx import helper
 
 from anan_onnx.errors import AnanError
+from anan_onnx.model_io import recorded_file
 from anan_onnx.params import AnanParams
 from anan_onnx.reference.literal import LiteralReference
-from anan_onnx.reference.verify import VerifyReport, summary_number
+from anan_onnx.reference.verify import VerifyReport, summary_number, target_layer
 from anan_onnx.runtime.labels import TOLERANCE, predicted_labels
 from anan_onnx.runtime.session import Session, providers_for
 
@@ -74,7 +75,7 @@ def check_compressed_pair(anan_meta: dict[str, str], base_meta: dict[str, str]) 
 
 def fp32_model_path(model: Path, metadata: dict[str, str], given: Path | None) -> Path:
     """The FP32 ANAN model: ``given``, else the ``fp32_model`` recorded beside ``model``."""
-    path = given or model.with_name(metadata.get("fp32_model", ""))
+    path = given or recorded_file(model, metadata, "fp32_model", "--fp32")
     if not path.is_file():
         raise AnanError(f"FP32 model {path} not found: pass --fp32 with the FP32 .anan.onnx")
     return path
@@ -168,7 +169,7 @@ def verify_compressed_models(
     params: AnanParams = session.params  # type: ignore[assignment]
     reference = LiteralReference(
         _with_outputs(base, names),
-        session.metadata["target_layer"],
+        target_layer(session.metadata),
         params,
         providers=providers_for(provider),
     ).run(inputs)

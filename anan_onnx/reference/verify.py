@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
 import onnx
 
+from anan_onnx import limits
 from anan_onnx.errors import AnanError
+from anan_onnx.limits import positive_int
 from anan_onnx.metadata import DEFAULT_SCALE, is_anan, read_metadata
 from anan_onnx.model_io import load_onnx
 from anan_onnx.params import AnanParams
@@ -27,6 +29,8 @@ from anan_onnx.runtime.session import Session, providers_for
 
 __all__ = [
     "VerifyReport",
+    "random_batches",
+    "target_layer",
     "random_inputs",
     "verify_models",
 ]
@@ -166,14 +170,14 @@ def verify_models(
         from anan_onnx.reference.compressed import check_compressed_pair  # compressed alike
 
         check_compressed_pair(session.metadata, base_meta)
-    if inputs is None:
-        inputs = random_inputs(session, n, seed)
-    batches = [inputs] if isinstance(inputs, np.ndarray) else inputs
     params: AnanParams = session.params  # type: ignore[assignment]
     reference = LiteralReference(
-        base_model, session.metadata["target_layer"], params, providers=providers_for(provider)
+        base_model, target_layer(session.metadata), params, providers=providers_for(provider)
     )
     size = batch_size or session.default_batch_size()
+    if inputs is None:  # made one batch at a time: -n 20000 needs no 20000 images at once
+        inputs = random_batches(session, n, seed, size)
+    batches = [inputs] if isinstance(inputs, np.ndarray) else inputs
     report: VerifyReport | None = None
     for batch in batches:
         for start in range(0, len(batch), size):
@@ -213,14 +217,48 @@ def _compare(
     )
 
 
+def target_layer(metadata: dict[str, str]) -> str:
+    """The ANAN model's recorded target Conv, or a refusal when none is recorded."""
+    name = metadata.get("target_layer")
+    if not name:
+        raise AnanError(
+            "the ANAN model records no target_layer: its metadata is damaged; re-convert it "
+            "with anan-onnx"
+        )
+    return name
+
+
+def _recorded_number(metadata: dict[str, str], key: str, default: float) -> float:
+    try:
+        value = float(metadata.get(key, default))
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value):
+        raise AnanError(
+            f"model metadata {key}={metadata.get(key)!r} is not a finite number: re-convert "
+            "the model with anan-onnx"
+        )
+    return value
+
+
 def random_inputs(session: Session, n: int, seed: int = 0) -> np.ndarray:
-    """``n`` random-pixel images in the model's layout and preprocessing."""
-    if n < 1:
-        raise AnanError(f"the number of inputs must be >= 1, got {n}")
-    shape = [n, *session.input_shape[1:]]
-    if not all(isinstance(d, int) for d in shape):
+    """``n`` random-pixel images in the model's layout and preprocessing, in one array
+    (within :data:`anan_onnx.limits.BATCH_BYTES`; :func:`random_batches` streams them)."""
+    n = positive_int("the number of inputs", n)
+    limits.BATCH_BYTES.check(n * session.input_bytes(), f"{n:,} random inputs")
+    return next(random_batches(session, n, seed, n))
+
+
+def random_batches(session: Session, n: int, seed: int, size: int) -> Iterator[np.ndarray]:
+    """``n`` random-pixel images as batches of at most ``size``: pixels drawn as uint8 and
+    scaled as the model records, one batch in memory at a time."""
+    n = positive_int("the number of inputs", n)
+    dims = list(session.input_shape[1:])
+    if not all(isinstance(d, int) and d > 0 for d in dims):
         raise AnanError(f"the model input {session.input_shape} has dynamic sizes: pass --inputs")
-    scale = float(session.metadata.get("scale", DEFAULT_SCALE))
-    offset = float(session.metadata.get("offset", 0.0))
-    pixels = np.random.default_rng(seed).integers(0, 256, size=shape)
-    return (pixels * scale + offset).astype(np.float32)
+    scale = _recorded_number(session.metadata, "scale", DEFAULT_SCALE)
+    offset = _recorded_number(session.metadata, "offset", 0.0)
+    rng = np.random.default_rng(seed)
+    for start in range(0, n, size):
+        pixels = rng.integers(0, 256, size=[min(size, n - start), *dims], dtype=np.uint8)
+        yield (pixels * scale + offset).astype(np.float32)

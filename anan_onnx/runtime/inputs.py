@@ -21,6 +21,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from anan_onnx.errors import AnanError
+from anan_onnx.limits import input_elements
 from anan_onnx.metadata import DEFAULT_SCALE
 
 __all__ = ["LAYOUTS", "NCHW_TO_NHWC", "NHWC_TO_NCHW", "InputSpec", "check_batch", "guess_layout"]
@@ -67,6 +68,7 @@ class InputSpec:
                 "anan-onnx only prepares grayscale and RGB images"
             )
         object.__setattr__(self, "channels", channels)
+        input_elements((self.height, self.width, channels), "the model input")
         for name in ("scale", "offset"):
             object.__setattr__(self, name, _finite(name, getattr(self, name)))
         if self.scale == 0:

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import onnxruntime as ort
 
+from anan_onnx import limits
 from anan_onnx import metadata as _metadata
 from anan_onnx.errors import AnanError, first_line
 from anan_onnx.params import AnanParams
@@ -79,8 +80,9 @@ class Session:
     ) -> None:
         options = ort.SessionOptions()
         options.log_severity_level = 3
-        if threads:
-            options.intra_op_num_threads = threads
+        ort.set_default_logger_severity(3)  # no coloured log lines before our one-line error
+        if threads is not None:
+            options.intra_op_num_threads = limits.thread_count(threads)
         options.graph_optimization_level = _optimization_level(optimization)
         serialize = getattr(model, "SerializeToString", None)  # an onnx.ModelProto
         source = serialize() if serialize else _path(model)
@@ -124,7 +126,7 @@ class Session:
         from anan_onnx.runtime.inputs import InputSpec
 
         if "height" in self.metadata:
-            return InputSpec.from_metadata(self.metadata)
+            return self._agreeing(InputSpec.from_metadata(self.metadata))
         spec = InputSpec.from_shape(
             self.input_shape,
             layout=self.metadata.get("layout"),
@@ -140,6 +142,33 @@ class Session:
                 stacklevel=2,
             )
         return spec
+
+    def _agreeing(self, spec: InputSpec) -> InputSpec:
+        """``spec`` if the recorded size fits the graph's input; refused before any image
+        is prepared at the recorded size otherwise (height=width=4000 on a 128x128 graph)."""
+        graph = list(self.input_shape[1:])
+        recorded = list(spec.batch_shape(1)[1:])
+        if len(graph) != len(recorded) or any(
+            isinstance(g, int) and g > 0 and g != r for g, r in zip(graph, recorded, strict=True)
+        ):
+            raise AnanError(
+                f"the model records a {spec.describe()} input but its graph takes "
+                f"{list(self.input_shape)}: the metadata contradicts the model; re-convert it "
+                "with anan-onnx"
+            )
+        return spec
+
+    def input_bytes(self, spec: InputSpec | None = None) -> int:
+        """Bytes of one float32 input: from the graph's fixed sizes, else ``spec``'s."""
+        dims = [d for d in self.input_shape[1:] if isinstance(d, int) and d > 0]
+        if spec is not None and len(dims) < len(self.input_shape) - 1:
+            dims = list(spec.batch_shape(1)[1:])
+        return 4 * int(np.prod(dims, dtype=np.int64)) if dims else 4
+
+    def checked_batch_size(self, value: object, spec: InputSpec | None = None) -> int:
+        """A batch size given by the user, checked against the resource limits (its images
+        and their memory, :mod:`anan_onnx.limits`) before anything is allocated."""
+        return limits.batch_size(value, self.input_bytes(spec), "--batch-size")
 
     def run(self, batch: np.ndarray, **parameters: float) -> list[np.ndarray]:
         """Runs all outputs on a batch already in the model's layout and dtype.
@@ -178,8 +207,8 @@ class Session:
         from anan_onnx.runtime.inputs import check_batch
 
         shape = (None, *self.input_shape[1:]) if self.fixed_batch else self.input_shape
-        if batch_size is not None and (isinstance(batch_size, bool) or batch_size < 1):
-            raise AnanError(f"batch_size must be a positive integer, got {batch_size!r}")
+        if batch_size is not None:
+            batch_size = limits.positive_int("batch_size", batch_size)
         if not isinstance(batch, np.ndarray):  # lists: checked (and made rectangular) first
             batch = check_batch(batch, shape, name=name)
         if batch.ndim == len(self.input_shape) - 1:
