@@ -251,7 +251,7 @@ def test_multiclass_model(tmp_path, capsys):
     # binarised (--positive) data do not fit a 3-class softmax: one-line error
     code, _, stderr = run_cli(capsys, "tune", model, data, "--positive", "c", "--k", "2",
                               "--no-progress", "-o", tmp_path / "o")  # fmt: skip
-    assert code == 2 and "outputs 3 class probabilities but the data set has 2" in stderr
+    assert code == 2 and "--positive binarises the data set, but the model outputs 3" in stderr
 
 
 # --- refusals: one line, exit 2 ------------------------------------------------------------
