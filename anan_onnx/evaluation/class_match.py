@@ -106,7 +106,7 @@ class ClassMap:
         if self.how == "name" and any(
             d != self.model_classes[i] for d, i in zip(self.data_classes, self.index, strict=True)
         ):
-            parts.append(f"classes matched by name ({pairs})")
+            parts.append(f"matched by name ({pairs})")
         if self.subset:
             absent = [c for i, c in enumerate(self.model_classes) if i not in self.index]
             parts.append(
