@@ -274,7 +274,7 @@ def image_folder(root: Path, classes: list[str], per_class: int = 6) -> Path:
     [
         ("empty", "has no class folders"),
         ("unreadable", "is not a readable image"),
-        ("three_classes", "one output (binary, P(class 1)) but the data set has 3 classes"),
+        ("three_classes", "(one sigmoid output or two outputs) but the data set has 3"),
         ("anan_model", "already an ANAN model: pass the base CNN"),
         ("k0", "k must be a positive integer, got 0"),
         ("a_text", "--a: 'x' is not a number or a range"),
