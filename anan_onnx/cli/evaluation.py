@@ -89,7 +89,9 @@ def _add_data(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--positive",
         metavar="CLASSES",
-        help="binarise: these classes (names or indices, comma list) become label 1",
+        help="binarise for a binary model: these classes (names or indices, comma list) "
+        "become label 1 (a multi-class model needs none: its classes are matched by name, "
+        "and a subset of them is enough)",
     )
     g.add_argument("--max-per-class", type=int, help="keep at most N images per class")
 

@@ -21,7 +21,13 @@ import onnx
 from anan_onnx.errors import AnanError
 from anan_onnx.text import check_name
 
-__all__ = ["check_classes", "folder_classes", "parse_classes", "recorded_classes"]
+__all__ = [
+    "check_classes",
+    "class_count",
+    "folder_classes",
+    "parse_classes",
+    "recorded_classes",
+]
 
 
 def parse_classes(text: str) -> list[str]:
@@ -77,6 +83,13 @@ def check_classes(names: Sequence[str], model: onnx.ModelProto) -> str:
             f"pass {expected} names with --classes"
         )
     return json.dumps(names)
+
+
+def class_count(model: onnx.ModelProto) -> int | None:
+    """The number of classes the model's first output holds: 2 for one sigmoid column,
+    C for C columns, ``None`` when its shape does not say."""
+    width = _output_width(model)
+    return 2 if width == 1 else width
 
 
 def _output_width(model: onnx.ModelProto) -> int | None:

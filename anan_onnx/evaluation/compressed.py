@@ -34,9 +34,12 @@ def evaluate_compressed(
     model: Path, data: Path, fp32: Path | None, split: SplitOptions, threads: int | None = None
 ) -> dict[str, Any]:
     """Scores of the compressed model and of its FP32 model on the test images."""
+    from anan_onnx.convert.classes import class_count
+    from anan_onnx.evaluation.class_match import match_classes, model_classes
     from anan_onnx.reference.compressed import fp32_model_path
 
-    meta = read_metadata(load_onnx(model))
+    proto = load_onnx(model)
+    meta = read_metadata(proto)
     fp32 = fp32_model_path(model, meta, fp32)
     spec = InputSpec.from_metadata(meta)
     test = load_splits(
@@ -45,6 +48,10 @@ def evaluate_compressed(
         progress=split.progress,
     ).test  # fmt: skip
     assert test is not None
+    classes = match_classes(
+        model_classes(meta), test.classes, class_count(proto), binarised=split.positive is not None
+    )
+    y, present = classes.labels(test.labels), (classes.present if classes.subset else None)
     probs = {
         name: predict_batched(path, np.asarray(test.images), threads=threads)
         for name, path in (("fp32", fp32), (meta["compression"], model))
@@ -54,7 +61,8 @@ def evaluate_compressed(
         "model": str(model),
         "fp32_model": str(fp32),
         "n_test": len(test.labels),
-        "scores": {name: scores(test.labels, p) for name, p in probs.items()},
+        "classes": {**classes.to_json(), "note": classes.note},
+        "scores": {name: scores(y, p, classes=present) for name, p in probs.items()},
         "agreement_with_fp32": float(np.mean(labels[0] == labels[1])),
     }
 
@@ -66,6 +74,7 @@ def markdown(result: dict[str, Any]) -> str:
         "",
         f"{result['n_test']} test images; predictions equal to FP32: "
         f"{result['agreement_with_fp32']:.1%}",
+        *(["", f"Classes: {result['classes']['note']}"] if result["classes"]["note"] else []),
         "",
         "| model | " + " | ".join(SHOWN) + " |",
         "|---" * (len(SHOWN) + 1) + "|",

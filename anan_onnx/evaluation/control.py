@@ -12,6 +12,7 @@ Example:
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -92,14 +93,20 @@ def _metric_at(y: np.ndarray, p: np.ndarray, thresholds: np.ndarray, metric: str
 
 
 def control(
-    y_val: np.ndarray, p_val: np.ndarray, p_test: np.ndarray, y_test: np.ndarray, metric: str
+    y_val: np.ndarray,
+    p_val: np.ndarray,
+    p_test: np.ndarray,
+    y_test: np.ndarray,
+    metric: str,
+    classes: Sequence[int] | None = None,
 ) -> tuple[dict[str, Any], dict[str, float]]:
     """Tunes the base CNN's decision rule on validation data; returns (rule, test scores).
 
     A sigmoid output gets a threshold (:func:`tune_threshold`), a two-class softmax the
     same threshold on P(class 1) as class weights ``(t, 1 - t)``, a wider softmax per-class
     weights on its probabilities. ``metric`` is the selection metric; loss and AUC, which
-    no decision rule changes, fall back to F1.
+    no decision rule changes, fall back to F1. ``classes``: the classes the data set
+    holds when only some of the model's (macro F1 averages over those).
     """
     chosen = metric if metric in THRESHOLD_METRICS else "f1"
     if p_val.ndim == 1 or p_val.shape[1] == 1:
@@ -110,25 +117,29 @@ def control(
         t = tune_threshold(y_val, p_val[:, 1], chosen)
         weights = np.array([t, 1.0 - t])
     else:
-        weights = _class_weights(y_val, p_val, chosen)
+        weights = _class_weights(y_val, p_val, chosen, classes)
     rule = {"kind": "class_weights", "weights": weights.tolist(), "metric": chosen}
     q = p_test * weights
-    return rule, multiclass_scores(y_test, q / q.sum(axis=1, keepdims=True))
+    return rule, multiclass_scores(y_test, q / q.sum(axis=1, keepdims=True), classes)
 
 
-def _class_weights(y: np.ndarray, p: np.ndarray, metric: str) -> np.ndarray:
+def _class_weights(
+    y: np.ndarray, p: np.ndarray, metric: str, classes: Sequence[int] | None
+) -> np.ndarray:
     """Per-class weights on the probabilities (arg-max of p·w), by coordinate ascent."""
     n_classes = p.shape[1]
+    scored = np.zeros(n_classes, bool)
+    scored[list(range(n_classes)) if classes is None else list(classes)] = True
     candidates = np.exp(np.linspace(-3, 3, 25))
     weights = np.ones(n_classes)
-    best = _argmax_metric(y, (p * weights).argmax(axis=1), n_classes, metric)
+    best = _argmax_metric(y, (p * weights).argmax(axis=1), scored, metric)
     for _ in range(3):
         improved = False
         for c in range(n_classes):
             for w in candidates:
                 trial = weights.copy()
                 trial[c] = w
-                value = _argmax_metric(y, (p * trial).argmax(axis=1), n_classes, metric)
+                value = _argmax_metric(y, (p * trial).argmax(axis=1), scored, metric)
                 if value > best + 1e-12:
                     best, weights, improved = value, trial, True
         if not improved:
@@ -136,15 +147,17 @@ def _class_weights(y: np.ndarray, p: np.ndarray, metric: str) -> np.ndarray:
     return weights / weights.max()
 
 
-def _argmax_metric(y: np.ndarray, pred: np.ndarray, n: int, metric: str) -> float:
-    """Accuracy, macro F1, balanced accuracy or MCC from a confusion matrix (fast)."""
+def _argmax_metric(y: np.ndarray, pred: np.ndarray, scored: np.ndarray, metric: str) -> float:
+    """Accuracy, macro F1 (over the ``scored`` classes), balanced accuracy or MCC from a
+    confusion matrix (fast)."""
+    n = len(scored)
     cm = np.bincount(y * n + pred, minlength=n * n).reshape(n, n).astype(np.float64)
     tp, support, predicted = np.diag(cm), cm.sum(axis=1), cm.sum(axis=0)
     with np.errstate(divide="ignore", invalid="ignore"):
         if metric == "accuracy":
             return float(tp.sum() / cm.sum())
         if metric == "f1":
-            return float(np.nan_to_num(2 * tp / (support + predicted)).mean())
+            return float(np.nan_to_num(2 * tp / (support + predicted))[scored].mean())
         if metric == "balanced_accuracy":
             present = support > 0
             return float((tp[present] / support[present]).mean())

@@ -10,8 +10,12 @@
   ``val_labels``, ``test_images``, ``test_labels``.
 
 Class folders are sorted by name and numbered from 0, as Keras'
-``image_dataset_from_directory`` and ``tools/train_base_cnn.py`` do, so labels match a model
-trained that way. Only image files directly inside a class folder are used.
+``image_dataset_from_directory`` and ``tools/train_base_cnn.py`` do; ``tune`` and
+``evaluate`` then match these names with the model's classes
+(:mod:`~anan_onnx.evaluation.class_match`). Only image files directly inside a class folder
+are used. An empty class folder is skipped with a warning: its class is absent, as if the
+folder were not there (in ``train/``/``test/`` layouts, a class empty in one split but not in
+another keeps its number and simply has no images there).
 
 Example:
     >>> splits = load_splits("data/fire", InputSpec("NHWC", 64, 64, 3))  # doctest: +SKIP
@@ -23,6 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -383,16 +388,21 @@ def _class_folders(folder: Path, root: Path) -> dict[str, list[str]]:
     for d in classes:
         images = _list_images(d)
         if not images:
-            raise AnanError(
-                f"class folder {d} has no images ({', '.join(IMAGE_EXTENSIONS)}): add images "
-                "or remove the folder"
+            warnings.warn(
+                f"class folder {d} has no images ({', '.join(IMAGE_EXTENSIONS)}): skipped, "
+                "its class is absent from this split",
+                UserWarning,
+                stacklevel=5,
             )
         out[d.name] = [str(d.relative_to(root) / f) for f in images]
-    if len(out) < 2:
+    filled = [name for name, images in out.items() if images]
+    if len(classes) < 2:
         raise AnanError(
             f"{where}data set {root} has a single class folder ({classes[0].name}): a "
             "classifier needs two or more classes"
         )
+    if not filled:
+        raise AnanError(f"{where}data set {root} has no images in its class folders: add images")
     return out
 
 
@@ -408,13 +418,20 @@ def _list_folders(root: Path, kind: str) -> tuple[list[str], dict[str, Listing]]
             folders["val"] = val
     per_split = {s: _class_folders(f, root) for s, f in folders.items()}
     first = next(iter(per_split))
-    classes = sorted(per_split[first])
     for s, found in per_split.items():
-        if sorted(found) != classes:
+        if sorted(found) != sorted(per_split[first]):
             raise AnanError(
                 f"{folders[s].name}/ of data set {root} has classes {sorted(found)} but "
-                f"{folders[first].name}/ has {classes}: use the same class folders in each split"
+                f"{folders[first].name}/ has {sorted(per_split[first])}: use the same class "
+                "folders in each split"
             )
+    # a class without images in any split is absent (its empty folders were warned about)
+    classes = sorted(c for c in per_split[first] if any(f[c] for f in per_split.values()))
+    if len(classes) < 2:
+        raise AnanError(
+            f"data set {root} has images of one class only ({', '.join(classes)}): a "
+            "classifier needs two or more classes"
+        )
     listings = {}
     for s, found in per_split.items():
         refs = [r for c in classes for r in found[c]]

@@ -55,6 +55,7 @@ from anan_onnx.evaluation.tune import (
     check_labels,
     grid_search,
     load_model,
+    match_model_classes,
 )
 from anan_onnx.params import AnanParams
 
@@ -213,12 +214,16 @@ def _evaluate_fold(path: Path, job: _FoldJob, engine: Engine) -> dict[str, Any]:
     val, test = job.source.splits(path, spec, need_val=job.tune_on == "val")
     tune_split = test if job.tune_on == "test" else val
     assert tune_split is not None
+    # matched before any image is run: a mislabelled data set is refused within seconds
+    classes = match_model_classes(base, path, test.classes, job.source.options.positive is not None)
+    present = classes.present if classes.subset else None
+    y_tune, y_test = classes.labels(tune_split.labels), classes.labels(test.labels)
     base_tune = model_outputs(engine, base, tune_split.images, job.threads, job.batch_size)
     base_test = model_outputs(engine, base, test.images, job.threads, job.batch_size)
-    check_labels(base_test, test.labels, test.classes)
-    check_labels(base_tune, tune_split.labels, tune_split.classes)
+    check_labels(base_test, y_test, classes.model_classes)
+    check_labels(base_tune, y_tune, classes.model_classes)
     # the control's threshold is tuned on the same images as ANAN's parameters
-    rule, control_scores = control(tune_split.labels, base_tune, base_test, test.labels, job.metric)
+    rule, control_scores = control(y_tune, base_tune, base_test, y_test, job.metric, present)
     fold: dict[str, Any] = {
         "name": path.name[: -len(path.suffix)],
         "model": str(path),
@@ -228,10 +233,11 @@ def _evaluate_fold(path: Path, job: _FoldJob, engine: Engine) -> dict[str, Any]:
         "tune_source": tune_split.source,
         "test_source": test.source,
         "control": rule,
+        "classes": {**classes.to_json(), "note": classes.note},
         "params": {},
         "tuning": {},
-        "scores": {"base": scores(test.labels, base_test), "control": control_scores},
-        "tune_scores": {"base": scores(tune_split.labels, base_tune)},
+        "scores": {"base": scores(y_test, base_test, classes=present), "control": control_scores},
+        "tune_scores": {"base": scores(y_tune, base_tune, classes=present)},
     }
     for variant in job.variants:
         if variant.fixed is not None:
@@ -244,7 +250,7 @@ def _evaluate_fold(path: Path, job: _FoldJob, engine: Engine) -> dict[str, Any]:
                 tune_split.labels,
                 variant.grid,
                 job.metric,
-                classes=tune_split.classes,
+                class_map=classes,
                 layer=job.layer,
                 threads=job.threads,
                 batch_size=job.batch_size,
@@ -262,11 +268,14 @@ def _evaluate_fold(path: Path, job: _FoldJob, engine: Engine) -> dict[str, Any]:
         anan = _convert(base, chosen, job.layer)
         fold["params"][variant.key] = chosen.as_dict()
         fold["scores"][variant.key] = scores(
-            test.labels, model_outputs(engine, anan, test.images, job.threads, job.batch_size)
+            y_test,
+            model_outputs(engine, anan, test.images, job.threads, job.batch_size),
+            classes=present,
         )
         fold["tune_scores"][variant.key] = scores(
-            tune_split.labels,
+            y_tune,
             model_outputs(engine, anan, tune_split.images, job.threads, job.batch_size),
+            classes=present,
         )
     return fold
 

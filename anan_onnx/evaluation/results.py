@@ -198,6 +198,8 @@ class Evaluation:
             f"- selection metric: {self.metric}; control: the base CNN with its decision "
             "threshold (class weights for softmax) tuned on the same images as ANAN",
         ]
+        notes = dict.fromkeys(f["classes"]["note"] for f in self.folds if f.get("classes"))
+        lines += [f"- classes: {note}" for note in notes if note]
         if self.tuned_on == "test":
             lines.append(f"- **warning**: {TEST_WARNING}")
         lines += ["", f"## Test scores (mean ± std over {n} model{'s' * (n > 1)})", ""]

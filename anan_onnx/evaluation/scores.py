@@ -16,9 +16,10 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -94,7 +95,9 @@ def one_column(prob: object, what: str) -> np.ndarray:
     return p
 
 
-def binary_scores(y_true: object, prob: object, threshold: float = 0.5) -> dict[str, float]:
+def binary_scores(
+    y_true: object, prob: object, threshold: float = 0.5, only: str | None = None
+) -> dict[str, float]:
     """Scores of a binary classifier that outputs P(class 1).
 
     A prediction is positive when ``prob > threshold`` (Keras' ``binary_accuracy`` rule).
@@ -103,6 +106,7 @@ def binary_scores(y_true: object, prob: object, threshold: float = 0.5) -> dict[
         y_true: labels 0/1, shape (n,) or (n, 1).
         prob: predicted probability of class 1, shape (n,) or (n, 1).
         threshold: decision threshold.
+        only: compute only this score (and ``n``): what a bootstrap needs per resample.
 
     Returns:
         ``loss`` (= ``bce``, clipped at 1e-7), ``accuracy``, ``f1`` (of class 1; 0 when
@@ -119,31 +123,51 @@ def binary_scores(y_true: object, prob: object, threshold: float = 0.5) -> dict[
     p = probabilities(one_column(prob, "binary_scores"), len(y))
     pred = (p > threshold).astype(np.int64)
     clipped = np.clip(p, EPSILON, 1 - EPSILON)
-    bce = -np.mean(y * np.log(clipped) + (1 - y) * np.log(1 - clipped))
+
+    def bce() -> float:
+        return float(-np.mean(y * np.log(clipped) + (1 - y) * np.log(1 - clipped)))
+
+    return _computed(
+        {
+            "loss": bce,
+            "bce": bce,
+            "accuracy": lambda: float(np.mean(pred == y)),
+            "f1": lambda: float(metrics.f1_score(y, pred, zero_division=0)),
+            "balanced_accuracy": lambda: float(metrics.balanced_accuracy_score(y, pred)),
+            "mcc": lambda: float(metrics.matthews_corrcoef(y, pred)),
+            "roc_auc": lambda: (
+                float(metrics.roc_auc_score(y, p)) if len(np.unique(y)) == 2 else math.nan
+            ),
+            "positive_rate": lambda: float(pred.mean()),
+            "threshold": lambda: float(threshold),
+            "n": lambda: len(y),
+        },
+        only,
+    )
+
+
+def _computed(entries: dict[str, Callable[[], float]], only: str | None) -> dict[str, float]:
+    """The scores (only ``only`` and ``n`` when given): computed here, so that a bootstrap
+    that needs one score per resample does not pay for all of them."""
+    keys = [k for k in entries if only is None or k in (only, "n")]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # single-class inputs warn; the values are defined
-        out = {
-            "loss": float(bce),
-            "bce": float(bce),
-            "accuracy": float(np.mean(pred == y)),
-            "f1": float(metrics.f1_score(y, pred, zero_division=0)),
-            "balanced_accuracy": float(metrics.balanced_accuracy_score(y, pred)),
-            "mcc": float(metrics.matthews_corrcoef(y, pred)),
-            "roc_auc": float(metrics.roc_auc_score(y, p)) if len(np.unique(y)) == 2 else math.nan,
-            "positive_rate": float(pred.mean()),
-            "threshold": float(threshold),
-            "n": len(y),
-        }
-    return out
+        return {k: entries[k]() for k in keys}
 
 
-def multiclass_scores(y_true: object, probs: object) -> dict[str, float]:
+def multiclass_scores(
+    y_true: object, probs: object, classes: Sequence[int] | None = None, only: str | None = None
+) -> dict[str, float]:
     """Scores of a classifier with C >= 2 softmax outputs; the prediction is the argmax.
 
     Args:
         y_true: class indices, shape (n,).
         probs: probabilities, shape (n, C); rows are renormalised to sum to 1 (as Keras'
             categorical cross-entropy does).
+        classes: the classes the data set holds, when only some of the model's (default:
+            all C). Macro F1 and AUC average over these; the prediction stays the argmax
+            over all C outputs, so predicting an absent class is an error.
+        only: compute only this score (and ``n``), as :func:`binary_scores`.
 
     Returns:
         ``loss`` (= ``cross_entropy``, clipped at 1e-7), ``accuracy``, ``f1`` (macro),
@@ -165,44 +189,59 @@ def multiclass_scores(y_true: object, probs: object) -> dict[str, float]:
     sums = p.sum(axis=1, keepdims=True)
     p = np.divide(p, sums, out=np.full_like(p, 1.0 / n_classes), where=sums > 0)
     pred = p.argmax(axis=1)
-    ce = -np.mean(np.log(np.clip(p[np.arange(len(y)), y], EPSILON, 1 - EPSILON)))
-    labels = list(range(n_classes))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        out: dict[str, float] = {
-            "loss": float(ce),
-            "cross_entropy": float(ce),
-            "accuracy": float(np.mean(pred == y)),
-            "f1": float(metrics.f1_score(y, pred, labels=labels, average="macro", zero_division=0)),
-            "balanced_accuracy": float(metrics.balanced_accuracy_score(y, pred)),
-            "mcc": float(metrics.matthews_corrcoef(y, pred)),
-            "roc_auc": _multiclass_auc(metrics, y, p),
-        }
+    labels = list(range(n_classes)) if classes is None else sorted(int(c) for c in classes)
+
+    def ce() -> float:
+        return float(-np.mean(np.log(np.clip(p[np.arange(len(y)), y], EPSILON, 1 - EPSILON))))
+
+    entries: dict[str, Callable[[], float]] = {
+        "loss": ce,
+        "cross_entropy": ce,
+        "accuracy": lambda: float(np.mean(pred == y)),
+        "f1": lambda: float(
+            metrics.f1_score(y, pred, labels=labels, average="macro", zero_division=0)
+        ),
+        "balanced_accuracy": lambda: float(metrics.balanced_accuracy_score(y, pred)),
+        "mcc": lambda: float(metrics.matthews_corrcoef(y, pred)),
+        "roc_auc": lambda: _multiclass_auc(metrics, y, p, labels),
+    }
     rates = np.bincount(pred, minlength=n_classes) / len(y)
-    out.update({f"predicted_rate_{c}": float(r) for c, r in enumerate(rates)})
+    for c, rate in enumerate(rates.tolist()):
+        entries[f"predicted_rate_{c}"] = functools.partial(float, rate)
     if n_classes == 2:
-        out["positive_rate"] = float(rates[1])
-    out["n"] = len(y)
-    return out
+        entries["positive_rate"] = lambda: float(rates[1])
+    entries["n"] = lambda: len(y)
+    return _computed(entries, only)
 
 
-def _multiclass_auc(metrics: Any, y: np.ndarray, p: np.ndarray) -> float:
-    if len(np.unique(y)) != p.shape[1]:
-        return math.nan  # one-vs-rest needs every class present
+def _multiclass_auc(metrics: Any, y: np.ndarray, p: np.ndarray, labels: list[int]) -> float:
+    """One-vs-rest macro AUC over ``labels`` (nan unless each of them is in ``y``)."""
+    if sorted(np.unique(y).tolist()) != labels or len(labels) < 2:
+        return math.nan  # one-vs-rest needs every class scored present
     try:
         if p.shape[1] == 2:
             return float(metrics.roc_auc_score(y, p[:, 1]))
-        return float(metrics.roc_auc_score(y, p, multi_class="ovr", average="macro"))
+        if len(labels) == p.shape[1]:
+            return float(metrics.roc_auc_score(y, p, multi_class="ovr", average="macro"))
+        # a subset of the classes: sklearn's one-vs-rest macro average, over those
+        return float(np.mean([metrics.roc_auc_score(y == c, p[:, c]) for c in labels]))
     except ValueError:
         return math.nan
 
 
-def scores(y_true: object, probs: object, threshold: float = 0.5) -> dict[str, float]:
+def scores(
+    y_true: object,
+    probs: object,
+    threshold: float = 0.5,
+    classes: Sequence[int] | None = None,
+    only: str | None = None,
+) -> dict[str, float]:
     """Scores for any classifier output, by its shape.
 
     (n,) or (n, 1): sigmoid output → :func:`binary_scores` with ``threshold``;
     (n, C>=2): softmax → :func:`multiclass_scores` (also for C = 2, where ``threshold`` is
-    not used: the prediction is the argmax).
+    not used: the prediction is the argmax), averaging over ``classes`` (default: all).
+    ``only``: compute just that score (and ``n``).
 
     Example:
         >>> scores([1, 0], [[0.2, 0.8], [0.6, 0.4]])["accuracy"]
@@ -210,9 +249,9 @@ def scores(y_true: object, probs: object, threshold: float = 0.5) -> dict[str, f
     """
     p = np.asarray(probs)
     if p.ndim == 1 or (p.ndim == 2 and p.shape[1] == 1):
-        return binary_scores(y_true, p.reshape(-1), threshold)
+        return binary_scores(y_true, p.reshape(-1), threshold, only)
     if p.ndim == 2:
-        return multiclass_scores(y_true, p)
+        return multiclass_scores(y_true, p, classes, only)
     raise AnanError(f"model output has shape {p.shape}: expected (n,), (n, 1) or (n, classes)")
 
 

@@ -1,4 +1,5 @@
-"""Paired statistics over folds or seeds: the Wilcoxon signed-rank test and its stars.
+"""Statistics of scores: the Wilcoxon signed-rank test over folds or seeds and its stars,
+and a bootstrap confidence interval of a metric on a small image set.
 
 SciPy is imported when a test is computed (the ``eval`` extra).
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -19,7 +21,18 @@ from numpy.typing import ArrayLike
 from anan_onnx.errors import AnanError
 from anan_onnx.evaluation.optional import need
 
-__all__ = ["significance_stars", "wilcoxon_paired"]
+__all__ = [
+    "BOOTSTRAP_RESAMPLES",
+    "SMALL_SAMPLE",
+    "bootstrap_intervals",
+    "significance_stars",
+    "wilcoxon_paired",
+]
+
+#: Fewer tuning images than this get a warning and a bootstrap interval of the metric.
+SMALL_SAMPLE = 200
+#: Resamples of :func:`bootstrap_intervals` (seeded: the same images give the same interval).
+BOOTSTRAP_RESAMPLES = 1000
 
 
 def significance_stars(p_value: float) -> str:
@@ -72,3 +85,45 @@ def wilcoxon_paired(base: ArrayLike, anan: ArrayLike) -> dict[str, Any]:
     p = float(res.pvalue)
     p = 1.0 if math.isnan(p) else min(p, 1.0)
     return {"statistic": float(res.statistic), "p_value": p, **out, "stars": significance_stars(p)}
+
+
+def bootstrap_intervals(
+    n: int,
+    statistics: Mapping[str, Callable[[np.ndarray], float]],
+    level: float = 0.95,
+    resamples: int = BOOTSTRAP_RESAMPLES,
+    seed: int = 0,
+) -> dict[str, list[float] | None]:
+    """Percentile bootstrap intervals of statistics of the same ``n`` images.
+
+    Every statistic gets the same resamples (an array of image indices drawn with
+    replacement), so intervals of paired quantities, such as ANAN's metric and its
+    difference to the base CNN's, come from the same draws. Written out rather than with
+    ``scipy.stats.bootstrap`` because its seeding argument changed across the SciPy
+    versions this package allows, and the interval must not.
+
+    Args:
+        n: number of images.
+        statistics: name -> function of resampled indices (e.g. the F1 of those images).
+        level: coverage of the interval.
+        resamples, seed: the draws.
+
+    Returns:
+        name -> ``[low, high]``, or ``None`` where the statistic is not finite on some
+        resample (e.g. an AUC of resamples holding one class).
+
+    Example:
+        >>> y = np.array([0, 1] * 20)
+        >>> ci = bootstrap_intervals(40, {"mean": lambda i: float(y[i].mean())}, seed=1)
+        >>> 0.3 < ci["mean"][0] < 0.5 < ci["mean"][1] < 0.7
+        True
+    """
+    draws = np.random.default_rng(seed).integers(0, n, size=(resamples, n))
+    tail = (1 - level) / 2 * 100
+    out: dict[str, list[float] | None] = {}
+    for name, statistic in statistics.items():
+        values = np.array([statistic(index) for index in draws], dtype=np.float64)
+        finite = bool(np.all(np.isfinite(values)))
+        bounds = np.percentile(values, [tail, 100 - tail]) if finite else None
+        out[name] = [float(v) for v in bounds] if bounds is not None else None
+    return out

@@ -38,11 +38,13 @@ from anan_onnx.evaluation.engine import Engine, LocalEngine, grid_outputs, model
 from anan_onnx.evaluation.fastgrid import FastGrid
 from anan_onnx.evaluation.grid import PAPER_GRID, Grid
 from anan_onnx.evaluation.lazy_images import LazyImages
-from anan_onnx.evaluation.metric_names import check_metric
+from anan_onnx.evaluation.metric_names import check_metric, metric_key
+from anan_onnx.evaluation.statistics import BOOTSTRAP_RESAMPLES, SMALL_SAMPLE, bootstrap_intervals
 from anan_onnx.evaluation.tune_result import TuneResult
 from anan_onnx.params import PARAMS, AnanParams
 
 if TYPE_CHECKING:
+    from anan_onnx.evaluation.class_match import ClassMap
     from anan_onnx.evaluation.datasets import SplitOptions
     from anan_onnx.runtime.inputs import InputSpec
 
@@ -53,6 +55,8 @@ __all__ = [
     "emit_model",
     "grid_search",
     "load_model",
+    "match_model_classes",
+    "metric_interval",
     "tune",
 ]
 
@@ -101,6 +105,8 @@ def grid_search(
     metric: str = "f1",
     *,
     classes: Sequence[str] | None = None,
+    class_map: ClassMap | None = None,
+    interval: bool = False,
     layer: str | None = None,
     threads: int | None = None,
     batch_size: int = 256,
@@ -116,11 +122,16 @@ def grid_search(
         base: the base ONNX model (already an ANAN model is refused).
         images: the tuning images in the model's layout, or a
             :class:`~anan_onnx.evaluation.lazy_images.LazyImages` (read chunk by chunk).
-        labels: their class indices.
+        labels: their class indices: model outputs, or with ``class_map`` the data set's.
         grid: the configurations.
         metric: ``f1`` (default), ``accuracy``, ``loss``, ``auc``, ``balanced_accuracy``
             or ``mcc``.
         classes: class names (for messages); default ``"0"``, ``"1"``, ...
+        class_map: how the data set's classes are the model's (:mod:`class_match`); scores
+            then run over the classes present.
+        interval: with fewer than :data:`SMALL_SAMPLE` images, a bootstrap interval of the
+            best configuration's metric, the base CNN's and their difference
+            (``result.interval``), and a warning.
         layer, threads, batch_size: see :class:`~anan_onnx.evaluation.fastgrid.FastGrid`.
         progress: tqdm bars (default: on a terminal).
         engine: where the image work runs (default: here, streaming; see
@@ -135,14 +146,20 @@ def grid_search(
     check_metric(metric)
     _refuse_anan(base)
     labels = np.asarray(labels)
+    present = None
+    if class_map is not None:
+        labels, classes = class_map.labels(labels), class_map.model_classes
+        present = class_map.present if class_map.subset else None
     engine = engine or LocalEngine()
     start = time.perf_counter()
     base_out = model_outputs(engine, base, images, threads, batch_size)
     classes = list(classes) if classes is not None else _default_classes(base_out)
     check_labels(base_out, labels, classes)
-    base_scores = scores(labels, base_out)
+    base_scores = scores(labels, base_out, classes=present)
     rows: list[dict[str, Any]] = []
     cache: dict[bytes, dict[str, float]] = {}  # by a digest: the outputs themselves are O(n)
+    small = interval and len(labels) < SMALL_SAMPLE
+    kept: dict[int, np.ndarray] = {}  # row -> outputs, for the interval of a small set
     rest_rows, target_layer = 0, ""
     for options in grid.option_sets():
         fast = FastGrid(base, options, layer=layer, threads=threads, batch_size=batch_size)
@@ -165,7 +182,9 @@ def grid_search(
             # many configurations give identical outputs: score once
             key = hashlib.sha256(np.ascontiguousarray(p).data).digest()
             if key not in cache:
-                cache[key] = scores(labels, p)
+                cache[key] = scores(labels, p, classes=present)
+            if small:
+                kept[len(rows)] = p
             row: dict[str, Any] = {
                 **{p.name: getattr(options, p.name) for p in Grid.options()},
                 **dataclasses.asdict(point),
@@ -176,6 +195,10 @@ def grid_search(
             rows.append(row)
     best = _select(rows)
     params = AnanParams(**{p.name: best[p.name] for p in PARAMS})
+    ci = None
+    if small:
+        best_out = kept[next(i for i, r in enumerate(rows) if r is best)]
+        ci = metric_interval(labels, best_out, base_out, metric, present)
     return TuneResult(
         rows=rows,
         best=best,
@@ -187,7 +210,49 @@ def grid_search(
         seconds=time.perf_counter() - start,
         rest_rows=rest_rows,
         target_layer=target_layer,
+        interval=ci,
     )
+
+
+def metric_interval(
+    labels: np.ndarray,
+    anan: np.ndarray,
+    base: np.ndarray,
+    metric: str,
+    present: Sequence[int] | None,
+) -> dict[str, Any]:
+    """95 % bootstrap intervals of ``metric`` for ANAN, the base CNN and their difference
+    on the same resampled images, and the warning that says them."""
+    from anan_onnx.evaluation.scores import scores
+
+    key = metric_key(metric)
+
+    def value(outputs: np.ndarray, index: np.ndarray) -> float:
+        return scores(labels[index], outputs[index], classes=present, only=key)[key]
+
+    per_draw: dict[bytes, tuple[float, float]] = {}
+
+    def pair(index: np.ndarray) -> tuple[float, float]:
+        digest = index.tobytes()  # ANAN, base and difference share each draw's two scores
+        if digest not in per_draw:
+            per_draw[digest] = (value(anan, index), value(base, index))
+        return per_draw[digest]
+
+    ci = bootstrap_intervals(
+        len(labels),
+        {
+            "anan": lambda i: pair(i)[0],
+            "base": lambda i: pair(i)[1],
+            "difference": lambda i: pair(i)[0] - pair(i)[1],
+        },
+    )
+    return {
+        "metric": key,
+        "level": 0.95,
+        "method": f"percentile bootstrap, {BOOTSTRAP_RESAMPLES} resamples of the images, seed 0",
+        "n_images": len(labels),
+        **ci,
+    }
 
 
 def _check_gains(base: onnx.ModelProto, fast: FastGrid, points, options: AnanParams) -> None:
@@ -272,6 +337,12 @@ def tune(
     give the same split as ``tools/train_base_cnn.py``); parameters are tuned on the
     validation split unless ``tune_on="test"`` (which warns).
 
+    The data set's classes are matched by name with the model's
+    (:mod:`~anan_onnx.evaluation.class_match`): never scored against mislabelled outputs;
+    a subset of a multi-class model's classes is enough. Fewer than
+    :data:`~anan_onnx.evaluation.statistics.SMALL_SAMPLE` tuning images give a warning
+    with bootstrap intervals of the metric (``result.interval``).
+
     Args:
         model: base CNN: ``.keras``, ``.h5`` or ``.onnx`` (an ANAN model is refused).
         data: image folder (class folders, or train/ and test/) or MedMNIST ``.npz``.
@@ -282,9 +353,10 @@ def tune(
         layout, scale, offset: override the preprocessing recorded in the model.
         layer: target Conv (default: the first).
         emit: also write the tuned fixed-parameter ANAN model here (and its base model as
-            ``<name>.base.onnx`` beside it, for ``anan-onnx verify``), with the data set's
-            class names; only when the best configuration beats the base CNN on the tuning
-            images (otherwise a warning, and ``result.emitted`` is ``None``)...
+            ``<name>.base.onnx`` beside it, for ``anan-onnx verify``), with the model's
+            class names (the data set's only for a model that records none); only when
+            the best configuration beats the base CNN on the tuning images (otherwise a
+            warning, and ``result.emitted`` is ``None``)...
         emit_anyway: ... or regardless.
         engine: where the image work runs (see :func:`grid_search`).
 
@@ -318,13 +390,15 @@ def tune(
         raise AnanError(f"data set {data} has no {tune_on} split to tune on: {hint}")
     if tune_on == "test":
         warnings.warn(TEST_WARNING, UserWarning, stacklevel=2)
+    class_map = match_model_classes(base, model, chosen.classes, positive is not None)
     result = grid_search(
         base,
         chosen.images,
         chosen.labels,
         grid,
         metric,
-        classes=chosen.classes,
+        class_map=class_map,
+        interval=True,
         layer=layer,
         threads=threads,
         batch_size=batch_size,
@@ -338,8 +412,11 @@ def tune(
         "data": str(data),
         "grid": grid.as_dict(),
         "split": split_info,
-        "classes": list(chosen.classes),
+        "classes": class_map.classes_to_record(),
+        "class_map": {**class_map.to_json(), "note": class_map.note},
     }
+    if result.interval is not None:
+        warnings.warn(result.interval_text(), UserWarning, stacklevel=2)
     if emit is not None:
         if result.improves_on_base or emit_anyway:
             result.emitted = emit_model(base, result, emit, source=Path(model))
@@ -352,6 +429,17 @@ def tune(
                 stacklevel=2,
             )
     return result
+
+
+def match_model_classes(
+    base: onnx.ModelProto, source: str | Path, data_classes: Sequence[str], binarised: bool
+) -> ClassMap:
+    """How the data set's classes are ``base``'s outputs (see :mod:`class_match`)."""
+    from anan_onnx.convert.classes import class_count
+    from anan_onnx.evaluation.class_match import match_classes, model_classes
+
+    names = model_classes(_metadata.read_metadata(base), source)
+    return match_classes(names, data_classes, class_count(base), binarised=binarised)
 
 
 def _recorded_split(
@@ -406,6 +494,8 @@ def emit_model(
     conversion = convert_model(
         base, result.params, layer=result.target_layer or None, extra_metadata=extra
     )
+    if "classes" in extra:  # the base beside it names the same outputs
+        _metadata.write_metadata(conversion.base, {"classes": extra["classes"]})
     # both or neither: an ANAN model never lands without the base model it names
     save_all_atomic([(conversion.base, base_output), (conversion.anan, output)])
     return output

@@ -38,6 +38,9 @@ class TuneResult:
         info: where the images came from (split info, model path, classes), JSON-ready.
         emitted: the ANAN model :func:`~anan_onnx.evaluation.tune.tune` wrote (``emit``), or
             ``None``.
+        interval: on a small set, 95 % bootstrap intervals of the metric (``anan``,
+            ``base``, ``difference``; see :func:`~anan_onnx.evaluation.tune.metric_interval`),
+            else ``None``.
     """
 
     rows: list[dict[str, Any]]
@@ -52,6 +55,7 @@ class TuneResult:
     target_layer: str
     info: dict[str, Any] = dataclasses.field(default_factory=dict)
     emitted: Path | None = None
+    interval: dict[str, Any] | None = None
 
     @property
     def improves_on_base(self) -> bool:
@@ -73,7 +77,7 @@ class TuneResult:
             for key in ("balanced_accuracy", "mcc", "positive_rate")
             if key in self.best and key != self.metric
         ]
-        notes = notes or {}
+        notes = {**self.notes(), **(notes or {})}
         width = max(len(key) for key in [*(k for k, _, _ in scores), *notes])
         n = len(self.rows)
         lines = [
@@ -89,6 +93,40 @@ class TuneResult:
             lines.append(f"  {key:<{width}} : ANAN {anan:.4f}  base {base_value:.4f}{verdict}")
         lines += [f"  {key:<{width}} : {text}" for key, text in notes.items()]
         return "\n".join(lines)
+
+    def notes(self) -> dict[str, str]:
+        """What the summary must say besides the scores: how the classes were matched and,
+        on a small set, how uncertain the metric is."""
+        out = {}
+        classes = self.info.get("class_map") or {}
+        if classes.get("note"):
+            out["classes"] = classes["note"]
+        if self.interval is not None:
+            out["sample"] = self.interval_text()
+        return out
+
+    def interval_text(self) -> str:
+        """The small-sample warning: the metric's bootstrap intervals, in words."""
+        ci = self.interval or {}
+        sign = -1 if self.metric == "loss" else 1
+
+        def show(name: str, value: float, signed: bool = False) -> str:
+            bounds = ci.get(name)
+            number = f"{value:+.3f}" if signed else f"{value:.3f}"
+            if bounds is None:
+                return f"{number} (interval undefined: some resamples hold one class)"
+            return f"{number} [{bounds[0]:.3f}, {bounds[1]:.3f}]"
+
+        anan = sign * self.best["value"]
+        from anan_onnx.evaluation.scores import select_metric_value
+
+        base = sign * select_metric_value(self.base_scores, self.metric)
+        return (
+            f"only {self.n_images} {self.tuned_on} images: {ci.get('metric', self.metric)} "
+            f"ANAN {show('anan', anan)}, base {show('base', base)}, difference "
+            f"{show('difference', anan - base, signed=True)} (95 % bootstrap intervals); a "
+            "difference whose interval holds 0 may be noise: tune on more images"
+        )
 
     def to_json(self) -> dict[str, Any]:
         """The selection, JSON-ready: NaN scores are null (what :meth:`write_json` writes)."""
@@ -108,6 +146,7 @@ class TuneResult:
                 "rest_rows": self.rest_rows,
                 "seconds": round(self.seconds, 3),
                 "target_layer": self.target_layer,
+                "interval": self.interval,
                 **self.info,
             }
         )

@@ -313,11 +313,18 @@ def test_empty_folder_and_loose_images(tmp_path):
         load_splits(tmp_path / "loose", SPEC)
 
 
-def test_class_folder_without_images(tmp_path):
+def test_class_folder_without_images_is_skipped_with_a_warning(tmp_path):
     root = make_folder(tmp_path / "d", {"a": 5, "b": 5})
     (root / "c").mkdir()
     (root / "c" / "readme.txt").write_text("nothing")
-    with pytest.raises(AnanError, match=r"class folder .*/c has no images"):
+    with pytest.warns(UserWarning, match=r"class folder .*/c has no images .*: skipped"):
+        s = load_splits(root, SPEC, val_fraction=0, test_fraction=0)
+    assert s.train.classes == ["a", "b"] and s.train.counts() == {"a": 5, "b": 5}
+    # empty beside one class: no classifier to score
+    (root / "b" / "readme.txt").write_text("nothing")
+    for f in (root / "b").glob("*.png"):
+        f.unlink()
+    with pytest.warns(UserWarning), pytest.raises(AnanError, match=r"one class only \(a\)"):
         load_splits(root, SPEC)
 
 
@@ -325,11 +332,12 @@ def test_single_class(tmp_path):
     root = make_folder(tmp_path / "d", {"only": 5})
     with pytest.raises(AnanError, match=r"single class folder \(only\): a classifier needs two"):
         load_splits(root, SPEC)
-    # An empty class folder in test/ is refused like any other.
+    # An empty class folder in test/: that class keeps its number and has no test images.
     make_folder(tmp_path / "s" / "train", {"a": 4, "b": 4})
     make_folder(tmp_path / "s" / "test", {"a": 2, "b": 0})
-    with pytest.raises(AnanError, match=r"class folder .*test/b has no images"):
-        load_splits(tmp_path / "s", SPEC)
+    with pytest.warns(UserWarning, match=r"class folder .*test/b has no images"):
+        s = load_splits(tmp_path / "s", SPEC, val_fraction=0)
+    assert s.test.classes == ["a", "b"] and s.test.counts() == {"a": 2, "b": 0}
     # Binarising can leave one class: refused for training images, allowed for a stored test.
     one_class_test = {"test_labels": np.zeros((8, 1), np.int64)}
     s = load_splits(make_npz(tmp_path / "t.npz", **one_class_test), SPEC, positive=[1])

@@ -251,7 +251,7 @@ def test_multiclass_model(tmp_path, capsys):
     # binarised (--positive) data do not fit a 3-class softmax: one-line error
     code, _, stderr = run_cli(capsys, "tune", model, data, "--positive", "c", "--k", "2",
                               "--no-progress", "-o", tmp_path / "o")  # fmt: skip
-    assert code == 2 and "outputs 3 class probabilities but the data set has 2" in stderr
+    assert code == 2 and "--positive binarises the data set, but the model outputs 3" in stderr
 
 
 # --- refusals: one line, exit 2 ------------------------------------------------------------
@@ -274,7 +274,7 @@ def image_folder(root: Path, classes: list[str], per_class: int = 6) -> Path:
     [
         ("empty", "has no class folders"),
         ("unreadable", "is not a readable image"),
-        ("three_classes", "one output (binary, P(class 1)) but the data set has 3 classes"),
+        ("three_classes", "(one sigmoid output or two outputs) but the data set has 3"),
         ("anan_model", "already an ANAN model: pass the base CNN"),
         ("k0", "k must be a positive integer, got 0"),
         ("a_text", "--a: 'x' is not a number or a range"),
