@@ -1,0 +1,180 @@
+"""The astrocyte signal is a function of the network, not of its serialisation.
+
+Equivalent ONNX serialisations of one small CNN (the Conv's bias fused or in an ``Add``/``Sub``,
+a BatchNormalization or per-channel ``Mul``/``Div``/``Add`` scale-shift after it or folded, NCHW
+or tf2onnx-style NHWC with layout Transposes) must give the same ANAN model outputs, equal to
+the literal loop on the canonical form (:mod:`anan_onnx.canonical`), for both signals and both
+rules; the canonical base computes what the original does.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+
+import numpy as np
+import onnx
+import onnx_ir as ir
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from onnx import TensorProto, helper, numpy_helper
+
+from anan_onnx import AnanParams, LiteralReference, convert_model
+from anan_onnx.canonical import canonical_model, canonicalise_conv
+
+from equivalence import TOLERANCE, assert_matches_reference, run_onnx
+
+O, C, SIZE, EPS = 4, 2, 7, 1e-3
+#: ops that may sit between the Conv and its activation; "sub_from" is ``c - y``
+OPS = ("add", "sub", "sub_from", "mul", "div", "bn")
+PARAMS = {
+    (signal, rule): AnanParams(k=3, mu=1, a=1.5, b=0.5, rule=rule, signal=signal)
+    for signal in ("pre", "post")
+    for rule in ("multiplicative", "additive")
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Form:
+    """One serialisation: ops after the Conv in NCHW, then (NHWC only) after its Transpose."""
+
+    seed: int = 0
+    conv_bias: bool = True
+    nchw_ops: tuple[str, ...] = ()
+    nhwc_ops: tuple[str, ...] = ()
+    nhwc: bool = False
+    activation: str = "Relu"
+
+
+def _canonical_weights(seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The network's mathematics: canonical kernel, bias and dense head."""
+    rng = np.random.default_rng(seed)
+    w = rng.normal(size=(O, C, 3, 3)).astype(np.float32)
+    b = (rng.normal(size=O) * 0.5).astype(np.float32)
+    dense = rng.normal(size=(O, 3)).astype(np.float32)
+    return w, b, dense
+
+
+def _op_constants(op: str, rng: np.random.Generator) -> tuple[np.ndarray, ...]:
+    """Per-channel constants of one op (float64); factors stay away from 0."""
+    factor = rng.uniform(0.5, 2.0, O) * rng.choice([-1.0, 1.0], O)
+    if op == "bn":
+        return factor, rng.normal(size=O), rng.normal(size=O), rng.uniform(0.2, 2.0, O)
+    return (factor,) if op in ("mul", "div") else (rng.normal(size=O),)
+
+
+def _undo(op: str, consts: tuple[np.ndarray, ...], w: np.ndarray, b: np.ndarray):
+    """(W, b) of the Conv before ``op`` such that op(conv(x, W) + b) = conv(x, w) + b_out."""
+    if op == "add":
+        return w, b - consts[0]
+    if op == "sub":
+        return w, b + consts[0]
+    if op == "sub_from":
+        return -w, consts[0] - b
+    if op == "mul":
+        return w / consts[0][:, None, None, None], b / consts[0]
+    if op == "div":
+        return w * consts[0][:, None, None, None], b * consts[0]
+    gamma, beta, mean, var = consts
+    f = gamma / np.sqrt(var + EPS)
+    return w / f[:, None, None, None], (b - beta) / f + mean
+
+
+def _op_nodes(op, consts, x, out, i, shape, inits):
+    """Nodes of one op reading ``x`` and writing ``out``; constants shaped ``shape``."""
+    names = [f"{op}{i}_c{j}" for j in range(len(consts))]
+    for name, c in zip(names, consts, strict=True):
+        inits.append(numpy_helper.from_array(c.astype(np.float32).reshape(shape), name))
+    if op == "bn":
+        return [
+            helper.make_node(
+                "BatchNormalization", [x, *names], [out], name=f"bn{i}", epsilon=EPS
+            )
+        ]
+    onnx_op = {"add": "Add", "sub": "Sub", "sub_from": "Sub", "mul": "Mul", "div": "Div"}[op]
+    inputs = [names[0], x] if op == "sub_from" else [x, names[0]]
+    return [helper.make_node(onnx_op, inputs, [out], name=f"{op}{i}")]
+
+
+def build(form: Form) -> onnx.ModelProto:
+    """The network of ``form.seed`` serialised as ``form`` describes."""
+    w, b, dense = _canonical_weights(form.seed)
+    rng = np.random.default_rng(1000 + hash(form) % 1000)
+    ops = [*form.nchw_ops, *form.nhwc_ops]
+    consts = [_op_constants(op, rng) for op in ops]
+    w64, b64 = w.astype(np.float64), b.astype(np.float64)
+    for op, c in reversed(list(zip(ops, consts, strict=True))):
+        w64, b64 = _undo(op, c, w64, b64)
+    inits = [numpy_helper.from_array(w64.astype(np.float32), "W")]
+    if not form.conv_bias:  # the bias as the first op after the Conv (MNIST-8 style)
+        ops, consts, b64 = ["add", *ops], [(b64,), *consts], None
+    conv_inputs = ["x_nchw" if form.nhwc else "x", "W"]
+    if b64 is not None:
+        inits.append(numpy_helper.from_array(b64.astype(np.float32), "B"))
+        conv_inputs.append("B")
+    nodes = []
+    if form.nhwc:
+        nodes.append(helper.make_node("Transpose", ["x"], ["x_nchw"], perm=[0, 3, 1, 2]))
+    nodes.append(helper.make_node("Conv", conv_inputs, ["y0"], name="conv", pads=[1] * 4))
+    split = len(ops) - len(form.nhwc_ops)
+    y = "y0"
+    for i, (op, c) in enumerate(zip(ops, consts, strict=True)):
+        if form.nhwc and i == split:
+            nodes.append(helper.make_node("Transpose", [y], ["t"], perm=[0, 2, 3, 1], name="t"))
+            y = "t"
+        shape = (O,) if form.nhwc and i >= split else (O, 1, 1)
+        nodes += _op_nodes(op, c, y, f"y{i + 1}", i, shape, inits)
+        y = f"y{i + 1}"
+    if form.nhwc and split == len(ops):
+        nodes.append(helper.make_node("Transpose", [y], ["t"], perm=[0, 2, 3, 1], name="t"))
+        y = "t"
+    nodes.append(helper.make_node(form.activation, [y], ["act"], name="act"))
+    y = "act"
+    if form.nhwc:
+        nodes.append(helper.make_node("Transpose", [y], ["back"], perm=[0, 3, 1, 2], name="back"))
+        y = "back"
+    inits.append(numpy_helper.from_array(dense, "dense"))
+    nodes += [
+        helper.make_node("GlobalAveragePool", [y], ["pooled"], name="gap"),
+        helper.make_node("Flatten", ["pooled"], ["flat"], name="flatten"),
+        helper.make_node("MatMul", ["flat", "dense"], ["logits"], name="head"),
+    ]
+    shape = ["N", SIZE, SIZE, C] if form.nhwc else ["N", C, SIZE, SIZE]
+    graph = helper.make_graph(
+        nodes,
+        "net",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, shape)],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 3])],
+        inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model, full_check=True)
+    return model
+
+
+def inputs(form: Form, n: int = 6) -> np.ndarray:
+    x = np.random.default_rng(7).normal(size=(n, C, SIZE, SIZE)).astype(np.float32)
+    return x.transpose(0, 2, 3, 1).copy() if form.nhwc else x
+
+
+@functools.lru_cache(maxsize=None)
+def fused_outputs(seed: int, signal: str, rule: str, activation: str):
+    """ANAN outputs of the fused NCHW form, the images free of near-ties, and base outputs."""
+    form = Form(seed=seed, activation=activation)
+    base, x, params = build(form), inputs(form), PARAMS[signal, rule]
+    conversion = convert_model(base, params)
+    ref = LiteralReference(conversion.base, conversion.target_layer, params).run(x)
+    return run_onnx(conversion.anan, x), ~ref.near_tie, run_onnx(base, x)
+
+
+def test_mnist8_style_bias_add_gives_the_fused_model():
+    """The issue's case: Conv without bias + Add, against the Conv with the bias inside."""
+    form = Form(conv_bias=False)
+    for (signal, rule), params in PARAMS.items():
+        ours, ref = assert_matches_reference(build(form), params, inputs(form))
+        fused, keep, base_out = fused_outputs(0, signal, rule, "Relu")
+        assert keep.sum() >= 3
+        np.testing.assert_allclose(ours[keep], fused[keep], atol=TOLERANCE, rtol=0)
+        assert np.abs(fused - base_out).max() > 1e-2, "ANAN changed nothing"
