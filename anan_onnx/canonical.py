@@ -79,7 +79,7 @@ def canonicalise_conv(graph: ir.Graph, conv: ir.Node) -> list[str]:
     changes: list[str] = []
     while (change := _step(graph, conv, affine)) is not None:
         changes.append(change)
-    if not np.array_equal(affine.scale, 1) or np.any(affine.shift):
+    if np.any(affine.scale != 1) or np.any(affine.shift):
         _write(graph, conv, weight, bias, affine)
     return changes
 
@@ -267,7 +267,7 @@ def _write(
     ones may be shared with other nodes; they are dropped when no longer read)."""
     old = [v for v in conv.inputs[1:3] if v is not None]
     name = conv.name or "conv"
-    if not np.array_equal(affine.scale, 1):
+    if np.any(affine.scale != 1):
         folded = weight.astype(np.float64) * affine.scale[:, None, None, None]
         conv.replace_input_with(1, _initializer(graph, f"{name}/canonical_weight", folded))
     beta = np.zeros(len(affine.scale)) if bias is None else bias.astype(np.float64)
