@@ -126,7 +126,7 @@ def _step(graph: ir.Graph, conv: ir.Node, affine: _Affine) -> str | None:
 
 def _sole_user(graph: ir.Graph, value: ir.Value) -> ir.Node | None:
     """The one node of ``graph`` reading ``value``, if ``value`` is read by nothing else."""
-    uses = value.uses()
+    uses = list(value.uses())
     if value.is_graph_output() or len(uses) != 1 or uses[0].node.graph is not graph:
         return None
     return uses[0].node
@@ -294,11 +294,12 @@ def _initializer(graph: ir.Graph, name: str, array: np.ndarray) -> ir.Value:
 
 def _drop_if_unused(graph: ir.Graph, value: ir.Value) -> None:
     """Removes an initializer nothing reads any more (not one that is also a graph input)."""
+    name = value.name
     if (
-        value.name in graph.initializers
-        and graph.initializers[value.name] is value
+        name is not None
+        and graph.initializers.get(name) is value
         and not value.uses()
         and not value.is_graph_input()
         and not value.is_graph_output()
     ):
-        del graph.initializers[value.name]
+        del graph.initializers[name]
