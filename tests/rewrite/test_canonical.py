@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from onnx import TensorProto, helper, numpy_helper
 
-from anan_onnx import AnanParams, LiteralReference, convert_model
+from anan_onnx import AnanParams, LiteralReference, convert_model, verify_models
 from anan_onnx.canonical import canonical_model, canonicalise_conv
 
 from equivalence import TOLERANCE, assert_matches_reference, run_onnx
@@ -182,6 +182,14 @@ def test_mnist8_style_bias_add_gives_the_fused_model():
         assert np.abs(fused - base_out).max() > 1e-2, "ANAN changed nothing"
         original = LiteralReference(model, "conv", params).run(x)
         np.testing.assert_allclose(original.outputs[0], ref.outputs[0], atol=TOLERANCE, rtol=0)
+
+
+def test_verify_against_the_original_serialisation_passes():
+    """``verify`` given the user's own (non-canonical) base agrees with the ANAN model."""
+    model = build(Form(conv_bias=False, nchw_ops=("mul",)))
+    conversion = convert_model(model, PARAMS["post", "additive"])
+    report = verify_models(conversion.anan, model, inputs=inputs(Form()))
+    assert report.passed and report.compared >= 3, report.summary()
 
 
 @st.composite
