@@ -327,3 +327,17 @@ def test_a_canonical_graph_is_unchanged():
     before = ir.to_proto(model).SerializeToString()
     assert canonicalise_conv(model.graph, next(n for n in model.graph if n.op_type == "Conv")) == []
     assert ir.to_proto(model).SerializeToString() == before
+
+
+@pytest.mark.parametrize("signal", ["pre", "post"])
+def test_tune_fast_grid_scores_the_canonical_form(signal):
+    """``tune``/``evaluate``'s fast grid, given a non-canonical serialisation, predicts what the
+    ANAN model of the fused network does."""
+    from anan_onnx.evaluation.fastgrid import FastGrid, GridPoint
+
+    params = PARAMS[signal, "multiplicative"]
+    form = Form(conv_bias=False, nchw_ops=("bn",), nhwc_ops=("sub",), nhwc=True)
+    point = GridPoint(params.k, params.mu, params.a, params.b)
+    (probs,) = FastGrid(build(form), params).predict(inputs(form), [point], progress=False)
+    fused, keep, _ = fused_outputs(0, signal, "multiplicative", "Relu")
+    np.testing.assert_allclose(probs[keep], fused[keep], atol=TOLERANCE, rtol=0)
