@@ -24,9 +24,11 @@ canonicalise, so the reference stays exact on any serialisation it is given; on 
 written by ``convert`` (already canonical) it changes nothing.
 
 Example:
-    >>> model = ir.from_proto(onnx.load("mnist-8.onnx"))   # doctest: +SKIP
-    >>> conv = next(n for n in model.graph if n.op_type == "Conv")   # doctest: +SKIP
-    >>> canonicalise_conv(model.graph, conv)   # doctest: +SKIP
+    >>> from anan_onnx.testing import build_cnn
+    >>> model = ir.from_proto(build_cnn())  # Conv (bias inside) -> Relu: already canonical
+    >>> canonicalise_conv(model.graph, next(n for n in model.graph if n.op_type == "Conv"))
+    []
+    >>> canonical_model(onnx.load("mnist-8.onnx"), "Convolution28")[1]  # doctest: +SKIP
     ["Add 'Plus30'"]
 """
 
