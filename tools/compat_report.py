@@ -49,19 +49,17 @@ comparison is not vacuous.
 NOTES = """\
 ## How the converter handles these models
 
-- **BatchNormalization after a bias-free Conv2D (Keras).** TensorFlow's graph optimiser folds
-  the BatchNormalization (a per-channel scale) into the Conv2D kernel, and only when the
-  Conv2D has no bias, so the astrocytes would watch the BatchNormalization's output in one
-  case and the Conv2D's in the other. The exporter restores the layer's own kernel (the Conv
-  is followed by `Mul`, `Add`) so that, as in the paper's Keras procedure, the astrocytes watch
-  the Conv2D layer's output; `tests/test_compat_models.py` checks the result against that
-  procedure written in Keras (`set_weights` per step). `--signal post` needs the activation
-  right after the Conv and is refused when a BatchNormalization sits in between.
-- **Other ONNX exporters fold BatchNormalization themselves** (PyTorch's TorchScript and dynamo
-  exporters in eval mode): the ONNX Conv then carries the folded kernel and bias, and ANAN
-  modulates that Conv, since the original weights are not in the file.
-- **A bias added by a separate `Add`** (CNTK-era models) is not part of the watched signal
-  (`signal=pre` is the Conv node's output); `--signal post` is refused for such a Conv.
+- **BatchNormalization, scale-shift or bias `Add` after the target Conv.** Exporters write
+  these differently: TensorFlow folds a BatchNormalization into a Conv2D kernel only when the
+  Conv2D has no bias, PyTorch's exporters (eval mode) fold it themselves, CNTK-era models
+  (like mnist-8) add the bias with a separate `Add`, tf2onnx graphs may put a layout
+  `Transpose` in between. The converter puts the target Conv in canonical form
+  (docs/algorithm.md, "The kernel response"): every per-channel affine op between it and its
+  activation is folded into it, so the astrocytes watch what the activation receives however
+  the model was exported, and `--signal post` finds the activation behind them.
+  `tests/test_compat_models.py` checks a Keras Conv2D → BatchNormalization → Activation model
+  against the paper's procedure written in Keras (`set_weights` on the Conv2D per step,
+  watching the BatchNormalization's output).
 - **Fixed batch size** (TorchScript exports without `dynamic_axes`, CNTK-era models): the
   batch axis is made dynamic, `Reshape` shapes that start with the fixed size get `0` (copy the
   batch), and the result must reproduce the fixed-batch model's outputs at batch 1 and at a

@@ -8,9 +8,11 @@ of ``tf2onnx.convert.from_graph_def`` (:mod:`~anan_onnx.convert.tf_to_onnx`: run
 few copies of the weights exist at once). The batch dimension stays dynamic.
 
 TensorFlow's graph optimiser folds a per-channel scale that follows a bias-free ``Conv2D``
-(a ``BatchNormalization``, a constant ``Mul``) into the kernel. The astrocytes must watch the
-``Conv2D`` layer's own output (spec: ``y = conv(x, W) + β``), so such a fold is undone: the
-Conv gets the layer's kernel back, followed by ``Mul`` (the scale) and ``Add`` (the shift).
+(a ``BatchNormalization``, a constant ``Mul``) into the kernel. Such a fold is undone: the
+Conv gets the layer's kernel back (and its node the layer's name), followed by ``Mul`` (the
+scale) and ``Add`` (the shift). The conversion then puts its target Conv in canonical form
+(:mod:`anan_onnx.canonical`), which folds them again: the astrocytes watch what the
+activation receives, whatever the exporter did.
 """
 
 from __future__ import annotations

@@ -6,6 +6,11 @@ final weights; restore. It deliberately shares no code with the graph rewrite: i
 base model's protobuf so that the target Conv reads its weights from an input, and runs
 it with onnxruntime (k + 1 runs per image).
 
+The loop watches the target Conv in canonical form (:mod:`anan_onnx.canonical`: a bias
+``Add``, ``BatchNormalization`` or scale-shift after it folded in, layout ``Transpose`` nodes
+looked through), which is the definition of the kernel response; on a base model written by
+``convert`` it is already canonical and nothing changes.
+
 Example:
     >>> ref = LiteralReference(onnx.load("model.base.onnx"), "conv1", AnanParams())
     >>> result = ref.run(batch)          # doctest: +SKIP
@@ -24,6 +29,7 @@ import onnxruntime as ort
 from onnx import helper
 
 from anan_onnx.activations import ACTIVATIONS, node_activation
+from anan_onnx.canonical import canonical_model
 from anan_onnx.errors import AnanError
 from anan_onnx.onnx_proto import constant_array
 from anan_onnx.params import AnanParams
@@ -71,7 +77,7 @@ class LiteralReference:
         providers: list[str] | None = None,
     ) -> None:
         self.params = params
-        model = copy.deepcopy(base)
+        model = copy.deepcopy(canonical_model(base, layer)[0])
         conv = _conv_node(model.graph, layer)
         self.w0 = constant_array(model.graph, conv.input[1])
         has_bias = len(conv.input) > 2 and conv.input[2]

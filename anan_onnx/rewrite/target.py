@@ -7,6 +7,11 @@ segment of the node name (``sequential/conv2d_1/convolution``). The target recor
 was chosen (``reason``), naming what precedes the first Conv: CNNs such as EfficientNet open
 with a preprocessing block (Rescaling, Normalization, ZeroPadding2D) before it.
 
+Before its weights are read, the target is put in canonical form
+(:mod:`anan_onnx.canonical`): per-channel affine ops after it (a bias ``Add``, a
+``BatchNormalization``, a scale-shift) are folded into it and layout ``Transpose`` nodes are looked
+through, so that its output is exactly what its activation receives.
+
 The weights must be a constant of the model (an initializer, a ``Constant`` node, or an
 IR<4 graph input with an initializer); a convolution whose weights are computed at run
 time is refused, as are quantized ones.
@@ -22,6 +27,7 @@ import numpy as np
 import onnx_ir as ir
 
 from anan_onnx.activations import ACTIVATIONS
+from anan_onnx.canonical import canonicalise_conv
 from anan_onnx.errors import AnanError
 
 __all__ = ["ConvTarget", "find_target"]
@@ -111,6 +117,7 @@ def find_target(
         )
     node = convs[0] if layer is None else _by_name(convs, layer, keras_convs)
     _warn_skipped(graph, node, nested)
+    folded = canonicalise_conv(graph, node)  # the kernel response the astrocytes watch
     weight = _constant(node.inputs[1], node, "weights")
     bias = None
     if len(node.inputs) > 2 and node.inputs[2] is not None:
@@ -130,6 +137,8 @@ def find_target(
         if layer is not None
         else _first_reason(graph, node, (keras_before or {}).get(keras_layer or ""))
     )
+    if folded:
+        reason += f"; put in canonical form: {', '.join(folded)}"
     return ConvTarget(node, weight, bias, _activation_after(node), keras_layer, reason)
 
 

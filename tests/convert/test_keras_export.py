@@ -217,8 +217,9 @@ def test_target_names_the_keras_layer_and_the_preprocessing(preprocessed):
     assert meta["target_keras_layer"] == "stem_conv"
     assert meta["target_reason"] == (
         "the first Conv in topological order, after Rescaling 'rescaling', Normalization "
-        "'normalization', ZeroPadding2D 'stem_pad'"
-    )
+        "'normalization', ZeroPadding2D 'stem_pad'; put in canonical form: "
+        "Mul 'stem_conv/unfolded/mul', Add 'stem_conv/unfolded/add'"
+    )  # stem_bn, which TensorFlow folded and the exporter unfolded, is folded again
     assert "keras_convs" not in meta  # the map stays in the base model
     assert result.target_layer == "stem_conv/convolution"  # the restored (unfolded) Conv
 
