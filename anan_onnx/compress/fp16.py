@@ -9,7 +9,8 @@ are spliced back in, and each boundary tensor gets one Cast to float16.
 Nothing is clamped: onnxconverter-common's defaults clamp every weight above 1e4 to 1e4 and
 lift every magnitude below 1e-7 (float16 holds up to 65504 and down to 2**-24), which
 silently changes a model with large weights. The converter is given float16's own limits,
-and a tail node that reads a finite weight beyond 65504 stays float32 (blocked) instead.
+and a tail node that reads a finite weight beyond 65504 stays float32 (blocked, with its
+original float32 weights put back) instead.
 
 Pattern rewritten::
 
@@ -65,9 +66,20 @@ def to_fp16(model: onnx.ModelProto, keep_fp32: set[str]) -> tuple[onnx.ModelProt
         raise AnanError(
             f"the FP16 conversion failed ({first_line(exc)}): try --int8, or report the model"
         ) from None
+    _restore_wide(model, converted)
     if keep_fp32:
         _splice(model, converted, keep_fp32)
     return converted, wide
+
+
+def _restore_wide(original: onnx.ModelProto, converted: onnx.ModelProto) -> None:
+    """Puts back the float32 initializers float16 cannot hold: the converter stores even a
+    blocked node's weights in float16 (clamped) and Casts them back to float32 before the
+    node, so the original tensor makes that Cast a no-op (every reader is blocked)."""
+    wide = {i.name: i for i in original.graph.initializer if _too_wide(i)}
+    for init in converted.graph.initializer:
+        if init.name in wide:
+            init.CopyFrom(wide[init.name])
 
 
 def beyond_float16(model: onnx.ModelProto) -> set[str]:
