@@ -70,6 +70,8 @@ class Fp32Agreement:
         return self.images > 0 and self.p_value(threshold) >= SIGNIFICANCE
 
     def summary(self, threshold: float) -> str:
+        if not self.images:
+            return "vs FP32: no inputs compared"
         verdict = "consistent with" if self.meets(threshold) else "BELOW"
         diff = f"{self.max_abs_diff:.3g}" if math.isfinite(self.max_abs_diff) else "n/a"
         p = self.p_value(threshold)
