@@ -69,7 +69,7 @@ def calibration_set(
     """``size`` images drawn without replacement (seeded) from ``data``, and up to ``check``
     more from the remaining files, preprocessed. ``size`` 0 draws check images only (FP16)."""
     if size < 0 or check < 0:
-        raise AnanError(f"image counts must be >= 0, got --calibration-size {size}")
+        raise AnanError(f"--calibration-size and --check-size must be >= 0, got {size}, {check}")
     files = image_files(data)
     rng = np.random.default_rng(seed)
     picked = sorted(rng.choice(len(files), size=min(size, len(files)), replace=False))

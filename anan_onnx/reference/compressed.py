@@ -226,7 +226,11 @@ class CompressedReport:
     def as_dict(self) -> dict[str, object]:
         fp32 = None
         if self.fp32 is not None:
-            fp32 = dict(dataclasses.asdict(self.fp32), agreement=self.fp32.agreement)
+            fp32 = dict(
+                dataclasses.asdict(self.fp32),
+                agreement=self.fp32.agreement,
+                p_value=self.fp32.p_value(self.min_agreement),
+            )
         return dict(
             self.outputs.as_dict(),
             handover_diff=self.handover_diff,
