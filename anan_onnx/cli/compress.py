@@ -131,7 +131,7 @@ def _cmd_compress(args: argparse.Namespace) -> int:
     if args.mode == "int8":
         print(f"  calibration  : {args.calibration_method}")
     if result.agreement is None:
-        print("  vs FP32      : not measured (pass --calibration DATA with more images)")
+        print("  vs FP32      : not measured (no held-back images: pass --calibration DATA)")
     else:
         print(f"  held back    : {result.agreement.summary(args.min_agreement)}")
     return 0
