@@ -406,6 +406,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
 
 def _add_verify(commands) -> None:
+    from anan_onnx.cli.compress import add_min_agreement
+
     p = commands.add_parser(
         "verify",
         help="check an ANAN model against the literal reference",
@@ -431,6 +433,8 @@ def _add_verify(commands) -> None:
         help="compressed model: the FP32 .anan.onnx to compare predictions with "
         "(default: the fp32_model recorded next to it)",
     )
+    add_min_agreement(p, "compressed model: fail when fewer inputs than this share get the "
+                      "FP32 model's class")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     _batch_size(p)
     _common(p)
