@@ -71,9 +71,13 @@ def _draw(fp32: Path, folder: Path, per_class: int = 8) -> tuple[np.ndarray, Pat
     real test set, these inputs cover every class, each far from the boundary.
     """
     session = Session(fp32)
-    x = random_inputs(session, 512, seed=7)
+    # Noise images of varied contrast: uniform noise alone averages out in a CNN and puts
+    # every output within a few hundredths of the boundary, where an INT8 copy may flip
+    # whole classes by rounding; a contrast per image spreads the outputs as real images do.
+    contrast = np.random.default_rng(1).random((512, 1, 1, 1))
+    pixels = np.round(random_inputs(session, 512, seed=7) * 255 * contrast).astype(np.uint8)
+    x = (pixels / np.float32(255)).astype(np.float32)  # exactly what the PNGs hold
     folder.mkdir()
-    pixels = np.round(x * 255).astype(np.uint8)
     if pixels.shape[1] == 3:  # NCHW -> HWC for the image files
         pixels = pixels.transpose(0, 2, 3, 1)
     for i, image in enumerate(pixels):
