@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from anan_onnx import json_clean
-from anan_onnx.cli.describe import describe_input, model_bytes
+from anan_onnx.cli.describe import describe_input, describe_sources, model_bytes
 from anan_onnx.errors import AnanError
 from anan_onnx.metadata import class_names, is_anan, read_metadata
 from anan_onnx.params import AnanParams
@@ -80,6 +80,8 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         print(f"  output {name}: {dims}")
     if "height" in meta:
         print(f"  image input : {describe_input(meta)}")
+        for line in describe_sources(meta):
+            print(f"                {line}")
     names = class_names(meta)
     if names:
         print(f"  classes     : {', '.join(names)}")

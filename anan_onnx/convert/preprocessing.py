@@ -19,7 +19,6 @@ import dataclasses
 import json
 import re
 import warnings
-from collections.abc import Sequence
 
 import numpy as np
 import onnx
@@ -45,20 +44,6 @@ __all__ = [
     "mean_std_affine",
     "resolve",
 ]
-
-#: The option that changes each field, for messages and ``inspect``.
-OPTIONS = {
-    "layout": "--layout",
-    "size": "(the model's input shape)",
-    "channels": "(the model's input shape)",
-    "scale": "--preprocess, --scale, --mean/--std",
-    "offset": "--preprocess, --offset, --mean/--std",
-    "channel_order": "--channel-order, --preprocess",
-    "resize": "--resize",
-    "aspect": "--aspect",
-}
-FIELDS = tuple(OPTIONS)
-
 
 @dataclasses.dataclass(frozen=True)
 class Preset:
@@ -332,7 +317,7 @@ def _affine(request, recorded, before, own, keras_mode, values, sources) -> str:
     return note
 
 
-def _preset_mean_std(mode: str) -> tuple[Sequence[float], Sequence[float]]:
+def _preset_mean_std(mode: str) -> tuple[Numbers, Numbers]:
     return PRESETS[mode].mean, PRESETS[mode].std
 
 
@@ -349,7 +334,7 @@ def _keras_first_layers(recorded: dict[str, str]) -> str:
         before = json.loads(recorded.get("keras_before", "{}"))
     except ValueError:
         return ""
-    layers = next(iter(before.values()), []) if isinstance(before, dict) and before else []
+    layers: list[object] = next(iter(before.values()), []) if isinstance(before, dict) else []
     scaling = [str(x) for x in layers if str(x).startswith(("Rescaling", "Normalization"))]
     return ", ".join(scaling)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import warnings
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -21,12 +22,14 @@ from anan_onnx.metadata import DEFAULT_SCALE, is_anan, read_metadata
 from anan_onnx.model_io import load_onnx
 from anan_onnx.params import AnanParams
 from anan_onnx.reference.literal import LiteralReference
-from anan_onnx.runtime.inputs import check_batch
+from anan_onnx.runtime.inputs import InputSpec, check_batch
 from anan_onnx.runtime.labels import TOLERANCE, labels_agree
+from anan_onnx.runtime.own_scaling import own_scaling
 from anan_onnx.runtime.session import Session, providers_for
 
 __all__ = [
     "VerifyReport",
+    "preprocess_contradiction",
     "random_inputs",
     "verify_models",
 ]
@@ -45,6 +48,10 @@ class VerifyReport:
             never counted as agreeing (the weights or gains overflow float32).
         reference_non_finite: inputs for which the literal reference did.
         unusable: inputs with a non-finite output on either side (counted once).
+        preprocess_warning: why the recorded preprocessing contradicts the base graph's
+            own leading scaling (it would scale the pixels twice), or ``None``; a warning,
+            not a failure: the ANAN graph may still equal the reference
+            (docs/preprocessing.md).
     """
 
     images: int
@@ -55,6 +62,7 @@ class VerifyReport:
     non_finite: int = 0
     reference_non_finite: int = 0
     unusable: int = 0
+    preprocess_warning: str | None = None
 
     @property
     def compared(self) -> int:
@@ -121,6 +129,7 @@ class VerifyReport:
             self.non_finite + other.non_finite,
             self.reference_non_finite + other.reference_non_finite,
             self.unusable + other.unusable,
+            self.preprocess_warning or other.preprocess_warning,
         )
 
 
@@ -181,7 +190,20 @@ def verify_models(
             report = chunk if report is None else report.merged(chunk)
     if report is None:
         raise AnanError("no inputs to verify: pass at least one image or array")
+    report.preprocess_warning = preprocess_contradiction(session.metadata, base_model)
+    if report.preprocess_warning:
+        warnings.warn(report.preprocess_warning, UserWarning, stacklevel=2)
     return report
+
+
+def preprocess_contradiction(metadata: dict[str, str], base: onnx.ModelProto) -> str | None:
+    """Why the recorded preprocessing contradicts the base graph's own leading scaling
+    (:mod:`anan_onnx.runtime.own_scaling`), or ``None``."""
+    if "height" not in metadata:
+        return None
+    spec = InputSpec.from_metadata(metadata)
+    own = own_scaling(base, spec.layout, spec.channels)
+    return own.contradiction(spec.scale, spec.offset) if own is not None else None
 
 
 def _compare(
@@ -220,7 +242,13 @@ def random_inputs(session: Session, n: int, seed: int = 0) -> np.ndarray:
     shape = [n, *session.input_shape[1:]]
     if not all(isinstance(d, int) for d in shape):
         raise AnanError(f"the model input {session.input_shape} has dynamic sizes: pass --inputs")
-    scale = float(session.metadata.get("scale", DEFAULT_SCALE))
-    offset = float(session.metadata.get("offset", 0.0))
     pixels = np.random.default_rng(seed).integers(0, 256, size=shape)
-    return (pixels * scale + offset).astype(np.float32)
+    if "height" not in session.metadata:  # no recorded size: the scalar keys, if any
+        one_scale = float(session.metadata.get("scale", DEFAULT_SCALE))
+        one_offset = float(session.metadata.get("offset", 0.0))
+        return (pixels * one_scale + one_offset).astype(np.float32)
+    spec = InputSpec.from_metadata(session.metadata)  # one scale and offset per channel
+    scale, offset = spec.affine()
+    if spec.layout == "NCHW":
+        scale, offset = scale[:, None, None], offset[:, None, None]
+    return pixels.astype(np.float32) * scale + offset

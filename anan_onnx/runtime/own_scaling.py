@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections import defaultdict
+from collections.abc import Callable
 
 import numpy as np
 import onnx
@@ -163,7 +164,15 @@ def _other(node: onnx.NodeProto, value: str) -> str:
     return node.input[1] if node.input[0] == value else node.input[0]
 
 
-def _step(node: onnx.NodeProto, value: str, constants: dict[str, np.ndarray], channel_shape):
+_Step = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
+
+
+def _step(
+    node: onnx.NodeProto,
+    value: str,
+    constants: dict[str, np.ndarray],
+    channel_shape: tuple[int, ...],
+) -> _Step | None:
     """``(scale, offset) -> (scale, offset)`` composing ``node`` after the chain, or None."""
     if node.op_type not in _OPS or len(node.input) != 2 or len(node.output) != 1:
         return None
