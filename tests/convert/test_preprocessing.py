@@ -22,7 +22,6 @@ from anan_onnx.cli.app import main
 from anan_onnx.convert.preprocessing import PRESETS, PreprocessRequest, mean_std_affine
 from anan_onnx.reference.verify import verify_models
 from anan_onnx.testing import VARIANTS, build_cnn
-
 from tests.runtime.test_own_scaling import MEAN01, STD01, with_chain
 
 TOLERANCE = 1e-5
@@ -198,8 +197,12 @@ def test_onnx_model_with_its_own_per_channel_normalisation(tmp_path, capsys):
     assert verify_models(anan, base, n=4).preprocess_warning is None
 
 
-@pytest.mark.parametrize("how", [["--preprocess", "torch"], ["--mean", "123.675,116.28,103.53",
-                                  "--std", "58.395,57.12,57.375"]], ids=["preset", "mean_std"])  # fmt: skip
+IMAGENET_OPTIONS = ["--mean", "123.675,116.28,103.53", "--std", "58.395,57.12,57.375"]
+
+
+@pytest.mark.parametrize(
+    "how", [["--preprocess", "torch"], IMAGENET_OPTIONS], ids=["preset", "mean_std"]
+)
 def test_per_channel_normalisation_given_by_the_user(tmp_path, capsys, how):
     raw = build_cnn(VARIANTS["plain"])  # trained on (pixel/255 - mean)/std, done outside
     source = tmp_path / "plain.onnx"
