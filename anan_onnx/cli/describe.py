@@ -37,8 +37,7 @@ def describe_input(meta: dict[str, str]) -> str:
         f"{spec.layout} {spec.height}x{spec.width}x{spec.channels}, input = pixel (0-255) * "
         f"{_pixel_scales(spec.scale)} {offset}"
     )
-    extras = spec.describe().split(", ")[2:]  # InputSpec's own words for the non-defaults
-    return ", ".join([text, *extras])
+    return ", ".join([text, *spec.non_defaults()])
 
 
 def describe_sources(meta: dict[str, str]) -> list[str]:
@@ -72,7 +71,9 @@ def _pixel_scales(scale: float | tuple[float, ...]) -> str:
     if isinstance(scale, tuple):
         return "(" + ", ".join(_pixel_scales(v) for v in scale) + ")"
     inverse = 1 / scale if scale else 0.0
-    return f"1/{inverse:g}" if abs(inverse - round(inverse)) < 1e-9 else f"{scale:g}"
+    if abs(inverse - round(inverse)) < 1e-9 and round(inverse) not in (0, 1, -1):
+        return f"1/{inverse:g}"
+    return f"{scale:g}"
 
 
 def model_bytes(path: Path) -> int:

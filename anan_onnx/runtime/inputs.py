@@ -224,7 +224,12 @@ class InputSpec:
             f"x = pixel * {_numbers_short(self.scale, '.6g')} + "
             f"{_numbers_short(self.offset, 'g')}"
         )
-        extras = [
+        return ", ".join([text, *self.non_defaults()])
+
+    def non_defaults(self) -> list[str]:
+        """The channel order, resize and aspect where they are not RGB, bilinear, stretch,
+        in words (``["channels BGR", "aspect crop"]``)."""
+        return [
             f"{name} {value}"
             for name, value, default in (
                 ("channels", self.channel_order, CHANNEL_ORDERS[0]),
@@ -233,7 +238,6 @@ class InputSpec:
             )
             if value != default and not (name == "channels" and self.channels == 1)
         ]
-        return ", ".join([text, *extras])
 
 
 def parse_number(text: str) -> float:
