@@ -39,7 +39,7 @@ def numbers(text: str) -> Numbers:
 
 def add_preprocess_options(p: argparse.ArgumentParser) -> None:
     """Adds the preprocessing options to ``p`` (convert's)."""
-    from anan_onnx.convert.preprocessing import PRESETS
+    from anan_onnx.runtime.presets import PRESETS
 
     g = p.add_argument_group(
         "preprocessing recorded in the model (default: read from the model where it says, "

@@ -52,19 +52,20 @@ def predict(model: Path, images: list[Path], capsys) -> np.ndarray:
 
 
 def close(a: np.ndarray, b: np.ndarray) -> float:
-    """max |a - b| relative to the largest magnitude (logits are not probabilities)."""
+    """max |a - b| relative to the largest magnitude of ``b`` (logits are not
+    probabilities; at least 1: probabilities are compared as they are)."""
     return float(np.abs(a - b).max() / max(np.abs(b).max(), 1.0))
 
 
 def check_fidelity(
-    source: Path, keras_outputs, images, pixels, out: Path, capsys, params=(), divide=1
+    source: Path, keras_outputs, images, pixels, out: Path, capsys, params=PARAMS, divide=1
 ):
     """Converts ``source`` by the CLI with default preprocessing and checks predict
     against Keras on the decoded pixels (``keras_outputs(pixels / divide)``: raw pixels
     unless ``divide``) and the ANAN model against the literal loop on predict's tensor.
     Returns the base model's metadata."""
     anan = out / "model.anan.onnx"
-    assert main(["convert", str(source), "-o", str(anan), *PARAMS, *params]) == 0
+    assert main(["convert", str(source), "-o", str(anan), *params]) == 0
     base = anan.with_name("model.base.onnx")
     md = read_metadata(onnx.load(base))
     spec = InputSpec.from_metadata(md)
@@ -77,9 +78,10 @@ def check_fidelity(
     loop = LiteralReference(onnx.load(base), target, params_).run(x).outputs[0]
     ours = predict(anan, images, capsys)
     assert close(ours, loop) <= TOLERANCE, "the ANAN model differs from the literal loop"
-    acted = np.abs(loop - plain).max(axis=1) > TOLERANCE
+    magnitude = max(np.abs(plain).max(), 1e-30)
+    acted = np.abs(loop - plain).max(axis=1) > TOLERANCE * magnitude
     assert acted.any(), "the astrocytes changed no output: the check would prove nothing"
-    assert np.array_equal(np.abs(ours - plain).max(axis=1) > TOLERANCE, acted)
+    assert np.array_equal(np.abs(ours - plain).max(axis=1) > TOLERANCE * magnitude, acted)
     return md
 
 

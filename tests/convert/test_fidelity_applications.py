@@ -45,8 +45,8 @@ def test_application_with_its_own_preprocessing(name, layer, tmp_path, capsys):
     assert built.returncode == 0, built.stderr[-2000:]
     model = keras.saving.load_model(source, compile=False)
     images, pixels = image_files(tmp_path, 2, size(name))
-    md = check_fidelity(
-        source, lambda x: model(x, training=False), images, pixels, tmp_path, capsys
+    md = check_fidelity(  # the default ANAN parameters, as test_keras_applications.py
+        source, lambda x: model(x, training=False), images, pixels, tmp_path, capsys, params=[]
     )
     assert (md["scale"], md["offset"]) == ("1.0", "0.0")
     assert json.loads(md["preprocess_from"])["scale"] == "read"
