@@ -251,11 +251,13 @@ def _affine(request, recorded, before, own, keras_mode, values, sources) -> str:
             if mode
             else ""
         )
-        if own is not None:
+        layers = _keras_first_layers(recorded)
+        if own is not None or layers:
             warnings.warn(
-                f"the model starts with its own scaling ({own.describe()}) but whether it "
-                "expects pixels 0-255 or 0-1 cannot be told from it: assuming 1/255; pass "
-                "--preprocess raw (pixels 0-255) or --scale to record the right one",
+                f"the model starts with its own scaling ({layers or own.describe()}) but "  # type: ignore[union-attr]
+                "whether it expects pixels 0-255 or 0-1 cannot be told from its graph: "
+                "assuming 1/255; pass --preprocess raw (pixels 0-255) or --scale to record "
+                "the right one",
                 UserWarning,
                 stacklevel=4,
             )

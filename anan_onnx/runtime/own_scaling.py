@@ -118,7 +118,8 @@ def own_scaling(model: onnx.ModelProto, layout: str, channels: int) -> OwnScalin
     The chain stops at the first node that is not one of them with a constant (initializer
     or ``Constant``) broadcast per channel or over everything, at a value used more than
     once or a graph output (the unscaled input would be needed elsewhere: not a
-    preprocessing step), and at ``c / x``.
+    preprocessing step), and at ``c / x``. A layout ``Transpose`` (NHWC <-> NCHW) is looked
+    through: the constants after it are read in the other layout.
 
     Args:
         model: the ONNX model.
@@ -135,13 +136,17 @@ def own_scaling(model: onnx.ModelProto, layout: str, channels: int) -> OwnScalin
         for name in set(node.input):
             users[name].append(node)
     outputs = {o.name for o in graph.output}
-    channel_shape = (1, 1, 1, channels) if layout == "NHWC" else (1, channels, 1, 1)
+    shapes = {"NHWC": (1, 1, 1, channels), "NCHW": (1, channels, 1, 1)}
     scale, offset = np.ones(channels), np.zeros(channels)
     ops: list[str] = []
     value = inputs[0]
     while value not in outputs and len(users[value]) == 1:
         node = users[value][0]
-        step = _step(node, value, constants, channel_shape)
+        turned = _layout_transpose(node, layout)
+        if turned is not None:  # look through NHWC <-> NCHW: the chain may follow it
+            layout, value = turned, node.output[0]
+            continue
+        step = _step(node, value, constants, shapes[layout])
         if step is None:
             break
         scale, offset = step(scale, offset)
@@ -150,6 +155,18 @@ def own_scaling(model: onnx.ModelProto, layout: str, channels: int) -> OwnScalin
     if not ops:
         return None
     return OwnScaling(tuple(ops), scale, offset)
+
+
+#: ``Transpose`` perms that turn one layout into the other
+_TURNS = {("NHWC", (0, 3, 1, 2)): "NCHW", ("NCHW", (0, 2, 3, 1)): "NHWC"}
+
+
+def _layout_transpose(node: onnx.NodeProto, layout: str) -> str | None:
+    """The layout after ``node`` if it is a layout ``Transpose`` of ``layout``, else None."""
+    if node.op_type != "Transpose":
+        return None
+    perm = next((tuple(a.ints) for a in node.attribute if a.name == "perm"), ())
+    return _TURNS.get((layout, perm))
 
 
 def _constants(graph: onnx.GraphProto) -> dict[str, np.ndarray]:

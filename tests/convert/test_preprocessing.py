@@ -244,3 +244,16 @@ def test_verify_warns_when_the_recorded_preprocessing_doubles_the_graph_own(tmp_
     captured = capsys.readouterr()
     assert captured.out.startswith("PASS")
     assert "scaled twice" in captured.err and "--preprocess raw" in captured.err
+
+
+def test_a_keras_scaling_layer_missing_from_the_graph_is_warned_about(tmp_path):
+    """Should an exporter fold a Rescaling away, the 1/255 default is said to be a guess."""
+    from anan_onnx.metadata import write_metadata
+
+    model = build_cnn(VARIANTS["plain"])
+    write_metadata(model, {"keras_before": json.dumps({"conv2d": ["Rescaling 'rescaling'"]})})
+    path = tmp_path / "folded.onnx"
+    onnx.save(model, path)
+    with pytest.warns(UserWarning, match=r"own scaling \(Rescaling 'rescaling'\).*--preprocess raw"):
+        base = load_base(path)
+    assert _sources(base)["scale"] == "assumed"

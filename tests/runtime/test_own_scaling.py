@@ -98,3 +98,21 @@ def test_a_recorded_preprocessing_that_scales_twice_is_named():
     )
     assert fractions.contradiction(1 / 255, 0.0) is None
     assert "--preprocess unit" in fractions.contradiction(1.0, 0.0)
+
+
+def test_a_layout_transpose_is_looked_through():
+    """tf2onnx may put the NHWC -> NCHW Transpose before the scaling: the chain goes on,
+    its constants read in the layout after the Transpose."""
+    model = with_chain([("Sub", _channel(MEAN01 * 255), False), ("Div", 255.0, False)])
+    graph = model.graph
+    graph.input[0].name = "nhwc"
+    graph.input[0].type.tensor_type.shape.dim[1].dim_value = 11
+    graph.input[0].type.tensor_type.shape.dim[3].dim_value = 3
+    turn = helper.make_node("Transpose", ["nhwc"], ["pixels"], perm=[0, 3, 1, 2])
+    rest = list(graph.node)
+    del graph.node[:]
+    graph.node.extend([turn, *rest])
+    own = own_scaling(model, "NHWC", 3)
+    assert own is not None and own.ops == ("Sub (123.675, 116.28, 103.53)", "Div 255")
+    np.testing.assert_allclose(own.offset, -MEAN01)
+    assert own_scaling(model, "NCHW", 3) is None  # (0, 3, 1, 2) does not turn NCHW
