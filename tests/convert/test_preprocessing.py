@@ -254,6 +254,6 @@ def test_a_keras_scaling_layer_missing_from_the_graph_is_warned_about(tmp_path):
     write_metadata(model, {"keras_before": json.dumps({"conv2d": ["Rescaling 'rescaling'"]})})
     path = tmp_path / "folded.onnx"
     onnx.save(model, path)
-    with pytest.warns(UserWarning, match=r"own scaling \(Rescaling 'rescaling'\).*--preprocess raw"):
+    with pytest.warns(UserWarning, match=r"scaling \(Rescaling 'rescaling'\).*preprocess raw"):
         base = load_base(path)
     assert _sources(base)["scale"] == "assumed"
