@@ -226,6 +226,11 @@ def test_caffe_bgr_through_predict(tmp_path, capsys):
     expected = _run(raw, x.transpose(0, 3, 1, 2))
     assert np.abs(_predict(base, images, capsys) - expected).max() <= TOLERANCE
     _check_anan(anan, base, images, capsys)
+    capsys.readouterr()  # verify --inputs prepares the images the same way
+    assert main(["verify", str(anan), "--inputs", *map(str, images), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["passed"] and report["images"] == len(images)
+    assert report["preprocess_warning"] is None
 
 
 def test_verify_warns_when_the_recorded_preprocessing_doubles_the_graph_own(tmp_path, capsys):
