@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import dataclasses
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import onnx
 import onnx_ir as ir
@@ -38,6 +39,7 @@ from anan_onnx.model_io import (
 from anan_onnx.params import AnanParams
 from anan_onnx.rewrite.graph import SCALINGS, build_anan_graph, steps_foldable
 from anan_onnx.runtime.inputs import Numbers
+from anan_onnx.training_record import find_training_record
 
 __all__ = [
     "Conversion",
@@ -98,7 +100,14 @@ def load_base(
     else:
         model = free_fixed_batch(_set_opset(load_onnx(path), opset))
     _name_batch_dim(model)
-    meta = input_metadata(model, layout=layout, scale=scale, offset=offset, preprocess=preprocess)
+    meta = input_metadata(
+        model,
+        layout=layout,
+        scale=scale,
+        offset=offset,
+        preprocess=preprocess,
+        training=find_training_record(path),
+    )
     _metadata.write_metadata(model, meta)
     return model
 
@@ -139,14 +148,16 @@ def input_metadata(
     scale: Numbers | None = None,
     offset: Numbers | None = None,
     preprocess: PreprocessRequest | None = None,
+    training: Mapping[str, Any] | None = None,
 ) -> dict[str, object]:
     """Preprocessing keys: layout (NHWC/NCHW), height, width, channels, scale, offset,
     channel_order, resize, aspect, and where each came from (``preprocess_from``).
 
     Explicit arguments win (``preprocess``, or the shorthand ``layout``/``scale``/
-    ``offset``), then values an anan-onnx model records, then what the model itself says
-    (its input shape; its own leading scaling), then assumptions (the keras.applications
-    convention of its name, else 1/255): :func:`anan_onnx.convert.preprocessing.resolve`.
+    ``offset``), then values an anan-onnx model records, then its ``training`` record's,
+    then what the model itself says (its input shape; its own leading scaling), then
+    assumptions (the keras.applications convention of its name, else 1/255):
+    :func:`anan_onnx.convert.preprocessing.resolve`.
     """
     request = preprocess or PreprocessRequest()
     if layout is not None or scale is not None or offset is not None:
@@ -156,7 +167,7 @@ def input_metadata(
             scale=scale if scale is not None else request.scale,
             offset=offset if offset is not None else request.offset,
         )
-    return resolve(model, request).metadata()
+    return resolve(model, request, training).metadata()
 
 
 def convert_model(

@@ -19,6 +19,9 @@ import dataclasses
 import json
 import re
 import warnings
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -149,14 +152,24 @@ class Resolved:
         return out
 
 
-def resolve(model: onnx.ModelProto, request: PreprocessRequest) -> Resolved:
+def resolve(
+    model: onnx.ModelProto, request: PreprocessRequest, training: Mapping[str, Any] | None = None
+) -> Resolved:
     """The preprocessing to record for ``model`` (metadata values) and their sources.
+
+    Args:
+        model: the base model (its ``anan.*`` metadata, if any, counts as recorded).
+        request: what the user gave.
+        training: the model's training record (``training.json``, see
+            :mod:`anan_onnx.training_record`): its ``input`` (scale, resize, color, layout)
+            is read as the model's own facts, below what the model itself records.
 
     Raises:
         AnanError: a request that does not fit the model (e.g. 3 means for 1 channel).
     """
-    recorded = _metadata.read_metadata(model)
-    before = _recorded_sources(recorded)
+    trained, trained_sources = _training_input(training)
+    recorded = {**trained, **_metadata.read_metadata(model)}
+    before = {**trained_sources, **_recorded_sources(recorded)}
     dims = _input_dims(model)
     sources: dict[str, str] = {}
     layout = _layout(request, recorded, before, dims, sources)
@@ -285,6 +298,27 @@ def _keras_first_layers(recorded: dict[str, str]) -> str:
     layers: list[object] = next(iter(before.values()), []) if isinstance(before, dict) else []
     scaling = [str(x) for x in layers if str(x).startswith(("Rescaling", "Normalization"))]
     return ", ".join(scaling)
+
+
+def _training_input(training: Mapping[str, Any] | None) -> tuple[dict[str, str], dict[str, str]]:
+    """The preprocessing a training record states, as metadata values, all ``read``."""
+    facts = (training or {}).get("input")
+    if not isinstance(facts, dict):
+        return {}, {}
+    values: dict[str, str] = {}
+    for key, name, choices in (
+        ("layout", "layout", ("NHWC", "NCHW")),
+        ("channel_order", "color", CHANNEL_ORDERS),
+        ("resize", "resize", RESIZES),
+    ):
+        if str(facts.get(name, "")) in choices:
+            values[key] = str(facts[name])
+    scale, offset = facts.get("scale"), facts.get("offset", 0.0)
+    if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (scale, offset)):
+        values.update(scale=repr(float(scale)), offset=repr(float(offset)))  # type: ignore[arg-type]
+        where = Path(str((training or {}).get("record_file", "training.json"))).name
+        values[_metadata.PREPROCESS_NOTE] = f"as the model was trained ({where})"
+    return values, {k: "read" for k in values if k != _metadata.PREPROCESS_NOTE}
 
 
 def _recorded_sources(recorded: dict[str, str]) -> dict[str, str]:

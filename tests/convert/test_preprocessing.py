@@ -262,3 +262,18 @@ def test_a_keras_scaling_layer_missing_from_the_graph_is_warned_about(tmp_path):
     with pytest.warns(UserWarning, match=r"scaling \(Rescaling 'rescaling'\).*preprocess raw"):
         base = load_base(path)
     assert _sources(base)["scale"] == "assumed"
+
+
+def test_the_training_record_is_read_as_the_model_own_facts(tmp_path):
+    """tools/train_base_cnn.py records how its images were prepared (training.json)."""
+    path = tmp_path / "cnn.onnx"
+    onnx.save(build_cnn(VARIANTS["plain"]), path)
+    record = {"input": {"scale": 1 / 255, "resize": "bicubic", "color": "BGR", "layout": "NCHW"}}
+    (tmp_path / "cnn.training.json").write_text(json.dumps(record))
+    base = load_base(path)
+    md, sources = read_metadata(base), _sources(base)
+    assert (float(md["scale"]), md["resize"], md["channel_order"]) == (1 / 255, "bicubic", "BGR")
+    assert sources["scale"] == sources["resize"] == sources["channel_order"] == "read"
+    assert md["preprocess_note"] == "as the model was trained (cnn.training.json)"
+    given = load_base(path, preprocess=PreprocessRequest(resize="nearest"))
+    assert read_metadata(given)["resize"] == "nearest" and _sources(given)["resize"] == "given"
