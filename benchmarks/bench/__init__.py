@@ -17,11 +17,11 @@ Measures, in one run on one machine, for the paper's base CNN at 128×128 (3×3 
 It writes a Markdown report (``--out``) with a goals table, and optionally all raw timings
 as JSON (``--json``). Everything it builds goes to a temporary directory.
 
-Run from the repository root (``tools`` is a package there, nothing to install)::
+Run from the repository root (``benchmarks`` is a package there, nothing to install)::
 
-    .venv/bin/python -m tools.bench --out out/benchmarks.md --json out/bench.json
-    .venv/bin/python -m tools.bench --quick --no-tf --models tiny --out /tmp/b.md
-    .venv/bin/python -m tools.bench.ablate --batch 1 --rounds 800   # where the overhead goes
+    .venv/bin/python -m benchmarks.bench --out out/benchmarks.md --json out/bench.json
+    .venv/bin/python -m benchmarks.bench --quick --no-tf --models tiny --out /tmp/b.md
+    .venv/bin/python -m benchmarks.bench.ablate --batch 1 --rounds 800   # where the overhead goes
 
 Modules, by concern: ``config`` (options, goals, models, command line → ``Plan``),
 ``models`` (the base CNNs, built by ``anan_onnx.testing``), ``sessions`` (onnxruntime

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tools.bench.config import GOALS, THREADINGS
+from benchmarks.bench.config import GOALS, THREADINGS
 
 
 def _pick(rows: list[dict], **where: object) -> list[dict]:

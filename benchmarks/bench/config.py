@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-PROG = "python -m tools.bench"
+PROG = "python -m benchmarks.bench"
 DESCRIPTION = (
     "Benchmark: ANAN at the cost of the base CNN (onnxruntime, 2 threads), and the paper's loop."
 )

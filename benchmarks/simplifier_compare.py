@@ -1,7 +1,7 @@
 """Compares the export simplifiers (none, onnxslim, onnxsim) on one ANAN model: nodes, file
 size, and batch-1 CPU latency (one thread, median), each export checked exact first.
 
-    python -m tools.simplifier_compare out/catsdogs.anan.onnx [--runs 200]
+    python -m benchmarks.simplifier_compare out/catsdogs.anan.onnx [--runs 200]
 
 Prints a Markdown table for docs/deployment.md ("Simplifiers compared").
 """

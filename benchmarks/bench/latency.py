@@ -12,10 +12,10 @@ from typing import Any
 import numpy as np
 import onnx
 
-from tools.bench.config import CONVERT_OPTIONS, MODES, OPTIONS, ModelSpec, Plan
-from tools.bench.models import Prepared, fixed_batch, params_for
-from tools.bench.sessions import SessionSet, in_fresh_process, rotated, time_session_set
-from tools.bench.stats import CpuMeter, fmt_ms, summary
+from benchmarks.bench.config import CONVERT_OPTIONS, MODES, OPTIONS, ModelSpec, Plan
+from benchmarks.bench.models import Prepared, fixed_batch, params_for
+from benchmarks.bench.sessions import SessionSet, in_fresh_process, rotated, time_session_set
+from benchmarks.bench.stats import CpuMeter, fmt_ms, summary
 
 
 @dataclasses.dataclass

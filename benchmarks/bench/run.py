@@ -13,18 +13,24 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from tools.bench.cold_start import run_cold_start
-from tools.bench.config import MODELS, THREADINGS, make_plan, parse_args
-from tools.bench.conversion import run_conversion
-from tools.bench.environment import code_state, command_line, machine_info, use_git_ref, versions
-from tools.bench.goals import goals
-from tools.bench.latency import prepare_latency, run_latency
-from tools.bench.loops import run_loops
-from tools.bench.models import import_tf, prepare_model
-from tools.bench.profile import run_profiles
-from tools.bench.report import report
-from tools.bench.sessions import global_pool_available, use_global_pool
-from tools.bench.stats import to_json
+from benchmarks.bench.cold_start import run_cold_start
+from benchmarks.bench.config import MODELS, THREADINGS, make_plan, parse_args
+from benchmarks.bench.conversion import run_conversion
+from benchmarks.bench.environment import (
+    code_state,
+    command_line,
+    machine_info,
+    use_git_ref,
+    versions,
+)
+from benchmarks.bench.goals import goals
+from benchmarks.bench.latency import prepare_latency, run_latency
+from benchmarks.bench.loops import run_loops
+from benchmarks.bench.models import import_tf, prepare_model
+from benchmarks.bench.profile import run_profiles
+from benchmarks.bench.report import report
+from benchmarks.bench.sessions import global_pool_available, use_global_pool
+from benchmarks.bench.stats import to_json
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,5 +1,5 @@
-"""Smoke test of the benchmark (``python -m tools.bench``): a tiny run without TensorFlow writes
-the full report; the ablation's stand-ins (``tools.bench.ablate``) keep a valid graph.
+"""Smoke test of the benchmark (``python -m benchmarks.bench``): a tiny run without TensorFlow
+writes the full report; the ablation's stand-ins (``benchmarks.bench.ablate``) keep a valid graph.
 
 Nothing here depends on timing values: only that every section and goal row is produced.
 """
@@ -16,11 +16,11 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from tools.bench import ablate, models, profile, sessions
-from tools.bench.config import MODELS
+from benchmarks.bench import ablate, models, profile, sessions
+from benchmarks.bench.config import MODELS
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-BENCH = [sys.executable, "-m", "tools.bench"]
+BENCH = [sys.executable, "-m", "benchmarks.bench"]
 SECTIONS = (
     "# Benchmarks: ANAN at the cost of the base CNN",
     "## Goals",
@@ -71,7 +71,7 @@ def test_report_has_every_section(tiny_run):
     missing = [section for section in SECTIONS if section not in text]
     assert not missing
     assert positions == sorted(positions)
-    assert "-m tools.bench --quick --no-tf --models tiny" in text  # the command is recorded
+    assert "-m benchmarks.bench --quick --no-tf --models tiny" in text  # the command is recorded
     for figure in (
         "ANAN / base latency, batch 64, fixed batch",
         "ANAN / base latency, batch 64, dynamic batch",

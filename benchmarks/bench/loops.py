@@ -10,10 +10,10 @@ from typing import Any
 
 import numpy as np
 
-from tools.bench.config import LOOP_PAUSE_S, Plan
-from tools.bench.models import Prepared, images, import_tf, params_for
-from tools.bench.sessions import make_session
-from tools.bench.stats import CpuMeter, fmt_ms, summary
+from benchmarks.bench.config import LOOP_PAUSE_S, Plan
+from benchmarks.bench.models import Prepared, images, import_tf, params_for
+from benchmarks.bench.sessions import make_session
+from benchmarks.bench.stats import CpuMeter, fmt_ms, summary
 
 
 def paper_procedure(

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import onnx
 
-from tools.bench.config import OPTIONS, THREADS, ModelSpec, Plan
+from benchmarks.bench.config import OPTIONS, THREADS, ModelSpec, Plan
 
 
 def import_tf() -> tuple[Any, Any]:

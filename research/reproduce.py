@@ -2,7 +2,7 @@
 
 Steps, per data set:
 
-1. train the base CNN family with ``tools/train_base_cnn.py`` (stratified k-fold CV on the
+1. train the base CNN family with ``research/train_base_cnn.py`` (stratified k-fold CV on the
    training images; the paper's architecture at a reduced input size, see ``--size``);
 2. ``anan_onnx.evaluate`` the fold models: per fold, tune ANAN (paper grid, 240
    configurations, F1) on that fold's held-out validation images under both update rules,
@@ -13,9 +13,9 @@ Steps, per data set:
 
 Usage (from the repository root)::
 
-    .venv/bin/python tools/reproduce.py                    # train + evaluate + report
-    .venv/bin/python tools/reproduce.py --skip-training    # reuse out/reproduce/*/models
-    .venv/bin/python tools/reproduce.py --report-only      # rewrite the docs from the JSONs
+    .venv/bin/python research/reproduce.py                    # train + evaluate + report
+    .venv/bin/python research/reproduce.py --skip-training    # reuse out/reproduce/*/models
+    .venv/bin/python research/reproduce.py --report-only      # rewrite the docs from the JSONs
 
 Everything lands in ``--out`` (default ``out/reproduce``); only the report and the figures
 are written into ``docs/``.
@@ -77,7 +77,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--bench",
         type=Path,
         action="append",
-        help="tools/bench_tune.py --json results to quote (default: out/bench_tune_*.json)",
+        help="benchmarks/bench_tune.py --json results to quote (default: out/bench_tune_*.json)",
     )
     return p.parse_args(argv)
 
@@ -91,7 +91,7 @@ def train(dataset: str, args: argparse.Namespace) -> float:
     out = args.out / dataset / "models"
     command = [
         sys.executable,
-        str(REPO / "tools" / "train_base_cnn.py"),
+        str(REPO / "research" / "train_base_cnn.py"),
         "--data",
         str(args.data),
         "--dataset",
@@ -354,11 +354,12 @@ def report(
         f"{total(meta, 'train_seconds')}, tuning + evaluation {total(meta, 'eval_seconds')}):",
         "",
         "```bash",
-        ".venv/bin/python tools/reproduce.py            # train, tune, evaluate, write this file",
-        ".venv/bin/python tools/reproduce.py --skip-training   # reuse out/reproduce/*/models",
+        ".venv/bin/python research/reproduce.py            # train, tune, evaluate, "
+        "write this file",
+        ".venv/bin/python research/reproduce.py --skip-training   # reuse out/reproduce/*/models",
         "```",
         "",
-        "Per data set it runs `tools/train_base_cnn.py --dataset D --size "
+        "Per data set it runs `research/train_base_cnn.py --dataset D --size "
         f"{meta.get('size', args.size)} --folds {folds} --epochs {meta.get('epochs', args.epochs)} "
         f"--seed {meta.get('seed', args.seed)}` and then the equivalent of `anan-onnx evaluate "
         "out/reproduce/D/models ../shared/data/D --rules multiplicative,additive` (paper grid, "
@@ -374,8 +375,9 @@ def report(
         "",
         "## Protocol",
         "",
-        "- **Base CNN**: the paper's Figure 2 family as implemented by `tools/train_base_cnn.py` "
-        "(3 × [Conv2D 3×3 ReLU → MaxPool 2×2] with 32/64/128 filters, Dense 128 ReLU, sigmoid "
+        "- **Base CNN**: the paper's Figure 2 family as implemented by "
+        "`research/train_base_cnn.py` (3 × [Conv2D 3×3 ReLU → MaxPool 2×2] with 32/64/128 "
+        "filters, Dense 128 ReLU, sigmoid "
         "output), Adam, batch 64, stopping rule on the training loss (min Δ 0.01, patience 30), "
         f"stratified {folds}-fold CV on the training images (seed 0). One model per fold.",
         "- **Validation / test**: fold *i*'s model is tuned on the training images held out "
@@ -442,14 +444,14 @@ def report(
 
 
 def speed(paths: list[Path]) -> list[str]:
-    """A section quoting tools/bench_tune.py results, if any were measured."""
+    """A section quoting benchmarks/bench_tune.py results, if any were measured."""
     records = [json.loads(p.read_text()) for p in paths if p.is_file()]
     if not records:
         return []
     lines = [
         "## Speed of the grid search",
         "",
-        "`tools/bench_tune.py`: the paper's 240-configuration grid on 1000 images (the 697 "
+        "`benchmarks/bench_tune.py`: the paper's 240-configuration grid on 1000 images (the 697 "
         "Cats&Dogs images plus flipped copies) with the bundled demo model "
         "`models/catsdogs_cnn.keras` (128×128 input, first conv 3→16), scoring included; "
         '"naive" runs the tunable ONNX export configuration by configuration on a sample of '
@@ -462,7 +464,7 @@ def speed(paths: list[Path]) -> list[str]:
     for r in records:
         naive = r.get("naive_tunable_export_grid_estimate_s")
         lines.append(
-            f"| {r['rule']} | `.venv/bin/python tools/{r['command']}` | "
+            f"| {r['rule']} | `.venv/bin/python benchmarks/{r['command']}` | "
             f"{', '.join(f'{v:.1f}' for v in r['runs_s'])} | "
             f"**{r['median_s']:.1f}** | {'–' if naive is None else f'{naive:.0f}'} | "
             f"{r['distinct_gain_vectors_per_image']:g} | "

@@ -12,9 +12,9 @@ from typing import Any
 
 import onnx
 
-from tools.bench.config import THREADS, Plan
-from tools.bench.models import Prepared
-from tools.bench.stats import CpuMeter, summary
+from benchmarks.bench.config import THREADS, Plan
+from benchmarks.bench.models import Prepared
+from benchmarks.bench.stats import CpuMeter, summary
 
 #: the end of each script: its timings and peak RSS as one JSON line (T0–T2, R1, R2 set above)
 _REPORT = """T3 = time.perf_counter()

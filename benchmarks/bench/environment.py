@@ -14,7 +14,7 @@ import tarfile
 from pathlib import Path
 from typing import Any
 
-from tools.bench.config import PROG, REPO_ROOT
+from benchmarks.bench.config import PROG, REPO_ROOT
 
 
 def machine_info() -> dict[str, Any]:
@@ -134,4 +134,4 @@ def command_line() -> str:
     """The command that produced the report, relative to the repository root if possible."""
     exe = Path(sys.executable)
     python = str(exe.relative_to(REPO_ROOT)) if exe.is_relative_to(REPO_ROOT) else "python"
-    return shlex.join([python, "-m", "tools.bench", *sys.argv[1:]])
+    return shlex.join([python, "-m", "benchmarks.bench", *sys.argv[1:]])

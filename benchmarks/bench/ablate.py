@@ -1,10 +1,10 @@
 """Where ANAN's latency overhead goes: the graph with parts of the rewrite taken out.
 
-Converts the benchmark's 128×128 CNN (``tools.bench.models``, ONNX built without
+Converts the benchmark's 128×128 CNN (``benchmarks.bench.models``, ONNX built without
 TensorFlow, same seed) with the default parameters, then takes parts of the converted graph
 out again, and times all of them against the base CNN in interleaved rounds (2 intra-op
 threads, spinning off, or with ``--spinning`` onnxruntime's default of idle threads
-spinning in one global pool, the two ways ``python -m tools.bench`` measures), each set of
+spinning in one global pool, the two ways ``python -m benchmarks.bench`` measures), each set of
 sessions in a fresh process as the benchmark does (``--processes``):
 
 - ``anan``: the real ANAN model; ``anan, --fold-steps``: the same with the steps folded
@@ -23,7 +23,7 @@ only time the graph's structure. This is a diagnostic for docs/performance.md, n
 
 Usage (from the repository root)::
 
-    .venv/bin/python -m tools.bench.ablate --batch 1 --rounds 800
+    .venv/bin/python -m benchmarks.bench.ablate --batch 1 --rounds 800
 """
 
 from __future__ import annotations
@@ -38,9 +38,9 @@ import onnx
 import onnx.utils
 from onnx import numpy_helper
 
-from tools.bench.config import MODELS, ModelSpec
-from tools.bench.models import build_onnx
-from tools.bench.sessions import SessionSet, in_fresh_process, rotated, time_session_set
+from benchmarks.bench.config import MODELS, ModelSpec
+from benchmarks.bench.models import build_onnx
+from benchmarks.bench.sessions import SessionSet, in_fresh_process, rotated, time_session_set
 
 #: the final scaling's nodes (``blocked_scaling`` under the name the pool route gives it)
 SCALING = "anan/output_scaled"
@@ -50,7 +50,7 @@ STAND_IN_GAIN = 1.05
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m tools.bench.ablate", description=__doc__.splitlines()[0]
+        prog="python -m benchmarks.bench.ablate", description=__doc__.splitlines()[0]
     )
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--rounds", type=int, default=800, help="in all, over the processes")

@@ -10,9 +10,9 @@ from typing import Any
 import numpy as np
 import onnx
 
-from tools.bench.config import Plan
-from tools.bench.models import Prepared, images, params_for
-from tools.bench.sessions import session_options
+from benchmarks.bench.config import Plan
+from benchmarks.bench.models import Prepared, images, params_for
+from benchmarks.bench.sessions import session_options
 
 
 def profile_model(

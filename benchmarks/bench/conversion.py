@@ -8,9 +8,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tools.bench.config import Plan
-from tools.bench.models import Prepared
-from tools.bench.stats import summary
+from benchmarks.bench.config import Plan
+from benchmarks.bench.models import Prepared
+from benchmarks.bench.stats import summary
 
 
 def run_conversion(prep: Prepared, plan: Plan, tmp: Path) -> dict[str, Any]:

@@ -13,8 +13,8 @@ from typing import Any
 import numpy as np
 import onnx
 
-from tools.bench.config import THREADS, ModelSpec
-from tools.bench.models import images
+from benchmarks.bench.config import THREADS, ModelSpec
+from benchmarks.bench.models import images
 
 
 class Runner:

@@ -10,9 +10,9 @@ the first ones up to ``--images``, labelled by their class folders.
 
 Usage::
 
-    .venv/bin/python tools/bench_tune.py                       # demo model, 1000 images, 3 runs
-    .venv/bin/python tools/bench_tune.py --rule additive --repeats 1
-    .venv/bin/python tools/bench_tune.py --naive 8 --json out/bench_tune.json
+    .venv/bin/python benchmarks/bench_tune.py                  # demo model, 1000 images, 3 runs
+    .venv/bin/python benchmarks/bench_tune.py --rule additive --repeats 1
+    .venv/bin/python benchmarks/bench_tune.py --naive 8 --json out/bench_tune.json
 """
 
 from __future__ import annotations

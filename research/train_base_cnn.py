@@ -17,7 +17,7 @@ core package provides ``anan_onnx.export_keras``, ``fold{i}.onnx``.
 
 Example (the bundled demo model, see models/MODEL_CARD.md)::
 
-    python tools/train_base_cnn.py --dataset cats_dogs --size 128 --filters 16,32,64 \\
+    python research/train_base_cnn.py --dataset cats_dogs --size 128 --filters 16,32,64 \\
         --dense 64 --dropout 0.5 --augment --folds 1 --epochs 80 --out out/catsdogs \\
         --model-out models/catsdogs_cnn.keras
 """

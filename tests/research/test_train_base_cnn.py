@@ -1,4 +1,4 @@
-"""Tests for tools/train_base_cnn.py and the bundled models/catsdogs_cnn.keras."""
+"""Tests for research/train_base_cnn.py and the bundled models/catsdogs_cnn.keras."""
 
 from __future__ import annotations
 
@@ -27,10 +27,10 @@ BUNDLED = REPO / "models" / "catsdogs_cnn.keras"
 
 
 def load_tool():
-    """Import tools/train_base_cnn.py as a module (tools/ is not a package)."""
+    """Import research/train_base_cnn.py as a module (a script, run by path)."""
     if "train_base_cnn" in sys.modules:
         return sys.modules["train_base_cnn"]
-    path = REPO / "tools" / "train_base_cnn.py"
+    path = REPO / "research" / "train_base_cnn.py"
     spec = importlib.util.spec_from_file_location("train_base_cnn", path)
     module = importlib.util.module_from_spec(spec)
     sys.modules["train_base_cnn"] = module  # dataclasses look their module up here

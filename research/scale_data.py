@@ -7,7 +7,7 @@ on exactly ``--val`` images. Everything is seeded: the same arguments give the s
 
 Example::
 
-    python tools/scale_data.py out/scale --val 3000 --test 200
+    python research/scale_data.py out/scale --val 3000 --test 200
     anan-onnx tune out/scale/model.onnx out/scale/data -o out/scale/tune --no-progress
 """
 

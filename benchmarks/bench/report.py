@@ -5,9 +5,9 @@ from __future__ import annotations
 import textwrap
 from typing import Any
 
-from tools.bench.config import LOOP_PAUSE_S, THREADINGS, THREADS
-from tools.bench.goals import _pick
-from tools.bench.stats import fmt_load, fmt_ratio, fmt_spread, md_table
+from benchmarks.bench.config import LOOP_PAUSE_S, THREADINGS, THREADS
+from benchmarks.bench.goals import _pick
+from benchmarks.bench.stats import fmt_load, fmt_ratio, fmt_spread, md_table
 
 
 def report(results: dict[str, Any]) -> str:

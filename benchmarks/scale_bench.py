@@ -1,4 +1,4 @@
-"""Throughput of predict and tune, local vs Ray, on data made by ``tools/scale_data.py``.
+"""Throughput of predict and tune, local vs Ray, on data made by ``research/scale_data.py``.
 
 Prints one JSON line per measurement: wall seconds, this process's CPU seconds (Ray
 workers' CPU is not in it), images per second. The Ray cluster is started once, before
@@ -6,8 +6,8 @@ the clock starts (its start-up is printed separately), with ``--workers`` CPUs.
 
 Example::
 
-    python tools/scale_data.py /tmp/scale --val 3000
-    python tools/scale_bench.py /tmp/scale --workers 2
+    python research/scale_data.py /tmp/scale --val 3000
+    python benchmarks/scale_bench.py /tmp/scale --workers 2
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ def _report(what: str, n: int, start: tuple[float, float], **extra: object) -> N
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("root", type=Path, help="folder written by tools/scale_data.py")
+    p.add_argument("root", type=Path, help="folder written by research/scale_data.py")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--skip-tune", action="store_true")

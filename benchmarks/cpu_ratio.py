@@ -1,8 +1,8 @@
 """ANAN/base cost in process CPU time, one onnxruntime thread, sessions interleaved.
 
-    .venv/bin/python -m tools.cpu_ratio [--compare DIR] [--fold] [--broadcast] [--ablate]
+    .venv/bin/python -m benchmarks.cpu_ratio [--compare DIR] [--fold] [--broadcast] [--ablate]
 
-Models (``--models``): ``128`` and ``224``, the two CNNs of ``python -m tools.bench`` (built
+Models (``--models``): ``128`` and ``224``, the two CNNs of ``python -m benchmarks.bench`` (built
 in ONNX, seeded; docs/performance.md names them), and ``bundled``, the 128×128 CNN the package
 ships (``models/catsdogs_cnn.keras``: 16/32/64 filters, so its first layer, where ANAN's
 work sits, is a larger share of the whole than in the benchmark's 32/64/128). All are
@@ -37,7 +37,7 @@ BUNDLED = ROOT / "models" / "catsdogs_cnn.keras"
 
 
 #: ``--ablate``: the default graph with parts taken out again (wrong outputs on purpose, see
-#: ``tools/bench/ablate.py``): what the steps, and the final scaling, cost.
+#: ``benchmarks/bench/ablate.py``): what the steps, and the final scaling, cost.
 ABLATIONS = ("no steps", "no steps, no scaling")
 
 
@@ -52,7 +52,7 @@ def _convert(base_path: str, out_path: str, variant: str) -> None:
     anan = anan_onnx.convert_model(base, params, fold_steps=variant == "fold", scaling=scaling).anan
     if variant in ABLATIONS:
         sys.path.insert(0, str(ROOT))
-        from tools.bench.ablate import without_scaling, without_steps
+        from benchmarks.bench.ablate import without_scaling, without_steps
 
         anan = without_steps(anan)
         anan = without_scaling(anan) if variant == "no steps, no scaling" else anan
@@ -66,8 +66,8 @@ def _bases(tmp: Path) -> dict[str, Path]:
     import anan_onnx
 
     sys.path.insert(0, str(ROOT))
-    from tools.bench.config import MODELS
-    from tools.bench.models import build_onnx  # the benchmark's CNNs, built without TF
+    from benchmarks.bench.config import MODELS
+    from benchmarks.bench.models import build_onnx  # the benchmark's CNNs, built without TF
 
     paths = {"bundled": tmp / "base_bundled.onnx"}
     onnx.save(anan_onnx.load_base(BUNDLED), paths["bundled"])

@@ -11,8 +11,8 @@ the share of each model's time spent in its stem (the nodes before the second Co
 the ANAN model loses onnxruntime's Conv + BatchNormalization + activation fusion.
 
 Example:
-    .venv/bin/python tools/edge_cpu_ratio.py                      # ~5 min on 2 busy cores
-    .venv/bin/python tools/edge_cpu_ratio.py --models MobileNetV2 --batches 1 --profile
+    .venv/bin/python benchmarks/edge_cpu_ratio.py                      # ~5 min on 2 busy cores
+    .venv/bin/python benchmarks/edge_cpu_ratio.py --models MobileNetV2 --batches 1 --profile
 """
 
 from __future__ import annotations

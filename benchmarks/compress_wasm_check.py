@@ -6,7 +6,7 @@ Models: the ones ``tools/compress_report.py`` wrote (default ``out/compress_repo
 
 Example::
 
-    python tools/compress_wasm_check.py out/compress_report/cats_dogs --images 8
+    python benchmarks/compress_wasm_check.py out/compress_report/cats_dogs --images 8
 """
 
 from __future__ import annotations
