@@ -74,19 +74,15 @@ def images(data: Path, spec, n: int) -> tuple[np.ndarray, np.ndarray]:
 
 def naive_seconds(base, x: np.ndarray, grid, rule: str, n: int, threads: int | None) -> float:
     """Seconds per configuration of the tunable export on all of ``x`` (median of ``n``)."""
-    import onnxruntime as ort
-
     from anan_onnx import AnanParams, convert_model
+
+    if str(REPO) not in sys.path:  # run by path (the command docs/reproduction.md quotes)
+        sys.path.insert(0, str(REPO))
+    from benchmarks.ort_session import open_session
 
     points = grid.points(rule)
     model = convert_model(base, AnanParams(rule=rule), tunable=True, k_max=max(grid.k)).anan
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    if threads:
-        options.intra_op_num_threads = threads
-    session = ort.InferenceSession(
-        model.SerializeToString(), options, providers=["CPUExecutionProvider"]
-    )
+    session = open_session(model.SerializeToString(), threads=threads or None, quiet=True)
     name = session.get_inputs()[0].name
     times = []
     for point in points[:: max(1, len(points) // n)][:n]:

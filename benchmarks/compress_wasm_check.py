@@ -6,7 +6,7 @@ Models: the ones ``tools/compress_report.py`` wrote (default ``out/compress_repo
 
 Example::
 
-    python benchmarks/compress_wasm_check.py out/compress_report/cats_dogs --images 8
+    python -m benchmarks.compress_wasm_check out/compress_report/cats_dogs --images 8
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
+
+from benchmarks.ort_session import open_session
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -34,7 +35,7 @@ def main() -> int:
     models = sorted(args.folder.glob("*.onnx"))
     with Browser() as browser:
         for path in models:
-            cpu = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+            cpu = open_session(path)
             shape = [args.images, *cpu.get_inputs()[0].shape[1:]]
             x = np.random.default_rng(0).random(shape, dtype=np.float32)
             want = cpu.run(None, {cpu.get_inputs()[0].name: x})[0]

@@ -87,14 +87,11 @@ def _converted(base: Path, tmp: Path, label: str, checkout: Path, variant: str) 
 
 
 def _session(path: Path) -> Any:
-    import onnxruntime as ort
+    """One thread, sequential, idle threads asleep (so sessions never compete)."""
+    # imported here: the --convert child runs with another checkout on PYTHONPATH
+    from benchmarks.ort_session import open_session
 
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    options.inter_op_num_threads = 1
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    return open_session(path, threads=1, inter_threads=1, sequential=True, spinning=False)
 
 
 Times = dict[str, list[float]]

@@ -11,8 +11,8 @@ the share of each model's time spent in its stem (the nodes before the second Co
 the ANAN model loses onnxruntime's Conv + BatchNormalization + activation fusion.
 
 Example:
-    .venv/bin/python benchmarks/edge_cpu_ratio.py                      # ~5 min on 2 busy cores
-    .venv/bin/python benchmarks/edge_cpu_ratio.py --models MobileNetV2 --batches 1 --profile
+    .venv/bin/python -m benchmarks.edge_cpu_ratio                  # ~5 min on 2 busy cores
+    .venv/bin/python -m benchmarks.edge_cpu_ratio --models MobileNetV2 --batches 1 --profile
 """
 
 from __future__ import annotations
@@ -29,6 +29,8 @@ from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
+
+from benchmarks.ort_session import open_session
 
 ROOT = Path(__file__).resolve().parent.parent
 MODELS = ("MobileNetV2", "MobileNetV3Small", "EfficientNetB0")
@@ -56,13 +58,9 @@ def convert(name: str, folder: Path) -> tuple[Path, Path]:
 
 
 def session(path: Path, profile: bool = False) -> ort.InferenceSession:
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    options.inter_op_num_threads = 1
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.enable_profiling = profile
-    options.log_severity_level = 3  # unused initializers are reported as warnings otherwise
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    """One thread, sequential, quiet (unused initializers are reported as warnings otherwise)."""
+    settings = dict(threads=1, inter_threads=1, sequential=True, quiet=True)
+    return open_session(path, **settings, profile=profile)
 
 
 def cpu_seconds(sess: ort.InferenceSession, feed: dict[str, np.ndarray]) -> float:

@@ -15,19 +15,16 @@ import time
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
 
 from anan_onnx.export import export_model
 from anan_onnx.reference.verify import random_inputs
 from anan_onnx.runtime.session import Session
+from benchmarks.ort_session import open_session
 
 
 def latency_ms(model: Path, batch: np.ndarray, runs: int) -> float:
     """Median of ``runs`` single-image runs, interleaving nothing: one session, one thread."""
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    options.inter_op_num_threads = 1
-    session = ort.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
+    session = open_session(model, threads=1, inter_threads=1)
     name = session.get_inputs()[0].name
     for _ in range(20):
         session.run(None, {name: batch})

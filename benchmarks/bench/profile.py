@@ -12,21 +12,16 @@ import onnx
 
 from benchmarks.bench.config import Plan
 from benchmarks.bench.models import Prepared, images, params_for
-from benchmarks.bench.sessions import session_options
+from benchmarks.bench.sessions import threading_settings
+from benchmarks.ort_session import open_session
 
 
 def profile_model(
     model: onnx.ModelProto, x: np.ndarray, warmup: int, runs: int, prefix: Path, threading: str
 ) -> dict[str, Any]:
     """Runs ``model`` with onnxruntime's profiler; per-node and per-op-type ms per run."""
-    import onnxruntime as ort
-
-    options = session_options(threading)
-    options.enable_profiling = True
-    options.profile_file_prefix = str(prefix)
-    session = ort.InferenceSession(
-        model.SerializeToString(), options, providers=["CPUExecutionProvider"]
-    )
+    settings = threading_settings(threading)
+    session = open_session(model.SerializeToString(), **settings, profile_prefix=prefix)
     feeds = {session.get_inputs()[0].name: x}
     for _ in range(warmup + runs):
         session.run(None, feeds)

@@ -15,6 +15,7 @@ import onnx
 
 from benchmarks.bench.config import THREADS, ModelSpec
 from benchmarks.bench.models import images
+from benchmarks.ort_session import open_session
 
 
 class Runner:
@@ -36,13 +37,11 @@ class Runner:
     """
 
     def __init__(self, model: onnx.ModelProto, threading: str = "no spinning") -> None:
-        import onnxruntime as ort
-
-        options = session_options(threading)
-        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        self.session = ort.InferenceSession(
-            model.SerializeToString(), options, providers=["CPUExecutionProvider"]
+        self.session = open_session(
+            model.SerializeToString(),
+            **threading_settings(threading),
+            sequential=True,
+            optimization_all=True,
         )
         self.input_name = self.session.get_inputs()[0].name
 
@@ -51,19 +50,11 @@ class Runner:
         return self.session.run(None, {self.input_name: batch})
 
 
-def session_options(threading: str) -> Any:
-    """onnxruntime session options with the threads of ``threading`` (see ``Runner``)."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
+def threading_settings(threading: str) -> dict[str, Any]:
+    """``benchmarks.ort_session`` settings for the threads of ``threading`` (see ``Runner``)."""
     if threading == "spinning":
-        options.use_per_session_threads = False  # the global pool's 2 threads
-    else:
-        options.intra_op_num_threads = THREADS
-        options.inter_op_num_threads = 1
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    options.log_severity_level = 3
-    return options
+        return {"global_pool": True, "quiet": True}  # the global pool's 2 threads
+    return {"threads": THREADS, "inter_threads": 1, "spinning": False, "quiet": True}
 
 
 def make_session(model: onnx.ModelProto, threading: str = "no spinning") -> Runner:
