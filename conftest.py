@@ -25,7 +25,7 @@ INTEGRATION_FILES = frozenset(
     {
         "tests/convert/test_keras_applications.py",
         "tests/test_readme.py",
-        "tests/tools/test_bench.py",
+        "tests/benchmarks/test_bench.py",
     }
 )
 #: markers that put a test in the integration tier
