@@ -265,7 +265,7 @@ def test_a_keras_scaling_layer_missing_from_the_graph_is_warned_about(tmp_path):
 
 
 def test_the_training_record_is_read_as_the_model_own_facts(tmp_path):
-    """tools/train_base_cnn.py records how its images were prepared (training.json)."""
+    """research/train_base_cnn.py records how its images were prepared (training.json)."""
     path = tmp_path / "cnn.onnx"
     onnx.save(build_cnn(VARIANTS["plain"]), path)
     record = {"input": {"scale": 1 / 255, "resize": "bicubic", "color": "BGR", "layout": "NCHW"}}
