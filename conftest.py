@@ -24,6 +24,7 @@ from _pytest.doctest import DoctestItem, DoctestModule
 INTEGRATION_FILES = frozenset(
     {
         "tests/convert/test_keras_applications.py",
+        "tests/evaluation/test_ray_engine.py",  # starts a Ray cluster: minutes on 2 cores
         "tests/test_readme.py",
         "tests/benchmarks/test_bench.py",
     }
