@@ -43,6 +43,8 @@ from anan_onnx.evaluation.sub_models import (
     rest_model,
     split_target,
 )
+from anan_onnx.limits import positive_int
+from anan_onnx.options import BATCH_ROWS
 from anan_onnx.params import AnanParams
 from anan_onnx.runtime.inputs import check_batch
 
@@ -205,13 +207,11 @@ class FastGrid:
         *,
         layer: str | None = None,
         threads: int | None = None,
-        batch_size: int = 256,
+        batch_size: int = BATCH_ROWS,
         pooled: bool = True,
     ) -> None:
         self.options = options or AnanParams()
-        if batch_size < 1:
-            raise AnanError(f"batch size must be >= 1, got {batch_size}")
-        self.batch_size = batch_size
+        self.batch_size = positive_int("batch_size", batch_size)
         normalised, self.target_layer = normalise(base, self.options, layer)
         self._target = split_target(normalised, self.target_layer, self.options.signal)
         self._n_maps = 1 if self.options.rule == "multiplicative" else 2

@@ -25,7 +25,7 @@ from fractions import Fraction
 import numpy as np
 
 from anan_onnx.errors import AnanError
-from anan_onnx.limits import input_elements
+from anan_onnx.limits import input_elements, positive_int
 from anan_onnx.metadata import DEFAULT_SCALE, PREPROCESS_KEYS
 
 __all__ = [
@@ -100,8 +100,8 @@ class InputSpec:
         if self.layout not in LAYOUTS:
             raise AnanError(f"layout must be NHWC or NCHW, got {self.layout!r}: pass one of them")
         for name in ("height", "width"):
-            object.__setattr__(self, name, _positive_int(name, getattr(self, name)))
-        channels = _positive_int("channels", self.channels)
+            object.__setattr__(self, name, positive_int(name, getattr(self, name)))
+        channels = positive_int("channels", self.channels)
         if channels not in (1, 3):
             raise AnanError(
                 f"channels must be 1 (grayscale) or 3 (RGB), got {channels}: "
@@ -289,14 +289,6 @@ def guess_layout(dims: Sequence[object]) -> str:
     if dims[1] in channels and dims[3] not in channels:
         return "NCHW"
     return "NHWC" if dims[3] in channels else "NCHW"
-
-
-def _positive_int(name: str, value: object) -> int:
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise AnanError(f"{name} must be a positive integer, got {value!r}: pass 1 or more")
-    return int(value)
 
 
 def _numbers(name: str, value: object, channels: int) -> Numbers:
