@@ -16,6 +16,7 @@ import itertools
 import math
 from typing import Any
 
+from anan_onnx.choices import Rule
 from anan_onnx.errors import AnanError
 from anan_onnx.evaluation.fastgrid import GridPoint
 from anan_onnx.limits import GRID_CONFIGS
@@ -189,7 +190,7 @@ class Grid:
     def points(self, rule: str = "multiplicative") -> list[GridPoint]:
         """The numeric configurations for one rule, in grid order (k, μ, a, b, idle)."""
         axes = {name: getattr(self, name) for name in NUMBERS}
-        if rule != "additive":
+        if rule != Rule.ADDITIVE:
             axes["idle"] = self.idle[:1]
         return [
             GridPoint(**dict(zip(axes, v, strict=True))) for v in itertools.product(*axes.values())
@@ -199,7 +200,7 @@ class Grid:
     def size(self) -> int:
         """Number of configurations over all option combinations (counted, not listed)."""
         numbers = math.prod(len(getattr(self, name)) for name in NUMBERS if name != "idle")
-        per_rule = {r: numbers * (len(self.idle) if r == "additive" else 1) for r in self.rules}
+        per_rule = {r: numbers * (len(self.idle) if r == Rule.ADDITIVE else 1) for r in self.rules}
         others = math.prod(len(getattr(self, p.axis)) for p in self.options() if p.name != "rule")
         return others * sum(per_rule.values())
 

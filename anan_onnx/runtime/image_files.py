@@ -19,6 +19,7 @@ from typing import Literal, NamedTuple, TypeVar
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from anan_onnx.choices import Layout
 from anan_onnx.errors import AnanError, first_line
 from anan_onnx.files import open_regular
 from anan_onnx.limits import positive_int
@@ -465,7 +466,7 @@ def to_model_input(
     x *= scale
     if offset.any():
         x += offset
-    if (layout or spec.layout) == "NCHW":
+    if (layout or spec.layout) == Layout.NCHW:
         x = np.ascontiguousarray(x.transpose(NHWC_TO_NCHW))
     return x
 

@@ -24,6 +24,7 @@ from fractions import Fraction
 
 import numpy as np
 
+from anan_onnx.choices import Layout
 from anan_onnx.errors import AnanError
 from anan_onnx.limits import input_elements, positive_int
 from anan_onnx.metadata import DEFAULT_SCALE, PREPROCESS_KEYS
@@ -43,7 +44,7 @@ __all__ = [
     "parse_numbers",
 ]
 
-LAYOUTS: tuple[str, ...] = ("NHWC", "NCHW")
+LAYOUTS: tuple[str, ...] = Layout.ALL
 #: Orders of the decoded image's colour channels along the model's channel axis; the first
 #: is the default (what a missing ``channel_order`` key means).
 CHANNEL_ORDERS: tuple[str, ...] = ("RGB", "BGR")
@@ -177,7 +178,8 @@ class InputSpec:
         if len(dims) != 4:
             return None
         layout = (layout or guess_layout(dims)).upper()
-        h, w, c = (dims[1], dims[2], dims[3]) if layout == "NHWC" else (dims[2], dims[3], dims[1])
+        nhwc = layout == Layout.NHWC
+        h, w, c = (dims[1], dims[2], dims[3]) if nhwc else (dims[2], dims[3], dims[1])
         if not all(isinstance(d, int) and d > 0 for d in (h, w, c)) or c not in (1, 3):
             return None
         return cls(layout, h, w, c, scale=scale, offset=offset)  # type: ignore[arg-type]
@@ -214,7 +216,7 @@ class InputSpec:
 
     def batch_shape(self, n: int) -> tuple[int, ...]:
         """Shape of a batch of ``n`` images in this layout."""
-        if self.layout == "NHWC":
+        if self.layout == Layout.NHWC:
             return (n, self.height, self.width, self.channels)
         return (n, self.channels, self.height, self.width)
 
