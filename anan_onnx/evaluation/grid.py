@@ -19,7 +19,7 @@ from typing import Any
 from anan_onnx.choices import Rule
 from anan_onnx.errors import AnanError
 from anan_onnx.evaluation.fastgrid import GridPoint
-from anan_onnx.limits import GRID_CONFIGS
+from anan_onnx.limits import GRID_CONFIGS, positive_int
 from anan_onnx.params import PARAMS, AnanParams, Param
 
 __all__ = ["NUMBERS", "PAPER_GRID", "Grid", "parse_values"]
@@ -85,12 +85,7 @@ def parse_values(
         values += [start + i * step for i in range(count)]
     values = [round(v, 10) for v in values]
     if integer:
-        for v in values:
-            if not float(v).is_integer() or v < 1:
-                raise AnanError(
-                    f"{name} must be a positive integer, got {v:g}: pass --{name} 1 or more"
-                )
-        return tuple(dict.fromkeys(int(v) for v in values))
+        return tuple(dict.fromkeys(positive_int(name, v) for v in values))
     return tuple(dict.fromkeys(values))
 
 
