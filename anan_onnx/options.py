@@ -38,7 +38,9 @@ __all__ = [
     "Option",
     "RunOptions",
     "SplitOptions",
+    "TUNE_ON",
     "check_opset",
+    "check_tune_on",
     "options_of",
 ]
 
@@ -48,6 +50,8 @@ DEFAULT_OPSET = 17
 MIN_OPSET, MAX_OPSET = 13, 18
 #: Rows (images) per run of the network's rest in tune and evaluate.
 BATCH_ROWS = 256
+#: The splits parameters may be tuned on, the default first (test warns: optimistic).
+TUNE_ON: tuple[str, ...] = ("val", "test")
 
 _META = "option"  # the key of an Option in a dataclass field's metadata
 
@@ -177,6 +181,15 @@ def check_opset(name: str, value: object) -> int:
             f"opset {opset} is not supported: pass --opset between {MIN_OPSET} and {MAX_OPSET}"
         )
     return opset
+
+
+def check_tune_on(tune_on: str) -> str:
+    """``tune_on`` if it names a split of :data:`TUNE_ON`, else a one-line refusal."""
+    if tune_on not in TUNE_ON:
+        raise AnanError(
+            f"tune_on must be one of {', '.join(TUNE_ON)}, got {tune_on!r}: pass --tune-on val"
+        )
+    return tune_on
 
 
 def _classes(name: str, value: object) -> tuple[int | str, ...]:

@@ -25,9 +25,9 @@ from anan_onnx.choices import Layout
 from anan_onnx.cli.arg_types import add_options, count, options_from
 from anan_onnx.distributed.cli import add_engine_options, make_engine
 from anan_onnx.errors import AnanError
-from anan_onnx.evaluation.metric_names import METRICS
+from anan_onnx.evaluation.metric_names import DEFAULT_METRIC, METRICS
 from anan_onnx.limits import GRID_CONFIGS
-from anan_onnx.options import ConvertOptions, RunOptions, SplitOptions
+from anan_onnx.options import TUNE_ON, ConvertOptions, RunOptions, SplitOptions
 from anan_onnx.params import PARAMS
 
 __all__ = ["add_commands"]
@@ -62,14 +62,14 @@ def _add_grid(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--metric",
         choices=METRICS,
-        default="f1",
-        help="selection metric (default f1; loss is minimised)",
+        default=DEFAULT_METRIC,
+        help=f"selection metric (default {DEFAULT_METRIC}; loss is minimised)",
     )
     g.add_argument(
         "--tune-on",
-        choices=("val", "test"),
-        default="val",
-        help="split to tune on (default val; test inflates the results and warns)",
+        choices=TUNE_ON,
+        default=TUNE_ON[0],
+        help=f"split to tune on (default {TUNE_ON[0]}; test inflates the results and warns)",
     )
 
 

@@ -40,23 +40,21 @@ from typing import Any
 import onnx
 
 from anan_onnx import metadata as _metadata
-from anan_onnx.errors import AnanError
 from anan_onnx.evaluation.control import control
 from anan_onnx.evaluation.engine import Engine, LocalEngine, model_outputs
 from anan_onnx.evaluation.fold_data import FoldData
 from anan_onnx.evaluation.grid import PAPER_GRID, Grid
-from anan_onnx.evaluation.metric_names import check_metric, metric_key
+from anan_onnx.evaluation.metric_names import DEFAULT_METRIC, check_metric, metric_key
 from anan_onnx.evaluation.model_files import find_models, read_params
 from anan_onnx.evaluation.results import Evaluation
 from anan_onnx.evaluation.tune import (
     TEST_WARNING,
-    TUNE_ON,
     check_labels,
     grid_search,
     load_model,
     match_model_classes,
 )
-from anan_onnx.options import RunOptions, SplitOptions
+from anan_onnx.options import TUNE_ON, RunOptions, SplitOptions, check_tune_on
 from anan_onnx.params import AnanParams
 
 __all__ = ["evaluate"]
@@ -112,8 +110,8 @@ def evaluate(
     *,
     params: Sequence[AnanParams | str | Path] = (),
     grid: Grid = PAPER_GRID,
-    metric: str = "f1",
-    tune_on: str = "val",
+    metric: str = DEFAULT_METRIC,
+    tune_on: str = TUNE_ON[0],
     split: SplitOptions | None = None,
     run: RunOptions | None = None,
     layer: str | None = None,
@@ -144,8 +142,7 @@ def evaluate(
     """
 
     check_metric(metric)
-    if tune_on not in TUNE_ON:
-        raise AnanError(f"tune_on must be one of {', '.join(TUNE_ON)}, got {tune_on!r}")
+    check_tune_on(tune_on)
     engine = engine or LocalEngine()
     fixed = [p if isinstance(p, AnanParams) else read_params(p) for p in params]
     variants = _variants(grid, fixed)

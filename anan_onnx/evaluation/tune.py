@@ -38,10 +38,10 @@ from anan_onnx.evaluation.engine import Engine, LocalEngine, grid_outputs, model
 from anan_onnx.evaluation.fastgrid import FastGrid
 from anan_onnx.evaluation.grid import PAPER_GRID, Grid
 from anan_onnx.evaluation.lazy_images import LazyImages
-from anan_onnx.evaluation.metric_names import check_metric, metric_key
+from anan_onnx.evaluation.metric_names import DEFAULT_METRIC, check_metric, metric_key
 from anan_onnx.evaluation.statistics import BOOTSTRAP_RESAMPLES, SMALL_SAMPLE, bootstrap_intervals
 from anan_onnx.evaluation.tune_result import TuneResult
-from anan_onnx.options import RunOptions, SplitOptions
+from anan_onnx.options import TUNE_ON, RunOptions, SplitOptions, check_tune_on
 from anan_onnx.params import PARAMS, AnanParams
 
 if TYPE_CHECKING:
@@ -60,8 +60,6 @@ __all__ = [
     "tune",
 ]
 
-#: Where parameters may be tuned.
-TUNE_ON: tuple[str, ...] = ("val", "test")
 TEST_WARNING = (
     "tuning on the test split: the parameters are chosen to fit these very images, so test "
     "scores of the tuned model are optimistically biased and cannot be compared with the "
@@ -102,7 +100,7 @@ def grid_search(
     images: np.ndarray | LazyImages,
     labels: np.ndarray,
     grid: Grid = PAPER_GRID,
-    metric: str = "f1",
+    metric: str = DEFAULT_METRIC,
     *,
     classes: Sequence[str] | None = None,
     class_map: ClassMap | None = None,
@@ -311,8 +309,8 @@ def tune(
     data: str | Path,
     *,
     grid: Grid = PAPER_GRID,
-    metric: str = "f1",
-    tune_on: str = "val",
+    metric: str = DEFAULT_METRIC,
+    tune_on: str = TUNE_ON[0],
     split: SplitOptions | None = None,
     run: RunOptions | None = None,
     layer: str | None = None,
@@ -364,8 +362,7 @@ def tune(
     from anan_onnx.evaluation.datasets import load_with
     from anan_onnx.runtime.inputs import InputSpec
 
-    if tune_on not in TUNE_ON:
-        raise AnanError(f"tune_on must be one of {', '.join(TUNE_ON)}, got {tune_on!r}")
+    check_tune_on(tune_on)
     base = load_model(model, layout=layout, scale=scale, offset=offset)
     spec = InputSpec.from_metadata(_metadata.read_metadata(base))
     split, run = split or SplitOptions(), run or RunOptions()
