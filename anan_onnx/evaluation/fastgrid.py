@@ -110,8 +110,8 @@ def simulate_gains(
     points: Sequence[GridPoint],
     shape: tuple[int, int],
     *,
-    rule: str = "multiplicative",
-    counter: str = "absorbing",
+    rule: str = Rule.MULTIPLICATIVE,
+    counter: str = Counter.ABSORBING,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The k-step astrocyte recurrence of the spec for every configuration at once.
 

@@ -182,7 +182,7 @@ class Grid:
             for values in itertools.product(*(getattr(self, p.axis) for p in options))
         ]
 
-    def points(self, rule: str = "multiplicative") -> list[GridPoint]:
+    def points(self, rule: str = Rule.MULTIPLICATIVE) -> list[GridPoint]:
         """The numeric configurations for one rule, in grid order (k, μ, a, b, idle)."""
         axes = {name: getattr(self, name) for name in NUMBERS}
         if rule != Rule.ADDITIVE:

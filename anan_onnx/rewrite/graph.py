@@ -103,7 +103,7 @@ def build_anan_graph(
     tunable: bool = False,
     k_max: int | None = None,
     batch: int | None = None,
-    scaling: str = "blocked",
+    scaling: str = Scaling.BLOCKED,
     fold_steps: bool = False,
 ) -> None:
     """Rewrites ``model`` in place: ``target`` becomes the ANAN subgraph.

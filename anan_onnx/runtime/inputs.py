@@ -290,7 +290,7 @@ def guess_layout(dims: Sequence[object]) -> str:
         return "NHWC"
     if dims[1] in channels and dims[3] not in channels:
         return "NCHW"
-    return "NHWC" if dims[3] in channels else "NCHW"
+    return Layout.NHWC if dims[3] in channels else Layout.NCHW
 
 
 def _numbers(name: str, value: object, channels: int) -> Numbers:
@@ -428,9 +428,9 @@ def _expected_shape(spec_or_shape: InputSpec | Sequence[Dim]) -> tuple[tuple[Dim
     if len(dims) == 4:
         # Guess the layout from where a 1- or 3-channel axis sits, for the hint only.
         if dims[3] in (1, 3) and dims[1] not in (1, 3):
-            layout = "NHWC"
+            layout = Layout.NHWC
         elif dims[1] in (1, 3) and dims[3] not in (1, 3):
-            layout = "NCHW"
+            layout = Layout.NCHW
     return dims, layout
 
 
