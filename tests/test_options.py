@@ -179,3 +179,28 @@ def test_choices_are_the_parameters_choices() -> None:
     assert by_name["rule"].choices == Rule.ALL and by_name["rule"].default == Rule.ALL[0]
     assert by_name["reduce"].choices == Reduce.ALL
     assert Layout.ALL == ("NHWC", "NCHW")
+
+
+def test_named_choices_write_the_same_bytes_as_strings() -> None:
+    """A model made with the named choices is byte-identical to one made with the plain
+    strings, and its metadata holds the plain strings (not ``Rule.ADDITIVE``)."""
+    from anan_onnx.choices import Counter, Signal
+    from anan_onnx.metadata import read_metadata
+
+    base = build_cnn()
+    named = convert_model(
+        base,
+        AnanParams(rule=Rule.ADDITIVE, counter=Counter.CLAMP, signal=Signal.POST,
+                   reduce=Reduce.MAX),
+        scaling=Scaling.BROADCAST,
+    )  # fmt: skip
+    plain = convert_model(
+        base,
+        AnanParams(rule="additive", counter="clamp", signal="post", reduce="max"),
+        scaling="broadcast",
+    )
+    assert named.anan.SerializeToString() == plain.anan.SerializeToString()
+    meta = read_metadata(named.anan)
+    assert (meta["rule"], meta["counter"], meta["signal"], meta["reduce"], meta["scaling"]) == (
+        "additive", "clamp", "post", "max", "broadcast"
+    )  # fmt: skip
