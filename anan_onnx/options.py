@@ -11,10 +11,11 @@ A bad value is refused when the object is made, in one line (:class:`~anan_onnx.
 Example:
     >>> SplitOptions().val_fraction, RunOptions().batch_size, ConvertOptions().opset
     (0.15, 256, None)
-    >>> SplitOptions(val_fraction=1.5)
-    Traceback (most recent call last):
-    ...
-    anan_onnx.errors.AnanError: val_fraction must be a number in [0, 1), got 1.5: pass e.g. 0.15
+    >>> try:
+    ...     SplitOptions(val_fraction=1.5)
+    ... except AnanError as exc:
+    ...     print(exc)
+    val_fraction must be a number in [0, 1), got 1.5: pass e.g. 0.15
 """
 
 from __future__ import annotations
