@@ -42,6 +42,9 @@ _EXPORTS = {
     "load_npy": "runtime.npy",
     "read_metadata": "metadata",
     "AnanParams": "params",
+    "ConvertOptions": "options",
+    "RunOptions": "options",
+    "SplitOptions": "options",
     "LiteralReference": "reference.literal",
     "ReferenceResult": "reference.literal",
     "Session": "runtime.session",
@@ -65,6 +68,7 @@ __all__ = [
     "CompressResult",
     "CompressedReport",
     "Conversion",
+    "ConvertOptions",
     "Dataset",
     "Evaluation",
     "FastGrid",
@@ -74,7 +78,9 @@ __all__ = [
     "LiteralReference",
     "PAPER_GRID",
     "ReferenceResult",
+    "RunOptions",
     "Session",
+    "SplitOptions",
     "Splits",
     "TuneResult",
     "VerifyReport",
@@ -133,6 +139,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, eagerly
     from anan_onnx.evaluation.tune import grid_search, tune
     from anan_onnx.evaluation.tune_result import TuneResult
     from anan_onnx.metadata import read_metadata
+    from anan_onnx.options import ConvertOptions, RunOptions, SplitOptions
     from anan_onnx.params import AnanParams
     from anan_onnx.reference.literal import LiteralReference, ReferenceResult
     from anan_onnx.reference.verify import VerifyReport, verify_models

@@ -25,6 +25,7 @@ from anan_onnx.compress.exclusions import (
 )
 from anan_onnx.compress.options import MIN_CALIBRATION
 from anan_onnx.errors import AnanError
+from anan_onnx.limits import positive_int
 from anan_onnx.metadata import is_anan, read_metadata, sha256_file, write_metadata
 from anan_onnx.model_io import (
     check_output_path,
@@ -102,8 +103,8 @@ def compress_file(
     """
     if mode not in MODES:
         raise AnanError(f"unknown compression {mode!r}: use one of {', '.join(MODES)}")
-    if mode == "int8" and calibration_size < 1:
-        raise AnanError(f"--calibration-size must be >= 1, got {calibration_size}")
+    if mode == "int8":
+        positive_int("--calibration-size", calibration_size)
     source = Path(source)
     model = _load_anan(source)
     meta = read_metadata(model)

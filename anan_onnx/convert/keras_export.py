@@ -34,14 +34,12 @@ from anan_onnx.convert.keras_layers import KerasConvs
 from anan_onnx.convert.tf_to_onnx import FrozenGraph, frozen_to_onnx
 from anan_onnx.errors import AnanError, first_line
 from anan_onnx.metadata import write_metadata
+from anan_onnx.options import DEFAULT_OPSET, check_opset
 
-__all__ = ["check_opset", "keras_to_onnx", "quiet_native_logs"]
-
-MAX_OPSET = 18
-MIN_OPSET = 13
+__all__ = ["keras_to_onnx", "quiet_native_logs"]
 
 
-def keras_to_onnx(path: str | Path, *, opset: int = 17) -> onnx.ModelProto:
+def keras_to_onnx(path: str | Path, *, opset: int = DEFAULT_OPSET) -> onnx.ModelProto:
     """Exports a Keras model file (``.keras`` or ``.h5``) to an ONNX model in memory.
 
     Args:
@@ -54,7 +52,7 @@ def keras_to_onnx(path: str | Path, *, opset: int = 17) -> onnx.ModelProto:
     Raises:
         AnanError: TensorFlow missing, unreadable file, several inputs, export failure.
     """
-    check_opset(opset)
+    check_opset("opset", opset)
     with quiet_native_logs():
         return _export(Path(path), opset)
 
@@ -296,14 +294,6 @@ def _input_name(tensor) -> str:
     history = getattr(tensor, "_keras_history", None)
     layer = getattr(history, "operation", None)
     return str(getattr(layer, "name", None) or getattr(tensor, "name", "?"))
-
-
-def check_opset(opset: int) -> None:
-    """Raises unless ``MIN_OPSET <= opset <= MAX_OPSET``."""
-    if not MIN_OPSET <= opset <= MAX_OPSET:
-        raise AnanError(
-            f"opset {opset} is not supported: pass --opset between {MIN_OPSET} and {MAX_OPSET}"
-        )
 
 
 def _load(keras, path: Path):

@@ -23,7 +23,7 @@ from onnx_ir.passes.common import RemoveUnusedNodesPass
 from anan_onnx import limits
 from anan_onnx import metadata as _metadata
 from anan_onnx.convert.batch_axis import free_fixed_batch
-from anan_onnx.convert.keras_export import check_opset, keras_to_onnx
+from anan_onnx.convert.keras_export import keras_to_onnx
 from anan_onnx.convert.keras_layers import KERAS_BEFORE, KERAS_CONVS
 from anan_onnx.convert.limits import check_graph_size, check_target_gains
 from anan_onnx.convert.normalise import normalise_base
@@ -38,12 +38,14 @@ from anan_onnx.model_io import (
     save_atomic,
     validate,
 )
+from anan_onnx.options import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET, ConvertOptions, check_opset
 from anan_onnx.params import AnanParams
-from anan_onnx.rewrite.graph import SCALINGS, build_anan_graph, steps_foldable
+from anan_onnx.rewrite.graph import build_anan_graph, steps_foldable
 from anan_onnx.runtime.inputs import Numbers
 from anan_onnx.training_record import find_training_record
 
 __all__ = [
+    "ConvertOptions",
     "Conversion",
     "base_path",
     "convert_file",
@@ -53,7 +55,6 @@ __all__ = [
     "load_base",
 ]
 
-DEFAULT_OPSET = 17
 #: the lowest IR version each opset needs (onnx.helper.VERSION_TABLE)
 _MIN_IR = {13: 7, 14: 7, 15: 8, 16: 8, 17: 8, 18: 8}
 
@@ -93,7 +94,7 @@ def load_base(
             :func:`input_metadata`).
     """
     if opset is not None:
-        check_opset(opset)
+        check_opset("opset", opset)
     kind = model_kind(path)
     if kind == "keras":
         check_keras_archive(path)
@@ -128,7 +129,8 @@ def export_keras(
     Args:
         source: ``.keras`` or ``.h5`` file.
         output: if given, the ``.onnx`` path to write (atomically; never the source).
-        opset: ONNX opset, 13–18.
+        opset: ONNX opset, :data:`~anan_onnx.options.MIN_OPSET` to
+            :data:`~anan_onnx.options.MAX_OPSET`.
         scale, offset, preprocess: the preprocessing the model expects (default: read
             from the model, else assumed; see :func:`input_metadata`).
 
@@ -175,14 +177,10 @@ def input_metadata(
 def convert_model(
     base: onnx.ModelProto,
     params: AnanParams,
+    options: ConvertOptions | None = None,
     *,
-    layer: str | None = None,
-    tunable: bool = False,
-    k_max: int | None = None,
-    batch: int | None = None,
-    scaling: str = "blocked",
-    fold_steps: bool = False,
     extra_metadata: dict[str, object] | None = None,
+    **fields: Any,
 ) -> Conversion:
     """Rewrites a base ONNX model into an ANAN model, in memory, validated.
 
@@ -193,25 +191,15 @@ def convert_model(
     Args:
         base: the base CNN.
         params: ANAN parameters.
-        layer: target Conv (node or Keras layer name); default the first Conv.
-        tunable: parameters as graph inputs (``anan_k``, ``anan_mu``, ...).
-        k_max: unrolled steps of a tunable model.
-        batch: fix the batch size of the ANAN model; allows a faster final layer (one
-            grouped convolution with per-image weights). Default: dynamic batch.
-        scaling: ``'blocked'`` (default) applies the final gains in onnxruntime's blocked
-            NCHWc layout, fastest on x86 CPUs; ``'broadcast'`` uses plain broadcast ops,
-            for ARM CPUs, GPUs and other runtimes. Both give bit-identical outputs.
-        fold_steps: replace the k unrolled steps by one product for the final gains, where
-            that is exact (absorbing counter; additive rule only with idle 0; not tunable):
-            fewer nodes, same outputs, for batch-1 latency. Elsewhere the steps stay
-            unrolled, with a warning.
+        options: the graph options (:class:`~anan_onnx.options.ConvertOptions`: layer,
+            tunable, k_max, batch, scaling, fold_steps; opset and simplify belong to
+            :func:`convert_file` and are not used here).
         extra_metadata: more ``anan.*`` keys to record.
+        fields: options given one by one (``batch=1``): they replace those of ``options``.
     """
-    if scaling not in SCALINGS:
-        raise AnanError(
-            f"scaling must be one of {', '.join(SCALINGS)}, got {scaling!r}: "
-            "pass --scaling blocked (x86 CPUs) or broadcast (ARM, GPU)"
-        )
+    opts = dataclasses.replace(options or ConvertOptions(), **fields)
+    layer, tunable, k_max, batch = opts.layer, opts.tunable, opts.k_max, opts.batch
+    scaling, fold_steps = opts.scaling, opts.fold_steps
     check_graph_size(base, k_max)
     model, target = normalise_base(base, params, layer)
     check_target_gains(base, target, params, tunable=tunable, k_max=k_max)
@@ -263,34 +251,32 @@ def convert_file(
     source: str | Path,
     output: str | Path,
     params: AnanParams,
+    options: ConvertOptions | None = None,
     *,
-    layer: str | None = None,
-    opset: int | None = None,
     layout: str | None = None,
     scale: Numbers | None = None,
     offset: Numbers | None = None,
     preprocess: PreprocessRequest | None = None,
     base_output: str | Path | None = None,
-    simplify: bool = False,
-    tunable: bool = False,
-    k_max: int | None = None,
-    batch: int | None = None,
-    scaling: str = "blocked",
-    fold_steps: bool = False,
     classes: Sequence[str] | None = None,
     progress: bool | None = None,
     check: Callable[[str, str], None] | None = None,
+    **fields: Any,
 ) -> Conversion:
     """Converts a model file and writes the ANAN model (and the base ONNX model) atomically.
 
     Args:
         source: ``.keras``, ``.h5`` or ``.onnx`` base model.
         output: where to write the ANAN model; never the source.
+        params: the ANAN parameters.
+        options: how the graph is made (:class:`~anan_onnx.options.ConvertOptions`: target
+            layer, opset, simplify, tunable, k_max, batch, scaling, fold_steps); ``fields``
+            given one by one (``batch=1``) replace those of ``options``.
+        layout, scale, offset: shorthands of ``preprocess``'s fields.
         base_output: where to write the base ONNX model; default: next to ``output``
             with ``.base.onnx`` instead of ``.anan.onnx``. The ANAN metadata names it.
         preprocess: the preprocessing options given (``--preprocess``, ``--mean`` ...);
             what is not given is read from the model or assumed (:func:`input_metadata`).
-        simplify: run onnxslim on the result (validated again afterwards).
         classes: class names in output order, recorded as ``anan.classes`` (a JSON list)
             in both models; default: the ``classes`` of a ``training.json`` beside the
             source, if any (see :mod:`anan_onnx.convert.classes`).
@@ -302,6 +288,7 @@ def convert_file(
     from anan_onnx.convert.classes import check_classes, recorded_classes
     from anan_onnx.runtime.progress import Stages
 
+    opts = dataclasses.replace(options or ConvertOptions(), **fields)
     stage = Stages(progress)
     source, output = Path(source), check_output_path(source, output)
     base_output = check_output_path(source, base_output or base_path(output))
@@ -314,7 +301,7 @@ def convert_file(
     kind = model_kind(source)
     stage("exporting the Keras model to ONNX (tf2onnx)" if kind != "onnx" else "loading")
     base = load_base(
-        source, opset=opset, layout=layout, scale=scale, offset=offset, preprocess=preprocess
+        source, opset=opts.opset, layout=layout, scale=scale, offset=offset, preprocess=preprocess
     )
     names = list(classes) if classes is not None else recorded_classes(source)
     if names:
@@ -323,19 +310,14 @@ def convert_file(
     result = convert_model(
         base,
         params,
-        layer=layer,
-        tunable=tunable,
-        k_max=k_max,
-        batch=batch,
-        scaling=scaling,
-        fold_steps=fold_steps,
+        opts,
         extra_metadata={
             "source_sha256": sha,
             "source_file": source.name,
             "base_model": base_output.name,
         },
     )
-    if simplify:
+    if opts.simplify:
         stage("simplifying (onnxslim)")
         result.anan = _simplify(result.anan)
     stage("writing")
@@ -383,11 +365,12 @@ def _set_opset(model: onnx.ModelProto, opset: int | None) -> onnx.ModelProto:
     current = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
     if current is None:
         raise AnanError("the model imports no standard ONNX opset: pass a standard ONNX CNN")
-    target = opset or (current if 13 <= current <= 18 else min(max(current, 13), 18))
+    target = opset or min(max(current, MIN_OPSET), MAX_OPSET)
     if opset is None and target != current:
         warnings.warn(
-            f"the model has opset {current}; anan-onnx writes opsets 13-18, so it is "
-            f"converted to opset {target} (onnx's version converter); pass --opset to choose",
+            f"the model has opset {current}; anan-onnx writes opsets {MIN_OPSET}-{MAX_OPSET}, "
+            f"so it is converted to opset {target} (onnx's version converter); pass --opset "
+            "to choose",
             UserWarning,
             stacklevel=3,
         )
@@ -397,8 +380,8 @@ def _set_opset(model: onnx.ModelProto, opset: int | None) -> onnx.ModelProto:
         except Exception as exc:
             hint = (
                 f"pass --opset {current} to keep it"
-                if 13 <= current <= 18
-                else "export the model again with an opset between 13 and 18"
+                if MIN_OPSET <= current <= MAX_OPSET
+                else f"export the model again with an opset between {MIN_OPSET} and {MAX_OPSET}"
             )
             raise AnanError(
                 f"cannot convert the model from opset {current} to {target} "

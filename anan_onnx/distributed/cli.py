@@ -66,11 +66,12 @@ def run_predict(args: argparse.Namespace) -> int:
     """``predict --engine ray``."""
     from anan_onnx.distributed.predict import predict_ray
     from anan_onnx.errors import AnanError
+    from anan_onnx.limits import positive_int
 
     if not args.output:
         raise AnanError("--engine ray writes a file: pass --output out.parquet (or .csv, .jsonl)")
-    if args.workers is not None and args.workers < 1:
-        raise AnanError(f"--workers must be >= 1, got {args.workers}")
+    if args.workers is not None:
+        positive_int("--workers", args.workers)
     summary = predict_ray(
         args.model,
         args.inputs,

@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from anan_onnx.errors import AnanError
+from anan_onnx.limits import positive_int
 
 __all__ = ["OUTPUT_FORMATS", "PredictSummary", "expand_inputs", "predict_ray"]
 
@@ -343,8 +344,7 @@ def predict_ray(
 
     output = Path(output)
     suffix = _check_output(output)
-    if batch_size < 1:
-        raise AnanError(f"--batch-size must be >= 1, got {batch_size}")
+    batch_size = positive_int("--batch-size", batch_size)
     paths = expand_inputs(inputs)
     proto = load_onnx(model)
     metadata = read_metadata(proto)

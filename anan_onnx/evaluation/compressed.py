@@ -12,10 +12,11 @@ from typing import Any
 
 import numpy as np
 
-from anan_onnx.evaluation.datasets import SplitOptions, load_splits
+from anan_onnx.evaluation.datasets import load_with
 from anan_onnx.evaluation.scores import scores
 from anan_onnx.metadata import read_metadata
 from anan_onnx.model_io import load_onnx
+from anan_onnx.options import RunOptions, SplitOptions
 from anan_onnx.runtime.batched import predict_batched
 from anan_onnx.runtime.inputs import InputSpec
 from anan_onnx.runtime.labels import predicted_labels
@@ -31,7 +32,7 @@ def is_compressed(path: Path) -> bool:
 
 
 def evaluate_compressed(
-    model: Path, data: Path, fp32: Path | None, split: SplitOptions, threads: int | None = None
+    model: Path, data: Path, fp32: Path | None, split: SplitOptions, run: RunOptions
 ) -> dict[str, Any]:
     """Scores of the compressed model and of its FP32 model on the test images."""
     from anan_onnx.convert.classes import class_count
@@ -42,18 +43,14 @@ def evaluate_compressed(
     meta = read_metadata(proto)
     fp32 = fp32_model_path(model, meta, fp32)
     spec = InputSpec.from_metadata(meta)
-    test = load_splits(
-        data, spec, val_fraction=split.val_fraction, test_fraction=split.test_fraction,
-        seed=split.seed, positive=split.positive, max_per_class=split.max_per_class,
-        progress=split.progress,
-    ).test  # fmt: skip
+    test = load_with(split, data, spec, progress=run.progress).test
     assert test is not None
     classes = match_classes(
         model_classes(meta), test.classes, class_count(proto), binarised=split.positive is not None
     )
     y, present = classes.labels(test.labels), (classes.present if classes.subset else None)
     probs = {
-        name: predict_batched(path, np.asarray(test.images), threads=threads)
+        name: predict_batched(path, np.asarray(test.images), threads=run.threads)
         for name, path in (("fp32", fp32), (meta["compression"], model))
     }
     labels = [predicted_labels(p) for p in probs.values()]

@@ -18,6 +18,7 @@ import onnxruntime as ort
 from onnx import helper, numpy_helper
 
 from anan_onnx.activations import ACTIVATIONS, is_monotone, node_activation
+from anan_onnx.choices import Signal
 from anan_onnx.errors import AnanError, first_line
 from anan_onnx.limits import thread_count
 from anan_onnx.onnx_proto import constant_array
@@ -86,7 +87,7 @@ def split_target(model: onnx.ModelProto, name: str, signal: str) -> SplitTarget:
         pool = _sole_user(graph, act.output[0], ("MaxPool",))
         if pool is not None and (len(pool.output) > 1 and pool.output[1]):
             pool = None  # the Indices output depends on which position won
-    numpy_act = node_activation(graph, act) if signal == "post" and act is not None else None
+    numpy_act = node_activation(graph, act) if signal == Signal.POST and act is not None else None
     return SplitTarget(conv, weight, bias, act, numpy_act, pool)
 
 

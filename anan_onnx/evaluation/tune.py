@@ -38,14 +38,14 @@ from anan_onnx.evaluation.engine import Engine, LocalEngine, grid_outputs, model
 from anan_onnx.evaluation.fastgrid import FastGrid
 from anan_onnx.evaluation.grid import PAPER_GRID, Grid
 from anan_onnx.evaluation.lazy_images import LazyImages
-from anan_onnx.evaluation.metric_names import check_metric, metric_key
+from anan_onnx.evaluation.metric_names import DEFAULT_METRIC, check_metric, metric_key
 from anan_onnx.evaluation.statistics import BOOTSTRAP_RESAMPLES, SMALL_SAMPLE, bootstrap_intervals
 from anan_onnx.evaluation.tune_result import TuneResult
+from anan_onnx.options import TUNE_ON, RunOptions, SplitOptions, check_tune_on
 from anan_onnx.params import PARAMS, AnanParams
 
 if TYPE_CHECKING:
     from anan_onnx.evaluation.class_match import ClassMap
-    from anan_onnx.evaluation.datasets import SplitOptions
     from anan_onnx.runtime.inputs import InputSpec
 
 __all__ = [
@@ -60,8 +60,6 @@ __all__ = [
     "tune",
 ]
 
-#: Where parameters may be tuned.
-TUNE_ON: tuple[str, ...] = ("val", "test")
 TEST_WARNING = (
     "tuning on the test split: the parameters are chosen to fit these very images, so test "
     "scores of the tuned model are optimistically biased and cannot be compared with the "
@@ -102,15 +100,13 @@ def grid_search(
     images: np.ndarray | LazyImages,
     labels: np.ndarray,
     grid: Grid = PAPER_GRID,
-    metric: str = "f1",
+    metric: str = DEFAULT_METRIC,
     *,
     classes: Sequence[str] | None = None,
     class_map: ClassMap | None = None,
     interval: bool = False,
     layer: str | None = None,
-    threads: int | None = None,
-    batch_size: int = 256,
-    progress: bool | None = None,
+    run: RunOptions | None = None,
     engine: Engine | None = None,
 ) -> TuneResult:
     """Scores every configuration of ``grid`` on ``images`` and selects the best.
@@ -132,8 +128,8 @@ def grid_search(
         interval: with fewer than :data:`SMALL_SAMPLE` images, a bootstrap interval of the
             best configuration's metric, the base CNN's and their difference
             (``result.interval``), and a warning.
-        layer, threads, batch_size: see :class:`~anan_onnx.evaluation.fastgrid.FastGrid`.
-        progress: tqdm bars (default: on a terminal).
+        layer: the target Conv (default: the first).
+        run: threads, rows per run and progress bars (:class:`~anan_onnx.options.RunOptions`).
         engine: where the image work runs (default: here, streaming; see
             :mod:`anan_onnx.evaluation.engine`); the result does not depend on it.
 
@@ -151,6 +147,8 @@ def grid_search(
         labels, classes = class_map.labels(labels), class_map.model_classes
         present = class_map.present if class_map.subset else None
     engine = engine or LocalEngine()
+    run = run or RunOptions()
+    threads, batch_size = run.threads, run.batch_size
     start = time.perf_counter()
     base_out = model_outputs(engine, base, images, threads, batch_size)
     classes = list(classes) if classes is not None else _default_classes(base_out)
@@ -175,7 +173,7 @@ def grid_search(
             images,
             layer=layer,
             threads=threads,
-            progress=progress,
+            progress=run.progress,
         )
         rest_rows += runs
         for point, p in zip(points, probs, strict=True):
@@ -311,20 +309,14 @@ def tune(
     data: str | Path,
     *,
     grid: Grid = PAPER_GRID,
-    metric: str = "f1",
-    tune_on: str = "val",
-    val_fraction: float = 0.15,
-    test_fraction: float = 0.2,
-    seed: int = 0,
-    positive: Sequence[int | str] | None = None,
-    max_per_class: int | None = None,
+    metric: str = DEFAULT_METRIC,
+    tune_on: str = TUNE_ON[0],
+    split: SplitOptions | None = None,
+    run: RunOptions | None = None,
+    layer: str | None = None,
     layout: str | None = None,
     scale: float | None = None,
     offset: float | None = None,
-    layer: str | None = None,
-    threads: int | None = None,
-    batch_size: int = 256,
-    progress: bool | None = None,
     emit: str | Path | None = None,
     emit_anyway: bool = False,
     engine: Engine | None = None,
@@ -348,10 +340,11 @@ def tune(
         data: image folder (class folders, or train/ and test/) or MedMNIST ``.npz``.
         grid, metric: what to search and how to select (see :func:`grid_search`).
         tune_on: ``"val"`` (default) or ``"test"``.
-        val_fraction, test_fraction, seed, positive, max_per_class: see
-            :func:`anan_onnx.load_splits`.
-        layout, scale, offset: override the preprocessing recorded in the model.
+        split: how ``data`` is split (:class:`~anan_onnx.options.SplitOptions`; see
+            :func:`anan_onnx.load_splits`).
+        run: threads, rows per run, progress bars (:class:`~anan_onnx.options.RunOptions`).
         layer: target Conv (default: the first).
+        layout, scale, offset: override the preprocessing recorded in the model.
         emit: also write the tuned fixed-parameter ANAN model here (and its base model as
             ``<name>.base.onnx`` beside it, for ``anan-onnx verify``), with the model's
             class names (the data set's only for a model that records none); only when
@@ -366,19 +359,18 @@ def tune(
     Returns:
         The result; ``info`` holds the model path, its sha256 and the split info.
     """
-    from anan_onnx.evaluation.datasets import SplitOptions
+    from anan_onnx.evaluation.datasets import load_with
     from anan_onnx.runtime.inputs import InputSpec
 
-    if tune_on not in TUNE_ON:
-        raise AnanError(f"tune_on must be one of {', '.join(TUNE_ON)}, got {tune_on!r}")
+    check_tune_on(tune_on)
     base = load_model(model, layout=layout, scale=scale, offset=offset)
     spec = InputSpec.from_metadata(_metadata.read_metadata(base))
-    split = SplitOptions(val_fraction, test_fraction, seed, positive, max_per_class, progress)
-    recorded = _recorded_split(Path(model), Path(data), spec, tune_on, split)
+    split, run = split or SplitOptions(), run or RunOptions()
+    recorded = _recorded_split(Path(model), Path(data), spec, tune_on, split, run.progress)
     if recorded is not None:
         chosen, split_info = recorded
     else:
-        splits = split.load(data, spec, lazy=True)
+        splits = load_with(split, data, spec, progress=run.progress, lazy=True)
         chosen = splits.val if tune_on == "val" else splits.test
         split_info = splits.info
     if chosen is None:
@@ -390,7 +382,7 @@ def tune(
         raise AnanError(f"data set {data} has no {tune_on} split to tune on: {hint}")
     if tune_on == "test":
         warnings.warn(TEST_WARNING, UserWarning, stacklevel=2)
-    class_map = match_model_classes(base, model, chosen.classes, positive is not None)
+    class_map = match_model_classes(base, model, chosen.classes, split.positive is not None)
     result = grid_search(
         base,
         chosen.images,
@@ -400,9 +392,7 @@ def tune(
         class_map=class_map,
         interval=True,
         layer=layer,
-        threads=threads,
-        batch_size=batch_size,
-        progress=progress,
+        run=run,
         engine=engine,
     )
     result.tuned_on = tune_on
@@ -443,7 +433,12 @@ def match_model_classes(
 
 
 def _recorded_split(
-    model: Path, data: Path, spec: InputSpec, tune_on: str, split: SplitOptions
+    model: Path,
+    data: Path,
+    spec: InputSpec,
+    tune_on: str,
+    split: SplitOptions,
+    progress: bool | None,
 ) -> tuple[Any, dict[str, Any]] | None:
     """The tuning images from the ``training.json`` beside ``model``: its own validation
     fold, never images it was trained on (``None`` without a usable record)."""
@@ -462,7 +457,7 @@ def _recorded_split(
             stacklevel=3,
         )
         return None
-    val, test = FoldData([model], data, split).splits(model, spec, tune_on == "val")
+    val, test = FoldData([model], data, split, progress).splits(model, spec, tune_on == "val")
     chosen = val if tune_on == "val" else test
     if chosen is None:  # splits() loads the validation images when asked: not reached
         return None

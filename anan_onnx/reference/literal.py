@@ -30,6 +30,7 @@ from onnx import helper
 
 from anan_onnx.activations import ACTIVATIONS, node_activation
 from anan_onnx.canonical import canonical_model
+from anan_onnx.choices import Counter, Reduce, Rule, Signal
 from anan_onnx.errors import AnanError
 from anan_onnx.onnx_proto import constant_array
 from anan_onnx.params import AnanParams
@@ -86,7 +87,7 @@ class LiteralReference:
         self.pre_name = conv.output[0]
         self.post_name: str | None = None
         self.activation: Activation = _identity
-        if params.signal == "post":
+        if params.signal == Signal.POST:
             act = _activation_node(model, conv)
             self.post_name, self.activation = act.output[0], node_activation(model.graph, act)
         conv.input[1] = _WEIGHT_INPUT
@@ -129,7 +130,7 @@ class LiteralReference:
             tie = _near_tie(maps[0][0], self.bias, self.activation, p.reduce)
             near_tie |= tie
             u = np.where(s > 0, 1, -1)  # eq. 1
-            if p.counter == "absorbing":  # eq. 2
+            if p.counter == Counter.ABSORBING:  # eq. 2
                 r = np.where(np.abs(r) == p.mu, r, r + u)
             else:
                 r = np.clip(r + u, -p.mu, p.mu)
@@ -142,7 +143,7 @@ class LiteralReference:
 
 def _update_kernel(w: np.ndarray, r: float, p: AnanParams) -> np.ndarray:
     excited, inhibited = r == p.mu, r == -p.mu
-    if p.rule == "multiplicative":
+    if p.rule == Rule.MULTIPLICATIVE:
         if excited:
             return w * np.float32(p.a)
         if inhibited:
@@ -155,9 +156,9 @@ def _update_kernel(w: np.ndarray, r: float, p: AnanParams) -> np.ndarray:
 def _activity(y: np.ndarray, reduce: str) -> np.ndarray:
     """Per-kernel activity s_j of an (O, H, W) map (spec step 2)."""
     flat = y.reshape(y.shape[0], -1).astype(np.float64)
-    if reduce == "mean":
+    if reduce == Reduce.MEAN:
         return flat.mean(axis=1)
-    if reduce == "max":
+    if reduce == Reduce.MAX:
         return flat.max(axis=1)
     return (flat > 0).mean(axis=1) - 0.5
 

@@ -18,6 +18,7 @@ import numpy as np
 import onnx
 
 from anan_onnx import limits
+from anan_onnx.choices import Layout
 from anan_onnx.errors import AnanError
 from anan_onnx.limits import positive_int
 from anan_onnx.metadata import DEFAULT_SCALE, is_anan, read_metadata
@@ -293,6 +294,6 @@ def _affine(session: Session) -> tuple[np.ndarray | float, np.ndarray | float]:
         return _recorded_number(md, "scale", DEFAULT_SCALE), _recorded_number(md, "offset", 0.0)
     spec = InputSpec.from_metadata(md)  # one scale and offset per channel
     scale, offset = spec.affine()
-    if spec.layout == "NCHW":
+    if spec.layout == Layout.NCHW:
         scale, offset = scale[:, None, None], offset[:, None, None]
     return scale, offset

@@ -18,6 +18,7 @@ from __future__ import annotations
 import numpy as np
 import onnx_ir as ir
 
+from anan_onnx.choices import Reduce, Signal
 from anan_onnx.params import AnanParams
 from anan_onnx.rewrite.builder_api import Builder
 from anan_onnx.rewrite.geometry import ConvGeometry
@@ -48,15 +49,16 @@ def activity_strategy(
     maps are reduced once and every step is per-kernel arithmetic.
     """
     act = target.activation
-    post = params.signal == "post"
-    if params.reduce == "mean" and not post and geom is not None:  # mean(g·C + β) = g·mean(C) + β
+    post = params.signal == Signal.POST
+    # mean(g·C + β) = g·mean(C) + β
+    if params.reduce == Reduce.MEAN and not post and geom is not None:
         return _mean_from_window_sums(b, target, weights, geom, bias, column)
     assert maps is not None, "only the window-sum means do without the maps"
     layer_maps = maps
-    if params.reduce == "mean" and not post:  # input size unknown: one read pass over the maps
+    if params.reduce == Reduce.MEAN and not post:  # input size unknown: one read pass over the maps
         means = [b.op("GlobalAveragePool", [m], f"{m.name}_mean") for m in maps]
         return lambda gains, tag: combine(b, gains, means, bias, f"{tag}/activity")
-    if params.reduce == "max" and monotone and (not post or is_monotone(act)):
+    if params.reduce == Reduce.MAX and monotone and (not post or is_monotone(act)):
         # max(act(g·C + β)) = act(g·max(C) + β) for g >= 0 and a monotone act
         maxima = [b.op("GlobalMaxPool", [m], f"{m.name}_max") for m in maps]
 
@@ -69,7 +71,7 @@ def activity_strategy(
 
         return kernel_max
     relu = act is not None and act.op_type == "Relu"
-    if params.reduce == "mean" and post and monotone and relu:
+    if params.reduce == Reduce.MEAN and post and monotone and relu:
         if bias is None:  # relu(g·C) = g·relu(C) for g >= 0: the mean is taken once
             relu_map = b.op("Relu", [maps[0]], "anan/conv_relu")
             once = b.op("GlobalAveragePool", [relu_map], "anan/conv_relu_mean")
@@ -161,7 +163,7 @@ def combine(
 def _activate(
     b: Builder, response: ir.Value, target: ConvTarget, params: AnanParams, tag: str
 ) -> ir.Value:
-    if params.signal == "pre":
+    if params.signal == Signal.PRE:
         return response
     assert target.activation is not None, "checked by convert_model"
     return clone_activation(b, target.activation, response, f"{tag}/post")
@@ -181,9 +183,9 @@ def clone_activation(b: Builder, act: ir.Node, x: ir.Value, name: str) -> ir.Val
 
 
 def _reduce(b: Builder, y: ir.Value, params: AnanParams, tag: str) -> ir.Value:
-    if params.reduce == "mean":
+    if params.reduce == Reduce.MEAN:
         return b.op("GlobalAveragePool", [y], f"{tag}/activity")
-    if params.reduce == "max":
+    if params.reduce == Reduce.MAX:
         return b.op("GlobalMaxPool", [y], f"{tag}/activity")
     positive = fires(b, y, f"{tag}/fires")  # exact 0/1 per position
     share = b.op("GlobalAveragePool", [positive], f"{tag}/share")

@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 import onnx_ir as ir
 
+from anan_onnx.choices import Counter, Reduce, Rule, Scaling, Signal
 from anan_onnx.params import PARAMS, AnanParams
 from anan_onnx.rewrite.activities import activity_strategy, clone_activation, combine
 from anan_onnx.rewrite.geometry import conv_geometry
@@ -102,7 +103,7 @@ def build_anan_graph(
     tunable: bool = False,
     k_max: int | None = None,
     batch: int | None = None,
-    scaling: str = "blocked",
+    scaling: str = Scaling.BLOCKED,
     fold_steps: bool = False,
 ) -> None:
     """Rewrites ``model`` in place: ``target`` becomes the ANAN subgraph.
@@ -134,7 +135,7 @@ def build_anan_graph(
     monotone = gains_non_negative(params, tunable)  # then v ↦ act(g·v + β) is monotone
     pool = pool_after(conv, act) if monotone and is_monotone(act) else None
     grouped = batch is not None and pool is None
-    mean_only = params.signal == "pre" and params.reduce == "mean"
+    mean_only = params.signal == Signal.PRE and params.reduce == Reduce.MEAN
     maps = None
     if not (mean_only and grouped and geom is not None):  # the grouped conv replaces the maps
         maps = _first_layer_maps(b, conv, weights, params.rule)
@@ -176,8 +177,8 @@ def step1_activity_shared(params: AnanParams, tunable: bool = False) -> bool:
     """Whether every step may use the step-1 activity: under the absorbing counter the
     weights stay W0 until a counter reaches ±μ, and a counter at ±μ is held whatever u says.
     With the additive rule only if an untriggered step changes nothing (idle = 0, fixed)."""
-    return params.counter == "absorbing" and (
-        params.rule == "multiplicative" or (params.idle == 0 and not tunable)
+    return params.counter == Counter.ABSORBING and (
+        params.rule == Rule.MULTIPLICATIVE or (params.idle == 0 and not tunable)
     )
 
 
@@ -185,7 +186,7 @@ def gains_are_columns(params: AnanParams, tunable: bool = False) -> bool:
     """Whether the activity, and so the gains, may be (N, 1, O, 1) columns: the activity is
     read once (the shared or folded steps of :func:`steps_foldable`) and the one gain of the
     multiplicative rule is computed from it alone (no (1, O, 1, 1) unit gain enters)."""
-    return steps_foldable(params, tunable) and params.rule == "multiplicative"
+    return steps_foldable(params, tunable) and params.rule == Rule.MULTIPLICATIVE
 
 
 def steps_foldable(params: AnanParams, tunable: bool = False) -> bool:
@@ -231,7 +232,7 @@ def _splice_pool_commuted(
     if known.shape is not None:
         pooled.type, pooled.shape = known.type, ir.Shape(list(known.shape))
     (gain,) = gains  # the pool route is multiplicative: one gain
-    if scaling == "blocked" and can_block(pooled):
+    if scaling == Scaling.BLOCKED and can_block(pooled):
         output = blocked_scaling(b, gain, pooled, beta, "anan/output_scaled", column=column)
     else:
         if column:
@@ -267,7 +268,7 @@ def _splice_grouped(
 
 def _split_weights(weight: np.ndarray, rule: str) -> list[np.ndarray]:
     """[W0] for the multiplicative rule (one gain), [W⁺, W⁻] for the additive rule."""
-    if rule == "multiplicative":
+    if rule == Rule.MULTIPLICATIVE:
         return [weight]
     return [np.maximum(weight, 0), np.minimum(weight, 0)]
 
@@ -288,7 +289,7 @@ def _knobs(b: _Builder, graph: ir.Graph, params: AnanParams) -> Knobs:
         graph.register_initializer(value)
         inputs[name] = value
     mu, beta = inputs["anan_mu"], inputs["anan_b"]
-    multiplicative = params.rule == "multiplicative"
+    multiplicative = params.rule == Rule.MULTIPLICATIVE
     # 1 - b (multiplicative) or 0 - b (additive): Sub, as Neg is missing from CoreML's lists
     inhibit = b.op("Sub", [b.scalar(1.0 if multiplicative else 0.0), beta], "anan/b_factor")
     return Knobs(
@@ -305,7 +306,7 @@ def _first_layer_maps(
     b: _Builder, conv: ir.Node, weights: list[np.ndarray], rule: str
 ) -> list[ir.Value]:
     """conv(x, W0) for the multiplicative rule; conv(x, W⁺) and conv(x, W⁻) for additive."""
-    if rule == "multiplicative":  # reuse the model's own weights: no second copy
+    if rule == Rule.MULTIPLICATIVE:  # reuse the model's own weights: no second copy
         parts = {"anan/conv": conv.inputs[1]}
     else:
         parts = {

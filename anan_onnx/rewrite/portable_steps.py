@@ -61,6 +61,7 @@ from collections.abc import Callable
 import numpy as np
 import onnx_ir as ir
 
+from anan_onnx.choices import Counter, Rule
 from anan_onnx.params import AnanParams
 from anan_onnx.rewrite.builder_api import Builder
 
@@ -110,7 +111,7 @@ def fixed_knobs(b: Builder, params: AnanParams) -> Knobs:
         one_less_mu=b.scalar(1 - params.mu),
         excite=b.scalar(excite),
         inhibit=b.scalar(inhibit),
-        idle=None if params.rule == "multiplicative" else b.scalar(idle),
+        idle=None if params.rule == Rule.MULTIPLICATIVE else b.scalar(idle),
     )
 
 
@@ -163,10 +164,10 @@ def final_gains(params: AnanParams, steps: int, dtype: np.dtype) -> np.ndarray:
     (row 1), in ``dtype`` arithmetic in the order the unrolled graph computes them."""
     rows = []
     for u in (-1, 1):
-        gains = np.ones(1 if params.rule == "multiplicative" else 2, dtype)
+        gains = np.ones(1 if params.rule == Rule.MULTIPLICATIVE else 2, dtype)
         for t in range(1, steps + 1):
             value = dtype.type(trigger_value(params, u * min(t, params.mu)))
-            if params.rule == "multiplicative":
+            if params.rule == Rule.MULTIPLICATIVE:
                 gains = gains * value
             else:
                 gains = gains + np.array([1, -1], dtype) * (np.abs(gains) * value)
@@ -229,7 +230,7 @@ def apply_trigger(
 ) -> list[ir.Value]:
     """The update rule on the gains: g·m (multiplicative), or the additive identity of the
     spec, ``g⁺ + |g⁺|·z`` and ``g⁻ − |g⁻|·z`` (W⁻ entries are negative)."""
-    if rule == "multiplicative":  # 1·m is m: the initial unit gain multiplies nothing
+    if rule == Rule.MULTIPLICATIVE:  # 1·m is m: the initial unit gain multiplies nothing
         return [
             value if g is b.unit else b.op("Mul", [g, value], f"{tag}/gain{i}")
             for i, g in enumerate(gains)
@@ -267,7 +268,7 @@ def _count(
     would leave [−μ, μ] (at μ with u = +1, at −μ with u = −1)."""
     assert trig is not None, "the counter's indicators come with it"
     excite, inhibit = trig
-    if params.counter == "absorbing":
+    if params.counter == Counter.ABSORBING:
         blocked = b.op("Add", [excite, inhibit], f"{tag}/held")
     else:
         silent = b.op("Sub", [b.scalar(1.0), fired], f"{tag}/silent")
@@ -301,7 +302,7 @@ def _select(
         return chosen
     left = b.op("Sub", [knobs.k, b.scalar(t - 1)], f"{tag}/steps_left")
     active = fires(b, left, f"{tag}/active")
-    if rule == "additive":  # z = 0 leaves both gains as they are
+    if rule == Rule.ADDITIVE:  # z = 0 leaves both gains as they are
         return b.op("Mul", [active, chosen], name)
     kept = b.op("Mul", [active, chosen], f"{name}_active")
     idle = b.op("Sub", [b.scalar(1.0), active], f"{tag}/inactive")
@@ -311,7 +312,7 @@ def _select(
 def _after_first_step(rule: str, values: np.ndarray) -> list[np.ndarray]:
     """Per gain, its two values (u = −1, +1) after step 1 from the unit gain, in the graph's
     arithmetic: 1·m = m, or 1 + 1·z and 1 − 1·z (``apply_trigger`` on a unit gain)."""
-    if rule == "multiplicative":
+    if rule == Rule.MULTIPLICATIVE:
         return [values]
     one = values.dtype.type(1)
     return [one + values, one - values]
@@ -332,20 +333,20 @@ def _merged(b: Builder, pair: ir.Value, name: str) -> ir.Value:
 
 
 def _gain_name(rule: str, i: int, tag: str) -> str:
-    if rule == "multiplicative":
+    if rule == Rule.MULTIPLICATIVE:
         return f"{tag}/gain{i}"
     return f"{tag}/{('gain_pos', 'gain_neg')[i]}"
 
 
 def _eq3_values(params: AnanParams) -> tuple[float, float, float]:
     """(excite, inhibit, idle) of eq. 3 under the update rule."""
-    if params.rule == "multiplicative":
+    if params.rule == Rule.MULTIPLICATIVE:
         return params.a, 1.0 - params.b, 1.0
     return params.a, -params.b, params.idle
 
 
 def _value_name(rule: str) -> str:
-    return "multiplier" if rule == "multiplicative" else "z"
+    return "multiplier" if rule == Rule.MULTIPLICATIVE else "z"
 
 
 def _sign_scales(dtype: np.dtype) -> tuple[float, float]:

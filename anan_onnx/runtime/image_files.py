@@ -19,8 +19,10 @@ from typing import Literal, NamedTuple, TypeVar
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from anan_onnx.choices import Layout
 from anan_onnx.errors import AnanError, first_line
 from anan_onnx.files import open_regular
+from anan_onnx.limits import positive_int
 from anan_onnx.runtime.inputs import NHWC_TO_NCHW, InputSpec
 
 __all__ = [
@@ -430,8 +432,7 @@ def iter_image_batches(
     """
     if on_error not in ("raise", "skip"):
         raise AnanError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise AnanError(f"batch_size must be a positive integer, got {batch_size!r}")
+    batch_size = positive_int("batch_size", batch_size)
     buffer = np.empty((batch_size, spec.height, spec.width, spec.channels), dtype=np.uint8)
     names: list[str] = []
     skipped: list[tuple[str, str]] = []
@@ -465,7 +466,7 @@ def to_model_input(
     x *= scale
     if offset.any():
         x += offset
-    if (layout or spec.layout) == "NCHW":
+    if (layout or spec.layout) == Layout.NCHW:
         x = np.ascontiguousarray(x.transpose(NHWC_TO_NCHW))
     return x
 

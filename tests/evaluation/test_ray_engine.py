@@ -18,6 +18,7 @@ from anan_onnx.distributed.predict import predict_ray
 from anan_onnx.distributed.ray_engine import RayEngine
 from anan_onnx.evaluation.tune import grid_search
 from anan_onnx.metadata import write_metadata
+from anan_onnx.options import RunOptions
 from anan_onnx.runtime.image_files import load_images
 from anan_onnx.runtime.inputs import InputSpec
 from anan_onnx.runtime.session import Session
@@ -60,10 +61,9 @@ def test_a_worker_killed_mid_tune_is_retried(tmp_path, ray_cluster):
     marker = tmp_path / "killed.txt"
     engine = RayEngine(fault=str(marker))
     assert len(engine.shards(len(images), 8)) >= 2
-    local = grid_search(base, images, labels, SMALL_GRID, batch_size=8, progress=False)
-    spread = grid_search(
-        base, images, labels, SMALL_GRID, batch_size=8, progress=False, engine=engine
-    )
+    run = RunOptions(batch_size=8, progress=False)
+    local = grid_search(base, images, labels, SMALL_GRID, run=run)
+    spread = grid_search(base, images, labels, SMALL_GRID, run=run, engine=engine)
     assert marker.is_file()  # a worker really died on shard 1
     assert spread.rows == local.rows and spread.rest_rows == local.rest_rows
 

@@ -33,12 +33,13 @@ from __future__ import annotations
 import numpy as np
 import onnx_ir as ir
 
+from anan_onnx.choices import Scaling
 from anan_onnx.rewrite.builder_api import Builder
 
 __all__ = ["SCALINGS", "blocked_scaling", "can_block"]
 
 #: How the final gains are applied: onnxruntime's blocked layout, or plain broadcast ops.
-SCALINGS = ("blocked", "broadcast")
+SCALINGS = Scaling.ALL
 
 # The largest NCHWc block onnxruntime uses (AVX-512); channel counts it divides stay blocked.
 _BLOCK = 16
