@@ -103,11 +103,9 @@ def __getattr__(name: str) -> object:
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'anan_onnx' has no attribute {name!r}")
+    # Public classes and functions already report ``anan_onnx`` as their module, from
+    # import time (anan_onnx._public), so nothing is changed here.
     value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    if isinstance(value, type) or callable(value):
-        # Public objects report the public module (as onnx-ir's do): reprs, help() and
-        # pickles name ``anan_onnx.X``, not where it happens to live in the tree.
-        value.__module__ = __name__
     globals()[name] = value  # later look-ups skip this function
     return value
 

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from anan_onnx._public import public
 from anan_onnx.params import PARAMS
 
 if TYPE_CHECKING:  # only annotations: reading metadata must not import onnx
@@ -71,6 +72,7 @@ DEFAULT_SCALE = 1 / 255
 #: ``keras_input_affine`` (anan_onnx/convert/own_preprocessing.py).
 
 
+@public
 def read_metadata(model: onnx.ModelProto | str | Path) -> dict[str, str]:
     """Returns the ``anan.*`` metadata of ``model`` (a ModelProto or an .onnx path, like
     ``Session`` and ``verify_models``) without the prefix.

@@ -26,6 +26,7 @@ import numbers
 import warnings
 from typing import Any, Literal
 
+from anan_onnx._public import public
 from anan_onnx.errors import AnanError
 
 __all__ = [
@@ -167,6 +168,7 @@ def param(
     return dataclasses.field(default=default, metadata={_META: facts})
 
 
+@public
 @dataclasses.dataclass(frozen=True)
 class AnanParams:
     """ANAN parameters (explained in ``docs/algorithm.md``).

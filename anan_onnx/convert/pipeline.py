@@ -22,6 +22,7 @@ from onnx_ir.passes.common import RemoveUnusedNodesPass
 
 from anan_onnx import limits
 from anan_onnx import metadata as _metadata
+from anan_onnx._public import public
 from anan_onnx.convert.batch_axis import free_fixed_batch
 from anan_onnx.convert.keras_export import check_opset, keras_to_onnx
 from anan_onnx.convert.keras_layers import KERAS_BEFORE, KERAS_CONVS
@@ -58,6 +59,7 @@ DEFAULT_OPSET = 17
 _MIN_IR = {13: 7, 14: 7, 15: 8, 16: 8, 17: 8, 18: 8}
 
 
+@public
 @dataclasses.dataclass
 class Conversion:
     """What a conversion produced.
@@ -75,6 +77,7 @@ class Conversion:
     params: AnanParams
 
 
+@public
 def load_base(
     path: str | Path,
     *,
@@ -114,6 +117,7 @@ def load_base(
     return model
 
 
+@public
 def export_keras(
     source: str | Path,
     output: str | Path | None = None,
@@ -172,6 +176,7 @@ def input_metadata(
     return resolve(model, request, training).metadata()
 
 
+@public
 def convert_model(
     base: onnx.ModelProto,
     params: AnanParams,
@@ -259,6 +264,7 @@ def convert_model(
     return Conversion(anan, normalised_base, target.name, params)
 
 
+@public
 def convert_file(
     source: str | Path,
     output: str | Path,

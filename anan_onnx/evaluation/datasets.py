@@ -34,6 +34,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from anan_onnx._public import public
 from anan_onnx.errors import AnanError
 from anan_onnx.evaluation.lazy_images import LazyImages
 from anan_onnx.evaluation.npz_source import NpzSource
@@ -59,6 +60,7 @@ _VAL_NAMES = ("val", "valid", "validation")
 Layout = Literal["folder", "train_test", "npz"]
 
 
+@public
 @dataclasses.dataclass
 class Dataset:
     """A labelled batch of images, ready for the model.
@@ -85,6 +87,7 @@ class Dataset:
         return {c: int(n) for c, n in zip(self.classes, per, strict=True)}
 
 
+@public
 @dataclasses.dataclass
 class Splits:
     """What :func:`load_splits` returns.
@@ -125,6 +128,7 @@ class SplitOptions:
         return load_splits(path, spec, **vars(self), lazy=lazy)
 
 
+@public
 def load_splits(
     path: str | os.PathLike[str],
     spec: InputSpec,

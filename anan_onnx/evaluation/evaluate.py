@@ -40,6 +40,7 @@ from typing import Any
 import onnx
 
 from anan_onnx import metadata as _metadata
+from anan_onnx._public import public
 from anan_onnx.errors import AnanError
 from anan_onnx.evaluation.control import control
 from anan_onnx.evaluation.datasets import SplitOptions
@@ -106,6 +107,7 @@ def _options_key(p: AnanParams) -> str:
 # --- the per-fold loop -------------------------------------------------------------------
 
 
+@public
 def evaluate(
     models: str | Path,
     data: str | Path | None = None,

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from anan_onnx import json_clean
+from anan_onnx._public import public
 from anan_onnx.evaluation.metric_names import DISPLAY_NAMES, REPORTED, metric_key
 from anan_onnx.evaluation.tune import TEST_WARNING
 
@@ -25,6 +26,7 @@ __all__ = ["SHIFT_FLAG", "Evaluation"]
 SHIFT_FLAG = 0.10
 
 
+@public
 @dataclasses.dataclass
 class Evaluation:
     """Results of :func:`evaluate`.

@@ -33,6 +33,7 @@ import numpy as np
 import onnx
 
 from anan_onnx import metadata as _metadata
+from anan_onnx._public import public
 from anan_onnx.errors import AnanError
 from anan_onnx.evaluation.engine import Engine, LocalEngine, grid_outputs, model_outputs
 from anan_onnx.evaluation.fastgrid import FastGrid
@@ -97,6 +98,7 @@ def check_labels(outputs: np.ndarray, labels: np.ndarray, classes: Sequence[str]
         raise AnanError("no images to score: the split is empty")
 
 
+@public
 def grid_search(
     base: onnx.ModelProto,
     images: np.ndarray | LazyImages,
@@ -306,6 +308,7 @@ def load_model(
     return load_base(path, layout=layout, scale=scale, offset=offset)
 
 
+@public
 def tune(
     model: str | Path,
     data: str | Path,

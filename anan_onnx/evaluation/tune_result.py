@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from anan_onnx import json_clean
+from anan_onnx._public import public
 from anan_onnx.evaluation.grid import NUMBERS, Grid
 from anan_onnx.evaluation.metric_names import REPORTED
 from anan_onnx.params import AnanParams
@@ -20,6 +21,7 @@ from anan_onnx.params import AnanParams
 __all__ = ["TuneResult"]
 
 
+@public
 @dataclasses.dataclass
 class TuneResult:
     """Every configuration's scores and the selected one.

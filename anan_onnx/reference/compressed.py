@@ -30,6 +30,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
+from anan_onnx._public import public
 from anan_onnx.errors import AnanError
 from anan_onnx.model_io import recorded_file
 from anan_onnx.params import AnanParams
@@ -170,6 +171,7 @@ def _has_float16(graph: onnx.GraphProto, tail: list[onnx.NodeProto]) -> bool:
     return weights or casts
 
 
+@public
 @dataclasses.dataclass
 class CompressedReport:
     """``verify`` of a compressed model: the three checks of the module docstring.
@@ -245,6 +247,7 @@ class CompressedReport:
         )
 
 
+@public
 def verify_compressed_models(
     anan: onnx.ModelProto,
     base: onnx.ModelProto,

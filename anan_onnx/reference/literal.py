@@ -28,6 +28,7 @@ import onnx
 import onnxruntime as ort
 from onnx import helper
 
+from anan_onnx._public import public
 from anan_onnx.activations import ACTIVATIONS, node_activation
 from anan_onnx.canonical import canonical_model
 from anan_onnx.errors import AnanError
@@ -44,6 +45,7 @@ _WEIGHT_INPUT = "anan_reference_weight"
 NEAR_TIE = 1e-5
 
 
+@public
 @dataclasses.dataclass
 class ReferenceResult:
     """Outputs of the literal loop for a batch.
@@ -59,6 +61,7 @@ class ReferenceResult:
     weights: np.ndarray
 
 
+@public
 class LiteralReference:
     """Runs the spec's per-image loop on a base ONNX model.
 

@@ -18,6 +18,7 @@ import numpy as np
 import onnx
 
 from anan_onnx import limits
+from anan_onnx._public import public
 from anan_onnx.errors import AnanError
 from anan_onnx.limits import positive_int
 from anan_onnx.metadata import DEFAULT_SCALE, is_anan, read_metadata
@@ -39,6 +40,7 @@ __all__ = [
 ]
 
 
+@public
 @dataclasses.dataclass
 class VerifyReport:
     """Agreement between the ANAN model and the literal reference.
@@ -142,6 +144,7 @@ def summary_number(value: float) -> str:
     return f"{value:.3g}" if math.isfinite(value) else "n/a"
 
 
+@public
 def verify_models(
     anan: str | Path | onnx.ModelProto,
     base: str | Path | onnx.ModelProto,

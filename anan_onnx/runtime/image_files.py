@@ -19,6 +19,7 @@ from typing import Literal, NamedTuple, TypeVar
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from anan_onnx._public import public
 from anan_onnx.errors import AnanError, first_line
 from anan_onnx.files import open_regular
 from anan_onnx.runtime.inputs import NHWC_TO_NCHW, InputSpec
@@ -60,6 +61,7 @@ MAX_IMAGE_PIXELS: int | None = 89_478_485
 _T = TypeVar("_T")
 
 
+@public
 def load_image(path: str | os.PathLike[str], spec: InputSpec) -> np.ndarray:
     """Loads one image file as model-ready pixels.
 
@@ -335,6 +337,7 @@ def _refuse_mode(name: str, mode: str, values: np.ndarray) -> AnanError:
 OnError = Literal["raise", "skip"]
 
 
+@public
 def load_images(
     paths: Iterable[str | os.PathLike[str]],
     spec: InputSpec,

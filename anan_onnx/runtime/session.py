@@ -21,6 +21,7 @@ import onnxruntime as ort
 
 from anan_onnx import limits
 from anan_onnx import metadata as _metadata
+from anan_onnx._public import public
 from anan_onnx.errors import AnanError, first_line
 from anan_onnx.params import AnanParams
 
@@ -38,6 +39,7 @@ _PROVIDERS = {
 }
 
 
+@public
 def providers_for(name: str) -> list[str]:
     """onnxruntime providers for ``'cpu'``, ``'cuda'``, ``'tensorrt'`` or an EP's full name.
 
@@ -55,6 +57,7 @@ def providers_for(name: str) -> list[str]:
     return [provider] if provider == "CPUExecutionProvider" else [provider, "CPUExecutionProvider"]
 
 
+@public
 class Session:
     """An onnxruntime session for a base or ANAN model, with its recorded metadata.
 
