@@ -20,7 +20,7 @@ class AnanError(Exception):
         >>> raise AnanError("k must be a positive integer, got 0: pass --k 1 or more")
         Traceback (most recent call last):
         ...
-        anan_onnx.errors.AnanError: k must be a positive integer, got 0: pass --k 1 or more
+        anan_onnx.AnanError: k must be a positive integer, got 0: pass --k 1 or more
     """
 
 

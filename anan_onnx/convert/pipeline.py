@@ -3,7 +3,7 @@
 Example:
     >>> result = convert_file("models/catsdogs_cnn.keras", "out/model.anan.onnx",
     ...                       AnanParams(k=4, mu=2, a=1.05, b=0.30))   # doctest: +SKIP
-    >>> result.target_layer
+    >>> result.target_layer                                             # doctest: +SKIP
     'sequential_1/conv2d_1/convolution'
 """
 

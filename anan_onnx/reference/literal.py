@@ -12,9 +12,12 @@ looked through), which is the definition of the kernel response; on a base model
 ``convert`` it is already canonical and nothing changes.
 
 Example:
-    >>> ref = LiteralReference(onnx.load("model.base.onnx"), "conv1", AnanParams())
-    >>> result = ref.run(batch)          # doctest: +SKIP
-    >>> result.outputs[0].shape, result.near_tie.sum()
+    >>> from anan_onnx.testing import VARIANTS, build_cnn, random_batch
+    >>> base = build_cnn(VARIANTS["plain"])          # or onnx.load("out/model.base.onnx")
+    >>> ref = LiteralReference(base, "conv1", AnanParams(k=2, a=1.5))
+    >>> result = ref.run(random_batch(VARIANTS["plain"], 3))
+    >>> result.outputs[0].shape, result.weights.shape[0]
+    ((3, 2), 3)
 """
 
 from __future__ import annotations

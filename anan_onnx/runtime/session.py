@@ -3,9 +3,13 @@
 Needs only numpy, onnx and onnxruntime (and Pillow for image files): no TensorFlow.
 
 Example:
-    >>> sess = Session("out/model.anan.onnx")          # doctest: +SKIP
-    >>> probs = sess.predict(batch)                     # (N, 1) for a sigmoid head
-    >>> sess.params                                     # AnanParams(k=4, mu=2, ...)
+    >>> from anan_onnx.testing import VARIANTS, build_cnn, random_batch
+    >>> model = convert_model(build_cnn(VARIANTS["plain"]), AnanParams(k=2, a=1.5)).anan
+    >>> sess = Session(model)                           # or Session("out/model.anan.onnx")
+    >>> sess.predict(random_batch(VARIANTS["plain"], 3)).shape   # (N, 1) for a sigmoid head
+    (3, 2)
+    >>> sess.params.k
+    2
 """
 
 from __future__ import annotations
