@@ -23,6 +23,7 @@ from onnx_ir.passes.common import RemoveUnusedNodesPass
 from anan_onnx import limits
 from anan_onnx import metadata as _metadata
 from anan_onnx._public import public
+from anan_onnx._version import __version__
 from anan_onnx.convert.batch_axis import free_fixed_batch
 from anan_onnx.convert.keras_export import check_opset, keras_to_onnx
 from anan_onnx.convert.keras_layers import KERAS_BEFORE, KERAS_CONVS
@@ -430,6 +431,4 @@ def _simplify(model: onnx.ModelProto) -> onnx.ModelProto:
 
 
 def _tool_version() -> str:
-    from anan_onnx._version import __version__
-
     return __version__

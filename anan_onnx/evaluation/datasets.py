@@ -39,6 +39,7 @@ from anan_onnx.errors import AnanError
 from anan_onnx.evaluation.lazy_images import LazyImages
 from anan_onnx.evaluation.npz_source import NpzSource
 from anan_onnx.evaluation.splitting import SPLITS, Listing, cap, split_listings
+from anan_onnx.files import describe_kind
 from anan_onnx.runtime.image_files import (
     IMAGE_EXTENSIONS,
     load_images,
@@ -284,8 +285,6 @@ def _detect_layout(root: Path, layout: str | None) -> str:
     if not root.exists():
         raise AnanError(f"data set {root} does not exist: check the path")
     if not root.is_file() and not root.is_dir():  # a FIFO or device: reading it would hang
-        from anan_onnx.files import describe_kind
-
         raise AnanError(
             f"data set {root} is {describe_kind(root.stat().st_mode)}: pass a folder of class "
             "folders or a MedMNIST-style .npz file"

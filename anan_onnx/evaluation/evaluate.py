@@ -50,6 +50,7 @@ from anan_onnx.evaluation.grid import PAPER_GRID, Grid
 from anan_onnx.evaluation.metric_names import check_metric, metric_key
 from anan_onnx.evaluation.model_files import find_models, read_params
 from anan_onnx.evaluation.results import Evaluation
+from anan_onnx.evaluation.scores import scores, select_metric_value
 from anan_onnx.evaluation.tune import (
     TEST_WARNING,
     TUNE_ON,
@@ -59,6 +60,7 @@ from anan_onnx.evaluation.tune import (
     match_model_classes,
 )
 from anan_onnx.params import AnanParams
+from anan_onnx.runtime.inputs import InputSpec
 
 __all__ = ["evaluate"]
 
@@ -208,9 +210,6 @@ def _fold_task(job: _FoldJob, path: Path) -> dict[str, Any]:
 
 def _evaluate_fold(path: Path, job: _FoldJob, engine: Engine) -> dict[str, Any]:
     """Base, control and every ANAN variant of one model, scored on its test images."""
-    from anan_onnx.evaluation.scores import scores
-    from anan_onnx.runtime.inputs import InputSpec
-
     base = load_model(path)
     spec = InputSpec.from_metadata(_metadata.read_metadata(base))
     val, test = job.source.splits(path, spec, need_val=job.tune_on == "val")
@@ -283,8 +282,6 @@ def _evaluate_fold(path: Path, job: _FoldJob, engine: Engine) -> dict[str, Any]:
 
 
 def _oriented(values: dict[str, float], metric: str) -> float:
-    from anan_onnx.evaluation.scores import select_metric_value
-
     return select_metric_value(values, metric)
 
 

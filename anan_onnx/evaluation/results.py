@@ -18,6 +18,7 @@ import numpy as np
 from anan_onnx import json_clean
 from anan_onnx._public import public
 from anan_onnx.evaluation.metric_names import DISPLAY_NAMES, REPORTED, metric_key
+from anan_onnx.evaluation.statistics import wilcoxon_paired
 from anan_onnx.evaluation.tune import TEST_WARNING
 
 __all__ = ["SHIFT_FLAG", "Evaluation"]
@@ -79,8 +80,6 @@ class Evaluation:
     def tests(self) -> list[dict[str, Any]]:
         """Paired Wilcoxon tests per metric: each variant vs base and vs control, and
         control vs base; empty with fewer than two models."""
-        from anan_onnx.evaluation.statistics import wilcoxon_paired
-
         if len(self.folds) < 2:
             return []
         pairs = [(v, "base") for v in self.variants] + [(v, "control") for v in self.variants]

@@ -43,11 +43,11 @@ from anan_onnx.evaluation.metric_names import check_metric, metric_key
 from anan_onnx.evaluation.statistics import BOOTSTRAP_RESAMPLES, SMALL_SAMPLE, bootstrap_intervals
 from anan_onnx.evaluation.tune_result import TuneResult
 from anan_onnx.params import PARAMS, AnanParams
+from anan_onnx.runtime.inputs import InputSpec
 
 if TYPE_CHECKING:
     from anan_onnx.evaluation.class_match import ClassMap
     from anan_onnx.evaluation.datasets import SplitOptions
-    from anan_onnx.runtime.inputs import InputSpec
 
 __all__ = [
     "TEST_WARNING",
@@ -370,7 +370,6 @@ def tune(
         The result; ``info`` holds the model path, its sha256 and the split info.
     """
     from anan_onnx.evaluation.datasets import SplitOptions
-    from anan_onnx.runtime.inputs import InputSpec
 
     if tune_on not in TUNE_ON:
         raise AnanError(f"tune_on must be one of {', '.join(TUNE_ON)}, got {tune_on!r}")

@@ -14,6 +14,7 @@ from typing import Any
 
 from anan_onnx import json_clean
 from anan_onnx._public import public
+from anan_onnx._version import __version__
 from anan_onnx.evaluation.grid import NUMBERS, Grid
 from anan_onnx.evaluation.metric_names import REPORTED
 from anan_onnx.params import AnanParams
@@ -132,8 +133,6 @@ class TuneResult:
 
     def to_json(self) -> dict[str, Any]:
         """The selection, JSON-ready: NaN scores are null (what :meth:`write_json` writes)."""
-        from anan_onnx._version import __version__
-
         return json_clean.clean(
             {
                 "tool": f"anan-onnx {__version__} tune",

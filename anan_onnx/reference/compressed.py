@@ -35,7 +35,7 @@ from anan_onnx.errors import AnanError
 from anan_onnx.model_io import recorded_file
 from anan_onnx.params import AnanParams
 from anan_onnx.reference.literal import LiteralReference
-from anan_onnx.reference.verify import VerifyReport, summary_number, target_layer
+from anan_onnx.reference.verify import VerifyReport, summary_number, target_layer, verify_models
 from anan_onnx.runtime.agreement import MIN_AGREEMENT, Fp32Agreement, fp32_agreement
 from anan_onnx.runtime.labels import TOLERANCE
 from anan_onnx.runtime.session import Session, providers_for
@@ -49,24 +49,12 @@ __all__ = [
     "CompressedReport",
     "Fp32Agreement",
     "TailBound",
-    "check_compressed_pair",
     "fp32_agreement",
     "fp32_model_path",
     "handover_tensors",
     "tail_bound",
     "verify_compressed_models",
 ]
-
-
-def check_compressed_pair(anan_meta: dict[str, str], base_meta: dict[str, str]) -> None:
-    """Refuses a compressed ANAN model paired with a base compressed otherwise (or not)."""
-    method = anan_meta.get("compression")
-    if method != base_meta.get("compression"):
-        raise AnanError(
-            f"the ANAN model is {method or 'fp32'} but the base model is "
-            f"{base_meta.get('compression', 'fp32')}: pass the base written with it "
-            "(the ANAN model's base_model metadata names it)"
-        )
 
 
 def fp32_model_path(model: Path, metadata: dict[str, str], given: Path | None) -> Path:
@@ -266,8 +254,6 @@ def verify_compressed_models(
     base), the end-to-end outputs to the tail bound with every prediction equal, and the
     FP32 agreement to ``min_agreement``.
     """
-    from anan_onnx.reference.verify import verify_models
-
     names = [t for t in handover_tensors(anan) if any(t in n.output for n in base.graph.node)]
     if not names:
         raise AnanError(

@@ -27,6 +27,7 @@ from anan_onnx.metadata import DEFAULT_SCALE, is_anan, read_metadata
 from anan_onnx.model_io import load_onnx
 from anan_onnx.params import AnanParams
 from anan_onnx.reference.literal import LiteralReference
+from anan_onnx.reference.pairing import check_compressed_pair
 from anan_onnx.runtime.inputs import InputSpec, check_batch
 from anan_onnx.runtime.labels import TOLERANCE, labels_agree
 from anan_onnx.runtime.own_scaling import own_scaling
@@ -180,10 +181,7 @@ def verify_models(
             "(the .base.onnx file written next to the .anan.onnx)"
         )
     base_meta = read_metadata(base_model)
-    if "compression" in session.metadata or "compression" in base_meta:
-        from anan_onnx.reference.compressed import check_compressed_pair  # compressed alike
-
-        check_compressed_pair(session.metadata, base_meta)
+    check_compressed_pair(session.metadata, base_meta)
     params: AnanParams = session.params  # type: ignore[assignment]
     reference = LiteralReference(
         base_model, target_layer(session.metadata), params, providers=providers_for(provider)
