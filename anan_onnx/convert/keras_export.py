@@ -18,7 +18,6 @@ activation receives, whatever the exporter did.
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import shutil
 import sys
@@ -341,7 +340,8 @@ def _named_by_content(path: Path) -> Iterator[Path]:
 
 
 def _import_tensorflow():
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    """TensorFlow, Keras and tf2onnx; their log levels are the caller's (the CLI quiets
+    them: anan_onnx.cli.process)."""
     try:
         import keras
         import tensorflow as tf
@@ -353,8 +353,6 @@ def _import_tensorflow():
             f"converting a Keras model needs TensorFlow ({exc.name} is missing): "
             f"{install_hint('keras')}, or pass an .onnx model"
         ) from None
-    for name in ("tf2onnx", "tensorflow", "absl"):
-        logging.getLogger(name).setLevel(logging.ERROR)
     return tf, keras, tf2onnx
 
 
@@ -362,7 +360,11 @@ def _import_tensorflow():
 def quiet_native_logs() -> Iterator[None]:
     """Silences TensorFlow's C++ start-up chatter (it ignores TF_CPP_MIN_LOG_LEVEL now).
 
-    Python exceptions still propagate; only what native code writes to fd 2 is dropped.
+    Python exceptions still propagate; only what is written to fd 2 while the export runs is
+    dropped. Scoped and restored, not left to the CLI: the chatter comes from native code
+    during the export, which no setting reaches, and the CLI cannot redirect fd 2 around
+    the export alone (it runs inside ``convert_file``, ``tune``, ``evaluate``). A library
+    caller who wants the lines sets ANAN_ONNX_DEBUG=1.
     """
     if os.environ.get("ANAN_ONNX_DEBUG"):
         yield

@@ -87,7 +87,6 @@ class Session:
     ) -> None:
         options = ort.SessionOptions()
         options.log_severity_level = 3
-        ort.set_default_logger_severity(3)  # no coloured log lines before our one-line error
         if threads is not None:
             options.intra_op_num_threads = limits.thread_count(threads)
         options.graph_optimization_level = _optimization_level(optimization)
