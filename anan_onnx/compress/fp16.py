@@ -25,10 +25,11 @@ from collections.abc import Iterable, Set
 
 import numpy as np
 import onnx
-from onnx import helper, numpy_helper
+from onnx import numpy_helper
 
 from anan_onnx.compress.exclusions import ancestors, boundary_tensors
 from anan_onnx.errors import AnanError, first_line
+from anan_onnx.onnx_build import make_node
 
 __all__ = ["FLOAT16_MAX", "METHOD", "beyond_float16", "to_fp16"]
 
@@ -112,9 +113,7 @@ def _splice(original: onnx.ModelProto, converted: onnx.ModelProto, front: set[st
         for node in head:  # the front now hands float32 ``t_fp32`` to one Cast
             node.output[:] = [f"{t}_fp32" if o == t else o for o in node.output]
         casts.append(
-            helper.make_node(
-                "Cast", [f"{t}_fp32"], [t], name=f"{t}_to_fp16", to=onnx.TensorProto.FLOAT16
-            )
+            make_node("Cast", [f"{t}_fp32"], [t], f"{t}_to_fp16", to=onnx.TensorProto.FLOAT16)
         )
     graph = converted.graph
     tail_inits = _used(graph.initializer, tail)

@@ -27,12 +27,13 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-from onnx import helper, numpy_helper
+from onnx import numpy_helper
 
 from anan_onnx.convert.keras_layers import KerasConvs
 from anan_onnx.convert.tf_to_onnx import FrozenGraph, frozen_to_onnx
 from anan_onnx.errors import AnanError, first_line
 from anan_onnx.metadata import write_metadata
+from anan_onnx.onnx_build import make_node, numpy_dtype
 
 __all__ = ["check_opset", "keras_to_onnx", "quiet_native_logs"]
 
@@ -169,9 +170,7 @@ def _allow_inlining(graph_def) -> None:
 
 def _erfc(ctx, node, name: str, args: list) -> None:
     """tf2onnx handler for TensorFlow's ``Erfc`` (Keras 3's exact GELU): ``1 - Erf(x)``."""
-    from onnx.helper import tensor_dtype_to_np_dtype
-
-    dtype = tensor_dtype_to_np_dtype(ctx.get_dtype(node.input[0]))
+    dtype = numpy_dtype(ctx.get_dtype(node.input[0]))
     erf = ctx.make_node("Erf", [node.input[0]], op_name_scope=name)
     one = ctx.make_const(f"{name}/one", np.array(1, dtype))
     node.type = "Sub"
@@ -259,14 +258,14 @@ def _unfold(graph, node, layer: str, kernel, scale, inits) -> list[onnx.NodeProt
     node.input[1] = f"{base}/kernel"
     node.name = f"{layer}/convolution"
     node.output[0] = f"{base}/conv_out"
-    nodes = [helper.make_node("Mul", [node.output[0], f"{base}/scale"], [out], name=f"{base}/mul")]
+    nodes = [make_node("Mul", [node.output[0], f"{base}/scale"], [out], f"{base}/mul")]
     if len(node.input) > 2 and node.input[2]:
         bias = numpy_helper.to_array(inits[node.input[2]]).reshape(channels)
         graph.initializer.append(numpy_helper.from_array(bias, f"{base}/shift"))
         del node.input[2:]
         nodes[0].output[0] = f"{base}/scaled"
         nodes.append(
-            helper.make_node("Add", [f"{base}/scaled", f"{base}/shift"], [out], name=f"{base}/add")
+            make_node("Add", [f"{base}/scaled", f"{base}/shift"], [out], f"{base}/add")
         )
     return nodes
 
