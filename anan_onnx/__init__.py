@@ -22,10 +22,10 @@ from anan_onnx._version import __version__
 
 #: public name -> the module that defines it
 _EXPORTS = {
-    "Conversion": "convert.pipeline",
+    "ConvertResult": "convert.pipeline",
     "convert_file": "convert.pipeline",
     "convert_model": "convert.pipeline",
-    "export_keras": "convert.pipeline",
+    "keras_to_onnx": "convert.pipeline",
     "load_base": "convert.pipeline",
     "Dataset": "evaluation.datasets",
     "Splits": "evaluation.datasets",
@@ -55,7 +55,7 @@ _EXPORTS = {
     "verify_models": "reference.verify",
     "CompressResult": "compress.pipeline",
     "compress_file": "compress.pipeline",
-    "CompressedReport": "reference.compressed",
+    "CompressedVerifyReport": "reference.compressed",
     "verify_compressed_models": "reference.compressed",
 }
 
@@ -63,8 +63,8 @@ __all__ = [
     "AnanError",
     "AnanParams",
     "CompressResult",
-    "CompressedReport",
-    "Conversion",
+    "CompressedVerifyReport",
+    "ConvertResult",
     "Dataset",
     "Evaluation",
     "FastGrid",
@@ -84,7 +84,7 @@ __all__ = [
     "convert_file",
     "convert_model",
     "evaluate",
-    "export_keras",
+    "keras_to_onnx",
     "grid_search",
     "load_base",
     "load_image",
@@ -116,10 +116,10 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:  # for type checkers and IDEs: the same names, eagerly
     from anan_onnx.convert.pipeline import (
-        Conversion,
+        ConvertResult,
         convert_file,
         convert_model,
-        export_keras,
+        keras_to_onnx,
         load_base,
     )
     from anan_onnx.errors import AnanError

@@ -35,13 +35,13 @@ from anan_onnx.errors import AnanError, first_line
 from anan_onnx.metadata import write_metadata
 from anan_onnx.onnx_build import make_node, numpy_dtype
 
-__all__ = ["check_opset", "keras_to_onnx", "quiet_native_logs"]
+__all__ = ["check_opset", "export_with_tf2onnx", "quiet_native_logs"]
 
 MAX_OPSET = 18
 MIN_OPSET = 13
 
 
-def keras_to_onnx(path: str | Path, *, opset: int = 17) -> onnx.ModelProto:
+def export_with_tf2onnx(path: str | Path, *, opset: int = 17) -> onnx.ModelProto:
     """Exports a Keras model file (``.keras`` or ``.h5``) to an ONNX model in memory.
 
     Args:

@@ -25,7 +25,7 @@ from anan_onnx import metadata as _metadata
 from anan_onnx._public import public
 from anan_onnx._version import __version__
 from anan_onnx.convert.batch_axis import free_fixed_batch
-from anan_onnx.convert.keras_export import check_opset, keras_to_onnx
+from anan_onnx.convert.keras_export import check_opset, export_with_tf2onnx
 from anan_onnx.convert.keras_layers import KERAS_BEFORE, KERAS_CONVS
 from anan_onnx.convert.limits import check_graph_size, check_target_gains
 from anan_onnx.convert.normalise import normalise_base
@@ -46,11 +46,11 @@ from anan_onnx.runtime.inputs import Numbers
 from anan_onnx.training_record import find_training_record
 
 __all__ = [
-    "Conversion",
+    "ConvertResult",
     "base_path",
     "convert_file",
     "convert_model",
-    "export_keras",
+    "keras_to_onnx",
     "input_metadata",
     "load_base",
 ]
@@ -62,7 +62,7 @@ _MIN_IR = {13: 7, 14: 7, 15: 8, 16: 8, 17: 8, 18: 8}
 
 @public
 @dataclasses.dataclass
-class Conversion:
+class ConvertResult:
     """What a conversion produced.
 
     Attributes:
@@ -102,7 +102,7 @@ def load_base(
     if kind == "keras":
         check_keras_archive(path)
     if kind in ("keras", "h5"):
-        model = keras_to_onnx(path, opset=opset or DEFAULT_OPSET)
+        model = export_with_tf2onnx(path, opset=opset or DEFAULT_OPSET)
     else:
         model = free_fixed_batch(_set_opset(load_onnx(path), opset))
     _name_batch_dim(model)
@@ -119,7 +119,7 @@ def load_base(
 
 
 @public
-def export_keras(
+def keras_to_onnx(
     source: str | Path,
     output: str | Path | None = None,
     *,
@@ -138,7 +138,7 @@ def export_keras(
             from the model, else assumed; see :func:`input_metadata`).
 
     Example:
-        >>> export_keras("models/catsdogs_cnn.keras", "out/base.onnx")  # doctest: +SKIP
+        >>> keras_to_onnx("models/catsdogs_cnn.keras", "out/base.onnx")  # doctest: +SKIP
     """
     if output is not None:
         check_output_path(source, output)
@@ -189,7 +189,7 @@ def convert_model(
     scaling: str = "blocked",
     fold_steps: bool = False,
     extra_metadata: dict[str, object] | None = None,
-) -> Conversion:
+) -> ConvertResult:
     """Rewrites a base ONNX model into an ANAN model, in memory, validated.
 
     The base model is normalised first (:func:`~anan_onnx.convert.normalise.normalise_base`:
@@ -262,7 +262,7 @@ def convert_model(
     _drop_metadata(anan, (KERAS_CONVS, KERAS_BEFORE, "keras_name"))
     _metadata.write_metadata(anan, meta)
     validate(anan)
-    return Conversion(anan, normalised_base, target.name, params)
+    return ConvertResult(anan, normalised_base, target.name, params)
 
 
 @public
@@ -287,7 +287,7 @@ def convert_file(
     classes: Sequence[str] | None = None,
     progress: bool | None = None,
     check: Callable[[str, str], None] | None = None,
-) -> Conversion:
+) -> ConvertResult:
     """Converts a model file and writes the ANAN model (and the base ONNX model) atomically.
 
     Args:

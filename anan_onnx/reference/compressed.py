@@ -46,7 +46,7 @@ ANAN_PREFIX = "anan/"
 _FP16_ROUNDING_OPS = {"Conv", "ConvTranspose", "Gemm", "MatMul"}
 
 __all__ = [
-    "CompressedReport",
+    "CompressedVerifyReport",
     "Fp32Agreement",
     "TailBound",
     "fp32_agreement",
@@ -161,7 +161,7 @@ def _has_float16(graph: onnx.GraphProto, tail: list[onnx.NodeProto]) -> bool:
 
 @public
 @dataclasses.dataclass
-class CompressedReport:
+class CompressedVerifyReport:
     """``verify`` of a compressed model: the three checks of the module docstring.
 
     Attributes:
@@ -245,7 +245,7 @@ def verify_compressed_models(
     min_agreement: float = MIN_AGREEMENT,
     tolerance: float = TOLERANCE,
     provider: str = "cpu",
-) -> CompressedReport:
+) -> CompressedVerifyReport:
     """The compressed ANAN model against the literal loop on its compressed base, and
     (given ``fp32``, the FP32 ANAN model) against the FP32 model's predictions.
 
@@ -280,7 +280,7 @@ def verify_compressed_models(
     agreement = None
     if fp32 is not None:
         agreement = fp32_agreement(session, Session(fp32, provider=provider), inputs)
-    return CompressedReport(outputs, diff, bound, agreement, min_agreement)
+    return CompressedVerifyReport(outputs, diff, bound, agreement, min_agreement)
 
 
 def _scaled_diff(ours: np.ndarray, expected: np.ndarray) -> float:
