@@ -29,6 +29,7 @@ from onnx import numpy_helper
 
 from anan_onnx.compress.exclusions import ancestors, boundary_tensors
 from anan_onnx.errors import AnanError, first_line
+from anan_onnx.install_hint import install_hint
 from anan_onnx.onnx_build import make_node
 
 __all__ = ["FLOAT16_MAX", "METHOD", "beyond_float16", "to_fp16"]
@@ -49,8 +50,6 @@ def to_fp16(model: onnx.ModelProto, keep_fp32: set[str]) -> tuple[onnx.ModelProt
     try:
         from onnxconverter_common import float16
     except ImportError:
-        from anan_onnx.install_hint import install_hint
-
         raise AnanError(f"--fp16 needs onnxconverter-common: {install_hint('compress')}") from None
     wide = sorted(beyond_float16(model) - keep_fp32)
     try:

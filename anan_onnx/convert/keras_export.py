@@ -32,7 +32,9 @@ from onnx import numpy_helper
 from anan_onnx.convert.keras_layers import KerasConvs
 from anan_onnx.convert.tf_to_onnx import FrozenGraph, frozen_to_onnx
 from anan_onnx.errors import AnanError, first_line
+from anan_onnx.install_hint import install_hint
 from anan_onnx.metadata import write_metadata
+from anan_onnx.model_io import model_kind
 from anan_onnx.onnx_build import make_node, numpy_dtype
 
 __all__ = ["check_opset", "export_with_tf2onnx", "quiet_native_logs"]
@@ -264,9 +266,7 @@ def _unfold(graph, node, layer: str, kernel, scale, inits) -> list[onnx.NodeProt
         graph.initializer.append(numpy_helper.from_array(bias, f"{base}/shift"))
         del node.input[2:]
         nodes[0].output[0] = f"{base}/scaled"
-        nodes.append(
-            make_node("Add", [f"{base}/scaled", f"{base}/shift"], [out], f"{base}/add")
-        )
+        nodes.append(make_node("Add", [f"{base}/scaled", f"{base}/shift"], [out], f"{base}/add"))
     return nodes
 
 
@@ -323,8 +323,6 @@ def _named_by_content(path: Path) -> Iterator[Path]:
 
     Keras picks the loader by the file name; Keras 2 wrote HDF5 files under any name.
     """
-    from anan_onnx.model_io import model_kind
-
     suffix = ".h5" if model_kind(path) == "h5" else ".keras"
     if path.suffix.lower() in ((".h5", ".hdf5") if suffix == ".h5" else (".keras",)):
         yield path
@@ -346,8 +344,6 @@ def _import_tensorflow():
         import tensorflow as tf
         import tf2onnx
     except ImportError as exc:
-        from anan_onnx.install_hint import install_hint
-
         raise AnanError(
             f"converting a Keras model needs TensorFlow ({exc.name} is missing): "
             f"{install_hint('keras')}, or pass an .onnx model"

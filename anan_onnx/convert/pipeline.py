@@ -25,12 +25,14 @@ from anan_onnx import metadata as _metadata
 from anan_onnx._public import public
 from anan_onnx._version import __version__
 from anan_onnx.convert.batch_axis import free_fixed_batch
+from anan_onnx.convert.classes import check_classes, recorded_classes
 from anan_onnx.convert.keras_export import check_opset, export_with_tf2onnx
 from anan_onnx.convert.keras_layers import KERAS_BEFORE, KERAS_CONVS
 from anan_onnx.convert.limits import check_graph_size, check_target_gains
 from anan_onnx.convert.normalise import normalise_base
 from anan_onnx.convert.preprocessing import PreprocessRequest, resolve
 from anan_onnx.errors import AnanError, first_line
+from anan_onnx.install_hint import install_hint
 from anan_onnx.model_io import (
     check_keras_archive,
     check_output_path,
@@ -43,6 +45,7 @@ from anan_onnx.model_io import (
 from anan_onnx.params import AnanParams
 from anan_onnx.rewrite.graph import SCALINGS, build_anan_graph, steps_foldable
 from anan_onnx.runtime.inputs import Numbers
+from anan_onnx.runtime.progress import Stages
 from anan_onnx.training_record import find_training_record
 
 __all__ = [
@@ -306,9 +309,6 @@ def convert_file(
             written, before they replace anything (``convert --verify`` runs the literal
             reference here); if it raises, no output file is created or changed.
     """
-    from anan_onnx.convert.classes import check_classes, recorded_classes
-    from anan_onnx.runtime.progress import Stages
-
     stage = Stages(progress)
     source, output = Path(source), check_output_path(source, output)
     base_output = check_output_path(source, base_output or base_path(output))
@@ -419,8 +419,6 @@ def _simplify(model: onnx.ModelProto) -> onnx.ModelProto:
     try:
         import onnxslim
     except ImportError:
-        from anan_onnx.install_hint import install_hint
-
         raise AnanError(f"--simplify needs onnxslim: {install_hint('simplify')}") from None
     props = list(model.metadata_props)
     slim = onnxslim.slim(model)

@@ -34,16 +34,23 @@ import onnx
 
 from anan_onnx import metadata as _metadata
 from anan_onnx._public import public
+from anan_onnx.convert.classes import class_count
+from anan_onnx.convert.limits import input_bound_of
 from anan_onnx.errors import AnanError
+from anan_onnx.evaluation.class_match import match_classes, model_classes
 from anan_onnx.evaluation.engine import Engine, LocalEngine, grid_outputs, model_outputs
 from anan_onnx.evaluation.fastgrid import FastGrid
 from anan_onnx.evaluation.grid import PAPER_GRID, Grid
 from anan_onnx.evaluation.lazy_images import LazyImages
 from anan_onnx.evaluation.metric_names import check_metric, metric_key
+from anan_onnx.evaluation.scores import scores, select_metric_value
 from anan_onnx.evaluation.statistics import BOOTSTRAP_RESAMPLES, SMALL_SAMPLE, bootstrap_intervals
 from anan_onnx.evaluation.tune_result import TuneResult
+from anan_onnx.gains import check_worst
+from anan_onnx.model_io import check_output_path, load_onnx, model_kind, save_all_atomic
 from anan_onnx.params import PARAMS, AnanParams
 from anan_onnx.runtime.inputs import InputSpec
+from anan_onnx.training_record import find_training_record, fold_of
 
 if TYPE_CHECKING:
     from anan_onnx.evaluation.class_match import ClassMap
@@ -143,8 +150,6 @@ def grid_search(
         >>> r = grid_search(base, x_val, y_val, Grid(k=(4,), mu=(2,)))  # doctest: +SKIP
         >>> r.best["k"], r.best["f1"]  # doctest: +SKIP
     """
-    from anan_onnx.evaluation.scores import scores, select_metric_value
-
     check_metric(metric)
     _refuse_anan(base)
     labels = np.asarray(labels)
@@ -225,8 +230,6 @@ def metric_interval(
 ) -> dict[str, Any]:
     """95 % bootstrap intervals of ``metric`` for ANAN, the base CNN and their difference
     on the same resampled images, and the warning that says them."""
-    from anan_onnx.evaluation.scores import scores
-
     key = metric_key(metric)
 
     def value(outputs: np.ndarray, index: np.ndarray) -> float:
@@ -259,9 +262,6 @@ def metric_interval(
 
 def _check_gains(base: onnx.ModelProto, fast: FastGrid, points, options: AnanParams) -> None:
     """Refuses a grid whose largest gain overflows float32 (the check convert makes)."""
-    from anan_onnx.convert.limits import input_bound_of
-    from anan_onnx.gains import check_worst
-
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # mu > k points are legal, only warned about
         candidates = [p.params(options) for p in points]
@@ -301,7 +301,6 @@ def load_model(
 ) -> onnx.ModelProto:
     """Loads a base model (``.keras``/``.h5``/``.onnx``) and refuses an ANAN model."""
     from anan_onnx.convert.pipeline import load_base
-    from anan_onnx.model_io import load_onnx, model_kind
 
     if model_kind(path) == "onnx":
         _refuse_anan(load_onnx(path), path)
@@ -437,9 +436,6 @@ def match_model_classes(
     base: onnx.ModelProto, source: str | Path, data_classes: Sequence[str], binarised: bool
 ) -> ClassMap:
     """How the data set's classes are ``base``'s outputs (see :mod:`class_match`)."""
-    from anan_onnx.convert.classes import class_count
-    from anan_onnx.evaluation.class_match import match_classes, model_classes
-
     names = model_classes(_metadata.read_metadata(base), source)
     return match_classes(names, data_classes, class_count(base), binarised=binarised)
 
@@ -450,7 +446,6 @@ def _recorded_split(
     """The tuning images from the ``training.json`` beside ``model``: its own validation
     fold, never images it was trained on (``None`` without a usable record)."""
     from anan_onnx.evaluation.fold_data import FoldData
-    from anan_onnx.training_record import find_training_record, fold_of
 
     record = find_training_record(model)
     if record is None:
@@ -477,7 +472,6 @@ def emit_model(
 ) -> Path:
     """Writes the tuned fixed-parameter ANAN model (and its base beside it), atomically."""
     from anan_onnx.convert.pipeline import base_path, convert_model
-    from anan_onnx.model_io import check_output_path, save_all_atomic
 
     output = Path(output)
     if source is not None:

@@ -16,6 +16,7 @@ import io
 import onnx
 
 from anan_onnx.errors import AnanError, first_line
+from anan_onnx.install_hint import install_hint
 
 __all__ = ["SIMPLIFIERS", "resolve", "simplify"]
 
@@ -38,8 +39,6 @@ def resolve(name: str) -> str:
     if name == "auto":
         return next((s for s in PREFERENCE if _installed(s)), "none")
     if name != "none" and not _installed(name):
-        from anan_onnx.install_hint import install_hint
-
         hint = install_hint(_EXTRA[name])
         raise AnanError(f"--simplifier {name} needs the {name} package: {hint}")
     return name

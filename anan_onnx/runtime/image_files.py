@@ -23,6 +23,7 @@ from anan_onnx._public import public
 from anan_onnx.errors import AnanError, first_line
 from anan_onnx.files import open_regular
 from anan_onnx.runtime.inputs import NHWC_TO_NCHW, InputSpec
+from anan_onnx.runtime.progress import bar
 
 __all__ = [
     "IMAGE_EXTENSIONS",
@@ -455,9 +456,7 @@ def iter_image_batches(
         yield ImageBatch(to_model_input(buffer[: len(names)], spec), names, skipped)
 
 
-def to_model_input(
-    pixels: np.ndarray, spec: InputSpec, *, layout: str | None = None
-) -> np.ndarray:
+def to_model_input(pixels: np.ndarray, spec: InputSpec, *, layout: str | None = None) -> np.ndarray:
     """Scales uint8 (N, H, W, C) pixels (already in the spec's channel order) per channel,
     ``pixel * scale + offset`` in float32, and puts them in the spec's layout (or
     ``layout``) as float32."""
@@ -476,8 +475,6 @@ def to_model_input(
 def progress_bar(items: Iterable[_T], progress: bool | None, desc: str) -> Iterable[_T]:
     """``items``, in a progress bar on a terminal when ``progress`` (default: more than 200
     items, or an iterable of unknown length); see :mod:`anan_onnx.runtime.progress`."""
-    from anan_onnx.runtime.progress import bar
-
     total = len(items) if isinstance(items, Sequence) else None
     if progress is None and total is not None and total <= PROGRESS_MIN:
         return items
