@@ -286,7 +286,7 @@ def _oriented(values: dict[str, float], metric: str) -> float:
 
 
 def _convert(base: onnx.ModelProto, params: AnanParams, layer: str | None) -> onnx.ModelProto:
-    from anan_onnx.convert.pipeline import convert_model
+    from anan_onnx.convert.pipeline import convert_model  # the converter (onnx-ir) on use
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # mu > k is reported by the tuner, not per fold

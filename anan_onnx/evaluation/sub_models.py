@@ -52,6 +52,7 @@ class SplitTarget:
 
 def normalise(base: onnx.ModelProto, options: AnanParams, layer: str | None):
     """(normalised base, target name): the conversion's own normalisation and refusals."""
+    # onnx-ir only here: the fast grid otherwise edits protobuf graphs
     import onnx_ir as ir
 
     from anan_onnx.convert.normalise import normalise_base

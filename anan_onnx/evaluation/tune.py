@@ -300,7 +300,7 @@ def load_model(
     offset: float | None = None,
 ) -> onnx.ModelProto:
     """Loads a base model (``.keras``/``.h5``/``.onnx``) and refuses an ANAN model."""
-    from anan_onnx.convert.pipeline import load_base
+    from anan_onnx.convert.pipeline import load_base  # the converter (onnx-ir) on use
 
     if model_kind(path) == "onnx":
         _refuse_anan(load_onnx(path), path)
@@ -471,7 +471,7 @@ def emit_model(
     base: onnx.ModelProto, result: TuneResult, output: str | Path, *, source: Path | None = None
 ) -> Path:
     """Writes the tuned fixed-parameter ANAN model (and its base beside it), atomically."""
-    from anan_onnx.convert.pipeline import base_path, convert_model
+    from anan_onnx.convert.pipeline import base_path, convert_model  # onnx-ir on use
 
     output = Path(output)
     if source is not None:

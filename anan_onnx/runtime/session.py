@@ -27,12 +27,12 @@ from anan_onnx import limits
 from anan_onnx import metadata as _metadata
 from anan_onnx._public import public
 from anan_onnx.errors import AnanError, first_line
+from anan_onnx.files import open_regular
 from anan_onnx.params import AnanParams
+from anan_onnx.runtime.inputs import InputSpec, check_batch, parse_numbers
 
 if TYPE_CHECKING:  # inference does not import onnx (it costs a third of a second)
     import onnx
-
-    from anan_onnx.runtime.inputs import InputSpec
 
 __all__ = ["Session", "default_batch_size", "providers_for"]
 
@@ -98,7 +98,7 @@ class Session:
             raise
         except Exception as exc:
             if not serialize:  # a Keras file gets "run anan-onnx convert first"
-                from anan_onnx.model_io import require_onnx
+                from anan_onnx.model_io import require_onnx  # onnx: only on this error
 
                 require_onnx(source)
             raise AnanError(
@@ -129,8 +129,6 @@ class Session:
         """The recorded preprocessing as an ``InputSpec``; for a model that records none (a
         raw ONNX export), one read from its input shape (``[?, 64, 64, 3]`` -> NHWC 64x64x3)
         with pixel * 1/255, which warns; ``None`` when the shape does not fix the size."""
-        from anan_onnx.runtime.inputs import InputSpec, parse_numbers
-
         if "height" in self.metadata:
             return self._agreeing(InputSpec.from_metadata(self.metadata))
         spec = InputSpec.from_shape(
@@ -210,8 +208,6 @@ class Session:
             batch_size: images per run (default: all; a fixed-batch model: its own size).
             name: what to call ``batch`` in messages (e.g. the file it came from).
         """
-        from anan_onnx.runtime.inputs import check_batch
-
         shape = (None, *self.input_shape[1:]) if self.fixed_batch else self.input_shape
         if batch_size is not None:
             batch_size = limits.positive_int("batch_size", batch_size)
@@ -245,7 +241,7 @@ class Session:
         The files are streamed in batches of ``batch_size`` (default:
         :func:`default_batch_size`), so memory does not grow with the number of files.
         """
-        from anan_onnx.runtime.image_files import iter_image_batches
+        from anan_onnx.runtime.image_files import iter_image_batches  # Pillow: files only
 
         spec = self.input_spec()
         if spec is None:
@@ -294,8 +290,6 @@ def default_batch_size(input_shape: Sequence[object], fixed: int | None = None) 
 
 
 def _path(model: str | Path) -> str:
-    from anan_onnx.files import open_regular
-
     path = Path(model)
     with open_regular(path, "model") as f:
         if os.fstat(f.fileno()).st_size == 0:
