@@ -27,6 +27,7 @@ import warnings
 from typing import Any, Literal
 
 from anan_onnx import choices as _choices
+from anan_onnx._public import public
 from anan_onnx.errors import AnanError
 from anan_onnx.limits import positive_int
 
@@ -169,6 +170,7 @@ def param(
     return dataclasses.field(default=default, metadata={_META: facts})
 
 
+@public
 @dataclasses.dataclass(frozen=True)
 class AnanParams:
     """ANAN parameters (explained in ``docs/algorithm.md``).

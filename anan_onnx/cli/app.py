@@ -21,6 +21,7 @@ from anan_onnx import json_clean
 from anan_onnx.cli.arg_types import add_options, options_from
 from anan_onnx.cli.arg_types import count as _count
 from anan_onnx.cli.preprocess_options import add_preprocess_options
+from anan_onnx.cli.process import configure_process
 from anan_onnx.cli.signals import Terminated, terminate_cleanly
 from anan_onnx.distributed.cli import add_predict_options
 from anan_onnx.errors import AnanError
@@ -58,10 +59,6 @@ def _dashed_files(message: str) -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     """Runs the CLI; returns the exit status."""
-    # TensorFlow runs here only to export a Keras model, never to compute with it; without
-    # oneDNN its allocator frees the loaded weights instead of pooling them (VGG16: peak
-    # 8.7 -> 7.5 GB; the exported model is the same). Read when TensorFlow is imported.
-    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
     parser = _build_parser()
     args, unknown = parser.parse_known_args(argv)
     if unknown:  # name the subcommand's --help, not the top level's
@@ -69,6 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    configure_process()
     with warnings.catch_warnings(), terminate_cleanly():
         warnings.simplefilter("ignore")  # library noise (TF, protobuf) ...
         warnings.filterwarnings("always", category=UserWarning, module=r"anan_onnx\..*")

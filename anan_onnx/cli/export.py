@@ -42,7 +42,7 @@ def add_command(commands: argparse._SubParsersAction) -> None:
         help="fix the batch size (default: 1 for mobile; the model's own for web and ort)",
     )
     p.add_argument(
-        "--simplify",
+        "--simplifier",
         choices=_SIMPLIFIERS,
         default="auto",
         help="graph simplifier (default auto: onnxsim if installed, else onnxslim, else none; "
@@ -57,7 +57,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
     start = time.perf_counter()
     result = export_model(
-        args.model, args.target, args.output, batch=args.batch, simplifier=args.simplify
+        args.model, args.target, args.output, batch=args.batch, simplifier=args.simplifier
     )
     seconds = time.perf_counter() - start
     print(f"exported {args.model} for {result.target} in {seconds:.1f} s")

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import onnx
 
+from anan_onnx._public import public
 from anan_onnx.compress import fp16, int8
 from anan_onnx.compress.calibration import Calibration, calibration_set
 from anan_onnx.compress.exclusions import (
@@ -53,6 +54,7 @@ _QUANTIZED_OPS = {
 }
 
 
+@public
 @dataclasses.dataclass
 class CompressResult:
     """What ``compress`` wrote: both models, their paths and the FP32 front's size."""
@@ -75,6 +77,7 @@ def compressed_paths(source: Path, mode: str, output: Path | None) -> tuple[Path
     return output, output.with_name(f"{_stem(output.name)}.base.onnx")
 
 
+@public
 def compress_file(
     source: str | Path,
     mode: str,

@@ -3,7 +3,7 @@
 Example:
     >>> result = convert_file("models/catsdogs_cnn.keras", "out/model.anan.onnx",
     ...                       AnanParams(k=4, mu=2, a=1.05, b=0.30))   # doctest: +SKIP
-    >>> result.target_layer
+    >>> result.target_layer                                             # doctest: +SKIP
     'sequential_1/conv2d_1/convolution'
 """
 
@@ -22,13 +22,17 @@ from onnx_ir.passes.common import RemoveUnusedNodesPass
 
 from anan_onnx import limits
 from anan_onnx import metadata as _metadata
+from anan_onnx._public import public
+from anan_onnx._version import __version__
 from anan_onnx.convert.batch_axis import free_fixed_batch
-from anan_onnx.convert.keras_export import keras_to_onnx
+from anan_onnx.convert.classes import check_classes, recorded_classes
+from anan_onnx.convert.keras_export import export_with_tf2onnx
 from anan_onnx.convert.keras_layers import KERAS_BEFORE, KERAS_CONVS
 from anan_onnx.convert.limits import check_graph_size, check_target_gains
 from anan_onnx.convert.normalise import normalise_base
 from anan_onnx.convert.preprocessing import PreprocessRequest, resolve
 from anan_onnx.errors import AnanError, first_line
+from anan_onnx.install_hint import install_hint
 from anan_onnx.model_io import (
     check_keras_archive,
     check_output_path,
@@ -42,15 +46,16 @@ from anan_onnx.options import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET, ConvertOption
 from anan_onnx.params import AnanParams
 from anan_onnx.rewrite.graph import build_anan_graph, steps_foldable
 from anan_onnx.runtime.inputs import Numbers
+from anan_onnx.runtime.progress import Stages
 from anan_onnx.training_record import find_training_record
 
 __all__ = [
     "ConvertOptions",
-    "Conversion",
+    "ConvertResult",
     "base_path",
     "convert_file",
     "convert_model",
-    "export_keras",
+    "keras_to_onnx",
     "input_metadata",
     "load_base",
 ]
@@ -59,8 +64,9 @@ __all__ = [
 _MIN_IR = {13: 7, 14: 7, 15: 8, 16: 8, 17: 8, 18: 8}
 
 
+@public
 @dataclasses.dataclass
-class Conversion:
+class ConvertResult:
     """What a conversion produced.
 
     Attributes:
@@ -76,6 +82,7 @@ class Conversion:
     params: AnanParams
 
 
+@public
 def load_base(
     path: str | Path,
     *,
@@ -99,7 +106,7 @@ def load_base(
     if kind == "keras":
         check_keras_archive(path)
     if kind in ("keras", "h5"):
-        model = keras_to_onnx(path, opset=opset or DEFAULT_OPSET)
+        model = export_with_tf2onnx(path, opset=opset or DEFAULT_OPSET)
     else:
         model = free_fixed_batch(_set_opset(load_onnx(path), opset))
     _name_batch_dim(model)
@@ -115,7 +122,8 @@ def load_base(
     return model
 
 
-def export_keras(
+@public
+def keras_to_onnx(
     source: str | Path,
     output: str | Path | None = None,
     *,
@@ -135,7 +143,7 @@ def export_keras(
             from the model, else assumed; see :func:`input_metadata`).
 
     Example:
-        >>> export_keras("models/catsdogs_cnn.keras", "out/base.onnx")  # doctest: +SKIP
+        >>> keras_to_onnx("models/catsdogs_cnn.keras", "out/base.onnx")  # doctest: +SKIP
     """
     if output is not None:
         check_output_path(source, output)
@@ -174,6 +182,7 @@ def input_metadata(
     return resolve(model, request, training).metadata()
 
 
+@public
 def convert_model(
     base: onnx.ModelProto,
     params: AnanParams,
@@ -181,7 +190,7 @@ def convert_model(
     *,
     extra_metadata: dict[str, object] | None = None,
     **fields: Any,
-) -> Conversion:
+) -> ConvertResult:
     """Rewrites a base ONNX model into an ANAN model, in memory, validated.
 
     The base model is normalised first (:func:`~anan_onnx.convert.normalise.normalise_base`:
@@ -244,9 +253,10 @@ def convert_model(
     _drop_metadata(anan, (KERAS_CONVS, KERAS_BEFORE, "keras_name"))
     _metadata.write_metadata(anan, meta)
     validate(anan)
-    return Conversion(anan, normalised_base, target.name, params)
+    return ConvertResult(anan, normalised_base, target.name, params)
 
 
+@public
 def convert_file(
     source: str | Path,
     output: str | Path,
@@ -262,7 +272,7 @@ def convert_file(
     progress: bool | None = None,
     check: Callable[[str, str], None] | None = None,
     **fields: Any,
-) -> Conversion:
+) -> ConvertResult:
     """Converts a model file and writes the ANAN model (and the base ONNX model) atomically.
 
     Args:
@@ -285,9 +295,6 @@ def convert_file(
             written, before they replace anything (``convert --verify`` runs the literal
             reference here); if it raises, no output file is created or changed.
     """
-    from anan_onnx.convert.classes import check_classes, recorded_classes
-    from anan_onnx.runtime.progress import Stages
-
     opts = dataclasses.replace(options or ConvertOptions(), **fields)
     stage = Stages(progress)
     source, output = Path(source), check_output_path(source, output)
@@ -395,8 +402,6 @@ def _simplify(model: onnx.ModelProto) -> onnx.ModelProto:
     try:
         import onnxslim
     except ImportError:
-        from anan_onnx.install_hint import install_hint
-
         raise AnanError(f"--simplify needs onnxslim: {install_hint('simplify')}") from None
     props = list(model.metadata_props)
     slim = onnxslim.slim(model)
@@ -407,6 +412,4 @@ def _simplify(model: onnx.ModelProto) -> onnx.ModelProto:
 
 
 def _tool_version() -> str:
-    from anan_onnx._version import __version__
-
     return __version__

@@ -12,11 +12,14 @@ from typing import Any
 
 import numpy as np
 
+from anan_onnx.convert.classes import class_count
+from anan_onnx.evaluation.class_match import match_classes, model_classes
 from anan_onnx.evaluation.datasets import load_with
 from anan_onnx.evaluation.scores import scores
 from anan_onnx.metadata import read_metadata
 from anan_onnx.model_io import load_onnx
 from anan_onnx.options import RunOptions, SplitOptions
+from anan_onnx.reference.compressed import fp32_model_path
 from anan_onnx.runtime.batched import predict_batched
 from anan_onnx.runtime.inputs import InputSpec
 from anan_onnx.runtime.labels import predicted_labels
@@ -35,10 +38,6 @@ def evaluate_compressed(
     model: Path, data: Path, fp32: Path | None, split: SplitOptions, run: RunOptions
 ) -> dict[str, Any]:
     """Scores of the compressed model and of its FP32 model on the test images."""
-    from anan_onnx.convert.classes import class_count
-    from anan_onnx.evaluation.class_match import match_classes, model_classes
-    from anan_onnx.reference.compressed import fp32_model_path
-
     proto = load_onnx(model)
     meta = read_metadata(proto)
     fp32 = fp32_model_path(model, meta, fp32)

@@ -34,10 +34,12 @@ from typing import Any, Literal
 
 import numpy as np
 
+from anan_onnx._public import public
 from anan_onnx.errors import AnanError
 from anan_onnx.evaluation.lazy_images import LazyImages
 from anan_onnx.evaluation.npz_source import NpzSource
 from anan_onnx.evaluation.splitting import SPLITS, Listing, cap, split_listings
+from anan_onnx.files import describe_kind
 from anan_onnx.options import SplitOptions
 from anan_onnx.runtime.image_files import (
     IMAGE_EXTENSIONS,
@@ -61,6 +63,7 @@ _VAL_NAMES = ("val", "valid", "validation")
 Layout = Literal["folder", "train_test", "npz"]
 
 
+@public
 @dataclasses.dataclass
 class Dataset:
     """A labelled batch of images, ready for the model.
@@ -87,6 +90,7 @@ class Dataset:
         return {c: int(n) for c, n in zip(self.classes, per, strict=True)}
 
 
+@public
 @dataclasses.dataclass
 class Splits:
     """What :func:`load_splits` returns.
@@ -128,6 +132,7 @@ def load_with(
 _SPLIT = SplitOptions()  # the defaults, stated once in anan_onnx.options
 
 
+@public
 def load_splits(
     path: str | os.PathLike[str],
     spec: InputSpec,
@@ -270,8 +275,6 @@ def _detect_layout(root: Path, layout: str | None) -> str:
     if not root.exists():
         raise AnanError(f"data set {root} does not exist: check the path")
     if not root.is_file() and not root.is_dir():  # a FIFO or device: reading it would hang
-        from anan_onnx.files import describe_kind
-
         raise AnanError(
             f"data set {root} is {describe_kind(root.stat().st_mode)}: pass a folder of class "
             "folders or a MedMNIST-style .npz file"

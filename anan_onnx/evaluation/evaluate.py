@@ -40,6 +40,7 @@ from typing import Any
 import onnx
 
 from anan_onnx import metadata as _metadata
+from anan_onnx._public import public
 from anan_onnx.evaluation.control import control
 from anan_onnx.evaluation.engine import Engine, LocalEngine, model_outputs
 from anan_onnx.evaluation.fold_data import FoldData
@@ -47,6 +48,7 @@ from anan_onnx.evaluation.grid import PAPER_GRID, Grid
 from anan_onnx.evaluation.metric_names import DEFAULT_METRIC, check_metric, metric_key
 from anan_onnx.evaluation.model_files import find_models, read_params
 from anan_onnx.evaluation.results import Evaluation
+from anan_onnx.evaluation.scores import scores, select_metric_value
 from anan_onnx.evaluation.tune import (
     TEST_WARNING,
     check_labels,
@@ -56,6 +58,7 @@ from anan_onnx.evaluation.tune import (
 )
 from anan_onnx.options import TUNE_ON, RunOptions, SplitOptions, check_tune_on
 from anan_onnx.params import AnanParams
+from anan_onnx.runtime.inputs import InputSpec
 
 __all__ = ["evaluate"]
 
@@ -104,6 +107,7 @@ def _options_key(p: AnanParams) -> str:
 # --- the per-fold loop -------------------------------------------------------------------
 
 
+@public
 def evaluate(
     models: str | Path,
     data: str | Path | None = None,
@@ -199,9 +203,6 @@ def _fold_task(job: _FoldJob, path: Path) -> dict[str, Any]:
 
 def _evaluate_fold(path: Path, job: _FoldJob, engine: Engine) -> dict[str, Any]:
     """Base, control and every ANAN variant of one model, scored on its test images."""
-    from anan_onnx.evaluation.scores import scores
-    from anan_onnx.runtime.inputs import InputSpec
-
     base = load_model(path)
     spec = InputSpec.from_metadata(_metadata.read_metadata(base))
     val, test = job.source.splits(path, spec, need_val=job.tune_on == "val")
@@ -272,13 +273,11 @@ def _evaluate_fold(path: Path, job: _FoldJob, engine: Engine) -> dict[str, Any]:
 
 
 def _oriented(values: dict[str, float], metric: str) -> float:
-    from anan_onnx.evaluation.scores import select_metric_value
-
     return select_metric_value(values, metric)
 
 
 def _convert(base: onnx.ModelProto, params: AnanParams, layer: str | None) -> onnx.ModelProto:
-    from anan_onnx.convert.pipeline import convert_model
+    from anan_onnx.convert.pipeline import convert_model  # the converter (onnx-ir) on use
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # mu > k is reported by the tuner, not per fold

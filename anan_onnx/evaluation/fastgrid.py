@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 import onnx
 
+from anan_onnx._public import public
 from anan_onnx.choices import Counter, Reduce, Rule, Signal
 from anan_onnx.errors import AnanError
 from anan_onnx.evaluation.lazy_images import LazyImages, iter_batches
@@ -59,6 +60,7 @@ _CHUNK_FLOATS = 1 << 24
 Activity = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
 
 
+@public
 @dataclasses.dataclass(frozen=True)
 class GridPoint:
     """One numeric configuration of a grid: k, μ, a, b, idle.
@@ -177,6 +179,7 @@ def simulate_gains(
 # --- the fast grid -------------------------------------------------------------------------
 
 
+@public
 class FastGrid:
     """Evaluates many ANAN configurations of one base model on the same images.
 

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from anan_onnx.errors import AnanError
-from anan_onnx.evaluation.datasets import load_with
+from anan_onnx.evaluation.datasets import load_with, positive_indices
 from anan_onnx.evaluation.lazy_images import LazyImages
 from anan_onnx.options import SplitOptions
 from anan_onnx.training_record import find_training_record, fold_of
@@ -147,8 +147,6 @@ class FoldData:
         spec: Any,
         source: str,
     ) -> FoldSplit:
-        from anan_onnx.evaluation.datasets import positive_indices
-
         key = (tuple(files), spec)
         if key not in self._cache:
             self._cache[key] = LazyImages.files([str(root / f) for f in files], spec)

@@ -16,6 +16,7 @@ import itertools
 import math
 from typing import Any
 
+from anan_onnx._public import public
 from anan_onnx.choices import Rule
 from anan_onnx.errors import AnanError
 from anan_onnx.evaluation.fastgrid import GridPoint
@@ -93,6 +94,7 @@ def _paper(axis: str) -> Any:
     return _AXES[axis].grid
 
 
+@public
 @dataclasses.dataclass(frozen=True)
 class Grid:
     """The configurations to search: numeric axes and option lists.

@@ -33,19 +33,29 @@ import numpy as np
 import onnx
 
 from anan_onnx import metadata as _metadata
+from anan_onnx._public import public
+from anan_onnx.convert.classes import class_count
+from anan_onnx.convert.limits import input_bound_of
 from anan_onnx.errors import AnanError
+from anan_onnx.evaluation.class_match import match_classes, model_classes
 from anan_onnx.evaluation.engine import Engine, LocalEngine, grid_outputs, model_outputs
 from anan_onnx.evaluation.fastgrid import FastGrid
 from anan_onnx.evaluation.grid import PAPER_GRID, Grid
 from anan_onnx.evaluation.lazy_images import LazyImages
 from anan_onnx.evaluation.metric_names import DEFAULT_METRIC, check_metric, metric_key
+from anan_onnx.evaluation.scores import scores, select_metric_value
 from anan_onnx.evaluation.statistics import BOOTSTRAP_RESAMPLES, SMALL_SAMPLE, bootstrap_intervals
 from anan_onnx.evaluation.tune_result import TuneResult
+from anan_onnx.gains import check_worst
+from anan_onnx.model_io import check_output_path, load_onnx, model_kind, save_all_atomic
 from anan_onnx.options import TUNE_ON, RunOptions, SplitOptions, check_tune_on
 from anan_onnx.params import PARAMS, AnanParams
+from anan_onnx.runtime.inputs import InputSpec
+from anan_onnx.training_record import find_training_record, fold_of
 
 if TYPE_CHECKING:
     from anan_onnx.evaluation.class_match import ClassMap
+    from anan_onnx.evaluation.datasets import SplitOptions
     from anan_onnx.runtime.inputs import InputSpec
 
 __all__ = [
@@ -95,6 +105,7 @@ def check_labels(outputs: np.ndarray, labels: np.ndarray, classes: Sequence[str]
         raise AnanError("no images to score: the split is empty")
 
 
+@public
 def grid_search(
     base: onnx.ModelProto,
     images: np.ndarray | LazyImages,
@@ -137,8 +148,6 @@ def grid_search(
         >>> r = grid_search(base, x_val, y_val, Grid(k=(4,), mu=(2,)))  # doctest: +SKIP
         >>> r.best["k"], r.best["f1"]  # doctest: +SKIP
     """
-    from anan_onnx.evaluation.scores import scores, select_metric_value
-
     check_metric(metric)
     _refuse_anan(base)
     labels = np.asarray(labels)
@@ -221,8 +230,6 @@ def metric_interval(
 ) -> dict[str, Any]:
     """95 % bootstrap intervals of ``metric`` for ANAN, the base CNN and their difference
     on the same resampled images, and the warning that says them."""
-    from anan_onnx.evaluation.scores import scores
-
     key = metric_key(metric)
 
     def value(outputs: np.ndarray, index: np.ndarray) -> float:
@@ -255,9 +262,6 @@ def metric_interval(
 
 def _check_gains(base: onnx.ModelProto, fast: FastGrid, points, options: AnanParams) -> None:
     """Refuses a grid whose largest gain overflows float32 (the check convert makes)."""
-    from anan_onnx.convert.limits import input_bound_of
-    from anan_onnx.gains import check_worst
-
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # mu > k points are legal, only warned about
         candidates = [p.params(options) for p in points]
@@ -296,14 +300,14 @@ def load_model(
     offset: float | None = None,
 ) -> onnx.ModelProto:
     """Loads a base model (``.keras``/``.h5``/``.onnx``) and refuses an ANAN model."""
-    from anan_onnx.convert.pipeline import load_base
-    from anan_onnx.model_io import load_onnx, model_kind
+    from anan_onnx.convert.pipeline import load_base  # the converter (onnx-ir) on use
 
     if model_kind(path) == "onnx":
         _refuse_anan(load_onnx(path), path)
     return load_base(path, layout=layout, scale=scale, offset=offset)
 
 
+@public
 def tune(
     model: str | Path,
     data: str | Path,
@@ -359,7 +363,7 @@ def tune(
     Returns:
         The result; ``info`` holds the model path, its sha256 and the split info.
     """
-    from anan_onnx.evaluation.datasets import load_with
+    from anan_onnx.evaluation.datasets import SplitOptions, load_with
     from anan_onnx.runtime.inputs import InputSpec
 
     check_tune_on(tune_on)
@@ -425,9 +429,6 @@ def match_model_classes(
     base: onnx.ModelProto, source: str | Path, data_classes: Sequence[str], binarised: bool
 ) -> ClassMap:
     """How the data set's classes are ``base``'s outputs (see :mod:`class_match`)."""
-    from anan_onnx.convert.classes import class_count
-    from anan_onnx.evaluation.class_match import match_classes, model_classes
-
     names = model_classes(_metadata.read_metadata(base), source)
     return match_classes(names, data_classes, class_count(base), binarised=binarised)
 
@@ -443,7 +444,6 @@ def _recorded_split(
     """The tuning images from the ``training.json`` beside ``model``: its own validation
     fold, never images it was trained on (``None`` without a usable record)."""
     from anan_onnx.evaluation.fold_data import FoldData
-    from anan_onnx.training_record import find_training_record, fold_of
 
     record = find_training_record(model)
     if record is None:
@@ -469,8 +469,7 @@ def emit_model(
     base: onnx.ModelProto, result: TuneResult, output: str | Path, *, source: Path | None = None
 ) -> Path:
     """Writes the tuned fixed-parameter ANAN model (and its base beside it), atomically."""
-    from anan_onnx.convert.pipeline import base_path, convert_model
-    from anan_onnx.model_io import check_output_path, save_all_atomic
+    from anan_onnx.convert.pipeline import base_path, convert_model  # onnx-ir on use
 
     output = Path(output)
     if source is not None:

@@ -57,7 +57,7 @@ def infer_shapes(model: onnx.ModelProto) -> onnx.ModelProto:
     except Exception as exc:
         raise AnanError(
             f"onnx shape inference failed on the model ({first_line(exc)}): "
-            "export with --simplify none, or report this with the model"
+            "export with --simplifier none, or report this with the model"
         ) from None
 
 

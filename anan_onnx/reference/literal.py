@@ -12,9 +12,12 @@ looked through), which is the definition of the kernel response; on a base model
 ``convert`` it is already canonical and nothing changes.
 
 Example:
-    >>> ref = LiteralReference(onnx.load("model.base.onnx"), "conv1", AnanParams())
-    >>> result = ref.run(batch)          # doctest: +SKIP
-    >>> result.outputs[0].shape, result.near_tie.sum()
+    >>> from anan_onnx.testing import VARIANTS, build_cnn, random_batch
+    >>> base = build_cnn(VARIANTS["plain"])          # or onnx.load("out/model.base.onnx")
+    >>> ref = LiteralReference(base, "conv1", AnanParams(k=2, a=1.5))
+    >>> result = ref.run(random_batch(VARIANTS["plain"], 3))
+    >>> result.outputs[0].shape, result.weights.shape[0]
+    ((3, 2), 3)
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import onnx
 import onnxruntime as ort
 from onnx import helper
 
+from anan_onnx._public import public
 from anan_onnx.activations import ACTIVATIONS, node_activation
 from anan_onnx.canonical import canonical_model
 from anan_onnx.choices import Counter, Reduce, Rule, Signal
@@ -45,6 +49,7 @@ _WEIGHT_INPUT = "anan_reference_weight"
 NEAR_TIE = 1e-5
 
 
+@public
 @dataclasses.dataclass
 class ReferenceResult:
     """Outputs of the literal loop for a batch.
@@ -60,6 +65,7 @@ class ReferenceResult:
     weights: np.ndarray
 
 
+@public
 class LiteralReference:
     """Runs the spec's per-image loop on a base ONNX model.
 

@@ -25,15 +25,13 @@ Only standard ONNX ops are used (opset 13–18); every node is named ``anan/...`
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
-
 import numpy as np
 import onnx_ir as ir
 
 from anan_onnx.choices import Counter, Reduce, Rule, Scaling, Signal
 from anan_onnx.params import PARAMS, AnanParams
 from anan_onnx.rewrite.activities import activity_strategy, clone_activation, combine
+from anan_onnx.rewrite.builder import GraphBuilder
 from anan_onnx.rewrite.geometry import conv_geometry
 from anan_onnx.rewrite.portable_steps import (
     Knobs,
@@ -51,48 +49,6 @@ __all__ = ["PARAM_INPUTS", "SCALINGS", "build_anan_graph", "steps_foldable"]
 
 #: Graph inputs of a tunable export, each a float32 scalar defaulting to the converted value.
 PARAM_INPUTS = tuple(p.graph_input for p in PARAMS if p.graph_input)
-
-
-class _Builder:
-    """Collects named nodes and constants (of the model's float dtype) for the splice."""
-
-    def __init__(self, dtype: np.dtype) -> None:
-        self.dtype = dtype
-        self.nodes: list[ir.Node] = []
-        self.initializers: list[ir.Value] = []
-        self.unit: ir.Value | None = None  # the initial gains (ones): products with it are skipped
-        self._scalars: dict[float, ir.Value] = {}
-
-    def const(self, name: str, array: object) -> ir.Value:
-        data = np.asarray(array, self.dtype)
-        tensor = ir.tensor(data, name=name)
-        value = ir.val(name, tensor.dtype, data.shape, const_value=tensor)
-        self.initializers.append(value)
-        return value
-
-    def scalar(self, value: float) -> ir.Value:
-        """A scalar constant, one initializer per value however often it is used."""
-        if value not in self._scalars:
-            self._scalars[value] = self.const(f"anan/scalar/{value!r}", value)
-        return self._scalars[value]
-
-    def op(
-        self, op_type: str, inputs: Sequence[ir.Value | None], name: str, **attrs: Any
-    ) -> ir.Value:
-        return self.add(
-            ir.node(op_type, inputs, attrs or None, name=name, outputs=[ir.Value(name=name)])
-        )
-
-    def const_int(self, name: str, values: list[int]) -> ir.Value:
-        data = np.asarray(values, np.int64)
-        tensor = ir.tensor(data, name=name)
-        value = ir.val(name, tensor.dtype, data.shape, const_value=tensor)
-        self.initializers.append(value)
-        return value
-
-    def add(self, node: ir.Node) -> ir.Value:
-        self.nodes.append(node)
-        return node.outputs[0]
 
 
 def build_anan_graph(
@@ -123,7 +79,7 @@ def build_anan_graph(
     """
     graph = model.graph
     conv = target.node
-    b = _Builder(target.weight.dtype)
+    b = GraphBuilder(target.weight.dtype)
     knobs = _knobs(b, graph, params) if tunable else None  # fixed parameters: constants
     steps = max(k_max or params.k, params.k) if tunable else params.k
 
@@ -195,15 +151,15 @@ def steps_foldable(params: AnanParams, tunable: bool = False) -> bool:
     return step1_activity_shared(params, tunable) and not tunable
 
 
-def _column_to_channels(b: _Builder, gain: ir.Value) -> ir.Value:
+def _column_to_channels(b: GraphBuilder, gain: ir.Value) -> ir.Value:
     """(N, 1, O, 1) → (N, O, 1, 1), for the consumers that broadcast the gains over maps."""
     shape = b.const_int(f"{gain.name}_shape", [0, -1, 1, 1])
-    return b.op("Reshape", [gain, shape], f"{gain.name}_channels")
+    return b.named("Reshape", [gain, shape], f"{gain.name}_channels")
 
 
 def _splice_pool_commuted(
     graph: ir.Graph,
-    b: _Builder,
+    b: GraphBuilder,
     conv: ir.Node,
     act: ir.Node | None,
     pool: ir.Node,
@@ -218,16 +174,7 @@ def _splice_pool_commuted(
 
     ``bias`` is β as a (1, O, 1, 1) graph constant, ``beta`` the (O,) array (or None);
     ``column``: the gain is an (N, 1, O, 1) column."""
-    pooled = b.add(
-        ir.Node(
-            pool.domain,
-            pool.op_type,
-            [maps[0]],
-            list(pool.attributes.values()),
-            name="anan/output_pool",
-            outputs=[ir.Value(name="anan/output_pool")],
-        )
-    )
+    pooled = b.like(pool, [maps[0]], "anan/output_pool")
     known = pool.outputs[0]
     if known.shape is not None:
         pooled.type, pooled.shape = known.type, ir.Shape(list(known.shape))
@@ -245,7 +192,7 @@ def _splice_pool_commuted(
 
 def _splice_grouped(
     graph: ir.Graph,
-    b: _Builder,
+    b: GraphBuilder,
     conv: ir.Node,
     act: ir.Node | None,
     x: ir.Value,
@@ -273,7 +220,7 @@ def _split_weights(weight: np.ndarray, rule: str) -> list[np.ndarray]:
     return [np.maximum(weight, 0), np.minimum(weight, 0)]
 
 
-def _knobs(b: _Builder, graph: ir.Graph, params: AnanParams) -> Knobs:
+def _knobs(b: GraphBuilder, graph: ir.Graph, params: AnanParams) -> Knobs:
     """k, μ, a, b, idle as graph inputs of a tunable export, defaulting to ``params``."""
     values = tuple(getattr(params, p.name) for p in PARAMS if p.graph_input)
     defaults = dict(zip(PARAM_INPUTS, values, strict=True))
@@ -291,10 +238,10 @@ def _knobs(b: _Builder, graph: ir.Graph, params: AnanParams) -> Knobs:
     mu, beta = inputs["anan_mu"], inputs["anan_b"]
     multiplicative = params.rule == Rule.MULTIPLICATIVE
     # 1 - b (multiplicative) or 0 - b (additive): Sub, as Neg is missing from CoreML's lists
-    inhibit = b.op("Sub", [b.scalar(1.0 if multiplicative else 0.0), beta], "anan/b_factor")
+    inhibit = b.named("Sub", [b.scalar(1.0 if multiplicative else 0.0), beta], "anan/b_factor")
     return Knobs(
-        mu_less_one=b.op("Sub", [mu, b.scalar(1.0)], "anan/mu_less_one"),
-        one_less_mu=b.op("Sub", [b.scalar(1.0), mu], "anan/one_less_mu"),
+        mu_less_one=b.named("Sub", [mu, b.scalar(1.0)], "anan/mu_less_one"),
+        one_less_mu=b.named("Sub", [b.scalar(1.0), mu], "anan/one_less_mu"),
         excite=inputs["anan_a"],
         inhibit=inhibit,
         idle=None if multiplicative else inputs["anan_idle"],
@@ -303,7 +250,7 @@ def _knobs(b: _Builder, graph: ir.Graph, params: AnanParams) -> Knobs:
 
 
 def _first_layer_maps(
-    b: _Builder, conv: ir.Node, weights: list[np.ndarray], rule: str
+    b: GraphBuilder, conv: ir.Node, weights: list[np.ndarray], rule: str
 ) -> list[ir.Value]:
     """conv(x, W0) for the multiplicative rule; conv(x, W⁺) and conv(x, W⁻) for additive."""
     if rule == Rule.MULTIPLICATIVE:  # reuse the model's own weights: no second copy
@@ -313,18 +260,11 @@ def _first_layer_maps(
             "anan/conv_pos": b.const("anan/conv_pos_weight", weights[0]),
             "anan/conv_neg": b.const("anan/conv_neg_weight", weights[1]),
         }
-    attrs = list(conv.attributes.values())
-    maps = []
-    for name, w in parts.items():
-        node = ir.Node(
-            "", "Conv", [conv.inputs[0], w], attrs, name=name, outputs=[ir.Value(name=name)]
-        )
-        maps.append(b.add(node))
-    return maps
+    return [b.like(conv, [conv.inputs[0], w], name) for name, w in parts.items()]
 
 
 def _splice(
-    graph: ir.Graph, removed: list[ir.Node], old: ir.Value, b: _Builder, output: ir.Value
+    graph: ir.Graph, removed: list[ir.Node], old: ir.Value, b: GraphBuilder, output: ir.Value
 ) -> None:
     """Inserts the new nodes, reroutes ``old``'s users to ``output`` (keeping ``old``'s name,
     type and shape: it may be a graph output) and removes the replaced nodes (conv, and

@@ -24,6 +24,7 @@ from fractions import Fraction
 
 import numpy as np
 
+from anan_onnx._public import public
 from anan_onnx.choices import Layout
 from anan_onnx.errors import AnanError
 from anan_onnx.limits import input_elements, positive_int
@@ -62,6 +63,7 @@ NCHW_TO_NHWC = (0, 2, 3, 1)
 Numbers = float | tuple[float, ...]
 
 
+@public
 @dataclasses.dataclass(frozen=True)
 class InputSpec:
     """How raw images become the input tensor of a model.
@@ -370,6 +372,7 @@ def _parse(key: str, raw: str, kind: type) -> object:
 Dim = int | str | None
 
 
+@public
 def check_batch(
     batch: object, spec_or_shape: InputSpec | Sequence[Dim], *, name: str = "batch"
 ) -> np.ndarray:
