@@ -26,6 +26,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from anan_onnx import limits
+from anan_onnx._public import public
 from anan_onnx.choices import Scaling
 from anan_onnx.errors import AnanError
 from anan_onnx.params import PARAMS, check_steps
@@ -218,6 +219,7 @@ def _class_list(text: str) -> list[int | str]:
 _GRAPH_INPUTS = [q for q in PARAMS if q.graph_input]
 
 
+@public
 @dataclasses.dataclass(frozen=True)
 class ConvertOptions(_Validated):
     """How a base CNN becomes an ANAN graph (``convert``; ``convert_file``, ``convert_model``).
@@ -265,6 +267,7 @@ class ConvertOptions(_Validated):
     # fmt: on
 
 
+@public
 @dataclasses.dataclass(frozen=True)
 class SplitOptions(_Validated):
     """How a labelled image set is split into train / val / test (``tune``, ``evaluate``;
@@ -294,6 +297,7 @@ class SplitOptions(_Validated):
     # fmt: on
 
 
+@public
 @dataclasses.dataclass(frozen=True)
 class RunOptions(_Validated):
     """How the image work runs (``tune``, ``evaluate``); the results do not depend on it.
