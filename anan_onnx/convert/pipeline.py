@@ -34,6 +34,7 @@ from anan_onnx.model_io import (
     check_output_path,
     load_onnx,
     model_kind,
+    rename_dim,
     save_all_atomic,
     save_atomic,
     validate,
@@ -196,8 +197,8 @@ def convert_model(
         layer: target Conv (node or Keras layer name); default the first Conv.
         tunable: parameters as graph inputs (``anan_k``, ``anan_mu``, ...).
         k_max: unrolled steps of a tunable model.
-        batch: fix the batch size of the ANAN model; allows a faster final layer (one
-            grouped convolution with per-image weights). Default: dynamic batch.
+        batch: fix the batch size of the ANAN model's input and outputs (for engines
+            and compilers that want static shapes). Default: dynamic batch.
         scaling: ``'blocked'`` (default) applies the final gains in onnxruntime's blocked
             NCHWc layout, fastest on x86 CPUs; ``'broadcast'`` uses plain broadcast ops,
             for ARM CPUs, GPUs and other runtimes. Both give bit-identical outputs.
@@ -216,8 +217,7 @@ def convert_model(
     model, target = normalise_base(base, params, layer)
     check_target_gains(base, target, params, tunable=tunable, k_max=k_max)
     normalised_base = ir.to_proto(model)
-    if batch is not None:
-        _fix_batch(model.graph, batch)
+    symbol = _fix_batch(model.graph, batch) if batch is not None else None
     folded = fold_steps and steps_foldable(params, tunable)
     if fold_steps and not folded:
         warnings.warn(
@@ -231,12 +231,13 @@ def convert_model(
         params,
         tunable=tunable,
         k_max=k_max,
-        batch=batch,
         scaling=scaling,
         fold_steps=folded,
     )
     RemoveUnusedNodesPass()(model)
     anan = ir.to_proto(model)
+    if symbol is not None and batch is not None:  # the shape hints follow the fixed batch
+        rename_dim(anan, symbol, batch)
     anan.producer_name, anan.producer_version = "anan-onnx", _tool_version()
     meta = dict(
         params.to_metadata(),
@@ -355,13 +356,17 @@ def _drop_metadata(model: onnx.ModelProto, keys: tuple[str, ...]) -> None:
     model.metadata_props.extend(kept)
 
 
-def _fix_batch(graph: ir.Graph, batch: int) -> None:
-    dims = list(graph.inputs[0].shape or [])[1:]
+def _fix_batch(graph: ir.Graph, batch: int) -> str | None:
+    """Fixes the batch axis of the input and outputs; returns the batch symbol it replaced."""
+    shape = list(graph.inputs[0].shape or [])
+    symbol = shape[0].value if shape and isinstance(shape[0], ir.SymbolicDim) else None
+    dims = shape[1:]
     per_image = 4 * math.prod(d for d in dims if isinstance(d, int) and d > 0)
     limits.batch_size(batch, per_image, f"--batch {batch}")  # every run feeds this many
     for value in [graph.inputs[0], *graph.outputs]:
         if value.shape is not None and len(value.shape) > 0:
             value.shape = ir.Shape([batch, *list(value.shape)[1:]])
+    return symbol
 
 
 def _name_batch_dim(model: onnx.ModelProto) -> None:
@@ -369,6 +374,8 @@ def _name_batch_dim(model: onnx.ModelProto) -> None:
     for value in [*model.graph.input, *model.graph.output]:
         dims = value.type.tensor_type.shape.dim
         if dims and not dims[0].HasField("dim_value"):
+            if dims[0].dim_param and dims[0].dim_param != "batch":
+                rename_dim(model, dims[0].dim_param, "batch")  # in the shape hints too
             dims[0].dim_param = "batch"
 
 
