@@ -43,6 +43,10 @@ class Engine(Protocol):
 
     name: str
 
+    @property
+    def precision(self) -> str:
+        """What it infers in: ``f32``, ``bf16`` ..."""
+
     def run(self, model: str | Path, batch: np.ndarray) -> np.ndarray: ...
 
     def close(self) -> None: ...
@@ -55,6 +59,13 @@ def open_engine(name: str, *, precision: str | None = None) -> Engine:
     reduced-precision default (OpenVINO: bf16 on CPUs with AMX or AVX512-BF16); ``None``
     keeps the engine's default, as a deployment that sets nothing gets it.
     """
+    if name not in ENGINES:
+        raise AnanError(f"unknown engine {name!r}: pick one of {', '.join(ENGINES)}")
+    if precision not in (None, "f32") and name != "openvino":
+        raise AnanError(
+            f"the {name} engine infers in float32 only: drop --engine-precision {precision}, "
+            "or pass --engine openvino"
+        )
     if name == "ort":
         from anan_onnx.runtime.engines.ort import Ort
 
@@ -71,11 +82,9 @@ def open_engine(name: str, *, precision: str | None = None) -> Engine:
         from anan_onnx.runtime.engines.tract import Tract
 
         return Tract()
-    if name == "litert":
-        from anan_onnx.runtime.engines.litert import LiteRT
+    from anan_onnx.runtime.engines.litert import LiteRT
 
-        return LiteRT()
-    raise AnanError(f"unknown engine {name!r}: pick one of {', '.join(ENGINES)}")
+    return LiteRT()
 
 
 def rows(output: object, batch: np.ndarray) -> np.ndarray:

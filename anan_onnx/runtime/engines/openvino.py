@@ -34,7 +34,12 @@ class OpenVino:
 
     @property
     def precision(self) -> str:
-        """The precision the CPU plugin infers in with these settings (``f32``, ``bf16``)."""
+        """The precision the CPU plugin infers in (``f32``, ``bf16``): the last compiled
+        model's, which is f32 where the CPU lacks the precision asked for; before any, the
+        device's default or the pinned one."""
+        if self._compiled:
+            compiled = next(reversed(self._compiled.values()))
+            return _type_name(compiled.get_property(PRECISION_HINT))
         if PRECISION_HINT in self.config:
             return self.config[PRECISION_HINT]
         return _type_name(self._core.get_property(DEVICE, PRECISION_HINT))
