@@ -446,6 +446,12 @@ def _engine_options(p: argparse.ArgumentParser) -> None:
         help="pin the engine's inference precision (OpenVINO's INFERENCE_PRECISION_HINT) "
         "instead of its default",
     )
+    p.add_argument(
+        "--margin",
+        action="store_true",
+        help="report each input's decision margin: how close a kernel statistic came to "
+        "its threshold, relative to its scale (on by default with --engine)",
+    )
 
 
 def _cmd_verify(args: argparse.Namespace) -> int:
@@ -479,8 +485,9 @@ def _cmd_verify(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         engine=args.engine,
         precision=args.engine_precision,
+        margin=args.margin or args.engine != "ort",
     )
-    if args.engine != "ort" and not args.json:
+    if (args.engine != "ort" or args.margin) and not args.json:
         print("\n".join(r.line() for r in report.per_image))
     print(json_clean.dumps(report.as_dict()) if args.json else report.summary())
     return 0 if report.passed else 1

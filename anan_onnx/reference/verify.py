@@ -52,13 +52,15 @@ class ImageResult:
     label: int  # the engine's predicted class (-1: not finite)
     expected: int  # the literal loop's (-1: not finite)
     max_abs_diff: float
+    margin: float = math.nan  # the decision margin (literal.decision_margin), NaN: not asked
 
     def line(self) -> str:
-        """``image 3: FAIL class 1, reference 0, max abs diff 0.41``."""
+        """``image 3: FAIL class 1, reference 0, max abs diff 0.41, margin 0.0021``."""
         diff = summary_number(self.max_abs_diff)
+        margin = f", decision margin {self.margin:.2g}" if math.isfinite(self.margin) else ""
         return (
             f"image {self.index}: {self.status} class {self.label}, reference "
-            f"{self.expected}, max abs diff {diff}"
+            f"{self.expected}, max abs diff {diff}{margin}"
         )
 
 
@@ -82,6 +84,10 @@ class VerifyReport:
         engine: what ran the ANAN model (``ort``, or ``openvino (bf16)`` ...: the engine
             and the precision it inferred in).
         per_image: each input's verdict, in order.
+        margin: the smallest decision margin over the inputs (NaN: not asked for): how
+            far, relative to its scale, a kernel statistic came to its threshold; a
+            precision whose relative rounding reaches it may flip a decision
+            (docs/engines.md).
     """
 
     images: int
@@ -95,6 +101,7 @@ class VerifyReport:
     preprocess_warning: str | None = None
     engine: str = "ort"
     per_image: list[ImageResult] = dataclasses.field(default_factory=list)
+    margin: float = math.nan
 
     @property
     def compared(self) -> int:
@@ -116,6 +123,8 @@ class VerifyReport:
     def summary(self) -> str:
         """One line: the verdict and its figures (and the engine, where not onnxruntime)."""
         line = self._summary()
+        if math.isfinite(self.margin):
+            line += f"; smallest decision margin {self.margin:.2g} ({margin_verdict(self.margin)})"
         return line if self.engine == "ort" else f"{line}; engine {self.engine}"
 
     def _summary(self) -> str:
@@ -168,6 +177,7 @@ class VerifyReport:
             self.engine,
             self.per_image
             + [dataclasses.replace(r, index=r.index + self.images) for r in other.per_image],
+            float(np.fmin(self.margin, other.margin)),
         )
 
 
@@ -175,6 +185,19 @@ def _json_ready(values: dict[str, object]) -> dict[str, object]:
     """``values`` with every number that is not finite as ``None``."""
     return {k: None if isinstance(v, float) and not math.isfinite(v) else v
             for k, v in values.items()}  # fmt: skip
+
+
+#: relative rounding of each reduced precision (its unit roundoff, 2^-p): a decision margin
+#: at or below it may flip there (docs/engines.md)
+PRECISION_ROUNDING = {"bf16": 2.0**-8, "fp16": 2.0**-11}
+
+
+def margin_verdict(margin: float) -> str:
+    """Which reduced precisions a decision margin leaves safe, in words."""
+    safe = [name for name, rounding in PRECISION_ROUNDING.items() if margin > 4 * rounding]
+    return f"4x above the rounding of {', '.join(safe)}" if safe else (
+        "within 4x of bf16 and fp16 rounding: deploy in float32"
+    )
 
 
 def summary_number(value: float) -> str:
@@ -194,6 +217,7 @@ def verify_models(
     batch_size: int | None = None,
     engine: str = "ort",
     precision: str | None = None,
+    margin: bool = False,
 ) -> VerifyReport:
     """Compares an ANAN model with the literal loop run on its base model.
 
@@ -209,6 +233,8 @@ def verify_models(
             deployment gets, its default precision included (OpenVINO: bf16 on CPUs with
             AMX or AVX512-BF16), so that a precision which flips outputs fails here.
         precision: pin the engine's inference precision instead (``f32``, ``bf16``).
+        margin: also find each input's decision margin (a bisection per step of the
+            literal loop: slower).
     """
     if not math.isfinite(tolerance) or tolerance < 0:
         raise AnanError(f"tolerance must be a finite number >= 0, got {tolerance}")
@@ -239,7 +265,7 @@ def verify_models(
         for batch in batches:
             for start in range(0, len(batch), size):
                 x = np.asarray(batch[start : start + size])
-                chunk = _compare(session, reference, x, tolerance, predict)
+                chunk = _compare(session, reference, x, tolerance, predict, margin)
                 report = chunk if report is None else report.merged(chunk)
         engine_name = ran_on()  # after the runs: the precision they ran in
     if report is None:
@@ -293,10 +319,11 @@ def _compare(
     x: np.ndarray,
     tolerance: float,
     predict: Callable[[np.ndarray], np.ndarray],
+    margin: bool = False,
 ) -> VerifyReport:
     """The report for one chunk of inputs."""
     ours = predict(x).reshape(len(x), -1)
-    result = reference.run(check_batch(x, (None, *session.input_shape[1:])))
+    result = reference.run(check_batch(x, (None, *session.input_shape[1:])), margin=margin)
     expected = result.outputs[0].reshape(len(x), -1)
     ours_bad = ~np.isfinite(ours).all(axis=1)
     ref_bad = ~np.isfinite(expected).all(axis=1)
@@ -309,6 +336,8 @@ def _compare(
         )
     agree = labels_agree(ours[keep], expected[keep], tolerance) if keep.any() else keep[:0]
     rows = _per_image(ours, expected, keep, tie, agree, tolerance)
+    margins = result.margin if result.margin is not None else np.full(len(x), np.nan)
+    rows = [dataclasses.replace(r, margin=float(m)) for r, m in zip(rows, margins, strict=True)]
     return VerifyReport(
         len(x),
         int(tie.sum()),
@@ -319,6 +348,7 @@ def _compare(
         int(ref_bad.sum()),
         int(bad.sum()),
         per_image=rows,
+        margin=float(np.nanmin(margins)) if margin else math.nan,
     )
 
 
