@@ -11,7 +11,7 @@ __all__ = ["add_command"]
 
 # the choices as literals (anan_onnx.export.TARGETS, SIMPLIFIERS; tests/export checks they
 # agree): importing the export package loads onnxruntime's tools, too slow for --help
-_TARGETS = ("web", "mobile", "ort")
+_TARGETS = ("web", "mobile", "ort", "openvino", "litert")
 _SIMPLIFIERS = ("auto", "onnxsim", "onnxslim", "none")
 
 

@@ -25,7 +25,7 @@ from pathlib import Path
 import onnx
 
 from anan_onnx.errors import AnanError, first_line
-from anan_onnx.export import check, mobile, ort_files, shapes, simplify
+from anan_onnx.export import check, engine_files, mobile, ort_files, shapes, simplify
 from anan_onnx.export.targets import TARGETS, Target
 from anan_onnx.metadata import is_anan, read_metadata, sha256_file, write_metadata
 from anan_onnx.model_io import load_onnx, model_kind, recorded_file
@@ -79,7 +79,7 @@ def export_model(
     write_metadata(exported, _export_metadata(source, spec, exported, batch_note, name))
     with _staging(out_model.parent) as stage:
         staged = _write_all(exported, stage / out_model.name, spec)
-        checked = [p for p in staged if p.suffix in (".onnx", ".ort")]
+        checked = [p for p in staged if p.suffix in check.CHECKED_SUFFIXES]
         fixed = shapes.batch_of(exported)
         reports = check.check_exact(model, checked, base, batch=fixed)
         support = mobile.mobile_support(staged[0]) if spec.mobile_summary else []
@@ -225,6 +225,10 @@ def _write_all(model: onnx.ModelProto, onnx_path: Path, spec: Target) -> list[Pa
         files += ort_files.to_ort(
             onnx_path, onnx_path.parent, runtime_style=spec.runtime_optimizations
         )
+    if spec.engine == "openvino":
+        files += engine_files.to_openvino_ir(onnx_path)
+    if spec.engine == "litert":
+        files += engine_files.to_tflite(onnx_path)
     files.append(write_sidecar(onnx_path, sidecar_path(onnx_path)))
     return files
 

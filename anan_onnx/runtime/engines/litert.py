@@ -64,6 +64,8 @@ class LiteRT:
 
     def run(self, model: str | Path, batch: np.ndarray) -> np.ndarray:
         key = Path(model).resolve()
+        if key.suffix == ".tflite":  # already converted (export --target litert)
+            self._converted[key] = key
         if key not in self._converted:
             target = Path(self._folder.name) / f"{len(self._converted)}.tflite"
             self._converted[key] = self.tflite(key, target)
