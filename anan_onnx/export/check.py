@@ -17,7 +17,9 @@ import numpy as np
 import onnx
 
 from anan_onnx.errors import AnanError
+from anan_onnx.export.raw_input import raw_pixels
 from anan_onnx.reference.verify import random_inputs
+from anan_onnx.runtime.inputs import InputSpec
 from anan_onnx.runtime.session import Session
 
 __all__ = ["CHECKED_SUFFIXES", "TOLERANCE", "ExactnessReport", "check_exact"]
@@ -73,18 +75,26 @@ def check_exact(
     batch: int | None,
     images: int = 8,
     seed: int = 0,
+    raw: InputSpec | None = None,
 ) -> list[ExactnessReport]:
     """Compares each exported file with ``source`` (and ``base``) on ``images`` images, fed
     in batches of ``batch`` (the exported fixed batch) or all at once (dynamic).
+
+    ``raw``: the exported files take uint8 pixels (``--raw-input``) preprocessed as ``raw``
+    says; ``source`` and ``base`` get the float inputs of the same pixels.
 
     Raises:
         AnanError: a file differs by more than ``TOLERANCE`` or lost the modulation.
     """
     reference = Session(source)
-    inputs = random_inputs(reference, images if batch is None else _round_up(images, batch), seed)
+    n = images if batch is None else _round_up(images, batch)
+    if raw is None:
+        inputs = fed = random_inputs(reference, n, seed)
+    else:
+        fed, inputs = raw_pixels(raw, n, seed)
     expected = _run(reference, inputs, batch)
     base_out = _run(Session(base), inputs, batch) if base is not None else None
-    reports = [_compare(Path(p), inputs, expected, base_out, batch) for p in exported]
+    reports = [_compare(Path(p), fed, expected, base_out, batch) for p in exported]
     for report in reports:
         if not report.passed:
             raise AnanError(
@@ -121,14 +131,16 @@ def _compare(
 
 def _run_file(path: Path, inputs: np.ndarray, batch: int | None) -> np.ndarray:
     """``path`` run on ``inputs`` by the engine that deploys it (see CHECKED_SUFFIXES)."""
-    if path.suffix in (".onnx", ".ort"):
+    if path.suffix in (".onnx", ".ort") and inputs.dtype == np.float32:
         return _run(Session(path), inputs, batch)
     from anan_onnx.runtime.engines import open_engine
 
     if path.suffix == ".xml":
         engine = open_engine("openvino", precision="f32")
-    else:
+    elif path.suffix == ".tflite":
         engine = open_engine("litert")
+    else:  # uint8 pixels (--raw-input): onnxruntime as is (Session feeds float32)
+        engine = open_engine("ort")
     try:
         step = batch or len(inputs)
         return np.concatenate(

@@ -1,7 +1,8 @@
 """The ANAN model on inference engines other than onnxruntime, with a deployment's settings.
 
 One module per engine, each with a class whose ``run(model_path, batch) -> outputs`` returns
-the model's first output for a float32 batch (fed to its first input), one row per image:
+the model's first output for a batch (float32, or the uint8 pixels of a ``--raw-input``
+export; fed to its first input as it is), one row per image:
 
 =============  ==================================================================  ==========
 name           engine                                                              extra

@@ -40,7 +40,7 @@ def run(model: str, batch: str, output: str) -> None:
     dynamic batch axis size 1, and XNNPACK cannot always resize it)."""
     from ai_edge_litert.interpreter import Interpreter
 
-    x = np.load(batch).astype(np.float32)
+    x = np.load(batch)
     interpreter = Interpreter(model_path=model)
     interpreter.allocate_tensors()
     detail = interpreter.get_input_details()[0]

@@ -70,7 +70,7 @@ class LiteRT:
             target = Path(self._folder.name) / f"{len(self._converted)}.tflite"
             self._converted[key] = self.tflite(key, target)
         folder = Path(self._folder.name)
-        np.save(folder / "batch.npy", np.ascontiguousarray(batch, np.float32))
+        np.save(folder / "batch.npy", np.ascontiguousarray(batch))
         self._child("run", self._converted[key], folder / "batch.npy", folder / "out.npy",
                     what=f"LiteRT on {key.name}")  # fmt: skip
         return rows(np.load(folder / "out.npy"), batch)

@@ -34,7 +34,7 @@ class OnnxReference:
             first = next(i.name for i in proto.graph.input if i.name not in initialized)
             self._loaded[key] = ReferenceEvaluator(proto), first
         evaluator, name = self._loaded[key]
-        outputs = evaluator.run(None, {name: np.asarray(batch, np.float32)})
+        outputs = evaluator.run(None, {name: np.asarray(batch)})
         return rows(cast(Sequence[Any], outputs)[0], batch)  # a list, typed as a dict
 
     def close(self) -> None:

@@ -49,7 +49,7 @@ class OpenVino:
         if key not in self._compiled:
             self._compiled[key] = self._core.compile_model(str(key), DEVICE, self.config)
         compiled = self._compiled[key]
-        result = compiled([np.ascontiguousarray(batch, np.float32)])
+        result = compiled([np.ascontiguousarray(batch)])
         return rows(result[compiled.output(0)], batch)
 
     def close(self) -> None:

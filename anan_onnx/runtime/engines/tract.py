@@ -24,6 +24,9 @@ from anan_onnx.runtime.engines import import_extra, rows
 
 __all__ = ["Tract"]
 
+#: numpy dtype (``dtype.str`` without the byte order) -> tract's fact type
+_FACT_TYPES = {"f4": "f32", "u1": "u8"}
+
 
 class Tract:
     """tract, optimised for the CPU; each model is loaded once per batch shape."""
@@ -38,14 +41,16 @@ class Tract:
     def run(self, model: str | Path, batch: np.ndarray) -> np.ndarray:
         key = (Path(model).resolve(), tuple(batch.shape))
         if key not in self._loaded:
-            self._loaded[key] = self._load(key[0], tuple(batch.shape))
-        output = self._loaded[key].run([np.ascontiguousarray(batch, np.float32)])[0]
+            self._loaded[key] = self._load(
+                key[0], tuple(batch.shape), _FACT_TYPES[batch.dtype.str[1:]]
+            )
+        output = self._loaded[key].run([np.ascontiguousarray(batch)])[0]
         return rows(output.to_numpy(), batch)
 
     def close(self) -> None:
         self._loaded.clear()
 
-    def _load(self, path: Path, shape: tuple[int, ...]) -> Any:
+    def _load(self, path: Path, shape: tuple[int, ...], kind: str) -> Any:
         proto = onnx.load(path)
         initialized = {i.name for i in proto.graph.initializer}
         first = next(v for v in proto.graph.input if v.name not in initialized)
@@ -56,5 +61,5 @@ class Tract:
             fixed = Path(work) / path.name
             onnx.save(proto, fixed)
             inference = self._tract.onnx().load(str(fixed))
-        inference.set_input_fact(0, ",".join(map(str, shape)) + ",f32")
+        inference.set_input_fact(0, ",".join(map(str, shape)) + f",{kind}")
         return inference.into_model().into_runnable()
