@@ -5,6 +5,7 @@ Usage::
 
     python _litert_child.py convert MODEL.onnx OUT.tflite
     python _litert_child.py run MODEL.tflite BATCH.npy OUT.npy
+    python _litert_child.py time BASE.tflite ANAN.tflite BATCH.npy ROUNDS   (benchmarks/)
 
 ``convert`` runs onnx2tf with its defaults (the flatbuffer_direct backend, no TensorFlow) and
 keeps the float32 ``.tflite``; ``run`` feeds a float32 batch (NCHW batches are transposed to
@@ -44,9 +45,7 @@ def run(model: str, batch: str, output: str) -> None:
     interpreter = Interpreter(model_path=model)
     interpreter.allocate_tensors()
     detail = interpreter.get_input_details()[0]
-    wanted = tuple(int(d) for d in detail["shape"][1:])
-    if x.ndim == 4 and x.shape[1:] != wanted and (x.shape[2], x.shape[3], x.shape[1]) == wanted:
-        x = x.transpose(0, 2, 3, 1)  # onnx2tf turns an NCHW input into NHWC
+    x = _fit(x, detail)
     size = int(detail["shape"][0])
     if size != len(x) and size != 1:
         sys.exit(f"the .tflite takes batches of {size}, got {len(x)} images")
@@ -58,9 +57,49 @@ def run(model: str, batch: str, output: str) -> None:
     np.save(output, np.concatenate(outputs))
 
 
+def _fit(x: np.ndarray, detail: dict) -> np.ndarray:
+    """``x`` in the layout of the interpreter's input ``detail``: onnx2tf reads every 4-D
+    ONNX input as NCHW and makes it NHWC (an NHWC model's input is transposed too)."""
+    wanted = tuple(int(d) for d in detail["shape"][1:])
+    if x.ndim == 4 and x.shape[1:] != wanted and (x.shape[2], x.shape[3], x.shape[1]) == wanted:
+        return np.ascontiguousarray(x.transpose(0, 2, 3, 1))
+    return x
+
+
+def time_pair(base: str, anan: str, batch: str, rounds: str) -> None:
+    """Prints ``{"base": [...], "anan": [...]}``: the CPU seconds of each run, the two models
+    alternating round by round, each on one thread (benchmarks/engines.py; both models
+    with the batch's size fixed, NHWC)."""
+    import json
+    import time
+
+    from ai_edge_litert.interpreter import Interpreter
+
+    x = np.load(batch)
+    runs = {}
+    for name, model in (("base", base), ("anan", anan)):
+        interpreter = Interpreter(model_path=model, num_threads=1)
+        interpreter.allocate_tensors()
+        detail = interpreter.get_input_details()[0]
+        fitted = _fit(x, detail)
+        if fitted.shape != tuple(int(d) for d in detail["shape"]):
+            sys.exit(f"{model} takes {tuple(detail['shape'])}, the batch is {x.shape}")
+        runs[name] = (interpreter, detail["index"], fitted)
+    times: dict[str, list[float]] = {"base": [], "anan": []}
+    for _ in range(int(rounds)):
+        for name, (interpreter, index, fitted) in runs.items():
+            interpreter.set_tensor(index, fitted)
+            start = time.process_time()
+            interpreter.invoke()
+            times[name].append(time.process_time() - start)
+    print(json.dumps(times))
+
+
 if __name__ == "__main__":
     command, *arguments = sys.argv[1:]
     if command == "convert":
         convert(*arguments)
+    elif command == "time":
+        time_pair(*arguments)
     else:
         run(*arguments)
