@@ -44,7 +44,10 @@ sys.exit(any(u.find_spec(m) is None for m in sys.argv[1:]))' $needed 2>/dev/null
 fi
 
 # the LiteRT engine's own Python 3.12 environment (onnx2tf pins older onnx/onnxruntime)
-if wanted litert && [[ -z ${ANAN_LITERT_PYTHON:-} && ! -x .venv312/bin/python ]]; then
+# (only for a run without -m, or whose -m names litert: a quick -m "not cpp ..." run stays
+# Python-only)
+if wanted litert && [[ "$args" != *" -m "* || "$args" == *litert* ]] \
+  && [[ -z ${ANAN_LITERT_PYTHON:-} && ! -x .venv312/bin/python ]]; then
   say "creating .venv312 for the LiteRT engine (onnx2tf, ai-edge-litert; ~1.5 min) ..."
   tools/litert_venv.sh
 fi
