@@ -380,7 +380,12 @@ def _add_predict(commands) -> None:
         "already be float batches in the model's layout.",
     )
     p.add_argument("model", type=Path, help=".onnx model")
-    p.add_argument("inputs", type=Path, nargs="+", help="image files and/or .npy batches")
+    p.add_argument(
+        "inputs",
+        nargs="*",
+        help="image files, .npy batches, folders (their images, recursively), @list files, "
+        "globs; with --engine ray also URIs (s3://bucket/prefix)",
+    )
     p.add_argument("--json", action="store_true", help="one JSON document on stdout")
     p.add_argument("--provider", default="cpu", help="execution provider: cpu (default), cuda")
     p.add_argument("--threads", type=_count(1), help="intra-op threads")
@@ -391,12 +396,18 @@ def _add_predict(commands) -> None:
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
-    if args.engine == "ray":  # anan_onnx.distributed: Ray Data over the paths
+    if not args.inputs and not args.inputs_from:
+        raise AnanError("no inputs: pass image files, folders, @list files or --inputs-from")
+    if args.output is not None:  # anan_onnx.distributed: parts written where they run
+        if args.json:
+            raise AnanError("--json prints to stdout, -o writes a folder: pass one of them")
         from anan_onnx.distributed.cli import run_predict
 
         return run_predict(args)
-    if args.output or args.address or args.strict or args.workers:
-        raise AnanError("--output, --address, --strict and --workers need --engine ray")
+    if args.engine == "ray":
+        raise AnanError("--engine ray writes a folder: pass -o DIR")
+    if args.address or args.workers:
+        raise AnanError("--address and --workers need --engine ray")
     from anan_onnx.cli.inference import cmd_predict  # no TF on this path (import contract)
 
     return cmd_predict(args)

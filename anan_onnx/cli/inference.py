@@ -34,7 +34,7 @@ import argparse
 import json
 import sys
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -45,6 +45,7 @@ from anan_onnx.cli.describe import describe_input, model_bytes
 from anan_onnx.errors import AnanError
 from anan_onnx.metadata import class_names, is_anan, read_metadata
 from anan_onnx.params import AnanParams
+from anan_onnx.runtime.input_paths import iter_inputs
 from anan_onnx.runtime.labels import predicted_labels
 from anan_onnx.runtime.npy import load_npy
 from anan_onnx.runtime.session import Session
@@ -129,12 +130,13 @@ def cmd_predict(args: argparse.Namespace) -> int:
             f"({', '.join(session.output_names[:4])}): predict reads a classifier's one "
             "output; export the model with only its prediction as output"
         )
-    size = batch_size_of(session, args.batch_size, args.inputs)
+    size = batch_size_of(session, args.batch_size, [*map(Path, args.inputs), *args.inputs_from])
     names = class_names(session.metadata)
+    paths = map(Path, iter_inputs(args.inputs, inputs_from=args.inputs_from))  # streamed
     if args.json:
-        return _print_json(args.model, _chunks(session, args.inputs, size, skip=False), names)
+        return _print_json(args.model, _chunks(session, paths, size, skip=False), names)
     unreadable: list[str] = []
-    for inputs, outputs, errors in _chunks(session, args.inputs, size, skip=True):
+    for inputs, outputs, errors in _chunks(session, paths, size, skip=True):
         for name, message in errors:  # a bad file is a row too: the others still run
             print(f"{shown(name)}\terror={shown(message)}")
             unreadable.append(message)
@@ -151,19 +153,20 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
-def batch_size_of(session: Session, given: int | None, paths: list[Path]) -> int:
+def batch_size_of(session: Session, given: int | None, paths: Sequence[str | Path]) -> int:
     """``--batch-size`` checked against the limits (its inputs' memory: from the graph, or
-    for images of a dynamic-size graph from the recorded size), else the default."""
+    for images of a dynamic-size graph from the recorded size), else the default.
+    ``paths``: the arguments (images unless every one is a ``.npy`` file)."""
     if given is None:
         return session.default_batch_size()
-    images = any(p.suffix.lower() != ".npy" for p in paths)
+    images = any(not str(p).lower().endswith(".npy") for p in paths)
     return session.checked_batch_size(given, session.input_spec() if images else None)
 
 
 Chunk = tuple[list[str], np.ndarray, list[tuple[str, str]]]
 
 
-def _chunks(session, paths: list[Path], size: int, *, skip: bool) -> Iterator[Chunk]:
+def _chunks(session, paths: Iterable[Path], size: int, *, skip: bool) -> Iterator[Chunk]:
     """(input names, outputs as rows, unreadable files with the reason) per batch, in the
     order the inputs were given. A file that cannot be read or run stops everything
     (``skip=False``), or is reported in the third element and left out (``skip=True``)."""
@@ -209,12 +212,17 @@ def _npy_chunks(session: Session, path: Path, size: int) -> Iterator[Chunk]:
         yield [f"{path}[{start + i}]" for i in range(len(rows))], rows, []
 
 
-def _groups(paths: list[Path]) -> Iterator[tuple[list[Path], bool]]:
-    """Consecutive runs of image files and of ``.npy`` files."""
+#: Most paths held at once by predict (a run of images is cut here): a list file of 10^6
+#: lines is streamed.
+_RUN = 10_000
+
+
+def _groups(paths: Iterable[Path]) -> Iterator[tuple[list[Path], bool]]:
+    """Consecutive runs of image files and of ``.npy`` files (at most :data:`_RUN` each)."""
     run: list[Path] = []
     for path in paths:
         is_npy = path.suffix.lower() == ".npy"
-        if run and (run[-1].suffix.lower() == ".npy") != is_npy:
+        if run and ((run[-1].suffix.lower() == ".npy") != is_npy or len(run) == _RUN):
             yield run, run[-1].suffix.lower() == ".npy"
             run = []
         run.append(path)
