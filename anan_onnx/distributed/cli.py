@@ -35,6 +35,7 @@ def add_engine_options(group: Any) -> None:
 def add_predict_options(p: argparse.ArgumentParser) -> None:
     """predict's --inputs-from, -o, --max-failed, --block-images, and the engine's options."""
     from anan_onnx.distributed.parts import DEFAULT_BLOCK
+    from anan_onnx.distributed.predict import DEFAULT_RETRIES
 
     p.add_argument(
         "--inputs-from",
@@ -71,6 +72,14 @@ def add_predict_options(p: argparse.ArgumentParser) -> None:
     )
     d = p.add_argument_group("distributed (--engine ray)")
     add_engine_options(d)
+    d.add_argument(
+        "--retries",
+        type=int,
+        default=DEFAULT_RETRIES,
+        metavar="N",
+        help=f"--engine ray: passes after one that fails (a lost node; default "
+        f"{DEFAULT_RETRIES}): each part is computed at most N + 1 times",
+    )
     d.add_argument("--workers", type=int, help="--engine ray: most actors (default: the "
                    "cluster's CPUs / --threads); the pool shrinks when nodes leave")  # fmt: skip
 
@@ -96,10 +105,10 @@ def run_predict(args: argparse.Namespace) -> int:
     from anan_onnx.distributed.predict import JobOptions, allowed_failures, predict_parts
     from anan_onnx.errors import AnanError
 
-    for name in ("workers", "block_images"):
+    for name, least in (("workers", 1), ("block_images", 1), ("retries", 0)):
         value = getattr(args, name)
-        if value is not None and value < 1:
-            raise AnanError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
+        if value is not None and value < least:
+            raise AnanError(f"--{name.replace('_', '-')} must be >= {least}, got {value}")
     allowed_failures(args.max_failed, 0)  # checked before any work
     if args.engine == "ray":
         _quiet_ray_data()
@@ -108,6 +117,7 @@ def run_predict(args: argparse.Namespace) -> int:
         batch_size=getattr(args, "batch_size", None) or JobOptions.batch_size,
         threads=args.threads or 1,
         workers=args.workers,
+        retries=args.retries,
     )
     summary = predict_parts(
         args.model,

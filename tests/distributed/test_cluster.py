@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -108,8 +110,12 @@ def cluster(s3) -> Iterator[dict[str, object]]:
     """Two Ray nodes of one CPU each; auth off for this loopback-only cluster (docs/scale.md)."""
     marker = f"ANAN_TEST_CLUSTER={uuid.uuid4().hex}"
     port = _free_port()
+    # RAY_TMPDIR: the cluster's sessions and its ray_current_cluster file stay out of
+    # /tmp/ray, where every ray.init() on the machine would find (and join) this cluster
+    # (short: Ray's socket paths must fit 107 characters)
+    temp = tempfile.mkdtemp(prefix="anan-ray-", dir="/tmp")
     env = {**os.environ, **s3, "RAY_AUTH_MODE": "disabled", "PYTHONPATH": str(REPO),
-           marker.split("=")[0]: marker.split("=")[1]}  # fmt: skip
+           "RAY_TMPDIR": temp, marker.split("=")[0]: marker.split("=")[1]}  # fmt: skip
     common = ["--num-cpus=1", "--node-ip-address=127.0.0.1", "--disable-usage-stats"]
     try:
         subprocess.run([str(RAY), "start", "--head", f"--port={port}",
@@ -125,6 +131,7 @@ def cluster(s3) -> Iterator[dict[str, object]]:
         for pid in _marked(marker):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
+        shutil.rmtree(temp, ignore_errors=True)
 
 
 def _predict(cluster, *argv: object) -> subprocess.Popen[str]:
