@@ -107,6 +107,7 @@ def test_a_list_file_streams_inputs_to_stdout_and_to_a_folder(model, tree, tmp_p
         (["-o", "FILE"], "is a file: pass a folder"),
         (["-o", "FOREIGN"], "a folder with other files"),
         (["-o", "OUT", "--block-images", "0"], "--block-images must be >= 1"),
+        (["-o", "OUT", "--retries", "-1"], "--retries must be >= 0"),
         (["--workers", "2"], "need --engine ray"),
     ],
 )
