@@ -24,8 +24,9 @@ from _pytest.doctest import DoctestItem, DoctestModule
 INTEGRATION_FILES = frozenset(
     {
         "tests/convert/test_keras_applications.py",
+        "tests/evaluation/test_ray_engine.py",  # starts a Ray cluster: minutes on 2 cores
         "tests/test_readme.py",
-        "tests/tools/test_bench.py",
+        "tests/benchmarks/test_bench.py",
     }
 )
 #: markers that put a test in the integration tier

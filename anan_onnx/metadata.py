@@ -22,7 +22,10 @@ __all__ = [
     "DEFAULT_SCALE",
     "FORMAT",
     "PARAM_KEYS",
+    "PREPROCESS_FROM",
     "PREPROCESS_KEYS",
+    "PREPROCESS_NOTE",
+    "SOURCES",
     "class_names",
     "is_anan",
     "read_metadata",
@@ -37,15 +40,35 @@ PREFIX = "anan."
 #: ANAN parameter keys (``anan.k`` ...), from :data:`anan_onnx.params.PARAMS`; their
 #: presence marks an ANAN model.
 PARAM_KEYS: tuple[str, ...] = tuple(p.metadata_key for p in PARAMS)
-#: Keys describing how raw images become model input.
-PREPROCESS_KEYS = ("layout", "height", "width", "channels", "scale", "offset")
+#: Keys describing how raw images become model input (docs/preprocessing.md; the values
+#: and their defaults are defined by :class:`anan_onnx.runtime.inputs.InputSpec`).
+#: ``channel_order``, ``resize`` and ``aspect`` may be absent (older models): RGB, bilinear,
+#: stretch.
+PREPROCESS_KEYS = (
+    "layout",
+    "height",
+    "width",
+    "channels",
+    "scale",
+    "offset",
+    "channel_order",
+    "resize",
+    "aspect",
+)
+#: Where each preprocessing field came from, a JSON object ``{field: read|given|assumed}``
+#: (informational), and one line saying why (e.g. the model's own Rescaling layer).
+PREPROCESS_FROM = "preprocess_from"
+PREPROCESS_NOTE = "preprocess_note"
+#: The provenance values of :data:`PREPROCESS_FROM`.
+SOURCES = ("read", "given", "assumed")
 #: The pixel scale of a model that records none: pixels 0-255 become [0, 1].
 DEFAULT_SCALE = 1 / 255
 #: Other keys: ``format``, ``tool_version``, ``target_layer``, ``target_keras_layer``,
 #: ``target_reason``, ``source_sha256``, ``source_file``, ``tunable``, ``k_max``, ``batch``,
 #: ``scaling``, ``steps``, ``classes`` (a JSON list of class names,
-#: index = label); a base model exported from Keras also has ``keras_convs`` and
-#: ``keras_before`` (JSON, see anan_onnx/convert/keras_layers.py).
+#: index = label); a base model exported from Keras also has ``keras_convs``,
+#: ``keras_before`` (JSON, see anan_onnx/convert/keras_layers.py), ``keras_name`` and
+#: ``keras_input_affine`` (anan_onnx/convert/own_preprocessing.py).
 
 
 def read_metadata(model: onnx.ModelProto | str | Path) -> dict[str, str]:

@@ -11,10 +11,19 @@ program cannot read how to preprocess images or which ANAN parameters a model ca
      "metadata": {"k": "4", "mu": "2", ...},          # every anan.* key, as stored
      "params": {"k": 4, "mu": 2, "a": 1.05, ...},      # typed AnanParams, or null (base)
      "preprocess": {"layout": "NHWC", "height": 128, "width": 128, "channels": 3,
-                    "scale": 0.00392156862745098, "offset": 0.0},   # or null
+                    "scale": 0.00392156862745098, "offset": 0.0,    # or one per channel
+                    "channel_order": "RGB", "resize": "bilinear", "aspect": "stretch",
+                    "preprocess_from": {"scale": "assumed", ...}},  # or null
+
      "classes": ["cat", "dog"],                        # anan.classes, or null
      "inputs": [{"name": "input", "shape": ["batch", 128, 128, 3], "dtype": "float32"}],
      "outputs": [{"name": "probs", "shape": ["batch", 1], "dtype": "float32"}]}
+
+``scale`` and ``offset`` are numbers, or lists of one number per channel (in the model's
+channel order): the model input is ``pixel[c] * scale[c] + offset[c]`` with pixels 0-255
+in ``channel_order``, resized as ``resize``/``aspect`` say (docs/preprocessing.md).
+``preprocess_from`` (informational; ``null`` for models converted before it existed) says
+which fields were read from the model, given by the user or assumed.
 
 A dynamic dimension is its name (a string) or null. JSON has no NaN or infinity, so a
 model whose metadata would need one is refused (:class:`AnanError`), never written.
@@ -23,6 +32,7 @@ Needs onnx only (no TensorFlow, no onnxruntime).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -93,14 +103,24 @@ def _preprocess(md: dict[str, str]) -> dict[str, Any] | None:
     if "height" not in md:  # a model converted from something without a fixed input size
         return None
     spec = InputSpec.from_metadata(md)
-    return {
-        "layout": spec.layout,
-        "height": spec.height,
-        "width": spec.width,
-        "channels": spec.channels,
-        "scale": spec.scale,
-        "offset": spec.offset,
-    }
+    document: dict[str, Any] = dataclasses.asdict(spec)
+    for key in ("scale", "offset"):  # JSON: a number, or a list of one per channel
+        if isinstance(document[key], tuple):
+            document[key] = list(document[key])
+    document[_metadata.PREPROCESS_FROM] = _provenance(md)
+    return document
+
+
+def _provenance(md: dict[str, str]) -> dict[str, str] | None:
+    """The recorded ``preprocess_from`` object; ``None`` when absent or not a JSON object
+    of strings (it is informational: never a reason to refuse a model)."""
+    try:
+        value = json.loads(md.get(_metadata.PREPROCESS_FROM, "null"))
+    except ValueError:
+        return None
+    if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+        return None
+    return value
 
 
 def _classes(md: dict[str, str]) -> list[str] | None:

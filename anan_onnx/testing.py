@@ -1,4 +1,5 @@
-"""Small seeded CNNs for the tests and the benchmarks (``tools/bench``), built with onnx.helper.
+"""Small seeded CNNs for the tests and the benchmarks (``benchmarks.bench``), built with
+onnx.helper.
 
 Two families:
 

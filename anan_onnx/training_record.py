@@ -1,4 +1,4 @@
-"""``training.json``: what ``tools/train_base_cnn.py`` records beside the models it trains.
+"""``training.json``: what ``research/train_base_cnn.py`` records beside the models it trains.
 
 It names the classes, the data root, the train/test files and, per fold, the validation
 images (``val_indices`` into the train files). ``tune`` and ``evaluate`` take each model's
@@ -68,7 +68,7 @@ _LISTS = {
 
 
 def check_record(record: object, where: str | Path) -> dict[str, Any]:
-    """``record`` if it has the shape ``tools/train_base_cnn.py`` writes: lists of strings
+    """``record`` if it has the shape ``research/train_base_cnn.py`` writes: lists of strings
     (classes, files), of non-negative integers (labels, each fold's ``val_indices``),
     ``folds`` a list of objects, ``data_root`` a string.
 

@@ -57,6 +57,7 @@ def ray_cluster():
     import ray
 
     ray.init(
+        address="local",  # a cluster of its own, even when another one runs on the machine
         num_cpus=2,
         include_dashboard=False,
         log_to_driver=False,
@@ -81,6 +82,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         runtime = str(callspec.params.get("runtime", "")) if callspec else ""
         marks += [m for prefix, ms in _RUNTIME_MARKS.items() if runtime.startswith(prefix)
                   for m in ms]  # fmt: skip
+        if "web_browser" in getattr(item, "fixturenames", ()):  # runs headless Chromium
+            marks += ["browser", "node"]
         for name in dict.fromkeys(marks):
             item.add_marker(name)
     # The long property runs only when asked for (-m slow): an -m of one's own, such as the

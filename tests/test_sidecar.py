@@ -61,6 +61,19 @@ def test_document_of_a_converted_model(base_path: Path, tmp_path: Path) -> None:
         "channels": 3,
         "scale": 1 / 127.5,
         "offset": -1.0,
+        "channel_order": "RGB",
+        "resize": "bilinear",
+        "aspect": "stretch",
+        "preprocess_from": {
+            "layout": "read",
+            "size": "read",
+            "channels": "read",
+            "scale": "given",
+            "offset": "given",
+            "channel_order": "assumed",
+            "resize": "assumed",
+            "aspect": "assumed",
+        },
     }
     assert doc["classes"] is None
     assert doc["inputs"] == [{"name": "x", "shape": ["batch", 3, 11, 11], "dtype": "float32"}]
@@ -152,3 +165,21 @@ def test_needs_no_tensorflow(base_path: Path, tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "[]"
     assert np.isclose(_strict_json((tmp_path / "x.anan.json").read_text())["params"]["b"], 0.25)
+
+
+def test_per_channel_preprocessing_is_a_list_per_channel(tmp_path: Path) -> None:
+    """The schema docs/preprocessing.md gives the web page and Node: one number per
+    channel as a JSON list, in the model's channel order, with the channel order named."""
+    from anan_onnx.convert.preprocessing import PreprocessRequest
+
+    raw = tmp_path / "raw.onnx"
+    onnx.save(build_cnn(VARIANTS["plain"]), raw)
+    request = PreprocessRequest(preset="caffe", resize="nearest", aspect="crop")
+    path = tmp_path / "caffe.base.onnx"
+    onnx.save(load_base(raw, preprocess=request), path)
+    pre = _strict_json(write_sidecar(path).read_text())["preprocess"]
+    assert pre["scale"] == 1.0
+    assert pre["offset"] == [-103.939, -116.779, -123.68]  # B, G, R
+    assert (pre["channel_order"], pre["resize"], pre["aspect"]) == ("BGR", "nearest", "crop")
+    assert pre["preprocess_from"]["channel_order"] == "given"
+    assert read_metadata(onnx.load(path))["offset"] == "-103.939,-116.779,-123.68"

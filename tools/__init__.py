@@ -1,1 +1,2 @@
-"""Scripts and the benchmark package, run from the repository root (``python -m tools.bench``)."""
+"""Developer infrastructure (the test command, the C++ SDK fetcher, the documentation
+generators), run from the repository root; see tools/README.md."""

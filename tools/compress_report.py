@@ -114,7 +114,8 @@ def measure(name: str, args: argparse.Namespace) -> dict:
         if m != "fp32":
             pick = np.random.default_rng(0).choice(len(x), args.verify_images, replace=False)
             rep = verify_compressed_models(
-                onnx.load(str(path)), onnx.load(str(row[f"{m}_base"])), x[np.sort(pick)]
+                onnx.load(str(path)), onnx.load(str(row[f"{m}_base"])), x[np.sort(pick)],
+                fp32=fp32,
             )
             row[m]["verify"] = rep.summary()
             row[m]["verify_passed"] = rep.passed

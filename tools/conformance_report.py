@@ -29,7 +29,6 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]  # anan_onnx, conformance_cases
@@ -40,6 +39,7 @@ from anan_onnx.conformance.web import Browser  # noqa: E402
 from anan_onnx.metadata import write_metadata  # noqa: E402
 from anan_onnx.model_io import write_bytes_atomic  # noqa: E402
 from anan_onnx.sidecar import write_sidecar  # noqa: E402
+from benchmarks.ort_session import open_session  # noqa: E402
 
 from conformance_cases import (  # noqa: E402
     BATCH,
@@ -188,10 +188,7 @@ def _ms(times: list[float]) -> str:
 def python_latency(model: Path, x: np.ndarray, runs: int = LATENCY_RUNS) -> list[float]:
     """Milliseconds per run, one intra-op thread (as onnxruntime-web's WASM here), warm;
     each of the ``runs`` samples averages as many runs as take about 20 ms (like the page)."""
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    options.log_severity_level = 3
-    session = ort.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
+    session = open_session(model, threads=1, quiet=True)
     feeds = {session.get_inputs()[0].name: x}
     session.run(None, feeds)
     start = time.perf_counter()

@@ -24,10 +24,11 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))  # fixtures.keras_apps, which the test enumerates too
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # keras is imported to list the models
 
 from compat_report import DOC, KERAS_APPS_BEGIN, KERAS_APPS_END, load, versions  # noqa: E402
-from keras_apps import CI_MEMBER, constructors  # noqa: E402
+from fixtures.keras_apps import CI_MEMBER, constructors  # noqa: E402
 
 BEGIN, END = KERAS_APPS_BEGIN, KERAS_APPS_END
 TEST = "tests/convert/test_keras_applications.py"

@@ -14,16 +14,16 @@ import sys
 import time
 import warnings
 from collections.abc import Iterator
-from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from anan_onnx import json_clean
 from anan_onnx.cli.arg_types import count as _count
+from anan_onnx.cli.preprocess_options import add_preprocess_options
 from anan_onnx.cli.signals import Terminated, terminate_cleanly
 from anan_onnx.distributed.cli import add_predict_options
 from anan_onnx.errors import AnanError
-from anan_onnx.metadata import DEFAULT_SCALE, class_names, is_anan
+from anan_onnx.metadata import class_names, is_anan
 from anan_onnx.params import PARAMS, AnanParams
 from anan_onnx.text import shown
 
@@ -188,14 +188,6 @@ def _tolerance(text: str) -> float:
     return value
 
 
-def _number(text: str) -> float:
-    """A float, or a fraction such as ``1/255``."""
-    try:
-        return float(Fraction(text))
-    except (ValueError, ZeroDivisionError):
-        raise argparse.ArgumentTypeError(f"invalid number {text!r} (e.g. 0.5 or 1/255)") from None
-
-
 # --- convert -------------------------------------------------------------------------------
 
 
@@ -244,14 +236,8 @@ def _add_convert(commands) -> None:
         help="one product for the final gains instead of the k unrolled steps, where exact "
         "(absorbing counter): fewer nodes, same outputs, lower batch-1 latency",
     )
-    g = p.add_argument_group("preprocessing recorded in the model")
-    g.add_argument(
-        "--scale",
-        type=_number,
-        help=f"pixel scale, e.g. 1/255 (default {_fraction(DEFAULT_SCALE)})",
-    )
-    g.add_argument("--offset", type=_number, help="added after scaling (default 0)")
-    g.add_argument("--layout", choices=("NHWC", "NCHW"), help="input layout (default: guessed)")
+    add_preprocess_options(p)
+    g = p.add_argument_group("classes")
     g.add_argument(
         "--classes",
         metavar="NAMES|DIR",
@@ -271,8 +257,9 @@ def _add_convert(commands) -> None:
 
 
 def _cmd_convert(args: argparse.Namespace) -> int:
-    from anan_onnx.cli.describe import describe_input
+    from anan_onnx.cli.describe import describe_input, describe_sources
     from anan_onnx.cli.inference import target_text
+    from anan_onnx.cli.preprocess_options import preprocess_request
     from anan_onnx.convert.classes import parse_classes
     from anan_onnx.convert.pipeline import convert_file
 
@@ -289,9 +276,7 @@ def _cmd_convert(args: argparse.Namespace) -> int:
             params,
             layer=args.layer,
             opset=args.opset,
-            layout=args.layout,
-            scale=args.scale,
-            offset=args.offset,
+            preprocess=preprocess_request(args),
             base_output=args.base_output,
             simplify=args.simplify,
             tunable=args.tunable,
@@ -311,7 +296,9 @@ def _cmd_convert(args: argparse.Namespace) -> int:
     print(f"converted {shown(args.source)} in {seconds:.1f} s")
     print(f"  target layer : {shown(target_text(_meta(result.anan)))}")
     print(f"  parameters   : {params.describe()}")
-    print(f"  input        : {describe_input(meta)} (recorded; --layout, --scale, --offset)")
+    print(f"  input        : {shown(describe_input(meta))}")
+    for line in describe_sources(meta):
+        print(f"                 {shown(line)}")
     names = class_names(meta)
     if names:
         print(f"  classes      : {shown(', '.join(names))}")
@@ -417,6 +404,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
 
 def _add_verify(commands) -> None:
+    from anan_onnx.cli.compress import add_min_agreement
+
     p = commands.add_parser(
         "verify",
         help="check an ANAN model against the literal reference",
@@ -442,6 +431,8 @@ def _add_verify(commands) -> None:
         help="compressed model: the FP32 .anan.onnx to compare predictions with "
         "(default: the fp32_model recorded next to it)",
     )
+    add_min_agreement(p, "compressed model: fail when fewer inputs than this share get the "
+                      "FP32 model's class")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     _batch_size(p)
     _common(p)
@@ -508,11 +499,6 @@ def _meta(model) -> dict[str, str]:
     from anan_onnx.metadata import read_metadata
 
     return read_metadata(model)
-
-
-def _fraction(value: float) -> str:
-    """``1/255`` for 0.00392156862745098: how a pixel scale is usually written."""
-    return str(Fraction(value).limit_denominator(1 << 16))
 
 
 def _version() -> str:

@@ -18,7 +18,31 @@ import numpy as np
 
 from anan_onnx import json_clean
 
-__all__ = ["add_compress", "verify_compressed"]
+__all__ = ["add_compress", "add_min_agreement", "verify_compressed"]
+
+
+def add_min_agreement(p: argparse.ArgumentParser, what: str) -> None:
+    """``--min-agreement``: one option, one default, for ``compress`` and ``verify``."""
+    from anan_onnx.runtime.agreement import MIN_AGREEMENT
+
+    p.add_argument(
+        "--min-agreement",
+        type=_share,
+        default=MIN_AGREEMENT,
+        metavar="SHARE",
+        help=f"{what} (default {MIN_AGREEMENT})",
+    )
+
+
+def _share(text: str) -> float:
+    """An argparse type: a share in [0, 1]."""
+    from anan_onnx.errors import AnanError
+    from anan_onnx.runtime.agreement import check_fraction
+
+    try:
+        return check_fraction(float(text))
+    except (ValueError, AnanError) as exc:
+        raise argparse.ArgumentTypeError(f"must be a share between 0 and 1, got {text}") from exc
 
 
 def add_compress(commands: Any) -> None:
@@ -32,6 +56,8 @@ def add_compress(commands: Any) -> None:
         "stay FP32, so the astrocytes' decisions are exact. Also writes the compressed base "
         "model (same ranges, same exclusions) that verify checks against.",
     )
+    from anan_onnx.compress.options import CALIBRATION_METHODS
+
     p.add_argument("model", type=Path, help="the FP32 .anan.onnx model")
     mode = p.add_mutually_exclusive_group(required=True)
     mode.add_argument("--int8", dest="mode", action="store_const", const="int8", help="INT8 QDQ")
@@ -41,9 +67,23 @@ def add_compress(commands: Any) -> None:
         type=Path,
         nargs="+",
         metavar="DATA",
-        help="--int8: image files or folders (searched recursively) to calibrate on",
+        help="image files or folders (searched recursively): --int8 calibrates on some of "
+        "them; both modes measure agreement with the FP32 model on others, held back",
     )
     p.add_argument("--calibration-size", type=int, default=100, help="images drawn (default 100)")
+    p.add_argument(
+        "--calibration-method",
+        choices=CALIBRATION_METHODS,
+        default="minmax",
+        help="--int8: onnxruntime's range estimator (default minmax)",
+    )
+    p.add_argument(
+        "--check-size",
+        type=int,
+        default=100,
+        help="held-back images to measure agreement with FP32 on (default 100)",
+    )
+    add_min_agreement(p, "warn when fewer held-back images than this share get the FP32 class")
     p.add_argument("--seed", type=int, default=0, help="seed of the draw (default 0)")
     p.add_argument("-o", "--output", type=Path, help="default: MODEL.int8.anan.onnx / .fp16.")
     p.add_argument("--base", type=Path, help="its FP32 base model (default: recorded beside it)")
@@ -63,8 +103,8 @@ def _cmd_compress(args: argparse.Namespace) -> int:
 
     if args.mode == "int8" and not args.calibration:
         raise AnanError("--int8 needs --calibration DATA: a folder of images the model will see")
-    if args.mode == "fp16" and args.calibration:
-        raise AnanError("--calibration is for --int8 only: drop it for --fp16")
+    if args.check_size < 0:
+        raise AnanError(f"--check-size must be >= 0, got {args.check_size}")
     result = compress_file(
         args.model,
         args.mode,
@@ -72,8 +112,11 @@ def _cmd_compress(args: argparse.Namespace) -> int:
         base=args.base,
         calibration=args.calibration or (),
         calibration_size=args.calibration_size,
+        calibration_method=args.calibration_method,
+        check_size=args.check_size,
         seed=args.seed,
         include_astrocytes=args.include_astrocytes,
+        min_agreement=args.min_agreement,
     )
     before = args.model.stat().st_size
     after = result.output.stat().st_size
@@ -82,13 +125,22 @@ def _cmd_compress(args: argparse.Namespace) -> int:
     print(f"  model        : {result.output} ({after / before:.2f}x, {after / 1e6:.2f} MB)")
     print(f"  base model   : {result.base_output}")
     print(f"  astrocytes   : {kept} ({result.excluded_nodes} nodes kept FP32)")
+    if result.wide_nodes:
+        print(f"  kept FP32    : {len(result.wide_nodes)} tail node(s) whose weights exceed "
+              f"float16's range ({', '.join(result.wide_nodes[:3])})")  # fmt: skip
+    if args.mode == "int8":
+        print(f"  calibration  : {args.calibration_method}")
+    if result.agreement is None:
+        print("  vs FP32      : not measured (no held-back images: pass --calibration DATA)")
+    else:
+        print(f"  held back    : {result.agreement.summary(args.min_agreement)}")
     return 0
 
 
 def verify_compressed(
     args: argparse.Namespace, anan: Any, base: Path, inputs: Iterable[np.ndarray] | None
 ) -> int:
-    """``verify`` of a compressed model: exact vs its compressed base, and vs FP32.
+    """``verify`` of a compressed model: exact vs its compressed base, agreeing with FP32.
 
     The input batches are gathered into one (the comparison runs three models on them).
     """
@@ -96,7 +148,6 @@ def verify_compressed(
     from anan_onnx.model_io import load_onnx
     from anan_onnx.reference.compressed import (
         check_compressed_pair,
-        fp32_agreement,
         fp32_model_path,
         verify_compressed_models,
     )
@@ -104,24 +155,19 @@ def verify_compressed(
     from anan_onnx.runtime.session import Session
 
     base_model = load_onnx(base)
-    check_compressed_pair(read_metadata(anan), read_metadata(base_model))
+    meta = read_metadata(anan)
+    check_compressed_pair(meta, read_metadata(base_model))
+    fp32 = fp32_model_path(args.model, meta, args.fp32)
     session = Session(anan, provider=args.provider)
-    fp32 = Session(fp32_model_path(args.model, read_metadata(anan), args.fp32))
     batch = random_inputs(session, args.n, args.seed) if inputs is None else _gather(inputs)
     report = verify_compressed_models(
-        anan, base_model, batch, tolerance=args.tolerance, provider=args.provider
-    )
-    loss = fp32_agreement(session, fp32, batch)
+        anan, base_model, batch, fp32=fp32, min_agreement=args.min_agreement,
+        tolerance=args.tolerance, provider=args.provider,
+    )  # fmt: skip
     if args.json:
-        doc = dict(report.as_dict(), compression=session.metadata["compression"])
-        doc["fp32"] = dict(
-            images=loss.images, agreeing=loss.agreeing, agreement=loss.agreement,
-            max_abs_diff=loss.max_abs_diff,
-        )  # fmt: skip
-        print(json_clean.dumps(doc))
+        print(json_clean.dumps(dict(report.as_dict(), compression=meta["compression"])))
     else:
-        print(f"{report.summary()} [literal loop on the compressed base]")
-        print(loss.summary())
+        print(report.summary())
     return 0 if report.passed else 1
 
 

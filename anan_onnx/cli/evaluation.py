@@ -156,6 +156,8 @@ def _split_and_run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _add_tune(commands: Any) -> None:
+    from anan_onnx.cli.preprocess_options import numbers
+
     p = commands.add_parser(
         "tune",
         help="grid-search k, mu, a, b on a validation split",
@@ -189,8 +191,12 @@ def _add_tune(commands: Any) -> None:
     )
     g.add_argument("--json", action="store_true", help="print best.json on stdout")
     g = p.add_argument_group("preprocessing (default: as recorded in the model)")
-    g.add_argument("--scale", type=float, help="pixel scale, e.g. 0.00392156862745098")
-    g.add_argument("--offset", type=float, help="added after scaling")
+    g.add_argument(
+        "--scale",
+        type=numbers,
+        help="pixel scale, one or one per channel, e.g. 1/255 (docs/preprocessing.md)",
+    )
+    g.add_argument("--offset", type=numbers, help="added after scaling, one or one per channel")
     g.add_argument("--layout", choices=("NHWC", "NCHW"), help="input layout")
     _add_run(p)
     p.set_defaults(func=_cmd_tune)

@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from anan_onnx import json_clean
-from anan_onnx.cli.describe import describe_input, model_bytes
+from anan_onnx.cli.describe import describe_input, describe_sources, model_bytes
 from anan_onnx.errors import AnanError
 from anan_onnx.metadata import class_names, is_anan, read_metadata
 from anan_onnx.params import AnanParams
@@ -90,6 +90,8 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         print(f"  output {shown(name, _FIELD)}: {shown(dims, _FIELD)}")
     if "height" in meta:
         print(f"  image input : {shown(describe_input(meta), _FIELD)}")
+        for line in describe_sources(meta):
+            print(f"                {shown(line, _FIELD)}")
     names = class_names(meta)
     if names:
         print(f"  classes     : {shown(', '.join(names), _FIELD)}")

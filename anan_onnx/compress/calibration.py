@@ -27,17 +27,20 @@ CHUNK = 16
 
 @dataclasses.dataclass
 class Calibration:
-    """A preprocessed calibration sample and where it came from.
+    """A preprocessed calibration sample, held-back check images, and where they came from.
 
     Attributes:
-        batch: float32 images in the model's layout.
+        batch: float32 images in the model's layout (calibrated on).
         files: the sampled files, in batch order.
         sha256: digest of the sampled files' names (relative to the data root) and bytes.
+        check: float32 images drawn from the *other* files (never calibrated on), on which
+            ``compress`` measures agreement with the FP32 model; may be empty.
     """
 
     batch: np.ndarray
     files: list[Path]
     sha256: str
+    check: np.ndarray
 
 
 def image_files(data: Sequence[Path]) -> list[Path]:
@@ -60,16 +63,32 @@ def image_files(data: Sequence[Path]) -> list[Path]:
     return found
 
 
-def calibration_set(data: Sequence[Path], spec: InputSpec, size: int, seed: int) -> Calibration:
-    """``size`` images drawn without replacement (seeded) from ``data``, preprocessed."""
-    if size < 1:
-        raise AnanError(f"--calibration-size must be >= 1, got {size}")
+def calibration_set(
+    data: Sequence[Path], spec: InputSpec, size: int, seed: int, check: int = 0
+) -> Calibration:
+    """``size`` images drawn without replacement (seeded) from ``data``, and up to ``check``
+    more from the remaining files, preprocessed. ``size`` 0 draws check images only (FP16)."""
+    if size < 0 or check < 0:
+        raise AnanError(f"--calibration-size and --check-size must be >= 0, got {size}, {check}")
     files = image_files(data)
     rng = np.random.default_rng(seed)
     picked = sorted(rng.choice(len(files), size=min(size, len(files)), replace=False))
+    rest = np.setdiff1d(np.arange(len(files)), picked)
+    held = sorted(rng.permutation(rest)[:check])
     chosen = [files[i] for i in picked]
-    batch, _, _ = load_images(chosen, spec, on_error="raise", progress=False)
-    return Calibration(batch, chosen, _digest(chosen, data))
+    return Calibration(
+        _load([files[i] for i in picked], spec),
+        chosen,
+        _digest(chosen, data),
+        _load([files[i] for i in held], spec),
+    )
+
+
+def _load(files: list[Path], spec: InputSpec) -> np.ndarray:
+    if not files:
+        return np.zeros(spec.batch_shape(0), np.float32)
+    batch, _, _ = load_images(files, spec, on_error="raise", progress=False)
+    return batch
 
 
 def _digest(files: list[Path], roots: Sequence[Path]) -> str:

@@ -6,6 +6,12 @@ inputs through float16, which would round the astrocytes' kernels and the image 
 the converted model is only used for its tail: the original float32 front nodes and weights
 are spliced back in, and each boundary tensor gets one Cast to float16.
 
+Nothing is clamped: onnxconverter-common's defaults clamp every weight above 1e4 to 1e4 and
+lift every magnitude below 1e-7 (float16 holds up to 65504 and down to 2**-24), which
+silently changes a model with large weights. The converter is given float16's own limits,
+and a tail node that reads a finite weight beyond 65504 stays float32 (blocked, with its
+original float32 weights put back) instead.
+
 Pattern rewritten::
 
     converted:  input -> Cast16 -> Cast32 -> front(w16 -> Cast32) -> Cast16 -> tail16 -> out
@@ -14,43 +20,88 @@ Pattern rewritten::
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable, Set
 
+import numpy as np
 import onnx
-from onnx import helper
+from onnx import helper, numpy_helper
 
 from anan_onnx.compress.exclusions import ancestors, boundary_tensors
 from anan_onnx.errors import AnanError, first_line
 
-__all__ = ["METHOD", "to_fp16"]
+__all__ = ["FLOAT16_MAX", "METHOD", "beyond_float16", "to_fp16"]
 
 METHOD = "fp16"
+#: the largest finite float16 and the smallest positive (subnormal) one
+FLOAT16_MAX = float(np.finfo(np.float16).max)
+FLOAT16_TINY = float(np.finfo(np.float16).smallest_subnormal)
 
 
-def to_fp16(model: onnx.ModelProto, keep_fp32: set[str]) -> onnx.ModelProto:
-    """``model`` in float16, except the nodes named in ``keep_fp32``; I/O stays float32."""
+def to_fp16(model: onnx.ModelProto, keep_fp32: set[str]) -> tuple[onnx.ModelProto, list[str]]:
+    """``model`` in float16, except the nodes named in ``keep_fp32`` (the front, spliced
+    back intact) and the nodes :func:`beyond_float16` finds; I/O stays float32.
+
+    Returns:
+        the converted model, and the tail nodes kept float32 for their out-of-range weights.
+    """
     try:
         from onnxconverter_common import float16
     except ImportError:
         from anan_onnx.install_hint import install_hint
 
         raise AnanError(f"--fp16 needs onnxconverter-common: {install_hint('compress')}") from None
+    wide = sorted(beyond_float16(model) - keep_fp32)
     try:
-        converted = float16.convert_float_to_float16(
-            model, keep_io_types=True, node_block_list=sorted(keep_fp32)
-        )
+        with warnings.catch_warnings():  # its "truncated" notes: only the front is clamped,
+            warnings.simplefilter("ignore")  # and the front is replaced by the original below
+            converted = float16.convert_float_to_float16(
+                model,
+                min_positive_val=FLOAT16_TINY,
+                max_finite_val=FLOAT16_MAX,
+                keep_io_types=True,
+                node_block_list=sorted(keep_fp32) + wide,
+            )
     except Exception as exc:
         raise AnanError(
             f"the FP16 conversion failed ({first_line(exc)}): try --int8, or report the model"
         ) from None
-    if not keep_fp32:
-        return converted
-    return _splice(model, converted, keep_fp32)
+    _restore_wide(model, converted)
+    if keep_fp32:
+        _splice(model, converted, keep_fp32)
+    return converted, wide
 
 
-def _splice(
-    original: onnx.ModelProto, converted: onnx.ModelProto, front: set[str]
-) -> onnx.ModelProto:
+def _restore_wide(original: onnx.ModelProto, converted: onnx.ModelProto) -> None:
+    """Puts back the float32 initializers float16 cannot hold: the converter stores even a
+    blocked node's weights in float16 (clamped) and Casts them back to float32 before the
+    node, so the original tensor makes that Cast a no-op (every reader is blocked)."""
+    wide = {i.name: i for i in original.graph.initializer if _too_wide(i)}
+    for init in converted.graph.initializer:
+        if init.name in wide:
+            init.CopyFrom(wide[init.name])
+
+
+def beyond_float16(model: onnx.ModelProto) -> set[str]:
+    """Nodes that read a float32 initializer (or hold a Constant) with a finite magnitude
+    above :data:`FLOAT16_MAX`: float16 cannot hold it, so the node must stay float32."""
+    wide = {i.name for i in model.graph.initializer if _too_wide(i)}
+    found = {n.name for n in model.graph.node if wide & set(n.input)}
+    for node in model.graph.node:
+        if node.op_type == "Constant" and any(a.t and _too_wide(a.t) for a in node.attribute):
+            found.add(node.name)
+    return found
+
+
+def _too_wide(tensor: onnx.TensorProto) -> bool:
+    if tensor.data_type != onnx.TensorProto.FLOAT:
+        return False
+    values = np.abs(numpy_helper.to_array(tensor))
+    finite = values[np.isfinite(values)]
+    return bool(finite.size and finite.max() > FLOAT16_MAX)
+
+
+def _splice(original: onnx.ModelProto, converted: onnx.ModelProto, front: set[str]) -> None:
     boundary = boundary_tensors(original, front)
     upstream = ancestors(converted.graph, boundary)
     tail = [n for n in converted.graph.node if n.name not in upstream]
@@ -81,7 +132,6 @@ def _splice(
     del graph.initializer[:]
     graph.initializer.extend(head_inits + tail_inits)
     del graph.value_info[:]  # types changed at the seam: let the runtime infer them
-    return converted
 
 
 def _used(

@@ -16,6 +16,7 @@ import numpy as np
 import onnx
 
 from anan_onnx.compress.calibration import BatchReader
+from anan_onnx.compress.options import CALIBRATION_METHODS
 from anan_onnx.errors import AnanError, first_line
 
 __all__ = ["METHOD", "quantize_pair"]
@@ -29,9 +30,17 @@ def quantize_pair(
     calibration: np.ndarray,
     anan_exclude: set[str],
     base_exclude: set[str],
+    method: str = "minmax",
 ) -> tuple[onnx.ModelProto, onnx.ModelProto]:
-    """The ANAN and base models quantized with one set of calibrated ranges."""
-    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
+    """The ANAN and base models quantized with one set of ranges, calibrated by ``method``
+    (one of :data:`CALIBRATION_METHODS`)."""
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    if method not in CALIBRATION_METHODS:
+        raise AnanError(
+            f"unknown calibration method {method!r}: use one of {', '.join(CALIBRATION_METHODS)}"
+        )
+    calibrate = {m.name.lower(): m for m in CalibrationMethod}[method]
 
     input_name = _input_name(anan)
     dims = anan.graph.input[0].type.tensor_type.shape.dim
@@ -42,6 +51,7 @@ def quantize_pair(
         per_channel=True,
         activation_type=QuantType.QUInt8,
         weight_type=QuantType.QInt8,
+        calibrate_method=calibrate,
     )
     with tempfile.TemporaryDirectory(prefix="anan-int8-") as tmp:
         cache = Path(tmp) / "ranges.json"
@@ -49,12 +59,12 @@ def quantize_pair(
         level = logging.getLogger().level
         logging.getLogger().setLevel(logging.ERROR)  # "consider pre-processing" noise
         try:
-            quantize_static(
-                anan, out[0], reader, calibration_cache_path=cache,
+            quantize_static(  # on copies: it moves a proto's weights to external data
+                _copy(anan), out[0], reader, calibration_cache_path=cache,
                 nodes_to_exclude=sorted(anan_exclude), **options,
             )  # fmt: skip
             quantize_static(
-                base, out[1], None, calibration_cache_path=cache,
+                _copy(base), out[1], None, calibration_cache_path=cache,
                 nodes_to_exclude=sorted(base_exclude), **options,
             )  # fmt: skip
         except AnanError:
@@ -72,3 +82,7 @@ def quantize_pair(
 def _input_name(model: onnx.ModelProto) -> str:
     initializers = {i.name for i in model.graph.initializer}
     return next(i.name for i in model.graph.input if i.name not in initializers)
+
+
+def _copy(model: onnx.ModelProto) -> onnx.ModelProto:
+    return onnx.ModelProto.FromString(model.SerializeToString())

@@ -8,13 +8,14 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
 import onnx
 
 from anan_onnx.compress import fp16, int8
-from anan_onnx.compress.calibration import calibration_set
+from anan_onnx.compress.calibration import Calibration, calibration_set
 from anan_onnx.compress.exclusions import (
     ANAN_PREFIX,
     anan_front,
@@ -22,6 +23,7 @@ from anan_onnx.compress.exclusions import (
     boundary_tensors,
     name_nodes,
 )
+from anan_onnx.compress.options import MIN_CALIBRATION
 from anan_onnx.errors import AnanError
 from anan_onnx.metadata import is_anan, read_metadata, sha256_file, write_metadata
 from anan_onnx.model_io import (
@@ -31,7 +33,9 @@ from anan_onnx.model_io import (
     recorded_file,
     write_all_atomic,
 )
+from anan_onnx.runtime.agreement import MIN_AGREEMENT, Fp32Agreement, fp32_agreement
 from anan_onnx.runtime.inputs import InputSpec
+from anan_onnx.runtime.session import Session
 
 __all__ = ["MODES", "CompressResult", "compress_file", "compressed_paths"]
 
@@ -57,6 +61,10 @@ class CompressResult:
     anan: onnx.ModelProto
     base: onnx.ModelProto
     excluded_nodes: int
+    #: agreement with the FP32 ANAN model on held-back images (``None``: no images)
+    agreement: Fp32Agreement | None = None
+    #: FP16: tail nodes kept float32 because a weight exceeds float16's range
+    wide_nodes: list[str] = dataclasses.field(default_factory=list)
 
 
 def compressed_paths(source: Path, mode: str, output: Path | None) -> tuple[Path, Path]:
@@ -74,8 +82,11 @@ def compress_file(
     base: str | Path | None = None,
     calibration: Sequence[str | Path] = (),
     calibration_size: int = 100,
+    calibration_method: str = "minmax",
+    check_size: int = 100,
     seed: int = 0,
     include_astrocytes: bool = False,
+    min_agreement: float = MIN_AGREEMENT,
 ) -> CompressResult:
     """Compresses an ANAN model and its base; writes both or nothing.
 
@@ -83,11 +94,16 @@ def compress_file(
         source: the FP32 ``.anan.onnx`` model.
         mode: ``"int8"`` (needs ``calibration``) or ``"fp16"``.
         base: its FP32 base model (default: the ``base_model`` recorded next to it).
-        calibration: image files or folders (INT8).
+        calibration: image files or folders: INT8 calibrates on ``calibration_size`` of
+            them; both modes measure agreement with the FP32 model on up to ``check_size``
+            others (held back), and warn below ``min_agreement``.
+        calibration_method: ``minmax``, ``entropy`` or ``percentile`` (INT8).
         include_astrocytes: compress the astrocyte subgraph too (not exact; see the docs).
     """
     if mode not in MODES:
         raise AnanError(f"unknown compression {mode!r}: use one of {', '.join(MODES)}")
+    if mode == "int8" and calibration_size < 1:
+        raise AnanError(f"--calibration-size must be >= 1, got {calibration_size}")
     source = Path(source)
     model = _load_anan(source)
     meta = read_metadata(model)
@@ -109,24 +125,78 @@ def compress_file(
     keep = set() if include_astrocytes else front
     keep_base = base_front(base_model, boundary)
     facts: dict[str, object] = {"compression": MODES[mode]}
+    cal = None
+    if calibration:
+        size = calibration_size if mode == "int8" else 0
+        data = [Path(c) for c in calibration]
+        cal = calibration_set(data, _input_spec(meta, source), size, seed, check_size)
+    wide: list[str] = []
     if mode == "int8":
-        spec = _input_spec(meta, source)
-        cal = calibration_set([Path(c) for c in calibration], spec, calibration_size, seed)
-        q_anan, q_base = int8.quantize_pair(model, base_model, cal.batch, keep, keep_base)
-        source_name = ",".join(Path(c).name for c in calibration)
-        facts.update(
-            calibration_size=len(cal.files),
-            calibration_seed=seed,
-            calibration_sha256=cal.sha256,
-            calibration_source=source_name,
+        if cal is None:
+            raise AnanError(
+                "--int8 needs --calibration DATA: a folder of images the model will see"
+            )
+        q_anan, q_base = int8.quantize_pair(
+            model, base_model, cal.batch, keep, keep_base, calibration_method
         )
+        facts.update(_calibration_facts(cal, calibration, seed, calibration_method))
     else:
-        q_anan, q_base = fp16.to_fp16(model, keep), fp16.to_fp16(base_model, keep_base)
+        (q_anan, wide), (q_base, _) = fp16.to_fp16(model, keep), fp16.to_fp16(base_model, keep_base)
+    agreement = _check_agreement(q_anan, model, cal, min_agreement)
+    if agreement is not None:
+        facts.update(fp32_agreement=f"{agreement.agreeing}/{agreement.images}")
     facts["astrocytes"] = "compressed" if include_astrocytes else "fp32"
     _finish(q_anan, meta, facts, len(keep), source, base_out.name)
     _finish(q_base, read_metadata(base_model), facts, len(keep_base), base_path, None)
     write_all_atomic([(q_anan.SerializeToString(), out), (q_base.SerializeToString(), base_out)])
-    return CompressResult(out, base_out, q_anan, q_base, len(keep))
+    return CompressResult(out, base_out, q_anan, q_base, len(keep), agreement, wide)
+
+
+def _calibration_facts(
+    cal: Calibration, calibration: Sequence[str | Path], seed: int, method: str
+) -> dict[str, object]:
+    """The metadata that identifies an INT8 calibration; warns when it is too small."""
+    if len(cal.files) < MIN_CALIBRATION:
+        warnings.warn(
+            f"calibrating on {len(cal.files)} image(s) only: ranges measured on so few images "
+            f"rarely fit the data; pass {MIN_CALIBRATION} or more (--calibration-size, and "
+            "more images in --calibration)",
+            stacklevel=3,
+        )
+    return dict(
+        calibration_size=len(cal.files),
+        calibration_seed=seed,
+        calibration_sha256=cal.sha256,
+        calibration_source=",".join(Path(c).name for c in calibration),
+        calibration_method=method,
+    )
+
+
+def _check_agreement(
+    compressed: onnx.ModelProto,
+    fp32: onnx.ModelProto,
+    cal: Calibration | None,
+    threshold: float,
+) -> Fp32Agreement | None:
+    """Agreement with the FP32 model on the held-back images; warns below ``threshold``."""
+    if cal is None:
+        return None
+    if not len(cal.check):
+        warnings.warn(
+            "agreement with the FP32 model not measured: every image was drawn for "
+            "calibration; pass more images than --calibration-size",
+            stacklevel=3,
+        )
+        return None
+    agreement = fp32_agreement(Session(compressed), Session(fp32), cal.check)
+    if not agreement.meets(threshold):
+        warnings.warn(
+            f"only {agreement.agreeing}/{agreement.images} held-back images "
+            f"({agreement.agreement:.1%}) get the FP32 model's class, below {threshold:.1%}: "
+            "calibrate on more images or another --calibration-method, or use --fp16",
+            stacklevel=3,
+        )
+    return agreement
 
 
 def _finish(

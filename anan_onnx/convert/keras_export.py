@@ -64,13 +64,14 @@ def _export(path: Path, opset: int) -> onnx.ModelProto:
     model = _load(keras, path)
     frozen = _frozen(_traced(tf, model, _image_shape(model, path)), path)
     kernels, convs = _conv_kernels(keras, model), KerasConvs.read(keras, model)
+    name = str(model.name)  # keras.applications' names tell their preprocess_input mode
     del model  # the frozen graph holds the weights now; nothing below needs the model
     try:
         proto = frozen_to_onnx(tf, frozen, opset=opset, custom_op_handlers={"Erfc": (_erfc, [])})
     except Exception as exc:
         raise AnanError(f"tf2onnx could not export {path} ({first_line(exc)})") from None
     restore_folded_kernels(proto, kernels)
-    write_metadata(proto, convs.metadata(proto))
+    write_metadata(proto, {**convs.metadata(proto), "keras_name": name})
     return proto
 
 

@@ -12,8 +12,9 @@ from __future__ import annotations
 import dataclasses
 import math
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import onnx
 import onnx_ir as ir
@@ -26,6 +27,7 @@ from anan_onnx.convert.keras_export import check_opset, keras_to_onnx
 from anan_onnx.convert.keras_layers import KERAS_BEFORE, KERAS_CONVS
 from anan_onnx.convert.limits import check_graph_size, check_target_gains
 from anan_onnx.convert.normalise import normalise_base
+from anan_onnx.convert.preprocessing import PreprocessRequest, resolve
 from anan_onnx.errors import AnanError, first_line
 from anan_onnx.model_io import (
     check_keras_archive,
@@ -38,7 +40,8 @@ from anan_onnx.model_io import (
 )
 from anan_onnx.params import AnanParams
 from anan_onnx.rewrite.graph import SCALINGS, build_anan_graph, steps_foldable
-from anan_onnx.runtime.inputs import InputSpec, guess_layout
+from anan_onnx.runtime.inputs import Numbers
+from anan_onnx.training_record import find_training_record
 
 __all__ = [
     "Conversion",
@@ -77,15 +80,17 @@ def load_base(
     *,
     opset: int | None = None,
     layout: str | None = None,
-    scale: float | None = None,
-    offset: float | None = None,
+    scale: Numbers | None = None,
+    offset: Numbers | None = None,
+    preprocess: PreprocessRequest | None = None,
 ) -> onnx.ModelProto:
     """Loads a ``.keras``/``.h5``/``.onnx`` model as ONNX with preprocessing metadata.
 
     Args:
         path: the model file; its kind is read from its content, not its name.
         opset: target opset (Keras default 17; an ONNX model keeps its opset if in 13–18).
-        layout, scale, offset: override the recorded preprocessing (see :func:`input_metadata`).
+        layout, scale, offset, preprocess: override the recorded preprocessing (see
+            :func:`input_metadata`).
     """
     if opset is not None:
         check_opset(opset)
@@ -97,7 +102,14 @@ def load_base(
     else:
         model = free_fixed_batch(_set_opset(load_onnx(path), opset))
     _name_batch_dim(model)
-    meta = input_metadata(model, layout=layout, scale=scale, offset=offset)
+    meta = input_metadata(
+        model,
+        layout=layout,
+        scale=scale,
+        offset=offset,
+        preprocess=preprocess,
+        training=find_training_record(path),
+    )
     _metadata.write_metadata(model, meta)
     return model
 
@@ -107,8 +119,9 @@ def export_keras(
     output: str | Path | None = None,
     *,
     opset: int = DEFAULT_OPSET,
-    scale: float | None = None,
-    offset: float | None = None,
+    scale: Numbers | None = None,
+    offset: Numbers | None = None,
+    preprocess: PreprocessRequest | None = None,
 ) -> onnx.ModelProto:
     """Exports a Keras model to a base ONNX model with preprocessing metadata.
 
@@ -116,15 +129,15 @@ def export_keras(
         source: ``.keras`` or ``.h5`` file.
         output: if given, the ``.onnx`` path to write (atomically; never the source).
         opset: ONNX opset, 13–18.
-        scale, offset: the preprocessing the model expects (default
-            :data:`~anan_onnx.metadata.DEFAULT_SCALE`, 1/255, and 0).
+        scale, offset, preprocess: the preprocessing the model expects (default: read
+            from the model, else assumed; see :func:`input_metadata`).
 
     Example:
         >>> export_keras("models/catsdogs_cnn.keras", "out/base.onnx")  # doctest: +SKIP
     """
     if output is not None:
         check_output_path(source, output)
-    model = load_base(source, opset=opset, scale=scale, offset=offset)
+    model = load_base(source, opset=opset, scale=scale, offset=offset, preprocess=preprocess)
     if output is not None:
         save_atomic(model, output)
     return model
@@ -134,38 +147,29 @@ def input_metadata(
     model: onnx.ModelProto,
     *,
     layout: str | None = None,
-    scale: float | None = None,
-    offset: float | None = None,
+    scale: Numbers | None = None,
+    offset: Numbers | None = None,
+    preprocess: PreprocessRequest | None = None,
+    training: Mapping[str, Any] | None = None,
 ) -> dict[str, object]:
-    """Preprocessing keys: layout (NHWC/NCHW), height, width, channels, scale, offset.
+    """Preprocessing keys: layout (NHWC/NCHW), height, width, channels, scale, offset,
+    channel_order, resize, aspect, and where each came from (``preprocess_from``).
 
-    Recorded values win over guesses; explicit arguments win over both. The layout is
-    guessed from where a 1/3/4-sized axis sits; the scale defaults to 1/255.
+    Explicit arguments win (``preprocess``, or the shorthand ``layout``/``scale``/
+    ``offset``), then values an anan-onnx model records, then its ``training`` record's,
+    then what the model itself says (its input shape; its own leading scaling), then
+    assumptions (the keras.applications convention of its name, else 1/255):
+    :func:`anan_onnx.convert.preprocessing.resolve`.
     """
-    recorded = _metadata.read_metadata(model)
-    dims = _input_dims(model)
-    layout = (layout or recorded.get("layout") or guess_layout(dims)).upper()
-    if layout not in ("NHWC", "NCHW"):
-        raise AnanError(f"layout must be NHWC or NCHW, got {layout!r}")
-    h, w, c = (dims[1], dims[2], dims[3]) if layout == "NHWC" else (dims[2], dims[3], dims[1])
-    default_scale = float(recorded.get("scale", _metadata.DEFAULT_SCALE))
-    values: dict[str, object] = {
-        "layout": layout,
-        "scale": scale if scale is not None else default_scale,
-        "offset": offset if offset is not None else float(recorded.get("offset", 0.0)),
-    }
-    if not math.isfinite(values["scale"]) or values["scale"] == 0:  # type: ignore[arg-type]
-        raise AnanError(
-            f"scale must be a finite non-zero number, got {values['scale']}: pass e.g. "
-            "--scale 1/255"
+    request = preprocess or PreprocessRequest()
+    if layout is not None or scale is not None or offset is not None:
+        request = dataclasses.replace(
+            request,
+            layout=layout if layout is not None else request.layout,
+            scale=scale if scale is not None else request.scale,
+            offset=offset if offset is not None else request.offset,
         )
-    if not math.isfinite(values["offset"]):  # type: ignore[arg-type]
-        raise AnanError(f"offset must be finite, got {values['offset']}: pass e.g. --offset 0")
-    if all(isinstance(d, int) for d in (h, w, c)):
-        values.update(height=h, width=w, channels=c)
-        # what predict and verify will read back: refused now, not after converting
-        InputSpec(**values)  # type: ignore[arg-type]
-    return values
+    return resolve(model, request, training).metadata()
 
 
 def convert_model(
@@ -248,7 +252,8 @@ def convert_model(
         steps="folded" if folded else "unrolled",
     )
     meta.update(extra_metadata or {})
-    _drop_metadata(anan, (KERAS_CONVS, KERAS_BEFORE))  # the base model keeps the maps
+    # the base model keeps the Keras facts
+    _drop_metadata(anan, (KERAS_CONVS, KERAS_BEFORE, "keras_name"))
     _metadata.write_metadata(anan, meta)
     validate(anan)
     return Conversion(anan, normalised_base, target.name, params)
@@ -262,8 +267,9 @@ def convert_file(
     layer: str | None = None,
     opset: int | None = None,
     layout: str | None = None,
-    scale: float | None = None,
-    offset: float | None = None,
+    scale: Numbers | None = None,
+    offset: Numbers | None = None,
+    preprocess: PreprocessRequest | None = None,
     base_output: str | Path | None = None,
     simplify: bool = False,
     tunable: bool = False,
@@ -282,6 +288,8 @@ def convert_file(
         output: where to write the ANAN model; never the source.
         base_output: where to write the base ONNX model; default: next to ``output``
             with ``.base.onnx`` instead of ``.anan.onnx``. The ANAN metadata names it.
+        preprocess: the preprocessing options given (``--preprocess``, ``--mean`` ...);
+            what is not given is read from the model or assumed (:func:`input_metadata`).
         simplify: run onnxslim on the result (validated again afterwards).
         classes: class names in output order, recorded as ``anan.classes`` (a JSON list)
             in both models; default: the ``classes`` of a ``training.json`` beside the
@@ -305,7 +313,9 @@ def convert_file(
     sha = _metadata.sha256_file(source) if source.is_file() else ""
     kind = model_kind(source)
     stage("exporting the Keras model to ONNX (tf2onnx)" if kind != "onnx" else "loading")
-    base = load_base(source, opset=opset, layout=layout, scale=scale, offset=offset)
+    base = load_base(
+        source, opset=opset, layout=layout, scale=scale, offset=offset, preprocess=preprocess
+    )
     names = list(classes) if classes is not None else recorded_classes(source)
     if names:
         _metadata.write_metadata(base, {"classes": check_classes(names, base)})
@@ -411,34 +421,6 @@ def _simplify(model: onnx.ModelProto) -> onnx.ModelProto:
     slim.metadata_props.extend(props)
     validate(slim, "the simplified model")
     return slim
-
-
-def _input_dims(model: onnx.ModelProto) -> list[int | str]:
-    inits = {i.name for i in model.graph.initializer}
-    inputs = [i for i in model.graph.input if i.name not in inits]
-    if len(inputs) != 1:
-        names = ", ".join(i.name for i in inputs[:4])
-        raise AnanError(
-            f"the model has {len(inputs)} inputs ({names}): ANAN supports CNNs with one image "
-            "input; export a single-input model"
-        )
-    dims = [
-        d.dim_value if d.HasField("dim_value") else (d.dim_param or "?")
-        for d in inputs[0].type.tensor_type.shape.dim
-    ]
-    if len(dims) != 4:
-        guess = {3: " (a 1-D convolution model?)", 5: " (a 3-D convolution model?)"}
-        raise AnanError(
-            f"the model input has shape {dims}{guess.get(len(dims), '')}: ANAN supports 2-D "
-            "image CNNs, whose input is a 4-D batch (N, C, H, W) or (N, H, W, C)"
-        )
-    # (a batch of 0 is left to free_fixed_batch: some exporters write it for "any")
-    if any(isinstance(d, int) and d < (0 if i == 0 else 1) for i, d in enumerate(dims)):
-        raise AnanError(
-            f"the model input has shape {dims}: a dimension below 1 is no image's; fix the "
-            "model's input shape"
-        )
-    return dims
 
 
 def _tool_version() -> str:

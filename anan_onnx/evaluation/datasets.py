@@ -10,7 +10,7 @@
   ``val_labels``, ``test_images``, ``test_labels``.
 
 Class folders are sorted by name and numbered from 0, as Keras'
-``image_dataset_from_directory`` and ``tools/train_base_cnn.py`` do; ``tune`` and
+``image_dataset_from_directory`` and ``research/train_base_cnn.py`` do; ``tune`` and
 ``evaluate`` then match these names with the model's classes
 (:mod:`~anan_onnx.evaluation.class_match`). Only image files directly inside a class folder
 are used. An empty class folder is skipped with a warning: its class is absent, as if the
@@ -141,7 +141,7 @@ def load_splits(
     """Loads a labelled image set and splits it into train / val / test.
 
     Splits drawn here are stratified on the original classes and made exactly as
-    ``tools/train_base_cnn.py`` makes them (scikit-learn ``train_test_split`` on the sorted
+    ``research/train_base_cnn.py`` makes them (scikit-learn ``train_test_split`` on the sorted
     file list with ``random_state=seed``: first test, then validation from the rest), so
     with the same seed and fractions the test images are the ones the base CNN never saw.
     The same call gives the same split on any machine; ``info`` records it.
@@ -366,7 +366,7 @@ def _is_image(name: str) -> bool:
 def _list_images(folder: Path) -> list[str]:
     """Names of the image files directly in ``folder``, sorted.
 
-    Not recursive, like ``tools/train_base_cnn.py``, so both list the same files in the
+    Not recursive, like ``research/train_base_cnn.py``, so both list the same files in the
     same order (which the seeded split depends on).
     """
     return sorted(f.name for f in folder.iterdir() if _is_image(f.name) and f.is_file())

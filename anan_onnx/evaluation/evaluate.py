@@ -18,7 +18,7 @@ from predicting one class more often is visible; a shift of the positive rate by
 10 points is flagged.
 
 Validation data per fold: when the model folder holds ``training.json`` (written by
-``tools/train_base_cnn.py``), each fold is tuned on its own held-out fold (``val_indices``)
+``research/train_base_cnn.py``), each fold is tuned on its own held-out fold (``val_indices``)
 and tested on the recorded test files; otherwise one split is drawn by
 :func:`anan_onnx.load_splits` and shared by all models.
 

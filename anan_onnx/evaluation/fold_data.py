@@ -1,6 +1,6 @@
 """Validation and test images per model: from ``training.json`` or from one shared split.
 
-When the model folder holds ``training.json`` (written by ``tools/train_base_cnn.py``), each
+When the model folder holds ``training.json`` (written by ``research/train_base_cnn.py``), each
 fold is tuned on its own held-out fold (``val_indices``) and tested on the recorded test
 files; otherwise one split is drawn by :func:`anan_onnx.load_splits` and shared by all
 models. Images are read a slice at a time when used (:class:`LazyImages`), so memory does

@@ -2,7 +2,7 @@
 
 A :class:`Listing` says where each image of a split is and its label; the train/val/test
 listings are drawn from it stratified by class and seeded, with the same call as
-``tools/train_base_cnn.py`` so that both tools agree on the split.
+``research/train_base_cnn.py`` so that both tools agree on the split.
 """
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ def holdout(
 ) -> tuple[np.ndarray, np.ndarray]:
     """(kept, held out) sorted indices: a stratified seeded holdout of ``fraction``.
 
-    The same call as ``tools/train_base_cnn.py`` (``train_test_split`` on ``arange(n)``,
+    The same call as ``research/train_base_cnn.py`` (``train_test_split`` on ``arange(n)``,
     ``stratify=labels``, ``random_state=seed``), so both tools agree on the split.
     """
     try:

@@ -331,10 +331,10 @@ def tune(
 ) -> TuneResult:
     """Loads a base model and a labelled image set, and grid-searches the ANAN parameters.
 
-    With a ``training.json`` beside the model (``tools/train_base_cnn.py`` writes one), the
+    With a ``training.json`` beside the model (``research/train_base_cnn.py`` writes one), the
     validation images are that model's own validation fold, never images it was trained on.
     Otherwise the images are split by :func:`anan_onnx.load_splits` (same seed and fractions
-    give the same split as ``tools/train_base_cnn.py``); parameters are tuned on the
+    give the same split as ``research/train_base_cnn.py``); parameters are tuned on the
     validation split unless ``tune_on="test"`` (which warns).
 
     The data set's classes are matched by name with the model's

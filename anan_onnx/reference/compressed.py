@@ -1,15 +1,24 @@
-"""``verify`` for compressed models: the FP32 model they came from, and how close they stay.
+"""``verify`` for compressed models: a decision procedure, exact where it can be, bounded
+where rounding is the design, and checked against the FP32 model it came from.
 
-A compressed ANAN model (``anan-onnx compress``) is checked in two ways:
+A compressed ANAN model (``anan-onnx compress``) passes :func:`verify_compressed_models` only
+if all three hold:
 
-1. by :func:`verify_compressed_models`, against the literal loop run on its *compressed
-   base* (written beside it by ``compress``: the FP32 base model compressed with the same
-   ranges and exclusions, so the two differ only by the astrocyte subgraph): exactly
-   (<= 1e-5) where the FP32 astrocyte subgraph hands its output to the compressed tail, and
-   end to end with every prediction equal and outputs within :data:`TAIL_TOLERANCE` (the
-   tail may round a 1e-7 hand-over difference to the other side of one FP16/INT8 step);
-2. by :func:`fp32_agreement`: the share of inputs whose predicted class equals that of the
-   FP32 ANAN model it was compressed from (a measure of compression loss, not of ANAN).
+1. **hand-over, exact**: the FP32 tensors the astrocyte subgraph hands to the compressed
+   tail equal those of the literal loop run on the *compressed base* (written beside it by
+   ``compress``: the FP32 base compressed with the same ranges and exclusions) to 1e-5
+   (relative to the tensor's scale). A tampered astrocyte constant fails here.
+2. **outputs, within the tail bound** (:class:`TailBound`): both models share one
+   compressed tail, but it rounds. A 1e-7 difference at the hand-over can land on the other
+   side of one rounding step at each rounding layer after it, so the outputs may differ by
+   a few steps of the *output* quantisation (INT8: the scale of the DequantizeLinear that
+   produces the output; FP16: the float16 spacing at the output's magnitude, at least that
+   of 1.0), one step per rounding layer of the tail. Every prediction must agree up to that
+   bound. A tail that differs (negated, scaled or clamped weights) fails here.
+3. **agreement with the FP32 model** (:mod:`anan_onnx.runtime.agreement`): at least
+   ``min_agreement`` (default 99 %) of the inputs get the class of the FP32 ANAN model it
+   was compressed from. A compression that damaged both models alike (a clamped weight, a
+   negated layer in model and base) passes 1 and 2 and fails here.
 """
 
 from __future__ import annotations
@@ -19,47 +28,33 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-from onnx import helper
+from onnx import helper, numpy_helper
 
 from anan_onnx.errors import AnanError
 from anan_onnx.model_io import recorded_file
 from anan_onnx.params import AnanParams
 from anan_onnx.reference.literal import LiteralReference
 from anan_onnx.reference.verify import VerifyReport, summary_number, target_layer
-from anan_onnx.runtime.labels import TOLERANCE, predicted_labels
+from anan_onnx.runtime.agreement import MIN_AGREEMENT, Fp32Agreement, fp32_agreement
+from anan_onnx.runtime.labels import TOLERANCE
 from anan_onnx.runtime.session import Session, providers_for
 
 #: the astrocyte subgraph's node names start with this (anan_onnx.rewrite names them)
 ANAN_PREFIX = "anan/"
+#: layers whose accumulation a float16 tail rounds (one output step each, at most)
+_FP16_ROUNDING_OPS = {"Conv", "ConvTranspose", "Gemm", "MatMul"}
 
 __all__ = [
     "CompressedReport",
     "Fp32Agreement",
+    "TailBound",
     "check_compressed_pair",
     "fp32_agreement",
     "fp32_model_path",
     "handover_tensors",
+    "tail_bound",
     "verify_compressed_models",
 ]
-
-
-@dataclasses.dataclass
-class Fp32Agreement:
-    """Predictions of a compressed model against its FP32 model on the same inputs."""
-
-    images: int
-    agreeing: int
-    max_abs_diff: float
-
-    @property
-    def agreement(self) -> float:
-        return self.agreeing / self.images if self.images else float("nan")
-
-    def summary(self) -> str:
-        return (
-            f"vs FP32: {self.agreeing}/{self.images} predictions equal ({self.agreement:.1%}), "
-            f"max abs diff {self.max_abs_diff:.3g} (compression loss, not checked)"
-        )
 
 
 def check_compressed_pair(anan_meta: dict[str, str], base_meta: dict[str, str]) -> None:
@@ -81,34 +76,124 @@ def fp32_model_path(model: Path, metadata: dict[str, str], given: Path | None) -
     return path
 
 
-def fp32_agreement(compressed: Session, fp32: Session, inputs: np.ndarray) -> Fp32Agreement:
-    """How many of ``inputs`` get the same class from both models."""
-    ours, theirs = compressed.predict(inputs), fp32.predict(inputs)
-    same = predicted_labels(ours) == predicted_labels(theirs)
-    diff = float(np.abs(ours.astype(np.float64) - theirs).max()) if len(inputs) else float("nan")
-    return Fp32Agreement(len(inputs), int(same.sum()), diff)
+@dataclasses.dataclass(frozen=True)
+class TailBound:
+    """The bound on |ANAN - literal| at the outputs of a compressed model.
+
+    Attributes:
+        kind: ``"int8"``, ``"fp16"`` or ``"fp32"`` (no rounding tail: the bound is the
+            tolerance).
+        step: one output quantisation step.
+        steps: rounding layers after the hand-over (each may round a sub-step difference
+            to a whole step; see the module docstring).
+        tolerance: the float32 tolerance added on top.
+    """
+
+    kind: str
+    step: float
+    steps: int
+    tolerance: float = TOLERANCE
+
+    @property
+    def bound(self) -> float:
+        return self.steps * self.step + self.tolerance
+
+    def describe(self) -> str:
+        if self.kind == "fp32":
+            return f"tail bound {self.bound:.3g}"
+        return (
+            f"tail bound {self.bound:.3g} = {self.steps} rounding layer(s) x {self.kind} "
+            f"output step {self.step:.3g}"
+        )
 
 
-#: how far the compressed tail may carry a hand-over difference below the tolerance: a
-#: 1e-7 float difference there can round to the other side of one FP16/INT8 step
-TAIL_TOLERANCE = 1e-3
+def tail_bound(
+    base: onnx.ModelProto, handover: list[str], outputs: list[np.ndarray], tolerance: float
+) -> TailBound:
+    """The :class:`TailBound` of ``base``'s tail (downstream of the ``handover`` tensors).
+
+    Read from the compressed *base*, the reference side, so that a tampered scale in the
+    ANAN model cannot widen its own bound. ``outputs`` are the reference's outputs (their
+    magnitude sets the float16 step).
+    """
+    tail = _downstream(base.graph, set(handover))
+    scales = _initializer_values(base.graph)
+    activation_q = [n for n in tail if n.op_type == "QuantizeLinear" and n.input[0] not in scales]
+    if activation_q:
+        step = max(_output_dq_scale(base.graph, o.name, scales) for o in base.graph.output)
+        return TailBound("int8", step, len({n.input[1] for n in activation_q}), tolerance)
+    if _has_float16(base.graph, tail):
+        magnitude = max([1.0] + [float(np.abs(o).max()) for o in outputs if o.size])
+        step = float(np.spacing(np.float16(min(magnitude, 65504.0))))
+        steps = 1 + sum(n.op_type in _FP16_ROUNDING_OPS for n in tail)
+        return TailBound("fp16", step, steps, tolerance)
+    return TailBound("fp32", 0.0, 0, tolerance)
+
+
+def _downstream(graph: onnx.GraphProto, tensors: set[str]) -> list[onnx.NodeProto]:
+    """Nodes that (transitively) read any of ``tensors``, in graph order."""
+    reached, found = set(tensors), []
+    for node in graph.node:  # ONNX graphs are topologically sorted
+        if reached & set(node.input):
+            found.append(node)
+            reached |= set(node.output)
+    return found
+
+
+def _initializer_values(graph: onnx.GraphProto) -> dict[str, np.ndarray]:
+    values = {i.name: i for i in graph.initializer}
+    return {name: numpy_helper.to_array(t) for name, t in values.items()}
+
+
+def _output_dq_scale(graph: onnx.GraphProto, output: str, values: dict[str, np.ndarray]) -> float:
+    """The scale of the DequantizeLinear nearest upstream of ``output`` (its data path)."""
+    producer = {t: n for n in graph.node for t in n.output}
+    node = producer.get(output)
+    while node is not None and node.op_type != "DequantizeLinear":
+        node = producer.get(node.input[0]) if node.input else None
+    if node is None or node.input[1] not in values:
+        raise AnanError(
+            f"the compressed base's output {output!r} has no DequantizeLinear upstream: "
+            "pass the base written by anan-onnx compress"
+        )
+    return float(np.abs(values[node.input[1]].astype(np.float64)).max())
+
+
+def _has_float16(graph: onnx.GraphProto, tail: list[onnx.NodeProto]) -> bool:
+    f16 = onnx.TensorProto.FLOAT16
+    reads = {t for n in tail for t in n.input}
+    weights = any(i.data_type == f16 and i.name in reads for i in graph.initializer)
+    casts = any(
+        n.op_type == "Cast" and any(a.name == "to" and a.i == f16 for a in n.attribute)
+        for n in graph.node
+    )
+    return weights or casts
 
 
 @dataclasses.dataclass
 class CompressedReport:
-    """``verify`` of a compressed model against the literal loop on its compressed base.
+    """``verify`` of a compressed model: the three checks of the module docstring.
 
     Attributes:
-        outputs: the end-to-end comparison (:class:`VerifyReport`, its tolerance 1e-5).
+        outputs: the end-to-end comparison with the literal loop on the compressed base
+            (:class:`VerifyReport`; its tolerance is the tail bound).
         handover_diff: max |ANAN - literal| of the FP32 tensors the astrocyte subgraph hands
-            to the compressed tail (the modulated layer's output), relative to the tensor's
-            largest magnitude where that exceeds 1: the exact part.
-        tail_tolerance: the bound on ``outputs.max_abs_diff``.
+            to the compressed tail, relative to the tensor's largest magnitude where that
+            exceeds 1: the exact part.
+        tail: the bound on ``outputs.max_abs_diff`` and how it was derived.
+        fp32: agreement with the FP32 ANAN model (``None``: not measured, not checked).
+        min_agreement: the share of ``fp32`` that must agree.
     """
 
     outputs: VerifyReport
     handover_diff: float
-    tail_tolerance: float = TAIL_TOLERANCE
+    tail: TailBound
+    fp32: Fp32Agreement | None = None
+    min_agreement: float = MIN_AGREEMENT
+
+    @property
+    def handover_tolerance(self) -> float:
+        return self.tail.tolerance
 
     @property
     def passed(self) -> bool:
@@ -116,28 +201,47 @@ class CompressedReport:
         return (
             o.compared > 0
             and o.agreeing == o.compared
-            and o.non_finite == 0
-            and self.handover_diff <= o.tolerance
-            and o.max_abs_diff <= self.tail_tolerance
+            and o.unusable == 0
+            and self.handover_diff <= self.handover_tolerance
+            and o.max_abs_diff <= self.tail.bound
+            and (self.fp32 is None or self.fp32.meets(self.min_agreement))
         )
 
     def summary(self) -> str:
         o = self.outputs
         verdict = "PASS" if self.passed else "FAIL"
         handover, diff = summary_number(self.handover_diff), summary_number(o.max_abs_diff)
+        fp32 = (
+            self.fp32.summary(self.min_agreement)
+            if self.fp32 is not None
+            else "vs FP32: not measured (no FP32 model given)"
+        )
         return (
             f"{verdict}: hand-over to the compressed tail max diff {handover} "
-            f"(scaled, tolerance {o.tolerance:g}); outputs: {o.agreeing}/{o.compared} predictions "
-            f"agree, max abs diff {diff} (tail bound {self.tail_tolerance:g}); "
+            f"(scaled, tolerance {self.handover_tolerance:g}); outputs vs the literal loop on "
+            f"the compressed base: {o.agreeing}/{o.compared} predictions agree, max abs diff "
+            f"{diff} ({self.tail.describe()}); {fp32}; "
             f"{o.near_ties} near-tie input(s) skipped of {o.images}"
         )
 
     def as_dict(self) -> dict[str, object]:
+        fp32 = None
+        if self.fp32 is not None:
+            fp32 = dict(
+                dataclasses.asdict(self.fp32),
+                agreement=self.fp32.agreement,
+                p_value=self.fp32.p_value(self.min_agreement),
+            )
         return dict(
             self.outputs.as_dict(),
             handover_diff=self.handover_diff,
-            tail_tolerance=self.tail_tolerance,
+            handover_tolerance=self.handover_tolerance,
+            tail_bound=self.tail.bound,
+            tail=dataclasses.asdict(self.tail),
+            fp32=fp32,
+            min_agreement=self.min_agreement,
             passed=self.passed,
+            summary=self.summary(),
         )
 
 
@@ -146,19 +250,21 @@ def verify_compressed_models(
     base: onnx.ModelProto,
     inputs: np.ndarray,
     *,
+    fp32: str | Path | onnx.ModelProto | None = None,
+    min_agreement: float = MIN_AGREEMENT,
     tolerance: float = TOLERANCE,
-    tail_tolerance: float = TAIL_TOLERANCE,
     provider: str = "cpu",
 ) -> CompressedReport:
-    """The compressed ANAN model against the literal loop on its compressed base.
+    """The compressed ANAN model against the literal loop on its compressed base, and
+    (given ``fp32``, the FP32 ANAN model) against the FP32 model's predictions.
 
     The astrocytes are held exact where they hand over (the FP32 output of the ``anan/*``
     subgraph against the literal loop's modulated layer, same tensor in the compressed
-    base), and the end-to-end outputs to ``tail_tolerance`` with every prediction equal.
+    base), the end-to-end outputs to the tail bound with every prediction equal, and the
+    FP32 agreement to ``min_agreement``.
     """
     from anan_onnx.reference.verify import verify_models
 
-    outputs = verify_models(anan, base, inputs=inputs, tolerance=tolerance, provider=provider)
     names = [t for t in handover_tensors(anan) if any(t in n.output for n in base.graph.node)]
     if not names:
         raise AnanError(
@@ -173,13 +279,19 @@ def verify_compressed_models(
         params,
         providers=providers_for(provider),
     ).run(inputs)
-    expected = reference.outputs[len(base.graph.output) :]
+    n_out = len(base.graph.output)
+    bound = tail_bound(base, names, reference.outputs[:n_out], tolerance)
+    outputs = verify_models(anan, base, inputs=inputs, tolerance=bound.bound, provider=provider)
     ours = Session(_with_outputs(anan, names), provider=provider).run(inputs)
     ours = ours[len(anan.graph.output) :]
     keep = ~reference.near_tie
+    expected = reference.outputs[n_out:]
     diffs = [_scaled_diff(o[keep], e[keep]) for o, e in zip(ours, expected, strict=True)]
     diff = max(diffs) if keep.any() else float("nan")
-    return CompressedReport(outputs, diff, tail_tolerance)
+    agreement = None
+    if fp32 is not None:
+        agreement = fp32_agreement(session, Session(fp32, provider=provider), inputs)
+    return CompressedReport(outputs, diff, bound, agreement, min_agreement)
 
 
 def _scaled_diff(ours: np.ndarray, expected: np.ndarray) -> float:

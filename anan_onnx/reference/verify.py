@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import warnings
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -23,12 +24,14 @@ from anan_onnx.metadata import DEFAULT_SCALE, is_anan, read_metadata
 from anan_onnx.model_io import load_onnx
 from anan_onnx.params import AnanParams
 from anan_onnx.reference.literal import LiteralReference
-from anan_onnx.runtime.inputs import check_batch
+from anan_onnx.runtime.inputs import InputSpec, check_batch
 from anan_onnx.runtime.labels import TOLERANCE, labels_agree
+from anan_onnx.runtime.own_scaling import own_scaling
 from anan_onnx.runtime.session import Session, providers_for
 
 __all__ = [
     "VerifyReport",
+    "preprocess_contradiction",
     "random_batches",
     "target_layer",
     "random_inputs",
@@ -49,6 +52,10 @@ class VerifyReport:
             never counted as agreeing (the weights or gains overflow float32).
         reference_non_finite: inputs for which the literal reference did.
         unusable: inputs with a non-finite output on either side (counted once).
+        preprocess_warning: why the recorded preprocessing contradicts the base graph's
+            own leading scaling (it would scale the pixels twice), or ``None``; a warning,
+            not a failure: the ANAN graph may still equal the reference
+            (docs/preprocessing.md).
     """
 
     images: int
@@ -59,6 +66,7 @@ class VerifyReport:
     non_finite: int = 0
     reference_non_finite: int = 0
     unusable: int = 0
+    preprocess_warning: str | None = None
 
     @property
     def compared(self) -> int:
@@ -125,6 +133,7 @@ class VerifyReport:
             self.non_finite + other.non_finite,
             self.reference_non_finite + other.reference_non_finite,
             self.unusable + other.unusable,
+            self.preprocess_warning or other.preprocess_warning,
         )
 
 
@@ -185,7 +194,20 @@ def verify_models(
             report = chunk if report is None else report.merged(chunk)
     if report is None:
         raise AnanError("no inputs to verify: pass at least one image or array")
+    report.preprocess_warning = preprocess_contradiction(session.metadata, base_model)
+    if report.preprocess_warning:
+        warnings.warn(report.preprocess_warning, UserWarning, stacklevel=2)
     return report
+
+
+def preprocess_contradiction(metadata: dict[str, str], base: onnx.ModelProto) -> str | None:
+    """Why the recorded preprocessing contradicts the base graph's own leading scaling
+    (:mod:`anan_onnx.runtime.own_scaling`), or ``None``."""
+    if "height" not in metadata:
+        return None
+    spec = InputSpec.from_metadata(metadata)
+    own = own_scaling(base, spec.layout, spec.channels)
+    return own.contradiction(spec.scale, spec.offset) if own is not None else None
 
 
 def _compare(
@@ -256,9 +278,21 @@ def random_batches(session: Session, n: int, seed: int, size: int) -> Iterator[n
     dims = list(session.input_shape[1:])
     if not all(isinstance(d, int) and d > 0 for d in dims):
         raise AnanError(f"the model input {session.input_shape} has dynamic sizes: pass --inputs")
-    scale = _recorded_number(session.metadata, "scale", DEFAULT_SCALE)
-    offset = _recorded_number(session.metadata, "offset", 0.0)
+    scale, offset = _affine(session)
     rng = np.random.default_rng(seed)
     for start in range(0, n, size):
         pixels = rng.integers(0, 256, size=[min(size, n - start), *dims], dtype=np.uint8)
-        yield (pixels * scale + offset).astype(np.float32)
+        yield (pixels.astype(np.float32) * scale + offset).astype(np.float32)
+
+
+def _affine(session: Session) -> tuple[np.ndarray | float, np.ndarray | float]:
+    """The recorded ``pixel * scale + offset`` of the model input, per channel and shaped
+    to broadcast over one image in the model's layout."""
+    md = session.metadata
+    if "height" not in md:  # no recorded size: the scalar keys, if any
+        return _recorded_number(md, "scale", DEFAULT_SCALE), _recorded_number(md, "offset", 0.0)
+    spec = InputSpec.from_metadata(md)  # one scale and offset per channel
+    scale, offset = spec.affine()
+    if spec.layout == "NCHW":
+        scale, offset = scale[:, None, None], offset[:, None, None]
+    return scale, offset

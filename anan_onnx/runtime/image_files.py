@@ -29,6 +29,7 @@ __all__ = [
     "MAX_IMAGE_PIXELS",
     "ImageBatch",
     "check_image_file",
+    "crop_box",
     "eight_bit",
     "iter_image_batches",
     "load_image",
@@ -66,9 +67,11 @@ def load_image(path: str | os.PathLike[str], spec: InputSpec) -> np.ndarray:
     """Loads one image file as model-ready pixels.
 
     The image is converted to RGB (``channels=3``) or grayscale (``channels=1``; alpha is
-    dropped), resized to the spec's size with bilinear interpolation when its size differs,
-    then scaled: ``x = pixel * scale + offset``. EXIF orientation is not applied, as in
-    Keras' ``load_img``.
+    dropped), centre-cropped to the model's aspect ratio when the spec says ``aspect="crop"``,
+    resized to the spec's size with its interpolation (default bilinear) when its size
+    differs, put in the spec's channel order (RGB or BGR), then scaled per channel:
+    ``x = pixel * scale + offset`` (see :func:`pixels_from_pil`). EXIF orientation is not
+    applied, as in Keras' ``load_img``.
 
     Args:
         path: image file (any format Pillow reads).
@@ -85,12 +88,7 @@ def load_image(path: str | os.PathLike[str], spec: InputSpec) -> np.ndarray:
         >>> x.shape, x.dtype  # doctest: +SKIP
         ((64, 64, 3), dtype('float32'))
     """
-    pixels = _read_pixels(Path(path), spec)
-    x = pixels.astype(np.float32)
-    x *= np.float32(spec.scale)
-    if spec.offset:
-        x += np.float32(spec.offset)
-    return x
+    return to_model_input(_read_pixels(Path(path), spec)[None], spec, layout="NHWC")[0]
 
 
 def read_pixels(path: str | os.PathLike[str], spec: InputSpec) -> np.ndarray:
@@ -202,18 +200,63 @@ def pixels_from_pil(im: Image.Image, spec: InputSpec, *, name: str = "image") ->
     Shared by files and by arrays (``.npz`` data sets) so both get the same preprocessing.
     Images of more than 8 bits per sample (16-bit, 32-bit integer, float) are first brought
     to their 8-bit rendering (see :func:`eight_bit`), so they give the same input as an 8-bit
-    copy of the same picture.
+    copy of the same picture. The steps, in this order (docs/preprocessing.md):
+
+    1. convert to RGB or grayscale (``L``, Pillow's ITU-R 601-2 luma);
+    2. ``aspect="crop"``: cut the largest centred box of the model's aspect ratio (its
+       edges rounded to whole pixels, as :func:`crop_box` says);
+    3. resize to the model size with Pillow's filter named by ``spec.resize``, only when
+       the size differs;
+    4. ``channel_order="BGR"``: reverse the colour channels.
     """
     im = eight_bit(im, name)
     mode = "RGB" if spec.channels == 3 else "L"
     if im.mode != mode:
         im = im.convert(mode)
+    if spec.aspect == "crop":
+        box = crop_box(im.size, (spec.width, spec.height))
+        if box != (0, 0, *im.size):
+            im = im.crop(box)
     if im.size != (spec.width, spec.height):
-        im = im.resize((spec.width, spec.height), Image.Resampling.BILINEAR)
+        im = im.resize((spec.width, spec.height), _FILTERS[spec.resize])
     pixels = np.asarray(im, dtype=np.uint8)
     if pixels.ndim == 2:
         pixels = pixels[:, :, None]
+    elif spec.channel_order == "BGR":
+        pixels = pixels[:, :, ::-1]
     return pixels
+
+
+#: Pillow's filter for each :data:`~anan_onnx.runtime.inputs.RESIZES` name.
+_FILTERS = {
+    "bilinear": Image.Resampling.BILINEAR,
+    "nearest": Image.Resampling.NEAREST,
+    "bicubic": Image.Resampling.BICUBIC,
+}
+
+
+def crop_box(size: tuple[int, int], target: tuple[int, int]) -> tuple[int, int, int, int]:
+    """The largest box of ``target``'s aspect ratio centred in an image of ``size`` (both
+    ``(width, height)``), as Pillow's ``(left, top, right, bottom)``.
+
+    The kept side is ``floor(side * ratio)`` pixels, and the margin is split with the
+    extra pixel (if any) after it, so that every runtime can cut the same pixels.
+
+    Example:
+        >>> crop_box((200, 100), (64, 64))
+        (50, 0, 150, 100)
+        >>> crop_box((100, 101), (10, 10))
+        (0, 0, 100, 100)
+    """
+    width, height = size
+    tw, th = target
+    if width * th > height * tw:  # too wide: keep the full height
+        kept = max(1, height * tw // th)
+        left = (width - kept) // 2
+        return (left, 0, left + kept, height)
+    kept = max(1, width * th // tw)
+    top = (height - kept) // 2
+    return (0, top, width, top + kept)
 
 
 #: Modes Pillow converts to RGB/L itself with 8-bit values (alpha is dropped).
@@ -426,15 +469,20 @@ def iter_image_batches(
         yield ImageBatch(to_model_input(buffer[: len(names)], spec), names, skipped)
 
 
-def to_model_input(pixels: np.ndarray, spec: InputSpec) -> np.ndarray:
-    """Scales uint8 (N, H, W, C) pixels and puts them in the spec's layout (float32)."""
+def to_model_input(
+    pixels: np.ndarray, spec: InputSpec, *, layout: str | None = None
+) -> np.ndarray:
+    """Scales uint8 (N, H, W, C) pixels (already in the spec's channel order) per channel,
+    ``pixel * scale + offset`` in float32, and puts them in the spec's layout (or
+    ``layout``) as float32."""
     # Scaling the whole batch once is much faster than per image, and keeps the pixels
     # uint8 (4x smaller) while loading.
+    scale, offset = spec.affine()
     x = pixels.astype(np.float32)
-    x *= np.float32(spec.scale)
-    if spec.offset:
-        x += np.float32(spec.offset)
-    if spec.layout == "NCHW":
+    x *= scale
+    if offset.any():
+        x += offset
+    if (layout or spec.layout) == "NCHW":
         x = np.ascontiguousarray(x.transpose(NHWC_TO_NCHW))
     return x
 

@@ -1,8 +1,11 @@
 """The model input: its description (:class:`InputSpec`) and checks of user-given batches.
 
-A model's input is described by an :class:`InputSpec` (layout, size, channels and the
-affine pixel preprocessing ``x = pixel * scale + offset``). anan-onnx stores it in the ONNX
-``metadata_props`` so that any runtime can prepare images the way the model was trained.
+A model's input is described by an :class:`InputSpec`: layout, size, channels, how the
+decoded image is resized (``resize``, ``aspect``), the order of its colour channels
+(``channel_order``) and the affine pixel preprocessing ``x[c] = pixel[c] * scale[c] +
+offset[c]`` (one number, or one per channel). anan-onnx stores it in the ONNX
+``metadata_props`` so that any runtime can prepare images the way the model was trained;
+docs/preprocessing.md is the schema.
 
 Example:
     >>> spec = InputSpec("NHWC", 32, 32, 3)
@@ -17,19 +20,45 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Sequence
+from fractions import Fraction
 
 import numpy as np
 
 from anan_onnx.errors import AnanError
 from anan_onnx.limits import input_elements
-from anan_onnx.metadata import DEFAULT_SCALE
+from anan_onnx.metadata import DEFAULT_SCALE, PREPROCESS_KEYS
 
-__all__ = ["LAYOUTS", "NCHW_TO_NHWC", "NHWC_TO_NCHW", "InputSpec", "check_batch", "guess_layout"]
+__all__ = [
+    "ASPECTS",
+    "CHANNEL_ORDERS",
+    "LAYOUTS",
+    "NCHW_TO_NHWC",
+    "NHWC_TO_NCHW",
+    "RESIZES",
+    "InputSpec",
+    "Numbers",
+    "check_batch",
+    "guess_layout",
+    "parse_number",
+    "parse_numbers",
+]
 
 LAYOUTS: tuple[str, ...] = ("NHWC", "NCHW")
+#: Orders of the decoded image's colour channels along the model's channel axis; the first
+#: is the default (what a missing ``channel_order`` key means).
+CHANNEL_ORDERS: tuple[str, ...] = ("RGB", "BGR")
+#: Interpolations of the resize to the model's size (Pillow's filters of the same names);
+#: the first is the default. Runtimes that cannot reproduce one must refuse the model.
+RESIZES: tuple[str, ...] = ("bilinear", "nearest", "bicubic")
+#: How the image's aspect ratio is handled: ``stretch`` (default) resizes the whole image;
+#: ``crop`` first cuts the largest centred region of the model's aspect ratio.
+ASPECTS: tuple[str, ...] = ("stretch", "crop")
 #: axes that turn an NHWC batch into NCHW, and back
 NHWC_TO_NCHW = (0, 3, 1, 2)
 NCHW_TO_NHWC = (0, 2, 3, 1)
+
+#: One number for every channel, or one per channel (in the model's channel order).
+Numbers = float | tuple[float, ...]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,21 +69,32 @@ class InputSpec:
         layout: ``"NHWC"`` (Keras) or ``"NCHW"``.
         height: input height in pixels.
         width: input width in pixels.
-        channels: 1 (grayscale) or 3 (RGB).
+        channels: 1 (grayscale) or 3 (colour).
         scale: pixel multiplier; the input is ``pixel * scale + offset`` with pixels 0-255.
-        offset: added after scaling (e.g. -1.0 with ``scale=1/127.5`` for [-1, 1] inputs).
+            One float, or a tuple of ``channels`` floats in the model's channel order.
+        offset: added after scaling (e.g. -1.0 with ``scale=1/127.5`` for [-1, 1] inputs);
+            one float or one per channel, like ``scale``.
+        channel_order: ``"RGB"`` or ``"BGR"``: the decoded colours along the channel axis
+            (ignored for 1 channel).
+        resize: interpolation to the model size, one of :data:`RESIZES`.
+        aspect: ``"stretch"`` or ``"crop"`` (centre crop to the model's aspect first).
 
     Example:
         >>> InputSpec("NCHW", 28, 28, 1, scale=1.0).batch_shape(2)
         (2, 1, 28, 28)
+        >>> InputSpec("NHWC", 8, 8, 3, scale=(1.0, 2.0, 3.0)).affine()[0]
+        array([1., 2., 3.], dtype=float32)
     """
 
     layout: str
     height: int
     width: int
     channels: int
-    scale: float = DEFAULT_SCALE
-    offset: float = 0.0
+    scale: Numbers = DEFAULT_SCALE
+    offset: Numbers = 0.0
+    channel_order: str = CHANNEL_ORDERS[0]
+    resize: str = RESIZES[0]
+    aspect: str = ASPECTS[0]
 
     def __post_init__(self) -> None:
         if self.layout not in LAYOUTS:
@@ -70,9 +110,15 @@ class InputSpec:
         object.__setattr__(self, "channels", channels)
         input_elements((self.height, self.width, channels), "the model input")
         for name in ("scale", "offset"):
-            object.__setattr__(self, name, _finite(name, getattr(self, name)))
-        if self.scale == 0:
+            object.__setattr__(self, name, _numbers(name, getattr(self, name), channels))
+        if 0 in (self.scale if isinstance(self.scale, tuple) else (self.scale,)):
             raise AnanError("scale must not be 0 (every input would be equal): pass e.g. 1/255")
+        for name, choices in (
+            ("channel_order", CHANNEL_ORDERS),
+            ("resize", RESIZES),
+            ("aspect", ASPECTS),
+        ):
+            object.__setattr__(self, name, _choice(name, getattr(self, name), choices))
 
     @classmethod
     def from_metadata(cls, md: dict[str, str]) -> InputSpec:
@@ -80,7 +126,9 @@ class InputSpec:
 
         Args:
             md: mapping with the keys ``layout``, ``height``, ``width``, ``channels``,
-                ``scale`` and ``offset``; other keys are ignored.
+                ``scale`` and ``offset`` (one number or a comma list, one per channel),
+                optionally ``channel_order``, ``resize``, ``aspect`` (default RGB,
+                bilinear, stretch); other keys are ignored.
 
         Raises:
             AnanError: a key is missing or its value is not valid.
@@ -90,7 +138,7 @@ class InputSpec:
             ...     "channels": "3", "scale": "0.00392156862745098", "offset": "0"}).height
             64
         """
-        keys = ("layout", "height", "width", "channels", "scale", "offset")
+        keys = PREPROCESS_KEYS[:6]
         missing = [k for k in keys if k not in md]
         if missing:
             raise AnanError(
@@ -102,6 +150,9 @@ class InputSpec:
             values[key] = _parse(key, md[key], int)
         for key in ("scale", "offset"):
             values[key] = _parse(key, md[key], float)
+        for key in PREPROCESS_KEYS[6:]:
+            if key in md:
+                values[key] = _recorded_choice(key, md[key])
         return cls(**values)  # type: ignore[arg-type]
 
     @classmethod
@@ -110,8 +161,8 @@ class InputSpec:
         shape: Sequence[object],
         *,
         layout: str | None = None,
-        scale: float = 1 / 255,
-        offset: float = 0.0,
+        scale: Numbers = DEFAULT_SCALE,
+        offset: Numbers = 0.0,
     ) -> InputSpec | None:
         """A spec from a 4-D input shape such as ``[None, 64, 64, 3]``, or ``None`` when the
         height, width or channels are not fixed (or are no image's).
@@ -137,15 +188,29 @@ class InputSpec:
         Example:
             >>> InputSpec("NHWC", 8, 8, 1, scale=0.5).to_metadata()["scale"]
             '0.5'
+            >>> InputSpec("NHWC", 8, 8, 3, offset=(-1.0, 0.0, 1.0)).to_metadata()["offset"]
+            '-1.0,0.0,1.0'
         """
         return {
             "layout": self.layout,
             "height": str(self.height),
             "width": str(self.width),
             "channels": str(self.channels),
-            "scale": repr(self.scale),
-            "offset": repr(self.offset),
+            "scale": _numbers_text(self.scale),
+            "offset": _numbers_text(self.offset),
+            "channel_order": self.channel_order,
+            "resize": self.resize,
+            "aspect": self.aspect,
         }
+
+    def affine(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(scale, offset)`` as float32 arrays of ``channels`` values each, for
+        ``pixels * scale + offset`` on channel-last pixels in the model's channel order."""
+        shape = (self.channels,)
+        return (
+            np.broadcast_to(np.asarray(self.scale, np.float32), shape).copy(),
+            np.broadcast_to(np.asarray(self.offset, np.float32), shape).copy(),
+        )
 
     def batch_shape(self, n: int) -> tuple[int, ...]:
         """Shape of a batch of ``n`` images in this layout."""
@@ -154,11 +219,66 @@ class InputSpec:
         return (n, self.channels, self.height, self.width)
 
     def describe(self) -> str:
-        """One line for reports, e.g. ``NHWC 64x64x3, x = pixel * 0.00392157 + 0``."""
-        return (
+        """One line for reports, e.g. ``NHWC 64x64x3, x = pixel * 0.00392157 + 0``; the
+        channel order, resize and aspect are named where they are not the defaults."""
+        text = (
             f"{self.layout} {self.height}x{self.width}x{self.channels}, "
-            f"x = pixel * {self.scale:.6g} + {self.offset:g}"
+            f"x = pixel * {_numbers_short(self.scale, '.6g')} + "
+            f"{_numbers_short(self.offset, 'g')}"
         )
+        return ", ".join([text, *self.non_defaults()])
+
+    def non_defaults(self) -> list[str]:
+        """The channel order, resize and aspect where they are not RGB, bilinear, stretch,
+        in words (``["channels BGR", "aspect crop"]``)."""
+        return [
+            f"{name} {value}"
+            for name, value, default in (
+                ("channels", self.channel_order, CHANNEL_ORDERS[0]),
+                ("resize", self.resize, RESIZES[0]),
+                ("aspect", self.aspect, ASPECTS[0]),
+            )
+            if value != default and not (name == "channels" and self.channels == 1)
+        ]
+
+
+def parse_number(text: str) -> float:
+    """A finite number written as a decimal or a fraction (``0.5``, ``1/255``, ``-1``).
+
+    Raises:
+        AnanError: anything else, naming the text.
+
+    Example:
+        >>> parse_number("1/127.5")
+        0.00784313725490196
+    """
+    raw = str(text).strip()
+    try:
+        if "/" in raw:
+            top, _, bottom = raw.partition("/")
+            value = float(Fraction(top.strip()) / Fraction(bottom.strip()))
+        else:
+            value = float(raw)
+    except (ValueError, ZeroDivisionError, OverflowError):
+        raise AnanError(f"invalid number {raw!r}: write e.g. 0.5 or 1/255") from None
+    if not math.isfinite(value):
+        raise AnanError(f"invalid number {raw!r}: it must be finite")
+    return value
+
+
+def parse_numbers(text: str) -> Numbers:
+    """One number, or a comma list of them (one per channel), each as :func:`parse_number`.
+
+    Example:
+        >>> parse_numbers("1/255")
+        0.00392156862745098
+        >>> parse_numbers("0.5, 1/4, 2")
+        (0.5, 0.25, 2.0)
+    """
+    parts = str(text).split(",")
+    if len(parts) == 1:
+        return parse_number(parts[0])
+    return tuple(parse_number(p) for p in parts)
 
 
 def guess_layout(dims: Sequence[object]) -> str:
@@ -179,6 +299,21 @@ def _positive_int(name: str, value: object) -> int:
     return int(value)
 
 
+def _numbers(name: str, value: object, channels: int) -> Numbers:
+    """A finite float, or a tuple of ``channels`` finite floats (a 1-list is one float)."""
+    if isinstance(value, (list, tuple, np.ndarray)):
+        items = tuple(_finite(name, v) for v in np.asarray(value, dtype=object).ravel())
+        if len(items) == 1:
+            return items[0]
+        if len(items) != channels:
+            raise AnanError(
+                f"{name} has {len(items)} values but the model has {channels} channel"
+                f"{'s' if channels != 1 else ''}: pass one {name}, or one per channel"
+            )
+        return items
+    return _finite(name, value)
+
+
 def _finite(name: str, value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float, np.number)):
         raise AnanError(f"{name} must be a number, got {value!r}: pass e.g. {name}=1/255")
@@ -188,21 +323,52 @@ def _finite(name: str, value: object) -> float:
     return value
 
 
+def _choice(name: str, value: object, choices: tuple[str, ...]) -> str:
+    text = str(value)
+    wanted = text.upper() if name == "channel_order" else text.lower()
+    if wanted not in choices:
+        raise AnanError(f"{name} must be one of {', '.join(choices)}, got {text!r}")
+    return wanted
+
+
+def _recorded_choice(key: str, raw: str) -> str:
+    choices = {"channel_order": CHANNEL_ORDERS, "resize": RESIZES, "aspect": ASPECTS}[key]
+    try:
+        return _choice(key, raw, choices)
+    except AnanError:
+        raise AnanError(
+            f"model metadata {key}={raw!r} is not one anan-onnx reproduces "
+            f"({', '.join(choices)}): re-convert the model with one of them"
+        ) from None
+
+
+def _numbers_text(value: Numbers) -> str:
+    return ",".join(repr(v) for v in value) if isinstance(value, tuple) else repr(value)
+
+
+def _numbers_short(value: Numbers, fmt: str) -> str:
+    if isinstance(value, tuple):
+        return "(" + ", ".join(format(v, fmt) for v in value) + ")"
+    return format(value, fmt)
+
+
 def _parse(key: str, raw: str, kind: type) -> object:
     try:
-        number = float(raw)
+        numbers = [float(part) for part in str(raw).split(",")]
     except (TypeError, ValueError):
+        numbers = []
+    if not numbers or (kind is int and len(numbers) != 1):
         raise AnanError(
             f"model metadata {key}={raw!r} is not a number: re-convert the model with anan-onnx"
-        ) from None
+        )
     if kind is int:
-        if not number.is_integer():
+        if not numbers[0].is_integer():
             raise AnanError(
                 f"model metadata {key}={raw!r} is not an integer: re-convert the model with "
                 "anan-onnx"
             )
-        return int(number)
-    return number
+        return int(numbers[0])
+    return numbers[0] if len(numbers) == 1 else tuple(numbers)
 
 
 # --- user-given arrays --------------------------------------------------------------------
@@ -286,7 +452,11 @@ def _as_float32(x: np.ndarray, name: str, spec_or_shape: object) -> np.ndarray:
         return x.astype(np.float32)
     if x.dtype.kind in "iub":
         if isinstance(spec_or_shape, InputSpec):
-            how = f"x.astype('float32') * {spec_or_shape.scale:.6g} + {spec_or_shape.offset:g}"
+            spec = spec_or_shape
+            how = (
+                f"x.astype('float32') * {_numbers_short(spec.scale, '.6g')} + "
+                f"{_numbers_short(spec.offset, 'g')}"
+            )
         else:
             how = "x.astype('float32') * scale, as in training"
         raise AnanError(

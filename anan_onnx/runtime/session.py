@@ -123,15 +123,15 @@ class Session:
         """The recorded preprocessing as an ``InputSpec``; for a model that records none (a
         raw ONNX export), one read from its input shape (``[?, 64, 64, 3]`` -> NHWC 64x64x3)
         with pixel * 1/255, which warns; ``None`` when the shape does not fix the size."""
-        from anan_onnx.runtime.inputs import InputSpec
+        from anan_onnx.runtime.inputs import InputSpec, parse_numbers
 
         if "height" in self.metadata:
             return self._agreeing(InputSpec.from_metadata(self.metadata))
         spec = InputSpec.from_shape(
             self.input_shape,
             layout=self.metadata.get("layout"),
-            scale=float(self.metadata.get("scale", 1 / 255)),
-            offset=float(self.metadata.get("offset", 0.0)),
+            scale=parse_numbers(self.metadata.get("scale", repr(_metadata.DEFAULT_SCALE))),
+            offset=parse_numbers(self.metadata.get("offset", "0")),
         )
         if spec is not None:
             warnings.warn(

@@ -210,7 +210,7 @@ CASES = [
     Case(
         "scale_zero",
         "--scale 0 (every input would be 0)",
-        "scale must be a finite non-zero",
+        "scale must not be 0",
         _convert("--scale", "0"),
     ),
     Case(
@@ -285,7 +285,7 @@ CASES = [
     Case(
         "empty_image_folder",
         "an empty image folder",
-        "is a directory, not a regular file",
+        "folder photos has no image files",
         lambda d: ["predict", ANAN, _mkdir(d, "photos")],
     ),
     Case(

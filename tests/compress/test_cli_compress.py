@@ -110,3 +110,67 @@ def test_predict_and_evaluate_take_compressed_models(work: Path, capsys) -> None
     result = json.loads(capsys.readouterr().out)
     assert set(result["scores"]) == {"fp32", "fp16"}
     assert result["n_test"] >= 4 and 0 <= result["agreement_with_fp32"] <= 1
+
+
+def test_compress_reports_agreement_method_and_small_calibration(work: Path, capsys) -> None:
+    import onnx
+
+    from anan_onnx.metadata import read_metadata
+
+    code = main(["compress", str(work / "cnn.anan.onnx"), "--int8", "--calibration",
+                 str(work / "data"), "--calibration-size", "1", "--check-size", "12",
+                 "--calibration-method", "entropy"])  # fmt: skip
+    assert code == 0
+    captured = capsys.readouterr()
+    assert "anan-onnx: warning: calibrating on 1 image(s)" in captured.err
+    line = next(r for r in captured.out.splitlines() if "held back" in r)
+    assert "vs FP32: " in line and "/12 predictions equal" in line
+    meta = read_metadata(onnx.load(str(work / "cnn.int8.anan.onnx")))
+    assert meta["calibration_method"] == "entropy" and meta["calibration_size"] == "1"
+    assert meta["fp32_agreement"].endswith("/12")
+
+
+def test_compress_warns_when_held_back_agreement_is_low(work: Path, capsys) -> None:
+    """The test CNN on random pixels: its INT8 copy from 16 images agrees on 6/8 held back."""
+    code = main(["compress", str(work / "cnn.anan.onnx"), "--int8", "--calibration",
+                 str(work / "data"), "--calibration-size", "16"])  # fmt: skip
+    assert code == 0
+    err = capsys.readouterr().err
+    assert "held-back images" in err and "below 99.0%" in err
+
+
+def test_fp16_measures_agreement_on_given_images(work: Path, capsys) -> None:
+    code = main(["compress", str(work / "cnn.anan.onnx"), "--fp16", "--calibration",
+                 str(work / "data"), "--check-size", "10"])  # fmt: skip
+    assert code == 0
+    line = next(r for r in capsys.readouterr().out.splitlines() if "held back" in r)
+    assert "10/10 predictions equal" in line
+
+
+def test_verify_checks_agreement_with_fp32(work: Path, capsys) -> None:
+    """A compressed model and base with the head negated alike agree with each other and
+    with the literal loop, not with the FP32 model: verify fails, unless told to accept."""
+    import numpy as np
+    import onnx
+    from onnx import numpy_helper
+
+    assert main(["compress", str(work / "cnn.anan.onnx"), "--fp16"]) == 0
+    for name in ("cnn.fp16.anan.onnx", "cnn.fp16.base.onnx"):
+        model = onnx.load(str(work / name))
+        for init in model.graph.initializer:
+            if init.name in ("output_w", "output_b"):
+                negated = -numpy_helper.to_array(init)
+                init.CopyFrom(numpy_helper.from_array(negated.astype(np.float16), init.name))
+        onnx.save(model, str(work / name))
+    capsys.readouterr()
+    model = str(work / "cnn.fp16.anan.onnx")
+    assert main(["verify", model, "-n", "8"]) == 1
+    out = capsys.readouterr().out
+    assert out.startswith("FAIL") and "BELOW >= 99.0%" in out and "8/8 predictions agree" in out
+    assert main(["verify", model, "-n", "8", "--min-agreement", "0"]) == 0
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exc:  # argparse's own error
+        main(["verify", model, "--min-agreement", "1.5"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--min-agreement" in err[0]

@@ -1,6 +1,6 @@
 """Every CNN of keras.applications converts with the defaults and equals the literal loop.
 
-The constructors are enumerated from the installed Keras (tools/keras_apps.py), built with
+The constructors are enumerated from the installed Keras (tests/fixtures/keras_apps.py), built with
 random weights and raw logits at 224×224×3, saved, and converted by the CLI with the
 default options, each step in a process of its own (bounded memory; the conversion's wall
 time and peak memory are recorded). The ANAN model must equal the spec's literal per-image
@@ -31,9 +31,9 @@ import onnx
 import onnxruntime as ort
 import pytest
 from fixtures.compat_report import write_records
+from fixtures.keras_apps import CI_MEMBER, constructors, size
 
 from anan_onnx import AnanParams, LiteralReference, read_metadata
-from tools.keras_apps import CI_MEMBER, constructors, size
 
 pytest.importorskip("keras", reason="the 'keras' extra is needed for Keras models")
 pytest.importorskip("tf2onnx", reason="the 'keras' extra is needed for Keras models")
@@ -42,6 +42,7 @@ pytestmark = pytest.mark.keras
 TOLERANCE = 1e-5  # relative to the largest output magnitude (logits are not probabilities)
 N_IMAGES = 3
 REPO = Path(__file__).resolve().parents[2]
+BUILDER = REPO / "tests" / "fixtures" / "keras_apps.py"  # run as a script, one model each
 APPS = constructors()
 RECORDS: dict[str, dict[str, object]] = {}
 
@@ -69,7 +70,7 @@ def saved(tmp_path_factory):
     def get(name: str) -> Path:
         if name not in cache:
             path = root / f"{name}.keras"
-            command = [sys.executable, str(REPO / "tools" / "keras_apps.py"), name, str(path)]
+            command = [sys.executable, str(BUILDER), name, str(path)]
             done = subprocess.run(command, capture_output=True, text=True, cwd=REPO, env=_env())
             assert done.returncode == 0, f"building {name} failed: {done.stderr[-2000:]}"
             cache[name] = path

@@ -215,9 +215,15 @@ def test_target_names_the_keras_layer_and_the_preprocessing(preprocessed):
     result = convert_file(paths["given"], root / "first.anan.onnx", AnanParams())
     meta = Session(root / "first.anan.onnx").metadata
     assert meta["target_keras_layer"] == "stem_conv"
+    # Keras numbers unnamed layers per process ('rescaling', 'rescaling_1', ...)
+    model = keras.models.load_model(paths["given"], compile=False)
+    rescaling, normalization = (
+        next(layer.name for layer in model.layers if type(layer).__name__ == kind)
+        for kind in ("Rescaling", "Normalization")
+    )
     assert meta["target_reason"] == (
-        "the first Conv in topological order, after Rescaling 'rescaling', Normalization "
-        "'normalization', ZeroPadding2D 'stem_pad'; put in canonical form: "
+        f"the first Conv in topological order, after Rescaling '{rescaling}', Normalization "
+        f"'{normalization}', ZeroPadding2D 'stem_pad'; put in canonical form: "
         "Mul 'stem_conv/unfolded/mul', Add 'stem_conv/unfolded/add'"
     )  # stem_bn, which TensorFlow folded and the exporter unfolded, is folded again
     assert "keras_convs" not in meta  # the map stays in the base model
@@ -237,9 +243,12 @@ def test_layer_takes_the_keras_name(preprocessed, layer):
     from anan_onnx.rewrite.target import find_target
 
     target = find_target(ir.from_proto(result.base).graph, result.target_layer)
-    np.testing.assert_array_equal(target.weight, kernel)
+    # the named layer's kernel, times the per-kernel factor of a BatchNormalization after
+    # it that the canonical form folds in (stem_conv's stem_bn; none after stem_conv_1)
+    factor = target.weight.reshape(len(kernel), -1) / kernel.reshape(len(kernel), -1)
+    np.testing.assert_allclose(factor, factor[:, :1] * np.ones_like(factor), rtol=1e-5)
     assert Session(out).metadata["target_keras_layer"] == layer
-    assert Session(out).metadata["target_reason"] == f"named by --layer {layer!r}"
+    assert Session(out).metadata["target_reason"].startswith(f"named by --layer {layer!r}")
     assert verify_models(result.anan, result.base, n=6).passed
 
 

@@ -24,9 +24,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from distributed_helpers import write_images, write_model
 
 from anan_onnx.distributed.predict import JobOptions, predict_parts
-from conftest import write_images, write_model
 
 pytestmark = pytest.mark.integration
 

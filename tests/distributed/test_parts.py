@@ -9,18 +9,11 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+from distributed_helpers import CLASSES, run
 
-from anan_onnx.cli import main
 from anan_onnx.distributed.parts import iter_rows
 from anan_onnx.runtime.image_files import load_images
 from anan_onnx.runtime.session import Session
-from conftest import CLASSES
-
-
-def run(capsys, *argv: object) -> tuple[int, str, str]:
-    code = main([str(a) for a in argv])
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def expected_rows(model: Path, files: list[Path]) -> np.ndarray:

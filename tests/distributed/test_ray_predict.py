@@ -12,12 +12,15 @@ import os
 import time
 
 import pytest
-from test_parts import run
+from distributed_helpers import run
 
 from anan_onnx.distributed import predict
 from anan_onnx.distributed.predict import JobOptions, predict_parts
 
-pytestmark = pytest.mark.filterwarnings("error::ray.util.annotations.RayDeprecationWarning")
+pytestmark = [
+    pytest.mark.integration,  # a Ray cluster: tens of seconds on 2 cores (as test_ray_engine)
+    pytest.mark.filterwarnings("error::ray.util.annotations.RayDeprecationWarning"),
+]
 
 
 def _parts(out) -> dict[str, bytes]:

@@ -83,7 +83,7 @@ def test_folder_split_is_deterministic(tmp_path):
 
 
 def test_folder_split_matches_sklearn_train_test_split(tmp_path):
-    # The split must equal tools/train_base_cnn.py's, so the base CNN's test images stay unseen.
+    # The split must equal research/train_base_cnn.py's, so the base CNN's test images stay unseen.
     from sklearn.model_selection import train_test_split
 
     root = make_folder(tmp_path / "d", {"a": 23, "b": 11})

@@ -364,7 +364,7 @@ def test_emit_writes_the_anan_model_and_its_base_both_or_neither(tmp_path):
 
 
 def record_beside(model: Path, data: Path, train_files: list[str], val: list[int]) -> Path:
-    """A training.json beside ``model`` as tools/train_base_cnn.py writes it (relative root)."""
+    """A training.json beside ``model`` as research/train_base_cnn.py writes it (relative root)."""
     labels = [int(f.split("/")[1] == "pos") for f in train_files]
     test = sorted(str(p.relative_to(data)) for p in (data / "test").rglob("*.png"))
     record = {

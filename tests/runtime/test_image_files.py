@@ -101,3 +101,51 @@ def test_load_images_with_progress_bar(tmp_path):
     paths = [save(tmp_path / f"{i}.png", solid(8, 6, (i, i, i))) for i in range(4)]
     batch, _, _ = load_images(paths, NHWC, progress=True)
     assert batch.shape == (4, 8, 6, 3)
+
+
+# --- channel order, per-channel scaling, resize filter, aspect ------------------------------
+
+
+def _photo(tmp_path, size=(20, 10), seed=0):
+    """A random RGB PNG of ``size`` (width, height) and its pixels."""
+    pixels = np.random.default_rng(seed).integers(0, 256, (size[1], size[0], 3), np.uint8)
+    path = tmp_path / f"photo{seed}.png"
+    Image.fromarray(pixels).save(path)
+    return path, pixels
+
+
+def test_bgr_and_per_channel_scaling_follow_the_model_channel_order(tmp_path):
+    path, pixels = _photo(tmp_path, (6, 4))
+    mean = np.array([103.939, 116.779, 123.68])  # B, G, R
+    spec = InputSpec("NCHW", 4, 6, 3, scale=1.0, offset=tuple(-mean), channel_order="BGR")
+    batch, _, _ = load_images([path], spec)
+    expected = pixels[:, :, ::-1].astype(np.float32) - mean.astype(np.float32)
+    np.testing.assert_array_equal(batch[0], expected.transpose(2, 0, 1))
+    scale = (1 / 58.395, 1 / 57.12, 1 / 57.375)
+    x = load_image(path, InputSpec("NHWC", 4, 6, 3, scale=scale, offset=(-2.0, -2.0, -1.8)))
+    np.testing.assert_allclose(x, pixels * np.float32(scale) + np.float32([-2.0, -2.0, -1.8]))
+
+
+def test_gray_images_ignore_the_channel_order(tmp_path):
+    path, pixels = _photo(tmp_path, (6, 4))
+    rgb, bgr = (InputSpec("NHWC", 4, 6, 1, scale=1.0, channel_order=o) for o in ("RGB", "BGR"))
+    np.testing.assert_array_equal(load_image(path, rgb), load_image(path, bgr))
+
+
+@pytest.mark.parametrize("resize", ["bilinear", "nearest", "bicubic"])
+def test_resize_uses_the_recorded_filter(tmp_path, resize):
+    path, pixels = _photo(tmp_path)
+    x = load_image(path, InputSpec("NHWC", 5, 5, 3, scale=1.0, resize=resize))
+    wanted = Image.fromarray(pixels).resize((5, 5), getattr(Image.Resampling, resize.upper()))
+    np.testing.assert_array_equal(x, np.asarray(wanted, np.float32))
+
+
+def test_aspect_crop_cuts_the_centre_before_resizing(tmp_path):
+    path, pixels = _photo(tmp_path, (20, 10))
+    x = load_image(path, InputSpec("NHWC", 5, 5, 3, scale=1.0, aspect="crop"))
+    centre = Image.fromarray(pixels[:, 5:15]).resize((5, 5), Image.Resampling.BILINEAR)
+    np.testing.assert_array_equal(x, np.asarray(centre, np.float32))
+    stretched = load_image(path, InputSpec("NHWC", 5, 5, 3, scale=1.0))
+    assert not np.array_equal(x, stretched)
+    same = load_image(path, InputSpec("NHWC", 10, 20, 3, scale=1.0, aspect="crop"))
+    np.testing.assert_array_equal(same, pixels.astype(np.float32))  # aspect already right

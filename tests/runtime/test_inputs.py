@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from anan_onnx.errors import AnanError
-from anan_onnx.runtime.inputs import InputSpec, check_batch
+from anan_onnx.runtime.inputs import InputSpec, check_batch, parse_numbers
 
 NHWC = InputSpec("NHWC", 8, 6, 3)
 NCHW = InputSpec("NCHW", 8, 6, 3)
@@ -151,3 +151,69 @@ def test_check_batch_reports_nan_and_inf():
     y[0, 0, 0, 0] = np.inf
     with pytest.raises(AnanError, match="0 NaN and 1 Inf"):
         check_batch(y, NHWC)
+
+
+# --- per-channel preprocessing, channel order, resize, aspect -------------------------------
+
+
+def test_per_channel_spec_round_trips_and_old_metadata_reads_as_the_defaults():
+    spec = InputSpec(
+        "NHWC", 8, 6, 3, scale=(1 / 58.395, 1 / 57.12, 1 / 57.375), offset=(-2.1, -2.0, -1.8),
+        channel_order="bgr", resize="nearest", aspect="crop",
+    )  # fmt: skip
+    md = spec.to_metadata()
+    assert md["scale"] == ",".join(repr(v) for v in spec.scale)
+    assert md["channel_order"] == "BGR"
+    assert InputSpec.from_metadata(md) == spec
+    old = {k: v for k, v in NHWC.to_metadata().items() if k not in ("channel_order", "resize")}
+    del old["aspect"]
+    assert InputSpec.from_metadata(old) == NHWC
+    assert (NHWC.channel_order, NHWC.resize, NHWC.aspect) == ("RGB", "bilinear", "stretch")
+    scale, offset = spec.affine()
+    assert scale.dtype == np.float32 and scale.shape == offset.shape == (3,)
+    assert "channels BGR, resize nearest, aspect crop" in spec.describe()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"scale": (1.0, 2.0)}, "scale has 2 values but the model has 3 channels"),
+        ({"channels": 1, "offset": (1.0, 2.0, 3.0)}, "offset has 3 values but the model has 1"),
+        ({"scale": (1.0, 0.0, 1.0)}, "scale must not be 0"),
+        ({"offset": (0.0, float("inf"), 0.0)}, "offset must be finite"),
+        ({"channel_order": "GBR"}, "channel_order must be one of RGB, BGR"),
+        ({"resize": "lanczos"}, "resize must be one of bilinear, nearest, bicubic"),
+        ({"aspect": "pad"}, "aspect must be one of stretch, crop"),
+    ],
+)
+def test_spec_rejects_invalid_preprocessing(kwargs, message):
+    args = {"layout": "NHWC", "height": 4, "width": 4, "channels": 3, **kwargs}
+    with pytest.raises(AnanError, match=message):
+        InputSpec(**args)
+
+
+def test_recorded_values_a_runtime_cannot_reproduce_are_refused_with_the_choices():
+    with pytest.raises(AnanError, match=r"resize='lanczos' is not one anan-onnx reproduces"):
+        InputSpec.from_metadata({**NHWC.to_metadata(), "resize": "lanczos"})
+    with pytest.raises(AnanError, match=r"scale='0.1,x,0.2' is not a number"):
+        InputSpec.from_metadata({**NHWC.to_metadata(), "scale": "0.1,x,0.2"})
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("1/255", 1 / 255),
+        ("1/58.4", 1 / 58.4),
+        (" -1 ", -1.0),
+        ("0.0171,0.0175,0.0174", (0.0171, 0.0175, 0.0174)),
+        ("1/58.395, 1/57.12, 1/57.375", (1 / 58.395, 1 / 57.12, 1 / 57.375)),
+    ],
+)
+def test_one_parser_reads_decimals_fractions_and_lists(text, expected):
+    assert parse_numbers(text) == pytest.approx(expected, rel=1e-15, abs=0)
+
+
+@pytest.mark.parametrize("text", ["abc", "1/0", "nan", "inf", "1,,2", "1/", ""])
+def test_parser_refuses_what_is_not_a_finite_number(text):
+    with pytest.raises(AnanError, match="invalid number"):
+        parse_numbers(text)
