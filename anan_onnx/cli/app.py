@@ -385,9 +385,14 @@ def _add_predict(commands) -> None:
 def _cmd_predict(args: argparse.Namespace) -> int:
     if not args.inputs and not args.inputs_from:
         raise AnanError("no inputs: pass image files, folders, @list files or --inputs-from")
-    if args.output is not None:  # anan_onnx.distributed: parts written where they run
-        if args.json:
-            raise AnanError("--json prints to stdout, -o writes a folder: pass one of them")
+    from anan_onnx.cli.inference import FILE_OUTPUTS, cmd_predict  # no TF (import contract)
+
+    if args.output is not None and args.json:
+        raise AnanError("--json prints to stdout, -o writes a file or folder: pass one of them")
+    is_file = args.output is not None and args.output.suffix.lower() in FILE_OUTPUTS
+    if is_file and args.engine == "ray":
+        raise AnanError("--engine ray writes a folder of parts: pass -o DIR (no .jsonl/.csv)")
+    if args.output is not None and not is_file:  # distributed: parts written where they run
         from anan_onnx.distributed.cli import run_predict
 
         return run_predict(args)
@@ -395,8 +400,6 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         raise AnanError("--engine ray writes a folder: pass -o DIR")
     if args.address or args.workers:
         raise AnanError("--address and --workers need --engine ray")
-    from anan_onnx.cli.inference import cmd_predict  # no TF on this path (import contract)
-
     return cmd_predict(args)
 
 

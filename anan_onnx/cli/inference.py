@@ -137,6 +137,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     paths = map(Path, iter_inputs(args.inputs, inputs_from=args.inputs_from))  # streamed
     if args.json:
         return _print_json(args.model, _chunks(session, paths, size, skip=False), names)
+    if getattr(args, "output", None) is not None:  # -o FILE.jsonl|.csv (app routes DIR)
+        return _write_file(args, _chunks(session, paths, size, skip=True), names)
     unreadable: list[str] = []
     for inputs, outputs, errors in _chunks(session, paths, size, skip=True):
         for name, message in errors:  # a bad file is a row too: the others still run
@@ -153,6 +155,78 @@ def cmd_predict(args: argparse.Namespace) -> int:
             f"the first: {unreadable[0]}"
         )
     return 0
+
+
+#: ``-o`` names a file, not a partitioned folder, when it ends so.
+FILE_OUTPUTS = (".jsonl", ".csv")
+_COLUMNS = ("input", "label", "class", "probabilities", "error")
+
+
+def _write_file(args: argparse.Namespace, chunks: Iterable[Chunk], names: list[str] | None) -> int:
+    """Streams one record per input into a temp file beside ``-o``, renamed onto it when
+    every input has its row; the failures are counted against ``--max-failed``."""
+    import csv
+    import os
+    import tempfile
+
+    from anan_onnx.distributed.predict import allowed_failures
+
+    output: Path = args.output
+    allowed_failures(args.max_failed, 0)  # checked before any work
+    if output.is_dir():
+        raise AnanError(f"-o {output} is a folder: pass a file name (or drop .jsonl/.csv)")
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise AnanError(f"cannot write {output} ({exc.strerror}): pick a writable path") from None
+    fd, temp = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".tmp", dir=output.parent)
+    total, failed = 0, []
+    try:
+        with os.fdopen(fd, "w", newline="", encoding="utf-8") as f:
+            table = csv.writer(f) if output.suffix.lower() == ".csv" else None
+            if table is not None:
+                table.writerow(_COLUMNS)
+            for record in _records(chunks, names):
+                total += 1
+                if record["error"]:
+                    failed.append(str(record["error"]))
+                if table is None:
+                    f.write(json.dumps(record, allow_nan=False) + "\n")
+                else:
+                    probs = record["probabilities"]
+                    record["probabilities"] = json.dumps(probs) if probs else None
+                    table.writerow(["" if record[k] is None else record[k] for k in _COLUMNS])
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(temp, output)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
+    print(f"predicted {total - len(failed)} of {total} inputs ({len(failed)} failed) -> {output}")
+    if len(failed) > allowed_failures(args.max_failed, total):
+        raise AnanError(
+            f"{len(failed)} of {total} inputs failed (first: {failed[0]}); their rows in "
+            f"{output} say why: fix or remove them, or allow some with --max-failed"
+        )
+    return 0
+
+
+def _records(chunks: Iterable[Chunk], names: list[str] | None) -> Iterator[dict[str, Any]]:
+    """The rows of ``-o FILE``: the columns of ``-o DIR``'s parts, in input order."""
+    for inputs, outputs, errors in chunks:
+        for name, message in errors:
+            yield dict.fromkeys(_COLUMNS) | {"input": name, "error": message}
+        for name, row in zip(inputs, outputs, strict=True):
+            if not np.isfinite(row).all():
+                yield dict.fromkeys(_COLUMNS) | {
+                    "input": name,
+                    "error": _non_finite_message(name, row),
+                }
+                continue
+            label = _label(row)
+            cls = _class(label, names, len(row))
+            yield {"input": name, "label": label, "class": str(label) if cls is None else cls,
+                   "probabilities": [float(v) for v in row], "error": None}  # fmt: skip
 
 
 def batch_size_of(session: Session, given: int | None, paths: Sequence[str | Path]) -> int:

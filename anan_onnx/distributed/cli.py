@@ -45,15 +45,16 @@ def add_predict_options(p: argparse.ArgumentParser) -> None:
         help="a list file: one input per line (relative to the list's folder; - reads "
         "standard input); as @FILE among the inputs; repeatable",
     )
-    g = p.add_argument_group("outputs folder (-o; needed by --engine ray)")
+    g = p.add_argument_group("outputs (-o; --engine ray needs a folder)")
     g.add_argument(
         "-o",
         "--output",
         type=Path,
-        metavar="DIR",
-        help="write one Parquet file per part of the inputs here (part-*.parquet: input, "
+        metavar="DIR|FILE",
+        help="a folder: one Parquet file per part of the inputs (part-*.parquet: input, "
         "label, class, probabilities, error), failed rows in DIR/errors/, counts and "
-        "checksums in DIR/manifest.json; a rerun with the same DIR resumes",
+        "checksums in DIR/manifest.json, and a rerun with the same DIR resumes; or a "
+        "FILE.jsonl / FILE.csv (local engine): the same rows, streamed into one file",
     )
     g.add_argument(
         "--max-failed",

@@ -92,10 +92,46 @@ def test_a_list_file_streams_inputs_to_stdout_and_to_a_folder(model, tree, tmp_p
     assert code == 0 and len(list(iter_rows(tmp_path / "out"))) == len(good)
 
 
+@pytest.mark.parametrize("suffix", [".jsonl", ".csv"])
+def test_one_file_output_has_the_rows_of_the_parts(model, tree, tmp_path, capsys, suffix):
+    folder, good, broken = tree
+    run(capsys, "predict", model, folder, "-o", tmp_path / "parts", "--max-failed", 1)
+    parts = list(iter_rows(tmp_path / "parts"))
+    out = tmp_path / f"rows{suffix}"
+    code, stdout, stderr = run(capsys, "predict", model, folder, "-o", out)
+    assert code == 2 and "1 of 13 inputs failed" in stderr and "12 of 13" in stdout
+    rows = {r["input"]: r for r in _read(out)}  # a batch's unreadable files come first
+    assert len(rows) == 13 and set(rows) == {str(p) for p in [*good, broken]}
+    for part in parts:  # the folder was given as an absolute path: the same ids
+        row = rows[part["input"]]
+        assert row["label"] == part["label"] and row["class"] == part["class"]
+        if part["error"]:
+            assert row["probabilities"] is None and "broken.png" in row["error"]
+        else:  # float32 values, written as JSON numbers: the same floats back
+            assert np.float32(row["probabilities"]).tolist() == part["probabilities"]
+    assert run(capsys, "predict", model, folder, "-o", out, "--max-failed", 1)[0] == 0
+    assert not list(tmp_path.glob(".rows*"))  # no temp file left
+
+
+def _read(path: Path) -> list[dict]:
+    if path.suffix == ".jsonl":
+        return [json.loads(line) for line in path.read_text().splitlines()]
+    import csv
+
+    with path.open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    for r in rows:
+        r["label"] = int(r["label"]) if r["label"] else None
+        r["probabilities"] = json.loads(r["probabilities"]) if r["probabilities"] else None
+        r["class"] = r["class"] or None
+    return rows
+
+
 @pytest.mark.parametrize(
     "extra, message",
     [
         (["--engine", "ray"], "--engine ray writes a folder: pass -o DIR"),
+        (["--engine", "ray", "-o", "OUT.jsonl"], "--engine ray writes a folder of parts"),
         (["-o", "OUT", "--json"], "pass one of them"),
         (["-o", "FILE"], "is a file: pass a folder"),
         (["-o", "FOREIGN"], "a folder with other files"),
@@ -109,10 +145,10 @@ def test_bad_output_arguments_are_one_line(model, tree, tmp_path, capsys, extra,
     (tmp_path / "FILE").write_text("x")
     (tmp_path / "FOREIGN").mkdir()
     (tmp_path / "FOREIGN" / "thesis.tex").write_text("x")
-    argv = [str(tmp_path / a) if a in ("OUT", "FILE", "FOREIGN") else a for a in extra]
+    argv = [str(tmp_path / a) if a in ("OUT", "OUT.jsonl", "FILE", "FOREIGN") else a for a in extra]
     code, _, stderr = run(capsys, "predict", model, folder, *argv)
     assert code == 2
     lines = stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], stderr
-    assert not (tmp_path / "OUT").exists()
+    assert not (tmp_path / "OUT").exists() and not (tmp_path / "OUT.jsonl").exists()
     assert [p.name for p in (tmp_path / "FOREIGN").iterdir()] == ["thesis.tex"]
