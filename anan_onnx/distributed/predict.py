@@ -233,21 +233,27 @@ def _on_ray(
         names = list_parts(out)
         cpus = int(ray.cluster_resources().get("CPU", 1))
         pool = max(1, options.workers or cpus // options.threads)
-        for attempt in range(options.retries + 1):
-            try:
-                return _pass(ray, out, names, pool, options)
-            except AnanError:
-                raise
-            except Exception as exc:  # a lost node or actor: the next pass resumes
-                if attempt == options.retries:
-                    raise AnanError(
-                        f"the Ray job failed {attempt + 1} times, last: {first_line(exc, 200)}; "
-                        f"committed parts are kept in {out}: rerun the same command to resume"
-                    ) from None
-        raise AssertionError("unreachable")
+        return _with_retries(lambda: _pass(ray, out, names, pool, options), options.retries, out)
     finally:
         if started:
             ray.shutdown()
+
+
+def _with_retries(run: Any, retries: int, out: Path) -> list[PartSummary]:
+    """``run()``, again after a failure that is not an AnanError (a lost node or actor: the
+    next pass skips the committed parts), at most ``retries`` more times."""
+    last: Exception | None = None
+    for _ in range(retries + 1):
+        try:
+            return list(run())
+        except AnanError:
+            raise
+        except Exception as exc:
+            last = exc
+    raise AnanError(
+        f"the Ray job failed {retries + 1} times, last: {first_line(last or Exception(), 200)}; "
+        f"committed parts are kept in {out}: rerun the same command to resume"
+    )
 
 
 def _pass(
