@@ -54,6 +54,8 @@ MODEL_COPY = "model.onnx"
 #: Passes after a failed one (a lost node): each part is computed at most 1 + this often.
 DEFAULT_RETRIES = 2
 _SUMMARY_FIELDS = tuple(f.name for f in dataclasses.fields(PartSummary))
+#: Most Ray Data blocks of part names (Ray's scheduling cost grows with the block count).
+_MAX_BLOCKS = 10_000
 #: A column of the actors' output: the AnanError that stops the job, or "".
 _FATAL = "fatal"
 
@@ -262,7 +264,9 @@ def _pass(
     """One pass of Ray Data over the part names; a worker's AnanError stops it."""
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = False
-    dataset = ray.data.from_items([{"part": n} for n in names], override_num_blocks=len(names))
+    # a block per part (at most _MAX_BLOCKS: a retried block skips its committed parts)
+    blocks = min(len(names), _MAX_BLOCKS)
+    dataset = ray.data.from_items([{"part": n} for n in names], override_num_blocks=blocks)
     predicted = dataset.map_batches(
         _RayParts,
         fn_constructor_kwargs={

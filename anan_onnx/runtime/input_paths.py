@@ -11,8 +11,9 @@ An input argument is
 * ``@FILE`` (or a ``--inputs-from FILE``): one input per line, relative to the list
   file's folder; blank lines and ``#`` comments are skipped; ``-`` reads standard input;
 * a glob pattern (``*``, ``?``, ``[``): its matches in sorted order (``**`` recursive);
-* a URI (``s3://bucket/prefix``, ``gs://...``): passed through for the Ray engine, whose
-  workers list and read it (:mod:`anan_onnx.distributed.listing`).
+* a URI (``s3://bucket/prefix``, ``gs://...``): passed through for ``predict -o DIR``,
+  which lists and reads it (:mod:`anan_onnx.distributed.listing`; with ``--engine ray``
+  on the workers).
 
 Everything is a generator: nothing holds the list of all inputs, so a list file of 10^8
 lines or a folder tree of that size is streamed (the argument list of a shell is not the
@@ -83,7 +84,7 @@ def iter_inputs(
         inputs_from: list files, read after ``items``.
         absolute: resolve relative paths here (the Ray engine ships absolute paths, so that
             a worker with another working directory reads the same files).
-        uris: let URIs through (else they are refused: only the Ray engine reads them).
+        uris: let URIs through (else they are refused: only ``predict -o DIR`` reads them).
 
     Raises:
         AnanError: an input that does not exist, a folder without images, a pattern that
@@ -100,7 +101,7 @@ def _expand(text: str, absolute: bool, uris: bool) -> Iterator[str]:
         yield from _listed(text[len(LIST_PREFIX) :], absolute, uris)
     elif is_uri(text):
         if not uris:
-            raise AnanError(f"input {text} is a URI: read it with --engine ray, or copy it here")
+            raise AnanError(f"input {text} is a URI: predict it with -o DIR (either engine)")
         yield text
     elif os.path.isdir(text):
         yield from _folder(text, absolute)

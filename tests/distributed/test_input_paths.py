@@ -51,7 +51,7 @@ def test_globs_and_absolute_paths(tree, monkeypatch):
         ("@missing.txt", "cannot be read"),
         ("@empty.txt", "lists no inputs"),
         ("empty_dir", "has no image files"),
-        ("s3://bucket/prefix", "read it with --engine ray"),
+        ("s3://bucket/prefix", "predict it with -o DIR"),
     ],
 )
 def test_bad_inputs_are_one_line(tmp_path, monkeypatch, item, message):
