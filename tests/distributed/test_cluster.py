@@ -165,6 +165,32 @@ def test_a_bucket_and_a_folder_on_two_nodes(cluster, s3, tmp_path, monkeypatch):
     assert rows[0] == f"{uri}/a/img0000.png"  # the bucket listed by a Ray task, sorted
 
 
+#: Runs a command and prints its peak resident memory (KiB) last on stderr: the child's
+#: own peak, not that of every process this test session has waited for.
+_PEAK = (
+    "import resource, subprocess, sys; code = subprocess.run(sys.argv[1:]).returncode; "
+    "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, file=sys.stderr); "
+    "sys.exit(code)"
+)
+
+
+def test_the_driver_memory_does_not_grow_with_the_input_count(cluster, tmp_path):
+    model = write_model(tmp_path / "m.onnx")
+    peaks = {}
+    for n in (300, 30_000):
+        write_images(tmp_path / f"imgs{n}", n)
+        proc = subprocess.run(
+            [sys.executable, "-c", _PEAK, sys.executable, "-m", "anan_onnx", "predict", str(model),
+             str(tmp_path / f"imgs{n}"), "--engine", "ray", "--address", str(cluster["address"]),
+             "-o", str(tmp_path / f"out{n}"), "--block-images", "1000"],
+            env=cluster["env"], capture_output=True, text=True, cwd=REPO, timeout=300,
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+        peaks[n] = int(proc.stderr.strip().splitlines()[-1])
+    # the bound: +5 % from 300 to 30,000 images (measured +0.5 %: docs/scale.md)
+    assert peaks[30_000] <= 1.05 * peaks[300], peaks
+
+
 def test_a_node_killed_mid_run_then_a_rerun_resumes(cluster, tmp_path):
     model = write_model(tmp_path / "m.onnx")
     folder = tmp_path / "imgs"
