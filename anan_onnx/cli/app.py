@@ -49,9 +49,12 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _dashed_files(message: str) -> bool:
-    """Whether an "unrecognized arguments" error names an existing file starting with '-'."""
+    """Whether an "unrecognized arguments" error names a file starting with '-': one that
+    exists, or a name with a suffix or a folder (``-x.png``; options have neither)."""
     _, sep, rest = message.partition("unrecognized arguments: ")
-    return bool(sep) and any(t.startswith("-") and os.path.exists(t) for t in rest.split())
+    return bool(sep) and any(
+        t.startswith("-") and (os.path.exists(t) or "." in t or "/" in t) for t in rest.split()
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -29,6 +29,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -135,11 +136,17 @@ def predict_parts(
     InputSpec.from_metadata(read_metadata(proto))  # refuses a model without preprocessing
     data = proto.SerializeToString()
     del proto
-    if engine != "ray":
-        build_work(out, inputs, inputs_from, options.block)
-        summaries = _local(data, out, options)
-    else:
-        summaries = _on_ray(data, out, inputs, inputs_from, address, options)
+    created = not out.exists()
+    try:
+        if engine != "ray":
+            build_work(out, inputs, inputs_from, options.block)
+            summaries = _local(data, out, options)
+        else:
+            summaries = _on_ray(data, out, inputs, inputs_from, address, options)
+    except BaseException:
+        if created and not any(out.glob("part-*.parquet")):  # nothing worth resuming
+            shutil.rmtree(out, ignore_errors=True)
+        raise
     summary = _manifest(out, model, data, summaries)
     summary.seconds = time.perf_counter() - start
     return summary
@@ -172,8 +179,7 @@ def _output_folder(out: str | Path) -> Path:
                 f"-o {out} is a folder with other files: pass a new or empty folder, or an "
                 "earlier output folder to resume it"
             )
-    out.mkdir(parents=True, exist_ok=True)
-    return out
+    return out  # created by build_work, once the inputs and the cluster are there
 
 
 def _local(model: bytes, out: Path, options: JobOptions) -> list[PartSummary]:

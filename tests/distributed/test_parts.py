@@ -137,6 +137,7 @@ def _read(path: Path) -> list[dict]:
         (["-o", "FOREIGN"], "a folder with other files"),
         (["-o", "OUT", "--block-images", "0"], "--block-images must be >= 1"),
         (["-o", "OUT", "--retries", "-1"], "--retries must be >= 0"),
+        (["-o", "OUT", "--inputs-from", "no-such-list.txt"], "cannot be read"),  # listed last
         (["--workers", "2"], "need --engine ray"),
     ],
 )
