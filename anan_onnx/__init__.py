@@ -22,10 +22,10 @@ from anan_onnx._version import __version__
 
 #: public name -> the module that defines it
 _EXPORTS = {
-    "Conversion": "convert.pipeline",
+    "ConvertResult": "convert.pipeline",
     "convert_file": "convert.pipeline",
     "convert_model": "convert.pipeline",
-    "export_keras": "convert.pipeline",
+    "keras_to_onnx": "convert.pipeline",
     "load_base": "convert.pipeline",
     "Dataset": "evaluation.datasets",
     "Splits": "evaluation.datasets",
@@ -42,6 +42,9 @@ _EXPORTS = {
     "load_npy": "runtime.npy",
     "read_metadata": "metadata",
     "AnanParams": "params",
+    "ConvertOptions": "options",
+    "RunOptions": "options",
+    "SplitOptions": "options",
     "LiteralReference": "reference.literal",
     "ReferenceResult": "reference.literal",
     "Session": "runtime.session",
@@ -55,7 +58,7 @@ _EXPORTS = {
     "verify_models": "reference.verify",
     "CompressResult": "compress.pipeline",
     "compress_file": "compress.pipeline",
-    "CompressedReport": "reference.compressed",
+    "CompressedVerifyReport": "reference.compressed",
     "verify_compressed_models": "reference.compressed",
 }
 
@@ -63,8 +66,9 @@ __all__ = [
     "AnanError",
     "AnanParams",
     "CompressResult",
-    "CompressedReport",
-    "Conversion",
+    "CompressedVerifyReport",
+    "ConvertOptions",
+    "ConvertResult",
     "Dataset",
     "Evaluation",
     "FastGrid",
@@ -74,7 +78,9 @@ __all__ = [
     "LiteralReference",
     "PAPER_GRID",
     "ReferenceResult",
+    "RunOptions",
     "Session",
+    "SplitOptions",
     "Splits",
     "TuneResult",
     "VerifyReport",
@@ -84,7 +90,7 @@ __all__ = [
     "convert_file",
     "convert_model",
     "evaluate",
-    "export_keras",
+    "keras_to_onnx",
     "grid_search",
     "load_base",
     "load_image",
@@ -103,11 +109,9 @@ def __getattr__(name: str) -> object:
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'anan_onnx' has no attribute {name!r}")
+    # Public classes and functions already report ``anan_onnx`` as their module, from
+    # import time (anan_onnx._public), so nothing is changed here.
     value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    if isinstance(value, type) or callable(value):
-        # Public objects report the public module (as onnx-ir's do): reprs, help() and
-        # pickles name ``anan_onnx.X``, not where it happens to live in the tree.
-        value.__module__ = __name__
     globals()[name] = value  # later look-ups skip this function
     return value
 
@@ -118,10 +122,10 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:  # for type checkers and IDEs: the same names, eagerly
     from anan_onnx.convert.pipeline import (
-        Conversion,
+        ConvertResult,
         convert_file,
         convert_model,
-        export_keras,
+        keras_to_onnx,
         load_base,
     )
     from anan_onnx.errors import AnanError
@@ -133,6 +137,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, eagerly
     from anan_onnx.evaluation.tune import grid_search, tune
     from anan_onnx.evaluation.tune_result import TuneResult
     from anan_onnx.metadata import read_metadata
+    from anan_onnx.options import ConvertOptions, RunOptions, SplitOptions
     from anan_onnx.params import AnanParams
     from anan_onnx.reference.literal import LiteralReference, ReferenceResult
     from anan_onnx.reference.verify import VerifyReport, verify_models

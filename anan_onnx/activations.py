@@ -22,8 +22,8 @@ from collections.abc import Callable
 
 import numpy as np
 import onnx
-from onnx import helper
 
+from anan_onnx.onnx_build import attribute_value
 from anan_onnx.onnx_proto import constant_array
 
 __all__ = ["ACTIVATIONS", "ALPHA_DEFAULTS", "is_monotone", "node_activation", "numpy_activation"]
@@ -88,7 +88,7 @@ def numpy_activation(
 
 def node_activation(graph: onnx.GraphProto, node: onnx.NodeProto) -> Function:
     """The numpy function of an activation node of ``graph`` (attributes and Clip inputs)."""
-    attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+    attrs = {a.name: attribute_value(a) for a in node.attribute}
     low = _scalar_input(graph, node, 1, attrs.get("min", -math.inf))
     high = _scalar_input(graph, node, 2, attrs.get("max", math.inf))
     return numpy_activation(node.op_type, attrs.get("alpha"), low, high)

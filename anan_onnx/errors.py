@@ -7,9 +7,12 @@ prints it without a traceback and exits with status 2.
 
 from __future__ import annotations
 
+from anan_onnx._public import public
+
 __all__ = ["AnanError", "first_line"]
 
 
+@public
 class AnanError(Exception):
     """A user-facing error with a one-line message: what is wrong, then how to fix it.
 
@@ -17,7 +20,7 @@ class AnanError(Exception):
         >>> raise AnanError("k must be a positive integer, got 0: pass --k 1 or more")
         Traceback (most recent call last):
         ...
-        anan_onnx.errors.AnanError: k must be a positive integer, got 0: pass --k 1 or more
+        anan_onnx.AnanError: k must be a positive integer, got 0: pass --k 1 or more
     """
 
 

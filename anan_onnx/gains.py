@@ -27,6 +27,7 @@ import math
 
 import numpy as np
 
+from anan_onnx.choices import Rule
 from anan_onnx.errors import AnanError
 from anan_onnx.params import AnanParams
 
@@ -46,7 +47,7 @@ def _steps_and_factor(params: AnanParams, k: int | None) -> tuple[int, float, st
     """(steps that can change the gain, largest factor per step, formula for messages)."""
     k = params.k if k is None else k
     triggered = max(0, k - params.mu + 1)
-    if params.rule == "multiplicative":
+    if params.rule == Rule.MULTIPLICATIVE:
         factor = max(1.0, params.a, abs(1.0 - params.b))
         return triggered, factor, "max(a, |1-b|)^(k-mu+1)"
     factor = 1.0 + max(params.a, params.b, abs(params.idle))

@@ -15,7 +15,7 @@ Example:
     >>> positive_int("batch_size", 2.5)
     Traceback (most recent call last):
     ...
-    anan_onnx.errors.AnanError: batch_size must be a positive integer, got 2.5: pass 1 or more
+    anan_onnx.AnanError: batch_size must be a positive integer, got 2.5: pass 1 or more
 """
 
 from __future__ import annotations

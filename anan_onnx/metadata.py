@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from anan_onnx._public import public
+from anan_onnx.errors import AnanError, first_line
 from anan_onnx.params import PARAMS
 
 if TYPE_CHECKING:  # only annotations: reading metadata must not import onnx
@@ -71,6 +73,7 @@ DEFAULT_SCALE = 1 / 255
 #: ``keras_input_affine`` (anan_onnx/convert/own_preprocessing.py).
 
 
+@public
 def read_metadata(model: onnx.ModelProto | str | Path) -> dict[str, str]:
     """Returns the ``anan.*`` metadata of ``model`` (a ModelProto or an .onnx path, like
     ``Session`` and ``verify_models``) without the prefix.
@@ -87,8 +90,6 @@ def read_metadata(model: onnx.ModelProto | str | Path) -> dict[str, str]:
 
 def _load_without_data(path: Path) -> onnx.ModelProto:
     import onnx
-
-    from anan_onnx.errors import AnanError, first_line
 
     try:  # the weights (external data included) are not needed for the metadata
         return onnx.load(str(path), load_external_data=False)

@@ -16,6 +16,7 @@ from onnx.external_data_helper import ExternalDataInfo, load_external_data_for_m
 from anan_onnx.errors import AnanError, first_line
 from anan_onnx.files import open_regular
 from anan_onnx.limits import EXTERNAL_DATA_BYTES
+from anan_onnx.onnx_build import numpy_dtype
 
 __all__ = [
     "check_external_data",
@@ -169,7 +170,7 @@ def _checked_external(tensor: onnx.TensorProto, path: Path) -> int:
     name = f"{path}: tensor {tensor.name!r}"
     try:
         info = ExternalDataInfo(tensor)
-        itemsize = onnx.helper.tensor_dtype_to_np_dtype(tensor.data_type).itemsize
+        itemsize = numpy_dtype(tensor.data_type).itemsize
     except (ValueError, TypeError, KeyError) as exc:
         raise AnanError(
             f"{name} has invalid external data ({first_line(exc)}): check the model"

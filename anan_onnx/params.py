@@ -26,7 +26,10 @@ import numbers
 import warnings
 from typing import Any, Literal
 
+from anan_onnx import choices as _choices
+from anan_onnx._public import public
 from anan_onnx.errors import AnanError
+from anan_onnx.limits import positive_int
 
 __all__ = [
     "COUNTERS",
@@ -65,10 +68,10 @@ Rule = Literal["multiplicative", "additive"]
 Signal = Literal["pre", "post"]
 Reduce = Literal["mean", "max", "majority"]
 
-COUNTERS: tuple[str, ...] = ("absorbing", "clamp")
-RULES: tuple[str, ...] = ("multiplicative", "additive")
-SIGNALS: tuple[str, ...] = ("pre", "post")
-REDUCES: tuple[str, ...] = ("mean", "max", "majority")
+COUNTERS: tuple[str, ...] = _choices.Counter.ALL
+RULES: tuple[str, ...] = _choices.Rule.ALL
+SIGNALS: tuple[str, ...] = _choices.Signal.ALL
+REDUCES: tuple[str, ...] = _choices.Reduce.ALL
 
 _META = "anan"  # the key of a Param in a dataclass field's metadata
 
@@ -137,7 +140,7 @@ class Param:
                 )
             return value
         if self.kind is int:  # k and mu: step counts
-            return check_steps(self.name, _positive_int(self.name, value))
+            return check_steps(self.name, positive_int(self.name, value))
         return _finite(self.name, value, self.minimum)
 
     def parse(self, raw: str) -> Any:
@@ -167,6 +170,7 @@ def param(
     return dataclasses.field(default=default, metadata={_META: facts})
 
 
+@public
 @dataclasses.dataclass(frozen=True)
 class AnanParams:
     """ANAN parameters (explained in ``docs/algorithm.md``).
@@ -199,13 +203,15 @@ class AnanParams:
                      grid_help="0.05:0.5:0.15", minimum=0.0, graph_input="anan_b", required=True)
     idle: float = param(0.0, "z when not triggered, additive rule only; the paper prints 1",
                         graph_input="anan_idle")
-    counter: Counter = param("absorbing", "activity counter", choices=COUNTERS,
-                             grid_axis="counters")
-    rule: Rule = param("multiplicative", "weight update rule", choices=RULES, grid_axis="rules")
-    signal: Signal = param("pre", "kernel response before (pre) or after (post) the activation",
+    counter: Counter = param(_choices.Counter.ABSORBING, "activity counter",
+                             choices=COUNTERS, grid_axis="counters")
+    rule: Rule = param(_choices.Rule.MULTIPLICATIVE, "weight update rule",
+                       choices=RULES, grid_axis="rules")
+    signal: Signal = param(_choices.Signal.PRE,
+                           "kernel response before (pre) or after (post) the activation",
                            choices=SIGNALS, grid_axis="signals")
-    reduce: Reduce = param("mean", "kernel activity over positions", choices=REDUCES,
-                           grid_axis="reduces")
+    reduce: Reduce = param(_choices.Reduce.MEAN, "kernel activity over positions",
+                           choices=REDUCES, grid_axis="reduces")
     # fmt: on
 
     def __post_init__(self) -> None:
@@ -258,17 +264,6 @@ def _parse_number(name: str, raw: str, kind: type) -> float | int:
     if kind is int and value.is_integer():
         return int(value)
     return value
-
-
-def _positive_int(name: str, value: object) -> int:
-    ok = isinstance(value, numbers.Integral) and not isinstance(value, bool)
-    if isinstance(value, float) and value.is_integer():
-        ok, value = True, int(value)
-    if not ok or int(value) < 1:  # type: ignore[call-overload]
-        raise AnanError(
-            f"{name} must be a positive integer, got {value!r}: pass --{name} 1 or more"
-        )
-    return int(value)  # type: ignore[call-overload]
 
 
 def _finite(name: str, value: object, minimum: float | None = None) -> float:

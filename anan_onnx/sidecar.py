@@ -43,6 +43,7 @@ import onnx
 from anan_onnx import metadata as _metadata
 from anan_onnx.errors import AnanError, first_line
 from anan_onnx.model_io import load_onnx, write_bytes_atomic
+from anan_onnx.onnx_build import numpy_dtype
 from anan_onnx.params import AnanParams
 from anan_onnx.runtime.inputs import InputSpec
 
@@ -157,7 +158,7 @@ def _value_info(value: onnx.ValueInfoProto) -> dict[str, Any]:
             for d in tensor.shape.dim
         ]
     dtype = (
-        onnx.helper.tensor_dtype_to_np_dtype(tensor.elem_type).name if tensor.elem_type else None
+        numpy_dtype(tensor.elem_type).name if tensor.elem_type else None
     )
     return {"name": value.name, "shape": shape, "dtype": dtype}
 

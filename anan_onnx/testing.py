@@ -23,6 +23,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from anan_onnx.options import DEFAULT_OPSET
+
 __all__ = [
     "VARIANTS",
     "ConvVariant",
@@ -72,7 +74,7 @@ def build_cnn(
     head: str = "softmax",
     pool: str | None = None,
     seed: int = 0,
-    opset: int = 17,
+    opset: int = DEFAULT_OPSET,
 ) -> onnx.ModelProto:
     """A tiny NCHW CNN whose first (and only) Conv is ``variant``; batch is dynamic.
 
@@ -184,7 +186,7 @@ def build_base_cnn(
     *,
     seed: int = 0,
     name: str = "base_cnn",
-    opset: int = 17,
+    opset: int = DEFAULT_OPSET,
 ) -> onnx.ModelProto:
     """The paper's kind of base CNN, built directly in ONNX (NHWC input like a Keras export).
 

@@ -21,6 +21,8 @@ Example:
 
 from __future__ import annotations
 
+from anan_onnx.errors import AnanError
+
 __all__ = ["MAX_CLASS_NAME", "check_name", "shown"]
 
 #: Longest class name ``convert`` records (characters): real names are words.
@@ -57,8 +59,6 @@ def check_name(name: str, what: str = "class name") -> str:
     Raises:
         AnanError: naming the offending character or the length.
     """
-    from anan_onnx.errors import AnanError
-
     if len(name) > MAX_CLASS_NAME:
         raise AnanError(
             f"{what} {shown(name, 40)!r} has {len(name):,} characters, more than "

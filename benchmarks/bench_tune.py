@@ -105,6 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     from anan_onnx.evaluation.grid import Grid
     from anan_onnx.evaluation.tune import grid_search, load_model
     from anan_onnx.metadata import read_metadata
+    from anan_onnx.options import RunOptions
 
     base = load_model(args.model)
     spec = InputSpec.from_metadata(read_metadata(base))
@@ -114,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     runs, rest_rows = [], 0
     for i in range(args.repeats):
         start = time.perf_counter()
-        result = grid_search(base, x, y, grid, threads=args.threads, progress=False)
+        result = grid_search(base, x, y, grid, run=RunOptions(threads=args.threads, progress=False))
         runs.append(time.perf_counter() - start)
         rest_rows = result.rest_rows
         print(f"run {i + 1}: {runs[-1]:.1f} s ({result.rest_rows} rest-of-network rows)")

@@ -46,6 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     from anan_onnx.distributed.predict import JobOptions, predict_parts
     from anan_onnx.distributed.ray_engine import RayEngine
     from anan_onnx.evaluation.tune import Grid, tune
+    from anan_onnx.options import RunOptions
     from anan_onnx.runtime.image_files import load_images
     from anan_onnx.runtime.input_paths import iter_inputs
     from anan_onnx.runtime.session import Session
@@ -76,10 +77,10 @@ def main(argv: list[str] | None = None) -> int:
     if not args.skip_tune:
         grid = Grid()  # the paper's 240 configurations
         start = _clock()
-        local = tune(model, data, grid=grid, progress=False, threads=1)
+        local = tune(model, data, grid=grid, run=RunOptions(threads=1, progress=False))
         _report("tune local, 1 thread, 240 configurations", n, start)
         start = _clock()
-        spread = tune(model, data, grid=grid, progress=False, engine=RayEngine())
+        spread = tune(model, data, grid=grid, run=RunOptions(progress=False), engine=RayEngine())
         _report(f"tune ray, {args.workers} tasks x 1 thread, 240 configurations", n, start)
         assert spread.rows == local.rows and np.isfinite(spread.best["value"])
     ray.shutdown()

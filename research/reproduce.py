@@ -119,6 +119,7 @@ def evaluate(dataset: str, args: argparse.Namespace) -> dict[str, Any]:
     """Tunes and evaluates the fold models; writes evaluation.json / .md beside them."""
     from anan_onnx.evaluation.evaluate import evaluate as run_evaluation
     from anan_onnx.evaluation.grid import Grid
+    from anan_onnx.options import RunOptions
 
     folder = args.out / dataset
     start = time.perf_counter()
@@ -127,7 +128,7 @@ def evaluate(dataset: str, args: argparse.Namespace) -> dict[str, Any]:
         args.data / dataset,
         grid=Grid(rules=RULES),
         metric="f1",
-        progress=False,
+        run=RunOptions(progress=False),
         log=log,
     )
     seconds = time.perf_counter() - start

@@ -13,7 +13,7 @@ Input pipeline: images are read with Pillow, converted to RGB, resized (bilinear
 ``--size`` x ``--size`` and scaled by 1/255 *outside* the model, so every saved model takes
 NHWC float32 in [0, 1]. Each fold model is written as ``fold{i}.keras`` (i = 1..k, no optimizer
 state) into ``--out``, with ``training.json`` (config, splits, per-fold metrics) and, when the
-core package provides ``anan_onnx.export_keras``, ``fold{i}.onnx``.
+core package provides ``anan_onnx.keras_to_onnx``, ``fold{i}.onnx``.
 
 Example (the bundled demo model, see models/MODEL_CARD.md)::
 
@@ -382,28 +382,28 @@ def evaluate(model: keras.Model, x: np.ndarray, y: np.ndarray, n_classes: int) -
     }
 
 
-def find_export_keras() -> Callable[..., Any] | None:
-    """``anan_onnx.export_keras`` from the installed package or this checkout, if it exists."""
+def find_keras_to_onnx() -> Callable[..., Any] | None:
+    """``anan_onnx.keras_to_onnx`` from the installed package or this checkout, if it exists."""
     if str(REPO_ROOT) not in sys.path and importlib.util.find_spec("anan_onnx") is None:
         sys.path.append(str(REPO_ROOT))
     try:
         import anan_onnx
     except ImportError:
         return None
-    return getattr(anan_onnx, "export_keras", None)
+    return getattr(anan_onnx, "keras_to_onnx", None)
 
 
 def export_onnx(keras_path: Path, args: argparse.Namespace) -> dict[str, Any]:
-    """Convert one fold model with ``anan_onnx.export_keras`` if the core package has it."""
+    """Convert one fold model with ``anan_onnx.keras_to_onnx`` if the core package has it."""
     if args.no_onnx:
         return {"status": "skipped"}
-    export_keras = find_export_keras()
-    if export_keras is None:
-        print("note: anan_onnx.export_keras is not available yet; ONNX export skipped")
+    keras_to_onnx = find_keras_to_onnx()
+    if keras_to_onnx is None:
+        print("note: anan_onnx.keras_to_onnx is not available yet; ONNX export skipped")
         return {"status": "unavailable"}
     dst = keras_path.with_suffix(".onnx")
     try:
-        export_keras(str(keras_path), str(dst), opset=args.opset, scale=ONNX_SCALE)
+        keras_to_onnx(str(keras_path), str(dst), opset=args.opset, scale=ONNX_SCALE)
     except Exception as exc:  # keep the trained models, report the failure
         print(f"warning: ONNX export of {keras_path.name} failed: {exc!r}")
         return {"status": "failed", "error": repr(exc)}

@@ -18,12 +18,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from anan_onnx import json_clean
+from anan_onnx.cli.arg_types import add_options, options_from
 from anan_onnx.cli.arg_types import count as _count
 from anan_onnx.cli.preprocess_options import add_preprocess_options
+from anan_onnx.cli.process import configure_process
 from anan_onnx.cli.signals import Terminated, terminate_cleanly
 from anan_onnx.distributed.cli import add_predict_options
 from anan_onnx.errors import AnanError
 from anan_onnx.metadata import class_names, is_anan
+from anan_onnx.options import ConvertOptions
 from anan_onnx.params import PARAMS, AnanParams
 from anan_onnx.text import shown
 
@@ -59,10 +62,6 @@ def _dashed_files(message: str) -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     """Runs the CLI; returns the exit status."""
-    # TensorFlow runs here only to export a Keras model, never to compute with it; without
-    # oneDNN its allocator frees the loaded weights instead of pooling them (VGG16: peak
-    # 8.7 -> 7.5 GB; the exported model is the same). Read when TensorFlow is imported.
-    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
     parser = _build_parser()
     args, unknown = parser.parse_known_args(argv)
     if unknown:  # name the subcommand's --help, not the top level's
@@ -70,6 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    configure_process()
     with warnings.catch_warnings(), terminate_cleanly():
         warnings.simplefilter("ignore")  # library noise (TF, protobuf) ...
         warnings.filterwarnings("always", category=UserWarning, module=r"anan_onnx\..*")
@@ -212,33 +212,7 @@ def _add_convert(commands) -> None:
     )
     p.add_argument("--base-output", type=Path, help="base ONNX path (default: OUTPUT .base.onnx)")
     _add_params(p)
-    g = p.add_argument_group("graph")
-    g.add_argument("--layer", help="target Conv: ONNX node or Keras layer name (default: first)")
-    g.add_argument("--opset", type=int, help="ONNX opset 13-18 (default 17 for Keras input)")
-    g.add_argument("--simplify", action="store_true", help="simplify the result with onnxslim")
-    g.add_argument(
-        "--tunable",
-        action="store_true",
-        help=f"expose {', '.join(q.name for q in PARAMS if q.graph_input)} as graph inputs "
-        f"({next(q.graph_input for q in PARAMS if q.graph_input)} ...) for tuning",
-    )
-    g.add_argument(
-        "--k-max", type=_count(1), help="unrolled steps of a --tunable model (default --k)"
-    )
-    g.add_argument("--batch", type=int, help="fix the batch size (faster); default: dynamic")
-    g.add_argument(
-        "--scaling",
-        choices=("blocked", "broadcast"),
-        default="blocked",
-        help="final gains in onnxruntime's blocked NCHWc layout (default, fastest on x86 "
-        "CPUs) or as plain broadcast ops (ARM CPUs, GPUs, other runtimes); same outputs",
-    )
-    g.add_argument(
-        "--fold-steps",
-        action="store_true",
-        help="one product for the final gains instead of the k unrolled steps, where exact "
-        "(absorbing counter): fewer nodes, same outputs, lower batch-1 latency",
-    )
+    add_options(p.add_argument_group("graph"), ConvertOptions)  # anan_onnx.options
     add_preprocess_options(p)
     g = p.add_argument_group("classes")
     g.add_argument(
@@ -277,16 +251,9 @@ def _cmd_convert(args: argparse.Namespace) -> int:
             args.source,
             output,
             params,
-            layer=args.layer,
-            opset=args.opset,
+            options_from(args, ConvertOptions),
             preprocess=preprocess_request(args),
             base_output=args.base_output,
-            simplify=args.simplify,
-            tunable=args.tunable,
-            k_max=args.k_max,
-            batch=args.batch,
-            scaling=args.scaling,
-            fold_steps=args.fold_steps,
             classes=classes,
             check=verified,
         )

@@ -1,11 +1,20 @@
-"""argparse types shared by the commands' parsers: a bad value is argparse's one-line error."""
+"""argparse types and arguments shared by the commands' parsers: a bad value is argparse's
+one-line error, or the options' own (an AnanError) when the options object is made."""
 
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
+from collections.abc import Callable, Collection
+from typing import Any, TypeVar
 
-__all__ = ["count"]
+from anan_onnx.errors import AnanError
+from anan_onnx.options import options_of
+
+__all__ = ["add_options", "count", "options_from"]
+
+_T = TypeVar("_T")
+#: how --help names a value of each kind, where its option says nothing
+_METAVARS = {int: "N", float: "X", str: "NAME"}
 
 
 def count(minimum: int) -> Callable[[str], int]:
@@ -21,3 +30,39 @@ def count(minimum: int) -> Callable[[str], int]:
         return value
 
     return parse
+
+
+def add_options(group: Any, cls: type, only: Collection[str] | None = None) -> None:
+    """One argument per field of the options class ``cls`` (:mod:`anan_onnx.options`), with
+    its flag, default and help; ``only`` picks fields by name. The values are validated by
+    ``cls`` itself (:func:`options_from`), so the CLI and the API accept the same values."""
+    for opt in options_of(cls):
+        if only is not None and opt.name not in only:
+            continue
+        kwargs: dict[str, Any] = {"dest": opt.name, "default": opt.default, "help": opt.help_text}
+        if opt.kind is bool:  # a switch: --simplify sets True, --no-progress sets False
+            kwargs.update(action="store_const", const=not opt.cli_flag.startswith("--no-"))
+        elif opt.choices:
+            kwargs.update(choices=opt.choices)
+        else:
+            parse = _argparse_type(opt.parse) if opt.parse else opt.kind
+            kwargs.update(type=parse, metavar=opt.metavar or _METAVARS.get(opt.kind))
+        group.add_argument(opt.cli_flag, **kwargs)
+
+
+def _argparse_type(parse: Callable[[str], Any]) -> Callable[[str], Any]:
+    """``parse`` with its AnanError as argparse's error (argparse would let it escape)."""
+
+    def wrapped(text: str) -> Any:
+        try:
+            return parse(text)
+        except AnanError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    return wrapped
+
+
+def options_from(args: argparse.Namespace, cls: type[_T]) -> _T:
+    """The options object ``cls`` of the parsed ``args`` (fields not on this parser keep their
+    defaults)."""
+    return cls(**{o.name: getattr(args, o.name) for o in options_of(cls) if hasattr(args, o.name)})

@@ -146,11 +146,8 @@ def verify_compressed(
     """
     from anan_onnx.metadata import read_metadata
     from anan_onnx.model_io import load_onnx
-    from anan_onnx.reference.compressed import (
-        check_compressed_pair,
-        fp32_model_path,
-        verify_compressed_models,
-    )
+    from anan_onnx.reference.compressed import fp32_model_path, verify_compressed_models
+    from anan_onnx.reference.pairing import check_compressed_pair
     from anan_onnx.reference.verify import random_inputs
     from anan_onnx.runtime.session import Session
 

@@ -21,11 +21,13 @@ from pathlib import Path
 from typing import Any
 
 from anan_onnx import json_clean
-from anan_onnx.cli.arg_types import count
+from anan_onnx.choices import Layout
+from anan_onnx.cli.arg_types import add_options, count, options_from
 from anan_onnx.distributed.cli import add_engine_options, make_engine
 from anan_onnx.errors import AnanError
-from anan_onnx.evaluation.metric_names import METRICS
+from anan_onnx.evaluation.metric_names import DEFAULT_METRIC, METRICS
 from anan_onnx.limits import GRID_CONFIGS
+from anan_onnx.options import TUNE_ON, ConvertOptions, RunOptions, SplitOptions
 from anan_onnx.params import PARAMS
 
 __all__ = ["add_commands"]
@@ -60,53 +62,25 @@ def _add_grid(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--metric",
         choices=METRICS,
-        default="f1",
-        help="selection metric (default f1; loss is minimised)",
+        default=DEFAULT_METRIC,
+        help=f"selection metric (default {DEFAULT_METRIC}; loss is minimised)",
     )
     g.add_argument(
         "--tune-on",
-        choices=("val", "test"),
-        default="val",
-        help="split to tune on (default val; test inflates the results and warns)",
+        choices=TUNE_ON,
+        default=TUNE_ON[0],
+        help=f"split to tune on (default {TUNE_ON[0]}; test inflates the results and warns)",
     )
 
 
 def _add_data(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("data set split (as anan_onnx.load_splits)")
-    g.add_argument(
-        "--val-fraction",
-        type=float,
-        default=0.15,
-        help="share of the training images drawn for validation (default 0.15)",
-    )
-    g.add_argument(
-        "--test-fraction",
-        type=float,
-        default=0.2,
-        help="test share of a folder without train/ and test/ (default 0.2)",
-    )
-    g.add_argument("--seed", type=int, default=0, help="seed of the random splits (default 0)")
-    g.add_argument(
-        "--positive",
-        metavar="CLASSES",
-        help="binarise for a binary model: these classes (names or indices, comma list) "
-        "become label 1 (a multi-class model needs none: its classes are matched by name, "
-        "and a subset of them is enough)",
-    )
-    g.add_argument("--max-per-class", type=int, help="keep at most N images per class")
+    add_options(p.add_argument_group("data set split (as anan_onnx.load_splits)"), SplitOptions)
 
 
 def _add_run(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("run")
-    g.add_argument("--layer", help="target Conv: ONNX node or Keras layer name (default: first)")
-    g.add_argument("--threads", type=count(1), help="onnxruntime intra-op threads")
-    g.add_argument(
-        "--batch-size",
-        type=count(1),
-        default=256,
-        help="rows per run of the network's rest (default 256)",
-    )
-    g.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_options(g, ConvertOptions, only=("layer",))
+    add_options(g, RunOptions)
     add_engine_options(g)
     p.add_argument("--debug", action="store_true", help="show tracebacks on errors")
 
@@ -128,27 +102,12 @@ def _grid(args: argparse.Namespace):
     return grid
 
 
-def _positive(text: str | None) -> list[int | str] | None:
-    if text is None:
-        return None
-    items = [t.strip() for t in text.split(",") if t.strip()]
-    if not items:
-        raise AnanError("--positive is empty: pass class names or indices, e.g. --positive 1")
-    return [int(t) if t.isdigit() else t for t in items]
-
-
 def _split_and_run(args: argparse.Namespace) -> dict[str, Any]:
     """The options of _add_data and _add_run, as tune() and evaluate() take them."""
     return {
-        "val_fraction": args.val_fraction,
-        "test_fraction": args.test_fraction,
-        "seed": args.seed,
-        "positive": _positive(args.positive),
-        "max_per_class": args.max_per_class,
+        "split": options_from(args, SplitOptions),
+        "run": options_from(args, RunOptions),
         "layer": args.layer,
-        "threads": args.threads,
-        "batch_size": args.batch_size,
-        "progress": False if args.no_progress else None,
     }
 
 
@@ -197,7 +156,7 @@ def _add_tune(commands: Any) -> None:
         help="pixel scale, one or one per channel, e.g. 1/255 (docs/preprocessing.md)",
     )
     g.add_argument("--offset", type=numbers, help="added after scaling, one or one per channel")
-    g.add_argument("--layout", choices=("NHWC", "NCHW"), help="input layout")
+    g.add_argument("--layout", choices=Layout.ALL, help="input layout")
     _add_run(p)
     p.set_defaults(func=_cmd_tune)
 
@@ -342,17 +301,12 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 def _evaluate_compressed(args: argparse.Namespace) -> int:
     """A compressed model: its test scores next to its FP32 model's."""
     from anan_onnx.evaluation.compressed import evaluate_compressed, markdown
-    from anan_onnx.evaluation.datasets import SplitOptions
     from anan_onnx.model_io import write_all_atomic
 
     if args.data is None:
         raise AnanError("a compressed model needs DATA: pass the labelled image folder")
-    run = _split_and_run(args)
-    split = SplitOptions(
-        run["val_fraction"], run["test_fraction"], run["seed"], run["positive"],
-        run["max_per_class"], run["progress"],
-    )  # fmt: skip
-    result = evaluate_compressed(args.models, args.data, args.fp32, split, args.threads)
+    split, run = options_from(args, SplitOptions), options_from(args, RunOptions)
+    result = evaluate_compressed(args.models, args.data, args.fp32, split, run)
     text = markdown(result)
     files: list[tuple[bytes, Path]] = []
     if args.out:

@@ -7,6 +7,8 @@ import argparse
 import time
 from pathlib import Path
 
+from anan_onnx.cli.arg_types import count
+
 __all__ = ["add_command"]
 
 # the choices as literals (anan_onnx.export.TARGETS, SIMPLIFIERS; tests/export checks they
@@ -36,11 +38,11 @@ def add_command(commands: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--batch",
-        type=_positive,
+        type=count(1),
         help="fix the batch size (default: 1 for mobile; the model's own for web and ort)",
     )
     p.add_argument(
-        "--simplify",
+        "--simplifier",
         choices=_SIMPLIFIERS,
         default="auto",
         help="graph simplifier (default auto: onnxsim if installed, else onnxslim, else none; "
@@ -55,7 +57,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
     start = time.perf_counter()
     result = export_model(
-        args.model, args.target, args.output, batch=args.batch, simplifier=args.simplify
+        args.model, args.target, args.output, batch=args.batch, simplifier=args.simplifier
     )
     seconds = time.perf_counter() - start
     print(f"exported {args.model} for {result.target} in {seconds:.1f} s")
@@ -70,13 +72,3 @@ def _cmd_export(args: argparse.Namespace) -> int:
     for ep in result.mobile:
         print(f"  mobile     : {ep.line()}")
     return 0
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid integer {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 
+from anan_onnx.choices import Layout
 from anan_onnx.errors import AnanError
 from anan_onnx.runtime.inputs import ASPECTS, CHANNEL_ORDERS, RESIZES, Numbers, parse_numbers
 
@@ -86,7 +87,7 @@ def add_preprocess_options(p: argparse.ArgumentParser) -> None:
         choices=ASPECTS,
         help="stretch the whole image (default) or crop its centre to the model's aspect",
     )
-    g.add_argument("--layout", choices=("NHWC", "NCHW"), help="input layout (default: read)")
+    g.add_argument("--layout", choices=Layout.ALL, help="input layout (default: read)")
 
 
 def preprocess_request(args: argparse.Namespace):

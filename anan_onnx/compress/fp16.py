@@ -25,10 +25,12 @@ from collections.abc import Iterable, Set
 
 import numpy as np
 import onnx
-from onnx import helper, numpy_helper
+from onnx import numpy_helper
 
 from anan_onnx.compress.exclusions import ancestors, boundary_tensors
 from anan_onnx.errors import AnanError, first_line
+from anan_onnx.install_hint import install_hint
+from anan_onnx.onnx_build import make_node
 
 __all__ = ["FLOAT16_MAX", "METHOD", "beyond_float16", "to_fp16"]
 
@@ -48,8 +50,6 @@ def to_fp16(model: onnx.ModelProto, keep_fp32: set[str]) -> tuple[onnx.ModelProt
     try:
         from onnxconverter_common import float16
     except ImportError:
-        from anan_onnx.install_hint import install_hint
-
         raise AnanError(f"--fp16 needs onnxconverter-common: {install_hint('compress')}") from None
     wide = sorted(beyond_float16(model) - keep_fp32)
     try:
@@ -112,9 +112,7 @@ def _splice(original: onnx.ModelProto, converted: onnx.ModelProto, front: set[st
         for node in head:  # the front now hands float32 ``t_fp32`` to one Cast
             node.output[:] = [f"{t}_fp32" if o == t else o for o in node.output]
         casts.append(
-            helper.make_node(
-                "Cast", [f"{t}_fp32"], [t], name=f"{t}_to_fp16", to=onnx.TensorProto.FLOAT16
-            )
+            make_node("Cast", [f"{t}_fp32"], [t], f"{t}_to_fp16", to=onnx.TensorProto.FLOAT16)
         )
     graph = converted.graph
     tail_inits = _used(graph.initializer, tail)

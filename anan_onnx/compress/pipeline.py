@@ -14,6 +14,7 @@ from pathlib import Path
 
 import onnx
 
+from anan_onnx._public import public
 from anan_onnx.compress import fp16, int8
 from anan_onnx.compress.calibration import Calibration, calibration_set
 from anan_onnx.compress.exclusions import (
@@ -25,6 +26,7 @@ from anan_onnx.compress.exclusions import (
 )
 from anan_onnx.compress.options import MIN_CALIBRATION
 from anan_onnx.errors import AnanError
+from anan_onnx.limits import positive_int
 from anan_onnx.metadata import is_anan, read_metadata, sha256_file, write_metadata
 from anan_onnx.model_io import (
     check_output_path,
@@ -52,6 +54,7 @@ _QUANTIZED_OPS = {
 }
 
 
+@public
 @dataclasses.dataclass
 class CompressResult:
     """What ``compress`` wrote: both models, their paths and the FP32 front's size."""
@@ -74,6 +77,7 @@ def compressed_paths(source: Path, mode: str, output: Path | None) -> tuple[Path
     return output, output.with_name(f"{_stem(output.name)}.base.onnx")
 
 
+@public
 def compress_file(
     source: str | Path,
     mode: str,
@@ -102,8 +106,8 @@ def compress_file(
     """
     if mode not in MODES:
         raise AnanError(f"unknown compression {mode!r}: use one of {', '.join(MODES)}")
-    if mode == "int8" and calibration_size < 1:
-        raise AnanError(f"--calibration-size must be >= 1, got {calibration_size}")
+    if mode == "int8":
+        positive_int("--calibration-size", calibration_size)
     source = Path(source)
     model = _load_anan(source)
     meta = read_metadata(model)

@@ -20,6 +20,7 @@ import onnx
 
 from anan_onnx.errors import AnanError
 from anan_onnx.text import check_name
+from anan_onnx.training_record import find_training_record
 
 __all__ = [
     "check_classes",
@@ -58,8 +59,6 @@ def folder_classes(folder: Path) -> list[str]:
 
 def recorded_classes(source: str | Path) -> list[str] | None:
     """The ``classes`` of the ``training.json`` beside ``source``, if any."""
-    from anan_onnx.training_record import find_training_record
-
     record = find_training_record(source)
     names = (record or {}).get("classes")
     return [str(n) for n in names] if isinstance(names, list) and names else None

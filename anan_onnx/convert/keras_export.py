@@ -18,7 +18,6 @@ activation receives, whatever the exporter did.
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import shutil
 import sys
@@ -28,20 +27,21 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-from onnx import helper, numpy_helper
+from onnx import numpy_helper
 
 from anan_onnx.convert.keras_layers import KerasConvs
 from anan_onnx.convert.tf_to_onnx import FrozenGraph, frozen_to_onnx
 from anan_onnx.errors import AnanError, first_line
+from anan_onnx.install_hint import install_hint
 from anan_onnx.metadata import write_metadata
+from anan_onnx.model_io import model_kind
+from anan_onnx.onnx_build import make_node, numpy_dtype
+from anan_onnx.options import DEFAULT_OPSET, check_opset
 
-__all__ = ["check_opset", "keras_to_onnx", "quiet_native_logs"]
-
-MAX_OPSET = 18
-MIN_OPSET = 13
+__all__ = ["export_with_tf2onnx", "quiet_native_logs"]
 
 
-def keras_to_onnx(path: str | Path, *, opset: int = 17) -> onnx.ModelProto:
+def export_with_tf2onnx(path: str | Path, *, opset: int = DEFAULT_OPSET) -> onnx.ModelProto:
     """Exports a Keras model file (``.keras`` or ``.h5``) to an ONNX model in memory.
 
     Args:
@@ -54,7 +54,7 @@ def keras_to_onnx(path: str | Path, *, opset: int = 17) -> onnx.ModelProto:
     Raises:
         AnanError: TensorFlow missing, unreadable file, several inputs, export failure.
     """
-    check_opset(opset)
+    check_opset("opset", opset)
     with quiet_native_logs():
         return _export(Path(path), opset)
 
@@ -170,9 +170,7 @@ def _allow_inlining(graph_def) -> None:
 
 def _erfc(ctx, node, name: str, args: list) -> None:
     """tf2onnx handler for TensorFlow's ``Erfc`` (Keras 3's exact GELU): ``1 - Erf(x)``."""
-    from onnx.helper import tensor_dtype_to_np_dtype
-
-    dtype = tensor_dtype_to_np_dtype(ctx.get_dtype(node.input[0]))
+    dtype = numpy_dtype(ctx.get_dtype(node.input[0]))
     erf = ctx.make_node("Erf", [node.input[0]], op_name_scope=name)
     one = ctx.make_const(f"{name}/one", np.array(1, dtype))
     node.type = "Sub"
@@ -260,15 +258,13 @@ def _unfold(graph, node, layer: str, kernel, scale, inits) -> list[onnx.NodeProt
     node.input[1] = f"{base}/kernel"
     node.name = f"{layer}/convolution"
     node.output[0] = f"{base}/conv_out"
-    nodes = [helper.make_node("Mul", [node.output[0], f"{base}/scale"], [out], name=f"{base}/mul")]
+    nodes = [make_node("Mul", [node.output[0], f"{base}/scale"], [out], f"{base}/mul")]
     if len(node.input) > 2 and node.input[2]:
         bias = numpy_helper.to_array(inits[node.input[2]]).reshape(channels)
         graph.initializer.append(numpy_helper.from_array(bias, f"{base}/shift"))
         del node.input[2:]
         nodes[0].output[0] = f"{base}/scaled"
-        nodes.append(
-            helper.make_node("Add", [f"{base}/scaled", f"{base}/shift"], [out], name=f"{base}/add")
-        )
+        nodes.append(make_node("Add", [f"{base}/scaled", f"{base}/shift"], [out], f"{base}/add"))
     return nodes
 
 
@@ -298,14 +294,6 @@ def _input_name(tensor) -> str:
     return str(getattr(layer, "name", None) or getattr(tensor, "name", "?"))
 
 
-def check_opset(opset: int) -> None:
-    """Raises unless ``MIN_OPSET <= opset <= MAX_OPSET``."""
-    if not MIN_OPSET <= opset <= MAX_OPSET:
-        raise AnanError(
-            f"opset {opset} is not supported: pass --opset between {MIN_OPSET} and {MAX_OPSET}"
-        )
-
-
 def _load(keras, path: Path):
     """Loads by content: an HDF5 file named ``.keras`` (or a zip named ``.h5``) is fine too."""
     try:
@@ -325,8 +313,6 @@ def _named_by_content(path: Path) -> Iterator[Path]:
 
     Keras picks the loader by the file name; Keras 2 wrote HDF5 files under any name.
     """
-    from anan_onnx.model_io import model_kind
-
     suffix = ".h5" if model_kind(path) == "h5" else ".keras"
     if path.suffix.lower() in ((".h5", ".hdf5") if suffix == ".h5" else (".keras",)):
         yield path
@@ -341,20 +327,17 @@ def _named_by_content(path: Path) -> Iterator[Path]:
 
 
 def _import_tensorflow():
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    """TensorFlow, Keras and tf2onnx; their log levels are the caller's (the CLI quiets
+    them: anan_onnx.cli.process)."""
     try:
         import keras
         import tensorflow as tf
         import tf2onnx
     except ImportError as exc:
-        from anan_onnx.install_hint import install_hint
-
         raise AnanError(
             f"converting a Keras model needs TensorFlow ({exc.name} is missing): "
             f"{install_hint('keras')}, or pass an .onnx model"
         ) from None
-    for name in ("tf2onnx", "tensorflow", "absl"):
-        logging.getLogger(name).setLevel(logging.ERROR)
     return tf, keras, tf2onnx
 
 
@@ -362,7 +345,11 @@ def _import_tensorflow():
 def quiet_native_logs() -> Iterator[None]:
     """Silences TensorFlow's C++ start-up chatter (it ignores TF_CPP_MIN_LOG_LEVEL now).
 
-    Python exceptions still propagate; only what native code writes to fd 2 is dropped.
+    Python exceptions still propagate; only what is written to fd 2 while the export runs is
+    dropped. Scoped and restored, not left to the CLI: the chatter comes from native code
+    during the export, which no setting reaches, and the CLI cannot redirect fd 2 around
+    the export alone (it runs inside ``convert_file``, ``tune``, ``evaluate``). A library
+    caller who wants the lines sets ANAN_ONNX_DEBUG=1.
     """
     if os.environ.get("ANAN_ONNX_DEBUG"):
         yield

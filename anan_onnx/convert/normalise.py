@@ -15,6 +15,7 @@ from onnx_ir.passes.common import NameFixPass
 
 from anan_onnx import metadata as _metadata
 from anan_onnx.activations import ACTIVATIONS
+from anan_onnx.choices import Signal
 from anan_onnx.convert.keras_layers import KERAS_BEFORE, KERAS_CONVS
 from anan_onnx.errors import AnanError
 from anan_onnx.params import AnanParams
@@ -53,7 +54,7 @@ def normalise_base(
         _json_metadata(recorded, KERAS_CONVS),
         _json_metadata(recorded, KERAS_BEFORE),
     )
-    if params.signal == "post" and target.activation is None:
+    if params.signal == Signal.POST and target.activation is None:
         users = [u.node.op_type for u in target.node.outputs[0].uses()]
         between = (
             " (a BatchNormalization, scale or bias sits between the Conv and its activation)"

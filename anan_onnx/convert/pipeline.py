@@ -3,7 +3,7 @@
 Example:
     >>> result = convert_file("models/catsdogs_cnn.keras", "out/model.anan.onnx",
     ...                       AnanParams(k=4, mu=2, a=1.05, b=0.30))   # doctest: +SKIP
-    >>> result.target_layer
+    >>> result.target_layer                                             # doctest: +SKIP
     'sequential_1/conv2d_1/convolution'
 """
 
@@ -22,13 +22,17 @@ from onnx_ir.passes.common import RemoveUnusedNodesPass
 
 from anan_onnx import limits
 from anan_onnx import metadata as _metadata
+from anan_onnx._public import public
+from anan_onnx._version import __version__
 from anan_onnx.convert.batch_axis import free_fixed_batch
-from anan_onnx.convert.keras_export import check_opset, keras_to_onnx
+from anan_onnx.convert.classes import check_classes, recorded_classes
+from anan_onnx.convert.keras_export import export_with_tf2onnx
 from anan_onnx.convert.keras_layers import KERAS_BEFORE, KERAS_CONVS
 from anan_onnx.convert.limits import check_graph_size, check_target_gains
 from anan_onnx.convert.normalise import normalise_base
 from anan_onnx.convert.preprocessing import PreprocessRequest, resolve
 from anan_onnx.errors import AnanError, first_line
+from anan_onnx.install_hint import install_hint
 from anan_onnx.model_io import (
     check_keras_archive,
     check_output_path,
@@ -38,28 +42,31 @@ from anan_onnx.model_io import (
     save_atomic,
     validate,
 )
+from anan_onnx.options import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET, ConvertOptions, check_opset
 from anan_onnx.params import AnanParams
-from anan_onnx.rewrite.graph import SCALINGS, build_anan_graph, steps_foldable
+from anan_onnx.rewrite.graph import build_anan_graph, steps_foldable
 from anan_onnx.runtime.inputs import Numbers
+from anan_onnx.runtime.progress import Stages
 from anan_onnx.training_record import find_training_record
 
 __all__ = [
-    "Conversion",
+    "ConvertOptions",
+    "ConvertResult",
     "base_path",
     "convert_file",
     "convert_model",
-    "export_keras",
+    "keras_to_onnx",
     "input_metadata",
     "load_base",
 ]
 
-DEFAULT_OPSET = 17
 #: the lowest IR version each opset needs (onnx.helper.VERSION_TABLE)
 _MIN_IR = {13: 7, 14: 7, 15: 8, 16: 8, 17: 8, 18: 8}
 
 
+@public
 @dataclasses.dataclass
-class Conversion:
+class ConvertResult:
     """What a conversion produced.
 
     Attributes:
@@ -75,6 +82,7 @@ class Conversion:
     params: AnanParams
 
 
+@public
 def load_base(
     path: str | Path,
     *,
@@ -93,12 +101,12 @@ def load_base(
             :func:`input_metadata`).
     """
     if opset is not None:
-        check_opset(opset)
+        check_opset("opset", opset)
     kind = model_kind(path)
     if kind == "keras":
         check_keras_archive(path)
     if kind in ("keras", "h5"):
-        model = keras_to_onnx(path, opset=opset or DEFAULT_OPSET)
+        model = export_with_tf2onnx(path, opset=opset or DEFAULT_OPSET)
     else:
         model = free_fixed_batch(_set_opset(load_onnx(path), opset))
     _name_batch_dim(model)
@@ -114,7 +122,8 @@ def load_base(
     return model
 
 
-def export_keras(
+@public
+def keras_to_onnx(
     source: str | Path,
     output: str | Path | None = None,
     *,
@@ -128,12 +137,13 @@ def export_keras(
     Args:
         source: ``.keras`` or ``.h5`` file.
         output: if given, the ``.onnx`` path to write (atomically; never the source).
-        opset: ONNX opset, 13–18.
+        opset: ONNX opset, :data:`~anan_onnx.options.MIN_OPSET` to
+            :data:`~anan_onnx.options.MAX_OPSET`.
         scale, offset, preprocess: the preprocessing the model expects (default: read
             from the model, else assumed; see :func:`input_metadata`).
 
     Example:
-        >>> export_keras("models/catsdogs_cnn.keras", "out/base.onnx")  # doctest: +SKIP
+        >>> keras_to_onnx("models/catsdogs_cnn.keras", "out/base.onnx")  # doctest: +SKIP
     """
     if output is not None:
         check_output_path(source, output)
@@ -172,18 +182,15 @@ def input_metadata(
     return resolve(model, request, training).metadata()
 
 
+@public
 def convert_model(
     base: onnx.ModelProto,
     params: AnanParams,
+    options: ConvertOptions | None = None,
     *,
-    layer: str | None = None,
-    tunable: bool = False,
-    k_max: int | None = None,
-    batch: int | None = None,
-    scaling: str = "blocked",
-    fold_steps: bool = False,
     extra_metadata: dict[str, object] | None = None,
-) -> Conversion:
+    **fields: Any,
+) -> ConvertResult:
     """Rewrites a base ONNX model into an ANAN model, in memory, validated.
 
     The base model is normalised first (:func:`~anan_onnx.convert.normalise.normalise_base`:
@@ -193,25 +200,15 @@ def convert_model(
     Args:
         base: the base CNN.
         params: ANAN parameters.
-        layer: target Conv (node or Keras layer name); default the first Conv.
-        tunable: parameters as graph inputs (``anan_k``, ``anan_mu``, ...).
-        k_max: unrolled steps of a tunable model.
-        batch: fix the batch size of the ANAN model; allows a faster final layer (one
-            grouped convolution with per-image weights). Default: dynamic batch.
-        scaling: ``'blocked'`` (default) applies the final gains in onnxruntime's blocked
-            NCHWc layout, fastest on x86 CPUs; ``'broadcast'`` uses plain broadcast ops,
-            for ARM CPUs, GPUs and other runtimes. Both give bit-identical outputs.
-        fold_steps: replace the k unrolled steps by one product for the final gains, where
-            that is exact (absorbing counter; additive rule only with idle 0; not tunable):
-            fewer nodes, same outputs, for batch-1 latency. Elsewhere the steps stay
-            unrolled, with a warning.
+        options: the graph options (:class:`~anan_onnx.options.ConvertOptions`: layer,
+            tunable, k_max, batch, scaling, fold_steps; opset and simplify belong to
+            :func:`convert_file` and are not used here).
         extra_metadata: more ``anan.*`` keys to record.
+        fields: options given one by one (``batch=1``): they replace those of ``options``.
     """
-    if scaling not in SCALINGS:
-        raise AnanError(
-            f"scaling must be one of {', '.join(SCALINGS)}, got {scaling!r}: "
-            "pass --scaling blocked (x86 CPUs) or broadcast (ARM, GPU)"
-        )
+    opts = dataclasses.replace(options or ConvertOptions(), **fields)
+    layer, tunable, k_max, batch = opts.layer, opts.tunable, opts.k_max, opts.batch
+    scaling, fold_steps = opts.scaling, opts.fold_steps
     check_graph_size(base, k_max)
     model, target = normalise_base(base, params, layer)
     check_target_gains(base, target, params, tunable=tunable, k_max=k_max)
@@ -256,41 +253,40 @@ def convert_model(
     _drop_metadata(anan, (KERAS_CONVS, KERAS_BEFORE, "keras_name"))
     _metadata.write_metadata(anan, meta)
     validate(anan)
-    return Conversion(anan, normalised_base, target.name, params)
+    return ConvertResult(anan, normalised_base, target.name, params)
 
 
+@public
 def convert_file(
     source: str | Path,
     output: str | Path,
     params: AnanParams,
+    options: ConvertOptions | None = None,
     *,
-    layer: str | None = None,
-    opset: int | None = None,
     layout: str | None = None,
     scale: Numbers | None = None,
     offset: Numbers | None = None,
     preprocess: PreprocessRequest | None = None,
     base_output: str | Path | None = None,
-    simplify: bool = False,
-    tunable: bool = False,
-    k_max: int | None = None,
-    batch: int | None = None,
-    scaling: str = "blocked",
-    fold_steps: bool = False,
     classes: Sequence[str] | None = None,
     progress: bool | None = None,
     check: Callable[[str, str], None] | None = None,
-) -> Conversion:
+    **fields: Any,
+) -> ConvertResult:
     """Converts a model file and writes the ANAN model (and the base ONNX model) atomically.
 
     Args:
         source: ``.keras``, ``.h5`` or ``.onnx`` base model.
         output: where to write the ANAN model; never the source.
+        params: the ANAN parameters.
+        options: how the graph is made (:class:`~anan_onnx.options.ConvertOptions`: target
+            layer, opset, simplify, tunable, k_max, batch, scaling, fold_steps); ``fields``
+            given one by one (``batch=1``) replace those of ``options``.
+        layout, scale, offset: shorthands of ``preprocess``'s fields.
         base_output: where to write the base ONNX model; default: next to ``output``
             with ``.base.onnx`` instead of ``.anan.onnx``. The ANAN metadata names it.
         preprocess: the preprocessing options given (``--preprocess``, ``--mean`` ...);
             what is not given is read from the model or assumed (:func:`input_metadata`).
-        simplify: run onnxslim on the result (validated again afterwards).
         classes: class names in output order, recorded as ``anan.classes`` (a JSON list)
             in both models; default: the ``classes`` of a ``training.json`` beside the
             source, if any (see :mod:`anan_onnx.convert.classes`).
@@ -299,9 +295,7 @@ def convert_file(
             written, before they replace anything (``convert --verify`` runs the literal
             reference here); if it raises, no output file is created or changed.
     """
-    from anan_onnx.convert.classes import check_classes, recorded_classes
-    from anan_onnx.runtime.progress import Stages
-
+    opts = dataclasses.replace(options or ConvertOptions(), **fields)
     stage = Stages(progress)
     source, output = Path(source), check_output_path(source, output)
     base_output = check_output_path(source, base_output or base_path(output))
@@ -314,7 +308,7 @@ def convert_file(
     kind = model_kind(source)
     stage("exporting the Keras model to ONNX (tf2onnx)" if kind != "onnx" else "loading")
     base = load_base(
-        source, opset=opset, layout=layout, scale=scale, offset=offset, preprocess=preprocess
+        source, opset=opts.opset, layout=layout, scale=scale, offset=offset, preprocess=preprocess
     )
     names = list(classes) if classes is not None else recorded_classes(source)
     if names:
@@ -323,19 +317,14 @@ def convert_file(
     result = convert_model(
         base,
         params,
-        layer=layer,
-        tunable=tunable,
-        k_max=k_max,
-        batch=batch,
-        scaling=scaling,
-        fold_steps=fold_steps,
+        opts,
         extra_metadata={
             "source_sha256": sha,
             "source_file": source.name,
             "base_model": base_output.name,
         },
     )
-    if simplify:
+    if opts.simplify:
         stage("simplifying (onnxslim)")
         result.anan = _simplify(result.anan)
     stage("writing")
@@ -383,11 +372,12 @@ def _set_opset(model: onnx.ModelProto, opset: int | None) -> onnx.ModelProto:
     current = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
     if current is None:
         raise AnanError("the model imports no standard ONNX opset: pass a standard ONNX CNN")
-    target = opset or (current if 13 <= current <= 18 else min(max(current, 13), 18))
+    target = opset or min(max(current, MIN_OPSET), MAX_OPSET)
     if opset is None and target != current:
         warnings.warn(
-            f"the model has opset {current}; anan-onnx writes opsets 13-18, so it is "
-            f"converted to opset {target} (onnx's version converter); pass --opset to choose",
+            f"the model has opset {current}; anan-onnx writes opsets {MIN_OPSET}-{MAX_OPSET}, "
+            f"so it is converted to opset {target} (onnx's version converter); pass --opset "
+            "to choose",
             UserWarning,
             stacklevel=3,
         )
@@ -397,8 +387,8 @@ def _set_opset(model: onnx.ModelProto, opset: int | None) -> onnx.ModelProto:
         except Exception as exc:
             hint = (
                 f"pass --opset {current} to keep it"
-                if 13 <= current <= 18
-                else "export the model again with an opset between 13 and 18"
+                if MIN_OPSET <= current <= MAX_OPSET
+                else f"export the model again with an opset between {MIN_OPSET} and {MAX_OPSET}"
             )
             raise AnanError(
                 f"cannot convert the model from opset {current} to {target} "
@@ -412,8 +402,6 @@ def _simplify(model: onnx.ModelProto) -> onnx.ModelProto:
     try:
         import onnxslim
     except ImportError:
-        from anan_onnx.install_hint import install_hint
-
         raise AnanError(f"--simplify needs onnxslim: {install_hint('simplify')}") from None
     props = list(model.metadata_props)
     slim = onnxslim.slim(model)
@@ -424,6 +412,4 @@ def _simplify(model: onnx.ModelProto) -> onnx.ModelProto:
 
 
 def _tool_version() -> str:
-    from anan_onnx._version import __version__
-
     return __version__

@@ -27,6 +27,7 @@ import numpy as np
 import onnx
 
 from anan_onnx import metadata as _metadata
+from anan_onnx.choices import Layout
 from anan_onnx.errors import AnanError
 from anan_onnx.runtime.inputs import (
     ASPECTS,
@@ -173,7 +174,7 @@ def resolve(
     dims = _input_dims(model)
     sources: dict[str, str] = {}
     layout = _layout(request, recorded, before, dims, sources)
-    h, w, c = (dims[1], dims[2], dims[3]) if layout == "NHWC" else (dims[2], dims[3], dims[1])
+    h, w, c = (dims[1], dims[2], dims[3]) if layout == Layout.NHWC else (dims[2], dims[3], dims[1])
     values: dict[str, object] = {"layout": layout}
     sized = all(isinstance(d, int) for d in (h, w, c))
     if sized:
@@ -227,7 +228,7 @@ def _layout(request, recorded, before, dims, sources) -> str:
         channel_axes = [i for i in (1, 3) if dims[i] in (1, 3, 4)]
         keras = "keras_convs" in recorded  # a Keras export: NHWC by construction
         sources["layout"] = "read" if keras or len(channel_axes) == 1 else "assumed"
-    if layout not in ("NHWC", "NCHW"):
+    if layout not in Layout.ALL:
         raise AnanError(f"layout must be NHWC or NCHW, got {layout!r}")
     return layout
 
@@ -307,7 +308,7 @@ def _training_input(training: Mapping[str, Any] | None) -> tuple[dict[str, str],
         return {}, {}
     values: dict[str, str] = {}
     for key, name, choices in (
-        ("layout", "layout", ("NHWC", "NCHW")),
+        ("layout", "layout", Layout.ALL),
         ("channel_order", "color", CHANNEL_ORDERS),
         ("resize", "resize", RESIZES),
     ):

@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from anan_onnx.distributed import ENGINES
+from anan_onnx.errors import AnanError
+from anan_onnx.limits import positive_int
 
 __all__ = ["add_engine_options", "add_predict_options", "make_engine", "run_predict"]
 
@@ -92,8 +94,6 @@ def make_engine(args: argparse.Namespace) -> Any:
     """
     if getattr(args, "engine", "local") != "ray":
         if getattr(args, "address", None):
-            from anan_onnx.errors import AnanError
-
             raise AnanError("--address needs --engine ray: add --engine ray or drop --address")
         return None
     from anan_onnx.distributed.ray_engine import RayEngine
@@ -104,12 +104,12 @@ def make_engine(args: argparse.Namespace) -> Any:
 def run_predict(args: argparse.Namespace) -> int:
     """``predict -o DIR`` (either engine): partitioned outputs and a count of failures."""
     from anan_onnx.distributed.predict import JobOptions, allowed_failures, predict_parts
-    from anan_onnx.errors import AnanError
 
-    for name, least in (("workers", 1), ("block_images", 1), ("retries", 0)):
-        value = getattr(args, name)
-        if value is not None and value < least:
-            raise AnanError(f"--{name.replace('_', '-')} must be >= {least}, got {value}")
+    if args.workers is not None:
+        positive_int("--workers", args.workers)
+    positive_int("--block-images", args.block_images)
+    if args.retries < 0:
+        raise AnanError(f"--retries must be 0 or more, got {args.retries}")
     allowed_failures(args.max_failed, 0)  # checked before any work
     if args.engine == "ray":
         _quiet_ray_data()

@@ -37,6 +37,7 @@ from typing import Any
 
 import numpy as np
 
+from anan_onnx.distributed.listing import build_work
 from anan_onnx.distributed.parts import (
     DEFAULT_BLOCK,
     ERRORS_DIR,
@@ -47,6 +48,7 @@ from anan_onnx.distributed.parts import (
     list_parts,
 )
 from anan_onnx.errors import AnanError, first_line
+from anan_onnx.install_hint import install_hint
 
 __all__ = ["JobOptions", "RunSummary", "allowed_failures", "predict_parts"]
 
@@ -124,7 +126,6 @@ def predict_parts(
         address: the Ray cluster (default: a local one, stopped at the end).
         options: block size, batch size, threads, workers, retries.
     """
-    from anan_onnx.distributed.listing import build_work
     from anan_onnx.metadata import read_metadata
     from anan_onnx.model_io import load_onnx
     from anan_onnx.runtime.inputs import InputSpec
@@ -154,8 +155,6 @@ def predict_parts(
 
 def _require_packages(engine: str) -> None:
     """Ray (for ``--engine ray``) and pyarrow (for the Parquet parts), before any work."""
-    from anan_onnx.install_hint import install_hint
-
     if engine == "ray":
         from anan_onnx.distributed.ray_engine import require_ray
 
@@ -223,7 +222,6 @@ def _on_ray(
     address: str | None,
     options: JobOptions,
 ) -> list[PartSummary]:
-    from anan_onnx.distributed.listing import build_work
     from anan_onnx.distributed.ray_engine import connect, require_ray
     from anan_onnx.model_io import write_bytes_atomic
 

@@ -12,10 +12,14 @@ from typing import Any
 
 import numpy as np
 
-from anan_onnx.evaluation.datasets import SplitOptions
+from anan_onnx.convert.classes import class_count
+from anan_onnx.evaluation.class_match import match_classes, model_classes
+from anan_onnx.evaluation.datasets import load_with
 from anan_onnx.evaluation.scores import scores
 from anan_onnx.metadata import read_metadata
 from anan_onnx.model_io import load_onnx
+from anan_onnx.options import RunOptions, SplitOptions
+from anan_onnx.reference.compressed import fp32_model_path
 from anan_onnx.runtime.batched import predict_batched
 from anan_onnx.runtime.inputs import InputSpec
 from anan_onnx.runtime.labels import predicted_labels
@@ -34,25 +38,22 @@ def is_compressed(path: Path) -> bool:
 
 
 def evaluate_compressed(
-    model: Path, data: Path, fp32: Path | None, split: SplitOptions, threads: int | None = None
+    model: Path, data: Path, fp32: Path | None, split: SplitOptions, run: RunOptions
 ) -> dict[str, Any]:
     """Scores of the compressed model and of its FP32 model on the test images."""
-    from anan_onnx.convert.classes import class_count
-    from anan_onnx.evaluation.class_match import match_classes, model_classes
-    from anan_onnx.reference.compressed import fp32_model_path
-
     proto = load_onnx(model)
     meta = read_metadata(proto)
     fp32 = fp32_model_path(model, meta, fp32)
     spec = InputSpec.from_metadata(meta)
-    test = split.load(data, spec, lazy=True).test  # read a batch at a time, test split only
+    # lazy: the test split only, read a batch at a time
+    test = load_with(split, data, spec, progress=run.progress, lazy=True).test
     assert test is not None
     classes = match_classes(
         model_classes(meta), test.classes, class_count(proto), binarised=split.positive is not None
     )
     y, present = classes.labels(test.labels), (classes.present if classes.subset else None)
     probs = _predict_streamed(
-        {"fp32": fp32, meta["compression"]: model}, test.images, len(test), threads
+        {"fp32": fp32, meta["compression"]: model}, test.images, len(test), run.threads
     )
     labels = [predicted_labels(p) for p in probs.values()]
     return {

@@ -34,10 +34,13 @@ from typing import Any, Literal
 
 import numpy as np
 
+from anan_onnx._public import public
 from anan_onnx.errors import AnanError
 from anan_onnx.evaluation.lazy_images import LazyImages
 from anan_onnx.evaluation.npz_source import NpzSource
 from anan_onnx.evaluation.splitting import SPLITS, Listing, cap, split_listings
+from anan_onnx.files import describe_kind
+from anan_onnx.options import SplitOptions
 from anan_onnx.runtime.image_files import (
     IMAGE_EXTENSIONS,
     load_images,
@@ -50,6 +53,7 @@ __all__ = [
     "SplitOptions",
     "Splits",
     "load_splits",
+    "load_with",
     "positive_indices",
 ]
 
@@ -59,6 +63,7 @@ _VAL_NAMES = ("val", "valid", "validation")
 Layout = Literal["folder", "train_test", "npz"]
 
 
+@public
 @dataclasses.dataclass
 class Dataset:
     """A labelled batch of images, ready for the model.
@@ -85,6 +90,7 @@ class Dataset:
         return {c: int(n) for c, n in zip(self.classes, per, strict=True)}
 
 
+@public
 @dataclasses.dataclass
 class Splits:
     """What :func:`load_splits` returns.
@@ -108,33 +114,35 @@ class Splits:
         return [(name, ds) for name, ds in present if ds is not None]
 
 
-@dataclasses.dataclass(frozen=True)
-class SplitOptions:
-    """How :func:`load_splits` draws train / val / test: what ``tune`` and ``evaluate`` take
-    and pass on (see :func:`load_splits` for each field)."""
-
-    val_fraction: float = 0.15
-    test_fraction: float = 0.2
-    seed: int = 0
-    positive: Sequence[int | str] | None = None
-    max_per_class: int | None = None
-    progress: bool | None = None
-
-    def load(self, path: str | os.PathLike[str], spec: InputSpec, *, lazy: bool = False) -> Splits:
-        """:func:`load_splits` of ``path`` with these options."""
-        return load_splits(path, spec, **vars(self), lazy=lazy)
+def load_with(
+    options: SplitOptions,
+    path: str | os.PathLike[str],
+    spec: InputSpec,
+    *,
+    progress: bool | None = None,
+    lazy: bool = False,
+) -> Splits:
+    """:func:`load_splits` of ``path`` with the split ``options`` (what ``tune`` and
+    ``evaluate`` take)."""
+    return load_splits(
+        path, spec, **dataclasses.asdict(options), progress=progress, lazy=lazy
+    )
 
 
+_SPLIT = SplitOptions()  # the defaults, stated once in anan_onnx.options
+
+
+@public
 def load_splits(
     path: str | os.PathLike[str],
     spec: InputSpec,
     *,
     layout: Layout | None = None,
-    val_fraction: float = 0.15,
-    test_fraction: float = 0.2,
-    seed: int = 0,
-    positive: Sequence[int | str] | None = None,
-    max_per_class: int | None = None,
+    val_fraction: float = _SPLIT.val_fraction,
+    test_fraction: float = _SPLIT.test_fraction,
+    seed: int = _SPLIT.seed,
+    positive: Sequence[int | str] | None = _SPLIT.positive,
+    max_per_class: int | None = _SPLIT.max_per_class,
     progress: bool | None = None,
     lazy: bool = False,
 ) -> Splits:
@@ -181,16 +189,9 @@ def load_splits(
         {'cats': 42, 'dogs': 42}
     """
     root = Path(path)
-    _check_fraction("val_fraction", val_fraction)
-    _check_fraction("test_fraction", test_fraction)
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise AnanError(f"seed must be a non-negative integer, got {seed!r}")
-    if max_per_class is not None and (
-        isinstance(max_per_class, bool)
-        or not isinstance(max_per_class, (int, np.integer))
-        or max_per_class < 1
-    ):
-        raise AnanError(f"max_per_class must be a positive integer, got {max_per_class!r}")
+    checked = SplitOptions(val_fraction, test_fraction, seed, positive, max_per_class)
+    val_fraction, test_fraction, seed = checked.val_fraction, checked.test_fraction, checked.seed
+    positive, max_per_class = checked.positive, checked.max_per_class
     kind = _detect_layout(root, layout)
     if kind == "npz":
         source = NpzSource(root)
@@ -265,12 +266,6 @@ def _store_of(how: dict[str, str], split: str) -> str:
 # --- arguments ------------------------------------------------------------------------------
 
 
-def _check_fraction(name: str, value: object) -> None:
-    ok = isinstance(value, (int, float, np.floating)) and not isinstance(value, bool)
-    if not ok or not (0 <= float(value) < 1):  # type: ignore[arg-type]
-        raise AnanError(f"{name} must be a number in [0, 1), got {value!r}: pass e.g. 0.15")
-
-
 def _detect_layout(root: Path, layout: str | None) -> str:
     if layout is not None and layout not in DATASET_LAYOUTS:
         raise AnanError(
@@ -280,8 +275,6 @@ def _detect_layout(root: Path, layout: str | None) -> str:
     if not root.exists():
         raise AnanError(f"data set {root} does not exist: check the path")
     if not root.is_file() and not root.is_dir():  # a FIFO or device: reading it would hang
-        from anan_onnx.files import describe_kind
-
         raise AnanError(
             f"data set {root} is {describe_kind(root.stat().st_mode)}: pass a folder of class "
             "folders or a MedMNIST-style .npz file"

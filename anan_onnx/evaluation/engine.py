@@ -80,6 +80,7 @@ def _slices(images: Images, bounds: list[tuple[int, int]]) -> list[Images]:
 
 def _outputs_shard(shared: tuple[onnx.ModelProto, int | None, int], images: Images):
     """A model's first output on a shard, ``batch_size`` images read and run at a time."""
+    # onnxruntime where the shard runs (in a Ray worker under --engine ray)
     from anan_onnx.runtime.batched import predict_batched
     from anan_onnx.runtime.session import Session
 

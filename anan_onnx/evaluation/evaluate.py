@@ -40,24 +40,25 @@ from typing import Any
 import onnx
 
 from anan_onnx import metadata as _metadata
-from anan_onnx.errors import AnanError
+from anan_onnx._public import public
 from anan_onnx.evaluation.control import control
-from anan_onnx.evaluation.datasets import SplitOptions
 from anan_onnx.evaluation.engine import Engine, LocalEngine, model_outputs
 from anan_onnx.evaluation.fold_data import FoldData
 from anan_onnx.evaluation.grid import PAPER_GRID, Grid
-from anan_onnx.evaluation.metric_names import check_metric, metric_key
+from anan_onnx.evaluation.metric_names import DEFAULT_METRIC, check_metric, metric_key
 from anan_onnx.evaluation.model_files import find_models, read_params
 from anan_onnx.evaluation.results import Evaluation
+from anan_onnx.evaluation.scores import scores, select_metric_value
 from anan_onnx.evaluation.tune import (
     TEST_WARNING,
-    TUNE_ON,
     check_labels,
     grid_search,
     load_model,
     match_model_classes,
 )
+from anan_onnx.options import TUNE_ON, RunOptions, SplitOptions, check_tune_on
 from anan_onnx.params import AnanParams
+from anan_onnx.runtime.inputs import InputSpec
 
 __all__ = ["evaluate"]
 
@@ -106,23 +107,18 @@ def _options_key(p: AnanParams) -> str:
 # --- the per-fold loop -------------------------------------------------------------------
 
 
+@public
 def evaluate(
     models: str | Path,
     data: str | Path | None = None,
     *,
     params: Sequence[AnanParams | str | Path] = (),
     grid: Grid = PAPER_GRID,
-    metric: str = "f1",
-    tune_on: str = "val",
-    val_fraction: float = 0.15,
-    test_fraction: float = 0.2,
-    seed: int = 0,
-    positive: Sequence[int | str] | None = None,
-    max_per_class: int | None = None,
+    metric: str = DEFAULT_METRIC,
+    tune_on: str = TUNE_ON[0],
+    split: SplitOptions | None = None,
+    run: RunOptions | None = None,
     layer: str | None = None,
-    threads: int | None = None,
-    batch_size: int = 256,
-    progress: bool | None = None,
     log: Any = None,
     engine: Engine | None = None,
 ) -> Evaluation:
@@ -135,9 +131,10 @@ def evaluate(
             each; default: tune each option combination of ``grid`` per model.
         grid, metric: what to tune and the selection metric (as ``anan-onnx tune``).
         tune_on: ``"val"`` (default) or ``"test"`` (warns: optimistic).
-        val_fraction, test_fraction, seed, positive, max_per_class: how to split ``data``
-            when no ``training.json`` is found (see :func:`anan_onnx.load_splits`).
-        layer, threads, batch_size, progress: as for :func:`anan_onnx.evaluation.tune.grid_search`.
+        split: how to split ``data`` when no ``training.json`` is found
+            (:class:`~anan_onnx.options.SplitOptions`; see :func:`anan_onnx.load_splits`).
+        run: threads, rows per run, progress bars (:class:`~anan_onnx.options.RunOptions`).
+        layer: the target Conv (default: the first).
         log: a callable receiving one progress line per model (e.g. ``print``).
         engine: where the work runs (default: here, reading the images a chunk at a time;
             see :mod:`anan_onnx.evaluation.engine`). A distributed engine gets one task per
@@ -149,21 +146,23 @@ def evaluate(
     """
 
     check_metric(metric)
-    if tune_on not in TUNE_ON:
-        raise AnanError(f"tune_on must be one of {', '.join(TUNE_ON)}, got {tune_on!r}")
+    check_tune_on(tune_on)
     engine = engine or LocalEngine()
     fixed = [p if isinstance(p, AnanParams) else read_params(p) for p in params]
     variants = _variants(grid, fixed)
     files = find_models(models)
-    split = SplitOptions(val_fraction, test_fraction, seed, positive, max_per_class, progress)
-    source = FoldData(files, Path(data) if data is not None else None, split)
+    run = run or RunOptions()
+    folder = Path(data) if data is not None else None
+    source = FoldData(files, folder, split or SplitOptions(), run.progress)
     if tune_on == "test":  # ANAN (unless --params) and the control are fitted to the test set
         warnings.warn(TEST_WARNING, UserWarning, stacklevel=2)
-    job = _FoldJob(source, variants, tune_on, metric, layer, threads, batch_size, progress)
+    job = _FoldJob(source, variants, tune_on, metric, layer, run)
     if engine.name != "local" and len(files) > 1:
         # whole fold models as tasks: each is computed there as locally, so the same bytes
-        threads_per_task = threads or getattr(engine, "threads", None)
-        spread = dataclasses.replace(job, threads=threads_per_task, progress=False)
+        threads_per_task = run.threads or getattr(engine, "threads", None)
+        spread = dataclasses.replace(
+            job, run=dataclasses.replace(run, threads=threads_per_task, progress=False)
+        )
         folds = engine.map(_fold_task, spread, files)
         for fold in folds:
             if log is not None:
@@ -194,9 +193,7 @@ class _FoldJob:
     tune_on: str
     metric: str
     layer: str | None
-    threads: int | None
-    batch_size: int
-    progress: bool | None
+    run: RunOptions
 
 
 def _fold_task(job: _FoldJob, path: Path) -> dict[str, Any]:
@@ -206,9 +203,6 @@ def _fold_task(job: _FoldJob, path: Path) -> dict[str, Any]:
 
 def _evaluate_fold(path: Path, job: _FoldJob, engine: Engine) -> dict[str, Any]:
     """Base, control and every ANAN variant of one model, scored on its test images."""
-    from anan_onnx.evaluation.scores import scores
-    from anan_onnx.runtime.inputs import InputSpec
-
     base = load_model(path)
     spec = InputSpec.from_metadata(_metadata.read_metadata(base))
     val, test = job.source.splits(path, spec, need_val=job.tune_on == "val")
@@ -218,8 +212,8 @@ def _evaluate_fold(path: Path, job: _FoldJob, engine: Engine) -> dict[str, Any]:
     classes = match_model_classes(base, path, test.classes, job.source.options.positive is not None)
     present = classes.present if classes.subset else None
     y_tune, y_test = classes.labels(tune_split.labels), classes.labels(test.labels)
-    base_tune = model_outputs(engine, base, tune_split.images, job.threads, job.batch_size)
-    base_test = model_outputs(engine, base, test.images, job.threads, job.batch_size)
+    base_tune = model_outputs(engine, base, tune_split.images, job.run.threads, job.run.batch_size)
+    base_test = model_outputs(engine, base, test.images, job.run.threads, job.run.batch_size)
     check_labels(base_test, y_test, classes.model_classes)
     check_labels(base_tune, y_tune, classes.model_classes)
     # the control's threshold is tuned on the same images as ANAN's parameters
@@ -252,9 +246,7 @@ def _evaluate_fold(path: Path, job: _FoldJob, engine: Engine) -> dict[str, Any]:
                 job.metric,
                 class_map=classes,
                 layer=job.layer,
-                threads=job.threads,
-                batch_size=job.batch_size,
-                progress=job.progress,
+                run=job.run,
                 engine=engine,
             )
             chosen = result.params
@@ -269,25 +261,23 @@ def _evaluate_fold(path: Path, job: _FoldJob, engine: Engine) -> dict[str, Any]:
         fold["params"][variant.key] = chosen.as_dict()
         fold["scores"][variant.key] = scores(
             y_test,
-            model_outputs(engine, anan, test.images, job.threads, job.batch_size),
+            model_outputs(engine, anan, test.images, job.run.threads, job.run.batch_size),
             classes=present,
         )
         fold["tune_scores"][variant.key] = scores(
             y_tune,
-            model_outputs(engine, anan, tune_split.images, job.threads, job.batch_size),
+            model_outputs(engine, anan, tune_split.images, job.run.threads, job.run.batch_size),
             classes=present,
         )
     return fold
 
 
 def _oriented(values: dict[str, float], metric: str) -> float:
-    from anan_onnx.evaluation.scores import select_metric_value
-
     return select_metric_value(values, metric)
 
 
 def _convert(base: onnx.ModelProto, params: AnanParams, layer: str | None) -> onnx.ModelProto:
-    from anan_onnx.convert.pipeline import convert_model
+    from anan_onnx.convert.pipeline import convert_model  # the converter (onnx-ir) on use
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # mu > k is reported by the tuner, not per fold

@@ -33,6 +33,8 @@ from typing import Any
 import numpy as np
 import onnx
 
+from anan_onnx._public import public
+from anan_onnx.choices import Counter, Reduce, Rule, Signal
 from anan_onnx.errors import AnanError
 from anan_onnx.evaluation.lazy_images import LazyImages, iter_batches
 from anan_onnx.evaluation.sub_models import (
@@ -43,6 +45,8 @@ from anan_onnx.evaluation.sub_models import (
     rest_model,
     split_target,
 )
+from anan_onnx.limits import positive_int
+from anan_onnx.options import BATCH_ROWS
 from anan_onnx.params import AnanParams
 from anan_onnx.runtime.inputs import check_batch
 
@@ -56,6 +60,7 @@ _CHUNK_FLOATS = 1 << 24
 Activity = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
 
 
+@public
 @dataclasses.dataclass(frozen=True)
 class GridPoint:
     """One numeric configuration of a grid: k, μ, a, b, idle.
@@ -107,8 +112,8 @@ def simulate_gains(
     points: Sequence[GridPoint],
     shape: tuple[int, int],
     *,
-    rule: str = "multiplicative",
-    counter: str = "absorbing",
+    rule: str = Rule.MULTIPLICATIVE,
+    counter: str = Counter.ABSORBING,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The k-step astrocyte recurrence of the spec for every configuration at once.
 
@@ -140,26 +145,26 @@ def simulate_gains(
     cfg = _Configs.of(points)
     full = (len(cfg), *shape)
     gp = np.ones(full, np.float32)
-    gn = gp if rule == "multiplicative" else np.ones(full, np.float32)
+    gn = gp if rule == Rule.MULTIPLICATIVE else np.ones(full, np.float32)
     r = np.zeros(full, np.float32)
     one = np.float32(1.0)
     # as the graph computes it: 1 - b (multiplicative) or -b (additive), in float32
-    b_factor = (one - cfg.b) if rule == "multiplicative" else -cfg.b
+    b_factor = (one - cfg.b) if rule == Rule.MULTIPLICATIVE else -cfg.b
     steps = int(cfg.k.max())
     for t in range(1, steps + 1):
         active = np.float32(t - 1) < cfg.k  # (C, 1, 1)
         held = np.abs(r) == cfg.mu
-        need = active & ~held if counter == "absorbing" else np.broadcast_to(active, full)
+        need = active & ~held if counter == Counter.ABSORBING else np.broadcast_to(active, full)
         # a held counter still triggers every step; only its activity is not needed
         s = activity(gp, gn, need) if need.any() else np.zeros(full, np.float32)
         u = np.where(s > 0, one, -one)
         summed = r + u
-        if counter == "clamp":
+        if counter == Counter.CLAMP:
             new_r = np.minimum(np.maximum(summed, -cfg.mu), cfg.mu)
         else:
             new_r = np.where(held, r, summed)
         excite, inhibit = new_r == cfg.mu, new_r == -cfg.mu
-        if rule == "multiplicative":
+        if rule == Rule.MULTIPLICATIVE:
             m = np.where(excite, cfg.a, np.where(inhibit, b_factor, one))
             gp = gn = np.where(active, gp * m, gp)
         else:
@@ -174,6 +179,7 @@ def simulate_gains(
 # --- the fast grid -------------------------------------------------------------------------
 
 
+@public
 class FastGrid:
     """Evaluates many ANAN configurations of one base model on the same images.
 
@@ -205,21 +211,19 @@ class FastGrid:
         *,
         layer: str | None = None,
         threads: int | None = None,
-        batch_size: int = 256,
+        batch_size: int = BATCH_ROWS,
         pooled: bool = True,
     ) -> None:
         self.options = options or AnanParams()
-        if batch_size < 1:
-            raise AnanError(f"batch size must be >= 1, got {batch_size}")
-        self.batch_size = batch_size
+        self.batch_size = positive_int("batch_size", batch_size)
         normalised, self.target_layer = normalise(base, self.options, layer)
         self._target = split_target(normalised, self.target_layer, self.options.signal)
-        self._n_maps = 1 if self.options.rule == "multiplicative" else 2
+        self._n_maps = 1 if self.options.rule == Rule.MULTIPLICATIVE else 2
         pooled = pooled and self._n_maps == 1 and self._target.pool is not None
         self.plan = "pooled" if pooled else "maps"
         if not pooled:
             self._target.pool = None
-        self._use_means = self.options.signal == "pre" and self.options.reduce == "mean"
+        self._use_means = self.options.signal == Signal.PRE and self.options.reduce == Reduce.MEAN
         # what the numpy side needs from the first layer: maps for map-based activities
         # and for feeding the maps plan; pooled maps for the pooled plan
         self._outputs = []
@@ -327,9 +331,9 @@ class FastGrid:
                 with np.errstate(over="ignore"):  # exp overflow in sigmoid saturates correctly
                     y = act(y).astype(np.float32, copy=False)
             flat = y.reshape(len(i), -1)
-            if reduce == "mean":
+            if reduce == Reduce.MEAN:
                 out[sl] = flat.mean(axis=1, dtype=np.float32)
-            elif reduce == "max":
+            elif reduce == Reduce.MAX:
                 out[sl] = flat.max(axis=1)
             else:
                 count = (flat > 0).sum(axis=1).astype(np.float32)

@@ -16,8 +16,9 @@ from typing import Any
 import numpy as np
 
 from anan_onnx.errors import AnanError
-from anan_onnx.evaluation.datasets import SplitOptions
+from anan_onnx.evaluation.datasets import load_with, positive_indices
 from anan_onnx.evaluation.lazy_images import LazyImages
+from anan_onnx.options import SplitOptions
 from anan_onnx.training_record import find_training_record, fold_of
 
 __all__ = ["FoldData", "FoldSplit"]
@@ -34,10 +35,17 @@ class FoldSplit:
 class FoldData:
     """Validation and test images for each model, from training.json or load_splits."""
 
-    def __init__(self, models: list[Path], data: Path | None, options: SplitOptions) -> None:
+    def __init__(
+        self,
+        models: list[Path],
+        data: Path | None,
+        options: SplitOptions,
+        progress: bool | None = None,
+    ) -> None:
         self.models = models
         self.data = data
         self.options = options
+        self.progress = progress
         self.records = {m: find_training_record(m) for m in models}
         self._cache: dict[Any, Any] = {}
 
@@ -54,7 +62,9 @@ class FoldData:
             )
         key = ("loader", spec)
         if key not in self._cache:
-            self._cache[key] = self.options.load(self.data, spec, lazy=True)
+            self._cache[key] = load_with(
+                self.options, self.data, spec, progress=self.progress, lazy=True
+            )
         splits = self._cache[key]
         if splits.test is None:
             raise AnanError(
@@ -137,8 +147,6 @@ class FoldData:
         spec: Any,
         source: str,
     ) -> FoldSplit:
-        from anan_onnx.evaluation.datasets import positive_indices
-
         key = (tuple(files), spec)
         if key not in self._cache:
             self._cache[key] = LazyImages.files([str(root / f) for f in files], spec)

@@ -16,9 +16,11 @@ import itertools
 import math
 from typing import Any
 
+from anan_onnx._public import public
+from anan_onnx.choices import Rule
 from anan_onnx.errors import AnanError
 from anan_onnx.evaluation.fastgrid import GridPoint
-from anan_onnx.limits import GRID_CONFIGS
+from anan_onnx.limits import GRID_CONFIGS, positive_int
 from anan_onnx.params import PARAMS, AnanParams, Param
 
 __all__ = ["NUMBERS", "PAPER_GRID", "Grid", "parse_values"]
@@ -84,12 +86,7 @@ def parse_values(
         values += [start + i * step for i in range(count)]
     values = [round(v, 10) for v in values]
     if integer:
-        for v in values:
-            if not float(v).is_integer() or v < 1:
-                raise AnanError(
-                    f"{name} must be a positive integer, got {v:g}: pass --{name} 1 or more"
-                )
-        return tuple(dict.fromkeys(int(v) for v in values))
+        return tuple(dict.fromkeys(positive_int(name, v) for v in values))
     return tuple(dict.fromkeys(values))
 
 
@@ -97,6 +94,7 @@ def _paper(axis: str) -> Any:
     return _AXES[axis].grid
 
 
+@public
 @dataclasses.dataclass(frozen=True)
 class Grid:
     """The configurations to search: numeric axes and option lists.
@@ -186,10 +184,10 @@ class Grid:
             for values in itertools.product(*(getattr(self, p.axis) for p in options))
         ]
 
-    def points(self, rule: str = "multiplicative") -> list[GridPoint]:
+    def points(self, rule: str = Rule.MULTIPLICATIVE) -> list[GridPoint]:
         """The numeric configurations for one rule, in grid order (k, μ, a, b, idle)."""
         axes = {name: getattr(self, name) for name in NUMBERS}
-        if rule != "additive":
+        if rule != Rule.ADDITIVE:
             axes["idle"] = self.idle[:1]
         return [
             GridPoint(**dict(zip(axes, v, strict=True))) for v in itertools.product(*axes.values())
@@ -199,7 +197,7 @@ class Grid:
     def size(self) -> int:
         """Number of configurations over all option combinations (counted, not listed)."""
         numbers = math.prod(len(getattr(self, name)) for name in NUMBERS if name != "idle")
-        per_rule = {r: numbers * (len(self.idle) if r == "additive" else 1) for r in self.rules}
+        per_rule = {r: numbers * (len(self.idle) if r == Rule.ADDITIVE else 1) for r in self.rules}
         others = math.prod(len(getattr(self, p.axis)) for p in self.options() if p.name != "rule")
         return others * sum(per_rule.values())
 

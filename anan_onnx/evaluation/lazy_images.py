@@ -109,6 +109,7 @@ class LazyImages:
         return out if dtype is None else out.astype(dtype, copy=False)
 
     def _read(self, index: Sequence[int] | range) -> np.ndarray:
+        # Pillow only when images are read (an .npz data set needs none)
         from anan_onnx.evaluation.npz_source import convert_pixels
         from anan_onnx.runtime.image_files import load_images
 

@@ -12,7 +12,10 @@ from __future__ import annotations
 
 from anan_onnx.errors import AnanError
 
-__all__ = ["DISPLAY_NAMES", "METRICS", "REPORTED", "check_metric", "metric_key"]
+__all__ = ["DEFAULT_METRIC", "DISPLAY_NAMES", "METRICS", "REPORTED", "check_metric", "metric_key"]
+
+#: What tune and evaluate select by unless told: the paper's metric.
+DEFAULT_METRIC = "f1"
 
 #: Metrics a tuner can optimise (see :func:`anan_onnx.evaluation.scores.select_metric_value`).
 METRICS: tuple[str, ...] = ("f1", "accuracy", "loss", "auc", "balanced_accuracy", "mcc")

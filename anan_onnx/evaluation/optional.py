@@ -11,6 +11,7 @@ import importlib
 from typing import Any
 
 from anan_onnx.errors import AnanError
+from anan_onnx.install_hint import install_hint
 
 __all__ = ["need"]
 
@@ -25,8 +26,6 @@ def need(module: str) -> Any:
     try:
         return importlib.import_module(module)
     except ImportError:
-        from anan_onnx.install_hint import install_hint
-
         raise AnanError(
             f"{module.split('.')[0]} is needed for evaluation: {install_hint('eval')}"
         ) from None

@@ -16,7 +16,10 @@ from typing import Any
 import numpy as np
 
 from anan_onnx import json_clean
+from anan_onnx._public import public
 from anan_onnx.evaluation.metric_names import DISPLAY_NAMES, REPORTED, metric_key
+from anan_onnx.evaluation.report import bar_figure, bar_figure_png, markdown_table
+from anan_onnx.evaluation.statistics import wilcoxon_paired
 from anan_onnx.evaluation.tune import TEST_WARNING
 
 __all__ = ["SHIFT_FLAG", "Evaluation"]
@@ -25,6 +28,7 @@ __all__ = ["SHIFT_FLAG", "Evaluation"]
 SHIFT_FLAG = 0.10
 
 
+@public
 @dataclasses.dataclass
 class Evaluation:
     """Results of :func:`evaluate`.
@@ -77,8 +81,6 @@ class Evaluation:
     def tests(self) -> list[dict[str, Any]]:
         """Paired Wilcoxon tests per metric: each variant vs base and vs control, and
         control vs base; empty with fewer than two models."""
-        from anan_onnx.evaluation.statistics import wilcoxon_paired
-
         if len(self.folds) < 2:
             return []
         pairs = [(v, "base") for v in self.variants] + [(v, "control") for v in self.variants]
@@ -181,8 +183,6 @@ class Evaluation:
 
     def markdown(self, title: str | None = None, figure: str | None = None) -> str:
         """A Markdown report: summary, paired tests, flags and per-fold details."""
-        from anan_onnx.evaluation.report import markdown_table
-
         n = len(self.folds)
         lines = [f"# {title or 'ANAN evaluation'}", ""]
         lines += [
@@ -257,8 +257,6 @@ class Evaluation:
         return "/".join(str(c) for c in counts)
 
     def _per_fold_table(self) -> str:
-        from anan_onnx.evaluation.report import markdown_table
-
         rows, columns = [], ["model"]
         for v in self.variants:
             columns.append(f"params {v}")
@@ -325,14 +323,10 @@ class Evaluation:
     def figure(self, path: str | Path, title: str | None = None) -> Path:
         """Writes a PNG like the paper's Figure 5 (F1 and accuracy, CNN / ANAN / control,
         mean over folds with ± one standard deviation)."""
-        from anan_onnx.evaluation.report import bar_figure
-
         return bar_figure(path, self.figure_data(), **self._figure_style(title))
 
     def figure_png(self, title: str | None = None) -> bytes:
         """The PNG bytes of :meth:`figure`."""
-        from anan_onnx.evaluation.report import bar_figure_png
-
         return bar_figure_png(self.figure_data(), **self._figure_style(title))
 
     def _figure_style(self, title: str | None) -> dict[str, Any]:

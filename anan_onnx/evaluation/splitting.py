@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from anan_onnx.errors import AnanError
+from anan_onnx.install_hint import install_hint
 
 __all__ = ["SPLITS", "Listing", "cap", "holdout", "split_listings"]
 
@@ -72,8 +73,6 @@ def holdout(
     try:
         from sklearn.model_selection import train_test_split
     except ImportError:
-        from anan_onnx.install_hint import install_hint
-
         raise AnanError(
             f"scikit-learn is needed to split a data set: {install_hint('eval')}"
         ) from None

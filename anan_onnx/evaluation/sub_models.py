@@ -15,11 +15,13 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import onnx
 import onnxruntime as ort
-from onnx import helper, numpy_helper
+from onnx import numpy_helper
 
 from anan_onnx.activations import ACTIVATIONS, is_monotone, node_activation
+from anan_onnx.choices import Signal
 from anan_onnx.errors import AnanError, first_line
 from anan_onnx.limits import thread_count
+from anan_onnx.onnx_build import float_value_info, make_node
 from anan_onnx.onnx_proto import constant_array
 from anan_onnx.params import AnanParams
 
@@ -51,6 +53,7 @@ class SplitTarget:
 
 def normalise(base: onnx.ModelProto, options: AnanParams, layer: str | None):
     """(normalised base, target name): the conversion's own normalisation and refusals."""
+    # onnx-ir only here: the fast grid otherwise edits protobuf graphs
     import onnx_ir as ir
 
     from anan_onnx.convert.normalise import normalise_base
@@ -86,7 +89,7 @@ def split_target(model: onnx.ModelProto, name: str, signal: str) -> SplitTarget:
         pool = _sole_user(graph, act.output[0], ("MaxPool",))
         if pool is not None and (len(pool.output) > 1 and pool.output[1]):
             pool = None  # the Indices output depends on which position won
-    numpy_act = node_activation(graph, act) if signal == "post" and act is not None else None
+    numpy_act = node_activation(graph, act) if signal == Signal.POST and act is not None else None
     return SplitTarget(conv, weight, bias, act, numpy_act, pool)
 
 
@@ -121,11 +124,11 @@ def _prune(graph: onnx.GraphProto) -> set[str]:
 
 
 def _float_info(name: str, shape: Sequence[int | str] | None) -> onnx.ValueInfoProto:
-    return helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, shape)
+    return float_value_info(name, shape)
 
 
 def _node(op: str, inputs: list[str], output: str, like: onnx.NodeProto | None = None):
-    node = helper.make_node(op, inputs, [output], name=output)
+    node = make_node(op, inputs, [output], output)
     if like is not None:
         node.attribute.extend(like.attribute)
     return node
@@ -226,7 +229,7 @@ def rest_model(base: onnx.ModelProto, target: SplitTarget, n_maps: int, pooled: 
     if pooled:
         act, pool = target.activation, target.pool
         assert act is not None and pool is not None
-        node = helper.make_node(act.op_type, [y, *act.input[1:]], [pool.output[0]], name=act.name)
+        node = make_node(act.op_type, [y, *act.input[1:]], [pool.output[0]], act.name)
         node.attribute.extend(act.attribute)
         new.append(node)
         drop += [act, pool]

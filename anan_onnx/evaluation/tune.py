@@ -33,15 +33,25 @@ import numpy as np
 import onnx
 
 from anan_onnx import metadata as _metadata
+from anan_onnx._public import public
+from anan_onnx.convert.classes import class_count
+from anan_onnx.convert.limits import input_bound_of
 from anan_onnx.errors import AnanError
+from anan_onnx.evaluation.class_match import match_classes, model_classes
 from anan_onnx.evaluation.engine import Engine, LocalEngine, grid_outputs, model_outputs
 from anan_onnx.evaluation.fastgrid import FastGrid
 from anan_onnx.evaluation.grid import PAPER_GRID, Grid
 from anan_onnx.evaluation.lazy_images import LazyImages
-from anan_onnx.evaluation.metric_names import check_metric, metric_key
+from anan_onnx.evaluation.metric_names import DEFAULT_METRIC, check_metric, metric_key
+from anan_onnx.evaluation.scores import scores, select_metric_value
 from anan_onnx.evaluation.statistics import BOOTSTRAP_RESAMPLES, SMALL_SAMPLE, bootstrap_intervals
 from anan_onnx.evaluation.tune_result import TuneResult
+from anan_onnx.gains import check_worst
+from anan_onnx.model_io import check_output_path, load_onnx, model_kind, save_all_atomic
+from anan_onnx.options import TUNE_ON, RunOptions, SplitOptions, check_tune_on
 from anan_onnx.params import PARAMS, AnanParams
+from anan_onnx.runtime.inputs import InputSpec
+from anan_onnx.training_record import find_training_record, fold_of
 
 if TYPE_CHECKING:
     from anan_onnx.evaluation.class_match import ClassMap
@@ -60,8 +70,6 @@ __all__ = [
     "tune",
 ]
 
-#: Where parameters may be tuned.
-TUNE_ON: tuple[str, ...] = ("val", "test")
 TEST_WARNING = (
     "tuning on the test split: the parameters are chosen to fit these very images, so test "
     "scores of the tuned model are optimistically biased and cannot be compared with the "
@@ -97,20 +105,19 @@ def check_labels(outputs: np.ndarray, labels: np.ndarray, classes: Sequence[str]
         raise AnanError("no images to score: the split is empty")
 
 
+@public
 def grid_search(
     base: onnx.ModelProto,
     images: np.ndarray | LazyImages,
     labels: np.ndarray,
     grid: Grid = PAPER_GRID,
-    metric: str = "f1",
+    metric: str = DEFAULT_METRIC,
     *,
     classes: Sequence[str] | None = None,
     class_map: ClassMap | None = None,
     interval: bool = False,
     layer: str | None = None,
-    threads: int | None = None,
-    batch_size: int = 256,
-    progress: bool | None = None,
+    run: RunOptions | None = None,
     engine: Engine | None = None,
 ) -> TuneResult:
     """Scores every configuration of ``grid`` on ``images`` and selects the best.
@@ -132,8 +139,8 @@ def grid_search(
         interval: with fewer than :data:`SMALL_SAMPLE` images, a bootstrap interval of the
             best configuration's metric, the base CNN's and their difference
             (``result.interval``), and a warning.
-        layer, threads, batch_size: see :class:`~anan_onnx.evaluation.fastgrid.FastGrid`.
-        progress: tqdm bars (default: on a terminal).
+        layer: the target Conv (default: the first).
+        run: threads, rows per run and progress bars (:class:`~anan_onnx.options.RunOptions`).
         engine: where the image work runs (default: here, streaming; see
             :mod:`anan_onnx.evaluation.engine`); the result does not depend on it.
 
@@ -141,8 +148,6 @@ def grid_search(
         >>> r = grid_search(base, x_val, y_val, Grid(k=(4,), mu=(2,)))  # doctest: +SKIP
         >>> r.best["k"], r.best["f1"]  # doctest: +SKIP
     """
-    from anan_onnx.evaluation.scores import scores, select_metric_value
-
     check_metric(metric)
     _refuse_anan(base)
     labels = np.asarray(labels)
@@ -151,6 +156,8 @@ def grid_search(
         labels, classes = class_map.labels(labels), class_map.model_classes
         present = class_map.present if class_map.subset else None
     engine = engine or LocalEngine()
+    run = run or RunOptions()
+    threads, batch_size = run.threads, run.batch_size
     start = time.perf_counter()
     base_out = model_outputs(engine, base, images, threads, batch_size)
     classes = list(classes) if classes is not None else _default_classes(base_out)
@@ -175,7 +182,7 @@ def grid_search(
             images,
             layer=layer,
             threads=threads,
-            progress=progress,
+            progress=run.progress,
         )
         rest_rows += runs
         for point, p in zip(points, probs, strict=True):
@@ -223,8 +230,6 @@ def metric_interval(
 ) -> dict[str, Any]:
     """95 % bootstrap intervals of ``metric`` for ANAN, the base CNN and their difference
     on the same resampled images, and the warning that says them."""
-    from anan_onnx.evaluation.scores import scores
-
     key = metric_key(metric)
 
     def value(outputs: np.ndarray, index: np.ndarray) -> float:
@@ -257,9 +262,6 @@ def metric_interval(
 
 def _check_gains(base: onnx.ModelProto, fast: FastGrid, points, options: AnanParams) -> None:
     """Refuses a grid whose largest gain overflows float32 (the check convert makes)."""
-    from anan_onnx.convert.limits import input_bound_of
-    from anan_onnx.gains import check_worst
-
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # mu > k points are legal, only warned about
         candidates = [p.params(options) for p in points]
@@ -298,33 +300,27 @@ def load_model(
     offset: float | None = None,
 ) -> onnx.ModelProto:
     """Loads a base model (``.keras``/``.h5``/``.onnx``) and refuses an ANAN model."""
-    from anan_onnx.convert.pipeline import load_base
-    from anan_onnx.model_io import load_onnx, model_kind
+    from anan_onnx.convert.pipeline import load_base  # the converter (onnx-ir) on use
 
     if model_kind(path) == "onnx":
         _refuse_anan(load_onnx(path), path)
     return load_base(path, layout=layout, scale=scale, offset=offset)
 
 
+@public
 def tune(
     model: str | Path,
     data: str | Path,
     *,
     grid: Grid = PAPER_GRID,
-    metric: str = "f1",
-    tune_on: str = "val",
-    val_fraction: float = 0.15,
-    test_fraction: float = 0.2,
-    seed: int = 0,
-    positive: Sequence[int | str] | None = None,
-    max_per_class: int | None = None,
+    metric: str = DEFAULT_METRIC,
+    tune_on: str = TUNE_ON[0],
+    split: SplitOptions | None = None,
+    run: RunOptions | None = None,
+    layer: str | None = None,
     layout: str | None = None,
     scale: float | None = None,
     offset: float | None = None,
-    layer: str | None = None,
-    threads: int | None = None,
-    batch_size: int = 256,
-    progress: bool | None = None,
     emit: str | Path | None = None,
     emit_anyway: bool = False,
     engine: Engine | None = None,
@@ -348,10 +344,11 @@ def tune(
         data: image folder (class folders, or train/ and test/) or MedMNIST ``.npz``.
         grid, metric: what to search and how to select (see :func:`grid_search`).
         tune_on: ``"val"`` (default) or ``"test"``.
-        val_fraction, test_fraction, seed, positive, max_per_class: see
-            :func:`anan_onnx.load_splits`.
-        layout, scale, offset: override the preprocessing recorded in the model.
+        split: how ``data`` is split (:class:`~anan_onnx.options.SplitOptions`; see
+            :func:`anan_onnx.load_splits`).
+        run: threads, rows per run, progress bars (:class:`~anan_onnx.options.RunOptions`).
         layer: target Conv (default: the first).
+        layout, scale, offset: override the preprocessing recorded in the model.
         emit: also write the tuned fixed-parameter ANAN model here (and its base model as
             ``<name>.base.onnx`` beside it, for ``anan-onnx verify``), with the model's
             class names (the data set's only for a model that records none); only when
@@ -366,19 +363,18 @@ def tune(
     Returns:
         The result; ``info`` holds the model path, its sha256 and the split info.
     """
-    from anan_onnx.evaluation.datasets import SplitOptions
+    from anan_onnx.evaluation.datasets import SplitOptions, load_with
     from anan_onnx.runtime.inputs import InputSpec
 
-    if tune_on not in TUNE_ON:
-        raise AnanError(f"tune_on must be one of {', '.join(TUNE_ON)}, got {tune_on!r}")
+    check_tune_on(tune_on)
     base = load_model(model, layout=layout, scale=scale, offset=offset)
     spec = InputSpec.from_metadata(_metadata.read_metadata(base))
-    split = SplitOptions(val_fraction, test_fraction, seed, positive, max_per_class, progress)
-    recorded = _recorded_split(Path(model), Path(data), spec, tune_on, split)
+    split, run = split or SplitOptions(), run or RunOptions()
+    recorded = _recorded_split(Path(model), Path(data), spec, tune_on, split, run.progress)
     if recorded is not None:
         chosen, split_info = recorded
     else:
-        splits = split.load(data, spec, lazy=True)
+        splits = load_with(split, data, spec, progress=run.progress, lazy=True)
         chosen = splits.val if tune_on == "val" else splits.test
         split_info = splits.info
     if chosen is None:
@@ -390,7 +386,7 @@ def tune(
         raise AnanError(f"data set {data} has no {tune_on} split to tune on: {hint}")
     if tune_on == "test":
         warnings.warn(TEST_WARNING, UserWarning, stacklevel=2)
-    class_map = match_model_classes(base, model, chosen.classes, positive is not None)
+    class_map = match_model_classes(base, model, chosen.classes, split.positive is not None)
     result = grid_search(
         base,
         chosen.images,
@@ -400,9 +396,7 @@ def tune(
         class_map=class_map,
         interval=True,
         layer=layer,
-        threads=threads,
-        batch_size=batch_size,
-        progress=progress,
+        run=run,
         engine=engine,
     )
     result.tuned_on = tune_on
@@ -435,20 +429,21 @@ def match_model_classes(
     base: onnx.ModelProto, source: str | Path, data_classes: Sequence[str], binarised: bool
 ) -> ClassMap:
     """How the data set's classes are ``base``'s outputs (see :mod:`class_match`)."""
-    from anan_onnx.convert.classes import class_count
-    from anan_onnx.evaluation.class_match import match_classes, model_classes
-
     names = model_classes(_metadata.read_metadata(base), source)
     return match_classes(names, data_classes, class_count(base), binarised=binarised)
 
 
 def _recorded_split(
-    model: Path, data: Path, spec: InputSpec, tune_on: str, split: SplitOptions
+    model: Path,
+    data: Path,
+    spec: InputSpec,
+    tune_on: str,
+    split: SplitOptions,
+    progress: bool | None,
 ) -> tuple[Any, dict[str, Any]] | None:
     """The tuning images from the ``training.json`` beside ``model``: its own validation
     fold, never images it was trained on (``None`` without a usable record)."""
     from anan_onnx.evaluation.fold_data import FoldData
-    from anan_onnx.training_record import find_training_record, fold_of
 
     record = find_training_record(model)
     if record is None:
@@ -462,7 +457,7 @@ def _recorded_split(
             stacklevel=3,
         )
         return None
-    val, test = FoldData([model], data, split).splits(model, spec, tune_on == "val")
+    val, test = FoldData([model], data, split, progress).splits(model, spec, tune_on == "val")
     chosen = val if tune_on == "val" else test
     if chosen is None:  # splits() loads the validation images when asked: not reached
         return None
@@ -474,8 +469,7 @@ def emit_model(
     base: onnx.ModelProto, result: TuneResult, output: str | Path, *, source: Path | None = None
 ) -> Path:
     """Writes the tuned fixed-parameter ANAN model (and its base beside it), atomically."""
-    from anan_onnx.convert.pipeline import base_path, convert_model
-    from anan_onnx.model_io import check_output_path, save_all_atomic
+    from anan_onnx.convert.pipeline import base_path, convert_model  # onnx-ir on use
 
     output = Path(output)
     if source is not None:

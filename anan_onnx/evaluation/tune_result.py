@@ -13,13 +13,18 @@ from pathlib import Path
 from typing import Any
 
 from anan_onnx import json_clean
+from anan_onnx._public import public
+from anan_onnx._version import __version__
 from anan_onnx.evaluation.grid import NUMBERS, Grid
 from anan_onnx.evaluation.metric_names import REPORTED
+from anan_onnx.evaluation.scores import select_metric_value
+from anan_onnx.model_io import write_all_atomic, write_bytes_atomic
 from anan_onnx.params import AnanParams
 
 __all__ = ["TuneResult"]
 
 
+@public
 @dataclasses.dataclass
 class TuneResult:
     """Every configuration's scores and the selected one.
@@ -60,15 +65,11 @@ class TuneResult:
     @property
     def improves_on_base(self) -> bool:
         """Whether the best configuration beats the base CNN on the tuning images."""
-        from anan_onnx.evaluation.scores import select_metric_value
-
         base = select_metric_value(self.base_scores, self.metric)
         return bool(self.best["value"] > base)
 
     def summary(self, notes: dict[str, str] | None = None) -> str:
         """A few lines for the terminal; ``notes`` (label: text) are appended, aligned."""
-        from anan_onnx.evaluation.scores import select_metric_value
-
         base = select_metric_value(self.base_scores, self.metric)
         sign = -1 if self.metric == "loss" else 1
         scores = [(self.metric, sign * self.best["value"], sign * base)]
@@ -118,7 +119,6 @@ class TuneResult:
             return f"{number} [{bounds[0]:.3f}, {bounds[1]:.3f}]"
 
         anan = sign * self.best["value"]
-        from anan_onnx.evaluation.scores import select_metric_value
 
         base = sign * select_metric_value(self.base_scores, self.metric)
         return (
@@ -130,8 +130,6 @@ class TuneResult:
 
     def to_json(self) -> dict[str, Any]:
         """The selection, JSON-ready: NaN scores are null (what :meth:`write_json` writes)."""
-        from anan_onnx._version import __version__
-
         return json_clean.clean(
             {
                 "tool": f"anan-onnx {__version__} tune",
@@ -153,20 +151,14 @@ class TuneResult:
 
     def write_json(self, path: str | Path) -> None:
         """Writes :meth:`to_json` atomically."""
-        from anan_onnx.model_io import write_bytes_atomic
-
         write_bytes_atomic(json_clean.to_bytes(self.to_json()), path)
 
     def write_csv(self, path: str | Path) -> None:
         """Writes every configuration's scores, one row each, atomically."""
-        from anan_onnx.model_io import write_bytes_atomic
-
         write_bytes_atomic(self.csv_text().encode(), path)
 
     def write(self, folder: str | Path) -> tuple[Path, Path]:
         """Writes ``grid.csv`` and ``best.json`` into ``folder``, both or neither."""
-        from anan_onnx.model_io import write_all_atomic
-
         folder = Path(folder)
         files = (folder / "grid.csv", folder / "best.json")
         write_all_atomic(

@@ -75,7 +75,7 @@ def check_exact(
         if not report.passed:
             raise AnanError(
                 f"the exported model is not exact ({report.line()}): nothing was written; "
-                "export with --simplify none, or report this with the model"
+                "export with --simplifier none, or report this with the model"
             )
     return reports
 

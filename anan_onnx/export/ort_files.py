@@ -83,15 +83,14 @@ def _name_sources(config: Path, ort_name: str) -> None:
 
 @contextlib.contextmanager
 def _no_info_logs() -> Iterator[None]:
-    """The converter logs progress (with our temporary paths) at INFO on its own handler, and
-    its sessions warn about a tunable model's parameter inputs (inputs with defaults, meant
-    to stay overridable): keep both off our output."""
-    import onnxruntime as ort
-
+    """The converter logs progress (with our temporary paths) at INFO on its own handler:
+    keep it off our output, for this call only (the level before is restored). Its sessions'
+    warnings about a tunable model's parameter inputs are onnxruntime's default log
+    severity, which only the CLI sets (anan_onnx.cli.process): it has no getter, so a
+    library call could not restore it."""
+    before = logging.root.manager.disable
     logging.disable(logging.INFO)
-    ort.set_default_logger_severity(3)  # errors only
     try:
         yield
     finally:
-        ort.set_default_logger_severity(2)  # onnxruntime's default (there is no getter)
-        logging.disable(logging.NOTSET)
+        logging.disable(before)

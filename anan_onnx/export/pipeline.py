@@ -3,7 +3,7 @@ written all together or not at all.
 
 Pattern (every target)::
 
-    MODEL.anan.onnx --fix batch--> --shape inference--> --simplify--> + anan.export_* metadata
+    MODEL.anan.onnx --fix batch--> --shape inference--> --simplifier--> + anan.export_* metadata
         |                                                                   |
         |                         staging folder (hidden, in OUT_DIR):      v
         |                           MODEL.anan.onnx, MODEL.anan.json (sidecar),
@@ -171,7 +171,7 @@ def _transform(
     except Exception as exc:
         raise AnanError(
             f"the exported graph failed ONNX validation ({first_line(exc)}): nothing was "
-            "written; export with --simplify none, or report this with the model"
+            "written; export with --simplifier none, or report this with the model"
         ) from None
     return exported, note
 

@@ -13,6 +13,7 @@ import onnx
 from onnxruntime.tools.onnx_model_utils import fix_output_shapes, make_input_shape_fixed
 
 from anan_onnx.errors import AnanError, first_line
+from anan_onnx.limits import positive_int
 
 __all__ = ["batch_of", "fix_batch", "infer_shapes"]
 
@@ -30,8 +31,7 @@ def fix_batch(model: onnx.ModelProto, batch: int) -> None:
         AnanError: ``batch`` is not a positive integer, or the model's batch is already
             fixed to another value (the graph's shape arithmetic may depend on it).
     """
-    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
-        raise AnanError(f"batch must be a positive integer, got {batch!r}: pass --batch 1 or more")
+    batch = positive_int("batch", batch)
     current = batch_of(model)
     if current is not None and current != batch:
         raise AnanError(
@@ -57,7 +57,7 @@ def infer_shapes(model: onnx.ModelProto) -> onnx.ModelProto:
     except Exception as exc:
         raise AnanError(
             f"onnx shape inference failed on the model ({first_line(exc)}): "
-            "export with --simplify none, or report this with the model"
+            "export with --simplifier none, or report this with the model"
         ) from None
 
 

@@ -16,10 +16,11 @@ import io
 import onnx
 
 from anan_onnx.errors import AnanError, first_line
+from anan_onnx.install_hint import install_hint
 
 __all__ = ["SIMPLIFIERS", "resolve", "simplify"]
 
-#: Choices of ``--simplify``; ``auto`` resolves to one of the others.
+#: Choices of ``--simplifier``; ``auto`` resolves to one of the others.
 SIMPLIFIERS = ("auto", "onnxsim", "onnxslim", "none")
 #: ``auto``'s order of preference (the measurement in docs/deployment.md).
 PREFERENCE = ("onnxsim", "onnxslim")
@@ -38,9 +39,8 @@ def resolve(name: str) -> str:
     if name == "auto":
         return next((s for s in PREFERENCE if _installed(s)), "none")
     if name != "none" and not _installed(name):
-        from anan_onnx.install_hint import install_hint
-
-        raise AnanError(f"--simplify {name} needs the {name} package: {install_hint(_EXTRA[name])}")
+        hint = install_hint(_EXTRA[name])
+        raise AnanError(f"--simplifier {name} needs the {name} package: {hint}")
     return name
 
 
@@ -58,7 +58,7 @@ def simplify(model: onnx.ModelProto, name: str) -> onnx.ModelProto:
         raise
     except Exception as exc:
         raise AnanError(
-            f"{name} failed on the model ({first_line(exc)}): export with --simplify none "
+            f"{name} failed on the model ({first_line(exc)}): export with --simplifier none "
             "or the other simplifier"
         ) from None
     del result.metadata_props[:]
@@ -93,7 +93,7 @@ def _onnxsim(model: onnx.ModelProto) -> onnx.ModelProto:
     # its own random-input check is off: check.py compares against the input model itself
     simplified, ok = onnxsim.simplify(model, check_n=0)
     if not ok:
-        raise AnanError("onnxsim could not validate its result: export with --simplify onnxslim")
+        raise AnanError("onnxsim could not validate its result: export with --simplifier onnxslim")
     return simplified
 
 

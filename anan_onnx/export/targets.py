@@ -8,7 +8,7 @@ target        batch                   ``.ort``   extra
 ``ort``       the model's (``--batch``)  Fixed   minimal-build operator config
 ============  ======================  =========  ===============================
 
-Every target simplifies (``--simplify``), records what it changed in the ``anan.export_*``
+Every target simplifies (``--simplifier``), records what it changed in the ``anan.export_*``
 metadata, writes the sidecar ``MODEL.anan.json`` and is checked exact before any file
 lands.
 """

@@ -30,11 +30,12 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
+from anan_onnx._public import public
 from anan_onnx.errors import AnanError
 from anan_onnx.model_io import recorded_file
 from anan_onnx.params import AnanParams
 from anan_onnx.reference.literal import LiteralReference
-from anan_onnx.reference.verify import VerifyReport, summary_number, target_layer
+from anan_onnx.reference.verify import VerifyReport, summary_number, target_layer, verify_models
 from anan_onnx.runtime.agreement import MIN_AGREEMENT, Fp32Agreement, fp32_agreement
 from anan_onnx.runtime.labels import TOLERANCE
 from anan_onnx.runtime.session import Session, providers_for
@@ -45,27 +46,15 @@ ANAN_PREFIX = "anan/"
 _FP16_ROUNDING_OPS = {"Conv", "ConvTranspose", "Gemm", "MatMul"}
 
 __all__ = [
-    "CompressedReport",
+    "CompressedVerifyReport",
     "Fp32Agreement",
     "TailBound",
-    "check_compressed_pair",
     "fp32_agreement",
     "fp32_model_path",
     "handover_tensors",
     "tail_bound",
     "verify_compressed_models",
 ]
-
-
-def check_compressed_pair(anan_meta: dict[str, str], base_meta: dict[str, str]) -> None:
-    """Refuses a compressed ANAN model paired with a base compressed otherwise (or not)."""
-    method = anan_meta.get("compression")
-    if method != base_meta.get("compression"):
-        raise AnanError(
-            f"the ANAN model is {method or 'fp32'} but the base model is "
-            f"{base_meta.get('compression', 'fp32')}: pass the base written with it "
-            "(the ANAN model's base_model metadata names it)"
-        )
 
 
 def fp32_model_path(model: Path, metadata: dict[str, str], given: Path | None) -> Path:
@@ -170,8 +159,9 @@ def _has_float16(graph: onnx.GraphProto, tail: list[onnx.NodeProto]) -> bool:
     return weights or casts
 
 
+@public
 @dataclasses.dataclass
-class CompressedReport:
+class CompressedVerifyReport:
     """``verify`` of a compressed model: the three checks of the module docstring.
 
     Attributes:
@@ -245,6 +235,7 @@ class CompressedReport:
         )
 
 
+@public
 def verify_compressed_models(
     anan: onnx.ModelProto,
     base: onnx.ModelProto,
@@ -254,7 +245,7 @@ def verify_compressed_models(
     min_agreement: float = MIN_AGREEMENT,
     tolerance: float = TOLERANCE,
     provider: str = "cpu",
-) -> CompressedReport:
+) -> CompressedVerifyReport:
     """The compressed ANAN model against the literal loop on its compressed base, and
     (given ``fp32``, the FP32 ANAN model) against the FP32 model's predictions.
 
@@ -263,8 +254,6 @@ def verify_compressed_models(
     base), the end-to-end outputs to the tail bound with every prediction equal, and the
     FP32 agreement to ``min_agreement``.
     """
-    from anan_onnx.reference.verify import verify_models
-
     names = [t for t in handover_tensors(anan) if any(t in n.output for n in base.graph.node)]
     if not names:
         raise AnanError(
@@ -291,7 +280,7 @@ def verify_compressed_models(
     agreement = None
     if fp32 is not None:
         agreement = fp32_agreement(session, Session(fp32, provider=provider), inputs)
-    return CompressedReport(outputs, diff, bound, agreement, min_agreement)
+    return CompressedVerifyReport(outputs, diff, bound, agreement, min_agreement)
 
 
 def _scaled_diff(ours: np.ndarray, expected: np.ndarray) -> float:

@@ -12,9 +12,12 @@ looked through), which is the definition of the kernel response; on a base model
 ``convert`` it is already canonical and nothing changes.
 
 Example:
-    >>> ref = LiteralReference(onnx.load("model.base.onnx"), "conv1", AnanParams())
-    >>> result = ref.run(batch)          # doctest: +SKIP
-    >>> result.outputs[0].shape, result.near_tie.sum()
+    >>> from anan_onnx.testing import VARIANTS, build_cnn, random_batch
+    >>> base = build_cnn(VARIANTS["plain"])          # or onnx.load("out/model.base.onnx")
+    >>> ref = LiteralReference(base, "conv1", AnanParams(k=2, a=1.5))
+    >>> result = ref.run(random_batch(VARIANTS["plain"], 3))
+    >>> result.outputs[0].shape, result.weights.shape[0]
+    ((3, 2), 3)
 """
 
 from __future__ import annotations
@@ -28,8 +31,10 @@ import onnx
 import onnxruntime as ort
 from onnx import helper
 
+from anan_onnx._public import public
 from anan_onnx.activations import ACTIVATIONS, node_activation
 from anan_onnx.canonical import canonical_model
+from anan_onnx.choices import Counter, Reduce, Rule, Signal
 from anan_onnx.errors import AnanError
 from anan_onnx.onnx_proto import constant_array
 from anan_onnx.params import AnanParams
@@ -44,6 +49,7 @@ _WEIGHT_INPUT = "anan_reference_weight"
 NEAR_TIE = 1e-5
 
 
+@public
 @dataclasses.dataclass
 class ReferenceResult:
     """Outputs of the literal loop for a batch.
@@ -59,6 +65,7 @@ class ReferenceResult:
     weights: np.ndarray
 
 
+@public
 class LiteralReference:
     """Runs the spec's per-image loop on a base ONNX model.
 
@@ -86,7 +93,7 @@ class LiteralReference:
         self.pre_name = conv.output[0]
         self.post_name: str | None = None
         self.activation: Activation = _identity
-        if params.signal == "post":
+        if params.signal == Signal.POST:
             act = _activation_node(model, conv)
             self.post_name, self.activation = act.output[0], node_activation(model.graph, act)
         conv.input[1] = _WEIGHT_INPUT
@@ -129,7 +136,7 @@ class LiteralReference:
             tie = _near_tie(maps[0][0], self.bias, self.activation, p.reduce)
             near_tie |= tie
             u = np.where(s > 0, 1, -1)  # eq. 1
-            if p.counter == "absorbing":  # eq. 2
+            if p.counter == Counter.ABSORBING:  # eq. 2
                 r = np.where(np.abs(r) == p.mu, r, r + u)
             else:
                 r = np.clip(r + u, -p.mu, p.mu)
@@ -142,7 +149,7 @@ class LiteralReference:
 
 def _update_kernel(w: np.ndarray, r: float, p: AnanParams) -> np.ndarray:
     excited, inhibited = r == p.mu, r == -p.mu
-    if p.rule == "multiplicative":
+    if p.rule == Rule.MULTIPLICATIVE:
         if excited:
             return w * np.float32(p.a)
         if inhibited:
@@ -155,9 +162,9 @@ def _update_kernel(w: np.ndarray, r: float, p: AnanParams) -> np.ndarray:
 def _activity(y: np.ndarray, reduce: str) -> np.ndarray:
     """Per-kernel activity s_j of an (O, H, W) map (spec step 2)."""
     flat = y.reshape(y.shape[0], -1).astype(np.float64)
-    if reduce == "mean":
+    if reduce == Reduce.MEAN:
         return flat.mean(axis=1)
-    if reduce == "max":
+    if reduce == Reduce.MAX:
         return flat.max(axis=1)
     return (flat > 0).mean(axis=1) - 0.5
 

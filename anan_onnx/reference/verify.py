@@ -1,9 +1,11 @@
 """``verify``: the ANAN graph against the literal per-image loop, on random or given inputs.
 
 Example:
-    >>> report = verify_models("out/model.anan.onnx", "out/model.base.onnx", n=16)  # doctest: +SKIP
-    >>> report.passed, report.agreement, report.max_abs_diff
-    (True, 1.0, 2.9e-08)
+    >>> from anan_onnx.testing import VARIANTS, build_cnn
+    >>> result = convert_model(build_cnn(VARIANTS["plain"]), AnanParams(k=2, a=1.5))
+    >>> report = verify_models(result.anan, result.base, n=4)  # or the two files' paths
+    >>> report.passed, report.agreement, report.max_abs_diff < 1e-5
+    (True, 1.0, True)
 """
 
 from __future__ import annotations
@@ -18,12 +20,15 @@ import numpy as np
 import onnx
 
 from anan_onnx import limits
+from anan_onnx._public import public
+from anan_onnx.choices import Layout
 from anan_onnx.errors import AnanError
 from anan_onnx.limits import positive_int
 from anan_onnx.metadata import DEFAULT_SCALE, is_anan, read_metadata
 from anan_onnx.model_io import load_onnx
 from anan_onnx.params import AnanParams
 from anan_onnx.reference.literal import LiteralReference
+from anan_onnx.reference.pairing import check_compressed_pair
 from anan_onnx.runtime.inputs import InputSpec, check_batch
 from anan_onnx.runtime.labels import TOLERANCE, labels_agree
 from anan_onnx.runtime.own_scaling import own_scaling
@@ -39,6 +44,7 @@ __all__ = [
 ]
 
 
+@public
 @dataclasses.dataclass
 class VerifyReport:
     """Agreement between the ANAN model and the literal reference.
@@ -142,6 +148,7 @@ def summary_number(value: float) -> str:
     return f"{value:.3g}" if math.isfinite(value) else "n/a"
 
 
+@public
 def verify_models(
     anan: str | Path | onnx.ModelProto,
     base: str | Path | onnx.ModelProto,
@@ -175,10 +182,7 @@ def verify_models(
             "(the .base.onnx file written next to the .anan.onnx)"
         )
     base_meta = read_metadata(base_model)
-    if "compression" in session.metadata or "compression" in base_meta:
-        from anan_onnx.reference.compressed import check_compressed_pair  # compressed alike
-
-        check_compressed_pair(session.metadata, base_meta)
+    check_compressed_pair(session.metadata, base_meta)
     params: AnanParams = session.params  # type: ignore[assignment]
     reference = LiteralReference(
         base_model, target_layer(session.metadata), params, providers=providers_for(provider)
@@ -293,6 +297,6 @@ def _affine(session: Session) -> tuple[np.ndarray | float, np.ndarray | float]:
         return _recorded_number(md, "scale", DEFAULT_SCALE), _recorded_number(md, "offset", 0.0)
     spec = InputSpec.from_metadata(md)  # one scale and offset per channel
     scale, offset = spec.affine()
-    if spec.layout == "NCHW":
+    if spec.layout == Layout.NCHW:
         scale, offset = scale[:, None, None], offset[:, None, None]
     return scale, offset

@@ -18,8 +18,9 @@ from __future__ import annotations
 import numpy as np
 import onnx_ir as ir
 
+from anan_onnx.choices import Reduce, Signal
 from anan_onnx.params import AnanParams
-from anan_onnx.rewrite.builder_api import Builder
+from anan_onnx.rewrite.builder import GraphBuilder
 from anan_onnx.rewrite.geometry import ConvGeometry
 from anan_onnx.rewrite.portable_steps import ActivityOf, fires
 from anan_onnx.rewrite.routes.pool_commute import is_monotone
@@ -30,7 +31,7 @@ __all__ = ["activity_strategy", "clone_activation", "combine", "conv_group"]
 
 
 def activity_strategy(
-    b: Builder,
+    b: GraphBuilder,
     target: ConvTarget,
     params: AnanParams,
     weights: list[np.ndarray],
@@ -48,17 +49,18 @@ def activity_strategy(
     maps are reduced once and every step is per-kernel arithmetic.
     """
     act = target.activation
-    post = params.signal == "post"
-    if params.reduce == "mean" and not post and geom is not None:  # mean(g·C + β) = g·mean(C) + β
+    post = params.signal == Signal.POST
+    # mean(g·C + β) = g·mean(C) + β
+    if params.reduce == Reduce.MEAN and not post and geom is not None:
         return _mean_from_window_sums(b, target, weights, geom, bias, column)
     assert maps is not None, "only the window-sum means do without the maps"
     layer_maps = maps
-    if params.reduce == "mean" and not post:  # input size unknown: one read pass over the maps
-        means = [b.op("GlobalAveragePool", [m], f"{m.name}_mean") for m in maps]
+    if params.reduce == Reduce.MEAN and not post:  # input size unknown: one read pass over the maps
+        means = [b.named("GlobalAveragePool", [m], f"{m.name}_mean") for m in maps]
         return lambda gains, tag: combine(b, gains, means, bias, f"{tag}/activity")
-    if params.reduce == "max" and monotone and (not post or is_monotone(act)):
+    if params.reduce == Reduce.MAX and monotone and (not post or is_monotone(act)):
         # max(act(g·C + β)) = act(g·max(C) + β) for g >= 0 and a monotone act
-        maxima = [b.op("GlobalMaxPool", [m], f"{m.name}_max") for m in maps]
+        maxima = [b.named("GlobalMaxPool", [m], f"{m.name}_max") for m in maps]
 
         def kernel_max(gains: list[ir.Value], tag: str) -> ir.Value:
             value = combine(b, gains, maxima, bias, f"{tag}/activity_pre")
@@ -69,11 +71,11 @@ def activity_strategy(
 
         return kernel_max
     relu = act is not None and act.op_type == "Relu"
-    if params.reduce == "mean" and post and monotone and relu:
+    if params.reduce == Reduce.MEAN and post and monotone and relu:
         if bias is None:  # relu(g·C) = g·relu(C) for g >= 0: the mean is taken once
-            relu_map = b.op("Relu", [maps[0]], "anan/conv_relu")
-            once = b.op("GlobalAveragePool", [relu_map], "anan/conv_relu_mean")
-            return lambda gains, tag: b.op("Mul", [gains[0], once], f"{tag}/activity")
+            relu_map = b.named("Relu", [maps[0]], "anan/conv_relu")
+            once = b.named("GlobalAveragePool", [relu_map], "anan/conv_relu_mean")
+            return lambda gains, tag: b.named("Mul", [gains[0], once], f"{tag}/activity")
         beta = bias
         return lambda gains, tag: _relu_mean(b, gains[0], layer_maps[0], beta, tag)
 
@@ -85,7 +87,7 @@ def activity_strategy(
 
 
 def _mean_from_window_sums(
-    b: Builder,
+    b: GraphBuilder,
     target: ConvTarget,
     weights: list[np.ndarray],
     geom: ConvGeometry,
@@ -117,7 +119,7 @@ def _mean_from_window_sums(
 
 
 def _relu_mean(
-    b: Builder, gain: ir.Value, conv_map: ir.Value, bias: ir.Value, tag: str
+    b: GraphBuilder, gain: ir.Value, conv_map: ir.Value, bias: ir.Value, tag: str
 ) -> ir.Value:
     """mean(relu(g·C + β)) = g·mean(relu(C + β/g)) for g > 0, relu(β) for g = 0 (g >= 0).
 
@@ -128,17 +130,23 @@ def _relu_mean(
     nothing is inf or NaN; a positive g below 1e-30 divides by ~1e-30, as before.
     """
     positive = fires(b, gain, f"{tag}/gain_positive")
-    zero = b.op("Sub", [b.scalar(1.0), positive], f"{tag}/gain_zero")
-    short = b.op("Sub", [b.scalar(1e-30), gain], f"{tag}/gain_short")
-    floor = b.op("Add", [gain, b.op("Relu", [short], f"{tag}/gain_lift")], f"{tag}/gain_floor")
-    safe = b.op("Add", [floor, zero], f"{tag}/gain_safe")
-    shift = b.op("Div", [bias, safe], f"{tag}/bias_over_gain")
-    shifted = b.op("Add", [conv_map, shift], f"{tag}/shifted")
-    mean = b.op("GlobalAveragePool", [b.op("Relu", [shifted], f"{tag}/relu")], f"{tag}/relu_mean")
-    value = b.op("Mul", [gain, mean], f"{tag}/activity_scaled")
-    kept = b.op("Mul", [positive, value], f"{tag}/activity_positive")
-    dead = b.op("Mul", [zero, b.op("Relu", [bias], f"{tag}/bias_relu")], f"{tag}/activity_dead")
-    return b.op("Add", [kept, dead], f"{tag}/activity")
+    zero = b.named("Sub", [b.scalar(1.0), positive], f"{tag}/gain_zero")
+    short = b.named("Sub", [b.scalar(1e-30), gain], f"{tag}/gain_short")
+    floor = b.named(
+        "Add", [gain, b.named("Relu", [short], f"{tag}/gain_lift")], f"{tag}/gain_floor"
+    )
+    safe = b.named("Add", [floor, zero], f"{tag}/gain_safe")
+    shift = b.named("Div", [bias, safe], f"{tag}/bias_over_gain")
+    shifted = b.named("Add", [conv_map, shift], f"{tag}/shifted")
+    mean = b.named(
+        "GlobalAveragePool", [b.named("Relu", [shifted], f"{tag}/relu")], f"{tag}/relu_mean"
+    )
+    value = b.named("Mul", [gain, mean], f"{tag}/activity_scaled")
+    kept = b.named("Mul", [positive, value], f"{tag}/activity_positive")
+    dead = b.named(
+        "Mul", [zero, b.named("Relu", [bias], f"{tag}/bias_relu")], f"{tag}/activity_dead"
+    )
+    return b.named("Add", [kept, dead], f"{tag}/activity")
 
 
 def conv_group(conv: ir.Node) -> int:
@@ -147,44 +155,36 @@ def conv_group(conv: ir.Node) -> int:
 
 
 def combine(
-    b: Builder, gains: list[ir.Value], maps: list[ir.Value], bias: ir.Value | None, name: str
+    b: GraphBuilder, gains: list[ir.Value], maps: list[ir.Value], bias: ir.Value | None, name: str
 ) -> ir.Value:
     """Σ gᵢ·mapᵢ (+ β); a unit gain (the state before step 1) multiplies nothing."""
     pairs = enumerate(zip(gains, maps, strict=True))
-    terms = [m if g is b.unit else b.op("Mul", [g, m], f"{name}_term{i}") for i, (g, m) in pairs]
+    terms = [m if g is b.unit else b.named("Mul", [g, m], f"{name}_term{i}") for i, (g, m) in pairs]
     total = terms[0]
     for i, term in enumerate(terms[1:], 1):
-        total = b.op("Add", [total, term], f"{name}_sum{i}")
-    return total if bias is None else b.op("Add", [total, bias], name)
+        total = b.named("Add", [total, term], f"{name}_sum{i}")
+    return total if bias is None else b.named("Add", [total, bias], name)
 
 
 def _activate(
-    b: Builder, response: ir.Value, target: ConvTarget, params: AnanParams, tag: str
+    b: GraphBuilder, response: ir.Value, target: ConvTarget, params: AnanParams, tag: str
 ) -> ir.Value:
-    if params.signal == "pre":
+    if params.signal == Signal.PRE:
         return response
     assert target.activation is not None, "checked by convert_model"
     return clone_activation(b, target.activation, response, f"{tag}/post")
 
 
-def clone_activation(b: Builder, act: ir.Node, x: ir.Value, name: str) -> ir.Value:
+def clone_activation(b: GraphBuilder, act: ir.Node, x: ir.Value, name: str) -> ir.Value:
     """The layer's activation node (same op, attributes and extra inputs) applied to ``x``."""
-    node = ir.Node(
-        act.domain,
-        act.op_type,
-        [x, *act.inputs[1:]],
-        list(act.attributes.values()),
-        name=name,
-        outputs=[ir.Value(name=name)],
-    )
-    return b.add(node)
+    return b.like(act, [x, *act.inputs[1:]], name)
 
 
-def _reduce(b: Builder, y: ir.Value, params: AnanParams, tag: str) -> ir.Value:
-    if params.reduce == "mean":
-        return b.op("GlobalAveragePool", [y], f"{tag}/activity")
-    if params.reduce == "max":
-        return b.op("GlobalMaxPool", [y], f"{tag}/activity")
+def _reduce(b: GraphBuilder, y: ir.Value, params: AnanParams, tag: str) -> ir.Value:
+    if params.reduce == Reduce.MEAN:
+        return b.named("GlobalAveragePool", [y], f"{tag}/activity")
+    if params.reduce == Reduce.MAX:
+        return b.named("GlobalMaxPool", [y], f"{tag}/activity")
     positive = fires(b, y, f"{tag}/fires")  # exact 0/1 per position
-    share = b.op("GlobalAveragePool", [positive], f"{tag}/share")
-    return b.op("Sub", [share, b.const(f"{tag}/half", 0.5)], f"{tag}/activity")
+    share = b.named("GlobalAveragePool", [positive], f"{tag}/share")
+    return b.named("Sub", [share, b.const(f"{tag}/half", 0.5)], f"{tag}/activity")

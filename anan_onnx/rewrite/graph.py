@@ -25,14 +25,13 @@ Only standard ONNX ops are used (opset 13–18); every node is named ``anan/...`
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
-
 import numpy as np
 import onnx_ir as ir
 
+from anan_onnx.choices import Counter, Reduce, Rule, Scaling, Signal
 from anan_onnx.params import PARAMS, AnanParams
 from anan_onnx.rewrite.activities import activity_strategy, clone_activation, combine
+from anan_onnx.rewrite.builder import GraphBuilder
 from anan_onnx.rewrite.geometry import conv_geometry
 from anan_onnx.rewrite.portable_steps import (
     Knobs,
@@ -52,48 +51,6 @@ __all__ = ["PARAM_INPUTS", "SCALINGS", "build_anan_graph", "steps_foldable"]
 PARAM_INPUTS = tuple(p.graph_input for p in PARAMS if p.graph_input)
 
 
-class _Builder:
-    """Collects named nodes and constants (of the model's float dtype) for the splice."""
-
-    def __init__(self, dtype: np.dtype) -> None:
-        self.dtype = dtype
-        self.nodes: list[ir.Node] = []
-        self.initializers: list[ir.Value] = []
-        self.unit: ir.Value | None = None  # the initial gains (ones): products with it are skipped
-        self._scalars: dict[float, ir.Value] = {}
-
-    def const(self, name: str, array: object) -> ir.Value:
-        data = np.asarray(array, self.dtype)
-        tensor = ir.tensor(data, name=name)
-        value = ir.val(name, tensor.dtype, data.shape, const_value=tensor)
-        self.initializers.append(value)
-        return value
-
-    def scalar(self, value: float) -> ir.Value:
-        """A scalar constant, one initializer per value however often it is used."""
-        if value not in self._scalars:
-            self._scalars[value] = self.const(f"anan/scalar/{value!r}", value)
-        return self._scalars[value]
-
-    def op(
-        self, op_type: str, inputs: Sequence[ir.Value | None], name: str, **attrs: Any
-    ) -> ir.Value:
-        return self.add(
-            ir.node(op_type, inputs, attrs or None, name=name, outputs=[ir.Value(name=name)])
-        )
-
-    def const_int(self, name: str, values: list[int]) -> ir.Value:
-        data = np.asarray(values, np.int64)
-        tensor = ir.tensor(data, name=name)
-        value = ir.val(name, tensor.dtype, data.shape, const_value=tensor)
-        self.initializers.append(value)
-        return value
-
-    def add(self, node: ir.Node) -> ir.Value:
-        self.nodes.append(node)
-        return node.outputs[0]
-
-
 def build_anan_graph(
     model: ir.Model,
     target: ConvTarget,
@@ -102,7 +59,7 @@ def build_anan_graph(
     tunable: bool = False,
     k_max: int | None = None,
     batch: int | None = None,
-    scaling: str = "blocked",
+    scaling: str = Scaling.BLOCKED,
     fold_steps: bool = False,
 ) -> None:
     """Rewrites ``model`` in place: ``target`` becomes the ANAN subgraph.
@@ -122,7 +79,7 @@ def build_anan_graph(
     """
     graph = model.graph
     conv = target.node
-    b = _Builder(target.weight.dtype)
+    b = GraphBuilder(target.weight.dtype)
     knobs = _knobs(b, graph, params) if tunable else None  # fixed parameters: constants
     steps = max(k_max or params.k, params.k) if tunable else params.k
 
@@ -134,7 +91,7 @@ def build_anan_graph(
     monotone = gains_non_negative(params, tunable)  # then v ↦ act(g·v + β) is monotone
     pool = pool_after(conv, act) if monotone and is_monotone(act) else None
     grouped = batch is not None and pool is None
-    mean_only = params.signal == "pre" and params.reduce == "mean"
+    mean_only = params.signal == Signal.PRE and params.reduce == Reduce.MEAN
     maps = None
     if not (mean_only and grouped and geom is not None):  # the grouped conv replaces the maps
         maps = _first_layer_maps(b, conv, weights, params.rule)
@@ -176,8 +133,8 @@ def step1_activity_shared(params: AnanParams, tunable: bool = False) -> bool:
     """Whether every step may use the step-1 activity: under the absorbing counter the
     weights stay W0 until a counter reaches ±μ, and a counter at ±μ is held whatever u says.
     With the additive rule only if an untriggered step changes nothing (idle = 0, fixed)."""
-    return params.counter == "absorbing" and (
-        params.rule == "multiplicative" or (params.idle == 0 and not tunable)
+    return params.counter == Counter.ABSORBING and (
+        params.rule == Rule.MULTIPLICATIVE or (params.idle == 0 and not tunable)
     )
 
 
@@ -185,7 +142,7 @@ def gains_are_columns(params: AnanParams, tunable: bool = False) -> bool:
     """Whether the activity, and so the gains, may be (N, 1, O, 1) columns: the activity is
     read once (the shared or folded steps of :func:`steps_foldable`) and the one gain of the
     multiplicative rule is computed from it alone (no (1, O, 1, 1) unit gain enters)."""
-    return steps_foldable(params, tunable) and params.rule == "multiplicative"
+    return steps_foldable(params, tunable) and params.rule == Rule.MULTIPLICATIVE
 
 
 def steps_foldable(params: AnanParams, tunable: bool = False) -> bool:
@@ -194,15 +151,15 @@ def steps_foldable(params: AnanParams, tunable: bool = False) -> bool:
     return step1_activity_shared(params, tunable) and not tunable
 
 
-def _column_to_channels(b: _Builder, gain: ir.Value) -> ir.Value:
+def _column_to_channels(b: GraphBuilder, gain: ir.Value) -> ir.Value:
     """(N, 1, O, 1) → (N, O, 1, 1), for the consumers that broadcast the gains over maps."""
     shape = b.const_int(f"{gain.name}_shape", [0, -1, 1, 1])
-    return b.op("Reshape", [gain, shape], f"{gain.name}_channels")
+    return b.named("Reshape", [gain, shape], f"{gain.name}_channels")
 
 
 def _splice_pool_commuted(
     graph: ir.Graph,
-    b: _Builder,
+    b: GraphBuilder,
     conv: ir.Node,
     act: ir.Node | None,
     pool: ir.Node,
@@ -217,21 +174,12 @@ def _splice_pool_commuted(
 
     ``bias`` is β as a (1, O, 1, 1) graph constant, ``beta`` the (O,) array (or None);
     ``column``: the gain is an (N, 1, O, 1) column."""
-    pooled = b.add(
-        ir.Node(
-            pool.domain,
-            pool.op_type,
-            [maps[0]],
-            list(pool.attributes.values()),
-            name="anan/output_pool",
-            outputs=[ir.Value(name="anan/output_pool")],
-        )
-    )
+    pooled = b.like(pool, [maps[0]], "anan/output_pool")
     known = pool.outputs[0]
     if known.shape is not None:
         pooled.type, pooled.shape = known.type, ir.Shape(list(known.shape))
     (gain,) = gains  # the pool route is multiplicative: one gain
-    if scaling == "blocked" and can_block(pooled):
+    if scaling == Scaling.BLOCKED and can_block(pooled):
         output = blocked_scaling(b, gain, pooled, beta, "anan/output_scaled", column=column)
     else:
         if column:
@@ -244,7 +192,7 @@ def _splice_pool_commuted(
 
 def _splice_grouped(
     graph: ir.Graph,
-    b: _Builder,
+    b: GraphBuilder,
     conv: ir.Node,
     act: ir.Node | None,
     x: ir.Value,
@@ -267,12 +215,12 @@ def _splice_grouped(
 
 def _split_weights(weight: np.ndarray, rule: str) -> list[np.ndarray]:
     """[W0] for the multiplicative rule (one gain), [W⁺, W⁻] for the additive rule."""
-    if rule == "multiplicative":
+    if rule == Rule.MULTIPLICATIVE:
         return [weight]
     return [np.maximum(weight, 0), np.minimum(weight, 0)]
 
 
-def _knobs(b: _Builder, graph: ir.Graph, params: AnanParams) -> Knobs:
+def _knobs(b: GraphBuilder, graph: ir.Graph, params: AnanParams) -> Knobs:
     """k, μ, a, b, idle as graph inputs of a tunable export, defaulting to ``params``."""
     values = tuple(getattr(params, p.name) for p in PARAMS if p.graph_input)
     defaults = dict(zip(PARAM_INPUTS, values, strict=True))
@@ -288,12 +236,12 @@ def _knobs(b: _Builder, graph: ir.Graph, params: AnanParams) -> Knobs:
         graph.register_initializer(value)
         inputs[name] = value
     mu, beta = inputs["anan_mu"], inputs["anan_b"]
-    multiplicative = params.rule == "multiplicative"
+    multiplicative = params.rule == Rule.MULTIPLICATIVE
     # 1 - b (multiplicative) or 0 - b (additive): Sub, as Neg is missing from CoreML's lists
-    inhibit = b.op("Sub", [b.scalar(1.0 if multiplicative else 0.0), beta], "anan/b_factor")
+    inhibit = b.named("Sub", [b.scalar(1.0 if multiplicative else 0.0), beta], "anan/b_factor")
     return Knobs(
-        mu_less_one=b.op("Sub", [mu, b.scalar(1.0)], "anan/mu_less_one"),
-        one_less_mu=b.op("Sub", [b.scalar(1.0), mu], "anan/one_less_mu"),
+        mu_less_one=b.named("Sub", [mu, b.scalar(1.0)], "anan/mu_less_one"),
+        one_less_mu=b.named("Sub", [b.scalar(1.0), mu], "anan/one_less_mu"),
         excite=inputs["anan_a"],
         inhibit=inhibit,
         idle=None if multiplicative else inputs["anan_idle"],
@@ -302,28 +250,21 @@ def _knobs(b: _Builder, graph: ir.Graph, params: AnanParams) -> Knobs:
 
 
 def _first_layer_maps(
-    b: _Builder, conv: ir.Node, weights: list[np.ndarray], rule: str
+    b: GraphBuilder, conv: ir.Node, weights: list[np.ndarray], rule: str
 ) -> list[ir.Value]:
     """conv(x, W0) for the multiplicative rule; conv(x, W⁺) and conv(x, W⁻) for additive."""
-    if rule == "multiplicative":  # reuse the model's own weights: no second copy
+    if rule == Rule.MULTIPLICATIVE:  # reuse the model's own weights: no second copy
         parts = {"anan/conv": conv.inputs[1]}
     else:
         parts = {
             "anan/conv_pos": b.const("anan/conv_pos_weight", weights[0]),
             "anan/conv_neg": b.const("anan/conv_neg_weight", weights[1]),
         }
-    attrs = list(conv.attributes.values())
-    maps = []
-    for name, w in parts.items():
-        node = ir.Node(
-            "", "Conv", [conv.inputs[0], w], attrs, name=name, outputs=[ir.Value(name=name)]
-        )
-        maps.append(b.add(node))
-    return maps
+    return [b.like(conv, [conv.inputs[0], w], name) for name, w in parts.items()]
 
 
 def _splice(
-    graph: ir.Graph, removed: list[ir.Node], old: ir.Value, b: _Builder, output: ir.Value
+    graph: ir.Graph, removed: list[ir.Node], old: ir.Value, b: GraphBuilder, output: ir.Value
 ) -> None:
     """Inserts the new nodes, reroutes ``old``'s users to ``output`` (keeping ``old``'s name,
     type and shape: it may be a graph output) and removes the replaced nodes (conv, and

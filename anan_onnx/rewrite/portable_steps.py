@@ -61,8 +61,9 @@ from collections.abc import Callable
 import numpy as np
 import onnx_ir as ir
 
+from anan_onnx.choices import Counter, Rule
 from anan_onnx.params import AnanParams
-from anan_onnx.rewrite.builder_api import Builder
+from anan_onnx.rewrite.builder import GraphBuilder
 
 __all__ = [
     "Knobs",
@@ -102,7 +103,7 @@ class Knobs:
     k: ir.Value | None = None
 
 
-def fixed_knobs(b: Builder, params: AnanParams) -> Knobs:
+def fixed_knobs(b: GraphBuilder, params: AnanParams) -> Knobs:
     """:class:`Knobs` as constants, for a conversion with fixed parameters."""
     excite, inhibit, idle = _eq3_values(params)
     return Knobs(
@@ -110,18 +111,18 @@ def fixed_knobs(b: Builder, params: AnanParams) -> Knobs:
         one_less_mu=b.scalar(1 - params.mu),
         excite=b.scalar(excite),
         inhibit=b.scalar(inhibit),
-        idle=None if params.rule == "multiplicative" else b.scalar(idle),
+        idle=None if params.rule == Rule.MULTIPLICATIVE else b.scalar(idle),
     )
 
 
-def fires(b: Builder, s: ir.Value, name: str) -> ir.Value:
+def fires(b: GraphBuilder, s: ir.Value, name: str) -> ir.Value:
     """Paper eq. 1 as a 0/1 float: exactly 1 where s > 0, else 0 (see the module docstring)."""
     first, second = _sign_scales(b.dtype)
-    kept = b.op("Clip", [s, b.scalar(0.0), b.scalar(6.0)], f"{name}_kept")
-    lifted = b.op("Mul", [kept, b.scalar(first)], f"{name}_lifted")
-    bounded = b.op("Clip", [lifted, b.scalar(-1.0), b.scalar(1.0)], f"{name}_bounded")
-    raised = b.op("Mul", [bounded, b.scalar(second)], f"{name}_raised")
-    return b.op("Clip", [raised, b.scalar(-1.0), b.scalar(1.0)], name)
+    kept = b.named("Clip", [s, b.scalar(0.0), b.scalar(6.0)], f"{name}_kept")
+    lifted = b.named("Mul", [kept, b.scalar(first)], f"{name}_lifted")
+    bounded = b.named("Clip", [lifted, b.scalar(-1.0), b.scalar(1.0)], f"{name}_bounded")
+    raised = b.named("Mul", [bounded, b.scalar(second)], f"{name}_raised")
+    return b.named("Clip", [raised, b.scalar(-1.0), b.scalar(1.0)], name)
 
 
 def trigger_value(params: AnanParams, r: int) -> float:
@@ -131,7 +132,7 @@ def trigger_value(params: AnanParams, r: int) -> float:
 
 
 def shared_steps(
-    b: Builder, params: AnanParams, activity_of: ActivityOf, gains: list[ir.Value], steps: int
+    b: GraphBuilder, params: AnanParams, activity_of: ActivityOf, gains: list[ir.Value], steps: int
 ) -> list[ir.Value]:
     """The k steps when every step reads the step-1 activity and the parameters are fixed.
 
@@ -163,10 +164,10 @@ def final_gains(params: AnanParams, steps: int, dtype: np.dtype) -> np.ndarray:
     (row 1), in ``dtype`` arithmetic in the order the unrolled graph computes them."""
     rows = []
     for u in (-1, 1):
-        gains = np.ones(1 if params.rule == "multiplicative" else 2, dtype)
+        gains = np.ones(1 if params.rule == Rule.MULTIPLICATIVE else 2, dtype)
         for t in range(1, steps + 1):
             value = dtype.type(trigger_value(params, u * min(t, params.mu)))
-            if params.rule == "multiplicative":
+            if params.rule == Rule.MULTIPLICATIVE:
                 gains = gains * value
             else:
                 gains = gains + np.array([1, -1], dtype) * (np.abs(gains) * value)
@@ -175,7 +176,7 @@ def final_gains(params: AnanParams, steps: int, dtype: np.dtype) -> np.ndarray:
 
 
 def folded_steps(
-    b: Builder, params: AnanParams, activity_of: ActivityOf, gains: list[ir.Value], steps: int
+    b: GraphBuilder, params: AnanParams, activity_of: ActivityOf, gains: list[ir.Value], steps: int
 ) -> list[ir.Value]:
     """The k shared steps folded (``fold_steps``): the step-1 activity, its sign test and,
     per gain, its two final values of :func:`final_gains` picked by the sign."""
@@ -188,7 +189,7 @@ def folded_steps(
 
 
 def general_steps(
-    b: Builder,
+    b: GraphBuilder,
     knobs: Knobs,
     params: AnanParams,
     activity_of: ActivityOf,
@@ -206,17 +207,17 @@ def general_steps(
         tag = f"anan/step{t}"
         if fired is None or not shared:
             fired = fires(b, activity_of(gains, tag), f"{tag}/fired")
-            doubled = b.op("Add", [fired, fired], f"{tag}/fired_twice")
+            doubled = b.named("Add", [fired, fired], f"{tag}/fired_twice")
             # r = 0 before step 1, never at ±μ (μ >= 1): step 1's counter is u itself
             u_name = f"{tag}/counter" if counter is None else f"{tag}/u"
-            u = b.op("Sub", [doubled, b.scalar(1.0)], u_name)
+            u = b.named("Sub", [doubled, b.scalar(1.0)], u_name)
         assert u is not None
         counter = u if counter is None else _count(b, counter, u, fired, trig, params, tag)
-        excite = b.op(
-            "Relu", [b.op("Sub", [counter, knobs.mu_less_one], f"{tag}/over")], f"{tag}/excite"
+        excite = b.named(
+            "Relu", [b.named("Sub", [counter, knobs.mu_less_one], f"{tag}/over")], f"{tag}/excite"
         )
-        inhibit = b.op(
-            "Relu", [b.op("Sub", [knobs.one_less_mu, counter], f"{tag}/under")], f"{tag}/inhibit"
+        inhibit = b.named(
+            "Relu", [b.named("Sub", [knobs.one_less_mu, counter], f"{tag}/under")], f"{tag}/inhibit"
         )
         trig = (excite, inhibit)
         value = _select(b, excite, inhibit, knobs, t, params.rule, tag)
@@ -225,37 +226,37 @@ def general_steps(
 
 
 def apply_trigger(
-    b: Builder, gains: list[ir.Value], value: ir.Value, rule: str, tag: str
+    b: GraphBuilder, gains: list[ir.Value], value: ir.Value, rule: str, tag: str
 ) -> list[ir.Value]:
     """The update rule on the gains: g·m (multiplicative), or the additive identity of the
     spec, ``g⁺ + |g⁺|·z`` and ``g⁻ − |g⁻|·z`` (W⁻ entries are negative)."""
-    if rule == "multiplicative":  # 1·m is m: the initial unit gain multiplies nothing
+    if rule == Rule.MULTIPLICATIVE:  # 1·m is m: the initial unit gain multiplies nothing
         return [
-            value if g is b.unit else b.op("Mul", [g, value], f"{tag}/gain{i}")
+            value if g is b.unit else b.named("Mul", [g, value], f"{tag}/gain{i}")
             for i, g in enumerate(gains)
         ]
     g_pos, g_neg = gains
     step_pos = _magnitude_times(b, g_pos, value, f"{tag}/gain_pos")
     step_neg = _magnitude_times(b, g_neg, value, f"{tag}/gain_neg")
     return [
-        b.op("Add", [g_pos, step_pos], f"{tag}/gain_pos"),
-        b.op("Sub", [g_neg, step_neg], f"{tag}/gain_neg"),
+        b.named("Add", [g_pos, step_pos], f"{tag}/gain_pos"),
+        b.named("Sub", [g_neg, step_neg], f"{tag}/gain_neg"),
     ]
 
 
-def _magnitude_times(b: Builder, gain: ir.Value, value: ir.Value, name: str) -> ir.Value:
+def _magnitude_times(b: GraphBuilder, gain: ir.Value, value: ir.Value, name: str) -> ir.Value:
     """|g|·z, with |g| = Relu(g) + Relu(−g) (``Abs`` is missing from CoreML's lists)."""
     if gain is b.unit:
         return value
-    flipped = b.op("Mul", [gain, b.scalar(-1.0)], f"{name}_flipped")
-    positive = b.op("Relu", [gain], f"{name}_positive")
-    negative = b.op("Relu", [flipped], f"{name}_negative")
-    magnitude = b.op("Add", [positive, negative], f"{name}_abs")
-    return b.op("Mul", [magnitude, value], f"{name}_step")
+    flipped = b.named("Mul", [gain, b.scalar(-1.0)], f"{name}_flipped")
+    positive = b.named("Relu", [gain], f"{name}_positive")
+    negative = b.named("Relu", [flipped], f"{name}_negative")
+    magnitude = b.named("Add", [positive, negative], f"{name}_abs")
+    return b.named("Mul", [magnitude, value], f"{name}_step")
 
 
 def _count(
-    b: Builder,
+    b: GraphBuilder,
     counter: ir.Value,
     u: ir.Value,
     fired: ir.Value,
@@ -267,85 +268,87 @@ def _count(
     would leave [−μ, μ] (at μ with u = +1, at −μ with u = −1)."""
     assert trig is not None, "the counter's indicators come with it"
     excite, inhibit = trig
-    if params.counter == "absorbing":
-        blocked = b.op("Add", [excite, inhibit], f"{tag}/held")
+    if params.counter == Counter.ABSORBING:
+        blocked = b.named("Add", [excite, inhibit], f"{tag}/held")
     else:
-        silent = b.op("Sub", [b.scalar(1.0), fired], f"{tag}/silent")
-        top = b.op("Mul", [excite, fired], f"{tag}/at_top")
-        bottom = b.op("Mul", [inhibit, silent], f"{tag}/at_bottom")
-        blocked = b.op("Add", [top, bottom], f"{tag}/held")
-    free = b.op("Sub", [b.scalar(1.0), blocked], f"{tag}/free")
-    moved = b.op("Mul", [u, free], f"{tag}/moved")
-    return b.op("Add", [counter, moved], f"{tag}/counter")
+        silent = b.named("Sub", [b.scalar(1.0), fired], f"{tag}/silent")
+        top = b.named("Mul", [excite, fired], f"{tag}/at_top")
+        bottom = b.named("Mul", [inhibit, silent], f"{tag}/at_bottom")
+        blocked = b.named("Add", [top, bottom], f"{tag}/held")
+    free = b.named("Sub", [b.scalar(1.0), blocked], f"{tag}/free")
+    moved = b.named("Mul", [u, free], f"{tag}/moved")
+    return b.named("Add", [counter, moved], f"{tag}/counter")
 
 
 def _select(
-    b: Builder, excite: ir.Value, inhibit: ir.Value, knobs: Knobs, t: int, rule: str, tag: str
+    b: GraphBuilder, excite: ir.Value, inhibit: ir.Value, knobs: Knobs, t: int, rule: str, tag: str
 ) -> ir.Value:
     """Eq. 3: e·a + i·(1 − b or −b) + (1 − e − i)·(1 or idle), exact for 0/1 indicators; in a
     tunable export, steps beyond ``anan_k`` give the value that changes nothing."""
     name = f"{tag}/{_value_name(rule)}"
-    rest = b.op(
-        "Sub", [b.op("Sub", [b.scalar(1.0), excite], f"{tag}/not_excite"), inhibit], f"{tag}/idle"
+    rest = b.named(
+        "Sub",
+        [b.named("Sub", [b.scalar(1.0), excite], f"{tag}/not_excite"), inhibit],
+        f"{tag}/idle",
     )
     if knobs.idle is not None:
-        rest = b.op("Mul", [rest, knobs.idle], f"{tag}/idle_value")
-    on = b.op("Mul", [excite, knobs.excite], f"{tag}/excite_value")
-    off = b.op("Mul", [inhibit, knobs.inhibit], f"{tag}/inhibit_value")
-    chosen = b.op(
+        rest = b.named("Mul", [rest, knobs.idle], f"{tag}/idle_value")
+    on = b.named("Mul", [excite, knobs.excite], f"{tag}/excite_value")
+    off = b.named("Mul", [inhibit, knobs.inhibit], f"{tag}/inhibit_value")
+    chosen = b.named(
         "Add",
-        [b.op("Add", [on, off], f"{tag}/triggered"), rest],
+        [b.named("Add", [on, off], f"{tag}/triggered"), rest],
         name if knobs.k is None else f"{name}_new",
     )
     if knobs.k is None:
         return chosen
-    left = b.op("Sub", [knobs.k, b.scalar(t - 1)], f"{tag}/steps_left")
+    left = b.named("Sub", [knobs.k, b.scalar(t - 1)], f"{tag}/steps_left")
     active = fires(b, left, f"{tag}/active")
-    if rule == "additive":  # z = 0 leaves both gains as they are
-        return b.op("Mul", [active, chosen], name)
-    kept = b.op("Mul", [active, chosen], f"{name}_active")
-    idle = b.op("Sub", [b.scalar(1.0), active], f"{tag}/inactive")
-    return b.op("Add", [kept, idle], name)
+    if rule == Rule.ADDITIVE:  # z = 0 leaves both gains as they are
+        return b.named("Mul", [active, chosen], name)
+    kept = b.named("Mul", [active, chosen], f"{name}_active")
+    idle = b.named("Sub", [b.scalar(1.0), active], f"{tag}/inactive")
+    return b.named("Add", [kept, idle], name)
 
 
 def _after_first_step(rule: str, values: np.ndarray) -> list[np.ndarray]:
     """Per gain, its two values (u = −1, +1) after step 1 from the unit gain, in the graph's
     arithmetic: 1·m = m, or 1 + 1·z and 1 − 1·z (``apply_trigger`` on a unit gain)."""
-    if rule == "multiplicative":
+    if rule == Rule.MULTIPLICATIVE:
         return [values]
     one = values.dtype.type(1)
     return [one + values, one - values]
 
 
-def _branches(b: Builder, fired: ir.Value, values: np.ndarray, name: str) -> ir.Value:
+def _branches(b: GraphBuilder, fired: ir.Value, values: np.ndarray, name: str) -> ir.Value:
     """[(1 − f)·v₋, f·v₊] along a new last axis, as f·[−v₋, v₊] + [v₋, 0]: exact for f ∈ {0, 1}
     (v₋ − v₋ is 0, and 0 + v₋ is v₋)."""
     signed = b.const(f"{name}_signed", [-values[0], values[1]])
     offset = b.const(f"{name}_offset", [values[0], 0.0])
-    return b.op("Add", [b.op("Mul", [fired, signed], f"{name}_part"), offset], name)
+    return b.named("Add", [b.named("Mul", [fired, signed], f"{name}_part"), offset], name)
 
 
-def _merged(b: Builder, pair: ir.Value, name: str) -> ir.Value:
+def _merged(b: GraphBuilder, pair: ir.Value, name: str) -> ir.Value:
     """The branch taken: the sum of a pair whose other entry is 0 (exact), as a ``MatMul``
     with [1, 1]ᵀ, which drops the pair axis."""
-    return b.op("MatMul", [pair, b.const(f"{name}_sum", np.ones((2, 1)))], name)
+    return b.named("MatMul", [pair, b.const(f"{name}_sum", np.ones((2, 1)))], name)
 
 
 def _gain_name(rule: str, i: int, tag: str) -> str:
-    if rule == "multiplicative":
+    if rule == Rule.MULTIPLICATIVE:
         return f"{tag}/gain{i}"
     return f"{tag}/{('gain_pos', 'gain_neg')[i]}"
 
 
 def _eq3_values(params: AnanParams) -> tuple[float, float, float]:
     """(excite, inhibit, idle) of eq. 3 under the update rule."""
-    if params.rule == "multiplicative":
+    if params.rule == Rule.MULTIPLICATIVE:
         return params.a, 1.0 - params.b, 1.0
     return params.a, -params.b, params.idle
 
 
 def _value_name(rule: str) -> str:
-    return "multiplier" if rule == "multiplicative" else "z"
+    return "multiplier" if rule == Rule.MULTIPLICATIVE else "z"
 
 
 def _sign_scales(dtype: np.dtype) -> tuple[float, float]:

@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from anan_onnx.errors import AnanError
+from anan_onnx.limits import positive_int
+from anan_onnx.options import BATCH_ROWS
 from anan_onnx.runtime.inputs import check_batch
 from anan_onnx.runtime.session import Session
 
@@ -23,7 +24,7 @@ def predict_batched(
     images: np.ndarray,
     *,
     threads: int | None = None,
-    batch_size: int = 256,
+    batch_size: int = BATCH_ROWS,
     name: str = "images",
 ) -> np.ndarray:
     """The model's first output for ``images``, ``batch_size`` images per run.
@@ -34,8 +35,7 @@ def predict_batched(
         batch_size: images per onnxruntime run, which bounds its memory.
         name: what to call ``images`` in messages.
     """
-    if batch_size < 1:
-        raise AnanError(f"batch size must be >= 1, got {batch_size}")
+    batch_size = positive_int("batch_size", batch_size)
     session = model if isinstance(model, Session) else Session(model, threads=threads)
     x = check_batch(images, session.input_shape, name=name)
     parts = [session.run(x[i : i + batch_size])[0] for i in range(0, len(x), batch_size)]

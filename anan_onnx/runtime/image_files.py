@@ -20,9 +20,13 @@ from typing import Literal, NamedTuple, TypeVar
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from anan_onnx._public import public
+from anan_onnx.choices import Layout
 from anan_onnx.errors import AnanError, first_line
 from anan_onnx.files import open_regular
+from anan_onnx.limits import positive_int
 from anan_onnx.runtime.inputs import NHWC_TO_NCHW, InputSpec
+from anan_onnx.runtime.progress import bar
 
 __all__ = [
     "IMAGE_EXTENSIONS",
@@ -63,6 +67,7 @@ MAX_IMAGE_PIXELS: int | None = 89_478_485
 _T = TypeVar("_T")
 
 
+@public
 def load_image(path: str | os.PathLike[str], spec: InputSpec) -> np.ndarray:
     """Loads one image file as model-ready pixels.
 
@@ -352,6 +357,7 @@ def _refuse_mode(name: str, mode: str, values: np.ndarray) -> AnanError:
 OnError = Literal["raise", "skip"]
 
 
+@public
 def load_images(
     paths: Iterable[str | os.PathLike[str]],
     spec: InputSpec,
@@ -447,8 +453,7 @@ def iter_image_batches(
     """
     if on_error not in ("raise", "skip"):
         raise AnanError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise AnanError(f"batch_size must be a positive integer, got {batch_size!r}")
+    batch_size = positive_int("batch_size", batch_size)
     buffer = np.empty((batch_size, spec.height, spec.width, spec.channels), dtype=np.uint8)
     names: list[str] = []
     skipped: list[tuple[str, str]] = []
@@ -469,9 +474,7 @@ def iter_image_batches(
         yield ImageBatch(to_model_input(buffer[: len(names)], spec), names, skipped)
 
 
-def to_model_input(
-    pixels: np.ndarray, spec: InputSpec, *, layout: str | None = None
-) -> np.ndarray:
+def to_model_input(pixels: np.ndarray, spec: InputSpec, *, layout: str | None = None) -> np.ndarray:
     """Scales uint8 (N, H, W, C) pixels (already in the spec's channel order) per channel,
     ``pixel * scale + offset`` in float32, and puts them in the spec's layout (or
     ``layout``) as float32."""
@@ -482,7 +485,7 @@ def to_model_input(
     x *= scale
     if offset.any():
         x += offset
-    if (layout or spec.layout) == "NCHW":
+    if (layout or spec.layout) == Layout.NCHW:
         x = np.ascontiguousarray(x.transpose(NHWC_TO_NCHW))
     return x
 
@@ -490,8 +493,6 @@ def to_model_input(
 def progress_bar(items: Iterable[_T], progress: bool | None, desc: str) -> Iterable[_T]:
     """``items``, in a progress bar on a terminal when ``progress`` (default: more than 200
     items, or an iterable of unknown length); see :mod:`anan_onnx.runtime.progress`."""
-    from anan_onnx.runtime.progress import bar
-
     total = len(items) if isinstance(items, Sequence) else None
     if progress is None and total is not None and total <= PROGRESS_MIN:
         return items

@@ -33,7 +33,6 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from anan_onnx.errors import AnanError
-from anan_onnx.runtime.image_files import IMAGE_EXTENSIONS
 
 __all__ = ["LIST_PREFIX", "is_image_file", "is_uri", "iter_inputs", "iter_list_file"]
 
@@ -60,6 +59,8 @@ def is_uri(text: str) -> bool:
 
 def is_image_file(path: str | os.PathLike[str]) -> bool:
     """An image by its name ending or, failing that, by its first bytes."""
+    from anan_onnx.runtime.image_files import IMAGE_EXTENSIONS  # Pillow: only for folders
+
     if os.fspath(path).lower().endswith(IMAGE_EXTENSIONS):
         return True
     try:

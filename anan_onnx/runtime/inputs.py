@@ -24,8 +24,10 @@ from fractions import Fraction
 
 import numpy as np
 
+from anan_onnx._public import public
+from anan_onnx.choices import Layout
 from anan_onnx.errors import AnanError
-from anan_onnx.limits import input_elements
+from anan_onnx.limits import input_elements, positive_int
 from anan_onnx.metadata import DEFAULT_SCALE, PREPROCESS_KEYS
 
 __all__ = [
@@ -43,7 +45,7 @@ __all__ = [
     "parse_numbers",
 ]
 
-LAYOUTS: tuple[str, ...] = ("NHWC", "NCHW")
+LAYOUTS: tuple[str, ...] = Layout.ALL
 #: Orders of the decoded image's colour channels along the model's channel axis; the first
 #: is the default (what a missing ``channel_order`` key means).
 CHANNEL_ORDERS: tuple[str, ...] = ("RGB", "BGR")
@@ -61,6 +63,7 @@ NCHW_TO_NHWC = (0, 2, 3, 1)
 Numbers = float | tuple[float, ...]
 
 
+@public
 @dataclasses.dataclass(frozen=True)
 class InputSpec:
     """How raw images become the input tensor of a model.
@@ -100,8 +103,8 @@ class InputSpec:
         if self.layout not in LAYOUTS:
             raise AnanError(f"layout must be NHWC or NCHW, got {self.layout!r}: pass one of them")
         for name in ("height", "width"):
-            object.__setattr__(self, name, _positive_int(name, getattr(self, name)))
-        channels = _positive_int("channels", self.channels)
+            object.__setattr__(self, name, positive_int(name, getattr(self, name)))
+        channels = positive_int("channels", self.channels)
         if channels not in (1, 3):
             raise AnanError(
                 f"channels must be 1 (grayscale) or 3 (RGB), got {channels}: "
@@ -177,7 +180,8 @@ class InputSpec:
         if len(dims) != 4:
             return None
         layout = (layout or guess_layout(dims)).upper()
-        h, w, c = (dims[1], dims[2], dims[3]) if layout == "NHWC" else (dims[2], dims[3], dims[1])
+        nhwc = layout == Layout.NHWC
+        h, w, c = (dims[1], dims[2], dims[3]) if nhwc else (dims[2], dims[3], dims[1])
         if not all(isinstance(d, int) and d > 0 for d in (h, w, c)) or c not in (1, 3):
             return None
         return cls(layout, h, w, c, scale=scale, offset=offset)  # type: ignore[arg-type]
@@ -214,7 +218,7 @@ class InputSpec:
 
     def batch_shape(self, n: int) -> tuple[int, ...]:
         """Shape of a batch of ``n`` images in this layout."""
-        if self.layout == "NHWC":
+        if self.layout == Layout.NHWC:
             return (n, self.height, self.width, self.channels)
         return (n, self.channels, self.height, self.width)
 
@@ -288,15 +292,7 @@ def guess_layout(dims: Sequence[object]) -> str:
         return "NHWC"
     if dims[1] in channels and dims[3] not in channels:
         return "NCHW"
-    return "NHWC" if dims[3] in channels else "NCHW"
-
-
-def _positive_int(name: str, value: object) -> int:
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise AnanError(f"{name} must be a positive integer, got {value!r}: pass 1 or more")
-    return int(value)
+    return Layout.NHWC if dims[3] in channels else Layout.NCHW
 
 
 def _numbers(name: str, value: object, channels: int) -> Numbers:
@@ -376,6 +372,7 @@ def _parse(key: str, raw: str, kind: type) -> object:
 Dim = int | str | None
 
 
+@public
 def check_batch(
     batch: object, spec_or_shape: InputSpec | Sequence[Dim], *, name: str = "batch"
 ) -> np.ndarray:
@@ -434,9 +431,9 @@ def _expected_shape(spec_or_shape: InputSpec | Sequence[Dim]) -> tuple[tuple[Dim
     if len(dims) == 4:
         # Guess the layout from where a 1- or 3-channel axis sits, for the hint only.
         if dims[3] in (1, 3) and dims[1] not in (1, 3):
-            layout = "NHWC"
+            layout = Layout.NHWC
         elif dims[1] in (1, 3) and dims[3] not in (1, 3):
-            layout = "NCHW"
+            layout = Layout.NCHW
     return dims, layout
 
 

@@ -25,6 +25,7 @@ from typing import BinaryIO
 
 import numpy as np
 
+from anan_onnx._public import public
 from anan_onnx.errors import AnanError
 from anan_onnx.files import open_regular
 
@@ -35,6 +36,7 @@ _MAGIC = b"\x93NUMPY"
 MAX_HEADER_BYTES = 10_000
 
 
+@public
 def load_npy(path: str | os.PathLike[str]) -> np.ndarray:
     """Loads a numeric ``.npy`` array, memory-mapped read-only (pickles are refused).
 

@@ -3,9 +3,13 @@
 Needs only numpy, onnx and onnxruntime (and Pillow for image files): no TensorFlow.
 
 Example:
-    >>> sess = Session("out/model.anan.onnx")          # doctest: +SKIP
-    >>> probs = sess.predict(batch)                     # (N, 1) for a sigmoid head
-    >>> sess.params                                     # AnanParams(k=4, mu=2, ...)
+    >>> from anan_onnx.testing import VARIANTS, build_cnn, random_batch
+    >>> model = convert_model(build_cnn(VARIANTS["plain"]), AnanParams(k=2, a=1.5)).anan
+    >>> sess = Session(model)                           # or Session("out/model.anan.onnx")
+    >>> sess.predict(random_batch(VARIANTS["plain"], 3)).shape   # (N, 1) for a sigmoid head
+    (3, 2)
+    >>> sess.params.k
+    2
 """
 
 from __future__ import annotations
@@ -21,13 +25,14 @@ import onnxruntime as ort
 
 from anan_onnx import limits
 from anan_onnx import metadata as _metadata
+from anan_onnx._public import public
 from anan_onnx.errors import AnanError, first_line
+from anan_onnx.files import open_regular
 from anan_onnx.params import AnanParams
+from anan_onnx.runtime.inputs import InputSpec, check_batch, parse_numbers
 
 if TYPE_CHECKING:  # inference does not import onnx (it costs a third of a second)
     import onnx
-
-    from anan_onnx.runtime.inputs import InputSpec
 
 __all__ = ["Session", "default_batch_size", "providers_for"]
 
@@ -38,6 +43,7 @@ _PROVIDERS = {
 }
 
 
+@public
 def providers_for(name: str) -> list[str]:
     """onnxruntime providers for ``'cpu'``, ``'cuda'``, ``'tensorrt'`` or an EP's full name.
 
@@ -55,6 +61,7 @@ def providers_for(name: str) -> list[str]:
     return [provider] if provider == "CPUExecutionProvider" else [provider, "CPUExecutionProvider"]
 
 
+@public
 class Session:
     """An onnxruntime session for a base or ANAN model, with its recorded metadata.
 
@@ -80,7 +87,6 @@ class Session:
     ) -> None:
         options = ort.SessionOptions()
         options.log_severity_level = 3
-        ort.set_default_logger_severity(3)  # no coloured log lines before our one-line error
         if threads is not None:
             options.intra_op_num_threads = limits.thread_count(threads)
         options.graph_optimization_level = _optimization_level(optimization)
@@ -92,7 +98,7 @@ class Session:
             raise
         except Exception as exc:
             if not serialize:  # a Keras file gets "run anan-onnx convert first"
-                from anan_onnx.model_io import require_onnx
+                from anan_onnx.model_io import require_onnx  # onnx: only on this error
 
                 require_onnx(source)
             raise AnanError(
@@ -123,8 +129,6 @@ class Session:
         """The recorded preprocessing as an ``InputSpec``; for a model that records none (a
         raw ONNX export), one read from its input shape (``[?, 64, 64, 3]`` -> NHWC 64x64x3)
         with pixel * 1/255, which warns; ``None`` when the shape does not fix the size."""
-        from anan_onnx.runtime.inputs import InputSpec, parse_numbers
-
         if "height" in self.metadata:
             return self._agreeing(InputSpec.from_metadata(self.metadata))
         spec = InputSpec.from_shape(
@@ -204,8 +208,6 @@ class Session:
             batch_size: images per run (default: all; a fixed-batch model: its own size).
             name: what to call ``batch`` in messages (e.g. the file it came from).
         """
-        from anan_onnx.runtime.inputs import check_batch
-
         shape = (None, *self.input_shape[1:]) if self.fixed_batch else self.input_shape
         if batch_size is not None:
             batch_size = limits.positive_int("batch_size", batch_size)
@@ -239,7 +241,7 @@ class Session:
         The files are streamed in batches of ``batch_size`` (default:
         :func:`default_batch_size`), so memory does not grow with the number of files.
         """
-        from anan_onnx.runtime.image_files import iter_image_batches
+        from anan_onnx.runtime.image_files import iter_image_batches  # Pillow: files only
 
         spec = self.input_spec()
         if spec is None:
@@ -288,8 +290,6 @@ def default_batch_size(input_shape: Sequence[object], fixed: int | None = None) 
 
 
 def _path(model: str | Path) -> str:
-    from anan_onnx.files import open_regular
-
     path = Path(model)
     with open_regular(path, "model") as f:
         if os.fstat(f.fileno()).st_size == 0:

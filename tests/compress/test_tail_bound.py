@@ -11,7 +11,7 @@ import onnx
 from onnx import numpy_helper
 
 from anan_onnx.reference.compressed import (
-    CompressedReport,
+    CompressedVerifyReport,
     handover_tensors,
     tail_bound,
 )
@@ -48,9 +48,9 @@ def test_fp16_bound_is_float16_spacing_per_layer(fp16_model) -> None:
 def test_one_output_step_passes_and_more_than_the_bound_fails(int8_model) -> None:
     bound = tail_bound(int8_model.base, handover_tensors(int8_model.anan), [], 1e-5)
 
-    def report(diff: float) -> CompressedReport:
+    def report(diff: float) -> CompressedVerifyReport:
         outputs = VerifyReport(140, 0, 140, diff, bound.bound)
-        return CompressedReport(outputs, handover_diff=5e-7, tail=bound)
+        return CompressedVerifyReport(outputs, handover_diff=5e-7, tail=bound)
 
     assert report(bound.step).passed  # one 8-bit step: rounding, not a fault
     assert report(bound.bound).passed

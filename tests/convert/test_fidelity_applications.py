@@ -37,8 +37,7 @@ REPO = Path(__file__).resolve().parents[2]
 )
 def test_application_with_its_own_preprocessing(name, why, tmp_path, capsys):
     import keras
-
-    from tools.keras_apps import size
+    from fixtures.keras_apps import size
 
     source = tmp_path / f"{name}.keras"
     command = [sys.executable, str(REPO / "tools" / "keras_apps.py"), name, str(source)]

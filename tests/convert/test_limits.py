@@ -27,6 +27,7 @@ from anan_onnx.cli import main
 from anan_onnx.convert.pipeline import convert_model, load_base
 from anan_onnx.errors import AnanError
 from anan_onnx.gains import check_gains, largest_gain
+from anan_onnx.options import RunOptions
 from anan_onnx.params import K_MAX, AnanParams
 from anan_onnx.testing import VARIANTS, build_cnn
 
@@ -99,7 +100,7 @@ def test_tune_refuses_a_grid_that_overflows(source):
     labels = np.array([0, 1] * 4)
     grid = Grid(k=(4,), mu=(2,), a=(1.05, 1e38), b=(0.3,))
     with pytest.raises(AnanError, match="the ANAN gains overflow float32"):
-        grid_search(base, images, labels, grid, progress=False)
+        grid_search(base, images, labels, grid, run=RunOptions(progress=False))
 
 
 # --- all or nothing -----------------------------------------------------------------------------

@@ -135,8 +135,8 @@ def _read(path: Path) -> list[dict]:
         (["-o", "OUT", "--json"], "pass one of them"),
         (["-o", "FILE"], "is a file: pass a folder"),
         (["-o", "FOREIGN"], "a folder with other files"),
-        (["-o", "OUT", "--block-images", "0"], "--block-images must be >= 1"),
-        (["-o", "OUT", "--retries", "-1"], "--retries must be >= 0"),
+        (["-o", "OUT", "--block-images", "0"], "--block-images must be a positive integer"),
+        (["-o", "OUT", "--retries", "-1"], "--retries must be 0 or more"),
         (["-o", "OUT", "--inputs-from", "no-such-list.txt"], "cannot be read"),  # listed last
         (["--workers", "2"], "need --engine ray"),
     ],

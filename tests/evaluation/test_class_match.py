@@ -21,7 +21,10 @@ from anan_onnx.evaluation.grid import Grid
 from anan_onnx.evaluation.scores import multiclass_scores
 from anan_onnx.evaluation.tune import tune
 from anan_onnx.metadata import class_names, read_metadata, write_metadata
+from anan_onnx.options import RunOptions
 from anan_onnx.testing import VARIANTS, build_cnn
+
+QUIET = RunOptions(progress=False)
 
 #: The model's outputs, in its order (Fashion-MNIST style: a name no folder can hold) ...
 NAMES = ["T-shirt/top", "Trouser", "Bag"]
@@ -136,7 +139,7 @@ def test_tune_matches_folders_to_the_recorded_classes(tmp_path, capsys):
     alphabetical = np.array([sorted(FOLDERS).index(FOLDERS[c]) for c in pred])
     assert np.mean(alphabetical == pred) < 0.5  # the old numbering mislabels most images
     emit = tmp_path / "out" / "f.anan.onnx"
-    result = tune(model, data, grid=ONE, progress=False, emit=emit, emit_anyway=True)
+    result = tune(model, data, grid=ONE, run=QUIET, emit=emit, emit_anyway=True)
     assert result.base_scores["accuracy"] == 1.0 and result.base_scores["f1"] == 1.0
     assert result.info["class_map"]["index"] == [2, 0, 1]  # Bag, T-shirt-top, Trouser
     assert result.info["class_map"]["matched_by"] == "name"
@@ -173,7 +176,7 @@ def test_a_subset_of_a_multiclass_models_classes(tmp_path, capsys):
         f1_score(y, anan, labels=[0, 2], average="macro", zero_division=0)
     )
     # evaluate scores the same subset and says so
-    ev = evaluate(model, data, grid=ONE, progress=False)
+    ev = evaluate(model, data, grid=ONE, run=QUIET)
     fold = ev.folds[0]
     assert fold["classes"]["subset"] and fold["scores"]["base"]["f1"] == 1.0
     expected = "- classes: matched by name (Bag=2, T-shirt-top=0); 2 of the model's 3 classes"
@@ -204,7 +207,7 @@ def test_unnamed_model_order_is_printed_and_index_folders_match(tmp_path, capsys
     chosen = np.isin(pred, (0, 2))
     for split in ("train", "val", "test"):
         save_images(data / split, px[chosen], pred[chosen], ["0", "1", "2"])
-    result = tune(model, data, grid=ONE, progress=False)
+    result = tune(model, data, grid=ONE, run=QUIET)
     assert result.info["class_map"]["matched_by"] == "index" and result.base_scores["f1"] == 1.0
     assert result.info["classes"] is None  # nothing to record: the folders name no classes
     named = tmp_path / "named"
@@ -231,7 +234,7 @@ def test_npz_label_names_are_matched_too(tmp_path):
     arrays = {f"{s}_{k}": v for s in ("train", "val", "test")
               for k, v in (("images", images), ("labels", labels))}  # fmt: skip
     np.savez(tmp_path / "f.npz", classes=np.array(stored), **arrays)
-    result = tune(model, tmp_path / "f.npz", grid=ONE, progress=False)
+    result = tune(model, tmp_path / "f.npz", grid=ONE, run=QUIET)
     assert result.info["class_map"]["index"] == [1, 2, 0] and result.base_scores["f1"] == 1.0
 
 
@@ -253,7 +256,7 @@ def test_small_sets_warn_with_a_bootstrap_interval(tmp_path, capsys, monkeypatch
     assert ci["metric"] == "f1" and ci["n_images"] == 36
     assert ci["base"] == [1.0, 1.0]  # the base CNN is right on every image of every resample
     # the percentile bootstrap, recomputed here: same draws (seed 0), F1 by scikit-learn
-    result = tune(model, data, grid=GRID, progress=False)  # same search, as objects
+    result = tune(model, data, grid=GRID, run=QUIET)  # same search, as objects
     best = result.best
     params = {n: best[n] for n in ("k", "mu", "a", "b")}
     assert params == {n: record["params"][n] for n in params}

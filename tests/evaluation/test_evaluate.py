@@ -19,9 +19,12 @@ from anan_onnx.evaluation.grid import Grid
 from anan_onnx.evaluation.model_files import find_models
 from anan_onnx.evaluation.scores import binary_scores
 from anan_onnx.evaluation.statistics import wilcoxon_paired
+from anan_onnx.options import RunOptions, SplitOptions
 
 GRID = Grid(k=(2, 3), mu=(1, 2), a=(1.2, 3.0), b=(0.3, 0.8))
 N_FOLDS = 5
+
+QUIET = RunOptions(progress=False)
 
 
 def make_data(root: Path, n: int = 60, seed: int = 11) -> tuple[Path, np.ndarray]:
@@ -156,7 +159,7 @@ def test_training_json_gives_each_fold_its_own_validation(setup, tmp_path):
         ],
     }
     (folder / "training.json").write_text(json.dumps(record))
-    ev = evaluate(folder, grid=Grid(k=(2,), mu=(1,), a=(1.5,), b=(0.3,)), progress=False)
+    ev = evaluate(folder, grid=Grid(k=(2,), mu=(1,), a=(1.5,), b=(0.3,)), run=QUIET)
     assert [f["n_tune"] for f in ev.folds] == [len(range(i, 20, 3)) for i in (1, 2, 3)]
     assert all("training.json" in f["tune_source"] for f in ev.folds)
     assert all(f["n_test"] == 10 for f in ev.folds)
@@ -176,7 +179,7 @@ def test_params_file_skips_tuning_and_single_model_has_no_test(setup, tmp_path, 
     code, stdout, stderr = run_cli(capsys, "evaluate", folds / "fold1.onnx", data,
                                    "--params", params, "--no-progress", "--json")  # fmt: skip
     assert code == 0 and json.loads(stdout) and stderr.startswith("fold1: f1 CNN ")
-    ev = evaluate(folds / "fold1.onnx", data, params=[params], progress=False)
+    ev = evaluate(folds / "fold1.onnx", data, params=[params], run=QUIET)
     assert ev.tuned_on == "params" and ev.folds[0]["tuning"] == {}
     assert ev.folds[0]["params"]["multiplicative"]["k"] == 3
 
@@ -184,14 +187,14 @@ def test_params_file_skips_tuning_and_single_model_has_no_test(setup, tmp_path, 
 def test_class_shift_is_flagged(setup):
     _, data, folds = setup
     strong = AnanParams(k=4, mu=1, a=6.0, b=0.9)  # excited kernels ×1296: one class wins
-    ev = evaluate(folds, data, params=[strong], progress=False)
+    ev = evaluate(folds, data, params=[strong], run=QUIET)
     shift = abs(
         np.mean(ev.values("multiplicative", "positive_rate") - ev.values("base", "positive_rate"))
     )
     assert shift > 0.10
     assert any("moves by" in f and "balanced accuracy and MCC" in f for f in ev.flags())
     gentle = AnanParams(k=2, mu=2, a=1.0001, b=0.0001)
-    quiet = evaluate(folds, data, params=[gentle], progress=False)
+    quiet = evaluate(folds, data, params=[gentle], run=QUIET)
     assert not any("moves by" in f and f.startswith("ANAN") for f in quiet.flags())
     assert "## Flags" in ev.markdown()
 
@@ -208,8 +211,8 @@ def test_tune_on_test_warns_and_multiclass_works(tmp_path):
         onnx.save(centred_cnn(x, 30 + i, classes=3), folder / f"fold{i}.onnx")
     grid = Grid(k=(2,), mu=(1,), a=(1.5, 3.0), b=(0.3,))
     with pytest.warns(UserWarning, match="tuning on the test split"):
-        ev = evaluate(folder, tmp_path / "data", grid=grid, tune_on="test", progress=False,
-                      val_fraction=0.3)  # fmt: skip
+        ev = evaluate(folder, tmp_path / "data", grid=grid, tune_on="test", run=QUIET,
+                      split=SplitOptions(val_fraction=0.3))  # fmt: skip
     scores = ev.folds[0]["scores"]
     assert {"predicted_rate_0", "predicted_rate_2"} <= set(scores["base"])
     assert ev.folds[0]["control"]["kind"] == "class_weights"

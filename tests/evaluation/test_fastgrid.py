@@ -256,7 +256,7 @@ def test_refusals():
     anan = convert_model(base, AnanParams()).anan
     with pytest.raises(AnanError, match="already an ANAN model"):
         FastGrid(anan)
-    with pytest.raises(AnanError, match="batch size must be >= 1"):
+    with pytest.raises(AnanError, match="batch_size must be a positive integer"):
         FastGrid(base, batch_size=0)
     with pytest.raises(AnanError, match="the grid is empty"):
         simulate_gains(lambda g, n, need: g, [], (1, 1))

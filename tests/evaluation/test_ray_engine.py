@@ -15,6 +15,7 @@ from test_tune import SMALL_GRID, planted, run_cli
 
 from anan_onnx.distributed.ray_engine import RayEngine
 from anan_onnx.evaluation.tune import grid_search
+from anan_onnx.options import RunOptions
 from anan_onnx.runtime.inputs import InputSpec
 
 pytestmark = pytest.mark.filterwarnings("error::ray.util.annotations.RayDeprecationWarning")
@@ -71,10 +72,9 @@ def test_a_worker_killed_mid_tune_is_retried(tmp_path, ray_cluster):
 
     engine = DyingOnce()
     assert len(engine.shards(len(images), 8)) >= 2
-    local = grid_search(base, images, labels, SMALL_GRID, batch_size=8, progress=False)
-    spread = grid_search(
-        base, images, labels, SMALL_GRID, batch_size=8, progress=False, engine=engine
-    )
+    run = RunOptions(batch_size=8, progress=False)
+    local = grid_search(base, images, labels, SMALL_GRID, run=run)
+    spread = grid_search(base, images, labels, SMALL_GRID, run=run, engine=engine)
     assert marker.is_file()  # a worker really died on shard 1
     assert spread.rows == local.rows and spread.rest_rows == local.rest_rows
 

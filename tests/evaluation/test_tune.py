@@ -21,7 +21,10 @@ from anan_onnx.evaluation.fastgrid import GridPoint
 from anan_onnx.evaluation.grid import Grid
 from anan_onnx.evaluation.tune import emit_model, grid_search, tune
 from anan_onnx.metadata import read_metadata
+from anan_onnx.options import RunOptions, SplitOptions
 from anan_onnx.testing import VARIANTS, build_cnn, random_batch
+
+QUIET = RunOptions(progress=False)
 
 SIZE = 11
 SCALE = np.float32(1 / 255)
@@ -158,7 +161,7 @@ def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
 def test_tune_finds_the_planted_configuration(tmp_path):
     model, data, best, labels = planted(tmp_path)
     emit = tmp_path / "out" / "tuned.anan.onnx"
-    result = tune(model, data, grid=SMALL_GRID, metric="accuracy", progress=False, emit=emit)
+    result = tune(model, data, grid=SMALL_GRID, metric="accuracy", run=QUIET, emit=emit)
     assert (result.params.k, result.params.mu, result.params.a, result.params.b) == (
         best.k,
         best.mu,
@@ -212,7 +215,7 @@ def test_tune_on_test_warns(tmp_path, capsys):
     model, data, _, _ = planted(tmp_path, n=24)
     with pytest.warns(UserWarning, match="tuning on the test split"):
         result = tune(model, data, grid=Grid(k=(2,), mu=(1,), a=(1.5,), b=(0.3,)),
-                      tune_on="test", progress=False)  # fmt: skip
+                      tune_on="test", run=QUIET)  # fmt: skip
     assert result.tuned_on == "test" and result.n_images == 8
     code, _, stderr = run_cli(
         capsys, "tune", model, data, "--k", "2", "--mu", "1", "--a", "1.5", "--b", "0.3",
@@ -228,7 +231,7 @@ def test_ties_go_to_the_first_configuration_in_grid_order():
     x = as_input(pixels(12, 3))
     base = centred_cnn(x, 3)
     grid = Grid(k=(1, 2), mu=(3, 4), a=(1.5,), b=(0.3,))  # μ > k: nothing ever triggers
-    result = grid_search(base, x, np.arange(12) % 2, grid, progress=False)
+    result = grid_search(base, x, np.arange(12) % 2, grid, run=QUIET)
     assert len({r["f1"] for r in result.rows}) == 1
     assert result.best is result.rows[0] and not result.improves_on_base
 
@@ -244,8 +247,8 @@ def test_multiclass_model(tmp_path, capsys):
     save_images(data, px, labels, ["a", "b", "c"])
     model = tmp_path / "softmax.onnx"
     onnx.save(base, model)
-    result = tune(model, data, grid=SMALL_GRID, val_fraction=0.5, test_fraction=0.2,
-                  progress=False)  # fmt: skip
+    split = SplitOptions(val_fraction=0.5, test_fraction=0.2)
+    result = tune(model, data, grid=SMALL_GRID, split=split, run=QUIET)
     assert "predicted_rate_2" in result.base_scores and result.base_scores["f1"] == 1.0
     assert result.best["f1"] <= 1.0 and result.n_images > 0
     # binarised (--positive) data do not fit a 3-class softmax: one-line error
@@ -387,7 +390,7 @@ def test_tune_takes_validation_images_from_training_json(tmp_path):
     val = [0, 2, 5, 7]  # the fold's own validation images: never its training images
     record_beside(model, data, train, val)
     grid = Grid(k=(2,), mu=(1,), a=(1.5,), b=(0.3,))
-    result = tune(model, data, grid=grid, progress=False)
+    result = tune(model, data, grid=grid, run=QUIET)
     assert result.n_images == len(val)
     assert result.info["split"]["method"] == "training.json"
     assert "validation (training.json)" in result.info["split"]["val"]
@@ -395,7 +398,7 @@ def test_tune_takes_validation_images_from_training_json(tmp_path):
     # without validation images in the record: a warning, and the usual split
     record_beside(model, data, train, [])
     with pytest.warns(UserWarning, match="records no validation images"):
-        fallback = tune(model, data, grid=grid, progress=False)
+        fallback = tune(model, data, grid=grid, run=QUIET)
     assert fallback.info["split"]["layout"] == "train_test" and fallback.n_images == 24
 
 

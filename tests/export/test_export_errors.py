@@ -69,3 +69,12 @@ def test_batch_must_be_positive(cli, generated_model: Path, tmp_path: Path) -> N
     )
     _assert_refused(proc, "must be >= 1")
     assert not (tmp_path / "o").exists()
+
+
+def test_the_simplifier_option_is_simplifier(cli, generated_model: Path, tmp_path: Path) -> None:
+    # ``--simplify`` is convert's flag (run onnxslim); export picks a tool with --simplifier
+    proc = cli("export", str(generated_model), "--target", "web", "--simplify", "none")
+    _assert_refused(proc, "unrecognized arguments: --simplify")
+    proc = cli("export", str(generated_model), "--target", "web", "--simplifier", "tflite")
+    _assert_refused(proc, "invalid choice: 'tflite'")
+    assert sorted(p.name for p in tmp_path.iterdir()) == []

@@ -89,7 +89,7 @@ def test_training_entry_point(tmp_path: Path) -> None:
         "0",
     ]
     assert tool.main(argv) == 0
-    onnx_status = "unavailable" if tool.find_export_keras() is None else "ok"
+    onnx_status = "unavailable" if tool.find_keras_to_onnx() is None else "ok"
 
     info = json.loads((out / "training.json").read_text())
     assert info["classes"] == ["left", "right"]

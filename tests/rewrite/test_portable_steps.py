@@ -12,7 +12,7 @@ import pytest
 from onnx import numpy_helper
 
 from anan_onnx import AnanParams, convert_model, read_metadata
-from anan_onnx.rewrite.graph import _Builder
+from anan_onnx.rewrite.builder import GraphBuilder
 from anan_onnx.rewrite.portable_steps import (
     Knobs,
     final_gains,
@@ -63,7 +63,7 @@ def _value(name: str, shape: list[int]) -> ir.Value:
     return ir.Value(name=name, type=ir.TensorType(ir.DataType.FLOAT), shape=ir.Shape(shape))
 
 
-def _run(b: _Builder, inputs: list[ir.Value], outputs: list[ir.Value], feeds: dict) -> list:
+def _run(b: GraphBuilder, inputs: list[ir.Value], outputs: list[ir.Value], feeds: dict) -> list:
     """Builds a model of ``b``'s nodes and runs it in onnxruntime."""
     graph = ir.Graph(
         inputs, outputs, nodes=b.nodes, initializers=b.initializers, opset_imports={"": 17}
@@ -113,7 +113,7 @@ def test_the_sign_test_is_exact_and_finite_at_edge_values():
         [EDGES, rng.normal(size=200).astype(np.float32) * 10.0 ** rng.integers(-40, 38, 200)]
     )
     s = s.astype(np.float32)
-    b = _Builder(F32)
+    b = GraphBuilder(F32)
     x = _value("s", [len(s)])
     fires(b, x, "f")
     everything = [n.outputs[0] for n in b.nodes]
@@ -147,7 +147,7 @@ def _walk_graph(params: AnanParams, steps: int, knobs_of, feeds_extra: dict | No
     one kernel per sequence; the activities are graph inputs (one per step)."""
     signs = np.array(list(itertools.product((0, 1), repeat=steps)))  # (2^steps, steps)
     kernels = len(signs)
-    b = _Builder(F32)
+    b = GraphBuilder(F32)
     b.unit = b.const("unit", np.ones((1, kernels, 1, 1)))
     inputs = [_value(f"s{t}", [1, kernels, 1, 1]) for t in range(1, steps + 1)]
 
@@ -189,10 +189,10 @@ def test_tunable_knobs_walk_like_the_spec_and_stop_after_k(mu, counter, rule, k)
         zero = b.scalar(0.0)
         inhibit_from = one if rule == "multiplicative" else zero
         knobs = Knobs(
-            mu_less_one=b.op("Sub", [values["mu"], one], "mu1"),
-            one_less_mu=b.op("Sub", [one, values["mu"]], "one_mu"),
+            mu_less_one=b.named("Sub", [values["mu"], one], "mu1"),
+            one_less_mu=b.named("Sub", [one, values["mu"]], "one_mu"),
             excite=values["a"],
-            inhibit=b.op("Sub", [inhibit_from, values["b"]], "bf"),
+            inhibit=b.named("Sub", [inhibit_from, values["b"]], "bf"),
             idle=None if rule == "multiplicative" else values["idle"],
             k=values["k"],
         )
@@ -215,7 +215,7 @@ def test_shared_steps_and_final_gains_are_the_spec_walk(rule, k, mu):
     shared steps and the folded gains both equal the spec's loop."""
     params = AnanParams(k=k, mu=mu, a=1.35, b=0.2, rule=rule)
     table = final_gains(params, k, F32)
-    b = _Builder(F32)
+    b = GraphBuilder(F32)
     b.unit = b.const("unit", np.ones((1, 2, 1, 1)))
     s = _value("s", [1, 2, 1, 1])
     gains = [b.unit] * (1 if rule == "multiplicative" else 2)

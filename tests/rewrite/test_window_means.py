@@ -9,8 +9,8 @@ import onnx_ir as ir
 import onnxruntime as ort
 import pytest
 
+from anan_onnx.rewrite.builder import GraphBuilder
 from anan_onnx.rewrite.geometry import ConvGeometry
-from anan_onnx.rewrite.graph import _Builder
 from anan_onnx.rewrite.routes.window_means import window_means, window_sums
 
 GEOMETRIES = {  # in_size, kernel, strides, dilations, pads (top, left, bottom, right)
@@ -48,7 +48,7 @@ def _conv_means(x, weight, bias, geom: ConvGeometry, group: int) -> np.ndarray:
 
 
 def _means_graph(x_shape, weight, bias, geom, group, *, column: bool) -> ir.Graph:
-    b = _Builder(np.dtype(np.float32))
+    b = GraphBuilder(np.dtype(np.float32))
     x = ir.val("x", ir.DataType.FLOAT, ir.Shape(list(x_shape)))
     sums = window_sums(b, x, geom, "means")
     out = window_means(b, sums, geom, weight, group, "activity", bias, column=column)

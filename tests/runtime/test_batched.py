@@ -23,7 +23,7 @@ def test_batches_equal_one_run(batch_size):
 
 def test_bad_batches_are_refused():
     model = build_cnn(VARIANTS["plain"])
-    with pytest.raises(AnanError, match="batch size must be >= 1"):
+    with pytest.raises(AnanError, match="batch_size must be a positive integer"):
         predict_batched(model, random_batch(VARIANTS["plain"], 2), batch_size=0)
     x = random_batch(VARIANTS["plain"], 2)
     x[1, 0, 0, 0] = np.nan

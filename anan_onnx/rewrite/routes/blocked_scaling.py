@@ -33,12 +33,13 @@ from __future__ import annotations
 import numpy as np
 import onnx_ir as ir
 
-from anan_onnx.rewrite.builder_api import Builder
+from anan_onnx.choices import Scaling
+from anan_onnx.rewrite.builder import GraphBuilder
 
 __all__ = ["SCALINGS", "blocked_scaling", "can_block"]
 
 #: How the final gains are applied: onnxruntime's blocked layout, or plain broadcast ops.
-SCALINGS = ("blocked", "broadcast")
+SCALINGS = Scaling.ALL
 
 # The largest NCHWc block onnxruntime uses (AVX-512); channel counts it divides stay blocked.
 _BLOCK = 16
@@ -55,7 +56,7 @@ def can_block(pooled: ir.Value) -> bool:
 
 
 def blocked_scaling(
-    b: Builder,
+    b: GraphBuilder,
     gain: ir.Value,
     pooled: ir.Value,
     bias: np.ndarray | None,
@@ -78,10 +79,12 @@ def blocked_scaling(
     depthwise = {"group": channels, "kernel_shape": [1, 1]}
     if not column:
         shape = b.const_int(f"{name}/column", [0, 1, channels, 1])
-        gain = b.op("Reshape", [gain, shape], f"{name}/gain_column")
+        gain = b.named("Reshape", [gain, shape], f"{name}/gain_column")
     select = b.const(f"{name}/select", np.eye(channels).reshape(channels, 1, channels, 1))
-    blocked_gain = b.op("Conv", [gain, select], f"{name}/gain_blocked", kernel_shape=[channels, 1])
-    spread = b.op(
+    blocked_gain = b.named(
+        "Conv", [gain, select], f"{name}/gain_blocked", kernel_shape=[channels, 1]
+    )
+    spread = b.named(
         "Resize",
         [
             blocked_gain,
@@ -96,11 +99,11 @@ def blocked_scaling(
         nearest_mode="floor",
     )
     _declare_like(spread, pooled)
-    scaled = b.op("Mul", [pooled, spread], f"{name}/scaled")
+    scaled = b.named("Mul", [pooled, spread], f"{name}/scaled")
     _declare_like(scaled, pooled)
     if bias is None:
         return scaled
-    return b.op(
+    return b.named(
         "Conv", [scaled, ones, b.const(f"{name}/bias", bias)], f"{name}/shifted", **depthwise
     )
 

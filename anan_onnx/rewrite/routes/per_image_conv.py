@@ -12,13 +12,13 @@ from __future__ import annotations
 import numpy as np
 import onnx_ir as ir
 
-from anan_onnx.rewrite.builder_api import Builder
+from anan_onnx.rewrite.builder import GraphBuilder
 
 __all__ = ["per_image_conv"]
 
 
 def per_image_conv(
-    b: Builder,
+    b: GraphBuilder,
     conv: ir.Node,
     x: ir.Value,
     weights: list[np.ndarray],
@@ -32,31 +32,28 @@ def per_image_conv(
     kernel_shape = b.const_int(f"{name}/gain_shape", [batch, out_ch, 1, 1, 1])
     per_image = None
     for i, (gain, weight) in enumerate(zip(gains, weights, strict=True)):
-        g5 = b.op("Reshape", [gain, kernel_shape], f"{name}/gain{i}_5d")
-        term = b.op(
+        g5 = b.named("Reshape", [gain, kernel_shape], f"{name}/gain{i}_5d")
+        term = b.named(
             "Mul", [g5, b.const(f"{name}/kernel{i}", weight[None])], f"{name}/kernel{i}_scaled"
         )
         per_image = (
-            term if per_image is None else b.op("Add", [per_image, term], f"{name}/kernel_sum")
+            term if per_image is None else b.named("Add", [per_image, term], f"{name}/kernel_sum")
         )
-    stacked = b.op(
+    stacked = b.named(
         "Reshape",
         [per_image, b.const_int(f"{name}/weight_shape", [batch * out_ch, *weights[0].shape[1:]])],
         f"{name}/weights",
     )
-    folded = b.op(
+    folded = b.named(
         "Reshape", [x, b.const_int(f"{name}/input_shape", [1, -1, 0, 0])], f"{name}/input"
     )
     inputs = [folded, stacked]
     if bias is not None:
         inputs.append(b.const(f"{name}/bias", np.tile(bias, batch)))
     group = conv.attributes.get("group")
-    groups = batch * (group.as_int() if group is not None else 1)
-    attrs = [a for a in conv.attributes.values() if a.name != "group"]
-    attrs.append(ir.AttrInt64("group", groups))
-    return b.add(ir.Node("", "Conv", inputs, attrs, name=name, outputs=[ir.Value(name=name)]))
+    return b.like(conv, inputs, name, group=batch * (group.as_int() if group is not None else 1))
 
 
-def unfold(b: Builder, y: ir.Value, batch: int, out_ch: int, name: str) -> ir.Value:
+def unfold(b: GraphBuilder, y: ir.Value, batch: int, out_ch: int, name: str) -> ir.Value:
     """1 × N·O × H' × W' back to N × O × H' × W'."""
-    return b.op("Reshape", [y, b.const_int(f"{name}_shape", [batch, out_ch, 0, 0])], name)
+    return b.named("Reshape", [y, b.const_int(f"{name}_shape", [batch, out_ch, 0, 0])], name)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import onnx_ir as ir
 
 from anan_onnx import activations
+from anan_onnx.choices import Rule
 from anan_onnx.params import AnanParams
 
 __all__ = ["gains_non_negative", "is_monotone", "pool_after"]
@@ -24,7 +25,7 @@ __all__ = ["gains_non_negative", "is_monotone", "pool_after"]
 
 def gains_non_negative(params: AnanParams, tunable: bool) -> bool:
     """Whether every gain stays >= 0: multiplicative rule with 1 - b >= 0 (a >= 0 always)."""
-    return params.rule == "multiplicative" and params.b <= 1.0 and not tunable
+    return params.rule == Rule.MULTIPLICATIVE and params.b <= 1.0 and not tunable
 
 
 def is_monotone(act: ir.Node | None) -> bool:

@@ -27,7 +27,7 @@ from __future__ import annotations
 import numpy as np
 import onnx_ir as ir
 
-from anan_onnx.rewrite.builder_api import Builder
+from anan_onnx.rewrite.builder import GraphBuilder
 from anan_onnx.rewrite.geometry import ConvGeometry
 
 __all__ = ["offset_matrices", "window_means", "window_sums"]
@@ -63,15 +63,15 @@ def _offset_matrix(n: int, k: int, s: int, d: int, pad: int, out: int) -> np.nda
     return matrix
 
 
-def window_sums(b: Builder, x: ir.Value, geom: ConvGeometry, name: str) -> ir.Value:
+def window_sums(b: GraphBuilder, x: ir.Value, geom: ConvGeometry, name: str) -> ir.Value:
     """(N, C, kh, kw): per kernel offset, the sum of the input positions it reads."""
     rows, cols_t = offset_matrices(geom)
-    row_sums = b.op("MatMul", [b.const(f"{name}/rows", rows), x], f"{name}/row_sums")
-    return b.op("MatMul", [row_sums, b.const(f"{name}/columns", cols_t)], f"{name}/window_sums")
+    row_sums = b.named("MatMul", [b.const(f"{name}/rows", rows), x], f"{name}/row_sums")
+    return b.named("MatMul", [row_sums, b.const(f"{name}/columns", cols_t)], f"{name}/window_sums")
 
 
 def window_means(
-    b: Builder,
+    b: GraphBuilder,
     sums: ir.Value,
     geom: ConvGeometry,
     weight: np.ndarray,
@@ -95,7 +95,7 @@ def window_means(
         # Every attribute spelled out: onnxruntime-web's WebGPU (JSEP) Conv reads kernel
         # geometry from the attributes and failed ("dilations should be 2D") without them.
         kh, kw = weight.shape[2:]
-        return b.op(
+        return b.named(
             "Conv",
             inputs,
             name,
@@ -105,13 +105,15 @@ def window_means(
             dilations=[1, 1],
             pads=[0, 0, 0, 0],
         )
-    flat = b.op("Reshape", [sums, b.const_int(f"{name}/flat_shape", [0, 1, -1, 1])], f"{name}/flat")
+    flat = b.named(
+        "Reshape", [sums, b.const_int(f"{name}/flat_shape", [0, 1, -1, 1])], f"{name}/flat"
+    )
     kernel = _dense_kernel(weight, group).reshape(len(weight), -1) / positions
     matrix = b.const(f"{name}/kernel", kernel)
-    means = b.op("MatMul", [matrix, flat], f"{name}/mean" if bias is not None else name)
+    means = b.named("MatMul", [matrix, flat], f"{name}/mean" if bias is not None else name)
     if bias is None:
         return means
-    return b.op("Add", [means, b.const(f"{name}/bias", bias.reshape(-1, 1))], name)
+    return b.named("Add", [means, b.const(f"{name}/bias", bias.reshape(-1, 1))], name)
 
 
 def _dense_kernel(weight: np.ndarray, group: int) -> np.ndarray:
