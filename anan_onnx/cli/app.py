@@ -341,7 +341,7 @@ def _add_predict(commands) -> None:
         "inputs",
         nargs="*",
         help="image files, .npy batches, folders (their images, recursively), @list files, "
-        "globs; with --engine ray also URIs (s3://bucket/prefix)",
+        "globs; with -o DIR also URIs (s3://bucket/prefix)",
     )
     p.add_argument("--json", action="store_true", help="one JSON document on stdout")
     p.add_argument("--provider", default="cpu", help="execution provider: cpu (default), cuda")
@@ -398,6 +398,7 @@ def _add_verify(commands) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the random inputs")
     p.add_argument("--tolerance", type=_tolerance, default=1e-5, help="max abs diff (default 1e-5)")
     p.add_argument("--provider", default="cpu", help="execution provider: cpu (default), cuda")
+    _engine_options(p)
     p.add_argument(
         "--fp32",
         type=Path,
@@ -410,6 +411,31 @@ def _add_verify(commands) -> None:
     _batch_size(p)
     _common(p)
     p.set_defaults(func=_cmd_verify)
+
+
+def _engine_options(p: argparse.ArgumentParser) -> None:
+    """verify's --engine and --engine-precision (docs/engines.md)."""
+    from anan_onnx.runtime.engines import ENGINES
+
+    p.add_argument(
+        "--engine",
+        choices=ENGINES,
+        default="ort",
+        help="run the ANAN model on this engine with a deployment's settings, its default "
+        "precision included, and say PASS/FAIL per image (default ort: onnxruntime)",
+    )
+    p.add_argument(
+        "--engine-precision",
+        choices=("f32", "bf16", "f16"),
+        help="pin the engine's inference precision (OpenVINO's INFERENCE_PRECISION_HINT) "
+        "instead of its default",
+    )
+    p.add_argument(
+        "--margin",
+        action="store_true",
+        help="report each input's decision margin: how close a kernel statistic came to "
+        "its threshold, relative to its scale (on by default with --engine)",
+    )
 
 
 def _cmd_verify(args: argparse.Namespace) -> int:
@@ -426,6 +452,8 @@ def _cmd_verify(args: argparse.Namespace) -> int:
         raise AnanError(f"base model {base} not found: pass --base with the base ONNX model")
     check_regular(base, "base model")
     inputs = _iter_inputs(args.model, args.inputs, args.batch_size) if args.inputs else None
+    if "compression" in meta and args.engine != "ort":
+        raise AnanError("verify --engine checks FP32 ANAN models: pass the .anan.onnx model")
     if "compression" in meta:  # compressed: also compare with the FP32 model it came from
         from anan_onnx.cli.compress import verify_compressed
 
@@ -439,7 +467,12 @@ def _cmd_verify(args: argparse.Namespace) -> int:
         tolerance=args.tolerance,
         provider=args.provider,
         batch_size=args.batch_size,
+        engine=args.engine,
+        precision=args.engine_precision,
+        margin=args.margin or args.engine != "ort",
     )
+    if (args.engine != "ort" or args.margin) and not args.json:
+        print("\n".join(r.line() for r in report.per_image))
     print(json_clean.dumps(report.as_dict()) if args.json else report.summary())
     return 0 if report.passed else 1
 
