@@ -138,7 +138,8 @@ def test_session_of_a_raw_model_reads_its_own_scaling_as_convert_does(tmp_path, 
     assert spec is not None and spec.scale == 1.0 and spec.offset == 0.0
     assert float(resolve(model, PreprocessRequest()).values["scale"]) == spec.scale
     message = str(caught[-1].message)
-    assert "x = pixel * 1 + 0" in message and "read from its own scaling (Mul 0.00392157)" in message
+    assert "x = pixel * 1 + 0" in message
+    assert "read from its own scaling (Mul 0.00392157)" in message
     # A graph without a scaling chain keeps the 1/255 assumption, and says so.
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
