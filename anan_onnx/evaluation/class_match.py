@@ -73,7 +73,9 @@ class ClassMap:
 
     @property
     def present(self) -> list[int]:
-        """The model outputs the data set has images of, sorted."""
+        """The model outputs the data set's classes are, sorted (by its class list: one
+        split may hold fewer; scores average over a split's own, see
+        :func:`~anan_onnx.evaluation.scores.present_classes`)."""
         return sorted(self.index)
 
     @property

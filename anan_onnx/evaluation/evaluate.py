@@ -199,7 +199,7 @@ def _fold_task(job: _FoldJob, path: Path) -> dict[str, Any]:
 
 def _evaluate_fold(path: Path, job: _FoldJob, engine: Engine) -> dict[str, Any]:
     """Base, control and every ANAN variant of one model, scored on its test images."""
-    from anan_onnx.evaluation.scores import scores
+    from anan_onnx.evaluation.scores import present_classes, scores
     from anan_onnx.runtime.inputs import InputSpec
 
     base = load_model(path)
@@ -209,14 +209,15 @@ def _evaluate_fold(path: Path, job: _FoldJob, engine: Engine) -> dict[str, Any]:
     assert tune_split is not None
     # matched before any image is run: a mislabelled data set is refused within seconds
     classes = match_model_classes(base, path, test.classes, job.source.options.positive is not None)
-    present = classes.present if classes.subset else None
     y_tune, y_test = classes.labels(tune_split.labels), classes.labels(test.labels)
     base_tune = model_outputs(engine, base, tune_split.images, job.run.threads, job.run.batch_size)
     base_test = model_outputs(engine, base, test.images, job.run.threads, job.run.batch_size)
     check_labels(base_test, y_test, classes.model_classes)
     check_labels(base_tune, y_tune, classes.model_classes)
     # the control's threshold is tuned on the same images as ANAN's parameters
-    rule, control_scores = control(y_tune, base_tune, base_test, y_test, job.metric, present)
+    rule, control_scores = control(y_tune, base_tune, base_test, y_test, job.metric)
+    # per split: the classes it has images of (a class absent from test/ is not averaged in)
+    present, present_tune = present_classes(y_test, base_test), present_classes(y_tune, base_tune)
     fold: dict[str, Any] = {
         "name": path.name[: -len(path.suffix)],
         "model": str(path),
@@ -230,7 +231,7 @@ def _evaluate_fold(path: Path, job: _FoldJob, engine: Engine) -> dict[str, Any]:
         "params": {},
         "tuning": {},
         "scores": {"base": scores(y_test, base_test, classes=present), "control": control_scores},
-        "tune_scores": {"base": scores(y_tune, base_tune, classes=present)},
+        "tune_scores": {"base": scores(y_tune, base_tune, classes=present_tune)},
     }
     for variant in job.variants:
         if variant.fixed is not None:
@@ -266,7 +267,7 @@ def _evaluate_fold(path: Path, job: _FoldJob, engine: Engine) -> dict[str, Any]:
         fold["tune_scores"][variant.key] = scores(
             y_tune,
             model_outputs(engine, anan, tune_split.images, job.run.threads, job.run.batch_size),
-            classes=present,
+            classes=present_tune,
         )
     return fold
 

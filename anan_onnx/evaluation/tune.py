@@ -137,15 +137,13 @@ def grid_search(
         >>> r = grid_search(base, x_val, y_val, Grid(k=(4,), mu=(2,)))  # doctest: +SKIP
         >>> r.best["k"], r.best["f1"]  # doctest: +SKIP
     """
-    from anan_onnx.evaluation.scores import scores, select_metric_value
+    from anan_onnx.evaluation.scores import present_classes, scores, select_metric_value
 
     check_metric(metric)
     _refuse_anan(base)
     labels = np.asarray(labels)
-    present = None
     if class_map is not None:
         labels, classes = class_map.labels(labels), class_map.model_classes
-        present = class_map.present if class_map.subset else None
     engine = engine or LocalEngine()
     run = run or RunOptions()
     threads, batch_size = run.threads, run.batch_size
@@ -153,6 +151,7 @@ def grid_search(
     base_out = model_outputs(engine, base, images, threads, batch_size)
     classes = list(classes) if classes is not None else _default_classes(base_out)
     check_labels(base_out, labels, classes)
+    present = present_classes(labels, base_out)  # the classes these images hold
     base_scores = scores(labels, base_out, classes=present)
     rows: list[dict[str, Any]] = []
     cache: dict[bytes, dict[str, float]] = {}  # by a digest: the outputs themselves are O(n)
@@ -191,7 +190,7 @@ def grid_search(
             value = select_metric_value(row, metric)
             row["value"] = -math.inf if math.isnan(value) else value
             rows.append(row)
-    best = _select(rows)
+    best = _select(rows, metric)
     params = AnanParams(**{p.name: best[p.name] for p in PARAMS})
     ci = None
     if small:
@@ -267,8 +266,27 @@ def _check_gains(base: onnx.ModelProto, fast: FastGrid, points, options: AnanPar
     )
 
 
-def _select(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """Highest value; ties: lower loss, then grid order (``max`` keeps the first)."""
+def _select(rows: list[dict[str, Any]], metric: str) -> dict[str, Any]:
+    """Highest value; ties: lower loss, then grid order (``max`` keeps the first).
+
+    A configuration whose metric is undefined (NaN, kept as ``-inf``) ranks last, with a
+    warning; when it is undefined for every one, there is nothing to select by: refused
+    (never picked by loss in silence).
+    """
+    undefined = sum(1 for r in rows if r["value"] == -math.inf)
+    if undefined == len(rows):
+        raise AnanError(
+            f"the selection metric {metric!r} is undefined (NaN) on these tuning images for "
+            "every configuration (AUC needs images of every class scored): add images of the "
+            "missing classes or pick another --metric (f1, accuracy, loss)"
+        )
+    if undefined:
+        warnings.warn(
+            f"the selection metric {metric!r} is undefined (NaN) for {undefined} of "
+            f"{len(rows)} configurations: they rank last",
+            UserWarning,
+            stacklevel=3,
+        )
     top = max(r["value"] for r in rows)
     tied = [(i, r) for i, r in enumerate(rows) if r["value"] >= top - 1e-12]
     return min(tied, key=lambda item: (item[1].get("loss", math.inf), item[0]))[1]
