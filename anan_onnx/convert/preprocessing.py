@@ -35,6 +35,7 @@ from anan_onnx.runtime.inputs import (
     RESIZES,
     InputSpec,
     Numbers,
+    channel_numbers,
     guess_layout,
     parse_numbers,
 )
@@ -237,7 +238,9 @@ def _affine(request, recorded, before, own, keras_mode, values, sources) -> str:
     """Sets scale/offset in ``values`` and ``sources``; returns the note to record."""
     given = request.affine()
     own_scale = own.pixel_scale() if own is not None else None
-    if given is not None or "scale" in recorded:
+    # a recorded scale that was itself only assumed yields to what the graph says
+    assumed = before.get("scale", "assumed") == "assumed" and own_scale is not None
+    if given is not None or ("scale" in recorded and not assumed):
         if given is not None:
             values["scale"], values["offset"] = given
             source, note = "given", ""
@@ -246,6 +249,9 @@ def _affine(request, recorded, before, own, keras_mode, values, sources) -> str:
             values["offset"] = parse_numbers(recorded.get("offset", "0"))
             source = before.get("scale", "assumed")
             note = recorded.get(_metadata.PREPROCESS_NOTE, "")
+        if own is not None:  # counts first: the chain is compared channel by channel
+            for key in ("scale", "offset"):
+                values[key] = channel_numbers(key, values[key], len(own.scale))
         problem = own.contradiction(values["scale"], values["offset"]) if own else None
         if problem:
             warnings.warn(problem, UserWarning, stacklevel=4)

@@ -38,6 +38,7 @@ __all__ = [
     "RESIZES",
     "InputSpec",
     "Numbers",
+    "channel_numbers",
     "check_batch",
     "guess_layout",
     "parse_number",
@@ -111,7 +112,7 @@ class InputSpec:
         object.__setattr__(self, "channels", channels)
         input_elements((self.height, self.width, channels), "the model input")
         for name in ("scale", "offset"):
-            object.__setattr__(self, name, _numbers(name, getattr(self, name), channels))
+            object.__setattr__(self, name, channel_numbers(name, getattr(self, name), channels))
         if 0 in (self.scale if isinstance(self.scale, tuple) else (self.scale,)):
             raise AnanError("scale must not be 0 (every input would be equal): pass e.g. 1/255")
         for name, choices in (
@@ -293,8 +294,9 @@ def guess_layout(dims: Sequence[object]) -> str:
     return Layout.NHWC if dims[3] in channels else Layout.NCHW
 
 
-def _numbers(name: str, value: object, channels: int) -> Numbers:
-    """A finite float, or a tuple of ``channels`` finite floats (a 1-list is one float)."""
+def channel_numbers(name: str, value: object, channels: int) -> Numbers:
+    """A finite float, or a tuple of ``channels`` finite floats (a 1-list is one float);
+    another count is refused, naming ``name``."""
     if isinstance(value, (list, tuple, np.ndarray)):
         items = tuple(_finite(name, v) for v in np.asarray(value, dtype=object).ravel())
         if len(items) == 1:
