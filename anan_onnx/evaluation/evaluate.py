@@ -35,7 +35,7 @@ import dataclasses
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import onnx
 
@@ -56,6 +56,9 @@ from anan_onnx.evaluation.tune import (
 )
 from anan_onnx.options import TUNE_ON, RunOptions, SplitOptions, check_tune_on
 from anan_onnx.params import AnanParams
+
+if TYPE_CHECKING:
+    from anan_onnx.convert.preprocessing import PreprocessRequest
 
 __all__ = ["evaluate"]
 
@@ -117,6 +120,7 @@ def evaluate(
     layer: str | None = None,
     log: Any = None,
     engine: Engine | None = None,
+    preprocess: PreprocessRequest | None = None,
 ) -> Evaluation:
     """Evaluates base vs control vs ANAN on the test images, per model.
 
@@ -136,6 +140,7 @@ def evaluate(
             see :mod:`anan_onnx.evaluation.engine`). A distributed engine gets one task per
             fold model when there are several, else shards of the one model's images; the
             result does not depend on it.
+        preprocess: overrides each model's preprocessing, as ``convert``'s options.
 
     Returns:
         An :class:`Evaluation`.
@@ -152,7 +157,7 @@ def evaluate(
     source = FoldData(files, folder, split or SplitOptions(), run.progress)
     if tune_on == "test":  # ANAN (unless --params) and the control are fitted to the test set
         warnings.warn(TEST_WARNING, UserWarning, stacklevel=2)
-    job = _FoldJob(source, variants, tune_on, metric, layer, run)
+    job = _FoldJob(source, variants, tune_on, metric, layer, run, preprocess)
     if engine.name != "local" and len(files) > 1:
         # whole fold models as tasks: each is computed there as locally, so the same bytes
         threads_per_task = run.threads or getattr(engine, "threads", None)
@@ -190,6 +195,7 @@ class _FoldJob:
     metric: str
     layer: str | None
     run: RunOptions
+    preprocess: PreprocessRequest | None = None
 
 
 def _fold_task(job: _FoldJob, path: Path) -> dict[str, Any]:
@@ -202,7 +208,7 @@ def _evaluate_fold(path: Path, job: _FoldJob, engine: Engine) -> dict[str, Any]:
     from anan_onnx.evaluation.scores import present_classes, scores
     from anan_onnx.runtime.inputs import InputSpec
 
-    base = load_model(path)
+    base = load_model(path, preprocess=job.preprocess)
     spec = InputSpec.from_metadata(_metadata.read_metadata(base))
     val, test = job.source.splits(path, spec, need_val=job.tune_on == "val")
     tune_split = test if job.tune_on == "test" else val

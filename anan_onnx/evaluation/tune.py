@@ -45,6 +45,7 @@ from anan_onnx.options import TUNE_ON, RunOptions, SplitOptions, check_tune_on
 from anan_onnx.params import PARAMS, AnanParams
 
 if TYPE_CHECKING:
+    from anan_onnx.convert.preprocessing import PreprocessRequest
     from anan_onnx.evaluation.class_match import ClassMap
     from anan_onnx.runtime.inputs import InputSpec
 
@@ -312,14 +313,16 @@ def load_model(
     layout: str | None = None,
     scale: float | None = None,
     offset: float | None = None,
+    preprocess: PreprocessRequest | None = None,
 ) -> onnx.ModelProto:
-    """Loads a base model (``.keras``/``.h5``/``.onnx``) and refuses an ANAN model."""
+    """Loads a base model (``.keras``/``.h5``/``.onnx``) and refuses an ANAN model;
+    ``preprocess`` (and the shorthands) override its preprocessing as ``convert``'s."""
     from anan_onnx.convert.pipeline import load_base
     from anan_onnx.model_io import load_onnx, model_kind
 
     if model_kind(path) == "onnx":
         _refuse_anan(load_onnx(path), path)
-    return load_base(path, layout=layout, scale=scale, offset=offset)
+    return load_base(path, layout=layout, scale=scale, offset=offset, preprocess=preprocess)
 
 
 def tune(
@@ -335,6 +338,7 @@ def tune(
     layout: str | None = None,
     scale: float | None = None,
     offset: float | None = None,
+    preprocess: PreprocessRequest | None = None,
     emit: str | Path | None = None,
     emit_anyway: bool = False,
     engine: Engine | None = None,
@@ -363,6 +367,8 @@ def tune(
         run: threads, rows per run, progress bars (:class:`~anan_onnx.options.RunOptions`).
         layer: target Conv (default: the first).
         layout, scale, offset: override the preprocessing recorded in the model.
+        preprocess: the whole preprocessing request, as ``convert``'s options (channel
+            order, mean/std, presets, resize, aspect; the shorthands above win).
         emit: also write the tuned fixed-parameter ANAN model here (and its base model as
             ``<name>.base.onnx`` beside it, for ``anan-onnx verify``), with the model's
             class names (the data set's only for a model that records none); only when
@@ -381,7 +387,7 @@ def tune(
     from anan_onnx.runtime.inputs import InputSpec
 
     check_tune_on(tune_on)
-    base = load_model(model, layout=layout, scale=scale, offset=offset)
+    base = load_model(model, layout=layout, scale=scale, offset=offset, preprocess=preprocess)
     spec = InputSpec.from_metadata(_metadata.read_metadata(base))
     split, run = split or SplitOptions(), run or RunOptions()
     recorded = _recorded_split(Path(model), Path(data), spec, tune_on, split, run.progress)

@@ -407,6 +407,19 @@ def record_beside(model: Path, data: Path, train_files: list[str], val: list[int
     return path
 
 
+def test_tune_takes_convert_preprocessing_options(tmp_path, capsys):
+    """tune has convert's preprocessing options: the emitted model records them."""
+    model, data, _, _ = planted(tmp_path, n=24)
+    out = tmp_path / "bgr.anan.onnx"
+    code, _, stderr = run_cli(capsys, "tune", model, data, "--k", "2", "--mu", "1", "--a", "1.5",
+                              "--b", "0.3", "--channel-order", "BGR", "--resize", "nearest",
+                              "--emit", out, "--emit-anyway", "--no-progress",
+                              "-o", tmp_path / "o")  # fmt: skip
+    assert code in (0, 1), stderr
+    meta = read_metadata(onnx.load(out))
+    assert (meta["channel_order"], meta["resize"]) == ("BGR", "nearest")
+
+
 def test_tune_takes_validation_images_from_training_json(tmp_path):
     model, data, _, _ = planted(tmp_path, n=24)
     train = sorted(str(p.relative_to(data)) for p in (data / "train").rglob("*.png"))
