@@ -349,10 +349,12 @@ def _numbers_short(value: Numbers, fmt: str) -> str:
 
 
 def _parse(key: str, raw: str, kind: type) -> object:
+    # the one number parser: "1/255" reads as the options and metadata elsewhere do
     try:
-        numbers = [float(part) for part in str(raw).split(",")]
-    except (TypeError, ValueError):
-        numbers = []
+        parsed = parse_numbers(raw)
+    except AnanError:
+        parsed = ()
+    numbers = list(parsed) if isinstance(parsed, tuple) else [parsed]
     if not numbers or (kind is int and len(numbers) != 1):
         raise AnanError(
             f"model metadata {key}={raw!r} is not a number: re-convert the model with anan-onnx"
