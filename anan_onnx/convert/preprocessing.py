@@ -36,7 +36,7 @@ from anan_onnx.runtime.inputs import (
     InputSpec,
     Numbers,
     channel_numbers,
-    guess_layout,
+    layout_of_shape,
     parse_numbers,
 )
 from anan_onnx.runtime.own_scaling import own_scaling
@@ -171,7 +171,7 @@ def resolve(
     """
     trained, trained_sources = _training_input(training)
     recorded = {**trained, **_metadata.read_metadata(model)}
-    before = {**trained_sources, **_recorded_sources(recorded)}
+    before = {**trained_sources, **(_metadata.preprocess_sources(recorded) or {})}
     dims = _input_dims(model)
     sources: dict[str, str] = {}
     layout = _layout(request, recorded, before, dims, sources)
@@ -225,10 +225,9 @@ def _layout(request, recorded, before, dims, sources) -> str:
     elif "layout" in recorded:
         layout, sources["layout"] = recorded["layout"].upper(), before.get("layout", "assumed")
     else:
-        layout = guess_layout(dims)
-        channel_axes = [i for i in (1, 3) if dims[i] in (1, 3, 4)]
+        layout, certain = layout_of_shape(dims)
         keras = "keras_convs" in recorded  # a Keras export: NHWC by construction
-        sources["layout"] = "read" if keras or len(channel_axes) == 1 else "assumed"
+        sources["layout"] = "read" if keras or certain else "assumed"
     if layout not in Layout.ALL:
         raise AnanError(f"layout must be NHWC or NCHW, got {layout!r}")
     return layout
@@ -326,16 +325,6 @@ def _training_input(training: Mapping[str, Any] | None) -> tuple[dict[str, str],
         where = Path(str((training or {}).get("record_file", "training.json"))).name
         values[_metadata.PREPROCESS_NOTE] = f"as the model was trained ({where})"
     return values, {k: "read" for k in values if k != _metadata.PREPROCESS_NOTE}
-
-
-def _recorded_sources(recorded: dict[str, str]) -> dict[str, str]:
-    try:
-        value = json.loads(recorded.get(_metadata.PREPROCESS_FROM, "{}"))
-    except ValueError:
-        return {}
-    if not isinstance(value, dict):
-        return {}
-    return {k: v for k, v in value.items() if v in _metadata.SOURCES}
 
 
 def _input_dims(model: onnx.ModelProto) -> list[int | str]:
