@@ -29,10 +29,11 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-from onnx import helper, numpy_helper
+from onnx import helper
 
 from anan_onnx.errors import AnanError
 from anan_onnx.model_io import recorded_file
+from anan_onnx.onnx_proto import GraphConstants
 from anan_onnx.params import AnanParams
 from anan_onnx.reference.literal import LiteralReference
 from anan_onnx.reference.verify import VerifyReport, summary_number, target_layer
@@ -119,7 +120,7 @@ def tail_bound(
     magnitude sets the float16 step).
     """
     tail = _downstream(base.graph, set(handover))
-    scales = _initializer_values(base.graph)
+    scales = GraphConstants(base.graph)  # read by name: only the scales looked up convert
     activation_q = [n for n in tail if n.op_type == "QuantizeLinear" and n.input[0] not in scales]
     if activation_q:
         step = max(_output_dq_scale(base.graph, o.name, scales) for o in base.graph.output)
@@ -142,12 +143,7 @@ def _downstream(graph: onnx.GraphProto, tensors: set[str]) -> list[onnx.NodeProt
     return found
 
 
-def _initializer_values(graph: onnx.GraphProto) -> dict[str, np.ndarray]:
-    values = {i.name: i for i in graph.initializer}
-    return {name: numpy_helper.to_array(t) for name, t in values.items()}
-
-
-def _output_dq_scale(graph: onnx.GraphProto, output: str, values: dict[str, np.ndarray]) -> float:
+def _output_dq_scale(graph: onnx.GraphProto, output: str, values: GraphConstants) -> float:
     """The scale of the DequantizeLinear nearest upstream of ``output`` (its data path)."""
     producer = {t: n for n in graph.node for t in n.output}
     node = producer.get(output)

@@ -29,11 +29,12 @@ from __future__ import annotations
 
 import dataclasses
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import numpy as np
 import onnx
-from onnx import numpy_helper
+
+from anan_onnx.onnx_proto import GraphConstants
 
 __all__ = ["PIXEL_RANGES", "OwnScaling", "own_scaling"]
 
@@ -127,7 +128,7 @@ def own_scaling(model: onnx.ModelProto, layout: str, channels: int) -> OwnScalin
         channels: the number of input channels.
     """
     graph = model.graph
-    constants = _constants(graph)
+    constants = GraphConstants(graph)  # only the chain's few constants are converted
     inputs = [i.name for i in graph.input if i.name not in constants]
     if len(inputs) != 1:
         return None
@@ -169,14 +170,6 @@ def _layout_transpose(node: onnx.NodeProto, layout: str) -> str | None:
     return _TURNS.get((layout, perm))
 
 
-def _constants(graph: onnx.GraphProto) -> dict[str, np.ndarray]:
-    found = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
-    for node in graph.node:
-        if node.op_type == "Constant" and node.attribute and node.attribute[0].name == "value":
-            found[node.output[0]] = numpy_helper.to_array(node.attribute[0].t)
-    return found
-
-
 def _other(node: onnx.NodeProto, value: str) -> str:
     return node.input[1] if node.input[0] == value else node.input[0]
 
@@ -187,7 +180,7 @@ _Step = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
 def _step(
     node: onnx.NodeProto,
     value: str,
-    constants: dict[str, np.ndarray],
+    constants: Mapping[str, np.ndarray],
     channel_shape: tuple[int, ...],
 ) -> _Step | None:
     """``(scale, offset) -> (scale, offset)`` composing ``node`` after the chain, or None."""

@@ -146,3 +146,19 @@ def test_session_of_a_raw_model_reads_its_own_scaling_as_convert_does(tmp_path, 
         plain = Session(build_cnn(VARIANTS["plain"])).input_spec()
     assert plain is not None and plain.scale == pytest.approx(1 / 255)
     assert "1/255 assumed" in str(caught[-1].message)
+
+
+def test_reading_the_chain_converts_only_its_constants(monkeypatch):
+    """The chain's constants are looked up by name: the weights are never copied."""
+    model = with_chain([("Mul", np.float64(1 / 255), False)])
+    converted: list[str] = []
+    to_array = numpy_helper.to_array
+
+    def counted(tensor, *args, **kwargs):
+        converted.append(tensor.name)
+        return to_array(tensor, *args, **kwargs)
+
+    monkeypatch.setattr(numpy_helper, "to_array", counted)
+    own = own_scaling(model, "NCHW", 3)
+    assert own is not None and own.pixel_scale() == 1.0
+    assert converted == ["c0"]  # not the Conv's weights and bias
