@@ -41,12 +41,11 @@ import onnx
 import onnx_ir as ir
 
 from anan_onnx.activations import ACTIVATIONS
+from anan_onnx.affine_ops import AFFINE_OPS, affine_op
 
 __all__ = ["canonical_model", "canonicalise_conv"]
 
 _STANDARD = ("", "ai.onnx")
-#: the per-channel affine ops folded into the Conv, by the side of their constant operand
-_ARITHMETIC = ("Add", "Sub", "Mul", "Div")
 #: the ONNX default epsilon of BatchNormalization
 _BN_EPSILON = 1e-5
 
@@ -149,25 +148,14 @@ def _affine_of(
         return None
     if node.op_type == "BatchNormalization":
         return _batch_norm(node, data, channels, axis)
-    if node.op_type not in _ARITHMETIC or len(node.inputs) != 2:
+    if node.op_type not in AFFINE_OPS or len(node.inputs) != 2:
         return None
     left, right = node.inputs
     if (left is data) == (right is data):  # data on both sides, or on neither
         return None
     data_first = left is data
     c = _per_channel(right if data_first else left, channels, axis)
-    if c is None:
-        return None
-    one, zero = np.ones(channels), np.zeros(channels)
-    if node.op_type == "Add":
-        return one, c
-    if node.op_type == "Sub":
-        return (one, -c) if data_first else (-one, c)
-    if node.op_type == "Mul":
-        return c, zero
-    if data_first and np.all(c != 0):  # Div: data / c only (c / data is not affine)
-        return 1 / c, zero
-    return None
+    return None if c is None else affine_op(node.op_type, data_first, c)
 
 
 def _batch_norm(

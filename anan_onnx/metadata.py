@@ -30,6 +30,7 @@ __all__ = [
     "SOURCES",
     "class_names",
     "is_anan",
+    "preprocess_sources",
     "read_metadata",
     "sha256_file",
     "write_metadata",
@@ -69,8 +70,9 @@ DEFAULT_SCALE = 1 / 255
 #: ``target_reason``, ``source_sha256``, ``source_file``, ``tunable``, ``k_max``, ``batch``,
 #: ``scaling``, ``steps``, ``classes`` (a JSON list of class names,
 #: index = label); a base model exported from Keras also has ``keras_convs``,
-#: ``keras_before`` (JSON, see anan_onnx/convert/keras_layers.py), ``keras_name`` and
-#: ``keras_input_affine`` (anan_onnx/convert/own_preprocessing.py).
+#: ``keras_before`` (JSON, see anan_onnx/convert/keras_layers.py) and ``keras_name`` (the
+#: Keras model's name: a keras.applications name proposes its preprocessing, see
+#: anan_onnx/convert/preprocessing.py).
 
 
 @public
@@ -86,6 +88,28 @@ def read_metadata(model: onnx.ModelProto | str | Path) -> dict[str, str]:
 
         model = _load_without_data(require_onnx(model))
     return {p.key[len(PREFIX) :]: p.value for p in model.metadata_props if p.key.startswith(PREFIX)}
+
+
+def preprocess_sources(md: Mapping[str, str]) -> dict[str, str] | None:
+    """The recorded :data:`PREPROCESS_FROM` provenance, ``{field: read|given|assumed}``
+    (entries with another value left out); ``None`` when absent or not a JSON object (it
+    is informational: never a reason to refuse a model). The one reader of the key.
+
+    Example:
+        >>> preprocess_sources({"preprocess_from": '{"scale": "read", "x": 1}'})
+        {'scale': 'read'}
+        >>> preprocess_sources({}) is None
+        True
+    """
+    import json
+
+    try:
+        value = json.loads(md.get(PREPROCESS_FROM, "null"))
+    except ValueError:
+        return None
+    if not isinstance(value, dict):
+        return None
+    return {str(k): v for k, v in value.items() if isinstance(v, str) and v in SOURCES}
 
 
 def _load_without_data(path: Path) -> onnx.ModelProto:

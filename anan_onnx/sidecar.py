@@ -108,20 +108,8 @@ def _preprocess(md: dict[str, str]) -> dict[str, Any] | None:
     for key in ("scale", "offset"):  # JSON: a number, or a list of one per channel
         if isinstance(document[key], tuple):
             document[key] = list(document[key])
-    document[_metadata.PREPROCESS_FROM] = _provenance(md)
+    document[_metadata.PREPROCESS_FROM] = _metadata.preprocess_sources(md)
     return document
-
-
-def _provenance(md: dict[str, str]) -> dict[str, str] | None:
-    """The recorded ``preprocess_from`` object; ``None`` when absent or not a JSON object
-    of strings (it is informational: never a reason to refuse a model)."""
-    try:
-        value = json.loads(md.get(_metadata.PREPROCESS_FROM, "null"))
-    except ValueError:
-        return None
-    if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
-        return None
-    return value
 
 
 def _classes(md: dict[str, str]) -> list[str] | None:

@@ -10,10 +10,9 @@ Example:
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from anan_onnx.metadata import PREPROCESS_FROM, PREPROCESS_NOTE, SOURCES
+from anan_onnx.metadata import PREPROCESS_NOTE, SOURCES, preprocess_sources
 
 __all__ = ["SOURCE_WORDS", "describe_input", "describe_sources", "model_bytes"]
 
@@ -46,11 +45,8 @@ def describe_sources(meta: dict[str, str]) -> list[str]:
     before provenance was recorded."""
     from anan_onnx.cli.preprocess_options import FIELD_OPTIONS
 
-    try:
-        sources = json.loads(meta.get(PREPROCESS_FROM, "{}"))
-    except ValueError:
-        return []
-    if not isinstance(sources, dict):
+    sources = preprocess_sources(meta)
+    if sources is None:
         return []
     lines = []
     for source in SOURCES:

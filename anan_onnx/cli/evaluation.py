@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from anan_onnx import json_clean
-from anan_onnx.choices import Layout
 from anan_onnx.cli.arg_types import add_options, count, options_from
+from anan_onnx.cli.preprocess_options import add_preprocess_options, preprocess_request
 from anan_onnx.distributed.cli import add_engine_options, make_engine
 from anan_onnx.errors import AnanError
 from anan_onnx.evaluation.metric_names import DEFAULT_METRIC, METRICS
@@ -115,8 +115,6 @@ def _split_and_run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _add_tune(commands: Any) -> None:
-    from anan_onnx.cli.preprocess_options import numbers
-
     p = commands.add_parser(
         "tune",
         help="grid-search k, mu, a, b on a validation split",
@@ -149,14 +147,7 @@ def _add_tune(commands: Any) -> None:
         help="write --emit even when no configuration beats the base CNN",
     )
     g.add_argument("--json", action="store_true", help="print best.json on stdout")
-    g = p.add_argument_group("preprocessing (default: as recorded in the model)")
-    g.add_argument(
-        "--scale",
-        type=numbers,
-        help="pixel scale, one or one per channel, e.g. 1/255 (docs/preprocessing.md)",
-    )
-    g.add_argument("--offset", type=numbers, help="added after scaling, one or one per channel")
-    g.add_argument("--layout", choices=Layout.ALL, help="input layout")
+    add_preprocess_options(p)  # convert's: one set of options, one meaning
     _add_run(p)
     p.set_defaults(func=_cmd_tune)
 
@@ -172,9 +163,7 @@ def _cmd_tune(args: argparse.Namespace) -> int:
         grid=grid,
         metric=args.metric,
         tune_on=args.tune_on,
-        layout=args.layout,
-        scale=args.scale,
-        offset=args.offset,
+        preprocess=preprocess_request(args),
         **_split_and_run(args),
         emit=args.emit,
         emit_anyway=args.emit_anyway,
@@ -255,6 +244,7 @@ def _add_evaluate(commands: Any) -> None:
         type=Path,
         help="compressed model: its FP32 .anan.onnx (default: recorded next to it)",
     )
+    add_preprocess_options(p)
     _add_run(p)
     p.set_defaults(func=_cmd_evaluate)
 
@@ -278,6 +268,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         # per-model lines are the command's output; with --json, stdout is JSON only
         log=lambda line: print(line, file=sys.stderr if args.json else sys.stdout, flush=True),
         engine=make_engine(args),
+        preprocess=preprocess_request(args),
     )
     report, figure = args.report, args.figure
     files: list[tuple[bytes, Path]] = []

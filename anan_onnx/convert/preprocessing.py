@@ -35,7 +35,8 @@ from anan_onnx.runtime.inputs import (
     RESIZES,
     InputSpec,
     Numbers,
-    guess_layout,
+    channel_numbers,
+    layout_of_shape,
     parse_numbers,
 )
 from anan_onnx.runtime.own_scaling import own_scaling
@@ -170,7 +171,7 @@ def resolve(
     """
     trained, trained_sources = _training_input(training)
     recorded = {**trained, **_metadata.read_metadata(model)}
-    before = {**trained_sources, **_recorded_sources(recorded)}
+    before = {**trained_sources, **(_metadata.preprocess_sources(recorded) or {})}
     dims = _input_dims(model)
     sources: dict[str, str] = {}
     layout = _layout(request, recorded, before, dims, sources)
@@ -224,10 +225,9 @@ def _layout(request, recorded, before, dims, sources) -> str:
     elif "layout" in recorded:
         layout, sources["layout"] = recorded["layout"].upper(), before.get("layout", "assumed")
     else:
-        layout = guess_layout(dims)
-        channel_axes = [i for i in (1, 3) if dims[i] in (1, 3, 4)]
+        layout, certain = layout_of_shape(dims)
         keras = "keras_convs" in recorded  # a Keras export: NHWC by construction
-        sources["layout"] = "read" if keras or len(channel_axes) == 1 else "assumed"
+        sources["layout"] = "read" if keras or certain else "assumed"
     if layout not in Layout.ALL:
         raise AnanError(f"layout must be NHWC or NCHW, got {layout!r}")
     return layout
@@ -237,7 +237,9 @@ def _affine(request, recorded, before, own, keras_mode, values, sources) -> str:
     """Sets scale/offset in ``values`` and ``sources``; returns the note to record."""
     given = request.affine()
     own_scale = own.pixel_scale() if own is not None else None
-    if given is not None or "scale" in recorded:
+    # a recorded scale that was itself only assumed yields to what the graph says
+    assumed = before.get("scale", "assumed") == "assumed" and own_scale is not None
+    if given is not None or ("scale" in recorded and not assumed):
         if given is not None:
             values["scale"], values["offset"] = given
             source, note = "given", ""
@@ -246,6 +248,9 @@ def _affine(request, recorded, before, own, keras_mode, values, sources) -> str:
             values["offset"] = parse_numbers(recorded.get("offset", "0"))
             source = before.get("scale", "assumed")
             note = recorded.get(_metadata.PREPROCESS_NOTE, "")
+        if own is not None:  # counts first: the chain is compared channel by channel
+            for key in ("scale", "offset"):
+                values[key] = channel_numbers(key, values[key], len(own.scale))
         problem = own.contradiction(values["scale"], values["offset"]) if own else None
         if problem:
             warnings.warn(problem, UserWarning, stacklevel=4)
@@ -320,16 +325,6 @@ def _training_input(training: Mapping[str, Any] | None) -> tuple[dict[str, str],
         where = Path(str((training or {}).get("record_file", "training.json"))).name
         values[_metadata.PREPROCESS_NOTE] = f"as the model was trained ({where})"
     return values, {k: "read" for k in values if k != _metadata.PREPROCESS_NOTE}
-
-
-def _recorded_sources(recorded: dict[str, str]) -> dict[str, str]:
-    try:
-        value = json.loads(recorded.get(_metadata.PREPROCESS_FROM, "{}"))
-    except ValueError:
-        return {}
-    if not isinstance(value, dict):
-        return {}
-    return {k: v for k, v in value.items() if v in _metadata.SOURCES}
 
 
 def _input_dims(model: onnx.ModelProto) -> list[int | str]:

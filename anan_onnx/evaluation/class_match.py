@@ -73,7 +73,9 @@ class ClassMap:
 
     @property
     def present(self) -> list[int]:
-        """The model outputs the data set has images of, sorted."""
+        """The model outputs the data set's classes are, sorted (by its class list: one
+        split may hold fewer; scores average over a split's own, see
+        :func:`~anan_onnx.evaluation.scores.present_classes`)."""
         return sorted(self.index)
 
     @property
@@ -203,9 +205,17 @@ def _by_name(model: list[str], data: list[str]) -> ClassMap:
 
 
 def _unnamed(data: list[str], width: int | None) -> ClassMap:
-    if all(d.isdigit() for d in data) and (width is None or max(map(int, data)) < width):
-        outputs = [str(i) for i in range(width or max(map(int, data)) + 1)]
-        return ClassMap(outputs, data, [int(d) for d in data], "index", False)
+    # ASCII digits only: "²".isdigit() is true but int("²") fails
+    indices = [int(d) for d in data] if all(re.fullmatch(r"[0-9]+", d) for d in data) else None
+    if indices is not None and (width is None or max(indices) < width):
+        if len(set(indices)) != len(indices):
+            twice = [d for d, i in zip(data, indices, strict=True) if indices.count(i) > 1]
+            raise AnanError(
+                f"the data set's classes {_show(twice)} all name the same model output: keep "
+                "one folder per output index (0, 1, ...)"
+            )
+        outputs = [str(i) for i in range(width or max(indices) + 1)]
+        return ClassMap(outputs, data, indices, "index", False)
     if width is not None and len(data) != width:
         binary = width == 2 and len(data) > 2
         raise AnanError(

@@ -15,7 +15,7 @@ import numpy as np
 from anan_onnx.convert.classes import class_count
 from anan_onnx.evaluation.class_match import match_classes, model_classes
 from anan_onnx.evaluation.datasets import load_with
-from anan_onnx.evaluation.scores import scores
+from anan_onnx.evaluation.scores import present_classes, scores
 from anan_onnx.metadata import read_metadata
 from anan_onnx.model_io import load_onnx
 from anan_onnx.options import RunOptions, SplitOptions
@@ -51,10 +51,11 @@ def evaluate_compressed(
     classes = match_classes(
         model_classes(meta), test.classes, class_count(proto), binarised=split.positive is not None
     )
-    y, present = classes.labels(test.labels), (classes.present if classes.subset else None)
+    y = classes.labels(test.labels)
     probs = _predict_streamed(
         {"fp32": fp32, meta["compression"]: model}, test.images, len(test), run.threads
     )
+    present = present_classes(y, probs["fp32"])  # the classes test/ has images of
     labels = [predicted_labels(p) for p in probs.values()]
     return {
         "model": str(model),

@@ -23,6 +23,7 @@ from anan_onnx.evaluation.scores import (
     class_labels,
     multiclass_scores,
     one_column,
+    present_classes,
     probabilities,
 )
 
@@ -98,15 +99,14 @@ def control(
     p_test: np.ndarray,
     y_test: np.ndarray,
     metric: str,
-    classes: Sequence[int] | None = None,
 ) -> tuple[dict[str, Any], dict[str, float]]:
     """Tunes the base CNN's decision rule on validation data; returns (rule, test scores).
 
     A sigmoid output gets a threshold (:func:`tune_threshold`), a two-class softmax the
     same threshold on P(class 1) as class weights ``(t, 1 - t)``, a wider softmax per-class
     weights on its probabilities. ``metric`` is the selection metric; loss and AUC, which
-    no decision rule changes, fall back to F1. ``classes``: the classes the data set
-    holds when only some of the model's (macro F1 averages over those).
+    no decision rule changes, fall back to F1. Macro F1 averages, in each split, over the
+    classes that split has images of (:func:`~anan_onnx.evaluation.scores.present_classes`).
     """
     chosen = metric if metric in THRESHOLD_METRICS else "f1"
     if p_val.ndim == 1 or p_val.shape[1] == 1:
@@ -117,10 +117,12 @@ def control(
         t = tune_threshold(y_val, p_val[:, 1], chosen)
         weights = np.array([t, 1.0 - t])
     else:
-        weights = _class_weights(y_val, p_val, chosen, classes)
+        weights = _class_weights(y_val, p_val, chosen, present_classes(y_val, p_val))
     rule = {"kind": "class_weights", "weights": weights.tolist(), "metric": chosen}
     q = p_test * weights
-    return rule, multiclass_scores(y_test, q / q.sum(axis=1, keepdims=True), classes)
+    return rule, multiclass_scores(
+        y_test, q / q.sum(axis=1, keepdims=True), present_classes(y_test, p_test)
+    )
 
 
 def _class_weights(

@@ -35,7 +35,7 @@ import dataclasses
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import onnx
 
@@ -48,7 +48,7 @@ from anan_onnx.evaluation.grid import PAPER_GRID, Grid
 from anan_onnx.evaluation.metric_names import DEFAULT_METRIC, check_metric, metric_key
 from anan_onnx.evaluation.model_files import find_models, read_params
 from anan_onnx.evaluation.results import Evaluation
-from anan_onnx.evaluation.scores import scores, select_metric_value
+from anan_onnx.evaluation.scores import present_classes, scores, select_metric_value
 from anan_onnx.evaluation.tune import (
     TEST_WARNING,
     check_labels,
@@ -59,6 +59,9 @@ from anan_onnx.evaluation.tune import (
 from anan_onnx.options import TUNE_ON, RunOptions, SplitOptions, check_tune_on
 from anan_onnx.params import AnanParams
 from anan_onnx.runtime.inputs import InputSpec
+
+if TYPE_CHECKING:
+    from anan_onnx.convert.preprocessing import PreprocessRequest
 
 __all__ = ["evaluate"]
 
@@ -121,6 +124,7 @@ def evaluate(
     layer: str | None = None,
     log: Any = None,
     engine: Engine | None = None,
+    preprocess: PreprocessRequest | None = None,
 ) -> Evaluation:
     """Evaluates base vs control vs ANAN on the test images, per model.
 
@@ -140,6 +144,7 @@ def evaluate(
             see :mod:`anan_onnx.evaluation.engine`). A distributed engine gets one task per
             fold model when there are several, else shards of the one model's images; the
             result does not depend on it.
+        preprocess: overrides each model's preprocessing, as ``convert``'s options.
 
     Returns:
         An :class:`Evaluation`.
@@ -156,7 +161,7 @@ def evaluate(
     source = FoldData(files, folder, split or SplitOptions(), run.progress)
     if tune_on == "test":  # ANAN (unless --params) and the control are fitted to the test set
         warnings.warn(TEST_WARNING, UserWarning, stacklevel=2)
-    job = _FoldJob(source, variants, tune_on, metric, layer, run)
+    job = _FoldJob(source, variants, tune_on, metric, layer, run, preprocess)
     if engine.name != "local" and len(files) > 1:
         # whole fold models as tasks: each is computed there as locally, so the same bytes
         threads_per_task = run.threads or getattr(engine, "threads", None)
@@ -194,6 +199,7 @@ class _FoldJob:
     metric: str
     layer: str | None
     run: RunOptions
+    preprocess: PreprocessRequest | None = None
 
 
 def _fold_task(job: _FoldJob, path: Path) -> dict[str, Any]:
@@ -203,21 +209,22 @@ def _fold_task(job: _FoldJob, path: Path) -> dict[str, Any]:
 
 def _evaluate_fold(path: Path, job: _FoldJob, engine: Engine) -> dict[str, Any]:
     """Base, control and every ANAN variant of one model, scored on its test images."""
-    base = load_model(path)
+    base = load_model(path, preprocess=job.preprocess)
     spec = InputSpec.from_metadata(_metadata.read_metadata(base))
     val, test = job.source.splits(path, spec, need_val=job.tune_on == "val")
     tune_split = test if job.tune_on == "test" else val
     assert tune_split is not None
     # matched before any image is run: a mislabelled data set is refused within seconds
     classes = match_model_classes(base, path, test.classes, job.source.options.positive is not None)
-    present = classes.present if classes.subset else None
     y_tune, y_test = classes.labels(tune_split.labels), classes.labels(test.labels)
     base_tune = model_outputs(engine, base, tune_split.images, job.run.threads, job.run.batch_size)
     base_test = model_outputs(engine, base, test.images, job.run.threads, job.run.batch_size)
     check_labels(base_test, y_test, classes.model_classes)
     check_labels(base_tune, y_tune, classes.model_classes)
     # the control's threshold is tuned on the same images as ANAN's parameters
-    rule, control_scores = control(y_tune, base_tune, base_test, y_test, job.metric, present)
+    rule, control_scores = control(y_tune, base_tune, base_test, y_test, job.metric)
+    # per split: the classes it has images of (a class absent from test/ is not averaged in)
+    present, present_tune = present_classes(y_test, base_test), present_classes(y_tune, base_tune)
     fold: dict[str, Any] = {
         "name": path.name[: -len(path.suffix)],
         "model": str(path),
@@ -231,7 +238,7 @@ def _evaluate_fold(path: Path, job: _FoldJob, engine: Engine) -> dict[str, Any]:
         "params": {},
         "tuning": {},
         "scores": {"base": scores(y_test, base_test, classes=present), "control": control_scores},
-        "tune_scores": {"base": scores(y_tune, base_tune, classes=present)},
+        "tune_scores": {"base": scores(y_tune, base_tune, classes=present_tune)},
     }
     for variant in job.variants:
         if variant.fixed is not None:
@@ -267,7 +274,7 @@ def _evaluate_fold(path: Path, job: _FoldJob, engine: Engine) -> dict[str, Any]:
         fold["tune_scores"][variant.key] = scores(
             y_tune,
             model_outputs(engine, anan, tune_split.images, job.run.threads, job.run.batch_size),
-            classes=present,
+            classes=present_tune,
         )
     return fold
 

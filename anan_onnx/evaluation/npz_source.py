@@ -171,14 +171,15 @@ def _npy_data_bytes(stream: Any) -> tuple[int, int]:
 def convert_pixels(
     x: np.ndarray, spec: InputSpec, progress: bool | None = False, desc: str = "resizing"
 ) -> np.ndarray:
-    """uint8 rows (N,H,W[,C]) → model input, resized like image files when the size differs."""
+    """uint8 rows (N,H,W[,C]) → model input, prepared exactly like image files.
+
+    Every row goes through :func:`pixels_from_pil`, even one already at the model's size:
+    that one step owns the colour conversion, crop, resize and channel order, so a
+    ``channel_order="BGR"`` model gets its channels swapped whatever the stored size.
+    """
     if x.ndim == 4 and x.shape[3] == 1:
         x = x[..., 0]
-    same_size = x.shape[1:3] == (spec.height, spec.width)
-    if same_size and (x.ndim == 3) == (spec.channels == 1):
-        pixels = x if x.ndim == 4 else x[..., None]
-    else:
-        pixels = np.empty((len(x), spec.height, spec.width, spec.channels), np.uint8)
-        for i in progress_bar(range(len(x)), progress, desc):
-            pixels[i] = pixels_from_pil(Image.fromarray(x[i]), spec)
+    pixels = np.empty((len(x), spec.height, spec.width, spec.channels), np.uint8)
+    for i in progress_bar(range(len(x)), progress, desc):
+        pixels[i] = pixels_from_pil(Image.fromarray(x[i]), spec)
     return to_model_input(pixels, spec)

@@ -34,6 +34,7 @@ __all__ = [
     "class_labels",
     "multiclass_scores",
     "one_column",
+    "present_classes",
     "probabilities",
     "scores",
     "select_metric_value",
@@ -253,6 +254,24 @@ def scores(
     if p.ndim == 2:
         return multiclass_scores(y_true, p, classes, only)
     raise AnanError(f"model output has shape {p.shape}: expected (n,), (n, 1) or (n, classes)")
+
+
+def present_classes(labels: object, outputs: np.ndarray) -> list[int] | None:
+    """The classes one split has images of, sorted, when they are fewer than the model's
+    softmax outputs (``None``: all of them, or a sigmoid output).
+
+    Macro F1 and AUC average over these: a class with images elsewhere (in train/) but none
+    in this split has no support here and must not count (it would pull the macro F1 down
+    and make the AUC undefined).
+
+    Example:
+        >>> present_classes([0, 2, 2], np.zeros((3, 3))), present_classes([0, 1], np.zeros((2, 2)))
+        ([0, 2], None)
+    """
+    if outputs.ndim != 2 or outputs.shape[1] < 2:
+        return None
+    present = sorted(int(c) for c in np.unique(np.asarray(labels)))
+    return present if len(present) < outputs.shape[1] else None
 
 
 def select_metric_value(scores: Mapping[str, float], metric: str) -> float:

@@ -43,7 +43,7 @@ from anan_onnx.evaluation.fastgrid import FastGrid
 from anan_onnx.evaluation.grid import PAPER_GRID, Grid
 from anan_onnx.evaluation.lazy_images import LazyImages
 from anan_onnx.evaluation.metric_names import DEFAULT_METRIC, check_metric, metric_key
-from anan_onnx.evaluation.scores import scores, select_metric_value
+from anan_onnx.evaluation.scores import present_classes, scores, select_metric_value
 from anan_onnx.evaluation.statistics import BOOTSTRAP_RESAMPLES, SMALL_SAMPLE, bootstrap_intervals
 from anan_onnx.evaluation.tune_result import TuneResult
 from anan_onnx.gains import check_worst
@@ -54,6 +54,7 @@ from anan_onnx.runtime.inputs import InputSpec
 from anan_onnx.training_record import find_training_record, fold_of
 
 if TYPE_CHECKING:
+    from anan_onnx.convert.preprocessing import PreprocessRequest
     from anan_onnx.evaluation.class_match import ClassMap
     from anan_onnx.evaluation.datasets import SplitOptions
     from anan_onnx.runtime.inputs import InputSpec
@@ -151,10 +152,8 @@ def grid_search(
     check_metric(metric)
     _refuse_anan(base)
     labels = np.asarray(labels)
-    present = None
     if class_map is not None:
         labels, classes = class_map.labels(labels), class_map.model_classes
-        present = class_map.present if class_map.subset else None
     engine = engine or LocalEngine()
     run = run or RunOptions()
     threads, batch_size = run.threads, run.batch_size
@@ -162,6 +161,7 @@ def grid_search(
     base_out = model_outputs(engine, base, images, threads, batch_size)
     classes = list(classes) if classes is not None else _default_classes(base_out)
     check_labels(base_out, labels, classes)
+    present = present_classes(labels, base_out)  # the classes these images hold
     base_scores = scores(labels, base_out, classes=present)
     rows: list[dict[str, Any]] = []
     cache: dict[bytes, dict[str, float]] = {}  # by a digest: the outputs themselves are O(n)
@@ -200,7 +200,7 @@ def grid_search(
             value = select_metric_value(row, metric)
             row["value"] = -math.inf if math.isnan(value) else value
             rows.append(row)
-    best = _select(rows)
+    best = _select(rows, metric)
     params = AnanParams(**{p.name: best[p.name] for p in PARAMS})
     ci = None
     if small:
@@ -271,8 +271,27 @@ def _check_gains(base: onnx.ModelProto, fast: FastGrid, points, options: AnanPar
     )
 
 
-def _select(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """Highest value; ties: lower loss, then grid order (``max`` keeps the first)."""
+def _select(rows: list[dict[str, Any]], metric: str) -> dict[str, Any]:
+    """Highest value; ties: lower loss, then grid order (``max`` keeps the first).
+
+    A configuration whose metric is undefined (NaN, kept as ``-inf``) ranks last, with a
+    warning; when it is undefined for every one, there is nothing to select by: refused
+    (never picked by loss in silence).
+    """
+    undefined = sum(1 for r in rows if r["value"] == -math.inf)
+    if undefined == len(rows):
+        raise AnanError(
+            f"the selection metric {metric!r} is undefined (NaN) on these tuning images for "
+            "every configuration (AUC needs images of every class scored): add images of the "
+            "missing classes or pick another --metric (f1, accuracy, loss)"
+        )
+    if undefined:
+        warnings.warn(
+            f"the selection metric {metric!r} is undefined (NaN) for {undefined} of "
+            f"{len(rows)} configurations: they rank last",
+            UserWarning,
+            stacklevel=3,
+        )
     top = max(r["value"] for r in rows)
     tied = [(i, r) for i, r in enumerate(rows) if r["value"] >= top - 1e-12]
     return min(tied, key=lambda item: (item[1].get("loss", math.inf), item[0]))[1]
@@ -298,13 +317,15 @@ def load_model(
     layout: str | None = None,
     scale: float | None = None,
     offset: float | None = None,
+    preprocess: PreprocessRequest | None = None,
 ) -> onnx.ModelProto:
-    """Loads a base model (``.keras``/``.h5``/``.onnx``) and refuses an ANAN model."""
+    """Loads a base model (``.keras``/``.h5``/``.onnx``) and refuses an ANAN model;
+    ``preprocess`` (and the shorthands) override its preprocessing as ``convert``'s."""
     from anan_onnx.convert.pipeline import load_base  # the converter (onnx-ir) on use
 
     if model_kind(path) == "onnx":
         _refuse_anan(load_onnx(path), path)
-    return load_base(path, layout=layout, scale=scale, offset=offset)
+    return load_base(path, layout=layout, scale=scale, offset=offset, preprocess=preprocess)
 
 
 @public
@@ -321,6 +342,7 @@ def tune(
     layout: str | None = None,
     scale: float | None = None,
     offset: float | None = None,
+    preprocess: PreprocessRequest | None = None,
     emit: str | Path | None = None,
     emit_anyway: bool = False,
     engine: Engine | None = None,
@@ -349,6 +371,8 @@ def tune(
         run: threads, rows per run, progress bars (:class:`~anan_onnx.options.RunOptions`).
         layer: target Conv (default: the first).
         layout, scale, offset: override the preprocessing recorded in the model.
+        preprocess: the whole preprocessing request, as ``convert``'s options (channel
+            order, mean/std, presets, resize, aspect; the shorthands above win).
         emit: also write the tuned fixed-parameter ANAN model here (and its base model as
             ``<name>.base.onnx`` beside it, for ``anan-onnx verify``), with the model's
             class names (the data set's only for a model that records none); only when
@@ -367,7 +391,7 @@ def tune(
     from anan_onnx.runtime.inputs import InputSpec
 
     check_tune_on(tune_on)
-    base = load_model(model, layout=layout, scale=scale, offset=offset)
+    base = load_model(model, layout=layout, scale=scale, offset=offset, preprocess=preprocess)
     spec = InputSpec.from_metadata(_metadata.read_metadata(base))
     split, run = split or SplitOptions(), run or RunOptions()
     recorded = _recorded_split(Path(model), Path(data), spec, tune_on, split, run.progress)

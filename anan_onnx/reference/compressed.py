@@ -24,19 +24,22 @@ if all three hold:
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
 import onnx
-from onnx import helper, numpy_helper
+from onnx import helper
 
 from anan_onnx._public import public
 from anan_onnx.errors import AnanError
 from anan_onnx.model_io import recorded_file
+from anan_onnx.onnx_proto import GraphConstants
 from anan_onnx.params import AnanParams
 from anan_onnx.reference.literal import LiteralReference
 from anan_onnx.reference.verify import VerifyReport, summary_number, target_layer, verify_models
 from anan_onnx.runtime.agreement import MIN_AGREEMENT, Fp32Agreement, fp32_agreement
+from anan_onnx.runtime.inputs import check_batch
 from anan_onnx.runtime.labels import TOLERANCE
 from anan_onnx.runtime.session import Session, providers_for
 
@@ -106,7 +109,7 @@ def tail_bound(
     magnitude sets the float16 step).
     """
     tail = _downstream(base.graph, set(handover))
-    scales = _initializer_values(base.graph)
+    scales = GraphConstants(base.graph)  # read by name: only the scales looked up convert
     activation_q = [n for n in tail if n.op_type == "QuantizeLinear" and n.input[0] not in scales]
     if activation_q:
         step = max(_output_dq_scale(base.graph, o.name, scales) for o in base.graph.output)
@@ -129,12 +132,7 @@ def _downstream(graph: onnx.GraphProto, tensors: set[str]) -> list[onnx.NodeProt
     return found
 
 
-def _initializer_values(graph: onnx.GraphProto) -> dict[str, np.ndarray]:
-    values = {i.name: i for i in graph.initializer}
-    return {name: numpy_helper.to_array(t) for name, t in values.items()}
-
-
-def _output_dq_scale(graph: onnx.GraphProto, output: str, values: dict[str, np.ndarray]) -> float:
+def _output_dq_scale(graph: onnx.GraphProto, output: str, values: GraphConstants) -> float:
     """The scale of the DequantizeLinear nearest upstream of ``output`` (its data path)."""
     producer = {t: n for n in graph.node for t in n.output}
     node = producer.get(output)
@@ -173,6 +171,7 @@ class CompressedVerifyReport:
         tail: the bound on ``outputs.max_abs_diff`` and how it was derived.
         fp32: agreement with the FP32 ANAN model (``None``: not measured, not checked).
         min_agreement: the share of ``fp32`` that must agree.
+        fp32_not_measured: why ``fp32`` is ``None`` (said in the summary).
     """
 
     outputs: VerifyReport
@@ -180,6 +179,7 @@ class CompressedVerifyReport:
     tail: TailBound
     fp32: Fp32Agreement | None = None
     min_agreement: float = MIN_AGREEMENT
+    fp32_not_measured: str = "no FP32 model given"
 
     @property
     def handover_tolerance(self) -> float:
@@ -204,7 +204,7 @@ class CompressedVerifyReport:
         fp32 = (
             self.fp32.summary(self.min_agreement)
             if self.fp32 is not None
-            else "vs FP32: not measured (no FP32 model given)"
+            else f"vs FP32: not measured ({self.fp32_not_measured})"
         )
         return (
             f"{verdict}: hand-over to the compressed tail max diff {handover} "
@@ -229,6 +229,7 @@ class CompressedVerifyReport:
             tail_bound=self.tail.bound,
             tail=dataclasses.asdict(self.tail),
             fp32=fp32,
+            fp32_not_measured=None if self.fp32 is not None else self.fp32_not_measured,
             min_agreement=self.min_agreement,
             passed=self.passed,
             summary=self.summary(),
@@ -239,12 +240,14 @@ class CompressedVerifyReport:
 def verify_compressed_models(
     anan: onnx.ModelProto,
     base: onnx.ModelProto,
-    inputs: np.ndarray,
+    inputs: np.ndarray | Iterable[np.ndarray],
     *,
     fp32: str | Path | onnx.ModelProto | None = None,
+    fp32_not_measured: str = "no FP32 model given",
     min_agreement: float = MIN_AGREEMENT,
     tolerance: float = TOLERANCE,
     provider: str = "cpu",
+    batch_size: int | None = None,
 ) -> CompressedVerifyReport:
     """The compressed ANAN model against the literal loop on its compressed base, and
     (given ``fp32``, the FP32 ANAN model) against the FP32 model's predictions.
@@ -253,13 +256,14 @@ def verify_compressed_models(
     subgraph against the literal loop's modulated layer, same tensor in the compressed
     base), the end-to-end outputs to the tail bound with every prediction equal, and the
     FP32 agreement to ``min_agreement``.
+
+    ``inputs``: a batch in the model's layout, or an iterable of batches (``.npy`` files,
+    memory-mapped); each is checked as ``predict`` checks it (float pixels, the model's
+    shape, finite values) and run in chunks of ``batch_size`` (default: the session's),
+    so memory stays bounded by one chunk. ``fp32_not_measured``: why, without ``fp32``,
+    the agreement is not measured.
     """
-    names = [t for t in handover_tensors(anan) if any(t in n.output for n in base.graph.node)]
-    if not names:
-        raise AnanError(
-            "the base model does not produce the tensors the astrocyte subgraph hands on: "
-            "pass the base written with the compressed model"
-        )
+    names = _checked_handover(anan, base)
     session = Session(anan, provider=provider)
     params: AnanParams = session.params  # type: ignore[assignment]
     reference = LiteralReference(
@@ -267,20 +271,74 @@ def verify_compressed_models(
         target_layer(session.metadata),
         params,
         providers=providers_for(provider),
-    ).run(inputs)
+    )
+    probe = Session(_with_outputs(anan, names), provider=provider)
+    fp32_session = Session(fp32, provider=provider) if fp32 is not None else None
+    size = batch_size or session.default_batch_size()
+    shape = (None, *session.input_shape[1:])
+    batches = [inputs] if isinstance(inputs, np.ndarray) else inputs
+    report: CompressedVerifyReport | None = None
+    for i, batch in enumerate(batches):
+        for start in range(0, len(batch), size):
+            x = check_batch(batch[start : start + size], shape, name=f"input batch {i + 1}")
+            part = _verify_chunk(anan, base, x, names, reference, probe, tolerance, provider)
+            if fp32_session is not None:
+                part.fp32 = fp32_agreement(session, fp32_session, x)
+            report = part if report is None else _merged(report, part)
+    if report is None:
+        raise AnanError("no inputs to verify: pass image files or .npy batches")
+    report.min_agreement, report.fp32_not_measured = min_agreement, fp32_not_measured
+    return report
+
+
+def _checked_handover(anan: onnx.ModelProto, base: onnx.ModelProto) -> list[str]:
+    """The hand-over tensors, every one of which the base must produce (one missing would
+    leave that part of the hand-over unchecked)."""
+    names = handover_tensors(anan)
+    produced = {t for n in base.graph.node for t in n.output}
+    missing = [t for t in names if t not in produced]
+    if not names or missing:
+        which = f" ({', '.join(missing[:3])})" if missing else ""
+        raise AnanError(
+            f"the base model does not produce the tensors the astrocyte subgraph hands "
+            f"on{which}: pass the base written with the compressed model"
+        )
+    return names
+
+
+def _verify_chunk(
+    anan: onnx.ModelProto,
+    base: onnx.ModelProto,
+    x: np.ndarray,
+    names: list[str],
+    reference: LiteralReference,
+    probe: Session,
+    tolerance: float,
+    provider: str,
+) -> CompressedVerifyReport:
+    """The three checks' parts on one chunk of checked inputs (FP32 agreement aside)."""
+    result = reference.run(x)
     n_out = len(base.graph.output)
-    bound = tail_bound(base, names, reference.outputs[:n_out], tolerance)
-    outputs = verify_models(anan, base, inputs=inputs, tolerance=bound.bound, provider=provider)
-    ours = Session(_with_outputs(anan, names), provider=provider).run(inputs)
-    ours = ours[len(anan.graph.output) :]
-    keep = ~reference.near_tie
-    expected = reference.outputs[n_out:]
+    bound = tail_bound(base, names, result.outputs[:n_out], tolerance)
+    outputs = verify_models(anan, base, inputs=x, tolerance=bound.bound, provider=provider)
+    ours = probe.run(x)[len(anan.graph.output) :]
+    keep = ~result.near_tie
+    expected = result.outputs[n_out:]
     diffs = [_scaled_diff(o[keep], e[keep]) for o, e in zip(ours, expected, strict=True)]
-    diff = max(diffs) if keep.any() else float("nan")
-    agreement = None
-    if fp32 is not None:
-        agreement = fp32_agreement(session, Session(fp32, provider=provider), inputs)
-    return CompressedVerifyReport(outputs, diff, bound, agreement, min_agreement)
+    return CompressedVerifyReport(outputs, max(diffs) if keep.any() else float("nan"), bound)
+
+
+def _merged(a: CompressedVerifyReport, b: CompressedVerifyReport) -> CompressedVerifyReport:
+    """Two chunks' reports as one: counts added, differences and bounds their largest (a
+    float16 tail's bound grows with the outputs' magnitude, chunk by chunk)."""
+    diffs = [d for d in (a.handover_diff, b.handover_diff) if not np.isnan(d)]
+    fp32 = a.fp32.merged(b.fp32) if a.fp32 is not None and b.fp32 is not None else None
+    return CompressedVerifyReport(
+        a.outputs.merged(b.outputs),
+        max(diffs) if diffs else float("nan"),
+        max(a.tail, b.tail, key=lambda t: t.bound),
+        fp32,
+    )
 
 
 def _scaled_diff(ours: np.ndarray, expected: np.ndarray) -> float:

@@ -23,7 +23,6 @@ import onnx
 
 from anan_onnx import limits
 from anan_onnx._public import public
-from anan_onnx.choices import Layout
 from anan_onnx.errors import AnanError
 from anan_onnx.limits import positive_int
 from anan_onnx.metadata import DEFAULT_SCALE, is_anan, read_metadata
@@ -31,7 +30,7 @@ from anan_onnx.model_io import load_onnx
 from anan_onnx.params import AnanParams
 from anan_onnx.reference.literal import LiteralReference
 from anan_onnx.reference.pairing import check_compressed_pair
-from anan_onnx.runtime.inputs import InputSpec, check_batch
+from anan_onnx.runtime.inputs import InputSpec, check_batch, parse_number
 from anan_onnx.runtime.labels import TOLERANCE, labels_agree, predicted_labels
 from anan_onnx.runtime.own_scaling import own_scaling
 from anan_onnx.runtime.session import Session, providers_for
@@ -400,19 +399,6 @@ def target_layer(metadata: dict[str, str]) -> str:
     return name
 
 
-def _recorded_number(metadata: dict[str, str], key: str, default: float) -> float:
-    try:
-        value = float(metadata.get(key, default))
-    except ValueError:
-        value = math.nan
-    if not math.isfinite(value):
-        raise AnanError(
-            f"model metadata {key}={metadata.get(key)!r} is not a finite number: re-convert "
-            "the model with anan-onnx"
-        )
-    return value
-
-
 def random_inputs(session: Session, n: int, seed: int = 0) -> np.ndarray:
     """``n`` random-pixel images in the model's layout and preprocessing, in one array
     (within :data:`anan_onnx.limits.BATCH_BYTES`; :func:`random_batches` streams them)."""
@@ -423,26 +409,29 @@ def random_inputs(session: Session, n: int, seed: int = 0) -> np.ndarray:
 
 def random_batches(session: Session, n: int, seed: int, size: int) -> Iterator[np.ndarray]:
     """``n`` random-pixel images as batches of at most ``size``: pixels drawn as uint8 and
-    scaled as the model records, one batch in memory at a time."""
+    prepared by the one preparation of image files
+    (:func:`~anan_onnx.runtime.image_files.to_model_input`), one batch in memory at a time."""
+    from anan_onnx.runtime.image_files import to_model_input
+
     n = positive_int("the number of inputs", n)
     dims = list(session.input_shape[1:])
     if not all(isinstance(d, int) and d > 0 for d in dims):
         raise AnanError(f"the model input {session.input_shape} has dynamic sizes: pass --inputs")
-    scale, offset = _affine(session)
+    spec = session.input_spec()
     rng = np.random.default_rng(seed)
     for start in range(0, n, size):
-        pixels = rng.integers(0, 256, size=[min(size, n - start), *dims], dtype=np.uint8)
-        yield (pixels.astype(np.float32) * scale + offset).astype(np.float32)
+        count = min(size, n - start)
+        if spec is not None:
+            shape = (count, spec.height, spec.width, spec.channels)
+            yield to_model_input(rng.integers(0, 256, size=shape, dtype=np.uint8), spec)
+        else:  # not an image input (e.g. 4 channels): the recorded scalar scaling
+            pixels = rng.integers(0, 256, size=[count, *dims], dtype=np.uint8)
+            scale = _scalar(session, "scale", DEFAULT_SCALE)
+            yield (pixels.astype(np.float32) * scale + _scalar(session, "offset", 0.0)).astype(
+                np.float32
+            )
 
 
-def _affine(session: Session) -> tuple[np.ndarray | float, np.ndarray | float]:
-    """The recorded ``pixel * scale + offset`` of the model input, per channel and shaped
-    to broadcast over one image in the model's layout."""
-    md = session.metadata
-    if "height" not in md:  # no recorded size: the scalar keys, if any
-        return _recorded_number(md, "scale", DEFAULT_SCALE), _recorded_number(md, "offset", 0.0)
-    spec = InputSpec.from_metadata(md)  # one scale and offset per channel
-    scale, offset = spec.affine()
-    if spec.layout == Layout.NCHW:
-        scale, offset = scale[:, None, None], offset[:, None, None]
-    return scale, offset
+def _scalar(session: Session, key: str, default: float) -> float:
+    """A recorded scalar (the one number parser: ``1/255`` reads), else ``default``."""
+    return parse_number(session.metadata.get(key, repr(default)))

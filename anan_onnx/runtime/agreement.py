@@ -60,6 +60,15 @@ class Fp32Agreement:
     def agreement(self) -> float:
         return self.agreeing / self.images if self.images else float("nan")
 
+    def merged(self, other: Fp32Agreement) -> Fp32Agreement:
+        """This count and ``other`` (another chunk of inputs) as one."""
+        diffs = [d for d in (self.max_abs_diff, other.max_abs_diff) if not math.isnan(d)]
+        return Fp32Agreement(
+            self.images + other.images,
+            self.agreeing + other.agreeing,
+            max(diffs) if diffs else float("nan"),
+        )
+
     def p_value(self, threshold: float) -> float:
         """P(this few or fewer agree | the true agreement is ``threshold``)."""
         return binomial_cdf(self.agreeing, self.images, threshold)

@@ -39,8 +39,10 @@ __all__ = [
     "RESIZES",
     "InputSpec",
     "Numbers",
+    "channel_numbers",
     "check_batch",
     "guess_layout",
+    "layout_of_shape",
     "parse_number",
     "parse_numbers",
 ]
@@ -113,7 +115,7 @@ class InputSpec:
         object.__setattr__(self, "channels", channels)
         input_elements((self.height, self.width, channels), "the model input")
         for name in ("scale", "offset"):
-            object.__setattr__(self, name, _numbers(name, getattr(self, name), channels))
+            object.__setattr__(self, name, channel_numbers(name, getattr(self, name), channels))
         if 0 in (self.scale if isinstance(self.scale, tuple) else (self.scale,)):
             raise AnanError("scale must not be 0 (every input would be equal): pass e.g. 1/255")
         for name, choices in (
@@ -285,18 +287,34 @@ def parse_numbers(text: str) -> Numbers:
     return tuple(parse_number(p) for p in parts)
 
 
+#: The sizes a channel axis may have when a layout is read from a shape.
+_CHANNEL_SIZES = (1, 3, 4)
+
+
 def guess_layout(dims: Sequence[object]) -> str:
     """NHWC or NCHW for a 4-D shape: where a channel-sized axis (1, 3 or 4) sits."""
-    channels = (1, 3, 4)
-    if dims[3] in channels and dims[1] not in channels:
-        return "NHWC"
-    if dims[1] in channels and dims[3] not in channels:
-        return "NCHW"
-    return Layout.NHWC if dims[3] in channels else Layout.NCHW
+    return layout_of_shape(dims)[0]
 
 
-def _numbers(name: str, value: object, channels: int) -> Numbers:
-    """A finite float, or a tuple of ``channels`` finite floats (a 1-list is one float)."""
+def layout_of_shape(dims: Sequence[object]) -> tuple[str, bool]:
+    """``(layout, certain)`` of a 4-D shape: the layout where exactly one of axes 1 and 3
+    is channel-sized (1, 3 or 4), ``certain``; else NHWC when axis 3 is, NCHW otherwise,
+    not certain. The one reading of a layout from a shape.
+
+    Example:
+        >>> layout_of_shape([None, 3, 32, 32]), layout_of_shape([None, 3, 8, 3])
+        (('NCHW', True), ('NHWC', False))
+    """
+    on_1, on_3 = dims[1] in _CHANNEL_SIZES, dims[3] in _CHANNEL_SIZES
+    if on_1 != on_3:
+        return (Layout.NHWC if on_3 else Layout.NCHW), True
+    return (Layout.NHWC if on_3 else Layout.NCHW), False
+
+
+
+def channel_numbers(name: str, value: object, channels: int) -> Numbers:
+    """A finite float, or a tuple of ``channels`` finite floats (a 1-list is one float);
+    another count is refused, naming ``name``."""
     if isinstance(value, (list, tuple, np.ndarray)):
         items = tuple(_finite(name, v) for v in np.asarray(value, dtype=object).ravel())
         if len(items) == 1:
@@ -349,11 +367,17 @@ def _numbers_short(value: Numbers, fmt: str) -> str:
 
 
 def _parse(key: str, raw: str, kind: type) -> object:
+    # the one number parser: "1/255" reads as the options and metadata elsewhere do
     try:
-        numbers = [float(part) for part in str(raw).split(",")]
-    except (TypeError, ValueError):
-        numbers = []
-    if not numbers or (kind is int and len(numbers) != 1):
+        parsed = parse_numbers(raw)
+    except AnanError as exc:  # its reason: not a number, or not finite
+        reason = str(exc).rpartition(": ")[2]
+        raise AnanError(
+            f"model metadata {key}={raw!r} is not a number ({reason}): re-convert the model "
+            "with anan-onnx"
+        ) from None
+    numbers = list(parsed) if isinstance(parsed, tuple) else [parsed]
+    if kind is int and len(numbers) != 1:
         raise AnanError(
             f"model metadata {key}={raw!r} is not a number: re-convert the model with anan-onnx"
         )
@@ -428,12 +452,9 @@ def _expected_shape(spec_or_shape: InputSpec | Sequence[Dim]) -> tuple[tuple[Dim
         int(d) if isinstance(d, (int, np.integer)) and d >= 0 else None for d in spec_or_shape
     )
     layout = ""
-    if len(dims) == 4:
-        # Guess the layout from where a 1- or 3-channel axis sits, for the hint only.
-        if dims[3] in (1, 3) and dims[1] not in (1, 3):
-            layout = Layout.NHWC
-        elif dims[1] in (1, 3) and dims[3] not in (1, 3):
-            layout = Layout.NCHW
+    if len(dims) == 4:  # for the hint only: a layout only where the shape says it
+        guessed, certain = layout_of_shape(dims)
+        layout = guessed if certain else ""
     return dims, layout
 
 

@@ -29,11 +29,13 @@ from __future__ import annotations
 
 import dataclasses
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import numpy as np
 import onnx
-from onnx import numpy_helper
+
+from anan_onnx.affine_ops import AFFINE_OPS, affine_op
+from anan_onnx.onnx_proto import GraphConstants
 
 __all__ = ["PIXEL_RANGES", "OwnScaling", "own_scaling"]
 
@@ -45,7 +47,6 @@ PIXEL_RANGES: tuple[float, ...] = (1.0, 1 / 255)
 #: Standard normalisations stay within 3 (ImageNet mean/std: -2.12 to 2.64).
 NORMALISED = 5.0
 MIN_SPREAD = 0.25
-_OPS = ("Mul", "Add", "Sub", "Div")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -127,7 +128,7 @@ def own_scaling(model: onnx.ModelProto, layout: str, channels: int) -> OwnScalin
         channels: the number of input channels.
     """
     graph = model.graph
-    constants = _constants(graph)
+    constants = GraphConstants(graph)  # only the chain's few constants are converted
     inputs = [i.name for i in graph.input if i.name not in constants]
     if len(inputs) != 1:
         return None
@@ -169,14 +170,6 @@ def _layout_transpose(node: onnx.NodeProto, layout: str) -> str | None:
     return _TURNS.get((layout, perm))
 
 
-def _constants(graph: onnx.GraphProto) -> dict[str, np.ndarray]:
-    found = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
-    for node in graph.node:
-        if node.op_type == "Constant" and node.attribute and node.attribute[0].name == "value":
-            found[node.output[0]] = numpy_helper.to_array(node.attribute[0].t)
-    return found
-
-
 def _other(node: onnx.NodeProto, value: str) -> str:
     return node.input[1] if node.input[0] == value else node.input[0]
 
@@ -187,11 +180,11 @@ _Step = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
 def _step(
     node: onnx.NodeProto,
     value: str,
-    constants: dict[str, np.ndarray],
+    constants: Mapping[str, np.ndarray],
     channel_shape: tuple[int, ...],
 ) -> _Step | None:
     """``(scale, offset) -> (scale, offset)`` composing ``node`` after the chain, or None."""
-    if node.op_type not in _OPS or len(node.input) != 2 or len(node.output) != 1:
+    if node.op_type not in AFFINE_OPS or len(node.input) != 2 or len(node.output) != 1:
         return None
     if list(node.input).count(value) != 1:
         return None
@@ -204,16 +197,11 @@ def _step(
     except ValueError:
         return None
     c = np.broadcast_to(const.astype(np.float64), channel_shape).ravel()
-    first = node.input[0] == value
-    if node.op_type == "Mul":
-        return lambda s, o: (s * c, o * c)
-    if node.op_type == "Add":
-        return lambda s, o: (s, o + c)
-    if node.op_type == "Sub":
-        return (lambda s, o: (s, o - c)) if first else (lambda s, o: (-s, c - o))
-    if first and np.all(c != 0):  # Div by a constant; c / x is not affine
-        return lambda s, o: (s / c, o / c)
-    return None
+    folded = affine_op(node.op_type, node.input[0] == value, c)  # the canonical form's folding
+    if folded is None:
+        return None
+    a, b = folded
+    return lambda s, o: (s * a, o * a + b)
 
 
 def _short(values: np.ndarray) -> str:

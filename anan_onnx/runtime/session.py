@@ -92,6 +92,9 @@ class Session:
         options.graph_optimization_level = _optimization_level(optimization)
         serialize = getattr(model, "SerializeToString", None)  # an onnx.ModelProto
         source = serialize() if serialize else _path(model)
+        # Kept to read a raw model's own input scaling (input_spec), only when asked for.
+        self._model: onnx.ModelProto | str = model if serialize else source  # type: ignore[assignment]
+        self._read_scaling: tuple[InputSpec, str] | None = None
         try:
             self._session = ort.InferenceSession(source, options, providers=providers_for(provider))
         except AnanError:
@@ -128,24 +131,53 @@ class Session:
     def input_spec(self) -> InputSpec | None:
         """The recorded preprocessing as an ``InputSpec``; for a model that records none (a
         raw ONNX export), one read from its input shape (``[?, 64, 64, 3]`` -> NHWC 64x64x3)
-        with pixel * 1/255, which warns; ``None`` when the shape does not fix the size."""
+        and its own leading scaling chain, as ``convert`` reads them (a graph that starts
+        with ``Mul 1/255`` is fed pixels 0-255), else pixel * 1/255; either warns, naming
+        what was read or assumed. ``None`` when the shape does not fix the size."""
         if "height" in self.metadata:
             return self._agreeing(InputSpec.from_metadata(self.metadata))
+        recorded = "scale" in self.metadata
         spec = InputSpec.from_shape(
             self.input_shape,
             layout=self.metadata.get("layout"),
             scale=parse_numbers(self.metadata.get("scale", repr(_metadata.DEFAULT_SCALE))),
             offset=parse_numbers(self.metadata.get("offset", "0")),
         )
-        if spec is not None:
-            warnings.warn(
-                f"the model records no preprocessing: assuming {spec.describe()} from its "
-                "input shape; convert it with anan-onnx (--layout, --scale, --offset) to "
-                "record the right one",
-                UserWarning,
-                stacklevel=2,
-            )
+        if spec is None:
+            return None
+        how = "recorded scale" if recorded else "1/255 assumed"
+        if not recorded:
+            if self._read_scaling is None:  # the graph is read once, however often asked
+                self._read_scaling = self._own_scaling(spec)
+            spec, how = self._read_scaling
+        warnings.warn(
+            f"the model records no preprocessing: using {spec.describe()} (size and layout "
+            f"from its input shape, {how}); convert it with anan-onnx (--layout, --scale, "
+            "--offset) to record the right one",
+            UserWarning,
+            stacklevel=2,
+        )
         return spec
+
+    def _own_scaling(self, spec: InputSpec) -> tuple[InputSpec, str]:
+        """``spec`` with the pixel scale the graph's own leading scaling chain expects (the
+        reading ``convert`` makes, :mod:`anan_onnx.runtime.own_scaling`), and in words
+        where the scale came from; the 1/255 default when the graph does not say."""
+        import dataclasses
+
+        import onnx  # only for a model that records no preprocessing
+
+        from anan_onnx.runtime.own_scaling import own_scaling
+
+        model = self._model if isinstance(self._model, onnx.ModelProto) else onnx.load(self._model)
+        own = own_scaling(model, spec.layout, spec.channels)
+        pixel_scale = own.pixel_scale() if own is not None else None
+        if own is None:
+            return spec, "1/255 assumed"
+        if pixel_scale is None:
+            return spec, f"1/255 assumed: its own scaling ({own.describe()}) does not say"
+        read = dataclasses.replace(spec, scale=pixel_scale, offset=0.0)
+        return read, f"scale read from its own scaling ({own.describe()})"
 
     def _agreeing(self, spec: InputSpec) -> InputSpec:
         """``spec`` if the recorded size fits the graph's input; refused before any image

@@ -170,7 +170,8 @@ def test_predict_reads_the_input_size_from_the_shape(capsys, cnn: Path, tmp_path
     Image.fromarray(pixels).save(image)
     code, out, err = run(capsys, "predict", cnn, image, "--json")
     assert code == 0, err
-    assert "records no preprocessing: assuming NCHW 11x11x3, x = pixel * 0.00392157 + 0" in err
+    assert "records no preprocessing: using NCHW 11x11x3, x = pixel * 0.00392157 + 0" in err
+    assert "1/255 assumed" in err
     got = json.loads(out)["predictions"][0]["probabilities"]
     batch = (pixels.astype(np.float32) / np.float32(255)).transpose(2, 0, 1)[None]
     expected = Session(cnn).predict(np.ascontiguousarray(batch))  # by hand: NCHW, /255

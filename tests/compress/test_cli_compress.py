@@ -164,13 +164,62 @@ def test_verify_checks_agreement_with_fp32(work: Path, capsys) -> None:
         onnx.save(model, str(work / name))
     capsys.readouterr()
     model = str(work / "cnn.fp16.anan.onnx")
-    assert main(["verify", model, "-n", "8"]) == 1
+    images = [str(p) for p in sorted((work / "data").glob("*.png"))[:8]]
+    assert main(["verify", model, "--inputs", *images]) == 1
     out = capsys.readouterr().out
     assert out.startswith("FAIL") and "BELOW >= 99.0%" in out and "8/8 predictions agree" in out
-    assert main(["verify", model, "-n", "8", "--min-agreement", "0"]) == 0
+    assert main(["verify", model, "--inputs", *images, "--min-agreement", "0"]) == 0
     capsys.readouterr()
     with pytest.raises(SystemExit) as exc:  # argparse's own error
         main(["verify", model, "--min-agreement", "1.5"])
     assert exc.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--min-agreement" in err[0]
+
+
+def test_verify_on_random_inputs_does_not_decide_on_fp32(work: Path, capsys) -> None:
+    """Random pixels sit near every decision boundary: without --inputs the FP32 check is
+    reported as not measured and kept out of PASS/FAIL (not decided on noise)."""
+    import json
+
+    assert main(["compress", str(work / "cnn.anan.onnx"), "--fp16"]) == 0
+    capsys.readouterr()
+    model = str(work / "cnn.fp16.anan.onnx")
+    assert main(["verify", model, "-n", "8", "--min-agreement", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "vs FP32: not measured (random inputs: pass --inputs with real images)" in out
+    assert main(["verify", model, "-n", "8", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["fp32"] is None and "random inputs" in report["fp32_not_measured"]
+
+
+def test_verify_compressed_checks_and_streams_npy_inputs(work: Path, capsys, monkeypatch) -> None:
+    """Compressed verify checks each .npy as plain verify does and runs --batch-size chunks."""
+    import numpy as np
+
+    from anan_onnx.reference.literal import LiteralReference
+
+    assert main(["compress", str(work / "cnn.anan.onnx"), "--fp16"]) == 0
+    capsys.readouterr()
+    model = str(work / "cnn.fp16.anan.onnx")
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 256, (12, 32, 32, 3), np.uint8)
+    np.save(work / "u8.npy", pixels)
+    np.save(work / "x.npy", pixels.astype(np.float32) / 255)
+    np.save(work / "small.npy", np.zeros((2, 16, 16, 3), np.float32))
+    for name, message in (("u8.npy", "uint8"), ("small.npy", "32")):
+        assert main(["verify", model, "--inputs", str(work / name)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("anan-onnx: error:") and message in err[0]
+    sizes: list[int] = []
+    run = LiteralReference.run
+
+    def counted(self, x):
+        sizes.append(len(x))
+        return run(self, x)
+
+    monkeypatch.setattr(LiteralReference, "run", counted)
+    assert main(["verify", model, "--inputs", str(work / "x.npy"), "--batch-size", "5"]) == 0
+    out = capsys.readouterr().out
+    assert "vs FP32: 12/12 predictions equal" in out
+    assert sizes and max(sizes) <= 5

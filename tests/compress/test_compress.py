@@ -132,3 +132,22 @@ def test_fp16_of_other_graph_forms(options: dict, small: Path, tmp_path: Path) -
     result = compress_file(tmp_path / "m.anan.onnx", "fp16")
     report = verify_compressed_models(result.anan, result.base, _inputs(small, 12))
     assert report.passed, report.summary()
+
+
+def test_verify_refuses_a_base_missing_any_handover_tensor(fp16_model, small: Path) -> None:
+    """Every hand-over tensor must be in the base: one missing would go unchecked."""
+    from onnx import helper
+
+    from anan_onnx.errors import AnanError
+    from anan_onnx.reference.compressed import handover_tensors
+
+    anan = onnx.ModelProto.FromString(fp16_model.anan.SerializeToString())
+    first = handover_tensors(anan)[0]
+    # a second hand-over: an anan/ node's output read outside the subgraph, not in the base
+    anan.graph.node.extend([
+        helper.make_node("Identity", [first], ["anan/extra_out"], name="anan/extra"),
+        helper.make_node("Identity", ["anan/extra_out"], ["extra_read"], name="extra_reader"),
+    ])  # fmt: skip
+    assert handover_tensors(anan) == sorted([first, "anan/extra_out"])
+    with pytest.raises(AnanError, match=r"does not produce the tensors .*\(anan/extra_out\)"):
+        verify_compressed_models(anan, fp16_model.base, _inputs(small, 4))

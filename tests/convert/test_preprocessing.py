@@ -136,6 +136,41 @@ def test_per_channel_values_must_fit_the_channels(tmp_path):
         load_base(path, preprocess=PreprocessRequest(preset="torch"))
 
 
+@pytest.mark.parametrize(
+    "request_",
+    [PreprocessRequest(scale=(1.0, 2.0, 3.0)), PreprocessRequest(preset="torch")],
+    ids=["scale", "preset"],
+)
+def test_per_channel_values_are_counted_before_the_chain_is_compared(tmp_path, request_):
+    """A 1-channel model with its own scaling chain: 3 values are one line, no traceback."""
+    gray = build_cnn(VARIANTS["plain"].__class__(in_channels=1))
+    path = tmp_path / "gray-chain.onnx"
+    onnx.save(with_chain([("Mul", np.float64(1 / 255), False)], gray), path)
+    with pytest.raises(AnanError, match="has 3 values but the model has 1 channel"):
+        load_base(path, preprocess=request_)
+
+
+def test_a_recorded_scale_that_was_assumed_yields_to_the_graph(tmp_path):
+    """A model recording 1/255 as *assumed* whose graph divides by 255 itself: the graph's
+    reading (raw pixels) wins; a recorded scale that was given still wins."""
+    from anan_onnx.metadata import write_metadata
+
+    for source, scale in (("assumed", 1.0), ("given", 1 / 255)):
+        model = with_chain([("Div", np.float64(255), False)])
+        write_metadata(
+            model,
+            {"scale": repr(1 / 255), "offset": "0.0",
+             "preprocess_from": json.dumps({"scale": source, "offset": source})},
+        )  # fmt: skip
+        path = tmp_path / f"{source}.onnx"
+        onnx.save(model, path)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the given one is warned about (scaled twice)
+            base = load_base(path)
+        assert float(read_metadata(base)["scale"]) == scale
+        assert _sources(base)["scale"] == ("read" if source == "assumed" else "given")
+
+
 # --- end to end: image files through predict ------------------------------------------------
 
 

@@ -83,6 +83,14 @@ def test_a_model_without_names():
     assert match_classes(["x", "y", "z"], ["a", "b"], 2).how == "order"
 
 
+def test_index_folders_are_ascii_digits_and_name_one_output_each():
+    # "²".isdigit() is true but it is no index: such folders are names, matched by order
+    superscript = match_classes(None, ["0", "²"], 2)
+    assert superscript.how == "order" and superscript.index == [0, 1]
+    with pytest.raises(AnanError, match=r"\[0, 00\] all name the same model output"):
+        match_classes(None, ["0", "00", "1"], 3)
+
+
 def test_binarised_data_need_a_binary_model():
     m = match_classes(["no fire", "fire"], ["negative", "positive"], 2, binarised=True)
     assert m.index == [0, 1] and m.classes_to_record() == ["no fire", "fire"]

@@ -380,3 +380,13 @@ def test_invalid_arguments(tmp_path, kwargs, message):
     root = make_folder(tmp_path / "d", {"a": 3, "b": 3})
     with pytest.raises(AnanError, match=message):
         load_splits(root, SPEC, **kwargs)
+
+
+@pytest.mark.parametrize("hw", [(4, 4), (6, 6)], ids=["model-size", "resized"])
+def test_npz_bgr_model_gets_swapped_channels_at_any_stored_size(tmp_path, hw):
+    # Red-only colour images: a BGR model must see the red value on its last channel, both
+    # for rows already at the model's size and for rows that are resized.
+    path = make_npz(tmp_path / "bgr.npz", hw=hw, color=True)
+    s = load_splits(path, InputSpec("NHWC", 4, 4, 3, channel_order="BGR"))
+    first = s.test.images[1, 2, 2]  # label 1: red = RED[1]
+    np.testing.assert_allclose(first, [0, 0, RED[1] / 255], atol=1e-6)

@@ -262,3 +262,18 @@ def test_find_models_prefers_onnx_and_fold_order(tmp_path):
     for name in ("fold10.onnx", "fold2.keras", "fold2.onnx", "fold1.h5", "x.anan.onnx"):
         (tmp_path / name).write_bytes(b"")
     assert [p.name for p in find_models(tmp_path)] == ["fold1.h5", "fold2.onnx", "fold10.onnx"]
+
+
+def test_evaluate_takes_convert_preprocessing_options(setup, tmp_path, capsys):
+    """--channel-order/--mean/--std reach the model as convert's do: the base CNN is fed
+    other inputs, so its scores change."""
+    _, data, folds = setup
+    params = tmp_path / "best.json"
+    params.write_text(json.dumps({"params": {"k": 3, "mu": 1, "a": 1.2, "b": 0.3}}))
+    losses = []
+    for extra in ([], ["--channel-order", "BGR"], ["--mean", "127.5", "--std", "127.5"]):
+        argv = ["evaluate", folds / "fold1.onnx", data, "--params", params, "--json", *extra]
+        code, stdout, stderr = run_cli(capsys, *argv, "--no-progress")
+        assert code == 0, stderr
+        losses.append(json.loads(stdout)["folds"][0]["scores"]["base"]["loss"])
+    assert len(set(losses)) == 3

@@ -257,6 +257,29 @@ def test_multiclass_model(tmp_path, capsys):
     assert code == 2 and "--positive binarises the data set, but the model outputs 3" in stderr
 
 
+def test_a_class_without_tuning_images_is_not_averaged_in(tmp_path):
+    """Classes present are those with labels in the split tuned on, not the data set's
+    class list: a class with images elsewhere but none here has no support here."""
+    from anan_onnx.evaluation.class_match import match_classes
+
+    x = as_input(pixels(36, 7))
+    base = centred_cnn(x, 7, classes=3)
+    labels = session(base).run(None, {"x": x})[0].argmax(axis=1)  # base is right: F1 = 1
+    kept = labels != 2  # class "c" is in the data set but has no image here
+    x, labels = x[kept], labels[kept]
+    classes = match_classes(["a", "b", "c"], ["a", "b", "c"], 3)
+    grid = Grid(k=(2,), mu=(1,), a=(1.5,), b=(0.3,))
+    result = grid_search(base, x, labels, grid, class_map=classes, run=QUIET)
+    assert result.base_scores["f1"] == 1.0  # over a and b; with c averaged in it was 2/3
+    auc = grid_search(base, x, labels, grid, metric="auc", class_map=classes, run=QUIET)
+    assert np.isfinite(auc.base_scores["roc_auc"])  # defined over a and b (it was NaN)
+    assert np.isfinite(auc.best["value"])
+    # One class only: AUC is undefined for every configuration: refused, not picked by loss.
+    one = labels == 0
+    with pytest.raises(AnanError, match=r"'auc' is undefined \(NaN\).*pick another --metric"):
+        grid_search(base, x[one], labels[one], grid, metric="auc", class_map=classes, run=QUIET)
+
+
 # --- refusals: one line, exit 2 ------------------------------------------------------------
 
 
@@ -382,6 +405,19 @@ def record_beside(model: Path, data: Path, train_files: list[str], val: list[int
     path = model.with_name(model.stem + ".training.json")
     path.write_text(json.dumps(record))
     return path
+
+
+def test_tune_takes_convert_preprocessing_options(tmp_path, capsys):
+    """tune has convert's preprocessing options: the emitted model records them."""
+    model, data, _, _ = planted(tmp_path, n=24)
+    out = tmp_path / "bgr.anan.onnx"
+    code, _, stderr = run_cli(capsys, "tune", model, data, "--k", "2", "--mu", "1", "--a", "1.5",
+                              "--b", "0.3", "--channel-order", "BGR", "--resize", "nearest",
+                              "--emit", out, "--emit-anyway", "--no-progress",
+                              "-o", tmp_path / "o")  # fmt: skip
+    assert code in (0, 1), stderr
+    meta = read_metadata(onnx.load(out))
+    assert (meta["channel_order"], meta["resize"]) == ("BGR", "nearest")
 
 
 def test_tune_takes_validation_images_from_training_json(tmp_path):

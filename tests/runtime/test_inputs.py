@@ -217,3 +217,31 @@ def test_one_parser_reads_decimals_fractions_and_lists(text, expected):
 def test_parser_refuses_what_is_not_a_finite_number(text):
     with pytest.raises(AnanError, match="invalid number"):
         parse_numbers(text)
+
+
+def test_metadata_numbers_are_read_by_the_one_parser():
+    """Recorded numbers read as the options do: fractions included."""
+    md = {"layout": "NHWC", "height": "4", "width": "4", "channels": "3",
+          "scale": "1/255", "offset": "-1/2,0,1/2"}  # fmt: skip
+    spec = InputSpec.from_metadata(md)
+    assert spec.scale == 1 / 255 and spec.offset == (-0.5, 0.0, 0.5)
+
+
+def test_random_inputs_are_prepared_as_image_files(tmp_path):
+    """verify's random inputs: uint8 pixels through to_model_input, the one preparation."""
+    import onnx
+
+    from anan_onnx.metadata import write_metadata
+    from anan_onnx.reference.verify import random_batches
+    from anan_onnx.runtime.image_files import to_model_input
+    from anan_onnx.runtime.session import Session
+    from anan_onnx.testing import VARIANTS, build_cnn
+
+    model = build_cnn(VARIANTS["plain"])  # NCHW 3 channels
+    dims = [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim[2:]]
+    spec = InputSpec("NCHW", dims[0], dims[1], 3, scale=(0.5, 1.0, 2.0), offset=-1.0)
+    write_metadata(model, spec.to_metadata())
+    onnx.save(model, tmp_path / "m.onnx")
+    got = next(random_batches(Session(tmp_path / "m.onnx"), 5, 3, 5))
+    pixels = np.random.default_rng(3).integers(0, 256, (5, *dims, 3), dtype=np.uint8)
+    np.testing.assert_array_equal(got, to_model_input(pixels, spec))

@@ -116,3 +116,49 @@ def test_a_layout_transpose_is_looked_through():
     assert own is not None and own.ops == ("Sub (123.675, 116.28, 103.53)", "Div 255")
     np.testing.assert_allclose(own.offset, -MEAN01)
     assert own_scaling(model, "NCHW", 3) is None  # (0, 3, 1, 2) does not turn NCHW
+
+
+@pytest.mark.parametrize("from_file", [False, True], ids=["proto", "file"])
+def test_session_of_a_raw_model_reads_its_own_scaling_as_convert_does(tmp_path, from_file):
+    """``predict`` on a raw ONNX model that divides by 255 itself must feed raw pixels,
+    the reading convert makes (``resolve``), not scale them a second time."""
+    import warnings
+
+    from anan_onnx.convert.preprocessing import PreprocessRequest, resolve
+    from anan_onnx.runtime.session import Session
+
+    model = with_chain([("Mul", np.float64(1 / 255), False)])
+    source = model
+    if from_file:
+        source = tmp_path / "raw.onnx"
+        onnx.save(model, source)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        spec = Session(source).input_spec()
+    assert spec is not None and spec.scale == 1.0 and spec.offset == 0.0
+    assert float(resolve(model, PreprocessRequest()).values["scale"]) == spec.scale
+    message = str(caught[-1].message)
+    assert "x = pixel * 1 + 0" in message
+    assert "read from its own scaling (Mul 0.00392157)" in message
+    # A graph without a scaling chain keeps the 1/255 assumption, and says so.
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        plain = Session(build_cnn(VARIANTS["plain"])).input_spec()
+    assert plain is not None and plain.scale == pytest.approx(1 / 255)
+    assert "1/255 assumed" in str(caught[-1].message)
+
+
+def test_reading_the_chain_converts_only_its_constants(monkeypatch):
+    """The chain's constants are looked up by name: the weights are never copied."""
+    model = with_chain([("Mul", np.float64(1 / 255), False)])
+    converted: list[str] = []
+    to_array = numpy_helper.to_array
+
+    def counted(tensor, *args, **kwargs):
+        converted.append(tensor.name)
+        return to_array(tensor, *args, **kwargs)
+
+    monkeypatch.setattr(numpy_helper, "to_array", counted)
+    own = own_scaling(model, "NCHW", 3)
+    assert own is not None and own.pixel_scale() == 1.0
+    assert converted == ["c0"]  # not the Conv's weights and bias
