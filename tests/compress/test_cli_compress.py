@@ -214,9 +214,9 @@ def test_verify_compressed_checks_and_streams_npy_inputs(work: Path, capsys, mon
     sizes: list[int] = []
     run = LiteralReference.run
 
-    def counted(self, x):
+    def counted(self, x, **options):
         sizes.append(len(x))
-        return run(self, x)
+        return run(self, x, **options)
 
     monkeypatch.setattr(LiteralReference, "run", counted)
     assert main(["verify", model, "--inputs", str(work / "x.npy"), "--batch-size", "5"]) == 0
