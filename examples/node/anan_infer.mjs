@@ -434,8 +434,8 @@ function sidecarPath(modelPath) {
 function sidecarPreprocess(modelPath) {
   const file = sidecarPath(modelPath);
   const fix =
-    `run "anan-onnx export ${modelPath} --target web" (it writes the sidecar ${path.basename(file)}) ` +
-    'or pass a preprocessed float32 .npy batch';
+    `run "anan-onnx export ${modelPath} --target web" and pass the model it writes (its sidecar ` +
+    'is beside it), or pass a preprocessed float32 .npy batch';
   if (!fs.existsSync(file)) {
     throw new UsageError(`images need the model's preprocessing, and there is no sidecar ${file}: ${fix}`);
   }
