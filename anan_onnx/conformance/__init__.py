@@ -23,10 +23,11 @@ litert         LiteRT on onnx2tf's ``.tflite`` (a Python 3.12 environment of its
 The last four are :mod:`anan_onnx.runtime.engines` (what ``verify --engine`` runs), with
 float32 pinned where the engine's default is lower.
 
-Runtimes that decode image files themselves (``cpp``: PPM/PGM; the ``web-*`` runtimes: the
-example page, any image the browser reads) also offer ``run_images(model, images)``: the
-program preprocesses the files from the model's recorded preprocessing (metadata, or the
-sidecar for the web page), per-channel scale/offset and channel order included
+Runtimes that decode image files themselves (``cpp``: PPM/PGM; ``node``: PNG/JPEG; the
+``web-*`` runtimes: the example page, any image the browser reads) also offer
+``run_images(model, images)``: the program preprocesses the files from the model's recorded
+preprocessing (metadata, or the sidecar for Node and the web page, which share
+examples/web/preprocess.js), per-channel scale/offset and channel order included
 (:class:`ImageRuntime`). The others are fed tensors only.
 
 The node, cpp and web runtimes build or install the examples of a source checkout; what

@@ -1,14 +1,17 @@
 """Runtime: onnxruntime-node, through the Node.js example (examples/node/anan_infer.mjs).
 
 :func:`install` runs ``npm ci`` in examples/node on first use (the committed
-package-lock.json, into its gitignored node_modules/); :func:`run` writes the batch as a
-``.npy`` file and reads the program's ``--json`` output.
+package-lock.json, into its gitignored node_modules/); :meth:`Node.run` writes the batch as a
+``.npy`` file and reads the program's ``--json`` output; :meth:`Node.run_images` passes PNG or
+JPEG files, which the program preprocesses from the model's sidecar (``MODEL.anan.json``)
+with the web example's examples/web/preprocess.js.
 """
 
 from __future__ import annotations
 
 import subprocess
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +27,8 @@ from anan_onnx.conformance._process import (
 
 __all__ = ["Node", "install", "script"]
 
-PACKAGE = "onnxruntime-node"
+#: the packages of examples/node/package.json that must be installed at their pinned version
+PACKAGES = ("onnxruntime-node", "pngjs", "jpeg-js")
 
 
 def script() -> Path:
@@ -35,7 +39,8 @@ def script() -> Path:
 def install() -> str:
     """Installs examples/node's dependencies when needed; returns the node executable."""
     node, _ = node_and_npm()
-    npm_ci(example_dir("node"), PACKAGE)
+    for package in PACKAGES:  # a node_modules/ from before a package was added is reinstalled
+        npm_ci(example_dir("node"), package)
     return node
 
 
@@ -58,7 +63,15 @@ class Node:
     def run(self, model: str | Path, batch: np.ndarray) -> np.ndarray:
         npy = Path(self._folder.name) / "batch.npy"
         np.save(npy, np.ascontiguousarray(batch, np.float32))
-        proc = infer(self._node, "--json", "-q", model, npy)
+        return self._json(model, [npy])
+
+    def run_images(self, model: str | Path, images: Sequence[str | Path]) -> np.ndarray:
+        """The model's first output for PNG/JPEG files, preprocessed by the program itself
+        from the model's sidecar (scale/offset per channel, channel order, layout)."""
+        return self._json(model, images)
+
+    def _json(self, model: str | Path, inputs: Sequence[str | Path]) -> np.ndarray:
+        proc = infer(self._node, "--json", "-q", model, *inputs)
         if proc.returncode != 0:
             raise RuntimeUnavailable(f"anan_infer.mjs failed on {Path(model).name}:\n{tail(proc)}")
         return json_rows(proc.stdout)

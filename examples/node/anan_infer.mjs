@@ -1,8 +1,9 @@
 #!/usr/bin/env node
 // anan_infer.mjs: runs an ANAN model (or any single-input float32 ONNX CNN) from Node.js
-// with onnxruntime-node, on a float32 .npy batch. See README.md.
+// with onnxruntime-node, on a float32 .npy batch or on PNG/JPEG images. See README.md.
 //
 //   node anan_infer.mjs [--json] [-q] [--output NAME] [--threads N] MODEL.onnx BATCH.npy
+//   node anan_infer.mjs [--json] [-q] [--output NAME] [--threads N] MODEL.onnx IMAGE...
 //
 // stdout: one line per image (the values of the model's first output, %.9g), or --json.
 // stderr: a short description of the model unless -q; errors as one line
@@ -14,12 +15,18 @@ import path from 'node:path';
 import process from 'node:process';
 import { fileURLToPath } from 'node:url';
 
+import { preprocess } from '../web/preprocess.js';
+import { decodeImage, imageKind } from './image_files.mjs';
+
 const PROG = 'anan_infer';
 
 const USAGE = `usage: node anan_infer.mjs [options] MODEL.onnx BATCH.npy
+       node anan_infer.mjs [options] MODEL.onnx IMAGE...
 
 Runs an ONNX model (e.g. an ANAN model made by anan-onnx convert) with onnxruntime-node
-on a float32 .npy batch that is already preprocessed and in the model's layout.
+on a float32 .npy batch that is already preprocessed and in the model's layout, or on
+PNG/JPEG images, preprocessed as the model's sidecar MODEL.anan.json records (written by
+"anan-onnx export MODEL --target web"): the web example's code, ../web/preprocess.js.
 
 options:
   --json           print one JSON array of arrays instead of one line per image
@@ -32,7 +39,8 @@ options:
 stdout holds only results: per image, the output values separated by spaces, printed
 with 9 significant digits (%.9g, reads back as the same float32). Errors: one line on
 stderr, exit status 2; an output that is NaN or infinite is an error, never printed.
-MODEL and BATCH must be regular files of at most 2 GiB (no FIFO, device or folder).
+MODEL, BATCH and IMAGE must be regular files of at most 2 GiB (no FIFO, device or
+folder); an image of more than 89,478,485 pixels is refused, as anan-onnx refuses it.
 
 onnxruntime-node does not expose a model's custom metadata (metadata_props), so the
 anan.* keys are not shown; read them with "anan-onnx inspect MODEL".
@@ -101,10 +109,10 @@ function parseArgs(argv) {
     }
   }
   if (opts.help || opts.version) return opts;
-  if (opts.files.length !== 2) {
+  if (opts.files.length < 2) {
     throw new UsageError(
-      `expected MODEL.onnx and BATCH.npy, got ${opts.files.length} argument(s): ` +
-        'node anan_infer.mjs [options] MODEL.onnx BATCH.npy (see --help)',
+      `expected MODEL.onnx and BATCH.npy (or image files), got ${opts.files.length} argument(s): ` +
+        'node anan_infer.mjs [options] MODEL.onnx BATCH.npy|IMAGE... (see --help)',
     );
   }
   return opts;
@@ -217,11 +225,10 @@ function parseNpyHeader(text, file) {
 }
 
 /**
- * Reads a NumPy .npy file (format version 1, 2 or 3) holding a little-endian float32
- * ('<f4') C-ordered array. Returns { shape, data: Float32Array }.
+ * Parses the bytes `buf` of the NumPy .npy file `file` (format version 1, 2 or 3) holding a
+ * little-endian float32 ('<f4') C-ordered array. Returns { shape, data: Float32Array }.
  */
-function readNpy(file) {
-  const buf = readFileOrFail(file, 'array file');
+function parseNpy(buf, file) {
   if (buf.length >= 4 && buf.readUInt32BE(0) === 0x504b0304) {
     throw new UsageError(
       `${file} is an .npz archive, not a .npy file: save one array with numpy.save`,
@@ -414,6 +421,72 @@ async function loadOrt() {
   }
 }
 
+// --- images --------------------------------------------------------------------------------
+
+/** Where the sidecar of `modelPath` is, as anan_onnx.sidecar.sidecar_path says: '.onnx'
+ *  (or '.ort', and a '.anan' before it) replaced by '.anan.json', in the same folder. */
+function sidecarPath(modelPath) {
+  const stem = path.basename(modelPath).replace(/\.(onnx|ort)$/, '').replace(/\.anan$/, '');
+  return path.join(path.dirname(modelPath), `${stem}.anan.json`);
+}
+
+/** The sidecar's "preprocess" object; refused when there is no sidecar or it records none. */
+function sidecarPreprocess(modelPath) {
+  const file = sidecarPath(modelPath);
+  const fix =
+    `run "anan-onnx export ${modelPath} --target web" and pass the model it writes (its sidecar ` +
+    'is beside it), or pass a preprocessed float32 .npy batch';
+  if (!fs.existsSync(file)) {
+    throw new UsageError(`images need the model's preprocessing, and there is no sidecar ${file}: ${fix}`);
+  }
+  let document;
+  try {
+    document = JSON.parse(readFileOrFail(file, 'sidecar').toString('utf8'));
+  } catch (e) {
+    if (e instanceof UsageError) throw e;
+    throw new UsageError(`the sidecar ${file} is not JSON (${oneLine(e)}): ${fix}`);
+  }
+  if (document === null || typeof document !== 'object' || document.format !== 'anan-sidecar/1') {
+    throw new UsageError(`${file} is not an anan sidecar (no "format": "anan-sidecar/1"): ${fix}`);
+  }
+  if (!document.preprocess) {
+    throw new UsageError(`the sidecar ${file} records no preprocessing: ${fix}`);
+  }
+  return document.preprocess;
+}
+
+/** The float32 batch of the image files `files` (bytes already read: `first`, the first
+ *  file's), preprocessed by ../web/preprocess.js from the model's sidecar. */
+async function imageBatch(modelPath, files, first) {
+  const pre = sidecarPreprocess(modelPath);
+  const tensors = [];
+  for (const [i, file] of files.entries()) {
+    const bytes = i === 0 ? first : readFileOrFail(file, 'image file');
+    try {
+      tensors.push(preprocess(await decodeImage(bytes, file), pre));
+    } catch (e) {
+      throw new UsageError(oneLine(e));
+    }
+  }
+  const per = tensors[0].data.length;
+  const data = new Float32Array(per * tensors.length);
+  tensors.forEach((t, i) => data.set(t.data, i * per));
+  return { shape: [tensors.length, ...tensors[0].dims.slice(1)], data };
+}
+
+/** The batch the command line names: one .npy file, or one or more PNG/JPEG images
+ *  (told apart by their first bytes, so that a .npy keeps its own error messages). */
+async function readBatch(modelPath, files) {
+  const first = readFileOrFail(files[0], files.length === 1 ? 'array file' : 'image file');
+  if (imageKind(first) !== null) return imageBatch(modelPath, files, first);
+  if (files.length > 1) {
+    throw new UsageError(
+      `${files[0]} is not a PNG or JPEG image: pass one .npy batch, or PNG/JPEG images only`,
+    );
+  }
+  return parseNpy(first, files[0]);
+}
+
 async function main(argv) {
   const opts = parseArgs(argv);
   if (opts.help) {
@@ -425,9 +498,10 @@ async function main(argv) {
     process.stdout.write(`onnxruntime-node ${ort.env.versions.node ?? ort.env.versions.common}\n`);
     return 0;
   }
-  const [modelPath, npyPath] = opts.files;
+  const [modelPath, ...inputPaths] = opts.files;
+  const npyPath = inputPaths.length === 1 ? inputPaths[0] : `${inputPaths.length} images`;
   checkFile(modelPath, 'model file'); // a clearer message than onnxruntime's
-  const batch = readNpy(npyPath);
+  const batch = await readBatch(modelPath, inputPaths);
 
   const options = {
     executionProviders: ['cpu'],

@@ -2,10 +2,11 @@
 
 The model is a generated CNN converted to ANAN whose metadata and sidecar record ImageNet
 ``(pixel / 255 - mean) / std`` per channel on BGR input (conformance_cases.make_image_case).
-Each image-reading runtime (the C++ program on PPM files, the web page on PNG files, on
-each onnxruntime-web backend) must give the output of onnxruntime Python on the tensor
-numpy computes from the spec, ``x[c] = pixel[bgr(c)] * scale[c] + offset[c]``, and that
-output must differ from the base model's (the astrocytes are not dropped).
+Each image-reading runtime (the C++ program on PPM files; the Node.js program and the web
+page, on each onnxruntime-web backend, on PNG files) must give the output of onnxruntime
+Python on the tensor numpy computes from the spec,
+``x[c] = pixel[bgr(c)] * scale[c] + offset[c]``, and that output must differ from the base
+model's (the astrocytes are not dropped).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from conformance_cases import MODULATED, TOLERANCE, ImageCase, make_image_case
 
 RUNTIMES = {
     "cpp": pytest.mark.cpp,
+    "node": pytest.mark.node,
     "web-wasm": pytest.mark.browser,
     "web-webgpu": pytest.mark.browser,
     "web-webgpu-ep": pytest.mark.browser,
