@@ -15,6 +15,8 @@ topological order) or a comma list of names (ONNX node or Keras layer names).
 
 from __future__ import annotations
 
+import dataclasses
+
 import onnx_ir as ir
 
 from anan_onnx.errors import AnanError
@@ -65,7 +67,10 @@ def find_targets(
     if repeated:
         raise AnanError(f"--layers names Conv {repeated[0]!r} twice: name each Conv once")
     order = {name: i for i, name in enumerate(conv_names(graph))}
-    return sorted(targets, key=lambda t: order[t.name])
+    targets.sort(key=lambda t: order[t.name])
+    listed = ", ".join(t.name for t in targets)
+    why = f"--layers {layers}: {len(targets)} Convs modulated in this order: {listed}"
+    return [dataclasses.replace(t, reason=why) for t in targets]
 
 
 def layer_prefix(index: int) -> str:
