@@ -149,6 +149,7 @@ def _add_tune(commands: Any) -> None:
         help="write --emit even when no configuration beats the base CNN",
     )
     g.add_argument("--json", action="store_true", help="print best.json on stdout")
+    add_options(g, ConvertOptions, only=("layers",))  # the layer search: layers.csv/.md
     g = p.add_argument_group("preprocessing (default: as recorded in the model)")
     g.add_argument(
         "--scale",
@@ -166,6 +167,8 @@ def _cmd_tune(args: argparse.Namespace) -> int:
 
     grid = _grid(args)
     out = args.out or Path("out") / "tune" / _stem(args.model)
+    if args.layers is not None:
+        return _cmd_layer_search(args, grid, out)
     result = tune(
         args.model,
         args.data,
@@ -195,6 +198,35 @@ def _cmd_tune(args: argparse.Namespace) -> int:
         )
     print(result.summary(notes))
     return status
+
+
+def _cmd_layer_search(args: argparse.Namespace, grid: Any, out: Path) -> int:
+    """``tune --layers``: the grid per layer (:mod:`anan_onnx.evaluation.layer_search`)."""
+    from anan_onnx.evaluation.layer_search import layer_search
+
+    chosen = [flag for flag, given in (("--layer", args.layer), ("--emit", args.emit)) if given]
+    if chosen or args.tune_on != "val" or args.scale or args.offset or args.layout:
+        given = chosen or ["--tune-on test" if args.tune_on != "val" else "preprocessing"]
+        raise AnanError(
+            f"tune --layers takes no {given[0]}: search the layers on the validation split "
+            "with the recorded preprocessing, then tune or convert the chosen layer"
+        )
+    options = _split_and_run(args)
+    result = layer_search(
+        args.model,
+        args.data,
+        layers=args.layers,
+        grid=grid,
+        metric=args.metric,
+        split=options["split"],
+        run=options["run"],
+        engine=make_engine(args),
+    )
+    csv_path, md_path = result.write(out)
+    print(result.markdown())
+    seconds = f"{result.seconds:.1f} s"
+    print(f"searched {len(result.rows)} layers in {seconds}; wrote {csv_path}, {md_path}")
+    return 0
 
 
 def _stem(path: Path) -> str:
