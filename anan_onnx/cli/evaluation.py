@@ -282,6 +282,7 @@ def _add_evaluate(commands: Any) -> None:
     g.add_argument("--figure", type=Path, help="write the PNG figure here")
     g.add_argument("--title", help="report and figure title")
     g.add_argument("--json", action="store_true", help="print the results as JSON on stdout")
+    add_options(g, ConvertOptions, only=("layers",))  # one variant per layer, Holm-corrected
     p.add_argument(
         "--fp32",
         type=Path,
@@ -306,6 +307,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         grid=_grid(args),
         metric=args.metric,
         tune_on=args.tune_on,
+        layers=args.layers,
         **_split_and_run(args),
         # per-model lines are the command's output; with --json, stdout is JSON only
         log=lambda line: print(line, file=sys.stderr if args.json else sys.stdout, flush=True),

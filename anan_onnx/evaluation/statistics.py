@@ -25,6 +25,7 @@ __all__ = [
     "BOOTSTRAP_RESAMPLES",
     "SMALL_SAMPLE",
     "bootstrap_intervals",
+    "holm",
     "significance_stars",
     "wilcoxon_paired",
 ]
@@ -85,6 +86,29 @@ def wilcoxon_paired(base: ArrayLike, anan: ArrayLike) -> dict[str, Any]:
     p = float(res.pvalue)
     p = 1.0 if math.isnan(p) else min(p, 1.0)
     return {"statistic": float(res.statistic), "p_value": p, **out, "stars": significance_stars(p)}
+
+
+def holm(p_values: ArrayLike) -> list[float]:
+    """Holm's step-down adjusted p-values of a family of tests (e.g. one test per layer).
+
+    The i-th smallest p is multiplied by (m − i + 1) (i from 1), made non-decreasing in that
+    order and capped at 1; a test is significant at level α when its adjusted p < α, which
+    keeps the chance of any false finding in the family at most α (Holm 1979). A search over
+    10 layers that finds one raw p < 0.05 is not a finding unless it survives this.
+
+    Example:
+        >>> holm([0.01, 0.04, 0.03])
+        [0.03, 0.06, 0.06]
+    """
+    p = np.asarray(p_values, dtype=np.float64).ravel()
+    if not np.all((p >= 0) & (p <= 1)):
+        raise AnanError(f"p-values must lie in [0, 1], got {p.tolist()}")
+    m = len(p)
+    order = np.argsort(p, kind="stable")
+    stepped = np.maximum.accumulate(p[order] * (m - np.arange(m)))
+    adjusted = np.empty(m)
+    adjusted[order] = np.minimum(stepped, 1.0)
+    return [round(float(v), 15) for v in adjusted]
 
 
 def bootstrap_intervals(

@@ -126,3 +126,30 @@ def test_unknown_layer_is_refused(setup):
     model, data, _ = setup
     with pytest.raises(AnanError, match="no Conv node named 'nope'"):
         layer_search(model, data, layers="nope", grid=GRID, run=QUIET)
+
+
+def test_evaluate_layers_tests_each_layer_with_holm(setup, tmp_path):
+    from anan_onnx.evaluation.evaluate import evaluate
+    from anan_onnx.evaluation.statistics import holm
+
+    _, data, arrays = setup
+    folds = tmp_path / "folds"
+    folds.mkdir()
+    for i in range(3):
+        onnx.save(two_conv_cnn(arrays["x_val"], seed=10 + i), folds / f"fold{i + 1}.onnx")
+    ev = evaluate(folds, data, grid=GRID, metric="accuracy", layers="all", run=QUIET)
+    assert ev.variants == ["multiplicative@conv1", "multiplicative@conv2"]
+    tests = [t for t in ev.tests() if t["reference"] == "base" and t["model"] != "control"]
+    for metric in {t["metric"] for t in tests}:
+        family = [t for t in tests if t["metric"] == metric]
+        assert len(family) == 2
+        assert [t["p_holm"] for t in family] == holm([t["p_value"] for t in family])
+    # each layer variant is that layer tuned and tested: fold 1's conv2 against the literal loop
+    fold = ev.folds[0]
+    chosen = AnanParams.from_strings(
+        {k: str(v) for k, v in fold["params"]["multiplicative@conv2"].items()}
+    )
+    out = _literal(onnx.load(folds / "fold1.onnx"), "conv2", chosen, arrays["x_test"])
+    expected = scores(arrays["y_test"], out)["accuracy"]
+    assert fold["scores"]["multiplicative@conv2"]["accuracy"] == pytest.approx(expected)
+    assert "p (Holm)" in ev.markdown()
