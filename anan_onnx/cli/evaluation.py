@@ -222,10 +222,9 @@ def _cmd_layer_search(args: argparse.Namespace, grid: Any, out: Path) -> int:
         run=options["run"],
         engine=make_engine(args),
     )
-    csv_path, md_path = result.write(out)
+    written = ", ".join(str(p) for p in result.write(out))
     print(result.markdown())
-    seconds = f"{result.seconds:.1f} s"
-    print(f"searched {len(result.rows)} layers in {seconds}; wrote {csv_path}, {md_path}")
+    print(f"searched {len(result.rows)} layers in {result.seconds:.1f} s; wrote {written}")
     return 0
 
 

@@ -42,7 +42,7 @@ from anan_onnx.evaluation.engine import Engine, LocalEngine, model_outputs
 from anan_onnx.evaluation.fold_data import FoldData
 from anan_onnx.evaluation.grid import PAPER_GRID, Grid
 from anan_onnx.evaluation.metric_names import DEFAULT_METRIC, check_metric, metric_key
-from anan_onnx.evaluation.report import markdown_table
+from anan_onnx.evaluation.report import Series, depth_figure_png, markdown_table
 from anan_onnx.evaluation.scores import scores
 from anan_onnx.evaluation.tune import (
     check_labels,
@@ -51,7 +51,7 @@ from anan_onnx.evaluation.tune import (
     match_model_classes,
     metric_interval,
 )
-from anan_onnx.model_io import write_bytes_atomic
+from anan_onnx.model_io import write_all_atomic
 from anan_onnx.options import RunOptions, SplitOptions
 from anan_onnx.params import AnanParams
 from anan_onnx.runtime.inputs import InputSpec
@@ -119,6 +119,7 @@ class LayerSearch:
                     r["test_anan"] - r["test_base"],
                     r["test_difference_low"],
                     r["test_difference_high"],
+                    signed=True,
                 ),
                 "test CNN": f"{r['test_base']:.3f}",
                 "test control": f"{r['test_control']:.3f}",
@@ -134,20 +135,39 @@ class LayerSearch:
         )
         return markdown_table(table, list(table[0])) + "\n\n" + note + "\n"
 
-    def write(self, folder: str | Path) -> tuple[Path, Path]:
-        """Writes ``layers.csv`` and ``layers.md`` into ``folder`` (atomically)."""
+    def figure_png(self, title: str | None = None) -> bytes:
+        """The test metric against depth: ANAN with its interval, the base and the control."""
+        rows, key = self.rows, metric_key(self.metric)
+
+        def column(name: str) -> list[Any]:
+            return [r[name] for r in rows]
+
+        lines: dict[str, Series] = {
+            "ANAN (95 % CI)": (column("test_anan"), column("test_anan_low"),
+                               column("test_anan_high")),
+            "CNN": (column("test_base"), None, None),
+            "control (threshold)": (column("test_control"), None, None),
+        }  # fmt: skip
+        return depth_figure_png(column("layer"), lines, ylabel=f"test {key}", title=title)
+
+    def write(self, folder: str | Path, title: str | None = None) -> tuple[Path, Path, Path]:
+        """Writes ``layers.csv``, ``layers.md`` and ``layers.png`` into ``folder``, all or
+        none."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        csv_path, md_path = folder / "layers.csv", folder / "layers.md"
-        write_bytes_atomic(self.csv_text().encode(), csv_path)
-        write_bytes_atomic(self.markdown().encode(), md_path)
-        return csv_path, md_path
+        paths = folder / "layers.csv", folder / "layers.md", folder / "layers.png"
+        contents = (self.csv_text().encode(), self.markdown().encode(), self.figure_png(title))
+        write_all_atomic(list(zip(contents, paths, strict=True)))
+        return paths
 
 
-def _with_interval(value: float, low: float | None, high: float | None) -> str:
+def _with_interval(
+    value: float, low: float | None, high: float | None, signed: bool = False
+) -> str:
+    shown = f"{value:+.3f}" if signed else f"{value:.3f}"
     if low is None or high is None or not np.isfinite([low, high]).all():
-        return f"{value:+.3f}" if value < 0 else f"{value:.3f}"
-    return f"{value:.3f} [{low:.3f}, {high:.3f}]"
+        return shown
+    return f"{shown} [{low:.3f}, {high:.3f}]"
 
 
 def layer_names(base: onnx.ModelProto, layers: str) -> list[str]:

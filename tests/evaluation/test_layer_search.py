@@ -120,6 +120,7 @@ def test_cli_tune_layers_writes_the_table(setup, tmp_path, capsys):
         rows = list(csv.DictReader(f))
     assert [r["layer"] for r in rows] == ["conv2"]
     assert "conv2" in stdout and (out / "layers.md").is_file()
+    assert (out / "layers.png").read_bytes().startswith(b"\x89PNG")
 
 
 def test_unknown_layer_is_refused(setup):
