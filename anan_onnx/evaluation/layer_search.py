@@ -9,7 +9,9 @@ For each target layer on its own (``all``, ``first:N`` or names), in depth order
    and scored on the test images, with a 95 % percentile-bootstrap interval of its metric
    and of its difference to the base CNN (the same resampled images for both);
 3. beside it, per model: the base CNN on the test images and the **control** (the base
-   CNN's decision threshold, or class weights, tuned on the same validation images).
+   CNN's decision threshold, or class weights, tuned on the same validation images);
+4. a two-sided paired bootstrap p-value of "ANAN − CNN = 0" per layer, Holm-adjusted
+   across the layers searched (``p_holm``).
 
 The test images never choose anything. A search over many layers that finds one interval
 excluding 0 is not a finding by itself: over folds, ``evaluate --layers`` gives the paired
@@ -26,6 +28,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
+import math
 import time
 import warnings
 from pathlib import Path
@@ -44,6 +47,7 @@ from anan_onnx.evaluation.grid import PAPER_GRID, Grid
 from anan_onnx.evaluation.metric_names import DEFAULT_METRIC, check_metric, metric_key
 from anan_onnx.evaluation.report import Series, depth_figure_png, markdown_table
 from anan_onnx.evaluation.scores import scores
+from anan_onnx.evaluation.statistics import bootstrap_p_value, holm
 from anan_onnx.evaluation.tune import (
     check_labels,
     grid_search,
@@ -76,6 +80,8 @@ COLUMNS = (
     "test_difference_high",
     "test_base",
     "test_control",
+    "p_bootstrap",
+    "p_holm",
 )
 
 
@@ -123,6 +129,7 @@ class LayerSearch:
                 ),
                 "test CNN": f"{r['test_base']:.3f}",
                 "test control": f"{r['test_control']:.3f}",
+                "p (Holm)": f"{r['p_bootstrap']:.3f} ({r['p_holm']:.3f})",
             }
             for r in self.rows
         ]
@@ -130,8 +137,10 @@ class LayerSearch:
             f"Parameters chosen per layer on the validation images ({key}); test values with "
             "95 % percentile-bootstrap intervals over the test images. The control is the "
             "base CNN with only its decision threshold tuned on the same validation images. "
-            "One model: these intervals are not corrected for the number of layers searched; "
-            "over folds use `evaluate --layers` (Wilcoxon per layer, Holm-corrected)."
+            "p: two-sided paired bootstrap test of ANAN − CNN = 0 on the test images; in "
+            "brackets Holm-adjusted across the layers searched (the intervals are not "
+            "adjusted). Over fold models use `evaluate --layers` (Wilcoxon per layer, "
+            "Holm-corrected)."
         )
         return markdown_table(table, list(table[0])) + "\n\n" + note + "\n"
 
@@ -236,6 +245,13 @@ def layer_search(
         )  # fmt: skip
         anan_test = outputs(_converted(base, tuned.params, name), test.images)
         ci = metric_interval(y_test, anan_test, base_test, metric, present)
+
+        def difference(index: np.ndarray, anan: np.ndarray = anan_test) -> float:
+            def value(out: np.ndarray) -> float:
+                return scores(y_test[index], out[index], classes=present, only=key)[key]
+
+            return value(anan) - value(base_test)
+
         rows.append(
             {
                 "depth": depth,
@@ -247,8 +263,10 @@ def layer_search(
                 **_bounds("test_anan", ci["anan"]),
                 **_bounds("test_difference", ci["difference"]),
                 **common,
+                "p_bootstrap": bootstrap_p_value(len(y_test), difference),
             }
         )
+    _add_holm(rows)
     info = {
         "model": str(model),
         "data": str(data),
@@ -260,6 +278,15 @@ def layer_search(
         "test_source": test.source,
     }
     return LayerSearch(rows, metric, info, time.perf_counter() - start)
+
+
+def _add_holm(rows: list[dict[str, Any]]) -> None:
+    """``p_holm``: the layers' bootstrap p-values Holm-adjusted across the layers searched."""
+    finite = [r for r in rows if np.isfinite(r["p_bootstrap"])]
+    for row, p in zip(finite, holm([r["p_bootstrap"] for r in finite]), strict=True):
+        row["p_holm"] = p
+    for row in rows:
+        row.setdefault("p_holm", math.nan)
 
 
 def _bounds(name: str, interval: list[float] | None) -> dict[str, float | None]:

@@ -16,6 +16,7 @@ from anan_onnx.evaluation.control import control
 from anan_onnx.evaluation.grid import Grid
 from anan_onnx.evaluation.layer_search import layer_search
 from anan_onnx.evaluation.scores import scores
+from anan_onnx.evaluation.statistics import holm
 
 GRID = Grid(k=(2, 3), mu=(1, 2), a=(1.5,), b=(0.5,))
 NAMES = ["neg", "pos"]
@@ -103,6 +104,9 @@ def test_each_layer_is_tuned_on_val_and_scored_on_test(setup):
         assert row["test_anan_low"] <= row["test_anan"] <= row["test_anan_high"]
         assert row["test_base"] == pytest.approx(scores(y_test, base_test)["accuracy"])
         assert row["test_control"] == pytest.approx(control_scores["accuracy"])
+    ps = [r["p_bootstrap"] for r in result.rows]
+    assert all(0 <= p <= 1 for p in ps)
+    assert [r["p_holm"] for r in result.rows] == holm(ps)
     # the two layers' searches differ: the split is around each layer, not the first
     vals = [[r["val_anan"], r["k"], r["mu"], r["test_anan"]] for r in result.rows]
     assert vals[0] != vals[1]
@@ -131,7 +135,6 @@ def test_unknown_layer_is_refused(setup):
 
 def test_evaluate_layers_tests_each_layer_with_holm(setup, tmp_path):
     from anan_onnx.evaluation.evaluate import evaluate
-    from anan_onnx.evaluation.statistics import holm
 
     _, data, arrays = setup
     folds = tmp_path / "folds"

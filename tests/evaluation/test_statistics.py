@@ -109,3 +109,23 @@ def test_holm_refuses_a_non_probability():
 
     with pytest.raises(AnanError, match="p-values"):
         holm([0.1, 1.5])
+
+
+@pytest.mark.parametrize("shift", [0.0, 0.08, 0.3])
+def test_bootstrap_p_below_alpha_exactly_when_the_interval_excludes_zero(shift):
+    import numpy as np
+
+    from anan_onnx.evaluation.statistics import bootstrap_intervals, bootstrap_p_value
+
+    d = np.random.default_rng(3).normal(shift, 1.0, 60)
+
+    def mean(i):
+        return float(d[i].mean())
+
+    for level in (0.9, 0.95, 0.99):
+        low, high = bootstrap_intervals(len(d), {"d": mean}, level=level)["d"]
+        excluded = low > 0 or high < 0
+        # one draw's share of slack: the percentile interpolates between draws
+        p = bootstrap_p_value(len(d), mean)
+        if abs(p - (1 - level)) > 2 / 1000:
+            assert (p < 1 - level) == excluded, (level, p, low, high)
