@@ -43,13 +43,8 @@ def normalise_base(
         >>> model, target = normalise_base(onnx.load("base.onnx"), AnanParams())  # doctest: +SKIP
         >>> base, layer = ir.to_proto(model), target.name  # doctest: +SKIP
     """
-    model, recorded = _prepared(base)
-    target = find_target(
-        model.graph,
-        layer,
-        _json_metadata(recorded, KERAS_CONVS),
-        _json_metadata(recorded, KERAS_BEFORE),
-    )
+    model, keras = _prepared(base)
+    target = find_target(model.graph, layer, *keras)
     _check_signal(params, target)
     return model, target
 
@@ -59,27 +54,23 @@ def normalise_base_layers(
 ) -> tuple[ir.Model, list[ConvTarget]]:
     """:func:`normalise_base` for several targets (``--layers``: ``all``, ``first:N`` or
     names), in topological order (:func:`anan_onnx.rewrite.layers.find_targets`)."""
-    model, recorded = _prepared(base)
-    targets = find_targets(
-        model.graph,
-        layers,
-        _json_metadata(recorded, KERAS_CONVS),
-        _json_metadata(recorded, KERAS_BEFORE),
-    )
+    model, keras = _prepared(base)
+    targets = find_targets(model.graph, layers, *keras)
     for target in targets:
         _check_signal(params, target)
     return model, targets
 
 
-def _prepared(base: onnx.ModelProto) -> tuple[ir.Model, dict[str, str]]:
-    """The base with shapes inferred and every node named uniquely, and its metadata."""
+def _prepared(base: onnx.ModelProto) -> tuple[ir.Model, tuple[dict | None, dict | None]]:
+    """The base with shapes inferred and every node named uniquely, and the Keras maps its
+    exporter recorded (Conv node → Keras layer, Keras layer → the layers before it)."""
     recorded = _metadata.read_metadata(base)
     if _metadata.is_anan(recorded):
         raise AnanError("the model is already an ANAN model: convert the base model instead")
     model = ir.from_proto(_with_shapes(base))
     _name_unnamed_nodes(model.graph)
     NameFixPass()(model)
-    return model, recorded
+    return model, (_json_metadata(recorded, KERAS_CONVS), _json_metadata(recorded, KERAS_BEFORE))
 
 
 def _check_signal(params: AnanParams, target: ConvTarget) -> None:
