@@ -131,3 +131,16 @@ def test_bad_layers_option(value):
 def test_damaged_target_layers_are_refused():
     with pytest.raises(AnanError, match="target_layers"):
         target_layer({"target_layer": "conv1", "target_layers": "conv1"})
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize(("rule", "a", "b"), [("multiplicative", 1.2, 0.3), ("additive", 0.2, 0.2)])
+def test_bundled_model_on_every_layer_matches_the_literal_loop(anan_model, rule, a, b):
+    """The bundled Cats&Dogs CNN (tf2onnx NHWC graph, Conv → Relu → MaxPool × 3) with
+    astrocytes on all three Convs, against the literal loop on real-range inputs."""
+    base = onnx.load(anan_model.with_name("model.base.onnx"))
+    params = AnanParams(k=4, mu=2, a=a, b=b, rule=rule)  # additive a >= 1 saturates the CNN
+    x = np.random.default_rng(2).uniform(0, 1, (4, 128, 128, 3)).astype(np.float32)
+    ours, _ = assert_matches_reference(base, params, x, 3, layers="all")
+    single = run_onnx(convert_model(base, params).anan, x)
+    assert np.abs(ours - single).max() > 1e-4, "the deeper layers changed nothing"
