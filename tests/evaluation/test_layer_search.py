@@ -157,3 +157,13 @@ def test_evaluate_layers_tests_each_layer_with_holm(setup, tmp_path):
     expected = scores(arrays["y_test"], out)["accuracy"]
     assert fold["scores"]["multiplicative@conv2"]["accuracy"] == pytest.approx(expected)
     assert "p (Holm)" in ev.markdown()
+
+
+def test_cli_tune_layers_refuses_emit(setup, tmp_path, capsys):
+    model, data, _ = setup
+    code, _, stderr = run_cli(
+        capsys, "tune", model, data, "--layers", "all", "--emit", tmp_path / "x.anan.onnx",
+        "--no-progress",
+    )  # fmt: skip
+    assert code != 0 and "tune --layers takes no --emit" in stderr
+    assert len(stderr.strip().splitlines()) == 1 and not (tmp_path / "x.anan.onnx").exists()
