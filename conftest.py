@@ -30,7 +30,7 @@ INTEGRATION_FILES = frozenset(
     }
 )
 #: markers that put a test in the integration tier
-INTEGRATION_MARKS = ("integration", "cpp", "node", "browser")
+INTEGRATION_MARKS = ("integration", "cpp", "node", "browser", "litert")
 TIERS = ("fast", "integration", "all")
 
 

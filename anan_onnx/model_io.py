@@ -25,6 +25,7 @@ __all__ = [
     "load_onnx",
     "model_kind",
     "recorded_file",
+    "rename_dim",
     "require_onnx",
     "save_all_atomic",
     "save_atomic",
@@ -245,6 +246,25 @@ def recorded_file(model: str | Path, metadata: dict[str, str], key: str, option:
             "with the file"
         )
     return Path(model).with_name(name)
+
+
+def rename_dim(model: onnx.ModelProto, old: str, new: str | int) -> None:
+    """Replaces the symbolic dimension ``old`` by ``new`` (a symbol or a size) in the
+    inputs, outputs *and* shape hints (``value_info``) of the main graph, in place.
+
+    Why: hints left with an old batch symbol (a PyTorch export's ``batch_size`` after the
+    axis was renamed ``batch``, or ``batch`` after ``--batch N``) contradict the inputs;
+    onnxruntime ignores them, but strict engines (tract) refuse to unify them. The hints
+    themselves are kept: onnxruntime's layout passes need the shapes they give.
+    """
+    graph = model.graph
+    for value in [*graph.input, *graph.output, *graph.value_info]:
+        for dim in value.type.tensor_type.shape.dim:
+            if dim.HasField("dim_param") and dim.dim_param == old:
+                if isinstance(new, int):
+                    dim.dim_value = new  # clears dim_param (a oneof)
+                else:
+                    dim.dim_param = new
 
 
 def validate(model: onnx.ModelProto, what: str = "the rewritten model") -> onnx.ModelProto:

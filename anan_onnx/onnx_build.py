@@ -16,7 +16,13 @@ import numpy as np
 import onnx
 import onnx_ir as ir
 
-__all__ = ["attribute_value", "float_value_info", "make_node", "numpy_dtype"]
+__all__ = [
+    "attribute_value",
+    "float_value_info",
+    "make_node",
+    "numpy_dtype",
+    "tensor_value_info",
+]
 
 
 def make_node(
@@ -35,8 +41,15 @@ def make_node(
 
 def float_value_info(name: str, shape: Sequence[int | str] | None) -> onnx.ValueInfoProto:
     """A float32 tensor's value info; ``None``: shape unknown."""
+    return tensor_value_info(name, onnx.TensorProto.FLOAT, shape)
+
+
+def tensor_value_info(
+    name: str, elem_type: int, shape: Sequence[int | str] | None
+) -> onnx.ValueInfoProto:
+    """A tensor's value info (``elem_type`` an ONNX element type); ``None``: shape unknown."""
     return ir.serde.serialize_value(
-        ir.val(name, ir.DataType.FLOAT, None if shape is None else ir.Shape(shape))
+        ir.val(name, ir.DataType(elem_type), None if shape is None else ir.Shape(shape))
     )
 
 

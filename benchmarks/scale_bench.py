@@ -43,15 +43,16 @@ def main(argv: list[str] | None = None) -> int:
 
     import numpy as np
 
-    from anan_onnx.distributed.predict import expand_inputs, predict_ray
+    from anan_onnx.distributed.predict import JobOptions, predict_parts
     from anan_onnx.distributed.ray_engine import RayEngine
     from anan_onnx.evaluation.tune import Grid, tune
     from anan_onnx.options import RunOptions
     from anan_onnx.runtime.image_files import load_images
+    from anan_onnx.runtime.input_paths import iter_inputs
     from anan_onnx.runtime.session import Session
 
     model, data = args.root / "model.onnx", args.root / "data"
-    paths = expand_inputs([data / "val"])
+    paths = list(iter_inputs([data / "val"]))
     n = len(paths)
 
     start = _clock()
@@ -67,9 +68,10 @@ def main(argv: list[str] | None = None) -> int:
     start = _clock()
     ray.init(num_cpus=args.workers, include_dashboard=False, log_to_driver=False)
     _report("ray start", 0, start)
-    out = args.root / "bench_predict.parquet"
+    out = args.root / "bench_predict"
     start = _clock()
-    predict_ray(model, paths, out, batch_size=args.batch_size, workers=args.workers)
+    options = JobOptions(batch_size=args.batch_size, workers=args.workers)
+    predict_parts(model, [data / "val"], out, engine="ray", options=options)
     _report(f"predict ray, {args.workers} actors x 1 thread", n, start)
 
     if not args.skip_tune:

@@ -71,7 +71,14 @@ def ray_cluster():
 # run the rest: pytest -m "not cpp and not node and not browser" (tools/test.sh installs
 # them). Files and conformance runtimes are marked here, so that new ones are covered too.
 _FILE_MARKS = {"test_cpp_": ("cpp",), "test_node_": ("node",), "test_web_": ("browser", "node")}
-_RUNTIME_MARKS = {"cpp": ("cpp",), "node": ("node",), "web": ("browser", "node")}
+_RUNTIME_MARKS = {
+    "cpp": ("cpp",),
+    "node": ("node",),
+    "web": ("browser", "node"),
+    "openvino": ("integration",),
+    "tract": ("integration",),
+    "litert": ("litert",),
+}
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -59,7 +59,7 @@ def test_local_engine_never_imports_ray_and_ray_engine_says_what_to_install(tmp_
     assert (out / "best.json").is_file()
     for argv in (
         ["tune", str(model), str(data), "--engine", "ray", "-o", str(tmp_path / "ray")],
-        ["predict", str(model), str(data), "--engine", "ray", "--output", str(tmp_path / "p.csv")],
+        ["predict", str(model), str(data), "--engine", "ray", "--output", str(tmp_path / "p")],
     ):
         result = _run(f"""
             from anan_onnx.cli import main
@@ -69,4 +69,4 @@ def test_local_engine_never_imports_ray_and_ray_engine_says_what_to_install(tmp_
         lines = result.stderr.strip().splitlines()
         # the install command that fits this installation (a source checkout: pip install -e)
         assert len(lines) == 1 and install_hint("ray") in lines[0], result.stderr
-    assert not (tmp_path / "ray").exists() and not (tmp_path / "p.csv").exists()
+    assert not (tmp_path / "ray").exists() and not (tmp_path / "p").exists()

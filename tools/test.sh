@@ -12,6 +12,8 @@
 #   cmake and g++ (C++ example, marker cpp)             ~20 MB download (apt)
 #   Node.js >= 18 with npm (Node example, marker node)  ~50 MB download (apt)
 #   chromium (browser tests, marker browser)            ~80 MB download, ~300 MB installed
+#   .venv312: onnx2tf + LiteRT, Python 3.12 (marker litert)  ~0.3 GB, ~1.5 min (pip;
+#     tools/litert_venv.sh; needs a Python 3.12, PYTHON312=... names it)
 # The apt part takes about 1-3 minutes, depending on the mirror.
 # A marker deselected by -m "not X" skips installing its tools. The tests themselves then
 # fetch the onnxruntime C++ SDK (apt download into third_party/, not installed) and the
@@ -33,12 +35,21 @@ if [[ ! -x $venv/bin/python ]]; then
   "$python" -m venv "$venv"
 fi
 # find_spec: is each package there (without paying for importing TensorFlow)?
-needed="anan_onnx pytest pytest_cov xdist hypothesis tensorflow tf2onnx keras scipy sklearn matplotlib onnxslim playwright"
+needed="anan_onnx pytest pytest_cov xdist hypothesis tensorflow tf2onnx keras scipy sklearn matplotlib onnxslim playwright openvino tract"
 if ! "$venv/bin/python" -c 'import importlib.util as u, sys
 sys.exit(any(u.find_spec(m) is None for m in sys.argv[1:]))' $needed 2>/dev/null; then
   say "installing anan-onnx[keras,dev] into $venv (about 2.2 GB; ~4 min on 2 cores) ..."
   "$venv/bin/python" -m pip install --quiet --upgrade pip
   "$venv/bin/python" -m pip install --quiet -e '.[keras,dev]' -c constraints.txt
+fi
+
+# the LiteRT engine's own Python 3.12 environment (onnx2tf pins older onnx/onnxruntime)
+# (only for a run without -m, or whose -m names litert: a quick -m "not cpp ..." run stays
+# Python-only)
+if wanted litert && [[ "$args" != *" -m "* || "$args" == *litert* ]] \
+  && [[ -z ${ANAN_LITERT_PYTHON:-} && ! -x .venv312/bin/python ]]; then
+  say "creating .venv312 for the LiteRT engine (onnx2tf, ai-edge-litert; ~1.5 min) ..."
+  tools/litert_venv.sh
 fi
 
 # --- tools outside Python --------------------------------------------------------------------

@@ -52,9 +52,12 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _dashed_files(message: str) -> bool:
-    """Whether an "unrecognized arguments" error names an existing file starting with '-'."""
+    """Whether an "unrecognized arguments" error names a file starting with '-': one that
+    exists, or a name with a suffix or a folder (``-x.png``; options have neither)."""
     _, sep, rest = message.partition("unrecognized arguments: ")
-    return bool(sep) and any(t.startswith("-") and os.path.exists(t) for t in rest.split())
+    return bool(sep) and any(
+        t.startswith("-") and (os.path.exists(t) or "." in t or "/" in t) for t in rest.split()
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -334,7 +337,12 @@ def _add_predict(commands) -> None:
         "already be float batches in the model's layout.",
     )
     p.add_argument("model", type=Path, help=".onnx model")
-    p.add_argument("inputs", type=Path, nargs="+", help="image files and/or .npy batches")
+    p.add_argument(
+        "inputs",
+        nargs="*",
+        help="image files, .npy batches, folders (their images, recursively), @list files, "
+        "globs; with -o DIR also URIs (s3://bucket/prefix)",
+    )
     p.add_argument("--json", action="store_true", help="one JSON document on stdout")
     p.add_argument("--provider", default="cpu", help="execution provider: cpu (default), cuda")
     p.add_argument("--threads", type=_count(1), help="intra-op threads")
@@ -345,14 +353,23 @@ def _add_predict(commands) -> None:
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
-    if args.engine == "ray":  # anan_onnx.distributed: Ray Data over the paths
+    if not args.inputs and not args.inputs_from:
+        raise AnanError("no inputs: pass image files, folders, @list files or --inputs-from")
+    from anan_onnx.cli.inference import FILE_OUTPUTS, cmd_predict  # no TF (import contract)
+
+    if args.output is not None and args.json:
+        raise AnanError("--json prints to stdout, -o writes a file or folder: pass one of them")
+    is_file = args.output is not None and args.output.suffix.lower() in FILE_OUTPUTS
+    if is_file and args.engine == "ray":
+        raise AnanError("--engine ray writes a folder of parts: pass -o DIR (no .jsonl/.csv)")
+    if args.output is not None and not is_file:  # distributed: parts written where they run
         from anan_onnx.distributed.cli import run_predict
 
         return run_predict(args)
-    if args.output or args.address or args.strict or args.workers:
-        raise AnanError("--output, --address, --strict and --workers need --engine ray")
-    from anan_onnx.cli.inference import cmd_predict  # no TF on this path (import contract)
-
+    if args.engine == "ray":
+        raise AnanError("--engine ray writes a folder: pass -o DIR")
+    if args.address or args.workers:
+        raise AnanError("--address and --workers need --engine ray")
     return cmd_predict(args)
 
 
@@ -381,6 +398,7 @@ def _add_verify(commands) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the random inputs")
     p.add_argument("--tolerance", type=_tolerance, default=1e-5, help="max abs diff (default 1e-5)")
     p.add_argument("--provider", default="cpu", help="execution provider: cpu (default), cuda")
+    _engine_options(p)
     p.add_argument(
         "--fp32",
         type=Path,
@@ -393,6 +411,31 @@ def _add_verify(commands) -> None:
     _batch_size(p)
     _common(p)
     p.set_defaults(func=_cmd_verify)
+
+
+def _engine_options(p: argparse.ArgumentParser) -> None:
+    """verify's --engine and --engine-precision (docs/engines.md)."""
+    from anan_onnx.runtime.engines import ENGINES
+
+    p.add_argument(
+        "--engine",
+        choices=ENGINES,
+        default="ort",
+        help="run the ANAN model on this engine with a deployment's settings, its default "
+        "precision included, and say PASS/FAIL per image (default ort: onnxruntime)",
+    )
+    p.add_argument(
+        "--engine-precision",
+        choices=("f32", "bf16", "f16"),
+        help="pin the engine's inference precision (OpenVINO's INFERENCE_PRECISION_HINT) "
+        "instead of its default",
+    )
+    p.add_argument(
+        "--margin",
+        action="store_true",
+        help="report each input's decision margin: how close a kernel statistic came to "
+        "its threshold, relative to its scale (on by default with --engine)",
+    )
 
 
 def _cmd_verify(args: argparse.Namespace) -> int:
@@ -409,6 +452,8 @@ def _cmd_verify(args: argparse.Namespace) -> int:
         raise AnanError(f"base model {base} not found: pass --base with the base ONNX model")
     check_regular(base, "base model")
     inputs = _iter_inputs(args.model, args.inputs, args.batch_size) if args.inputs else None
+    if "compression" in meta and args.engine != "ort":
+        raise AnanError("verify --engine checks FP32 ANAN models: pass the .anan.onnx model")
     if "compression" in meta:  # compressed: also compare with the FP32 model it came from
         from anan_onnx.cli.compress import verify_compressed
 
@@ -422,7 +467,12 @@ def _cmd_verify(args: argparse.Namespace) -> int:
         tolerance=args.tolerance,
         provider=args.provider,
         batch_size=args.batch_size,
+        engine=args.engine,
+        precision=args.engine_precision,
+        margin=args.margin or args.engine != "ort",
     )
+    if (args.engine != "ort" or args.margin) and not args.json:
+        print("\n".join(r.line() for r in report.per_image))
     print(json_clean.dumps(report.as_dict()) if args.json else report.summary())
     return 0 if report.passed else 1
 

@@ -13,7 +13,7 @@ __all__ = ["add_command"]
 
 # the choices as literals (anan_onnx.export.TARGETS, SIMPLIFIERS; tests/export checks they
 # agree): importing the export package loads onnxruntime's tools, too slow for --help
-_TARGETS = ("web", "mobile", "ort")
+_TARGETS = ("web", "mobile", "ort", "openvino", "litert")
 _SIMPLIFIERS = ("auto", "onnxsim", "onnxslim", "none")
 
 
@@ -48,6 +48,13 @@ def add_command(commands: argparse._SubParsersAction) -> None:
         help="graph simplifier (default auto: onnxsim if installed, else onnxslim, else none; "
         "measured in docs/deployment.md)",
     )
+    p.add_argument(
+        "--raw-input",
+        action="store_true",
+        help="the exported model takes uint8 NHWC pixels (0-255, RGB) and carries the "
+        "recorded scale, offset, channel order and layout as standard ops (resize stays "
+        "with the caller; docs/engines.md)",
+    )
     p.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     p.set_defaults(func=_cmd_export)
 
@@ -57,7 +64,12 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
     start = time.perf_counter()
     result = export_model(
-        args.model, args.target, args.output, batch=args.batch, simplifier=args.simplifier
+        args.model,
+        args.target,
+        args.output,
+        batch=args.batch,
+        simplifier=args.simplifier,
+        raw_input=args.raw_input,
     )
     seconds = time.perf_counter() - start
     print(f"exported {args.model} for {result.target} in {seconds:.1f} s")

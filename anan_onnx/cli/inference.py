@@ -34,7 +34,7 @@ import argparse
 import json
 import sys
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -45,6 +45,7 @@ from anan_onnx.cli.describe import describe_input, describe_sources, model_bytes
 from anan_onnx.errors import AnanError
 from anan_onnx.metadata import class_names, is_anan, read_metadata
 from anan_onnx.params import AnanParams
+from anan_onnx.runtime.input_paths import iter_inputs
 from anan_onnx.runtime.labels import predicted_labels
 from anan_onnx.runtime.npy import load_npy
 from anan_onnx.runtime.session import Session
@@ -131,12 +132,15 @@ def cmd_predict(args: argparse.Namespace) -> int:
             f"({', '.join(session.output_names[:4])}): predict reads a classifier's one "
             "output; export the model with only its prediction as output"
         )
-    size = batch_size_of(session, args.batch_size, args.inputs)
+    size = batch_size_of(session, args.batch_size, [*map(Path, args.inputs), *args.inputs_from])
     names = class_names(session.metadata)
+    paths = map(Path, iter_inputs(args.inputs, inputs_from=args.inputs_from))  # streamed
     if args.json:
-        return _print_json(args.model, _chunks(session, args.inputs, size, skip=False), names)
+        return _print_json(args.model, _chunks(session, paths, size, skip=False), names)
+    if getattr(args, "output", None) is not None:  # -o FILE.jsonl|.csv (app routes DIR)
+        return _write_file(args, _chunks(session, paths, size, skip=True), names)
     unreadable: list[str] = []
-    for inputs, outputs, errors in _chunks(session, args.inputs, size, skip=True):
+    for inputs, outputs, errors in _chunks(session, paths, size, skip=True):
         for name, message in errors:  # a bad file is a row too: the others still run
             print(f"{shown(name)}\terror={shown(message)}")
             unreadable.append(message)
@@ -153,19 +157,92 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
-def batch_size_of(session: Session, given: int | None, paths: list[Path]) -> int:
+#: ``-o`` names a file, not a partitioned folder, when it ends so.
+FILE_OUTPUTS = (".jsonl", ".csv")
+_COLUMNS = ("input", "label", "class", "probabilities", "error")
+
+
+def _write_file(args: argparse.Namespace, chunks: Iterable[Chunk], names: list[str] | None) -> int:
+    """Streams one record per input into a temp file beside ``-o``, renamed onto it when
+    every input has its row; the failures are counted against ``--max-failed``."""
+    import csv
+    import os
+    import tempfile
+
+    from anan_onnx.distributed.predict import allowed_failures
+
+    output: Path = args.output
+    allowed_failures(args.max_failed, 0)  # checked before any work
+    if output.is_dir():
+        raise AnanError(f"-o {output} is a folder: pass a file name (or drop .jsonl/.csv)")
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise AnanError(f"cannot write {output} ({exc.strerror}): pick a writable path") from None
+    fd, temp = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".tmp", dir=output.parent)
+    total, failed = 0, []
+    try:
+        with os.fdopen(fd, "w", newline="", encoding="utf-8") as f:
+            table = csv.writer(f) if output.suffix.lower() == ".csv" else None
+            if table is not None:
+                table.writerow(_COLUMNS)
+            for record in _records(chunks, names):
+                total += 1
+                if record["error"]:
+                    failed.append(str(record["error"]))
+                if table is None:
+                    f.write(json.dumps(record, allow_nan=False) + "\n")
+                else:
+                    probs = record["probabilities"]
+                    record["probabilities"] = json.dumps(probs) if probs else None
+                    table.writerow(["" if record[k] is None else record[k] for k in _COLUMNS])
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(temp, output)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
+    print(f"predicted {total - len(failed)} of {total} inputs ({len(failed)} failed) -> {output}")
+    if len(failed) > allowed_failures(args.max_failed, total):
+        raise AnanError(
+            f"{len(failed)} of {total} inputs failed (first: {failed[0]}); their rows in "
+            f"{output} say why: fix or remove them, or allow some with --max-failed"
+        )
+    return 0
+
+
+def _records(chunks: Iterable[Chunk], names: list[str] | None) -> Iterator[dict[str, Any]]:
+    """The rows of ``-o FILE``: the columns of ``-o DIR``'s parts, in input order."""
+    for inputs, outputs, errors in chunks:
+        for name, message in errors:
+            yield dict.fromkeys(_COLUMNS) | {"input": name, "error": message}
+        for name, row in zip(inputs, outputs, strict=True):
+            if not np.isfinite(row).all():
+                yield dict.fromkeys(_COLUMNS) | {
+                    "input": name,
+                    "error": _non_finite_message(name, row),
+                }
+                continue
+            label = _label(row)
+            cls = _class(label, names, len(row))
+            yield {"input": name, "label": label, "class": str(label) if cls is None else cls,
+                   "probabilities": [float(v) for v in row], "error": None}  # fmt: skip
+
+
+def batch_size_of(session: Session, given: int | None, paths: Sequence[str | Path]) -> int:
     """``--batch-size`` checked against the limits (its inputs' memory: from the graph, or
-    for images of a dynamic-size graph from the recorded size), else the default."""
+    for images of a dynamic-size graph from the recorded size), else the default.
+    ``paths``: the arguments (images unless every one is a ``.npy`` file)."""
     if given is None:
         return session.default_batch_size()
-    images = any(p.suffix.lower() != ".npy" for p in paths)
+    images = any(not str(p).lower().endswith(".npy") for p in paths)
     return session.checked_batch_size(given, session.input_spec() if images else None)
 
 
 Chunk = tuple[list[str], np.ndarray, list[tuple[str, str]]]
 
 
-def _chunks(session, paths: list[Path], size: int, *, skip: bool) -> Iterator[Chunk]:
+def _chunks(session, paths: Iterable[Path], size: int, *, skip: bool) -> Iterator[Chunk]:
     """(input names, outputs as rows, unreadable files with the reason) per batch, in the
     order the inputs were given. A file that cannot be read or run stops everything
     (``skip=False``), or is reported in the third element and left out (``skip=True``)."""
@@ -211,12 +288,17 @@ def _npy_chunks(session: Session, path: Path, size: int) -> Iterator[Chunk]:
         yield [f"{path}[{start + i}]" for i in range(len(rows))], rows, []
 
 
-def _groups(paths: list[Path]) -> Iterator[tuple[list[Path], bool]]:
-    """Consecutive runs of image files and of ``.npy`` files."""
+#: Most paths held at once by predict (a run of images is cut here): a list file of 10^6
+#: lines is streamed.
+_RUN = 10_000
+
+
+def _groups(paths: Iterable[Path]) -> Iterator[tuple[list[Path], bool]]:
+    """Consecutive runs of image files and of ``.npy`` files (at most :data:`_RUN` each)."""
     run: list[Path] = []
     for path in paths:
         is_npy = path.suffix.lower() == ".npy"
-        if run and (run[-1].suffix.lower() == ".npy") != is_npy:
+        if run and ((run[-1].suffix.lower() == ".npy") != is_npy or len(run) == _RUN):
             yield run, run[-1].suffix.lower() == ".npy"
             run = []
         run.append(path)

@@ -14,7 +14,14 @@ cpp            the onnxruntime C++ API via examples/cpp (:mod:`.cpp`)
 web-wasm       onnxruntime-web, WASM backend, headless Chromium (:mod:`.web`)
 web-webgpu     onnxruntime-web, WebGPU backend of its default build (JSEP), on SwiftShader
 web-webgpu-ep  onnxruntime-web/webgpu: the native WebGPU execution provider, on SwiftShader
+onnx-reference ``onnx.reference.ReferenceEvaluator`` (the spec in numpy)
+openvino-f32   OpenVINO CPU, precision pinned to float32 (its bf16 default is not exact)
+tract          tract (Rust)
+litert         LiteRT on onnx2tf's ``.tflite`` (a Python 3.12 environment of its own)
 =============  =================================================================
+
+The last four are :mod:`anan_onnx.runtime.engines` (what ``verify --engine`` runs), with
+float32 pinned where the engine's default is lower.
 
 Runtimes that decode image files themselves (``cpp``: PPM/PGM; the ``web-*`` runtimes: the
 example page, any image the browser reads) also offer ``run_images(model, images)``: the
@@ -42,6 +49,7 @@ import numpy as np
 from anan_onnx.conformance._process import Closing, RuntimeUnavailable
 
 __all__ = [
+    "ENGINE_RUNTIMES",
     "RUNTIMES",
     "ImageRuntime",
     "Runtime",
@@ -58,7 +66,19 @@ RUNTIMES: tuple[str, ...] = (
     "web-wasm",
     "web-webgpu",
     "web-webgpu-ep",
+    "onnx-reference",
+    "openvino-f32",
+    "tract",
+    "litert",
 )
+
+#: conformance runtime -> the engine of anan_onnx.runtime.engines it runs (float32 pinned)
+ENGINE_RUNTIMES = {
+    "onnx-reference": "reference",
+    "openvino-f32": "openvino",
+    "tract": "tract",
+    "litert": "litert",
+}
 
 
 class Runtime(Protocol):
@@ -99,6 +119,8 @@ def open_runtime(name: str, browser: object | None = None) -> Runtime:
         from anan_onnx.conformance.cpp import Cpp
 
         return Cpp()
+    if name in ENGINE_RUNTIMES:
+        return _engine(name)
     web = {"web-wasm": "wasm", "web-webgpu": "webgpu", "web-webgpu-ep": "webgpu"}
     if name in web:
         from anan_onnx.conformance.web import Browser, WebRuntime
@@ -108,6 +130,18 @@ def open_runtime(name: str, browser: object | None = None) -> Runtime:
         assert isinstance(browser, Browser)
         return WebRuntime(browser, web[name], "webgpu" if name.endswith("-ep") else "default")
     raise ValueError(f"unknown runtime {name!r}; known: {', '.join(RUNTIMES)}")
+
+
+def _engine(name: str) -> Runtime:
+    """The engine behind ``name``, named as the matrix names it."""
+    from anan_onnx.runtime.engines import EngineUnavailable, open_engine
+
+    try:
+        engine = open_engine(ENGINE_RUNTIMES[name], precision="f32")
+    except EngineUnavailable as exc:
+        raise RuntimeUnavailable(str(exc)) from None
+    engine.name = name
+    return engine
 
 
 class Runtimes(Closing):

@@ -39,6 +39,7 @@ from anan_onnx.model_io import (
     check_output_path,
     load_onnx,
     model_kind,
+    rename_dim,
     save_all_atomic,
     save_atomic,
     validate,
@@ -220,8 +221,7 @@ def convert_model(
     for each in targets:
         check_target_gains(base, each, params, tunable=tunable, k_max=k_max)
     normalised_base = ir.to_proto(model)
-    if batch is not None:
-        _fix_batch(model.graph, batch)
+    symbol = _fix_batch(model.graph, batch) if batch is not None else None
     folded = fold_steps and steps_foldable(params, tunable)
     if fold_steps and not folded:
         warnings.warn(
@@ -235,12 +235,13 @@ def convert_model(
         params,
         tunable=tunable,
         k_max=k_max,
-        batch=batch,
         scaling=scaling,
         fold_steps=folded,
     )
     RemoveUnusedNodesPass()(model)
     anan = ir.to_proto(model)
+    if symbol is not None and batch is not None:  # the shape hints follow the fixed batch
+        rename_dim(anan, symbol, batch)
     anan.producer_name, anan.producer_version = "anan-onnx", _tool_version()
     meta = dict(
         params.to_metadata(),
@@ -365,13 +366,17 @@ def _drop_metadata(model: onnx.ModelProto, keys: tuple[str, ...]) -> None:
     model.metadata_props.extend(kept)
 
 
-def _fix_batch(graph: ir.Graph, batch: int) -> None:
-    dims = list(graph.inputs[0].shape or [])[1:]
+def _fix_batch(graph: ir.Graph, batch: int) -> str | None:
+    """Fixes the batch axis of the input and outputs; returns the batch symbol it replaced."""
+    shape = list(graph.inputs[0].shape or [])
+    symbol = shape[0].value if shape and isinstance(shape[0], ir.SymbolicDim) else None
+    dims = shape[1:]
     per_image = 4 * math.prod(d for d in dims if isinstance(d, int) and d > 0)
     limits.batch_size(batch, per_image, f"--batch {batch}")  # every run feeds this many
     for value in [graph.inputs[0], *graph.outputs]:
         if value.shape is not None and len(value.shape) > 0:
             value.shape = ir.Shape([batch, *list(value.shape)[1:]])
+    return symbol
 
 
 def _name_batch_dim(model: onnx.ModelProto) -> None:
@@ -379,6 +384,8 @@ def _name_batch_dim(model: onnx.ModelProto) -> None:
     for value in [*model.graph.input, *model.graph.output]:
         dims = value.type.tensor_type.shape.dim
         if dims and not dims[0].HasField("dim_value"):
+            if dims[0].dim_param and dims[0].dim_param != "batch":
+                rename_dim(model, dims[0].dim_param, "batch")  # in the shape hints too
             dims[0].dim_param = "batch"
 
 

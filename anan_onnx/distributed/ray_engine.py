@@ -9,7 +9,8 @@ task reads its own images (file paths travel, not pixels) and returns only outpu
 driver concatenates and scores them exactly as the local engine does: the same bytes.
 
 A worker that dies is retried by Ray (``max_retries``); tasks are pure functions of their
-inputs, so a retried shard gives the same outputs.
+inputs, so a retried shard gives the same outputs (tests/evaluation/test_ray_engine.py kills
+one from the test, by wrapping the shard function).
 
 Example:
     >>> engine = RayEngine(address="auto")  # doctest: +SKIP
@@ -28,11 +29,8 @@ from typing import Any
 from anan_onnx.distributed import INSTALL_HINT
 from anan_onnx.errors import AnanError, first_line
 
-__all__ = ["FAULT_ENV", "RayEngine", "connect", "require_ray"]
+__all__ = ["RayEngine", "connect", "require_ray"]
 
-#: Test hook: a file path; the first task of shard 1 (or the first batch of an actor) that
-#: finds it missing creates it and kills its worker process, to check that Ray retries.
-FAULT_ENV = "ANAN_ONNX_RAY_FAULT"
 #: Retries of a task whose worker died.
 MAX_RETRIES = 3
 
@@ -100,12 +98,8 @@ def _probe(address: str) -> None:
         ) from None
 
 
-def _run_shard(fn: Any, shared: Any, item: Any, index: int, fault: str | None) -> Any:
-    """One shard on a worker; the fault hook kills the worker once (tests)."""
-    if fault and index == 1 and not os.path.exists(fault):
-        with open(fault, "w") as marker:
-            marker.write(f"killed shard {index} in process {os.getpid()}\n")
-        os._exit(1)  # as a crash would: no cleanup, the task is lost
+def _run_shard(fn: Any, shared: Any, item: Any) -> Any:
+    """One shard on a worker."""
     return fn(shared, item)
 
 
@@ -115,21 +109,17 @@ class RayEngine:
     Args:
         address: the cluster (see :func:`connect`); ``None`` starts a local one.
         workers: shards are sized for this many parallel tasks (default: the cluster's CPUs).
-        fault: the test hook's marker file (default: ``$ANAN_ONNX_RAY_FAULT``).
     """
 
     name = "ray"
     #: onnxruntime threads per task when --threads is not given: one task per CPU
     threads = 1
 
-    def __init__(
-        self, address: str | None = None, *, workers: int | None = None, fault: str | None = None
-    ) -> None:
+    def __init__(self, address: str | None = None, *, workers: int | None = None) -> None:
         self._ray = require_ray()
         self.started = connect(address, num_cpus=workers)
         cpus = int(self._ray.cluster_resources().get("CPU", 1))
         self.workers = max(1, workers or cpus)
-        self.fault = fault if fault is not None else os.environ.get(FAULT_ENV) or None
         self._task = self._ray.remote(num_cpus=1, max_retries=MAX_RETRIES)(_run_shard)
 
     def shards(self, n_images: int, unit: int) -> list[tuple[int, int]]:
@@ -141,7 +131,7 @@ class RayEngine:
     def map(self, fn: Any, shared: Any, items: Sequence[Any]) -> list[Any]:
         ray = self._ray
         ref = ray.put(shared)
-        refs = [self._task.remote(fn, ref, item, i, self.fault) for i, item in enumerate(items)]
+        refs = [self._task.remote(fn, ref, item) for item in items]
         try:
             return ray.get(refs)
         except ray.exceptions.RayTaskError as exc:  # an AnanError on a worker: its message

@@ -23,10 +23,13 @@ from anan_onnx.reference.compressed import fp32_model_path
 from anan_onnx.runtime.batched import predict_batched
 from anan_onnx.runtime.inputs import InputSpec
 from anan_onnx.runtime.labels import predicted_labels
+from anan_onnx.runtime.session import Session
 
 __all__ = ["evaluate_compressed", "is_compressed", "markdown"]
 
 SHOWN = ("accuracy", "f1", "balanced_accuracy", "loss")
+#: Images read and run at a time.
+BATCH = 256
 
 
 def is_compressed(path: Path) -> bool:
@@ -42,16 +45,16 @@ def evaluate_compressed(
     meta = read_metadata(proto)
     fp32 = fp32_model_path(model, meta, fp32)
     spec = InputSpec.from_metadata(meta)
-    test = load_with(split, data, spec, progress=run.progress).test
+    # lazy: the test split only, read a batch at a time
+    test = load_with(split, data, spec, progress=run.progress, lazy=True).test
     assert test is not None
     classes = match_classes(
         model_classes(meta), test.classes, class_count(proto), binarised=split.positive is not None
     )
     y, present = classes.labels(test.labels), (classes.present if classes.subset else None)
-    probs = {
-        name: predict_batched(path, np.asarray(test.images), threads=run.threads)
-        for name, path in (("fp32", fp32), (meta["compression"], model))
-    }
+    probs = _predict_streamed(
+        {"fp32": fp32, meta["compression"]: model}, test.images, len(test), run.threads
+    )
     labels = [predicted_labels(p) for p in probs.values()]
     return {
         "model": str(model),
@@ -61,6 +64,20 @@ def evaluate_compressed(
         "scores": {name: scores(y, p, classes=present) for name, p in probs.items()},
         "agreement_with_fp32": float(np.mean(labels[0] == labels[1])),
     }
+
+
+def _predict_streamed(
+    models: dict[str, Path], images: Any, n: int, threads: int | None
+) -> dict[str, np.ndarray]:
+    """Each model's outputs for ``images`` (read :data:`BATCH` at a time: memory does not
+    grow with the test split, as in ``tune`` and ``evaluate``)."""
+    sessions = {name: Session(path, threads=threads) for name, path in models.items()}
+    outputs: dict[str, list[np.ndarray]] = {name: [] for name in models}
+    for start in range(0, n, BATCH):
+        x = np.asarray(images[start : start + BATCH])
+        for name, session in sessions.items():
+            outputs[name].append(predict_batched(session, x, batch_size=BATCH))
+    return {name: np.concatenate(parts) for name, parts in outputs.items()}
 
 
 def markdown(result: dict[str, Any]) -> str:

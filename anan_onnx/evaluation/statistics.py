@@ -174,7 +174,8 @@ def bootstrap_p_value(
     values = np.array([statistic(index) for index in _draws(n, resamples, seed)], np.float64)
     if not np.all(np.isfinite(values)):
         return math.nan
-    return float(min(1.0, 2 * min(np.mean(values <= 0), np.mean(values >= 0))))
+    below, above = float(np.mean(values <= 0)), float(np.mean(values >= 0))
+    return min(1.0, 2 * min(below, above))
 
 
 def _draws(n: int, resamples: int, seed: int) -> np.ndarray:

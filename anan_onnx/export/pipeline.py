@@ -25,7 +25,8 @@ from pathlib import Path
 import onnx
 
 from anan_onnx.errors import AnanError, first_line
-from anan_onnx.export import check, mobile, ort_files, shapes, simplify
+from anan_onnx.export import check, engine_files, mobile, ort_files, shapes, simplify
+from anan_onnx.export import raw_input as raw_input_module
 from anan_onnx.export.targets import TARGETS, Target
 from anan_onnx.metadata import is_anan, read_metadata, sha256_file, write_metadata
 from anan_onnx.model_io import load_onnx, model_kind, recorded_file
@@ -56,6 +57,7 @@ def export_model(
     *,
     batch: int | None = None,
     simplifier: str = "auto",
+    raw_input: bool = False,
 ) -> ExportResult:
     """Exports the ANAN model ``source`` for ``target`` (``web``, ``mobile``, ``ort``).
 
@@ -64,6 +66,8 @@ def export_model(
             exported ``.onnx`` file; the other files go beside it.
         batch: the batch to fix (default: 1 for mobile, the model's own otherwise).
         simplifier: ``auto``, ``onnxsim``, ``onnxslim`` or ``none``.
+        raw_input: the exported model takes uint8 NHWC pixels and carries the recorded
+            preprocessing (:mod:`anan_onnx.export.raw_input`).
 
     Raises:
         AnanError: bad input (not an ANAN model, unknown target, unwritable output), or the
@@ -75,13 +79,14 @@ def export_model(
     out_model = output_paths(source, spec.name, output)
     name = simplify.resolve(simplifier)
     base = _load_base(source, read_metadata(model))
-    exported, batch_note = _transform(model, spec, batch, name)
+    raw = raw_input_module.raw_spec(model) if raw_input else None
+    exported, batch_note = _transform(model, spec, batch, name, raw_input)
     write_metadata(exported, _export_metadata(source, spec, exported, batch_note, name))
     with _staging(out_model.parent) as stage:
         staged = _write_all(exported, stage / out_model.name, spec)
-        checked = [p for p in staged if p.suffix in (".onnx", ".ort")]
+        checked = [p for p in staged if p.suffix in check.CHECKED_SUFFIXES]
         fixed = shapes.batch_of(exported)
-        reports = check.check_exact(model, checked, base, batch=fixed)
+        reports = check.check_exact(model, checked, base, batch=fixed, raw=raw)
         support = mobile.mobile_support(staged[0]) if spec.mobile_summary else []
         files = _publish(staged, out_model.parent)
     return ExportResult(
@@ -154,12 +159,14 @@ def _load_base(source: Path, metadata: dict[str, str]) -> onnx.ModelProto | None
 
 
 def _transform(
-    model: onnx.ModelProto, spec: Target, batch: int | None, simplifier: str
+    model: onnx.ModelProto, spec: Target, batch: int | None, simplifier: str, raw: bool
 ) -> tuple[onnx.ModelProto, str]:
-    """The exported graph (batch fixed where wanted, simplified, valid) and a note on its
-    batch."""
+    """The exported graph (pixel input where wanted, batch fixed where wanted, simplified,
+    valid) and a note on its batch."""
     exported = onnx.ModelProto()
     exported.CopyFrom(model)
+    if raw:
+        raw_input_module.add_raw_input(exported)
     wanted = batch if batch is not None else spec.default_batch
     if wanted is not None:
         shapes.fix_batch(exported, wanted)
@@ -225,6 +232,10 @@ def _write_all(model: onnx.ModelProto, onnx_path: Path, spec: Target) -> list[Pa
         files += ort_files.to_ort(
             onnx_path, onnx_path.parent, runtime_style=spec.runtime_optimizations
         )
+    if spec.engine == "openvino":
+        files += engine_files.to_openvino_ir(onnx_path)
+    if spec.engine == "litert":
+        files += engine_files.to_tflite(onnx_path)
     files.append(write_sidecar(onnx_path, sidecar_path(onnx_path)))
     return files
 

@@ -6,6 +6,8 @@ target        batch                   ``.ort``   extra
 ``web``       the model's (``--batch``)  no      (onnxruntime-web loads ``.onnx``)
 ``mobile``    1 (``--batch``)         Runtime    NNAPI/CoreML usability summary
 ``ort``       the model's (``--batch``)  Fixed   minimal-build operator config
+``openvino``  the model's (``--batch``)  no      OpenVINO IR ``.xml``/``.bin`` (compile: f32)
+``litert``    1 (``--batch``)         no      ``.tflite`` (onnx2tf, float32)
 ============  ======================  =========  ===============================
 
 Every target simplifies (``--simplifier``), records what it changed in the ``anan.export_*``
@@ -28,6 +30,7 @@ class Target:
     runtime_optimizations: bool  # .ort optimisation style Runtime (else Fixed)
     mobile_summary: bool
     purpose: str
+    engine: str | None = None  # the engine artefact it writes (export/engine_files.py)
 
 
 TARGETS = {
@@ -36,5 +39,7 @@ TARGETS = {
         Target("web", None, False, False, False, "onnxruntime-web (WASM, WebGPU)"),
         Target("mobile", 1, True, True, True, "onnxruntime mobile (NNAPI, CoreML, CPU)"),
         Target("ort", None, True, False, False, "a minimal onnxruntime build (ORT format)"),
+        Target("openvino", None, False, False, False, "OpenVINO (IR, float32)", "openvino"),
+        Target("litert", 1, False, False, False, "LiteRT / TensorFlow Lite (.tflite)", "litert"),
     )
 }

@@ -42,7 +42,7 @@ from anan_onnx.params import AnanParams
 #: an activation function on numpy arrays
 Activation = Callable[[np.ndarray], np.ndarray]
 
-__all__ = ["LiteralReference", "ReferenceResult"]
+__all__ = ["LiteralReference", "ReferenceResult", "decision_margin"]
 
 _WEIGHT_INPUT = "anan_reference_weight"
 #: an activity within this fraction of its map's scale may flip sign between float paths
@@ -58,11 +58,15 @@ class ReferenceResult:
         outputs: the model's outputs, stacked over the batch.
         near_tie: per image, whether some kernel activity was within rounding of 0.
         weights: the final modulated weights of each image (N × O × C × kh × kw).
+        margin: per image, the decision margin (:func:`decision_margin`: the smallest move
+            of a pre-activation map, relative to its largest value, that can flip some u_j,
+            over the k steps), or ``None`` when not asked for.
     """
 
     outputs: list[np.ndarray]
     near_tie: np.ndarray
     weights: np.ndarray
+    margin: np.ndarray | None = None
 
 
 @public
@@ -116,38 +120,50 @@ class LiteralReference:
         """The first target's trained kernel."""
         return self.layers[0].w0
 
-    def run(self, batch: np.ndarray) -> ReferenceResult:
-        """The literal loop over every image of ``batch`` (model layout, float32)."""
-        outputs, ties, weights = [], [], []
+    def run(self, batch: np.ndarray, margin: bool = False) -> ReferenceResult:
+        """The literal loop over every image of ``batch`` (model layout, float32);
+        ``margin``: also each image's decision margin (a bisection per step: slower)."""
+        outputs, ties, weights, margins = [], [], [], []
         for image in batch:
-            out, tie, w = self._one_image(image[None])
+            out, tie, w, m = self._one_image(image[None], margin)
             outputs.append(out)
             ties.append(tie)
             weights.append(w)
+            margins.append(m)
         stacked = [np.concatenate([o[i] for o in outputs]) for i in range(len(self.output_names))]
-        return ReferenceResult(stacked, np.array(ties), np.stack(weights))
+        found = np.array(margins) if margin else None
+        return ReferenceResult(stacked, np.array(ties), np.stack(weights), found)
 
-    def _one_image(self, x: np.ndarray) -> tuple[list[np.ndarray], bool, np.ndarray]:
+    def _one_image(
+        self, x: np.ndarray, margin: bool = False
+    ) -> tuple[list[np.ndarray], bool, np.ndarray, float]:
         """The loop for one image; the weights returned are the first layer's."""
         current = {lay.input: lay.w0.copy() for lay in self.layers}  # 1. back up every W0
-        near_tie = False
+        near_tie, smallest = False, 1.0
         for lay in self.layers:  # one layer after the other, the earlier ones modulated
-            near_tie |= self._modulate(x, lay, current)
+            tie, found = self._modulate(x, lay, current, margin)
+            near_tie, smallest = near_tie or tie, min(smallest, found)
         # 3. predict with the modulated weights; 4. W0 is restored by discarding ``current``
         out = self.session.run(self.output_names, {self.input_name: x, **current})
-        return out, near_tie, current[self.layers[0].input]
+        return out, near_tie, current[self.layers[0].input], smallest
 
-    def _modulate(self, x: np.ndarray, lay: _Layer, current: dict[str, np.ndarray]) -> bool:
-        """The k presentations of ``x`` for one layer: updates ``current[lay.input]``."""
+    def _modulate(
+        self, x: np.ndarray, lay: _Layer, current: dict[str, np.ndarray], margin: bool
+    ) -> tuple[bool, float]:
+        """The k presentations of ``x`` for one layer: updates ``current[lay.input]``;
+        returns whether some step was a near-tie, and the smallest margin (1 if not asked)."""
         p = self.params
         w = current[lay.input]  # modified in place
         r = np.zeros(w.shape[0])
-        near_tie = False
+        near_tie, smallest = False, 1.0
         for _ in range(p.k):  # 2. present the image k times
             maps = self.session.run(lay.map_names, {self.input_name: x, **current})
             y = maps[-1][0]  # the signal: pre-activation, or the layer's activation of it
             s = _activity(y, p.reduce)
             near_tie |= _near_tie(maps[0][0], lay.bias, lay.activation, p.reduce)
+            if margin:
+                found = decision_margin(maps[0][0], lay.bias, lay.activation, p.reduce)
+                smallest = min(smallest, found)
             u = np.where(s > 0, 1, -1)  # eq. 1
             if p.counter == Counter.ABSORBING:  # eq. 2
                 r = np.where(np.abs(r) == p.mu, r, r + u)
@@ -155,7 +171,7 @@ class LiteralReference:
                 r = np.clip(r + u, -p.mu, p.mu)
             for j in range(w.shape[0]):  # eq. 3 and the update, kernel by kernel
                 w[j] = _update_kernel(w[j], r[j], p)
-        return near_tie
+        return near_tie, smallest
 
 
 class _Layer:
@@ -210,11 +226,50 @@ def _near_tie(pre: np.ndarray, bias: np.ndarray, activation: Activation, reduce:
     a near-tie exactly when those two bounds fall on different sides of 0. Positions that
     equal the bias exactly saw only zeros (padding) and are exact in any float path.
     """
+    flat, scale = _scaled(pre, bias)
+    return bool(np.any(_straddles(flat, NEAR_TIE * scale, activation, reduce)))
+
+
+def decision_margin(
+    pre: np.ndarray, bias: np.ndarray, activation: Activation, reduce: str
+) -> float:
+    """The smallest relative move δ of the pre-activation map (each position by δ times
+    its kernel's largest |value|) that can flip some u_j: a kernel flips at δ exactly when
+    the bounds of :func:`_near_tie` straddle 0 there (a near-tie is a margin <= NEAR_TIE).
+
+    Found by bisection on log δ over [1e-12, 1], per kernel at once; 1.0 where no move up
+    to the map's own scale flips a kernel. A precision whose relative rounding reaches the
+    margin may change a decision (docs/engines.md: bf16 ~2^-8, fp16 ~2^-11).
+    """
+    flat, scale = _scaled(pre, bias)
+    low, high = np.full(len(flat), -12.0), np.zeros(len(flat))  # log10 δ brackets
+
+    def flips(log_delta: np.ndarray) -> np.ndarray:
+        return _straddles(flat, 10.0 ** log_delta[:, None] * scale, activation, reduce)
+
+    never = ~flips(high)
+    for _ in range(30):
+        middle = (low + high) / 2
+        flipped = flips(middle)
+        high, low = np.where(flipped, middle, high), np.where(flipped, low, middle)
+    margins = np.where(never, 1.0, 10.0**high)
+    return float(margins.min()) if len(margins) else 1.0
+
+
+def _scaled(pre: np.ndarray, bias: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The (O, positions) map in float64 and each position's unit of move: its kernel's
+    largest |value|, 0 where the position equals the bias (it saw only padding: exact)."""
     flat = pre.reshape(pre.shape[0], -1).astype(np.float64)
-    delta = NEAR_TIE * np.abs(flat).max(axis=1, keepdims=True) * (flat != bias)
+    return flat, np.abs(flat).max(axis=1, keepdims=True) * (flat != bias)
+
+
+def _straddles(
+    flat: np.ndarray, delta: np.ndarray, activation: Activation, reduce: str
+) -> np.ndarray:
+    """Per kernel: whether s(map - δ) and s(map + δ) fall on different sides of 0."""
     low = _activity(activation(flat - delta), reduce)
     high = _activity(activation(flat + delta), reduce)
-    return bool(np.any((low > 0) != (high > 0)))
+    return (low > 0) != (high > 0)
 
 
 def _identity(y: np.ndarray) -> np.ndarray:

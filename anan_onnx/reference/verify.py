@@ -10,11 +10,13 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
+import tempfile
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -31,11 +33,12 @@ from anan_onnx.params import AnanParams
 from anan_onnx.reference.literal import LiteralReference
 from anan_onnx.reference.pairing import check_compressed_pair
 from anan_onnx.runtime.inputs import InputSpec, check_batch
-from anan_onnx.runtime.labels import TOLERANCE, labels_agree
+from anan_onnx.runtime.labels import TOLERANCE, labels_agree, predicted_labels
 from anan_onnx.runtime.own_scaling import own_scaling
 from anan_onnx.runtime.session import Session, providers_for
 
 __all__ = [
+    "ImageResult",
     "VerifyReport",
     "preprocess_contradiction",
     "random_batches",
@@ -43,6 +46,28 @@ __all__ = [
     "random_inputs",
     "verify_models",
 ]
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageResult:
+    """One input's verdict: ``status`` is PASS, FAIL, SKIP (a near-tie: some kernel
+    activity within rounding of 0) or NON-FINITE."""
+
+    index: int
+    status: str
+    label: int  # the engine's predicted class (-1: not finite)
+    expected: int  # the literal loop's (-1: not finite)
+    max_abs_diff: float
+    margin: float = math.nan  # the decision margin (literal.decision_margin), NaN: not asked
+
+    def line(self) -> str:
+        """``image 3: FAIL class 1, reference 0, max abs diff 0.41, margin 0.0021``."""
+        diff = summary_number(self.max_abs_diff)
+        margin = f", decision margin {self.margin:.2g}" if math.isfinite(self.margin) else ""
+        return (
+            f"image {self.index}: {self.status} class {self.label}, reference "
+            f"{self.expected}, max abs diff {diff}{margin}"
+        )
 
 
 @public
@@ -63,6 +88,13 @@ class VerifyReport:
             own leading scaling (it would scale the pixels twice), or ``None``; a warning,
             not a failure: the ANAN graph may still equal the reference
             (docs/preprocessing.md).
+        engine: what ran the ANAN model (``ort``, or ``openvino (bf16)`` ...: the engine
+            and the precision it inferred in).
+        per_image: each input's verdict, in order.
+        margin: the smallest decision margin over the inputs (NaN: not asked for): how
+            far, relative to its scale, a kernel statistic came to its threshold; a
+            precision whose relative rounding reaches it may flip a decision
+            (docs/engines.md).
     """
 
     images: int
@@ -74,6 +106,9 @@ class VerifyReport:
     reference_non_finite: int = 0
     unusable: int = 0
     preprocess_warning: str | None = None
+    engine: str = "ort"
+    per_image: list[ImageResult] = dataclasses.field(default_factory=list)
+    margin: float = math.nan
 
     @property
     def compared(self) -> int:
@@ -93,6 +128,13 @@ class VerifyReport:
         )
 
     def summary(self) -> str:
+        """One line: the verdict and its figures (and the engine, where not onnxruntime)."""
+        line = self._summary()
+        if math.isfinite(self.margin):
+            line += f"; smallest decision margin {self.margin:.2g} ({margin_verdict(self.margin)})"
+        return line if self.engine == "ort" else f"{line}; engine {self.engine}"
+
+    def _summary(self) -> str:
         if self.unusable:
             sides = []
             if self.non_finite:
@@ -123,10 +165,8 @@ class VerifyReport:
             passed=self.passed,
             summary=self.summary(),
         )
-        return {
-            k: None if isinstance(v, float) and not math.isfinite(v) else v
-            for k, v in values.items()
-        }
+        values["per_image"] = [_json_ready(r) for r in values["per_image"]]
+        return _json_ready(values)
 
     def merged(self, other: VerifyReport) -> VerifyReport:
         """This report and ``other`` (another chunk of inputs) as one."""
@@ -141,7 +181,30 @@ class VerifyReport:
             self.reference_non_finite + other.reference_non_finite,
             self.unusable + other.unusable,
             self.preprocess_warning or other.preprocess_warning,
+            self.engine,
+            self.per_image
+            + [dataclasses.replace(r, index=r.index + self.images) for r in other.per_image],
+            float(np.fmin(self.margin, other.margin)),
         )
+
+
+def _json_ready(values: dict[str, object]) -> dict[str, object]:
+    """``values`` with every number that is not finite as ``None``."""
+    return {k: None if isinstance(v, float) and not math.isfinite(v) else v
+            for k, v in values.items()}  # fmt: skip
+
+
+#: relative rounding of each reduced precision (its unit roundoff, 2^-p): a decision margin
+#: at or below it may flip there (docs/engines.md)
+PRECISION_ROUNDING = {"bf16": 2.0**-8, "fp16": 2.0**-11}
+
+
+def margin_verdict(margin: float) -> str:
+    """Which reduced precisions a decision margin leaves safe, in words."""
+    safe = [name for name, rounding in PRECISION_ROUNDING.items() if margin > 4 * rounding]
+    return f"4x above the rounding of {', '.join(safe)}" if safe else (
+        "within 4x of bf16 and fp16 rounding: deploy in float32"
+    )
 
 
 def summary_number(value: float) -> str:
@@ -160,6 +223,9 @@ def verify_models(
     tolerance: float = TOLERANCE,
     provider: str = "cpu",
     batch_size: int | None = None,
+    engine: str = "ort",
+    precision: str | None = None,
+    margin: bool = False,
 ) -> VerifyReport:
     """Compares an ANAN model with the literal loop run on its base model.
 
@@ -170,6 +236,13 @@ def verify_models(
             stays bounded by one batch); default: ``n`` random images.
         batch_size: images per run (default: the session's default); a model with a fixed
             batch is fed in chunks of that size whatever this is.
+        engine: what runs the ANAN model (:data:`anan_onnx.runtime.engines.ENGINES`):
+            ``ort`` (onnxruntime with ``provider``), or another engine with the settings a
+            deployment gets, its default precision included (OpenVINO: bf16 on CPUs with
+            AMX or AVX512-BF16), so that a precision which flips outputs fails here.
+        precision: pin the engine's inference precision instead (``f32``, ``bf16``).
+        margin: also find each input's decision margin (a bisection per step of the
+            literal loop: slower).
     """
     if not math.isfinite(tolerance) or tolerance < 0:
         raise AnanError(f"tolerance must be a finite number >= 0, got {tolerance}")
@@ -193,12 +266,16 @@ def verify_models(
         inputs = random_batches(session, n, seed, size)
     batches = [inputs] if isinstance(inputs, np.ndarray) else inputs
     report: VerifyReport | None = None
-    for batch in batches:
-        for start in range(0, len(batch), size):
-            chunk = _compare(session, reference, np.asarray(batch[start : start + size]), tolerance)
-            report = chunk if report is None else report.merged(chunk)
+    with _predictor(session, anan, engine, precision) as (predict, ran_on):
+        for batch in batches:
+            for start in range(0, len(batch), size):
+                x = np.asarray(batch[start : start + size])
+                chunk = _compare(session, reference, x, tolerance, predict, margin)
+                report = chunk if report is None else report.merged(chunk)
+        engine_name = ran_on()  # after the runs: the precision they ran in
     if report is None:
         raise AnanError("no inputs to verify: pass at least one image or array")
+    report.engine = engine_name
     report.preprocess_warning = preprocess_contradiction(session.metadata, base_model)
     if report.preprocess_warning:
         warnings.warn(report.preprocess_warning, UserWarning, stacklevel=2)
@@ -215,12 +292,43 @@ def preprocess_contradiction(metadata: dict[str, str], base: onnx.ModelProto) ->
     return own.contradiction(spec.scale, spec.offset) if own is not None else None
 
 
+@contextlib.contextmanager
+def _predictor(
+    session: Session,
+    anan: str | Path | onnx.ModelProto,
+    engine: str,
+    precision: str | None,
+) -> Iterator[tuple[Callable[[np.ndarray], np.ndarray], Callable[[], str]]]:
+    """The function that runs the ANAN model on ``engine``, and one that names the engine
+    with the precision it ran in."""
+    if engine == "ort" and precision in (None, "f32"):
+        yield session.predict, lambda: "ort"
+        return
+    from anan_onnx.runtime.engines import open_engine
+
+    runner = open_engine(engine, precision=precision)
+    with contextlib.ExitStack() as stack:
+        stack.callback(runner.close)
+        if isinstance(anan, onnx.ModelProto):  # the engines read files
+            folder = stack.enter_context(tempfile.TemporaryDirectory(prefix="anan_verify_"))
+            path = Path(folder) / "model.anan.onnx"
+            onnx.save(anan, path)
+        else:
+            path = Path(anan)
+        yield (lambda x: runner.run(path, x)), lambda: f"{engine} ({runner.precision})"
+
+
 def _compare(
-    session: Session, reference: LiteralReference, x: np.ndarray, tolerance: float
+    session: Session,
+    reference: LiteralReference,
+    x: np.ndarray,
+    tolerance: float,
+    predict: Callable[[np.ndarray], np.ndarray],
+    margin: bool = False,
 ) -> VerifyReport:
     """The report for one chunk of inputs."""
-    ours = session.predict(x).reshape(len(x), -1)
-    result = reference.run(check_batch(x, (None, *session.input_shape[1:])))
+    ours = predict(x).reshape(len(x), -1)
+    result = reference.run(check_batch(x, (None, *session.input_shape[1:])), margin=margin)
     expected = result.outputs[0].reshape(len(x), -1)
     ours_bad = ~np.isfinite(ours).all(axis=1)
     ref_bad = ~np.isfinite(expected).all(axis=1)
@@ -232,6 +340,9 @@ def _compare(
             np.abs(ours[keep].astype(np.float64) - expected[keep]).max() if keep.any() else np.nan
         )
     agree = labels_agree(ours[keep], expected[keep], tolerance) if keep.any() else keep[:0]
+    rows = _per_image(ours, expected, keep, tie, agree, tolerance)
+    margins = result.margin if result.margin is not None else np.full(len(x), np.nan)
+    rows = [dataclasses.replace(r, margin=float(m)) for r, m in zip(rows, margins, strict=True)]
     return VerifyReport(
         len(x),
         int(tie.sum()),
@@ -241,7 +352,42 @@ def _compare(
         int(ours_bad.sum()),
         int(ref_bad.sum()),
         int(bad.sum()),
+        per_image=rows,
+        margin=float(np.nanmin(margins)) if margin else math.nan,
     )
+
+
+def _per_image(
+    ours: np.ndarray,
+    expected: np.ndarray,
+    keep: np.ndarray,
+    tie: np.ndarray,
+    agree: np.ndarray,
+    tolerance: float,
+) -> list[ImageResult]:
+    """Each input's verdict (``agree`` covers the kept inputs only)."""
+    agrees = np.zeros(len(ours), bool)
+    agrees[keep] = agree
+    rows = []
+    for i in range(len(ours)):
+        finite = bool(np.isfinite(ours[i]).all() and np.isfinite(expected[i]).all())
+        with np.errstate(invalid="ignore"):
+            diff = float(np.abs(ours[i].astype(np.float64) - expected[i]).max())
+        if not finite:
+            status, diff = "NON-FINITE", math.nan
+        elif tie[i]:
+            status = "SKIP"
+        else:
+            status = "PASS" if agrees[i] and diff <= tolerance else "FAIL"
+        rows.append(
+            ImageResult(i, status, _label(ours[i]), _label(expected[i]), diff)
+        )
+    return rows
+
+
+def _label(row: np.ndarray) -> int:
+    """The predicted class of one output row, -1 where it is not finite."""
+    return int(predicted_labels(row[None])[0]) if np.isfinite(row).all() else -1
 
 
 def target_layer(metadata: dict[str, str]) -> str | list[str]:

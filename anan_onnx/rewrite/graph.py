@@ -17,8 +17,9 @@ are non-negative, two passes per step for post-ReLU means. Each step's sign test
 and trigger are float arithmetic that every backend runs alike (``portable_steps``: no
 ``Greater``/``Where``/``Gather``; parameters as graph inputs in a tunable export). The
 modulated layer is moved past a following MaxPool when exact (``routes.pool_commute``) and its
-gains applied in onnxruntime's blocked layout (``routes.blocked_scaling``), or it is one grouped
-convolution with per-image weights for a fixed batch size (``routes.per_image_conv``).
+gains applied in onnxruntime's blocked layout (``routes.blocked_scaling``); elsewhere the gains
+scale the maps of the Conv with its own constant weights, at any batch (a Conv whose weights
+are computed per image is lowered by fewer engines: onnx2tf/LiteRT cannot).
 
 Only standard ONNX ops are used (opset 13–18); every node is named ``anan/...``.
 """
@@ -41,7 +42,6 @@ from anan_onnx.rewrite.portable_steps import (
     shared_steps,
 )
 from anan_onnx.rewrite.routes.blocked_scaling import SCALINGS, blocked_scaling, can_block
-from anan_onnx.rewrite.routes.per_image_conv import per_image_conv, unfold
 from anan_onnx.rewrite.routes.pool_commute import gains_non_negative, is_monotone, pool_after
 from anan_onnx.rewrite.target import ConvTarget
 
@@ -58,7 +58,6 @@ def build_anan_graph(
     *,
     tunable: bool = False,
     k_max: int | None = None,
-    batch: int | None = None,
     scaling: str = Scaling.BLOCKED,
     fold_steps: bool = False,
     prefix: str = NAME_PREFIX,
@@ -72,7 +71,6 @@ def build_anan_graph(
         tunable: expose k, μ, a, b, idle as graph inputs (``anan_k`` ...) with defaults.
         k_max: number of unrolled steps of a tunable export (steps beyond ``anan_k``
             leave the state unchanged); defaults to ``params.k``.
-        batch: the fixed batch size, if any (the graph's input is already fixed to it).
         scaling: how the final gains are applied after a MaxPool: ``'blocked'`` (in
             onnxruntime's NCHWc layout, ``routes.blocked_scaling``) or ``'broadcast'``.
         fold_steps: where every step reads the step-1 activity (:func:`steps_foldable`),
@@ -85,18 +83,14 @@ def build_anan_graph(
     knobs = _knobs(b, graph, params) if tunable else None  # fixed parameters: constants
     steps = max(k_max or params.k, params.k) if tunable else params.k
 
-    x = conv.inputs[0]
     bias = None if target.bias is None else b.const("anan/bias", target.bias.reshape(1, -1, 1, 1))
     weights = _split_weights(target.weight, params.rule)
     geom = conv_geometry(conv, target.weight)
     act = target.activation
     monotone = gains_non_negative(params, tunable)  # then v ↦ act(g·v + β) is monotone
     pool = pool_after(conv, act) if monotone and is_monotone(act) else None
-    grouped = batch is not None and pool is None
     mean_only = params.signal == Signal.PRE and params.reduce == Reduce.MEAN
-    maps = None
-    if not (mean_only and grouped and geom is not None):  # the grouped conv replaces the maps
-        maps = _first_layer_maps(b, conv, weights, params.rule)
+    maps = _first_layer_maps(b, conv, weights, params.rule)
     shared = step1_activity_shared(params, tunable)
     # The one activity read by every step, as an (N, 1, O, 1) column (see routes.window_means)
     column = mean_only and geom is not None and gains_are_columns(params, tunable)
@@ -116,19 +110,13 @@ def build_anan_graph(
         gains = general_steps(b, knobs, params, activity_of, gains, steps, shared)
 
     if pool is not None:
-        assert maps is not None, "the pool route reads the maps"
         _splice_pool_commuted(
             graph, b, conv, act, pool, gains, maps, bias, target.bias, scaling, column
         )
         return
     if column:
         gains = [_column_to_channels(b, g) for g in gains]
-    if batch is None:  # not grouped (the pool route returned above)
-        assert maps is not None, "only the grouped convolution does without the maps"
-        _splice(graph, [conv], conv.outputs[0], b, combine(b, gains, maps, bias, "anan/output"))
-    else:
-        assert x is not None, "a Conv has an input"
-        _splice_grouped(graph, b, conv, act, x, weights, gains, target.bias, batch)
+    _splice(graph, [conv], conv.outputs[0], b, combine(b, gains, maps, bias, "anan/output"))
 
 
 def step1_activity_shared(params: AnanParams, tunable: bool = False) -> bool:
@@ -190,29 +178,6 @@ def _splice_pool_commuted(
     if act is not None:
         output = clone_activation(b, act, output, "anan/output")
     _splice(graph, [pool, *([act] if act else []), conv], pool.outputs[0], b, output)
-
-
-def _splice_grouped(
-    graph: ir.Graph,
-    b: GraphBuilder,
-    conv: ir.Node,
-    act: ir.Node | None,
-    x: ir.Value,
-    weights: list[np.ndarray],
-    gains: list[ir.Value],
-    bias: np.ndarray | None,
-    batch: int,
-) -> None:
-    """One grouped Conv with per-image weights (see routes.per_image_conv)."""
-    channels = weights[0].shape[0]
-    y = per_image_conv(b, conv, x, weights, gains, bias, batch, "anan/output_conv")
-    if act is None:
-        _splice(graph, [conv], conv.outputs[0], b, unfold(b, y, batch, channels, "anan/output"))
-        return
-    # The activation goes between the grouped Conv and the reshape, where ORT fuses it.
-    activated = clone_activation(b, act, y, "anan/output_activation")
-    output = unfold(b, activated, batch, channels, "anan/output")
-    _splice(graph, [act, conv], act.outputs[0], b, output)
 
 
 def _split_weights(weight: np.ndarray, rule: str) -> list[np.ndarray]:

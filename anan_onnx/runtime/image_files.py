@@ -9,6 +9,7 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import struct
 import warnings
@@ -37,7 +38,9 @@ __all__ = [
     "iter_image_batches",
     "load_image",
     "load_images",
+    "pixels_from_bytes",
     "pixels_from_pil",
+    "read_pixels",
     "progress_bar",
     "to_model_input",
 ]
@@ -91,6 +94,20 @@ def load_image(path: str | os.PathLike[str], spec: InputSpec) -> np.ndarray:
         ((64, 64, 3), dtype('float32'))
     """
     return to_model_input(_read_pixels(Path(path), spec)[None], spec, layout="NHWC")[0]
+
+
+def read_pixels(path: str | os.PathLike[str], spec: InputSpec) -> np.ndarray:
+    """uint8 (H, W, C) pixels of the image file ``path``, converted and resized for
+    ``spec`` (not scaled), with :func:`load_image`'s one-line errors."""
+    return _read_pixels(Path(path), spec)
+
+
+def pixels_from_bytes(data: bytes, spec: InputSpec, name: str) -> np.ndarray:
+    """:func:`read_pixels` of an encoded image held in memory (e.g. read from an object
+    store); ``name`` (its URI) is what the errors call it."""
+    with _image_errors(name), _pixel_limit(name), Image.open(io.BytesIO(data)) as im:
+        _check_size(im, name)
+        return pixels_from_pil(im, spec, name=name)
 
 
 def _read_pixels(path: Path, spec: InputSpec) -> np.ndarray:

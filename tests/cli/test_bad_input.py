@@ -285,7 +285,7 @@ CASES = [
     Case(
         "empty_image_folder",
         "an empty image folder",
-        "is a directory, not a regular file",
+        "folder photos has no image files",
         lambda d: ["predict", ANAN, _mkdir(d, "photos")],
     ),
     Case(

@@ -352,7 +352,7 @@ def test_a_limit_from_the_environment_must_be_a_number(monkeypatch):
 @pytest.mark.parametrize("how", ["option", "environment"])
 def test_unreachable_ray_address_is_refused_within_seconds(models, capsys, monkeypatch, how):
     pytest.importorskip("ray")
-    out = models / "ray.csv"
+    out = models / "ray_out"
     args = ["predict", models / ANAN, models / "x.npy", "--engine", "ray", "--output", out]
     if how == "option":
         args += ["--address", "127.0.0.1:1"]

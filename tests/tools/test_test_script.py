@@ -37,6 +37,7 @@ def run_script(tmp_path: Path, *args: str) -> tuple[subprocess.CompletedProcess[
         "HOME": str(tmp_path),
         "ANAN_VENV": sys.prefix,
         "PYTHONPATH": os.environ.get("PYTHONPATH", ""),
+        "ANAN_LITERT_PYTHON": sys.executable,  # named: the LiteRT environment is not made
     }
     proc = subprocess.run(
         ["/bin/bash", str(SCRIPT), "--version", *args],
