@@ -34,6 +34,8 @@ from anan_onnx.params import PARAMS, check_steps
 __all__ = [
     "BATCH_ROWS",
     "DEFAULT_OPSET",
+    "LAYERS_ALL",
+    "LAYERS_FIRST",
     "MAX_OPSET",
     "MIN_OPSET",
     "ConvertOptions",
@@ -41,6 +43,7 @@ __all__ = [
     "RunOptions",
     "SplitOptions",
     "TUNE_ON",
+    "check_layers",
     "check_opset",
     "check_tune_on",
     "options_of",
@@ -52,6 +55,8 @@ DEFAULT_OPSET = 17
 MIN_OPSET, MAX_OPSET = 13, 18
 #: Rows (images) per run of the network's rest in tune and evaluate.
 BATCH_ROWS = 256
+#: ``--layers`` choices besides a comma list of names: every Conv, the first N Convs.
+LAYERS_ALL, LAYERS_FIRST = "all", "first:"
 #: The splits parameters may be tuned on, the default first (test warns: optimistic).
 TUNE_ON: tuple[str, ...] = ("val", "test")
 
@@ -175,6 +180,18 @@ def _text(name: str, value: object) -> str:
     return value
 
 
+def check_layers(name: str, value: object) -> str:
+    """A ``--layers`` choice: ``all``, ``first:N`` or Conv names separated by commas."""
+    text = _text(name, value).strip()
+    if text.startswith(LAYERS_FIRST):
+        count = text[len(LAYERS_FIRST) :]
+        if not count.isdigit() or int(count) < 1:
+            raise AnanError(f"{name} {text!r}: first:N needs a whole N >= 1, e.g. first:3")
+    elif not [p for p in text.split(",") if p.strip()]:
+        raise AnanError(f"{name} is empty: pass all, first:N or Conv names separated by commas")
+    return text
+
+
 def check_opset(name: str, value: object) -> int:
     """An opset between :data:`MIN_OPSET` and :data:`MAX_OPSET`, or a one-line refusal."""
     opset = limits.positive_int(name, value)
@@ -226,6 +243,9 @@ class ConvertOptions(_Validated):
 
     Attributes:
         layer: the target Conv: ONNX node or Keras layer name (default: the first Conv).
+        layers: several target Convs, modulated one after the other with the same
+            parameters: ``all``, ``first:N`` or names separated by commas (instead of
+            ``layer``; see :mod:`anan_onnx.rewrite.layers`).
         opset: ONNX opset 13-18; default :data:`DEFAULT_OPSET` for a Keras model, the
             model's own for an ONNX model (moved into 13-18 if outside).
         simplify: run onnxslim on the result (validated again afterwards).
@@ -244,6 +264,9 @@ class ConvertOptions(_Validated):
     # fmt: off
     layer: str | None = option(
         None, "target Conv: ONNX node or Keras layer name (default: first)", check=_text)
+    layers: str | None = option(
+        None, "several target Convs, modulated in order with the same parameters: all, "
+        "first:N or NAME,NAME (instead of --layer)", check=check_layers, metavar="LAYERS")
     opset: int | None = option(
         None, f"ONNX opset {MIN_OPSET}-{MAX_OPSET} (default {DEFAULT_OPSET} for Keras input)",
         check=check_opset, kind=int)

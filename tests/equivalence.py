@@ -27,7 +27,7 @@ def assert_matches_reference(
     """
     conversion = convert_model(base, params, **kw)
     ours = run_onnx(conversion.anan, x)
-    ref = LiteralReference(conversion.base, conversion.target_layer, params).run(x)
+    ref = LiteralReference(conversion.base, conversion.target_layers, params).run(x)
     keep = ~ref.near_tie
     assert keep.sum() >= (min_compared or max(1, len(x) // 2)), f"near-ties: {ref.near_tie}"
     expected = ref.outputs[0][keep]

@@ -147,6 +147,7 @@ def _add_tune(commands: Any) -> None:
         help="write --emit even when no configuration beats the base CNN",
     )
     g.add_argument("--json", action="store_true", help="print best.json on stdout")
+    add_options(g, ConvertOptions, only=("layers",))  # the layer search: layers.csv/.md
     add_preprocess_options(p)  # convert's: one set of options, one meaning
     _add_run(p)
     p.set_defaults(func=_cmd_tune)
@@ -157,6 +158,8 @@ def _cmd_tune(args: argparse.Namespace) -> int:
 
     grid = _grid(args)
     out = args.out or Path("out") / "tune" / _stem(args.model)
+    if args.layers is not None:
+        return _cmd_layer_search(args, grid, out)
     result = tune(
         args.model,
         args.data,
@@ -184,6 +187,34 @@ def _cmd_tune(args: argparse.Namespace) -> int:
         )
     print(result.summary(notes))
     return status
+
+
+def _cmd_layer_search(args: argparse.Namespace, grid: Any, out: Path) -> int:
+    """``tune --layers``: the grid per layer (:mod:`anan_onnx.evaluation.layer_search`)."""
+    from anan_onnx.evaluation.layer_search import layer_search
+
+    chosen = [flag for flag, given in (("--layer", args.layer), ("--emit", args.emit)) if given]
+    if chosen or args.tune_on != "val" or args.scale or args.offset or args.layout:
+        given = chosen or ["--tune-on test" if args.tune_on != "val" else "preprocessing"]
+        raise AnanError(
+            f"tune --layers takes no {given[0]}: search the layers on the validation split "
+            "with the recorded preprocessing, then tune or convert the chosen layer"
+        )
+    options = _split_and_run(args)
+    result = layer_search(
+        args.model,
+        args.data,
+        layers=args.layers,
+        grid=grid,
+        metric=args.metric,
+        split=options["split"],
+        run=options["run"],
+        engine=make_engine(args),
+    )
+    written = ", ".join(str(p) for p in result.write(out))
+    print(result.markdown())
+    print(f"searched {len(result.rows)} layers in {result.seconds:.1f} s; wrote {written}")
+    return 0
 
 
 def _stem(path: Path) -> str:
@@ -239,6 +270,7 @@ def _add_evaluate(commands: Any) -> None:
     g.add_argument("--figure", type=Path, help="write the PNG figure here")
     g.add_argument("--title", help="report and figure title")
     g.add_argument("--json", action="store_true", help="print the results as JSON on stdout")
+    add_options(g, ConvertOptions, only=("layers",))  # one variant per layer, Holm-corrected
     p.add_argument(
         "--fp32",
         type=Path,
@@ -264,6 +296,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         grid=_grid(args),
         metric=args.metric,
         tune_on=args.tune_on,
+        layers=args.layers,
         **_split_and_run(args),
         # per-model lines are the command's output; with --json, stdout is JSON only
         log=lambda line: print(line, file=sys.stderr if args.json else sys.stdout, flush=True),

@@ -19,9 +19,10 @@ from anan_onnx.choices import Signal
 from anan_onnx.convert.keras_layers import KERAS_BEFORE, KERAS_CONVS
 from anan_onnx.errors import AnanError
 from anan_onnx.params import AnanParams
+from anan_onnx.rewrite.layers import find_targets
 from anan_onnx.rewrite.target import ConvTarget, find_target
 
-__all__ = ["normalise_base"]
+__all__ = ["normalise_base", "normalise_base_layers"]
 
 
 def normalise_base(
@@ -42,18 +43,38 @@ def normalise_base(
         >>> model, target = normalise_base(onnx.load("base.onnx"), AnanParams())  # doctest: +SKIP
         >>> base, layer = ir.to_proto(model), target.name  # doctest: +SKIP
     """
-    if _metadata.is_anan(_metadata.read_metadata(base)):
+    model, keras = _prepared(base)
+    target = find_target(model.graph, layer, *keras)
+    _check_signal(params, target)
+    return model, target
+
+
+def normalise_base_layers(
+    base: onnx.ModelProto, params: AnanParams, layers: str
+) -> tuple[ir.Model, list[ConvTarget]]:
+    """:func:`normalise_base` for several targets (``--layers``: ``all``, ``first:N`` or
+    names), in topological order (:func:`anan_onnx.rewrite.layers.find_targets`)."""
+    model, keras = _prepared(base)
+    targets = find_targets(model.graph, layers, *keras)
+    for target in targets:
+        _check_signal(params, target)
+    return model, targets
+
+
+def _prepared(base: onnx.ModelProto) -> tuple[ir.Model, tuple[dict | None, dict | None]]:
+    """The base with shapes inferred and every node named uniquely, and the Keras maps its
+    exporter recorded (Conv node → Keras layer, Keras layer → the layers before it)."""
+    recorded = _metadata.read_metadata(base)
+    if _metadata.is_anan(recorded):
         raise AnanError("the model is already an ANAN model: convert the base model instead")
     model = ir.from_proto(_with_shapes(base))
     _name_unnamed_nodes(model.graph)
     NameFixPass()(model)
-    recorded = _metadata.read_metadata(base)
-    target = find_target(
-        model.graph,
-        layer,
-        _json_metadata(recorded, KERAS_CONVS),
-        _json_metadata(recorded, KERAS_BEFORE),
-    )
+    return model, (_json_metadata(recorded, KERAS_CONVS), _json_metadata(recorded, KERAS_BEFORE))
+
+
+def _check_signal(params: AnanParams, target: ConvTarget) -> None:
+    """``signal='post'`` needs one activation right after the target."""
     if params.signal == Signal.POST and target.activation is None:
         users = [u.node.op_type for u in target.node.outputs[0].uses()]
         between = (
@@ -65,7 +86,6 @@ def normalise_base(
             f"signal=post needs one activation ({', '.join(ACTIVATIONS)}) right after Conv "
             f"{target.name!r}, found {users or 'none'}{between}: use --signal pre"
         )
-    return model, target
 
 
 def _json_metadata(recorded: dict[str, str], key: str) -> dict | None:

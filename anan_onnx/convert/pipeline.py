@@ -10,6 +10,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import warnings
 from collections.abc import Callable, Mapping, Sequence
@@ -29,7 +30,7 @@ from anan_onnx.convert.classes import check_classes, recorded_classes
 from anan_onnx.convert.keras_export import export_with_tf2onnx
 from anan_onnx.convert.keras_layers import KERAS_BEFORE, KERAS_CONVS
 from anan_onnx.convert.limits import check_graph_size, check_target_gains
-from anan_onnx.convert.normalise import normalise_base
+from anan_onnx.convert.normalise import normalise_base, normalise_base_layers
 from anan_onnx.convert.preprocessing import PreprocessRequest, resolve
 from anan_onnx.errors import AnanError, first_line
 from anan_onnx.install_hint import install_hint
@@ -45,7 +46,9 @@ from anan_onnx.model_io import (
 )
 from anan_onnx.options import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET, ConvertOptions, check_opset
 from anan_onnx.params import AnanParams
-from anan_onnx.rewrite.graph import build_anan_graph, steps_foldable
+from anan_onnx.rewrite.graph import steps_foldable
+from anan_onnx.rewrite.layers import rewrite_layers
+from anan_onnx.rewrite.target import ConvTarget
 from anan_onnx.runtime.inputs import Numbers
 from anan_onnx.runtime.progress import Stages
 from anan_onnx.training_record import find_training_record
@@ -73,14 +76,16 @@ class ConvertResult:
     Attributes:
         anan: the ANAN model (validated, with metadata).
         base: the base model, sorted and with unique node names (the reference runs it).
-        target_layer: name of the modulated Conv node.
+        target_layer: name of the modulated Conv node (the first, with several).
         params: the parameters used.
+        target_layers: every modulated Conv, in the order of modulation.
     """
 
     anan: onnx.ModelProto
     base: onnx.ModelProto
     target_layer: str
     params: AnanParams
+    target_layers: list[str] = dataclasses.field(default_factory=list)
 
 
 @public
@@ -211,8 +216,10 @@ def convert_model(
     layer, tunable, k_max, batch = opts.layer, opts.tunable, opts.k_max, opts.batch
     scaling, fold_steps = opts.scaling, opts.fold_steps
     check_graph_size(base, k_max)
-    model, target = normalise_base(base, params, layer)
-    check_target_gains(base, target, params, tunable=tunable, k_max=k_max)
+    model, targets = _normalised(base, params, layer, opts.layers)
+    target = targets[0]
+    for each in targets:
+        check_target_gains(base, each, params, tunable=tunable, k_max=k_max)
     normalised_base = ir.to_proto(model)
     symbol = _fix_batch(model.graph, batch) if batch is not None else None
     folded = fold_steps and steps_foldable(params, tunable)
@@ -222,9 +229,9 @@ def convert_model(
             "rule: with idle 0) in a non-tunable model; the k steps stay unrolled",
             stacklevel=2,
         )
-    build_anan_graph(
+    rewrite_layers(
         model,
-        target,
+        targets,
         params,
         tunable=tunable,
         k_max=k_max,
@@ -249,12 +256,26 @@ def convert_model(
         scaling=scaling,
         steps="folded" if folded else "unrolled",
     )
+    if len(targets) > 1:  # a single-layer model's metadata stays as it was
+        meta["target_layers"] = json.dumps([t.name for t in targets])
     meta.update(extra_metadata or {})
     # the base model keeps the Keras facts
     _drop_metadata(anan, (KERAS_CONVS, KERAS_BEFORE, "keras_name"))
     _metadata.write_metadata(anan, meta)
     validate(anan)
-    return ConvertResult(anan, normalised_base, target.name, params)
+    return ConvertResult(anan, normalised_base, target.name, params, [t.name for t in targets])
+
+
+def _normalised(
+    base: onnx.ModelProto, params: AnanParams, layer: str | None, layers: str | None
+) -> tuple[ir.Model, list[ConvTarget]]:
+    """The normalised base and its targets: ``layer`` (one) or ``layers`` (several)."""
+    if layers is None:
+        model, target = normalise_base(base, params, layer)
+        return model, [target]
+    if layer is not None:
+        raise AnanError("--layer and --layers both given: pass one of them")
+    return normalise_base_layers(base, params, layers)
 
 
 @public

@@ -41,13 +41,15 @@ import onnx
 
 from anan_onnx import metadata as _metadata
 from anan_onnx._public import public
+from anan_onnx.errors import AnanError
 from anan_onnx.evaluation.control import control
 from anan_onnx.evaluation.engine import Engine, LocalEngine, model_outputs
 from anan_onnx.evaluation.fold_data import FoldData
 from anan_onnx.evaluation.grid import PAPER_GRID, Grid
+from anan_onnx.evaluation.layer_search import layer_names
 from anan_onnx.evaluation.metric_names import DEFAULT_METRIC, check_metric, metric_key
 from anan_onnx.evaluation.model_files import find_models, read_params
-from anan_onnx.evaluation.results import Evaluation
+from anan_onnx.evaluation.results import LAYER_SEPARATOR, Evaluation
 from anan_onnx.evaluation.scores import present_classes, scores, select_metric_value
 from anan_onnx.evaluation.tune import (
     TEST_WARNING,
@@ -77,6 +79,18 @@ class _Variant:
     label: str
     grid: Grid | None
     fixed: AnanParams | None
+    layer: str | None = None  # the target Conv, where each layer is a variant (--layers)
+
+
+def _per_layer(variants: list[_Variant], names: list[str]) -> list[_Variant]:
+    """Each variant once per layer (``evaluate --layers``): keys ``KEY@LAYER``."""
+    return [
+        dataclasses.replace(
+            v, key=f"{v.key}{LAYER_SEPARATOR}{name}", label=f"{v.label} @ {name}", layer=name
+        )
+        for name in names
+        for v in variants
+    ]
 
 
 def _variants(grid: Grid, params: Sequence[AnanParams]) -> list[_Variant]:
@@ -122,6 +136,7 @@ def evaluate(
     split: SplitOptions | None = None,
     run: RunOptions | None = None,
     layer: str | None = None,
+    layers: str | None = None,
     log: Any = None,
     engine: Engine | None = None,
     preprocess: PreprocessRequest | None = None,
@@ -139,6 +154,9 @@ def evaluate(
             (:class:`~anan_onnx.options.SplitOptions`; see :func:`anan_onnx.load_splits`).
         run: threads, rows per run, progress bars (:class:`~anan_onnx.options.RunOptions`).
         layer: the target Conv (default: the first).
+        layers: one ANAN variant per Conv instead (``all``, ``first:N`` or names, resolved on
+            the first model): each is tuned and tested on its own, and the paired tests
+            are Holm-corrected across them (:meth:`Evaluation.tests`).
         log: a callable receiving one progress line per model (e.g. ``print``).
         engine: where the work runs (default: here, reading the images a chunk at a time;
             see :mod:`anan_onnx.evaluation.engine`). A distributed engine gets one task per
@@ -156,6 +174,10 @@ def evaluate(
     fixed = [p if isinstance(p, AnanParams) else read_params(p) for p in params]
     variants = _variants(grid, fixed)
     files = find_models(models)
+    if layers is not None:
+        if layer is not None:
+            raise AnanError("--layer and --layers both given: pass one of them")
+        variants = _per_layer(variants, layer_names(load_model(files[0]), layers))
     run = run or RunOptions()
     folder = Path(data) if data is not None else None
     source = FoldData(files, folder, split or SplitOptions(), run.progress)
@@ -252,7 +274,7 @@ def _evaluate_fold(path: Path, job: _FoldJob, engine: Engine) -> dict[str, Any]:
                 variant.grid,
                 job.metric,
                 class_map=classes,
-                layer=job.layer,
+                layer=variant.layer or job.layer,
                 run=job.run,
                 engine=engine,
             )
@@ -264,7 +286,7 @@ def _evaluate_fold(path: Path, job: _FoldJob, engine: Engine) -> dict[str, Any]:
                 "base_value": _oriented(result.base_scores, job.metric),
                 "improves_on_base": result.improves_on_base,
             }
-        anan = _convert(base, chosen, job.layer)
+        anan = _convert(base, chosen, variant.layer or job.layer)
         fold["params"][variant.key] = chosen.as_dict()
         fold["scores"][variant.key] = scores(
             y_test,

@@ -25,7 +25,7 @@ from anan_onnx.errors import AnanError
 from anan_onnx.evaluation.optional import need
 from anan_onnx.model_io import write_bytes_atomic
 
-__all__ = ["bar_figure", "bar_figure_png", "markdown_table"]
+__all__ = ["bar_figure", "bar_figure_png", "depth_figure_png", "markdown_table"]
 
 
 def _cell(value: object, digits: int) -> str:
@@ -200,3 +200,51 @@ def _axis_range(bottoms: list[float], tops: list[float]) -> tuple[float, float]:
     low, high = min(bottoms), max(tops)
     span = max(high - low, 0.02)
     return max(0.0, low - 1.5 * span), high + 0.4 * span
+
+
+#: One line of :func:`depth_figure_png`: a value per layer, and optional interval bounds.
+Series = tuple[Sequence[float], Sequence[float | None] | None, Sequence[float | None] | None]
+
+
+def depth_figure_png(
+    layers: Sequence[str],
+    lines: Mapping[str, Series],
+    *,
+    ylabel: str,
+    title: str | None = None,
+) -> bytes:
+    """A metric against layer depth (``tune --layers``): one line per entry of ``lines``
+    (label → values, lows, highs), with the interval drawn as whiskers where given."""
+    need("matplotlib")
+    from matplotlib.figure import Figure  # no pyplot: no global state, Agg canvas
+
+    depth = np.arange(1, len(layers) + 1)
+    fig = Figure(figsize=(1.8 + 0.9 * len(layers), 3.4), dpi=120)
+    ax = fig.subplots()
+    for i, (label, (values, lows, highs)) in enumerate(lines.items()):
+        y = np.asarray(values, float)
+        colour = _COLOURS[(1, 0, 2)[i % 3]]  # ANAN orange, CNN grey, control purple
+        style: dict[str, Any] = {"marker": "o", "color": colour, "label": label}
+        if lows is not None and highs is not None:
+            low = np.array([math.nan if v is None else v for v in lows], float)
+            high = np.array([math.nan if v is None else v for v in highs], float)
+            ax.errorbar(depth, y, yerr=[y - low, high - y], capsize=3, **style)
+        else:
+            ax.plot(depth, y, linestyle="--" if i else "-", **style)
+    ax.set_xticks(depth, [f"{d}\n{_short(n)}" for d, n in zip(depth, layers, strict=True)])
+    ax.set_xlabel("modulated Conv (depth)", fontsize=9)
+    ax.set_ylabel(ylabel, fontsize=9)
+    ax.tick_params(labelsize=8)
+    ax.legend(fontsize=8, frameon=False, loc="best")
+    if title:
+        ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    png = io.BytesIO()
+    fig.savefig(png, format="png")
+    return png.getvalue()
+
+
+def _short(name: str) -> str:
+    """A layer's name as a tick label: tf2onnx paths keep their layer segment."""
+    parts = [p for p in name.split("/") if p]
+    return parts[1] if len(parts) > 2 else name[-14:]

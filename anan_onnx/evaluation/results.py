@@ -19,7 +19,7 @@ from anan_onnx import json_clean
 from anan_onnx._public import public
 from anan_onnx.evaluation.metric_names import DISPLAY_NAMES, REPORTED, metric_key
 from anan_onnx.evaluation.report import bar_figure, bar_figure_png, markdown_table
-from anan_onnx.evaluation.statistics import wilcoxon_paired
+from anan_onnx.evaluation.statistics import holm, significance_stars, wilcoxon_paired
 from anan_onnx.evaluation.tune import TEST_WARNING
 
 __all__ = ["SHIFT_FLAG", "Evaluation"]
@@ -108,6 +108,7 @@ class Evaluation:
                         "better": better,
                     }
                 )
+        _add_holm(out)
         return out
 
     def flags(self) -> list[str]:
@@ -233,6 +234,7 @@ class Evaluation:
                     "comparison": f"{self.labels[t['model']]} vs {self.labels[t['reference']]}",
                     "mean diff": f"{t['mean_difference']:+.4f}",
                     "p": f"{t['p_value']:.4f}",
+                    "p (Holm)": f"{t['p_holm']:.4f}",
                     "sig.": t["stars"],
                     "better on average": self.labels.get(t["better"], t["better"]),
                 }
@@ -240,9 +242,12 @@ class Evaluation:
             ]
             lines.append(
                 markdown_table(
-                    rows, ["metric", "comparison", "mean diff", "p", "sig.", "better on average"]
-                )
+                    rows,
+                    ["metric", "comparison", "mean diff", "p", "p (Holm)", "sig.",
+                     "better on average"],
+                )  # fmt: skip
             )
+            lines += ["", HOLM_NOTE]
         else:
             lines.append("One model: no paired test (evaluate a folder of fold models).")
         flags = self.flags()
@@ -336,3 +341,27 @@ class Evaluation:
             "title": title,
             "errors": self.figure_errors(),
         }
+
+
+#: Joins a variant's key and its layer (``multiplicative@conv2``) under ``--layers``.
+LAYER_SEPARATOR = "@"
+#: How the report's Holm column reads.
+HOLM_NOTE = (
+    "p (Holm): with `--layers`, Holm-adjusted over the layers (one variant, one reference, "
+    "one metric: a family); otherwise equal to p. sig. marks the adjusted p "
+    "(* < 0.05, ** < 0.01)."
+)
+
+
+def _add_holm(tests: list[dict[str, Any]]) -> None:
+    """Adds ``p_holm`` (and sets ``stars`` from it) per family: one ANAN variant's tests on
+    every layer (``KEY@LAYER``, ``evaluate --layers``) against one reference on one metric.
+    Without ``--layers`` every family has one test and ``p_holm`` is ``p``."""
+    families: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+    for t in tests:
+        variant = t["model"].split(LAYER_SEPARATOR)[0]
+        families.setdefault((t["metric"], t["reference"], variant), []).append(t)
+    for family in families.values():
+        for t, p in zip(family, holm([t["p_value"] for t in family]), strict=True):
+            t["p_holm"] = p
+            t["stars"] = significance_stars(p)

@@ -25,6 +25,8 @@ __all__ = [
     "BOOTSTRAP_RESAMPLES",
     "SMALL_SAMPLE",
     "bootstrap_intervals",
+    "bootstrap_p_value",
+    "holm",
     "significance_stars",
     "wilcoxon_paired",
 ]
@@ -87,6 +89,29 @@ def wilcoxon_paired(base: ArrayLike, anan: ArrayLike) -> dict[str, Any]:
     return {"statistic": float(res.statistic), "p_value": p, **out, "stars": significance_stars(p)}
 
 
+def holm(p_values: ArrayLike) -> list[float]:
+    """Holm's step-down adjusted p-values of a family of tests (e.g. one test per layer).
+
+    The i-th smallest p is multiplied by (m − i + 1) (i from 1), made non-decreasing in that
+    order and capped at 1; a test is significant at level α when its adjusted p < α, which
+    keeps the chance of any false finding in the family at most α (Holm 1979). A search over
+    10 layers that finds one raw p < 0.05 is not a finding unless it survives this.
+
+    Example:
+        >>> holm([0.01, 0.04, 0.03])
+        [0.03, 0.06, 0.06]
+    """
+    p = np.asarray(p_values, dtype=np.float64).ravel()
+    if not np.all((p >= 0) & (p <= 1)):
+        raise AnanError(f"p-values must lie in [0, 1], got {p.tolist()}")
+    m = len(p)
+    order = np.argsort(p, kind="stable")
+    stepped = np.maximum.accumulate(p[order] * (m - np.arange(m)))
+    adjusted = np.empty(m)
+    adjusted[order] = np.minimum(stepped, 1.0)
+    return [round(float(v), 15) for v in adjusted]
+
+
 def bootstrap_intervals(
     n: int,
     statistics: Mapping[str, Callable[[np.ndarray], float]],
@@ -118,7 +143,7 @@ def bootstrap_intervals(
         >>> 0.3 < ci["mean"][0] < 0.5 < ci["mean"][1] < 0.7
         True
     """
-    draws = np.random.default_rng(seed).integers(0, n, size=(resamples, n))
+    draws = _draws(n, resamples, seed)
     tail = (1 - level) / 2 * 100
     out: dict[str, list[float] | None] = {}
     for name, statistic in statistics.items():
@@ -127,3 +152,32 @@ def bootstrap_intervals(
         bounds = np.percentile(values, [tail, 100 - tail]) if finite else None
         out[name] = [float(v) for v in bounds] if bounds is not None else None
     return out
+
+
+def bootstrap_p_value(
+    n: int,
+    statistic: Callable[[np.ndarray], float],
+    resamples: int = BOOTSTRAP_RESAMPLES,
+    seed: int = 0,
+) -> float:
+    """Two-sided percentile-bootstrap p-value of "``statistic`` is 0" (e.g. ANAN's metric
+    minus the base CNN's on the same images): ``2·min(P*(d ≤ 0), P*(d ≥ 0))`` over the
+    draws of :func:`bootstrap_intervals` (same ``seed``: the same draws), so p < α exactly
+    when the (1 − α) percentile interval excludes 0. Resamples where the difference is 0
+    count on both sides (conservative). NaN where the statistic is not finite on some draw.
+
+    Example:
+        >>> d = np.array([0.0, 1.0] * 20)
+        >>> bootstrap_p_value(40, lambda i: float(d[i].mean()))
+        0.0
+    """
+    values = np.array([statistic(index) for index in _draws(n, resamples, seed)], np.float64)
+    if not np.all(np.isfinite(values)):
+        return math.nan
+    below, above = float(np.mean(values <= 0)), float(np.mean(values >= 0))
+    return min(1.0, 2 * min(below, above))
+
+
+def _draws(n: int, resamples: int, seed: int) -> np.ndarray:
+    """Resampled image indices (``resamples`` × ``n``, with replacement), seeded."""
+    return np.random.default_rng(seed).integers(0, n, size=(resamples, n))

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import onnx
@@ -73,49 +73,52 @@ class ReferenceResult:
 class LiteralReference:
     """Runs the spec's per-image loop on a base ONNX model.
 
+    With several layers the loop modulates them one after the other, in the order given
+    (the model's topological order): layer 1's k presentations run with every other layer
+    at W0; layer 2's k presentations then run with layer 1 at its final weights, and so on;
+    the prediction uses every layer's final weights (docs/algorithm.md, "Several layers").
+
     Args:
         base: the base model (not modified).
-        layer: name of the target Conv node.
-        params: ANAN parameters.
+        layer: name of the target Conv node, or the names of several, in order.
+        params: ANAN parameters (shared by every layer).
         providers: onnxruntime execution providers.
     """
 
     def __init__(
         self,
         base: onnx.ModelProto,
-        layer: str,
+        layer: str | Sequence[str],
         params: AnanParams,
         providers: list[str] | None = None,
     ) -> None:
         self.params = params
-        model = copy.deepcopy(canonical_model(base, layer)[0])
-        conv = _conv_node(model.graph, layer)
-        self.w0 = constant_array(model.graph, conv.input[1])
-        has_bias = len(conv.input) > 2 and conv.input[2]
-        bias = constant_array(model.graph, conv.input[2]) if has_bias else np.zeros(len(self.w0))
-        self.bias = bias.reshape(-1, 1)
-        self.pre_name = conv.output[0]
-        self.post_name: str | None = None
-        self.activation: Activation = _identity
-        if params.signal == Signal.POST:
-            act = _activation_node(model, conv)
-            self.post_name, self.activation = act.output[0], node_activation(model.graph, act)
-        conv.input[1] = _WEIGHT_INPUT
-        model.graph.input.append(
-            helper.make_tensor_value_info(_WEIGHT_INPUT, onnx.TensorProto.FLOAT, self.w0.shape)
-        )
-        self.map_names = [n for n in (self.pre_name, self.post_name) if n]
+        names = [layer] if isinstance(layer, str) else list(layer)
+        model = copy.deepcopy(base)
+        for name in names:
+            model = canonical_model(model, name)[0]
+        self.layers = [_Layer(model, name, i, params.signal) for i, name in enumerate(names)]
+        self.map_names = [n for lay in self.layers for n in lay.map_names]
         model.graph.output.extend(
             helper.make_tensor_value_info(n, onnx.TensorProto.FLOAT, None) for n in self.map_names
         )
         self.output_names = [o.name for o in base.graph.output]
         initializers = {i.name for i in model.graph.initializer}
-        self.input_name = next(i.name for i in model.graph.input if i.name not in initializers)
+        self.input_name = next(
+            i.name
+            for i in model.graph.input
+            if i.name not in initializers and i.name not in {lay.input for lay in self.layers}
+        )
         options = ort.SessionOptions()
         options.log_severity_level = 3
         self.session = ort.InferenceSession(
             model.SerializeToString(), options, providers=providers or ["CPUExecutionProvider"]
         )
+
+    @property
+    def w0(self) -> np.ndarray:
+        """The first target's trained kernel."""
+        return self.layers[0].w0
 
     def run(self, batch: np.ndarray, margin: bool = False) -> ReferenceResult:
         """The literal loop over every image of ``batch`` (model layout, float32);
@@ -134,18 +137,32 @@ class LiteralReference:
     def _one_image(
         self, x: np.ndarray, margin: bool = False
     ) -> tuple[list[np.ndarray], bool, np.ndarray, float]:
+        """The loop for one image; the weights returned are the first layer's."""
+        current = {lay.input: lay.w0.copy() for lay in self.layers}  # 1. back up every W0
+        near_tie, smallest = False, 1.0
+        for lay in self.layers:  # one layer after the other, the earlier ones modulated
+            tie, found = self._modulate(x, lay, current, margin)
+            near_tie, smallest = near_tie or tie, min(smallest, found)
+        # 3. predict with the modulated weights; 4. W0 is restored by discarding ``current``
+        out = self.session.run(self.output_names, {self.input_name: x, **current})
+        return out, near_tie, current[self.layers[0].input], smallest
+
+    def _modulate(
+        self, x: np.ndarray, lay: _Layer, current: dict[str, np.ndarray], margin: bool
+    ) -> tuple[bool, float]:
+        """The k presentations of ``x`` for one layer: updates ``current[lay.input]``;
+        returns whether some step was a near-tie, and the smallest margin (1 if not asked)."""
         p = self.params
-        w = self.w0.copy()  # 1. back up W0 (the copy is what we modify)
+        w = current[lay.input]  # modified in place
         r = np.zeros(w.shape[0])
         near_tie, smallest = False, 1.0
         for _ in range(p.k):  # 2. present the image k times
-            maps = self.session.run(self.map_names, {self.input_name: x, _WEIGHT_INPUT: w})
+            maps = self.session.run(lay.map_names, {self.input_name: x, **current})
             y = maps[-1][0]  # the signal: pre-activation, or the layer's activation of it
             s = _activity(y, p.reduce)
-            tie = _near_tie(maps[0][0], self.bias, self.activation, p.reduce)
-            near_tie |= tie
+            near_tie |= _near_tie(maps[0][0], lay.bias, lay.activation, p.reduce)
             if margin:
-                found = decision_margin(maps[0][0], self.bias, self.activation, p.reduce)
+                found = decision_margin(maps[0][0], lay.bias, lay.activation, p.reduce)
                 smallest = min(smallest, found)
             u = np.where(s > 0, 1, -1)  # eq. 1
             if p.counter == Counter.ABSORBING:  # eq. 2
@@ -154,9 +171,30 @@ class LiteralReference:
                 r = np.clip(r + u, -p.mu, p.mu)
             for j in range(w.shape[0]):  # eq. 3 and the update, kernel by kernel
                 w[j] = _update_kernel(w[j], r[j], p)
-        # 3. predict with the modulated weights; 4. W0 is restored by discarding w
-        out = self.session.run(self.output_names, {self.input_name: x, _WEIGHT_INPUT: w})
-        return out, near_tie, w, smallest
+        return near_tie, smallest
+
+
+class _Layer:
+    """One target Conv of the reference model: its weights become a graph input."""
+
+    def __init__(self, model: onnx.ModelProto, layer: str, index: int, signal: str) -> None:
+        conv = _conv_node(model.graph, layer)
+        self.w0 = constant_array(model.graph, conv.input[1])
+        has_bias = len(conv.input) > 2 and conv.input[2]
+        bias = constant_array(model.graph, conv.input[2]) if has_bias else np.zeros(len(self.w0))
+        self.bias = bias.reshape(-1, 1)
+        post_name: str | None = None
+        self.activation: Activation = _identity
+        if signal == Signal.POST:
+            act = _activation_node(model, conv)
+            post_name, self.activation = act.output[0], node_activation(model.graph, act)
+        self.map_names = [n for n in (conv.output[0], post_name) if n]
+        # the first keeps the one-layer name: a single-layer reference is as it was
+        self.input = _WEIGHT_INPUT if index == 0 else f"{_WEIGHT_INPUT}_{index + 1}"
+        conv.input[1] = self.input
+        model.graph.input.append(
+            helper.make_tensor_value_info(self.input, onnx.TensorProto.FLOAT, self.w0.shape)
+        )
 
 
 def _update_kernel(w: np.ndarray, r: float, p: AnanParams) -> np.ndarray:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import math
 import tempfile
 import warnings
@@ -388,15 +389,27 @@ def _label(row: np.ndarray) -> int:
     return int(predicted_labels(row[None])[0]) if np.isfinite(row).all() else -1
 
 
-def target_layer(metadata: dict[str, str]) -> str:
-    """The ANAN model's recorded target Conv, or a refusal when none is recorded."""
+def target_layer(metadata: dict[str, str]) -> str | list[str]:
+    """The ANAN model's recorded target Conv (the list of them, in order, where several were
+    modulated: ``target_layers``), or a refusal when none is recorded."""
     name = metadata.get("target_layer")
     if not name:
         raise AnanError(
             "the ANAN model records no target_layer: its metadata is damaged; re-convert it "
             "with anan-onnx"
         )
-    return name
+    if "target_layers" not in metadata:
+        return name
+    try:
+        names = json.loads(metadata["target_layers"])
+    except ValueError:
+        names = None
+    if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
+        raise AnanError(
+            "the ANAN model's target_layers is not a list of Conv names: its metadata is "
+            "damaged; re-convert it with anan-onnx"
+        )
+    return names
 
 
 def random_inputs(session: Session, n: int, seed: int = 0) -> np.ndarray:

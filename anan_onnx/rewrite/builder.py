@@ -8,7 +8,9 @@ The tape records the nodes and initializers; what it adds:
   conversions (the tape would number them ``val_0``...);
 - float constants take the model's float dtype, and each scalar value becomes one
   initializer however often it is used;
-- :attr:`GraphBuilder.unit`, the initial gains (ones), so that products with it are skipped.
+- :attr:`GraphBuilder.unit`, the initial gains (ones), so that products with it are skipped;
+- a name prefix: with several target layers each layer's subgraph is ``anan/<n>/...``
+  (``prefix``), while the default ``anan/`` keeps a single-layer graph's names as they were.
 """
 
 from __future__ import annotations
@@ -19,25 +21,36 @@ import numpy as np
 import onnx_ir as ir
 from onnx_ir.tape import Tape
 
-__all__ = ["GraphBuilder"]
+__all__ = ["NAME_PREFIX", "GraphBuilder"]
+
+#: The prefix of every node and constant the rewrite writes.
+NAME_PREFIX = "anan/"
 
 
 class GraphBuilder(Tape):
     """Records the nodes and constants of the ANAN subgraph for the splice."""
 
-    def __init__(self, dtype: np.dtype) -> None:
+    def __init__(self, dtype: np.dtype, prefix: str = NAME_PREFIX) -> None:
         super().__init__()
         self.dtype = dtype  # the model's float dtype
+        self.prefix = prefix  # replaces "anan/" in every name (one per target layer)
         self.unit: ir.Value | None = None  # the initial gains (ones)
         self._scalars: dict[float, ir.Value] = {}
 
     def const(self, name: str, array: object) -> ir.Value:
         """A float constant (the model's dtype) named ``name``."""
-        return self.initializer(ir.tensor(np.asarray(array, self.dtype), name=name))
+        return self.initializer(ir.tensor(np.asarray(array, self.dtype), name=self.name(name)))
 
     def const_int(self, name: str, values: list[int]) -> ir.Value:
         """An int64 constant named ``name``."""
-        return self.initializer(ir.tensor(np.asarray(values, np.int64), name=name))
+        return self.initializer(ir.tensor(np.asarray(values, np.int64), name=self.name(name)))
+
+    def name(self, name: str) -> str:
+        """``name`` with this builder's prefix for ``anan/`` (the routes write ``anan/...``;
+        a name derived from a value's name already has it)."""
+        if name.startswith(NAME_PREFIX) and not name.startswith(self.prefix):
+            return self.prefix + name[len(NAME_PREFIX) :]
+        return name
 
     def scalar(self, value: float) -> ir.Value:
         """A scalar float constant, one initializer per value however often it is used."""
@@ -49,6 +62,7 @@ class GraphBuilder(Tape):
         self, op_type: str, inputs: Sequence[ir.Value | None], name: str, **attrs: object
     ) -> ir.Value:
         """A node ``name`` of ``op_type`` with one output, also named ``name``."""
+        name = self.name(name)
         return self.op(op_type, inputs, attrs or None, name=name, output=ir.Value(name=name))  # type: ignore[arg-type]
 
     def like(
@@ -58,6 +72,7 @@ class GraphBuilder(Tape):
         ``changed`` attributes replace the node's own (and come after the others)."""
         kept = {k: a for k, a in node.attributes.items() if k not in changed}
         attributes: Mapping[str, object] = {**kept, **changed}
+        name = self.name(name)
         return self.op(
             node.op_type,
             inputs,

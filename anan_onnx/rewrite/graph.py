@@ -32,7 +32,7 @@ import onnx_ir as ir
 from anan_onnx.choices import Counter, Reduce, Rule, Scaling, Signal
 from anan_onnx.params import PARAMS, AnanParams
 from anan_onnx.rewrite.activities import activity_strategy, clone_activation, combine
-from anan_onnx.rewrite.builder import GraphBuilder
+from anan_onnx.rewrite.builder import NAME_PREFIX, GraphBuilder
 from anan_onnx.rewrite.geometry import conv_geometry
 from anan_onnx.rewrite.portable_steps import (
     Knobs,
@@ -60,6 +60,7 @@ def build_anan_graph(
     k_max: int | None = None,
     scaling: str = Scaling.BLOCKED,
     fold_steps: bool = False,
+    prefix: str = NAME_PREFIX,
 ) -> None:
     """Rewrites ``model`` in place: ``target`` becomes the ANAN subgraph.
 
@@ -74,10 +75,11 @@ def build_anan_graph(
             onnxruntime's NCHWc layout, ``routes.blocked_scaling``) or ``'broadcast'``.
         fold_steps: where every step reads the step-1 activity (:func:`steps_foldable`),
             replace the k unrolled steps by one product for the final gains (same outputs).
+        prefix: the names' prefix (``anan/``; another per added layer, see ``rewrite.layers``).
     """
     graph = model.graph
     conv = target.node
-    b = GraphBuilder(target.weight.dtype)
+    b = GraphBuilder(target.weight.dtype, prefix)
     knobs = _knobs(b, graph, params) if tunable else None  # fixed parameters: constants
     steps = max(k_max or params.k, params.k) if tunable else params.k
 

@@ -79,3 +79,53 @@ def test_modules_import_without_optional_dependencies():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     # the hint that fits this installation (a source checkout here: pip install -e ...)
     assert f"scipy is needed for evaluation: {install_hint('eval')}" in out.stdout
+
+
+def _holm_rejects(p: list[float], alpha: float) -> list[bool]:
+    """Holm's procedure as written (1979): reject in ascending order while p(i) <= α/(m-i)."""
+    order = sorted(range(len(p)), key=lambda i: p[i])
+    rejected = [False] * len(p)
+    for rank, i in enumerate(order):
+        if p[i] > alpha / (len(p) - rank):
+            break
+        rejected[i] = True
+    return rejected
+
+
+@pytest.mark.parametrize(
+    "p", [[0.01, 0.04, 0.03], [0.001, 0.2, 0.012, 0.04, 0.5], [0.3], [0.02, 0.02, 0.02]]
+)
+def test_holm_adjusted_p_rejects_as_the_procedure(p):
+    from anan_onnx.evaluation.statistics import holm
+
+    adjusted = holm(p)
+    assert all(a >= raw for a, raw in zip(adjusted, p, strict=True))
+    for alpha in (0.01, 0.0125, 0.025, 0.05, 0.06, 0.1):
+        assert [a <= alpha for a in adjusted] == _holm_rejects(p, alpha), alpha
+
+
+def test_holm_refuses_a_non_probability():
+    from anan_onnx.evaluation.statistics import holm
+
+    with pytest.raises(AnanError, match="p-values"):
+        holm([0.1, 1.5])
+
+
+@pytest.mark.parametrize("shift", [0.0, 0.08, 0.3])
+def test_bootstrap_p_below_alpha_exactly_when_the_interval_excludes_zero(shift):
+    import numpy as np
+
+    from anan_onnx.evaluation.statistics import bootstrap_intervals, bootstrap_p_value
+
+    d = np.random.default_rng(3).normal(shift, 1.0, 60)
+
+    def mean(i):
+        return float(d[i].mean())
+
+    for level in (0.9, 0.95, 0.99):
+        low, high = bootstrap_intervals(len(d), {"d": mean}, level=level)["d"]
+        excluded = low > 0 or high < 0
+        # one draw's share of slack: the percentile interpolates between draws
+        p = bootstrap_p_value(len(d), mean)
+        if abs(p - (1 - level)) > 2 / 1000:
+            assert (p < 1 - level) == excluded, (level, p, low, high)
