@@ -53,11 +53,9 @@ BATCHES = (1, 16)
 def runner(engine: str, model: Path, batch: np.ndarray) -> Callable[[], object]:
     """A zero-argument function that runs ``model`` on ``batch`` once, on one thread."""
     if engine == "ort":
-        import onnxruntime as ort
+        from benchmarks.ort_session import open_session
 
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = options.inter_op_num_threads = 1
-        session = ort.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
+        session = open_session(model, threads=1, inter_threads=1)
         name = session.get_inputs()[0].name
         return lambda: session.run(None, {name: batch})
     if engine == "openvino":
