@@ -4,7 +4,7 @@ Keras on the raw decoded pixels, the ANAN model equal to the literal loop (issue
 One member of each family whose preprocessing is inside the model (``Rescaling`` /
 ``Normalization`` layers): MobileNetV3 (x / 127.5 - 1), EfficientNet (x / 255, then the
 ImageNet mean and variance), ConvNeXt (the ImageNet mean and variance in pixel units).
-Built with random weights by tools/keras_apps.py in a process of its own; slow (a
+Built with random weights by tests/fixtures/keras_apps.py in a process of its own; slow (a
 conversion each), hence the ``integration`` marker: ``pytest -m integration``.
 """
 
@@ -40,7 +40,8 @@ def test_application_with_its_own_preprocessing(name, why, tmp_path, capsys):
     from fixtures.keras_apps import size
 
     source = tmp_path / f"{name}.keras"
-    command = [sys.executable, str(REPO / "tools" / "keras_apps.py"), name, str(source)]
+    builder = REPO / "tests" / "fixtures" / "keras_apps.py"
+    command = [sys.executable, str(builder), name, str(source)]
     built = subprocess.run(command, capture_output=True, text=True, cwd=REPO, timeout=900)
     assert built.returncode == 0, built.stderr[-2000:]
     model = keras.saving.load_model(source, compile=False)
