@@ -23,7 +23,11 @@ from _pytest.doctest import DoctestItem, DoctestModule
 #: files whose every test belongs to the integration tier (relative to the repository)
 INTEGRATION_FILES = frozenset(
     {
+        "tests/compress/test_bundled.py",  # the documented INT8 workflow on the bundled CNN
         "tests/convert/test_keras_applications.py",
+        "tests/convert/test_tf_to_onnx.py",  # a weight-heavy Keras model's memory, measured
+        "tests/research/test_train_base_cnn.py",  # trains CNNs
+        "tests/tools/test_keras_apps_report.py",  # runs pytest in a child process
         "tests/evaluation/test_ray_engine.py",  # starts a Ray cluster: minutes on 2 cores
         "tests/test_readme.py",
         "tests/benchmarks/test_bench.py",
