@@ -35,6 +35,7 @@ GRAPH_VARIANTS: dict[str, tuple[dict[str, object], AnanParams]] = {
     "fold-steps": ({"fold_steps": True}, AnanParams()),
     "signal-post": ({}, AnanParams(signal="post")),
     "reduce-max": ({}, AnanParams(reduce="max")),
+    "layers-all": ({"layers": "all"}, AnanParams()),  # every Conv, one after the other
 }
 
 #: model -> what it is (the bundled Keras CNN needs TensorFlow to convert)
@@ -93,7 +94,8 @@ def make_case(
     base_path = folder / f"{model}.base.onnx"
     onnx.save(conversion.anan, path)
     onnx.save(conversion.base, base_path)
-    reference = LiteralReference(conversion.base, conversion.target_layer, params).run(batch)
+    targets = conversion.target_layers or conversion.target_layer
+    reference = LiteralReference(conversion.base, targets, params).run(batch)
     session = ort.InferenceSession(str(base_path), providers=["CPUExecutionProvider"])
     base_out = session.run(None, {session.get_inputs()[0].name: batch})[0]
     return Case(
