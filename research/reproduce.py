@@ -441,6 +441,8 @@ def report(
     bench = args.bench or sorted((REPO / "out").glob("bench_tune_*.json"))
     lines += speed(bench)
     lines += deviations(meta, args)
+    # written by hand from `tune --layers` runs, so it lives in a page this script leaves alone
+    lines += ["", "On which layer astrocytes help, and on several at once: [layers.md](layers.md)."]
     return "\n".join(lines) + "\n"
 
 
