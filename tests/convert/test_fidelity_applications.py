@@ -16,8 +16,7 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from tests.convert.test_fidelity import check_fidelity, image_files
+from fixtures.fidelity import check_fidelity, image_files
 
 pytest.importorskip("keras", reason="the 'keras' extra is needed for Keras models")
 pytest.importorskip("tf2onnx", reason="the 'keras' extra is needed for Keras models")
