@@ -2,8 +2,9 @@
 Keras on the raw decoded pixels, the ANAN model equal to the literal loop (issue 22).
 
 One member of each family whose preprocessing is inside the model (``Rescaling`` /
-``Normalization`` layers): MobileNetV3 (x / 127.5 - 1), EfficientNet (x / 255, then the
-ImageNet mean and variance), ConvNeXt (the ImageNet mean and variance in pixel units).
+``Normalization`` layers; the installed Keras has no RegNet): MobileNetV3 (x / 127.5 - 1),
+EfficientNet and EfficientNetV2 (x / 255, then the ImageNet mean and variance), ConvNeXt
+(the ImageNet mean and variance in pixel units).
 Built with random weights by tests/fixtures/keras_apps.py in a process of its own; slow (a
 conversion each), hence the ``integration`` marker: ``pytest -m integration``.
 """
@@ -30,6 +31,7 @@ REPO = Path(__file__).resolve().parents[2]
     [
         ("MobileNetV3Small", "Rescaling"),
         ("EfficientNetB0", "Normalization"),
+        ("EfficientNetV2B0", "Normalization"),
         # its stem is a nested model: the note names the graph's ops, not the Keras layer
         ("ConvNeXtTiny", "Sub (123.675, 116.28, 103.53)"),
     ],
