@@ -15,6 +15,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
+from fixtures.own_scaling import MEAN01, STD01, with_chain
 from PIL import Image
 
 from anan_onnx import AnanError, AnanParams, LiteralReference, load_base, read_metadata
@@ -22,7 +23,6 @@ from anan_onnx.cli.app import main
 from anan_onnx.convert.preprocessing import PRESETS, PreprocessRequest, mean_std_affine
 from anan_onnx.reference.verify import verify_models
 from anan_onnx.testing import VARIANTS, build_cnn
-from tests.runtime.test_own_scaling import MEAN01, STD01, with_chain
 
 TOLERANCE = 1e-5
 #: parameters whose astrocytes act on the 11x11 test CNN (the ANAN output must differ)

@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
+from fixtures.evaluation_data import as_input, centred_cnn, pixels, run_cli, save_images, session
 from sklearn.metrics import f1_score
-from test_tune import as_input, centred_cnn, pixels, run_cli, save_images, session
 
 from anan_onnx import AnanError
 from anan_onnx.evaluation import tune as tune_module

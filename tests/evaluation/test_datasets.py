@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from fixtures.dataset_files import RED, make_folder, make_npz
 from PIL import Image
 
 from anan_onnx.errors import AnanError
@@ -14,20 +15,6 @@ from anan_onnx.evaluation.datasets import load_splits
 from anan_onnx.runtime.inputs import InputSpec
 
 SPEC = InputSpec("NHWC", 6, 6, 3, scale=1.0)  # scale 1: pixel values stay readable
-# Each class has its own red level, so a test can read an image's class from its pixels.
-RED = {0: 10, 1: 60, 2: 110, 3: 160}
-
-
-def make_folder(root: Path, counts: dict[str, int], size=(9, 7), ext=".png") -> Path:
-    """Class folders ``root/<name>/`` with ``counts[name]`` solid-colour images each."""
-    for c, (name, n) in enumerate(counts.items()):
-        (root / name).mkdir(parents=True)
-        for i in range(n):
-            pixels = np.zeros((size[1], size[0], 3), np.uint8)
-            pixels[..., 0] = RED[c]
-            pixels[..., 1] = i  # distinct images
-            Image.fromarray(pixels).save(root / name / f"img{i:03d}{ext}")
-    return root
 
 
 def red_class(ds) -> np.ndarray:
@@ -170,28 +157,6 @@ def test_forcing_a_layout(tmp_path):
 
 
 # --- layout (d): MedMNIST-style npz ---------------------------------------------------------
-
-
-def make_npz(
-    path: Path, sizes=(("train", 12), ("val", 6), ("test", 8)), hw=(4, 4), color=False, **overrides
-) -> Path:
-    arrays = {}
-    for split, n in sizes:
-        labels = np.arange(n) % 3
-        shape = (n, *hw, 3) if color else (n, *hw)
-        images = np.empty(shape, np.uint8)
-        for i, label in enumerate(labels):
-            if color:  # red only, so a gray conversion is visible
-                images[i] = 0
-                images[i, ..., 0] = RED[int(label)]
-            else:
-                images[i] = RED[int(label)]
-        arrays[f"{split}_images"] = images
-        arrays[f"{split}_labels"] = labels.reshape(-1, 1)  # MedMNIST stores (n, 1)
-    arrays.update(overrides)
-    arrays = {k: v for k, v in arrays.items() if v is not None}
-    np.savez(path, **arrays)
-    return path
 
 
 def test_npz_layout_resizes_and_converts(tmp_path):

@@ -5,12 +5,22 @@ from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
 
 import numpy as np
 import onnx
 import pytest
-from test_tune import as_input, centred_cnn, pixels, run_cli, save_images, session
+from fixtures.evaluation_data import (
+    N_FOLDS,
+    QUIET,
+    as_input,
+    centred_cnn,
+    make_data,
+    make_folds,
+    pixels,
+    run_cli,
+    save_images,
+    session,
+)
 
 from anan_onnx import AnanParams, convert_model
 from anan_onnx.evaluation.control import tune_threshold
@@ -19,35 +29,9 @@ from anan_onnx.evaluation.grid import Grid
 from anan_onnx.evaluation.model_files import find_models
 from anan_onnx.evaluation.scores import binary_scores
 from anan_onnx.evaluation.statistics import wilcoxon_paired
-from anan_onnx.options import RunOptions, SplitOptions
+from anan_onnx.options import SplitOptions
 
 GRID = Grid(k=(2, 3), mu=(1, 2), a=(1.2, 3.0), b=(0.3, 0.8))
-N_FOLDS = 5
-
-QUIET = RunOptions(progress=False)
-
-
-def make_data(root: Path, n: int = 60, seed: int = 11) -> tuple[Path, np.ndarray]:
-    """A folder with train/, val/ and test/ (classes neg/pos); labels from a reference
-    model, then 15 % flipped so that no model is perfect."""
-    px = pixels(n, seed)
-    x = as_input(px)
-    reference = centred_cnn(x, seed)
-    labels = (session(reference).run(None, {"x": x})[0][:, 0] > 0.5).astype(np.int64)
-    flip = np.random.default_rng(seed).random(n) < 0.15
-    labels = np.where(flip, 1 - labels, labels)
-    third = n // 3
-    for name, part in (("train", slice(0, third)), ("val", slice(third, 2 * third)),
-                       ("test", slice(2 * third, n))):  # fmt: skip
-        save_images(root / name, px[part], labels[part], ["neg", "pos"])
-    return root, x
-
-
-def make_folds(folder: Path, x: np.ndarray, n: int = N_FOLDS, classes: int = 1) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    for i in range(1, n + 1):
-        onnx.save(centred_cnn(x, seed=20 + i, classes=classes), folder / f"fold{i}.onnx")
-    return folder
 
 
 @pytest.fixture(scope="module")

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
+from fixtures.evaluation_data import QUIET, SIZE, as_input, pixels, run_cli, save_images, session
 from onnx import TensorProto, helper, numpy_helper
-from test_tune import QUIET, SIZE, as_input, pixels, run_cli, save_images, session
 
 from anan_onnx import AnanError, AnanParams, LiteralReference
 from anan_onnx.evaluation.control import control

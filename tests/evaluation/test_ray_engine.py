@@ -10,8 +10,7 @@ from pathlib import Path
 
 import onnx
 import pytest
-from test_evaluate import make_data, make_folds
-from test_tune import SMALL_GRID, planted, run_cli
+from fixtures.evaluation_data import SMALL_GRID, make_data, make_folds, planted, run_cli
 
 from anan_onnx.distributed.ray_engine import RayEngine
 from anan_onnx.evaluation.tune import grid_search

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 import onnx
-from test_datasets import make_folder, make_npz
-from test_tune import SMALL_GRID, planted, run_cli
+from fixtures.dataset_files import make_folder, make_npz
+from fixtures.evaluation_data import SMALL_GRID, planted, run_cli
 
 from anan_onnx.evaluation.datasets import load_splits
 from anan_onnx.evaluation.fastgrid import FastGrid

@@ -10,150 +10,26 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 import pytest
-from onnx import TensorProto, helper, numpy_helper
-from PIL import Image
+from fixtures.evaluation_data import (
+    QUIET,
+    SMALL_GRID,
+    as_input,
+    centred_cnn,
+    pixels,
+    planted,
+    run_cli,
+    save_images,
+    session,
+    tunable_predictions,
+)
 
 from anan_onnx import AnanError, AnanParams, convert_model
-from anan_onnx.cli import main
-from anan_onnx.evaluation.fastgrid import GridPoint
 from anan_onnx.evaluation.grid import Grid
 from anan_onnx.evaluation.tune import emit_model, grid_search, tune
 from anan_onnx.metadata import read_metadata
-from anan_onnx.options import RunOptions, SplitOptions
+from anan_onnx.options import SplitOptions
 from anan_onnx.testing import VARIANTS, build_cnn, random_batch
-
-QUIET = RunOptions(progress=False)
-
-SIZE = 11
-SCALE = np.float32(1 / 255)
-SMALL_GRID = Grid(k=(2, 3), mu=(1, 2), a=(1.5, 4.0), b=(0.3, 0.9))
-
-
-# --- helpers (also used by test_evaluate.py) -----------------------------------------------
-
-
-def session(model: onnx.ModelProto) -> ort.InferenceSession:
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    return ort.InferenceSession(
-        model.SerializeToString(), options, providers=["CPUExecutionProvider"]
-    )
-
-
-def pixels(n: int, seed: int, classes_hint: int = 0) -> np.ndarray:
-    """uint8 NCHW images: a random colour per image plus noise (kernels see varied signs)."""
-    rng = np.random.default_rng(seed + 1000 * classes_hint)
-    colour = rng.integers(0, 256, size=(n, 3, 1, 1))
-    noise = rng.integers(-60, 61, size=(n, 3, SIZE, SIZE))
-    return np.clip(colour + noise, 0, 255).astype(np.uint8)
-
-
-def as_input(px: np.ndarray) -> np.ndarray:
-    """What the loader makes of the saved PNGs: pixel * float32(1/255)."""
-    return px.astype(np.float32) * SCALE
-
-
-def centred_cnn(x: np.ndarray, seed: int = 0, classes: int = 1) -> onnx.ModelProto:
-    """Conv(3→6) → Relu → GAP → dense → sigmoid (or softmax), with the output bias set so
-    that half of ``x`` is predicted positive: then ANAN's gains move decisions."""
-    rng = np.random.default_rng(seed)
-    w = rng.normal(size=(6, 3, 3, 3)).astype(np.float32)
-    b = (rng.normal(size=6) * 0.3).astype(np.float32)
-    d = rng.normal(size=(6, classes)).astype(np.float32)
-
-    def build(offset: np.ndarray) -> onnx.ModelProto:
-        inits = [
-            numpy_helper.from_array(w, "W"),
-            numpy_helper.from_array(b, "B"),
-            numpy_helper.from_array(d, "D"),
-            numpy_helper.from_array(offset.astype(np.float32), "C"),
-        ]
-        head = (
-            helper.make_node("Sigmoid", ["logit"], ["prob"], name="head")
-            if classes == 1
-            else helper.make_node("Softmax", ["logit"], ["prob"], name="head", axis=1)
-        )
-        nodes = [
-            helper.make_node("Conv", ["x", "W", "B"], ["conv"], name="conv1", pads=[1, 1, 1, 1]),
-            helper.make_node("Relu", ["conv"], ["act"], name="relu"),
-            helper.make_node("GlobalAveragePool", ["act"], ["gap"], name="gap"),
-            helper.make_node("Flatten", ["gap"], ["flat"], name="flat"),
-            helper.make_node("MatMul", ["flat", "D"], ["mm"], name="dense"),
-            helper.make_node("Add", ["mm", "C"], ["logit"], name="offset"),
-            head,
-        ]
-        graph = helper.make_graph(
-            nodes,
-            "centred",
-            [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, SIZE, SIZE])],
-            [helper.make_tensor_value_info("prob", TensorProto.FLOAT, ["N", classes])],
-            inits,
-        )
-        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-        model.ir_version = 8
-        return model
-
-    raw = session(build(np.zeros(classes))).run(None, {"x": x})[0]
-    if classes == 1:
-        p = np.clip(raw[:, 0], 1e-6, 1 - 1e-6)
-        return build(-np.median(np.log(p / (1 - p)), keepdims=True))
-    logits = np.log(np.clip(raw, 1e-9, 1))
-    return build(-np.median(logits, axis=0))  # every class predicted about equally often
-
-
-def save_images(folder: Path, px: np.ndarray, labels: np.ndarray, names: list[str]) -> None:
-    for i, (img, label) in enumerate(zip(px, labels, strict=True)):
-        target = folder / names[int(label)]
-        target.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(img.transpose(1, 2, 0)).save(target / f"img{i:03d}.png")
-
-
-def tunable_predictions(base, x: np.ndarray, points: list[GridPoint]) -> np.ndarray:
-    """Per configuration, the tunable ONNX export's outputs (independent of the fast path)."""
-    sess = session(convert_model(base, AnanParams(), tunable=True, k_max=8).anan)
-    out = []
-    for p in points:
-        feeds = {f"anan_{n}": np.asarray(getattr(p, n), np.float32) for n in ("k", "mu", "a", "b")}
-        feeds["anan_idle"] = np.asarray(0.0, np.float32)
-        out.append(sess.run(None, {"x": x, **feeds})[0])
-    return np.stack(out)
-
-
-def planted(tmp_path: Path, n: int = 48) -> tuple[Path, Path, GridPoint, np.ndarray]:
-    """A model and a train/val/test folder whose val labels are exactly the predictions of
-    one configuration c*; every other configuration predicts some val image differently,
-    so c* is the only one with validation accuracy 1. Returns (model, data, c*, labels)."""
-    points = SMALL_GRID.points()
-    for seed in range(20):
-        px = pixels(n, seed)
-        x = as_input(px)
-        base = centred_cnn(x, seed)
-        preds = [tuple(v) for v in (tunable_predictions(base, x, points)[:, :, 0] > 0.5)]
-        unique = [i for i, p in enumerate(preds) if preds.count(p) == 1 and 8 <= sum(p) <= n - 8]
-        if unique:
-            break
-    else:  # pragma: no cover - the construction is deterministic
-        pytest.fail("no seed gave a configuration with a unique prediction vector")
-    best = points[unique[0]]
-    labels = np.asarray(preds[unique[0]], np.int64)
-    data = tmp_path / "data"
-    names = ["neg", "pos"]
-    save_images(data / "val", px, labels, names)
-    extra = pixels(8, seed + 100)
-    save_images(data / "train", extra, np.array([0, 1] * 4), names)
-    save_images(data / "test", extra, np.array([1, 0] * 4), names)
-    model = tmp_path / "base.onnx"
-    onnx.save(base, model)
-    return model, data, best, labels
-
-
-def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
-    code = main([str(a) for a in argv])
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
 
 # --- the search ----------------------------------------------------------------------------
 

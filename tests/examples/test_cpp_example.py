@@ -20,10 +20,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
-from onnx import TensorProto, helper, numpy_helper
-
-from anan_onnx.conformance import cpp
-from anan_onnx.conformance._process import RuntimeUnavailable
+from fixtures.cpp_example import toy_cnn
 
 from conformance_cases import non_finite_model
 
@@ -34,16 +31,7 @@ TOLERANCE = 1e-6
 MODELS = ("anan", "toy_nhwc", "toy_nchw")
 
 
-# --- building the program (anan_onnx.conformance.cpp, shared with the conformance matrix) ---
-
-
-@pytest.fixture(scope="session")
-def anan_infer() -> Path:
-    """Path of the built anan_infer program."""
-    try:
-        return cpp.build()
-    except RuntimeUnavailable as exc:
-        pytest.fail(str(exc))
+# --- running the program (the anan_infer fixture that builds it: tests/examples/conftest.py) ---
 
 
 def _infer(binary: Path, *args: object) -> subprocess.CompletedProcess[str]:
@@ -69,59 +57,12 @@ def _one_line_error(proc: subprocess.CompletedProcess[str]) -> str:
 # --- models --------------------------------------------------------------------------------
 
 
-def _toy_cnn(path: Path, layout: str, size: int = 12, channels: int = 3) -> Path:
-    """Conv -> Relu -> GlobalAveragePool -> Flatten -> Gemm -> Sigmoid, dynamic batch.
-
-    NHWC input goes through a Transpose first. Carries anan.* metadata like a converted model.
-    """
-    rng = np.random.default_rng(7)
-    weights = {
-        "conv_w": rng.normal(size=(4, channels, 3, 3)).astype(np.float32),
-        "conv_b": rng.normal(size=4).astype(np.float32),
-        "fc_w": rng.normal(size=(4, 2)).astype(np.float32),
-        "fc_b": rng.normal(size=2).astype(np.float32),
-    }
-    nodes = [
-        helper.make_node("Conv", ["nchw", "conv_w", "conv_b"], ["conv"], pads=[1, 1, 1, 1]),
-        helper.make_node("Relu", ["conv"], ["relu"]),
-        helper.make_node("GlobalAveragePool", ["relu"], ["pooled"]),
-        helper.make_node("Flatten", ["pooled"], ["flat"]),
-        helper.make_node("Gemm", ["flat", "fc_w", "fc_b"], ["logits"]),
-        helper.make_node("Sigmoid", ["logits"], ["probs"]),
-    ]
-    if layout == "NHWC":
-        nodes.insert(0, helper.make_node("Transpose", ["image"], ["nchw"], perm=[0, 3, 1, 2]))
-        dims = ["N", size, size, channels]
-    else:
-        nodes[0].input[0] = "image"
-        dims = ["N", channels, size, size]
-    graph = helper.make_graph(
-        nodes,
-        f"toy_{layout.lower()}",
-        [helper.make_tensor_value_info("image", TensorProto.FLOAT, dims)],
-        [helper.make_tensor_value_info("probs", TensorProto.FLOAT, ["N", 2])],
-        [numpy_helper.from_array(value, name) for name, value in weights.items()],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    metadata = {
-        "k": 4, "mu": 2, "a": 1.05, "b": 0.3, "layout": layout, "height": size,
-        "width": size, "channels": channels, "scale": repr(1 / 255), "offset": 0.0,
-    }  # fmt: skip
-    for key, value in metadata.items():
-        model.metadata_props.add(key=f"anan.{key}", value=str(value))
-    model.metadata_props.add(key="producer.note", value="not anan metadata")
-    onnx.checker.check_model(model)
-    onnx.save(model, path)
-    return path
-
-
 @pytest.fixture(scope="session")
 def toy_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     folder = tmp_path_factory.mktemp("toy")
     return {
-        "toy_nhwc": _toy_cnn(folder / "toy_nhwc.onnx", "NHWC"),
-        "toy_nchw": _toy_cnn(folder / "toy_nchw.onnx", "NCHW"),
+        "toy_nhwc": toy_cnn(folder / "toy_nhwc.onnx", "NHWC"),
+        "toy_nchw": toy_cnn(folder / "toy_nchw.onnx", "NCHW"),
     }
 
 

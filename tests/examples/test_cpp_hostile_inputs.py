@@ -8,8 +8,8 @@ alone (os.wait4 in a small parent) that stays far below what the header claims. 
 also runs under an address-space limit, so that a regression fails the test instead of
 exhausting the machine.
 
-The build (the ``anan_infer`` fixture) and the toy model maker come from test_cpp_example.py
-next to this file; nothing else is shared.
+The build (the ``anan_infer`` fixture) comes from tests/examples/conftest.py and the toy
+model maker from tests/fixtures/cpp_example.py, as for test_cpp_example.py.
 """
 
 from __future__ import annotations
@@ -27,9 +27,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import test_cpp_example as cpp_example
-
-anan_infer = cpp_example.anan_infer  # the fixture that builds the program (pytest finds it here)
+from fixtures.cpp_example import toy_cnn
 
 pytestmark = pytest.mark.cpp  # builds the C++ example: cmake and a C++ compiler
 
@@ -145,13 +143,13 @@ def _header(shape: str, extra: str = "") -> str:
 @pytest.fixture(scope="module")
 def nhwc12(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A toy CNN with input [N, 12, 12, 3]."""
-    return cpp_example._toy_cnn(tmp_path_factory.mktemp("hostile") / "nhwc12.onnx", "NHWC")
+    return toy_cnn(tmp_path_factory.mktemp("hostile") / "nhwc12.onnx", "NHWC")
 
 
 @pytest.fixture(scope="module")
 def nchw128(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A toy CNN with input [N, 3, 128, 128], the shape the overflow attack aims at."""
-    return cpp_example._toy_cnn(
+    return toy_cnn(
         tmp_path_factory.mktemp("hostile") / "nchw128.onnx", "NCHW", size=128
     )
 

@@ -5,33 +5,11 @@ from __future__ import annotations
 import numpy as np
 import onnx
 import pytest
+from fixtures.own_scaling import MEAN01, STD01, with_chain
 from onnx import helper, numpy_helper
 
 from anan_onnx.runtime.own_scaling import own_scaling
 from anan_onnx.testing import VARIANTS, build_cnn
-
-MEAN01 = np.array([0.485, 0.456, 0.406])
-STD01 = np.array([0.229, 0.224, 0.225])
-
-
-def with_chain(steps: list[tuple[str, np.ndarray, bool]], model: onnx.ModelProto | None = None):
-    """``model`` (default: the plain NCHW test CNN) with ``steps`` before it: each
-    ``(op, constant, constant_first)`` applied to the image input in turn."""
-    model = model or build_cnn(VARIANTS["plain"])
-    graph = model.graph
-    first = graph.input[0].name
-    nodes, value = [], "pixels"
-    for i, (op, const, const_first) in enumerate(steps):
-        name, out = f"c{i}", (first if i == len(steps) - 1 else f"s{i}")
-        graph.initializer.append(numpy_helper.from_array(np.asarray(const, np.float32), name))
-        nodes.append(helper.make_node(op, [name, value] if const_first else [value, name], [out]))
-        value = out
-    graph.input[0].name = "pixels"
-    rest = list(graph.node)
-    del graph.node[:]
-    graph.node.extend(nodes + rest)
-    onnx.checker.check_model(model)
-    return model
 
 
 def _channel(values) -> np.ndarray:
