@@ -447,6 +447,11 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     meta = _meta(anan)
     if not is_anan(meta):
         raise AnanError(f"{args.model} is not an ANAN model: pass the .anan.onnx file")
+    if "raw_input" in meta:  # its pixel input is no longer the base model's input
+        raise AnanError(
+            f"{args.model} was exported with --raw-input: verify the .anan.onnx before "
+            "export --raw-input"
+        )
     base = args.base or recorded_file(args.model, meta, "base_model", "--base")
     if not args.base and not base.exists():
         raise AnanError(f"base model {base} not found: pass --base with the base ONNX model")

@@ -279,6 +279,11 @@ def _chunks(session, paths: Iterable[Path], size: int, *, skip: bool) -> Iterato
 def _npy_chunks(session: Session, path: Path, size: int) -> Iterator[Chunk]:
     """The chunks of one ``.npy`` batch (memory-mapped, ``size`` images at a time)."""
     array = load_npy(path)
+    if session.raw_input and array.dtype != np.uint8:
+        raise AnanError(
+            f"{path} holds {array.dtype} values but this model (export --raw-input) takes "
+            "uint8 NHWC pixels 0-255, unscaled: save the .npy as uint8 pixels"
+        )
     if array.ndim == len(session.input_shape) - 1:
         array = array[None]
     for start in range(0, max(len(array), 1), size):

@@ -113,6 +113,8 @@ class Session:
         graph_inputs = self._session.get_inputs()
         self.input_name = graph_inputs[0].name
         self.input_shape = tuple(graph_inputs[0].shape)
+        # export --raw-input: the graph takes uint8 pixels and scales them itself
+        self.raw_input = graph_inputs[0].type == "tensor(uint8)"
         # A tunable export's anan_k, anan_mu ... are inputs with defaults (initializers):
         # onnxruntime lists those as overridable initializers, not as inputs.
         overridable = self._session.get_overridable_initializers()
@@ -211,6 +213,8 @@ class Session:
 
         Keyword arguments set the inputs of a tunable export (``anan_mu=3.0`` ...).
         """
+        if self.raw_input and batch.dtype != np.uint8:  # checked whole pixels (_checked)
+            batch = batch.astype(np.uint8)
         feeds: dict[str, np.ndarray] = {self.input_name: batch}
         for name, value in parameters.items():
             if name not in self.parameter_inputs:
@@ -250,12 +254,26 @@ class Session:
         n = len(batch) if batch.ndim else 0
         step = self.fixed_batch or batch_size or max(n, 1)
         if n <= step and not self.fixed_batch:
-            return self.run(check_batch(batch, shape, name=name))[0]
+            return self.run(self._checked(batch, shape, name))[0]
         outputs = [
-            self._run_padded(check_batch(batch[i : i + step], shape, name=name))
+            self._run_padded(self._checked(batch[i : i + step], shape, name))
             for i in range(0, max(n, 1), step)
         ]
         return np.concatenate(outputs)
+
+    def _checked(self, x: np.ndarray, shape: Sequence[object], name: str) -> np.ndarray:
+        """``x`` checked by :func:`check_batch` (float32). A raw-input model's pixels
+        (uint8, or prepared images: whole numbers 0-255) pass unscaled; :meth:`run` feeds
+        them back as uint8."""
+        if self.raw_input and x.dtype == np.uint8:
+            x = x.astype(np.float32)
+        checked = check_batch(x, shape, name=name)
+        if self.raw_input and not _whole_pixels(checked):
+            raise AnanError(
+                f"{name} is not pixels 0-255 but this model (export --raw-input) takes uint8 "
+                "NHWC pixels, unscaled: pass uint8 pixels"
+            )
+        return checked
 
     def _run_padded(self, x: np.ndarray) -> np.ndarray:
         """The first output for ``x``, padded to the fixed batch and trimmed back."""
@@ -292,6 +310,11 @@ class Session:
     def default_batch_size(self) -> int:
         """Images per run when none is given: see :func:`default_batch_size`."""
         return default_batch_size(self.input_shape, self.fixed_batch)
+
+
+def _whole_pixels(x: np.ndarray) -> bool:
+    """Whether every value of ``x`` is a whole number 0-255 (a uint8 pixel)."""
+    return bool(x.min() >= 0 and x.max() <= 255 and (x == np.round(x)).all())
 
 
 #: Memory one batch may take, as a multiple of its input size: the ANAN graph keeps a few

@@ -67,3 +67,46 @@ def test_cli_raw_input(cli, generated_model: Path, tmp_path: Path) -> None:
     model = onnx.load(tmp_path / "out" / generated_model.name)
     assert model.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.UINT8
     assert "max |diff|" in proc.stdout and (tmp_path / "out" / "cnn.anan.ort").is_file()
+
+
+@pytest.fixture(scope="module")
+def raw_model(generated_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The generated ANAN model exported with --raw-input."""
+    out = tmp_path_factory.mktemp("raw_cli") / "out"
+    export_model(generated_model, "ort", out, raw_input=True)
+    return out / generated_model.name
+
+
+def test_predict_feeds_a_raw_model_pixels(cli, generated_model: Path, raw_model: Path,
+                                          tmp_path: Path) -> None:  # fmt: skip
+    """predict runs a raw model on image files and on uint8 .npy pixels (unscaled: the
+    graph scales), giving the float model's outputs; a float .npy is refused in one line."""
+    from PIL import Image
+
+    from anan_onnx.runtime.image_files import to_model_input
+    from anan_onnx.runtime.session import Session
+
+    spec = Session(generated_model).input_spec()
+    assert spec is not None
+    pixels = np.random.default_rng(0).integers(
+        0, 256, (2, spec.height, spec.width, spec.channels), dtype=np.uint8
+    )
+    expected = Session(generated_model).predict(to_model_input(pixels, spec))
+    assert np.allclose(Session(raw_model).predict(pixels), expected, atol=1e-6)
+    np.save(tmp_path / "pixels.npy", pixels)
+    np.save(tmp_path / "floats.npy", pixels.astype(np.float32) / 255)
+    Image.fromarray(pixels[0]).save(tmp_path / "a.png")
+    for name in ("pixels.npy", "a.png"):
+        proc = cli("predict", str(raw_model), str(tmp_path / name))
+        assert proc.returncode == 0, proc.stderr
+    first = proc.stdout.split("\t")[1].split()
+    assert np.allclose([float(v) for v in first], expected[0], atol=1e-5)
+    proc = cli("predict", str(raw_model), str(tmp_path / "floats.npy"))
+    assert proc.returncode != 0 and "uint8" in proc.stderr
+    assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_verify_refuses_a_raw_model(cli, raw_model: Path) -> None:
+    proc = cli("verify", str(raw_model), "-n", "2")
+    assert proc.returncode != 0 and "before export --raw-input" in proc.stderr
+    assert "Traceback" not in proc.stderr
