@@ -29,7 +29,7 @@ from anan_onnx._public import public
 from anan_onnx.errors import AnanError, first_line
 from anan_onnx.files import open_regular
 from anan_onnx.params import AnanParams
-from anan_onnx.runtime.inputs import InputSpec, check_batch, parse_numbers
+from anan_onnx.runtime.inputs import Dim, InputSpec, check_batch, parse_numbers
 
 if TYPE_CHECKING:  # inference does not import onnx (it costs a third of a second)
     import onnx
@@ -261,7 +261,7 @@ class Session:
         ]
         return np.concatenate(outputs)
 
-    def _checked(self, x: np.ndarray, shape: Sequence[object], name: str) -> np.ndarray:
+    def _checked(self, x: np.ndarray, shape: Sequence[Dim], name: str) -> np.ndarray:
         """``x`` checked by :func:`check_batch` (float32). A raw-input model's pixels
         (uint8, or prepared images: whole numbers 0-255) pass unscaled; :meth:`run` feeds
         them back as uint8."""
