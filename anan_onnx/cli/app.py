@@ -483,24 +483,30 @@ def _cmd_verify(args: argparse.Namespace) -> int:
 
 
 def _iter_inputs(model: Path, paths: list[Path], batch_size: int | None) -> Iterator[Any]:
-    """verify's --inputs as a stream of batches (memory bounded by one batch)."""
-    from anan_onnx.cli.inference import batch_size_of
-    from anan_onnx.runtime.image_files import iter_image_batches
+    """verify's --inputs as a stream of named batches, in the order given (memory bounded
+    by one batch)."""
+    from anan_onnx.cli.inference import _groups, batch_size_of
+    from anan_onnx.runtime.image_files import ImageBatch, iter_image_batches
     from anan_onnx.runtime.npy import load_npy
     from anan_onnx.runtime.session import Session
 
     session = Session(model)
     size = batch_size_of(session, batch_size, paths)
-    images = [p for p in paths if p.suffix.lower() != ".npy"]
+    images = any(p.suffix.lower() != ".npy" for p in paths)
     spec = session.input_spec() if images else None
     if images and spec is None:
         raise AnanError("the model records no input size: pass .npy batches")
-    arrays = [load_npy(p) for p in paths if p.suffix.lower() == ".npy"]  # memory-mapped
-    for array in arrays:
-        yield array[None] if array.ndim == len(session.input_shape) - 1 else array
-    if images and spec is not None:
-        for batch in iter_image_batches(images, spec, batch_size=size, progress=True):
-            yield batch.x
+    for group, is_npy in _groups(paths):
+        if not is_npy and spec is not None:
+            yield from iter_image_batches(group, spec, batch_size=size, progress=True)
+            continue
+        for path in group:
+            array = load_npy(path)  # memory-mapped
+            if array.ndim == len(session.input_shape) - 1:
+                array = array[None]
+            for start in range(0, len(array), size):
+                rows = array[start : start + size]
+                yield ImageBatch(rows, [f"{path}[{start + i}]" for i in range(len(rows))], [])
 
 
 # --- helpers -------------------------------------------------------------------------------

@@ -162,6 +162,8 @@ def verify_compressed(
     size = session.checked_batch_size(args.batch_size) if args.batch_size else None
     if inputs is None:
         inputs = random_batches(session, args.n, args.seed, size or session.default_batch_size())
+    else:  # verify's named batches (ImageBatch): the arrays only, no per-image lines here
+        inputs = (getattr(batch, "x", batch) for batch in inputs)
     report = verify_compressed_models(
         anan, base_model, inputs, fp32=fp32, fp32_not_measured=RANDOM_INPUTS,
         min_agreement=args.min_agreement, tolerance=args.tolerance, provider=args.provider,

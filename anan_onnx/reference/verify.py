@@ -18,6 +18,7 @@ import tempfile
 import warnings
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import onnx
@@ -32,6 +33,10 @@ from anan_onnx.params import AnanParams
 from anan_onnx.reference.literal import LiteralReference
 from anan_onnx.reference.pairing import check_compressed_pair
 from anan_onnx.runtime.inputs import InputSpec, check_batch, parse_number
+from anan_onnx.text import shown
+
+if TYPE_CHECKING:
+    from anan_onnx.runtime.image_files import ImageBatch
 from anan_onnx.runtime.labels import TOLERANCE, labels_agree, predicted_labels
 from anan_onnx.runtime.own_scaling import own_scaling
 from anan_onnx.runtime.session import Session, providers_for
@@ -58,13 +63,15 @@ class ImageResult:
     expected: int  # the literal loop's (-1: not finite)
     max_abs_diff: float
     margin: float = math.nan  # the decision margin (literal.decision_margin), NaN: not asked
+    name: str = ""  # the input it came from (a file, a .npy row), "" for random inputs
 
     def line(self) -> str:
-        """``image 3: FAIL class 1, reference 0, max abs diff 0.41, margin 0.0021``."""
+        """``image 3 (b.png): FAIL class 1, reference 0, max abs diff 0.41, margin 0.0021``."""
         diff = summary_number(self.max_abs_diff)
         margin = f", decision margin {self.margin:.2g}" if math.isfinite(self.margin) else ""
+        named = f" ({shown(self.name)})" if self.name else ""
         return (
-            f"image {self.index}: {self.status} class {self.label}, reference "
+            f"image {self.index}{named}: {self.status} class {self.label}, reference "
             f"{self.expected}, max abs diff {diff}{margin}"
         )
 
@@ -216,7 +223,7 @@ def verify_models(
     anan: str | Path | onnx.ModelProto,
     base: str | Path | onnx.ModelProto,
     *,
-    inputs: np.ndarray | Iterable[np.ndarray] | None = None,
+    inputs: np.ndarray | Iterable[np.ndarray | ImageBatch] | None = None,
     n: int = 16,
     seed: int = 0,
     tolerance: float = TOLERANCE,
@@ -232,7 +239,8 @@ def verify_models(
         anan: the ANAN model (its metadata gives the parameters and target layer).
         base: the base model it was converted from.
         inputs: a batch in the model's layout, or an iterable of batches (streamed: memory
-            stays bounded by one batch); default: ``n`` random images.
+            stays bounded by one batch; an ``ImageBatch`` names each input in the
+            per-image verdicts); default: ``n`` random images.
         batch_size: images per run (default: the session's default); a model with a fixed
             batch is fed in chunks of that size whatever this is.
         engine: what runs the ANAN model (:data:`anan_onnx.runtime.engines.ENGINES`):
@@ -267,9 +275,16 @@ def verify_models(
     report: VerifyReport | None = None
     with _predictor(session, anan, engine, precision) as (predict, ran_on):
         for batch in batches:
+            names = getattr(batch, "names", None)  # an ImageBatch names its inputs
+            batch = getattr(batch, "x", batch)
             for start in range(0, len(batch), size):
                 x = np.asarray(batch[start : start + size])
                 chunk = _compare(session, reference, x, tolerance, predict, margin)
+                if names is not None:
+                    chunk.per_image = [
+                        dataclasses.replace(r, name=n)
+                        for r, n in zip(chunk.per_image, names[start : start + size], strict=True)
+                    ]
                 report = chunk if report is None else report.merged(chunk)
         engine_name = ran_on()  # after the runs: the precision they ran in
     if report is None:

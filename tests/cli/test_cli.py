@@ -117,6 +117,18 @@ def test_verify_passes_and_reports(files):
     assert given.returncode == 0 and "PASS" in given.stdout
 
 
+def test_verify_names_each_input_in_the_order_given(files):
+    """The per-image verdicts name their input (file, .npy row), in argument order."""
+    first, *_ = files["images"]
+    given = cli("verify", files["anan"], "--inputs", first, files["npy"], "--margin")
+    assert given.returncode == 0, given.stderr
+    lines = [line for line in given.stdout.splitlines() if line.startswith("image ")]
+    assert len(lines) == 1 + 4
+    assert lines[0].startswith(f"image 0 ({first}): ")
+    assert lines[1].startswith(f"image 1 ({files['npy']}[0]): ")
+    assert lines[4].startswith(f"image 4 ({files['npy']}[3]): ")
+
+
 def test_verify_detects_a_wrong_base(files, tmp_path):
     other = tmp_path / "other.onnx"
     onnx.save(build_cnn(VARIANT, head="sigmoid", seed=99), other)
