@@ -146,7 +146,11 @@ def _add_tune(commands: Any) -> None:
         action="store_true",
         help="write --emit even when no configuration beats the base CNN",
     )
-    g.add_argument("--json", action="store_true", help="print best.json on stdout")
+    g.add_argument(
+        "--json",
+        action="store_true",
+        help="print best.json on stdout (with --layers: the per-layer table)",
+    )
     add_options(g, ConvertOptions, only=("layers",))  # the layer search: layers.csv/.md
     add_preprocess_options(p)  # convert's: one set of options, one meaning
     _add_run(p)
@@ -193,12 +197,18 @@ def _cmd_layer_search(args: argparse.Namespace, grid: Any, out: Path) -> int:
     """``tune --layers``: the grid per layer (:mod:`anan_onnx.evaluation.layer_search`)."""
     from anan_onnx.evaluation.layer_search import layer_search
 
-    chosen = [flag for flag, given in (("--layer", args.layer), ("--emit", args.emit)) if given]
-    if chosen or args.tune_on != "val" or args.scale or args.offset or args.layout:
-        given = chosen or ["--tune-on test" if args.tune_on != "val" else "preprocessing"]
+    given = [
+        flag
+        for flag, value in (
+            ("--layer", args.layer), ("--emit", args.emit), ("--emit-anyway", args.emit_anyway),
+            ("--tune-on test", args.tune_on != "val"),
+        )
+        if value
+    ]  # fmt: skip
+    if given:
         raise AnanError(
-            f"tune --layers takes no {given[0]}: search the layers on the validation split "
-            "with the recorded preprocessing, then tune or convert the chosen layer"
+            f"tune --layers takes no {given[0]}: search the layers on the validation split, "
+            "then tune or convert the chosen layer"
         )
     options = _split_and_run(args)
     result = layer_search(
@@ -210,8 +220,12 @@ def _cmd_layer_search(args: argparse.Namespace, grid: Any, out: Path) -> int:
         split=options["split"],
         run=options["run"],
         engine=make_engine(args),
+        preprocess=preprocess_request(args),
     )
     written = ", ".join(str(p) for p in result.write(out))
+    if args.json:
+        print(json_clean.dumps(result.to_json()))
+        return 0
     print(result.markdown())
     print(f"searched {len(result.rows)} layers in {result.seconds:.1f} s; wrote {written}")
     return 0

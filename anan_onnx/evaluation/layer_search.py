@@ -32,7 +32,7 @@ import math
 import time
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import onnx
@@ -59,6 +59,9 @@ from anan_onnx.model_io import write_all_atomic
 from anan_onnx.options import RunOptions, SplitOptions
 from anan_onnx.params import AnanParams
 from anan_onnx.runtime.inputs import InputSpec
+
+if TYPE_CHECKING:
+    from anan_onnx.convert.preprocessing import PreprocessRequest
 
 __all__ = ["LayerSearch", "layer_names", "layer_search"]
 
@@ -101,6 +104,10 @@ class LayerSearch:
     metric: str
     info: dict[str, Any]
     seconds: float
+
+    def to_json(self) -> dict[str, Any]:
+        """The search as one JSON-ready dict (``tune --layers --json``)."""
+        return {"metric": self.metric, **self.info, "seconds": self.seconds, "layers": self.rows}
 
     def csv_text(self) -> str:
         out = io.StringIO()
@@ -200,6 +207,7 @@ def layer_search(
     split: SplitOptions | None = None,
     run: RunOptions | None = None,
     engine: Engine | None = None,
+    preprocess: PreprocessRequest | None = None,
 ) -> LayerSearch:
     """Tunes the grid on the validation images for each layer and scores it on test.
 
@@ -210,12 +218,13 @@ def layer_search(
         layers: ``all`` (default), ``first:N`` or Conv names separated by commas.
         grid, metric: what to search and how to select (see :func:`grid_search`).
         split, run, engine: as :func:`~anan_onnx.evaluation.tune.tune`.
+        preprocess: overrides the model's preprocessing, as ``convert``'s options.
     """
     check_metric(metric)
     split, run, engine = split or SplitOptions(), run or RunOptions(), engine or LocalEngine()
     start = time.perf_counter()
     path = Path(model)
-    base = load_model(path)
+    base = load_model(path, preprocess=preprocess)
     names = layer_names(base, layers)
     spec = InputSpec.from_metadata(_metadata.read_metadata(base))
     source = FoldData([path], Path(data) if data is not None else None, split, run.progress)

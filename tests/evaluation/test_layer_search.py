@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-from fixtures.evaluation_data import QUIET, SIZE, as_input, pixels, run_cli, save_images, session
+from fixtures.evaluation_data import QUIET, SCALE, SIZE, as_input, pixels, run_cli, save_images, session
 from onnx import TensorProto, helper, numpy_helper
 
 from anan_onnx import AnanError, AnanParams, LiteralReference
@@ -167,3 +167,34 @@ def test_cli_tune_layers_refuses_emit(setup, tmp_path, capsys):
     )  # fmt: skip
     assert code != 0 and "tune --layers takes no --emit" in stderr
     assert len(stderr.strip().splitlines()) == 1 and not (tmp_path / "x.anan.onnx").exists()
+
+
+def test_cli_tune_layers_honours_preprocessing_and_json(setup, tmp_path, capsys):
+    """The preprocessing options (here --scale) reach the layer search, and
+    --json prints the per-layer table as JSON."""
+    import json
+
+    model, data, arrays = setup
+    code, stdout, stderr = run_cli(
+        capsys, "tune", model, data, "--layers", "conv1", "--k", "2", "--mu", "1",
+        "--a", "1.5", "--b", "0.5", "--metric", "accuracy", "-o", tmp_path / "out",
+        "--scale", "0.02", "--json", "--no-progress",
+    )  # fmt: skip
+    assert code == 0, stderr
+    (row,) = json.loads(stdout)["layers"]
+    assert row["layer"] == "conv1"
+    base = onnx.load(model)
+    x = np.rint(arrays["x_test"] / SCALE).astype(np.float32) * np.float32(0.02)
+    scaled = scores(arrays["y_test"], session(base).run(None, {"x": x})[0])["accuracy"]
+    default = scores(arrays["y_test"], session(base).run(None, {"x": arrays["x_test"]})[0])
+    assert scaled != default["accuracy"]  # the option changes the result
+    assert row["test_base"] == pytest.approx(scaled)
+
+
+def test_cli_tune_layers_refuses_emit_anyway(setup, tmp_path, capsys):
+    model, data, _ = setup
+    code, _, stderr = run_cli(
+        capsys, "tune", model, data, "--layers", "all", "--emit-anyway", "--no-progress",
+    )  # fmt: skip
+    assert code != 0 and "tune --layers takes no --emit-anyway" in stderr
+    assert len(stderr.strip().splitlines()) == 1
