@@ -8,7 +8,16 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-from fixtures.evaluation_data import QUIET, SCALE, SIZE, as_input, pixels, run_cli, save_images, session
+from fixtures.evaluation_data import (
+    QUIET,
+    SCALE,
+    SIZE,
+    as_input,
+    pixels,
+    run_cli,
+    save_images,
+    session,
+)
 from onnx import TensorProto, helper, numpy_helper
 
 from anan_onnx import AnanError, AnanParams, LiteralReference
