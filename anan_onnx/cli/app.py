@@ -459,6 +459,11 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     inputs = _iter_inputs(args.model, args.inputs, args.batch_size) if args.inputs else None
     if "compression" in meta and args.engine != "ort":
         raise AnanError("verify --engine checks FP32 ANAN models: pass the .anan.onnx model")
+    if "compression" in meta and (args.engine_precision or args.margin):
+        flag = "--engine-precision" if args.engine_precision else "--margin"
+        raise AnanError(
+            f"verify of a compressed model takes no {flag}: verify the FP32 .anan.onnx with it"
+        )
     if "compression" in meta:  # compressed: also compare with the FP32 model it came from
         from anan_onnx.cli.compress import verify_compressed
 

@@ -22,7 +22,11 @@ from typing import Any
 
 from anan_onnx import json_clean
 from anan_onnx.cli.arg_types import add_options, count, options_from
-from anan_onnx.cli.preprocess_options import add_preprocess_options, preprocess_request
+from anan_onnx.cli.preprocess_options import (
+    add_preprocess_options,
+    given_preprocess_options,
+    preprocess_request,
+)
 from anan_onnx.distributed.cli import add_engine_options, make_engine
 from anan_onnx.errors import AnanError
 from anan_onnx.evaluation.metric_names import DEFAULT_METRIC, METRICS
@@ -343,6 +347,12 @@ def _evaluate_compressed(args: argparse.Namespace) -> int:
 
     if args.data is None:
         raise AnanError("a compressed model needs DATA: pass the labelled image folder")
+    given = (["--layers"] if args.layers is not None else []) + given_preprocess_options(args)
+    if given:
+        raise AnanError(
+            f"evaluate of a compressed model takes no {given[0]}: it scores the model as "
+            "compressed, with its recorded preprocessing; drop the option"
+        )
     split, run = options_from(args, SplitOptions), options_from(args, RunOptions)
     result = evaluate_compressed(args.models, args.data, args.fp32, split, run)
     text = markdown(result)

@@ -15,7 +15,13 @@ from anan_onnx.choices import Layout
 from anan_onnx.errors import AnanError
 from anan_onnx.runtime.inputs import ASPECTS, CHANNEL_ORDERS, RESIZES, Numbers, parse_numbers
 
-__all__ = ["FIELD_OPTIONS", "add_preprocess_options", "numbers", "preprocess_request"]
+__all__ = [
+    "FIELD_OPTIONS",
+    "add_preprocess_options",
+    "given_preprocess_options",
+    "numbers",
+    "preprocess_request",
+]
 
 #: The options that change each preprocessing field (``preprocess_from``'s keys).
 FIELD_OPTIONS = {
@@ -28,6 +34,25 @@ FIELD_OPTIONS = {
     "resize": "--resize",
     "aspect": "--aspect",
 }
+
+
+#: Each preprocessing option by its argparse destination.
+_OPTIONS = {
+    "preprocess": "--preprocess",
+    "scale": "--scale",
+    "offset": "--offset",
+    "mean": "--mean",
+    "std": "--std",
+    "channel_order": "--channel-order",
+    "resize": "--resize",
+    "aspect": "--aspect",
+    "layout": "--layout",
+}
+
+
+def given_preprocess_options(args: argparse.Namespace) -> list[str]:
+    """The preprocessing options given in ``args`` (for commands that cannot honour them)."""
+    return [flag for dest, flag in _OPTIONS.items() if getattr(args, dest, None) is not None]
 
 
 def numbers(text: str) -> Numbers:

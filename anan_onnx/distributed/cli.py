@@ -104,6 +104,7 @@ def make_engine(args: argparse.Namespace) -> Any:
 def run_predict(args: argparse.Namespace) -> int:
     """``predict -o DIR`` (either engine): partitioned outputs and a count of failures."""
     from anan_onnx.distributed.predict import JobOptions, allowed_failures, predict_parts
+    from anan_onnx.runtime.session import providers_for
 
     if args.workers is not None:
         positive_int("--workers", args.workers)
@@ -111,6 +112,7 @@ def run_predict(args: argparse.Namespace) -> int:
     if args.retries < 0:
         raise AnanError(f"--retries must be 0 or more, got {args.retries}")
     allowed_failures(args.max_failed, 0)  # checked before any work
+    providers_for(args.provider)  # likewise: each part's session runs on it
     if args.engine == "ray":
         _quiet_ray_data()
     options = JobOptions(
@@ -119,6 +121,7 @@ def run_predict(args: argparse.Namespace) -> int:
         threads=args.threads or 1,
         workers=args.workers,
         retries=args.retries,
+        provider=args.provider,
     )
     summary = predict_parts(
         args.model,

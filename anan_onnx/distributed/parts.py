@@ -121,6 +121,7 @@ class PartPredictor:
         out: the output folder (shared by every node with ``--engine ray``).
         threads: onnxruntime intra-op threads.
         batch_size: images per onnxruntime run.
+        provider: onnxruntime's execution provider (``'cpu'``, ``'cuda'``...).
     """
 
     def __init__(
@@ -130,13 +131,16 @@ class PartPredictor:
         *,
         threads: int = 1,
         batch_size: int = 64,
+        provider: str = "cpu",
     ) -> None:
         import onnx
 
         from anan_onnx.metadata import class_names
         from anan_onnx.runtime.session import Session
 
-        self.session = Session(onnx.load_model_from_string(model), threads=threads)
+        self.session = Session(
+            onnx.load_model_from_string(model), provider=provider, threads=threads
+        )
         spec = self.session.input_spec()
         if spec is None:
             raise AnanError("the model records no input size: convert it with anan-onnx")

@@ -72,6 +72,7 @@ class JobOptions:
     threads: int = 1
     workers: int | None = None
     retries: int = DEFAULT_RETRIES
+    provider: str = "cpu"  # onnxruntime's execution provider (--provider)
 
 
 @dataclasses.dataclass
@@ -183,7 +184,11 @@ def _output_folder(out: str | Path) -> Path:
 
 def _local(model: bytes, out: Path, options: JobOptions) -> list[PartSummary]:
     predictor = PartPredictor(
-        model, str(out), threads=options.threads, batch_size=options.batch_size
+        model,
+        str(out),
+        threads=options.threads,
+        batch_size=options.batch_size,
+        provider=options.provider,
     )
     return [predictor.predict_part(name) for name in list_parts(out)]
 
@@ -277,6 +282,7 @@ def _pass(
             "out": str(out),
             "threads": options.threads,
             "batch_size": options.batch_size,
+            "provider": options.provider,
         },
         batch_size=1,
         batch_format="numpy",

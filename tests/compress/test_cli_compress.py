@@ -110,6 +110,17 @@ def test_predict_and_evaluate_take_compressed_models(work: Path, capsys) -> None
     result = json.loads(capsys.readouterr().out)
     assert set(result["scores"]) == {"fp32", "fp16"}
     assert result["n_test"] >= 4 and 0 <= result["agreement_with_fp32"] <= 1
+    # options a compressed model's evaluate and verify cannot honour: refused in one line
+    model = str(work / "cnn.fp16.anan.onnx")
+    for argv, flag in (
+        (["evaluate", model, str(labelled), "--layers", "all"], "--layers"),
+        (["evaluate", model, str(labelled), "--channel-order", "BGR"], "--channel-order"),
+        (["verify", model, "--margin"], "--margin"),
+        (["verify", model, "--engine-precision", "f16"], "--engine-precision"),
+    ):
+        assert main([*argv, "--no-progress"] if argv[0] == "evaluate" else argv) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and f"takes no {flag}" in err[0], err
 
 
 def test_compress_reports_agreement_method_and_small_calibration(work: Path, capsys) -> None:

@@ -139,6 +139,7 @@ def _read(path: Path) -> list[dict]:
         (["-o", "OUT", "--retries", "-1"], "--retries must be 0 or more"),
         (["-o", "OUT", "--inputs-from", "no-such-list.txt"], "cannot be read"),  # listed last
         (["--workers", "2"], "need --engine ray"),
+        (["-o", "OUT", "--provider", "NoSuchExecutionProvider"], "is not available"),
     ],
 )
 def test_bad_output_arguments_are_one_line(model, tree, tmp_path, capsys, extra, message):
@@ -153,3 +154,11 @@ def test_bad_output_arguments_are_one_line(model, tree, tmp_path, capsys, extra,
     assert len(lines) == 1 and message in lines[0], stderr
     assert not (tmp_path / "OUT").exists() and not (tmp_path / "OUT.jsonl").exists()
     assert [p.name for p in (tmp_path / "FOREIGN").iterdir()] == ["thesis.tex"]
+
+
+def test_each_part_runs_on_the_provider_given(model, tmp_path):
+    from anan_onnx.distributed.parts import PartPredictor
+    from anan_onnx.errors import AnanError
+
+    with pytest.raises(AnanError, match="'NoSuchExecutionProvider' is not available"):
+        PartPredictor(Path(model).read_bytes(), str(tmp_path), provider="NoSuchExecutionProvider")
