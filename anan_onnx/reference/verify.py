@@ -39,7 +39,7 @@ if TYPE_CHECKING:
     from anan_onnx.runtime.image_files import ImageBatch
 from anan_onnx.runtime.labels import TOLERANCE, labels_agree, predicted_labels
 from anan_onnx.runtime.own_scaling import own_scaling
-from anan_onnx.runtime.session import Session, providers_for
+from anan_onnx.runtime.session import Session, providers_for, run_fixed_batch
 
 __all__ = [
     "ImageResult",
@@ -329,7 +329,11 @@ def _predictor(
             onnx.save(anan, path)
         else:
             path = Path(anan)
-        yield (lambda x: runner.run(path, x)), lambda: f"{engine} ({runner.precision})"
+        fixed = session.fixed_batch  # a static shape: every run gets exactly that batch
+        yield (
+            (lambda x: run_fixed_batch(lambda b: runner.run(path, b), x, fixed)),
+            lambda: f"{engine} ({runner.precision})",
+        )
 
 
 def _compare(

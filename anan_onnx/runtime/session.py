@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -34,7 +34,7 @@ from anan_onnx.runtime.inputs import Dim, InputSpec, check_batch, parse_numbers
 if TYPE_CHECKING:  # inference does not import onnx (it costs a third of a second)
     import onnx
 
-__all__ = ["Session", "default_batch_size", "providers_for"]
+__all__ = ["Session", "default_batch_size", "providers_for", "run_fixed_batch"]
 
 _PROVIDERS = {
     "cpu": "CPUExecutionProvider",
@@ -277,11 +277,7 @@ class Session:
 
     def _run_padded(self, x: np.ndarray) -> np.ndarray:
         """The first output for ``x``, padded to the fixed batch and trimmed back."""
-        fixed, n = self.fixed_batch, len(x)
-        if fixed is None or n == fixed:
-            return self.run(x)[0]
-        padded = np.concatenate([x, np.repeat(x[-1:], fixed - n, axis=0)])
-        return self.run(padded)[0][:n]
+        return run_fixed_batch(lambda b: self.run(b)[0], x, self.fixed_batch)
 
     def predict_images(
         self, paths: Sequence[str | Path], *, batch_size: int | None = None
@@ -310,6 +306,24 @@ class Session:
     def default_batch_size(self) -> int:
         """Images per run when none is given: see :func:`default_batch_size`."""
         return default_batch_size(self.input_shape, self.fixed_batch)
+
+
+def run_fixed_batch(
+    run: Callable[[np.ndarray], np.ndarray], x: np.ndarray, fixed: int | None
+) -> np.ndarray:
+    """``run`` on ``x`` as a model exported with a fixed batch takes it: in runs of exactly
+    ``fixed`` images, the last padded with copies of its last image and its padding's
+    outputs dropped (``fixed`` None: ``x`` at once). Any engine's static shape then fits."""
+    if fixed is None:
+        return run(x)
+    outputs = []
+    for start in range(0, len(x), fixed):
+        part = x[start : start + fixed]
+        n = len(part)
+        if n < fixed:
+            part = np.concatenate([part, np.repeat(part[-1:], fixed - n, axis=0)])
+        outputs.append(run(part)[:n])
+    return np.concatenate(outputs)
 
 
 def _whole_pixels(x: np.ndarray) -> bool:

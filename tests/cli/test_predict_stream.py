@@ -72,6 +72,20 @@ def test_fixed_batch_model_predicts_and_verifies_more_than_its_batch(work, capsy
     assert "7/7 predictions agree" in capsys.readouterr().out
 
 
+def test_verify_engine_pads_a_fixed_batch(work, capsys, monkeypatch):
+    """verify --engine on a fixed-batch model with -n not a multiple of the batch: the
+    short last run is padded to OpenVINO's static shape and trimmed (6 = 4 + 2 here)."""
+    pytest.importorskip("openvino")
+    monkeypatch.chdir(work)
+    assert main(["convert", "cnn.onnx", "-o", "b4.anan.onnx", "--batch", "4"]) == 0
+    capsys.readouterr()
+    # f32: the CPU's default bf16 may exceed the tolerance, which is not what is tested
+    assert main(["verify", "b4.anan.onnx", "--engine", "openvino", "-n", "6",
+                 "--engine-precision", "f32"]) == 0  # fmt: skip
+    out = capsys.readouterr().out
+    assert "6/6 predictions agree" in out and out.count(": PASS") == 6, out
+
+
 def _with_classes(src: Path, dst: Path, value: str) -> None:
     model = onnx.load(src)
     model.metadata_props.add(key="anan.classes", value=value)
