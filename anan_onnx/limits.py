@@ -120,6 +120,9 @@ BATCH_SIZE = Limit("images per batch", 65_536, "ANAN_MAX_BATCH_SIZE")
 BATCH_BYTES = Limit("of inputs per batch", 4 * _GiB, "ANAN_MAX_BATCH_BYTES", unit="bytes")
 #: Decompressed size of an ``.npz`` data set, read from its zip headers before reading.
 NPZ_BYTES = Limit("decompressed", 8 * _GiB, "ANAN_MAX_NPZ_BYTES", unit="bytes")
+#: One encoded image file or object, checked before it is read: an uncompressed RGBA image
+#: at the pixel limit (MAX_IMAGE_PIXELS) takes 358 MB; an object is read whole to decode.
+IMAGE_BYTES = Limit("of encoded image", 512 * 2**20, "ANAN_MAX_IMAGE_BYTES", unit="bytes")
 #: Intra-op threads: onnxruntime starts them all at once (100000 threads crashed it).
 THREADS = Limit("threads", max(64, 4 * (os.cpu_count() or 1)), "ANAN_MAX_THREADS")
 
@@ -131,6 +134,7 @@ LIMITS = (
     BATCH_SIZE,
     BATCH_BYTES,
     NPZ_BYTES,
+    IMAGE_BYTES,
     THREADS,
 )
 

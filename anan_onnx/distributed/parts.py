@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from anan_onnx import limits
 from anan_onnx.errors import AnanError
 
 __all__ = [
@@ -211,6 +212,9 @@ class PartPredictor:
 
         fs, path = filesystem(uri, self._fs)
         try:
+            size = fs.get_file_info(path).size  # None where the store does not say
+            if size is not None:  # before reading: the object is read whole to decode
+                limits.IMAGE_BYTES.check(size, f"image {uri}")
             with fs.open_input_file(path) as f:
                 return bytes(f.read())
         except FileNotFoundError:

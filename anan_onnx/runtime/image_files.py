@@ -20,6 +20,7 @@ from typing import Literal, NamedTuple, TypeVar
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from anan_onnx import limits
 from anan_onnx._public import public
 from anan_onnx.choices import Layout
 from anan_onnx.errors import AnanError, first_line
@@ -117,10 +118,11 @@ def _read_pixels(path: Path, spec: InputSpec) -> np.ndarray:
         _image_errors(name),
         open_regular(path, "image") as f,
         _pixel_limit(name),
-        Image.open(f) as im,
     ):
-        _check_size(im, name)
-        return pixels_from_pil(im, spec, name=name)
+        limits.IMAGE_BYTES.check(os.fstat(f.fileno()).st_size, f"image {name}")
+        with Image.open(f) as im:
+            _check_size(im, name)
+            return pixels_from_pil(im, spec, name=name)
 
 
 def check_image_file(path: str | os.PathLike[str]) -> None:

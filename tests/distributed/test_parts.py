@@ -162,3 +162,19 @@ def test_each_part_runs_on_the_provider_given(model, tmp_path):
 
     with pytest.raises(AnanError, match="'NoSuchExecutionProvider' is not available"):
         PartPredictor(Path(model).read_bytes(), str(tmp_path), provider="NoSuchExecutionProvider")
+
+
+def test_an_object_larger_than_the_image_limit_is_not_read(model, tree, tmp_path, monkeypatch):
+    """An object-store image is checked against ANAN_MAX_IMAGE_BYTES from its size before it
+    is read (read whole, it could exhaust memory); a local file likewise."""
+    from anan_onnx.distributed.parts import PartPredictor
+    from anan_onnx.errors import AnanError
+
+    _, good, _ = tree
+    predictor = PartPredictor(Path(model).read_bytes(), str(tmp_path))
+    uri = f"file://{good[0].resolve()}"
+    assert predictor._pixels(uri).dtype == np.uint8  # within the default limit: read
+    monkeypatch.setenv("ANAN_MAX_IMAGE_BYTES", "10")
+    for item in (uri, str(good[0])):
+        with pytest.raises(AnanError, match="more than the limit of 10 bytes.*ANAN_MAX_IMAGE"):
+            predictor._pixels(item)
