@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import numbers
+import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -185,7 +186,7 @@ def check_layers(name: str, value: object) -> str:
     text = _text(name, value).strip()
     if text.startswith(LAYERS_FIRST):
         count = text[len(LAYERS_FIRST) :]
-        if not count.isdigit() or int(count) < 1:
+        if not re.fullmatch(r"[0-9]+", count) or int(count) < 1:  # not Unicode digits: ²
             raise AnanError(f"{name} {text!r}: first:N needs a whole N >= 1, e.g. first:3")
     elif not [p for p in text.split(",") if p.strip()]:
         raise AnanError(f"{name} is empty: pass all, first:N or Conv names separated by commas")

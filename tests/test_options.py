@@ -204,3 +204,12 @@ def test_named_choices_write_the_same_bytes_as_strings() -> None:
     assert (meta["rule"], meta["counter"], meta["signal"], meta["reduce"], meta["scaling"]) == (
         "additive", "clamp", "post", "max", "broadcast"
     )  # fmt: skip
+
+
+@pytest.mark.parametrize("value", ["first:²", "first:x", "first:0", "first:", " , "])
+def test_check_layers_refuses_what_is_no_selection(value):
+    """first:N takes ASCII digits only (int() would refuse '²' with a ValueError)."""
+    from anan_onnx.options import check_layers
+
+    with pytest.raises(AnanError, match="--layers"):
+        check_layers("--layers", value)

@@ -20,7 +20,7 @@ import dataclasses
 import onnx_ir as ir
 
 from anan_onnx.errors import AnanError
-from anan_onnx.options import LAYERS_ALL, LAYERS_FIRST
+from anan_onnx.options import LAYERS_ALL, LAYERS_FIRST, check_layers
 from anan_onnx.params import AnanParams
 from anan_onnx.rewrite.builder import NAME_PREFIX
 from anan_onnx.rewrite.graph import build_anan_graph
@@ -49,6 +49,7 @@ def find_targets(
         AnanError: an unknown or repeated name, ``first:N`` beyond the model's Convs, or a
             Conv that cannot be a target (:func:`find_target`).
     """
+    layers = check_layers("--layers", layers)  # tune/evaluate reach here unchecked
     convs = conv_names(graph)
     if layers == _ALL:
         chosen = convs
@@ -61,6 +62,8 @@ def find_targets(
         chosen = convs[:count]
     else:
         chosen = [p.strip() for p in layers.split(",") if p.strip()]
+    if not chosen:
+        raise AnanError(f"--layers {layers}: the model has no Conv to modulate")
     targets = [find_target(graph, name, keras_convs, keras_before) for name in chosen]
     names = [t.name for t in targets]
     repeated = sorted({n for n in names if names.count(n) > 1})

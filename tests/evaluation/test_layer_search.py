@@ -207,3 +207,12 @@ def test_cli_tune_layers_refuses_emit_anyway(setup, tmp_path, capsys):
     )  # fmt: skip
     assert code != 0 and "tune --layers takes no --emit-anyway" in stderr
     assert len(stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("layers", ["first:x", "first:0", "first:²"])
+def test_bad_layer_selections_are_refused(setup, layers):
+    """tune/evaluate --layers are validated as convert's are: a one-line AnanError, not a
+    ValueError or an empty search."""
+    model, data, _ = setup
+    with pytest.raises(AnanError, match="first:N needs a whole N >= 1"):
+        layer_search(model, data, layers=layers, grid=GRID, run=QUIET)
