@@ -31,6 +31,7 @@ finite, so this means the model or its ANAN gains overflow float32):
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import sys
 from collections import Counter
@@ -266,14 +267,34 @@ def _chunks(session, paths: Iterable[Path], size: int, *, skip: bool) -> Iterato
                     "the model records no input size: predict .npy batches, or convert the "
                     "model with anan-onnx"
                 )
+        pending = iter(group)  # the batches take the group's files in order
         for batch in iter_image_batches(
             group, spec, batch_size=size, progress=True, on_error="skip" if skip else "raise"
         ):
-            if not batch.names:  # every file of this batch was unreadable
-                yield [], np.empty((0, 1), np.float32), batch.skipped
-                continue
-            out = session.predict(batch.x)
-            yield batch.names, out.reshape(len(out), -1), batch.skipped
+            out = session.predict(batch.x) if batch.names else np.empty((0, 1), np.float32)
+            yield from _in_order(batch.names, out.reshape(len(out), -1), batch.skipped, pending)
+
+
+def _in_order(
+    names: list[str], rows: np.ndarray, skipped: list[tuple[str, str]], pending: Iterator[Path]
+) -> Iterator[Chunk]:
+    """One image batch as chunks of consecutive read or unreadable files, in the order the
+    files were given (``pending``: the files still to come, read and skipped alike), so
+    that each consumer, printing a chunk's errors before its rows, keeps the input order."""
+    read: list[bool] = []
+    i = 0
+    for _ in range(len(names) + len(skipped)):
+        read.append(i < len(names) and names[i] == str(next(pending)))
+        i += read[-1]
+    i = j = 0
+    for ok, run in itertools.groupby(read):
+        k = len(list(run))
+        if ok:
+            yield names[i : i + k], rows[i : i + k], []
+            i += k
+        else:
+            yield [], rows[:0], skipped[j : j + k]
+            j += k
 
 
 def _npy_chunks(session: Session, path: Path, size: int) -> Iterator[Chunk]:

@@ -100,7 +100,9 @@ def test_one_file_output_has_the_rows_of_the_parts(model, tree, tmp_path, capsys
     out = tmp_path / f"rows{suffix}"
     code, stdout, stderr = run(capsys, "predict", model, folder, "-o", out)
     assert code == 2 and "1 of 13 inputs failed" in stderr and "12 of 13" in stdout
-    rows = {r["input"]: r for r in _read(out)}  # a batch's unreadable files come first
+    listed = _read(out)  # in input order, as the parts: the unreadable file where it was
+    assert [r["input"] for r in listed] == [p["input"] for p in parts]
+    rows = {r["input"]: r for r in listed}
     assert len(rows) == 13 and set(rows) == {str(p) for p in [*good, broken]}
     for part in parts:  # the folder was given as an absolute path: the same ids
         row = rows[part["input"]]
