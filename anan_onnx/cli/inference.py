@@ -271,8 +271,11 @@ def _chunks(session, paths: Iterable[Path], size: int, *, skip: bool) -> Iterato
         for batch in iter_image_batches(
             group, spec, batch_size=size, progress=True, on_error="skip" if skip else "raise"
         ):
-            out = session.predict(batch.x) if batch.names else np.empty((0, 1), np.float32)
-            yield from _in_order(batch.names, out.reshape(len(out), -1), batch.skipped, pending)
+            rows = np.empty((0, 1), np.float32)  # a batch of unreadable files only
+            if batch.names:
+                out = session.predict(batch.x)
+                rows = out.reshape(len(out), -1)
+            yield from _in_order(batch.names, rows, batch.skipped, pending)
 
 
 def _in_order(
