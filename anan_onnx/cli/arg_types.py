@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 from anan_onnx.errors import AnanError
 from anan_onnx.options import options_of
 
-__all__ = ["add_options", "count", "options_from"]
+__all__ = ["add_options", "argparse_type", "count", "options_from"]
 
 _T = TypeVar("_T")
 #: how --help names a value of each kind, where its option says nothing
@@ -45,12 +45,12 @@ def add_options(group: Any, cls: type, only: Collection[str] | None = None) -> N
         elif opt.choices:
             kwargs.update(choices=opt.choices)
         else:
-            parse = _argparse_type(opt.parse) if opt.parse else opt.kind
+            parse = argparse_type(opt.parse) if opt.parse else opt.kind
             kwargs.update(type=parse, metavar=opt.metavar or _METAVARS.get(opt.kind))
         group.add_argument(opt.cli_flag, **kwargs)
 
 
-def _argparse_type(parse: Callable[[str], Any]) -> Callable[[str], Any]:
+def argparse_type(parse: Callable[[str], Any]) -> Callable[[str], Any]:
     """``parse`` with its AnanError as argparse's error (argparse would let it escape)."""
 
     def wrapped(text: str) -> Any:

@@ -10,9 +10,10 @@ Every number option takes decimals or fractions (``1/255``) and, per channel, a 
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 
 from anan_onnx.choices import Layout
-from anan_onnx.errors import AnanError
+from anan_onnx.cli.arg_types import argparse_type
 from anan_onnx.runtime.inputs import ASPECTS, CHANNEL_ORDERS, RESIZES, Numbers, parse_numbers
 
 __all__ = [
@@ -55,12 +56,8 @@ def given_preprocess_options(args: argparse.Namespace) -> list[str]:
     return [flag for dest, flag in _OPTIONS.items() if getattr(args, dest, None) is not None]
 
 
-def numbers(text: str) -> Numbers:
-    """An argparse type: one number or a comma list of them, fractions allowed."""
-    try:
-        return parse_numbers(text)
-    except AnanError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+#: An argparse type: one number or a comma list of them, fractions allowed.
+numbers: Callable[[str], Numbers] = argparse_type(parse_numbers)
 
 
 def add_preprocess_options(p: argparse.ArgumentParser) -> None:

@@ -20,7 +20,7 @@ from anan_onnx.errors import AnanError
 from anan_onnx.export.raw_input import raw_pixels
 from anan_onnx.reference.verify import random_inputs
 from anan_onnx.runtime.inputs import InputSpec
-from anan_onnx.runtime.session import Session
+from anan_onnx.runtime.session import Session, run_fixed_batch
 
 __all__ = ["CHECKED_SUFFIXES", "TOLERANCE", "ExactnessReport", "check_exact"]
 
@@ -142,19 +142,13 @@ def _run_file(path: Path, inputs: np.ndarray, batch: int | None) -> np.ndarray:
     else:  # uint8 pixels (--raw-input): onnxruntime as is (Session feeds float32)
         engine = open_engine("ort")
     try:
-        step = batch or len(inputs)
-        return np.concatenate(
-            [engine.run(path, inputs[i : i + step]) for i in range(0, len(inputs), step)]
-        )
+        return run_fixed_batch(lambda b: engine.run(path, b), inputs, batch)
     finally:
         engine.close()
 
 
 def _run(session: Session, inputs: np.ndarray, batch: int | None) -> np.ndarray:
-    step = batch or len(inputs)
-    return np.concatenate(
-        [session.predict(inputs[i : i + step]) for i in range(0, len(inputs), step)]
-    )
+    return run_fixed_batch(session.predict, inputs, batch)
 
 
 def _per_image(diff: np.ndarray) -> np.ndarray:
