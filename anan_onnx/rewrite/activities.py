@@ -128,7 +128,15 @@ def _relu_mean(
     The g = 0 case is selected arithmetically (p·value + (1 − p)·relu(β) with p = [g > 0]
     from the exact sign test of ``portable_steps``), and the divisor is then 1, not 0, so
     nothing is inf or NaN; a positive g below 1e-30 divides by ~1e-30, as before.
+
+    From the unit gain (step 1) this is mean(relu(C + β)), bit for bit (β/1, 1·m, m + 0),
+    written so: the general form would compute on constants only, which onnx2tf leaves in
+    NCHW beside the NHWC map, and LiteRT then fails to prepare the model.
     """
+    if gain is b.unit:
+        shifted = b.named("Add", [conv_map, bias], f"{tag}/shifted")
+        relu = b.named("Relu", [shifted], f"{tag}/relu")
+        return b.named("GlobalAveragePool", [relu], f"{tag}/activity")
     positive = fires(b, gain, f"{tag}/gain_positive")
     zero = b.named("Sub", [b.scalar(1.0), positive], f"{tag}/gain_zero")
     short = b.named("Sub", [b.scalar(1e-30), gain], f"{tag}/gain_short")

@@ -102,9 +102,9 @@ def build_anan_graph(
     gains = [b.unit] * len(weights)
 
     if fold_steps and steps_foldable(params, tunable):
-        gains = folded_steps(b, params, activity_of, gains, steps)
+        gains = folded_steps(b, params, activity_of, gains, steps, column=column)
     elif steps_foldable(params, tunable):  # shared activity, fixed parameters
-        gains = shared_steps(b, params, activity_of, gains, steps)
+        gains = shared_steps(b, params, activity_of, gains, steps, column=column)
     else:
         knobs = knobs or fixed_knobs(b, params)
         gains = general_steps(b, knobs, params, activity_of, gains, steps, shared)

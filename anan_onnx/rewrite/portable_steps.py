@@ -14,7 +14,8 @@ Pattern rewritten (per step t, per image and kernel; the spec's eqs. 1–3)::
 and where every step reads the step-1 activity with parameters fixed at conversion (the
 absorbing counter, the default; see ``graph``), the counter of step t is
 r_t = u·min(t, μ), so eq. 3 has one value per sign of u, and each gain is carried for both
-signs at once, as a pair that is zero in the branch not taken (last axis: u = −1, u = +1)::
+signs at once, as a pair that is zero in the branch not taken (last axis: u = −1, u = +1)
+on the statistics flattened to (N, O, 1), so the pair is (N, O, 2)::
 
     G_1 = f·[−v₋, v₊] + [v₋, 0]                 v± = gain after step 1     anan/step1/gain0
     G_t = G_{t−1} ⊙ [m(r = −min(t, μ)), m(r = +min(t, μ))]                 anan/stepT/gain0
@@ -23,6 +24,12 @@ signs at once, as a pair that is zero in the branch not taken (last axis: u = �
 
 so a step is one ``Mul`` and each step's multiplier is readable in the graph;
 ``fold_steps`` puts the final gains into the pair at once (:func:`final_gains`).
+
+The pair is not put on a fourth axis of the (N, O, 1, 1) statistic: onnx2tf reads every
+4-D value as NCHW and makes it NHWC, and an (N, O, 1, 2) pair has no NHWC form it lowers
+consistently (LiteRT's XNNPACK then fails to prepare the paper's CNN, "failed to reshape
+runtime"); a ``Reshape`` to (N, O, 1) before the pair and back after the sum is exact and
+leaves every engine's layout alone.
 
 Why this form: the table lookups it replaces (int64 ``Gather`` chains, ``Greater``,
 ``Where``) ran wrong on onnxruntime-web's WebGPU backend (a chain of Gathers on one table
@@ -132,16 +139,22 @@ def trigger_value(params: AnanParams, r: int) -> float:
 
 
 def shared_steps(
-    b: GraphBuilder, params: AnanParams, activity_of: ActivityOf, gains: list[ir.Value], steps: int
+    b: GraphBuilder,
+    params: AnanParams,
+    activity_of: ActivityOf,
+    gains: list[ir.Value],
+    steps: int,
+    *,
+    column: bool = False,
 ) -> list[ir.Value]:
     """The k steps when every step reads the step-1 activity and the parameters are fixed.
 
     Each gain is carried for both signs of u at once, as a pair (last axis) that is zero in
     the branch not taken: step 1 sets it from the sign test, every later step is the update
     rule with that step's two eq. 3 values (a (2,) constant), and a sum of the pair gives
-    the gain. Returns the final gains, shaped like the activity.
+    the gain. Returns the final gains, shaped like the activity ((N, 1, O, 1) with ``column``).
     """
-    fired = fires(b, activity_of(gains, "anan/step1"), "anan/step1/fired")
+    fired = _flat(b, fires(b, activity_of(gains, "anan/step1"), "anan/step1/fired"))
     branches: list[ir.Value] = []
     for t in range(1, steps + 1):
         tag = f"anan/step{t}"
@@ -156,7 +169,7 @@ def shared_steps(
         else:
             value = b.const(f"{tag}/{_value_name(params.rule)}", values)
             branches = apply_trigger(b, branches, value, params.rule, tag)
-    return [_merged(b, pair, f"anan/gain{i}") for i, pair in enumerate(branches)]
+    return [_merged(b, pair, f"anan/gain{i}", column) for i, pair in enumerate(branches)]
 
 
 def final_gains(params: AnanParams, steps: int, dtype: np.dtype) -> np.ndarray:
@@ -176,16 +189,22 @@ def final_gains(params: AnanParams, steps: int, dtype: np.dtype) -> np.ndarray:
 
 
 def folded_steps(
-    b: GraphBuilder, params: AnanParams, activity_of: ActivityOf, gains: list[ir.Value], steps: int
+    b: GraphBuilder,
+    params: AnanParams,
+    activity_of: ActivityOf,
+    gains: list[ir.Value],
+    steps: int,
+    *,
+    column: bool = False,
 ) -> list[ir.Value]:
     """The k shared steps folded (``fold_steps``): the step-1 activity, its sign test and,
     per gain, its two final values of :func:`final_gains` picked by the sign."""
     table = final_gains(params, steps, b.dtype)
-    fired = fires(b, activity_of(gains, "anan/step1"), "anan/fired")
-    return [
-        _merged(b, _branches(b, fired, table[:, i], f"anan/gain{i}_branches"), f"anan/gain{i}")
-        for i in range(table.shape[1])
+    fired = _flat(b, fires(b, activity_of(gains, "anan/step1"), "anan/fired"))
+    pairs = [
+        _branches(b, fired, table[:, i], f"anan/gain{i}_branches") for i in range(table.shape[1])
     ]
+    return [_merged(b, pair, f"anan/gain{i}", column) for i, pair in enumerate(pairs)]
 
 
 def general_steps(
@@ -328,10 +347,28 @@ def _branches(b: GraphBuilder, fired: ir.Value, values: np.ndarray, name: str) -
     return b.named("Add", [b.named("Mul", [fired, signed], f"{name}_part"), offset], name)
 
 
-def _merged(b: GraphBuilder, pair: ir.Value, name: str) -> ir.Value:
+def _flat(b: GraphBuilder, fired: ir.Value) -> ir.Value:
+    """The sign tests (N, O, 1, 1) or (N, 1, O, 1) as (N, O, 1), which the pairs extend (see the
+    module docstring: no 4-D pair)."""
+    shape = b.const_int(f"{fired.name}_dims", [-1, _channels(b), 1])
+    return b.named("Reshape", [fired, shape], f"{fired.name}_flat")
+
+
+def _merged(b: GraphBuilder, pair: ir.Value, name: str, column: bool) -> ir.Value:
     """The branch taken: the sum of a pair whose other entry is 0 (exact), as a ``MatMul``
-    with [1, 1]ᵀ, which drops the pair axis."""
-    return b.named("MatMul", [pair, b.const(f"{name}_sum", np.ones((2, 1)))], name)
+    with [1, 1]ᵀ, which drops the pair axis; reshaped like the activity, (N, O, 1, 1) or
+    the (N, 1, O, 1) ``column``."""
+    ones = b.const(f"{name}_ones", np.ones((2, 1)))
+    summed = b.named("MatMul", [pair, ones], f"{name}_sum")
+    channels = _channels(b)
+    dims = [-1, 1, channels, 1] if column else [-1, channels, 1, 1]
+    return b.named("Reshape", [summed, b.const_int(f"{name}_dims", dims)], name)
+
+
+def _channels(b: GraphBuilder) -> int:
+    """O, from the initial gains (1, O, 1, 1)."""
+    assert b.unit is not None and b.unit.const_value is not None
+    return int(b.unit.const_value.numpy().shape[1])
 
 
 def _gain_name(rule: str, i: int, tag: str) -> str:

@@ -119,3 +119,28 @@ def test_f32_engines_pass(pair, engine: str) -> None:
     report = verify_models(anan, base, inputs=x, engine=engine)
     assert report.passed, report.summary()
     assert len(report.per_image) == N
+
+
+@pytest.mark.litert
+@pytest.mark.parametrize("batch,simplify", [(4, False), (1, True), (None, True)])
+def test_litert_runs_the_papers_cnn_with_signal_post(tmp_path, batch, simplify) -> None:
+    """The paper's base CNN (32-64-128) with signal=post: onnx2tf once lowered its 4-D
+    branch pairs and its step-1 gain arithmetic on constants to tensors XNNPACK could not
+    reshape (docs/engines.md); now every image is exact on LiteRT and the astrocytes act."""
+    from anan_onnx import convert_file
+    from anan_onnx.testing import build_base_cnn
+
+    source = tmp_path / "cnn.onnx"
+    onnx.save(build_base_cnn(32, 3, (32, 64, 128), seed=2), source)
+    anan = tmp_path / "cnn.anan.onnx"
+    params = AnanParams(signal="post")
+    conversion = convert_file(source, anan, params, batch=batch, simplify=simplify)
+    base = tmp_path / "cnn.base.onnx"
+    onnx.save(conversion.base, base)
+    x = np.random.default_rng(5).random((4, 32, 32, 3), dtype=np.float32)
+    report = verify_models(anan, base, inputs=x, engine="litert")
+    assert report.passed, report.summary()
+    ort, step = open_engine("ort"), batch or len(x)
+    ours = np.concatenate([ort.run(anan, x[i : i + step]) for i in range(0, len(x), step)])
+    moved = np.abs(ours - ort.run(base, x)).max()
+    assert moved > 1e-4  # the loop (which the engine matched) differs from the base too

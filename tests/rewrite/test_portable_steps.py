@@ -336,4 +336,4 @@ def test_every_step_has_its_multiplier_and_gain_update():
     # step 1 from the unit gain: its multipliers, signed for the branch that is not taken
     np.testing.assert_array_equal(inits["anan/step1/gain0_signed"], np.float32([-1.0, 1.0]))
     assert [ops[f"anan/step{t}/gain0"] for t in range(1, k + 1)] == ["Add"] + ["Mul"] * (k - 1)
-    assert ops["anan/step1/fired"] == "Clip" and ops["anan/gain0"] == "MatMul"
+    assert ops["anan/step1/fired"] == "Clip" and ops["anan/gain0_sum"] == "MatMul"
