@@ -124,8 +124,7 @@ def option(default: Any, help: str, **facts: Any) -> Any:
 def options_of(cls: type) -> tuple[Option, ...]:
     """The :class:`Option` of each field of an options class, in field order."""
     return tuple(
-        Option(name=f.name, default=f.default, **f.metadata[_META])
-        for f in dataclasses.fields(cls)
+        Option(name=f.name, default=f.default, **f.metadata[_META]) for f in dataclasses.fields(cls)
     )
 
 
@@ -252,8 +251,9 @@ class ConvertOptions(_Validated):
         simplify: run onnxslim on the result (validated again afterwards).
         tunable: parameters as graph inputs (``anan_k``, ``anan_mu``, ...).
         k_max: unrolled steps of a tunable model (default: ``k``).
-        batch: fix the batch size; allows a faster final layer (one grouped convolution
-            with per-image weights). Default: dynamic batch.
+        batch: fix the batch size (input, outputs and shape hints), for engines and
+            exports that need a static shape; the graph is otherwise the dynamic one, and
+            no faster. Default: dynamic batch.
         scaling: ``blocked`` applies the final gains in onnxruntime's blocked NCHWc layout,
             fastest on x86 CPUs; ``broadcast`` uses plain broadcast ops, for ARM CPUs, GPUs
             and other runtimes. Both give bit-identical outputs.
@@ -279,7 +279,8 @@ class ConvertOptions(_Validated):
     k_max: int | None = option(
         None, "unrolled steps of a --tunable model (default --k)", check=_steps, kind=int)
     batch: int | None = option(
-        None, "fix the batch size (faster); default: dynamic", check=_batch, kind=int)
+        None, "fix the batch size, for engines that need static shapes; default: dynamic",
+        check=_batch, kind=int)
     scaling: str = option(
         Scaling.BLOCKED, "final gains in onnxruntime's blocked NCHWc layout (fastest on x86 "
         "CPUs) or as plain broadcast ops (ARM CPUs, GPUs, other runtimes); same outputs",
