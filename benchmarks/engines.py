@@ -8,8 +8,11 @@ For each engine, option set and batch, the base CNN and its ANAN model run alter
 (base, ANAN, base, ANAN ...) for ``--rounds`` rounds after a warm-up, each on ONE thread,
 timed in CPU seconds (``time.process_time``; LiteRT inside its own process,
 ``_litert_child.py time``), so that a shared, loaded machine slows both alike; the ratio is
-median(ANAN) / median(base) of the same rounds. The model is the paper's kind of base CNN
-(``anan_onnx.testing.build_base_cnn``: NHWC, 3x3 filters 32-64-128, seeded). LiteRT needs
+the median of the per-round ratios ANAN/base (the milliseconds are each model's median).
+The model is the paper's kind of base CNN (``anan_onnx.testing.build_base_cnn``: NHWC, 3x3
+filters 32-64-128, seeded); ``fold_steps`` is the defaults with ``--fold-steps``. On
+onnxruntime it also reports the first layer's share of the base CNN's time (its Conv, and
+one more pass over that Conv's output): the floors of the options that add such work. LiteRT needs
 tools/litert_venv.sh; an engine that is missing is left out with its reason in the report.
 """
 
@@ -37,15 +40,18 @@ from anan_onnx.runtime.engines import EngineUnavailable  # noqa: E402
 from anan_onnx.testing import build_base_cnn  # noqa: E402
 
 #: option set -> AnanParams keywords: the defaults, then each non-default rule, counter,
-#: reduce and signal on its own
-OPTION_SETS: dict[str, dict[str, str]] = {
+#: reduce and signal on its own, and ``fold_steps`` (a convert option, see CONVERT_FIELDS)
+OPTION_SETS: dict[str, dict[str, object]] = {
     "defaults": {},
     "rule=additive": {"rule": "additive"},
     "counter=clamp": {"counter": "clamp"},
     "reduce=max": {"reduce": "max"},
     "reduce=majority": {"reduce": "majority"},
     "signal=post": {"signal": "post"},
+    "fold_steps": {"fold_steps": True},
 }
+#: keywords of OPTION_SETS that are ConvertOptions fields rather than AnanParams
+CONVERT_FIELDS = ("fold_steps",)
 ENGINES = ("ort", "openvino", "tract", "litert")
 BATCHES = (1, 16)
 
@@ -114,7 +120,7 @@ def main() -> None:
     args = parser.parse_args()
     rng = np.random.default_rng(0)
     base_model = build_base_cnn(args.size, 3, (32, 64, 128), seed=0)
-    rows, missing = [], {}
+    rows, missing, floors = [], {}, {}
     with tempfile.TemporaryDirectory(prefix="anan_bench_engines_") as folder:
         work = Path(folder)
         base = work / "base.onnx"
@@ -122,9 +128,14 @@ def main() -> None:
         anan = {}
         for option, kwargs in OPTION_SETS.items():
             anan[option] = work / f"{option.replace('=', '_')}.anan.onnx"
-            onnx.save(convert_model(base_model, AnanParams(**kwargs)).anan, anan[option])  # type: ignore[arg-type]
+            params = {k: v for k, v in kwargs.items() if k not in CONVERT_FIELDS}
+            fields = {k: v for k, v in kwargs.items() if k in CONVERT_FIELDS}
+            converted = convert_model(base_model, AnanParams(**params), **fields)  # type: ignore[arg-type]
+            onnx.save(converted.anan, anan[option])
         for batch in BATCHES:
             x = rng.random((batch, args.size, args.size, 3), dtype=np.float32)
+            if "ort" in args.engines.split(","):
+                floors[batch] = first_layer_shares(base, x, args.rounds, work)
             for engine in args.engines.split(","):
                 for option in OPTION_SETS:
                     if engine in missing:
@@ -142,18 +153,62 @@ def main() -> None:
                         print(f"{engine:8} batch {batch:2} {option:16} FAILED {exc}", flush=True)
                         continue
                     b, a = statistics.median(t["base"]), statistics.median(t["anan"])
-                    rows.append((engine, batch, option, b * 1e3, a * 1e3, a / b))
+                    ratio = statistics.median(
+                        y / x for x, y in zip(t["base"], t["anan"], strict=True)
+                    )  # per-round ratios: both models of a round ran under the same load
+                    rows.append((engine, batch, option, b * 1e3, a * 1e3, ratio))
                     print(f"{engine:8} batch {batch:2} {option:16} base {b * 1e3:8.2f} ms "
-                          f"ANAN {a * 1e3:8.2f} ms  x{a / b:.2f}", flush=True)  # fmt: skip
+                          f"ANAN {a * 1e3:8.2f} ms  x{ratio:.2f}", flush=True)  # fmt: skip
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(report(rows, missing, args))
+    args.out.write_text(report(rows, missing, args, floors))
 
 
-def report(rows: list[tuple], missing: dict[str, str], args: argparse.Namespace) -> str:
+def first_layer_shares(base: Path, x: np.ndarray, rounds: int, work: Path) -> dict[str, float]:
+    """What the first layer's work costs, as fractions of the base CNN's time on onnxruntime
+    (one thread, interleaved rounds): ``conv`` = the base up to the first Conv's output
+    (the input transpose and the Conv: what a second response of that layer costs, e.g.
+    the additive rule's W⁻ part), ``pass`` = one more read of that Conv's output map (a
+    GlobalAveragePool on it: what each extra pass over the map costs, e.g. a step's
+    activity under signal=post)."""
+    from onnx import helper, utils
+
+    model = onnx.load(base)
+    conv = next(n for n in model.graph.node if n.op_type == "Conv")
+    head = utils.Extractor(model).extract_model([model.graph.input[0].name], [conv.output[0]])
+    read = onnx.ModelProto()
+    read.CopyFrom(head)
+    read.graph.node.append(helper.make_node("GlobalAveragePool", [conv.output[0]], ["read"]))
+    del read.graph.output[:]
+    read.graph.output.append(helper.make_empty_tensor_value_info("read"))
+    paths = {"base": base, "conv": work / "head.onnx", "read": work / "read.onnx"}
+    onnx.save(head, paths["conv"])
+    onnx.save(read, paths["read"])
+    runs = {name: runner("ort", path, x) for name, path in paths.items()}
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    for round_ in range(rounds + 2):  # two warm-up rounds
+        for name, run in runs.items():
+            start = time.process_time()
+            run()
+            if round_ >= 2:
+                times[name].append(time.process_time() - start)
+    rounds_ = list(zip(times["base"], times["conv"], times["read"], strict=True))
+    return {  # medians of per-round fractions (the models of a round share the machine's load)
+        "conv": statistics.median(c / b for b, c, _ in rounds_),
+        "pass": statistics.median((r - c) / b for b, c, r in rounds_),
+    }
+
+
+def report(
+    rows: list[tuple],
+    missing: dict[str, str],
+    args: argparse.Namespace,
+    floors: dict[int, dict[str, float]] | None = None,
+) -> str:
     lines = [
         f"Machine: {platform.machine()}, {platform.processor() or 'CPU'}, "
         f"Python {platform.python_version()}; command: `{' '.join(sys.argv)}`; "
-        f"one thread per engine, CPU time, {args.rounds} interleaved rounds, median.",
+        f"one thread per engine, CPU time, {args.rounds} interleaved rounds; ms: medians, "
+        "ANAN/base: median of the per-round ratios.",
         "",
         "| engine | batch | options | base ms | ANAN ms | ANAN/base |",
         "|---|---|---|---|---|---|",
@@ -166,6 +221,12 @@ def report(rows: list[tuple], missing: dict[str, str], args: argparse.Namespace)
                 f"| {engine} | {batch} | {option} | {base_ms:.2f} | {anan_ms:.2f} | {ratio:.2f} |"
             )
     lines += [f"\n{engine}: not measured ({why})" for engine, why in missing.items()]
+    for batch, share in (floors or {}).items():
+        lines.append(
+            f"\nonnxruntime, batch {batch}: the first Conv (with the input transpose) is "
+            f"{share['conv']:.1%} of the base CNN's time; one more pass over its output map "
+            f"{share['pass']:.1%}."
+        )
     return "\n".join(lines) + "\n"
 
 
