@@ -149,7 +149,8 @@ MODELS: dict[str, Callable[[Path], tuple[Path, np.ndarray]]] = {
     "keras-bn": keras_bn,
     "torch-nchw": torch_nchw,
 }
-IMAGES = 4
+DEFAULT_IMAGES = 4
+IMAGES = DEFAULT_IMAGES  # images per model: main's --images
 
 
 def _pixels(shape: tuple[int, ...]) -> np.ndarray:
@@ -235,18 +236,19 @@ def table(rows: list[tuple]) -> str:
 def main(argv: list[str] | None = None) -> int:
     global IMAGES
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--images", type=int, default=IMAGES)
+    parser.add_argument("--images", type=int, default=DEFAULT_IMAGES)
     parser.add_argument("--models", default=",".join(MODELS))
     args = parser.parse_args(argv)
-    IMAGES = args.images
-    if IMAGES < 4 or IMAGES % 4:  # the --batch 4 models take whole batches of 4
-        print(f"--images must be a multiple of 4, got {IMAGES}: pass --images 4", file=sys.stderr)
+    if args.images < 4 or args.images % 4:  # the --batch 4 models take whole batches of 4
+        print(f"--images must be a multiple of 4, got {args.images}: pass --images 4",
+              file=sys.stderr)  # fmt: skip
         return 2
     names = args.models.split(",")
     unknown = set(names) - set(MODELS)
     if unknown:
         print(f"unknown model {sorted(unknown)[0]}: pick from {', '.join(MODELS)}", file=sys.stderr)
         return 2
+    IMAGES = args.images
     engines = _open_engines()
     rows = []
     with tempfile.TemporaryDirectory(prefix="anan_engine_check_") as work:
