@@ -22,7 +22,9 @@ signs at once, as a pair that is zero in the branch not taken (last axis: u = �
     g = G_k @ [1, 1]ᵀ                                                       anan/gain0
 
 so a step is one ``Mul`` and each step's multiplier is readable in the graph;
-``fold_steps`` puts the final gains into the pair at once (:func:`final_gains`).
+``fold_steps`` (the default where it applies) puts the final gains in at once
+(:func:`final_gains`): g = f·d + v₋ with a d for which v₋ + d rounds to v₊ exactly
+(:func:`exact_step`; checked at conversion, else the pair above), 7 nodes from s to g.
 
 Why this form: the table lookups it replaces (int64 ``Gather`` chains, ``Greater``,
 ``Where``) ran wrong on onnxruntime-web's WebGPU backend (a chain of Gathers on one table
@@ -68,6 +70,7 @@ from anan_onnx.rewrite.builder import GraphBuilder
 __all__ = [
     "Knobs",
     "apply_trigger",
+    "exact_step",
     "final_gains",
     "fires",
     "fixed_knobs",
@@ -182,10 +185,30 @@ def folded_steps(
     per gain, its two final values of :func:`final_gains` picked by the sign."""
     table = final_gains(params, steps, b.dtype)
     fired = fires(b, activity_of(gains, "anan/step1"), "anan/fired")
-    return [
-        _merged(b, _branches(b, fired, table[:, i], f"anan/gain{i}_branches"), f"anan/gain{i}")
-        for i in range(table.shape[1])
-    ]
+    return [_picked(b, fired, table[:, i], f"anan/gain{i}") for i in range(table.shape[1])]
+
+
+def _picked(b: GraphBuilder, fired: ir.Value, values: np.ndarray, name: str) -> ir.Value:
+    """v₋ or v₊ by f ∈ {0, 1}: f·d + v₋ (2 nodes) with a d for which v₋ + d rounds to v₊
+    exactly (0·d + v₋ is v₋ for any finite d), else the pair of :func:`_branches` (3 nodes)."""
+    step = exact_step(values[0], values[1])
+    if step is None:
+        return _merged(b, _branches(b, fired, values, f"{name}_branches"), name)
+    part = b.named("Mul", [fired, b.const(f"{name}_step", np.asarray(step))], f"{name}_part")
+    return b.named("Add", [part, b.const(f"{name}_low", np.asarray(values[0]))], name)
+
+
+def exact_step(low: np.floating, high: np.floating, tries: int = 8) -> np.floating | None:
+    """A finite d with low + d == high in ``low``'s dtype, or None: d = high − low rounded,
+    else one of its nearest neighbours (the sum rounds once more)."""
+    step = high - low
+    for _ in range(tries):
+        if not np.isfinite(step):
+            return None
+        if low + step == high:
+            return step
+        step = np.nextafter(step, np.inf if low + step < high else -np.inf)
+    return None
 
 
 def general_steps(
