@@ -24,9 +24,10 @@ The Keras models are built and exported once, in a subprocess (TensorFlow), and 
 
 WASM: one Chromium page (``anan_onnx.conformance.web``: its server, its harness page, and
 examples/web/anan_web.js with ``numThreads = 1``) holds one session per model, each run
-for 2 s first (V8 tiers WASM up in the background); per round every session runs a block
-of about 40 ms in a rotated order, timed as the CPU time of Chromium's renderer threads
-(``/proc``'s scheduler clock: wall time on a shared machine is mostly other processes).
+for 0.5 s first; Chromium runs with :data:`V8_FLAGS` (the WASM compiled optimised up front,
+no tier-up meanwhile). Per round every session runs a block of about 40 ms in a rotated
+order, timed as the CPU time of Chromium's renderer threads (``/proc``'s scheduler clock:
+wall time on a shared machine is mostly other processes).
 The table gives the median per-run time and the median of the per-round ratios to the
 base. ``best throughput``: the smallest per-image time over the batches, ANAN's over the
 base's. ``--cpu``: the same on onnxruntime CPU in this process, one thread, sequential,
@@ -59,6 +60,10 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "fold+broadcast": {"fold_steps": True, "scaling": "broadcast"},
     "floor": {},  # a stand-in: see floor_stand_in
 }
+
+#: WASM compiled by V8's optimising compiler up front: no baseline code tiering up in the
+#: background while the runs are timed (which took seconds on a busy machine).
+V8_FLAGS = "--js-flags=--no-liftoff --no-wasm-tier-up"
 
 #: Builds the Keras models (a subprocess: TensorFlow stays out of this process).
 KERAS_BUILD = """
@@ -275,21 +280,25 @@ def _descends_from(pid: str, ancestor: int) -> bool:
 
 
 def wasm_times(page: Any, urls: dict[str, str], x: np.ndarray, rounds: int) -> Times:
-    """Per session: renderer CPU ms per run in each round (one page, interleaved blocks of
-    about 40 ms, so that a block's page call is a small share of it)."""
+    """Per session: renderer CPU ms per run in each round (one page, interleaved blocks)."""
     data = base64.b64encode(np.ascontiguousarray(x, np.float32).tobytes()).decode("ascii")
-    result = page.evaluate(_SETUP_JS, [list(urls.values()), data, list(x.shape), 2000])
+    result = page.evaluate(_SETUP_JS, [list(urls.values()), data, list(x.shape), 500])
     if "error" in result:
         raise SystemExit(f"wasm_ratio: onnxruntime-web failed: {result['error']}")
-    inner = [min(2000, max(1, round(40 / max(once, 0.01)))) for once in result["once"]]
+    # one run count for all (blocks of about 40 ms of the slowest session), and the cost of
+    # a page call itself (an empty block) taken off: else it weighs on the fastest model
+    inner = min(2000, max(1, round(40 / max(max(result["once"]), 0.01))))
     times: Times = {k: [] for k in urls}
     names = list(urls)
     for r in range(rounds):
+        start = renderer_cpu_ns()
+        page.evaluate(_BLOCK_JS, [0, 0])
+        call = renderer_cpu_ns() - start
         for j in range(len(names)):
             i = (j + r) % len(names)
             start = renderer_cpu_ns()
-            page.evaluate(_BLOCK_JS, [i, inner[i]])
-            times[names[i]].append((renderer_cpu_ns() - start) / 1e6 / inner[i])
+            page.evaluate(_BLOCK_JS, [i, inner])
+            times[names[i]].append((renderer_cpu_ns() - start - call) / 1e6 / inner)
     return times
 
 
@@ -360,7 +369,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if "wasm" in runtimes:
         from anan_onnx.conformance.web import HARNESS_PATH, Browser
 
-        browser = Browser()
+        browser = Browser(extra_args=[V8_FLAGS], builds=("default",))
         page = browser.new_page(f"{HARNESS_PATH}?ort=default")
         page.wait_for_function("window.ananReady === true", timeout=60_000)
     uptime = os.getloadavg()
