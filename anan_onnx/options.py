@@ -257,9 +257,10 @@ class ConvertOptions(_Validated):
         scaling: ``blocked`` applies the final gains in onnxruntime's blocked NCHWc layout,
             fastest on x86 CPUs; ``broadcast`` uses plain broadcast ops, for ARM CPUs, GPUs
             and other runtimes. Both give bit-identical outputs.
-        fold_steps: one product for the final gains instead of the k unrolled steps, where
-            exact (absorbing counter; additive rule only with idle 0; not tunable); elsewhere
-            the steps stay unrolled, with a warning.
+        fold_steps: the final gains at once instead of the k unrolled steps. ``None`` (the
+            default): wherever that is exact (absorbing counter; additive rule only with
+            idle 0; not tunable); ``True``: the same, with a warning where it is not exact;
+            ``False``: the k steps unrolled, one node group per step (as the spec reads).
     """
 
     # fmt: off
@@ -285,10 +286,11 @@ class ConvertOptions(_Validated):
         Scaling.BLOCKED, "final gains in onnxruntime's blocked NCHWc layout (fastest on x86 "
         "CPUs) or as plain broadcast ops (ARM CPUs, GPUs, other runtimes); same outputs",
         choices=Scaling.ALL)
-    fold_steps: bool = option(
-        False, "one product for the final gains instead of the k unrolled steps, where exact "
-        "(absorbing counter): fewer nodes, same outputs, lower batch-1 latency",
-        check=_flag, kind=bool)
+    fold_steps: bool | None = option(
+        None, "the final gains at once instead of the k unrolled steps (the default where "
+        "exact: absorbing counter, additive rule only with idle 0, not --tunable): fewer "
+        "nodes, same outputs; --no-fold-steps keeps the k steps unrolled",
+        check=_maybe_flag, kind=bool)
     # fmt: on
 
 

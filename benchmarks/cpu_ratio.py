@@ -1,6 +1,7 @@
 """ANAN/base cost in process CPU time, one onnxruntime thread, sessions interleaved.
 
-    .venv/bin/python -m benchmarks.cpu_ratio [--compare DIR] [--fold] [--broadcast] [--ablate]
+    .venv/bin/python -m benchmarks.cpu_ratio [--compare DIR] [--fold] [--unroll] [--broadcast]
+        [--ablate]
 
 Models (``--models``): ``128`` and ``224``, the two CNNs of ``python -m benchmarks.bench`` (built
 in ONNX, seeded; docs/performance.md names them), and ``bundled``, the 128×128 CNN the package
@@ -49,7 +50,8 @@ def _convert(base_path: str, out_path: str, variant: str) -> None:
 
     base, params = onnx.load(base_path), anan_onnx.AnanParams()
     scaling = "broadcast" if variant == "broadcast" else "blocked"
-    anan = anan_onnx.convert_model(base, params, fold_steps=variant == "fold", scaling=scaling).anan
+    fold = {"fold": True, "unroll": False}.get(variant)  # None: the default, folded where exact
+    anan = anan_onnx.convert_model(base, params, fold_steps=fold, scaling=scaling).anan
     if variant in ABLATIONS:
         sys.path.insert(0, str(ROOT))
         from benchmarks.bench.ablate import without_scaling, without_steps
@@ -140,6 +142,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--runs64", type=int, default=3, help="runs per round at batch 64")
     parser.add_argument("--models", default="128,224,bundled", help="of 128, 224, bundled")
     parser.add_argument("--fold", action="store_true", help="also measure --fold-steps")
+    parser.add_argument("--unroll", action="store_true", help="also measure --no-fold-steps")
     parser.add_argument("--ablate", action="store_true", help="also the stand-in graphs")
     parser.add_argument("--broadcast", action="store_true", help="also measure --scaling broadcast")
     return parser.parse_args(argv)
@@ -158,6 +161,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             models = {"base": base, "anan": _converted(base, tmp, "new", ROOT, "default")}
             if args.fold:
                 models["anan fold"] = _converted(base, tmp, "fold", ROOT, "fold")
+            if args.unroll:
+                models["anan unroll"] = _converted(base, tmp, "unroll", ROOT, "unroll")
             if args.broadcast:
                 models["anan broadcast"] = _converted(base, tmp, "broadcast", ROOT, "broadcast")
             if args.compare:

@@ -148,6 +148,10 @@ def test_parsed_arguments_make_the_options() -> None:
     assert options_from(args, ConvertOptions) == ConvertOptions(
         scaling=Scaling.BROADCAST, fold_steps=True
     )
+    # a three-way switch: None (fold where exact) unless --fold-steps or --no-fold-steps
+    for argv, fold in (([], None), (["--no-fold-steps"], False), (["--fold-steps"], True)):
+        args = _subparser("convert").parse_args(["m.onnx", *argv])
+        assert options_from(args, ConvertOptions).fold_steps is fold
 
 
 def test_convert_model_takes_the_options_or_their_fields() -> None:

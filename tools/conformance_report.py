@@ -58,7 +58,7 @@ EXPORT_SECTIONS = Path(__file__).with_name("deployment_export.md")
 TEST = "tests/conformance/test_matrix.py"
 TIMING = "matrix_seconds.txt"  # beside the cells: the matrix run's wall time
 LATENCY_RUNS = 15
-LATENCY_VARIANTS = ("default", "fold-steps")
+LATENCY_VARIANTS = ("default", "unroll-steps")
 SHARED_DATA = Path(os.environ.get("ANAN_SHARED_DATA", ROOT.parent / "shared" / "data"))
 SCREENSHOT_IMAGE = SHARED_DATA / "cats_dogs" / "test" / "cats" / "cat_109.jpg"
 
@@ -315,8 +315,9 @@ The runtimes (`anan_onnx.conformance`, one module each):
   All three run through `examples/web/anan_web.js`, the module the web example uses.
 
 Graph variants: `default` (`anan-onnx convert`), `tunable` (`--tunable`: the parameters are
-graph inputs with defaults), `batch-3` (`--batch 3`), `fold-steps` (`--fold-steps`: one
-lookup of the final gains), `signal-post` (`--signal post`), `reduce-max` (`--reduce max`)."""
+graph inputs with defaults), `batch-3` (`--batch 3`), `unroll-steps` (`--no-fold-steps`: the
+k steps unrolled rather than folded into one pick of the final gains), `signal-post`
+(`--signal post`), `reduce-max` (`--reduce max`)."""
 
 SIZES_INTRO = """\
 ## File sizes

@@ -48,6 +48,10 @@ def add_options(group: Any, cls: type, only: Collection[str] | None = None) -> N
             parse = argparse_type(opt.parse) if opt.parse else opt.kind
             kwargs.update(type=parse, metavar=opt.metavar or _METAVARS.get(opt.kind))
         group.add_argument(opt.cli_flag, **kwargs)
+        if opt.kind is bool and opt.default is None and kwargs["const"]:
+            # a three-way switch (None: decided per model): --no-NAME sets False
+            off = {**kwargs, "const": False, "help": f"the opposite of {opt.cli_flag}"}
+            group.add_argument("--no-" + opt.cli_flag[2:], **off)
 
 
 def argparse_type(parse: Callable[[str], Any]) -> Callable[[str], Any]:

@@ -185,7 +185,9 @@ class Browser(Closing):
         RuntimeUnavailable: Playwright, Chromium, node/npm or onnxruntime-web is missing.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, extra_args: Sequence[str] = (), builds: Sequence[str] = BUILDS) -> None:
+        """``extra_args``: more Chromium switches; ``builds``: the onnxruntime-web builds to
+        load a page for (benchmarks/wasm_ratio.py: V8 flags, the default build only)."""
         try:
             from playwright.sync_api import sync_playwright
         except ImportError:
@@ -198,10 +200,10 @@ class Browser(Closing):
         self._playwright = sync_playwright().start()
         try:
             self._browser = self._playwright.chromium.launch(
-                executable_path=executable, args=chromium_args(), headless=True
+                executable_path=executable, args=[*chromium_args(), *extra_args], headless=True
             )
             self.version = self._browser.version
-            self._pages = {build: self._harness(build) for build in BUILDS}
+            self._pages = {build: self._harness(build) for build in builds}
         except Exception as exc:
             self.close()
             raise RuntimeUnavailable(
@@ -305,8 +307,8 @@ class Browser(Closing):
     ) -> tuple[np.ndarray, list[float]]:
         if backend not in BACKENDS:
             raise AnanError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
-        if build not in BUILDS:
-            raise AnanError(f"build must be one of {', '.join(BUILDS)}, got {build!r}")
+        if build not in self._pages:  # BUILDS, or those this Browser was started with
+            raise AnanError(f"build must be one of {', '.join(self._pages)}, got {build!r}")
         if backend == "webgpu" and not self.webgpu:
             raise RuntimeUnavailable(
                 "this Chromium offers no WebGPU adapter (SwiftShader's Vulkan): "

@@ -222,8 +222,9 @@ def convert_model(
         check_target_gains(base, each, params, tunable=tunable, k_max=k_max)
     normalised_base = ir.to_proto(model)
     symbol = _fix_batch(model.graph, batch) if batch is not None else None
-    folded = fold_steps and steps_foldable(params, tunable)
-    if fold_steps and not folded:
+    # None (the default): fold wherever it is exact; True: asked for, so say where it is not
+    folded = fold_steps is not False and steps_foldable(params, tunable)
+    if fold_steps is True and not folded:
         warnings.warn(
             "fold_steps ignored: the steps fold only under the absorbing counter (additive "
             "rule: with idle 0) in a non-tunable model; the k steps stay unrolled",

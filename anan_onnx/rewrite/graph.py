@@ -93,7 +93,10 @@ def build_anan_graph(
     maps = _first_layer_maps(b, conv, weights, params.rule)
     shared = step1_activity_shared(params, tunable)
     # The one activity read by every step, as an (N, 1, O, 1) column (see routes.window_means)
-    column = mean_only and geom is not None and gains_are_columns(params, tunable)
+    # where the blocked scaling reads it so; elsewhere the (N, O, 1, 1) means of one Conv are
+    # 3 nodes fewer (no Reshape, MatMul + Add and Reshape back), which small models feel
+    blocked = pool is not None and scaling == Scaling.BLOCKED and can_block(pool.outputs[0])
+    column = mean_only and geom is not None and gains_are_columns(params, tunable) and blocked
     activity_of = activity_strategy(
         b, target, params, weights, geom, maps, bias, monotone, column=column
     )

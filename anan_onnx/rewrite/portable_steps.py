@@ -23,7 +23,9 @@ on the statistics flattened to (N, O, 1), so the pair is (N, O, 2)::
     g = G_k @ [1, 1]ᵀ                                                       anan/gain0
 
 so a step is one ``Mul`` and each step's multiplier is readable in the graph;
-``fold_steps`` puts the final gains into the pair at once (:func:`final_gains`).
+``fold_steps`` (the default where it applies) puts the final gains in at once
+(:func:`final_gains`): g = f·d + v₋ with a d for which v₋ + d rounds to v₊ exactly
+(:func:`exact_step`; checked at conversion, else the pair above), 7 nodes from s to g.
 
 The pair is not put on a fourth axis of the (N, O, 1, 1) statistic: onnx2tf reads every
 4-D value as NCHW and makes it NHWC, and an (N, O, 1, 2) pair has no NHWC form it lowers
@@ -75,6 +77,7 @@ from anan_onnx.rewrite.builder import GraphBuilder
 __all__ = [
     "Knobs",
     "apply_trigger",
+    "exact_step",
     "final_gains",
     "fires",
     "fixed_knobs",
@@ -200,11 +203,35 @@ def folded_steps(
     """The k shared steps folded (``fold_steps``): the step-1 activity, its sign test and,
     per gain, its two final values of :func:`final_gains` picked by the sign."""
     table = final_gains(params, steps, b.dtype)
-    fired = _flat(b, fires(b, activity_of(gains, "anan/step1"), "anan/fired"))
-    pairs = [
-        _branches(b, fired, table[:, i], f"anan/gain{i}_branches") for i in range(table.shape[1])
-    ]
-    return [_merged(b, pair, f"anan/gain{i}", column) for i, pair in enumerate(pairs)]
+    fired = fires(b, activity_of(gains, "anan/step1"), "anan/fired")
+    return [_picked(b, fired, table[:, i], f"anan/gain{i}", column) for i in range(table.shape[1])]
+
+
+def _picked(
+    b: GraphBuilder, fired: ir.Value, values: np.ndarray, name: str, column: bool
+) -> ir.Value:
+    """v₋ or v₊ by f ∈ {0, 1}: f·d + v₋ (2 nodes, shaped like f: scalar constants keep every
+    engine's layout) with a d for which v₋ + d rounds to v₊ exactly (0·d + v₋ is v₋ for any
+    finite d), else the pair of :func:`_branches` on the flat (N, O, 1) tests (5 nodes)."""
+    step = exact_step(values[0], values[1])
+    if step is None:
+        pair = _branches(b, _flat(b, fired), values, f"{name}_branches")
+        return _merged(b, pair, name, column)
+    part = b.named("Mul", [fired, b.const(f"{name}_step", np.asarray(step))], f"{name}_part")
+    return b.named("Add", [part, b.const(f"{name}_low", np.asarray(values[0]))], name)
+
+
+def exact_step(low: np.floating, high: np.floating, tries: int = 8) -> np.floating | None:
+    """A finite d with low + d == high in ``low``'s dtype, or None: d = high − low rounded,
+    else one of its nearest neighbours (the sum rounds once more)."""
+    step = high - low
+    for _ in range(tries):
+        if not np.isfinite(step):
+            return None
+        if low + step == high:
+            return step
+        step = np.nextafter(step, np.inf if low + step < high else -np.inf)
+    return None
 
 
 def general_steps(

@@ -17,6 +17,7 @@ import onnx
 import pytest
 from PIL import Image
 
+from anan_onnx import read_metadata
 from anan_onnx.cli import main
 from anan_onnx.testing import VARIANTS, build_cnn
 
@@ -85,10 +86,12 @@ def test_inspect_json(files):
     info = json.loads(result.stdout)
     assert info["kind"] == "anan" and info["metadata"]["a"] == "1.5"
     assert info["metadata"]["target_layer"] == "conv1"
-    assert info["op_counts"]["Conv"] == 1  # the layer's (the kernel means are MatMuls)
+    # the layer's, and the kernel means' (a small Conv over the window sums: no blocked
+    # scaling here, so the means need not be a MatMul column)
+    assert info["op_counts"]["Conv"] == 2
     base = json.loads(cli("inspect", files["base"], "--json").stdout)["op_counts"]
-    # window sums (rows, then columns), the means, and the sum of the steps' branch pair
-    assert info["op_counts"]["MatMul"] == base.get("MatMul", 0) + 4
+    # window sums (rows, then columns); the folded steps pick the gain with Mul and Add
+    assert info["op_counts"]["MatMul"] == base.get("MatMul", 0) + 2
     assert "target layer: conv1" in cli("inspect", files["anan"]).stdout
 
 
@@ -316,6 +319,14 @@ def test_convert_layout_and_folding_options(tmp_path):
     )
     assert clamp.returncode == 0, clamp.stderr
     assert "anan-onnx: warning: fold_steps ignored" in clamp.stderr
+    # by default: folded where exact, silently unrolled where not; --no-fold-steps unrolls
+    for args, steps in (([], "folded"), (["--no-fold-steps"], "unrolled")):
+        plain = cli("convert", src, "-o", tmp_path / "d.anan.onnx", *args)
+        assert plain.returncode == 0, plain.stderr
+        assert read_metadata(str(tmp_path / "d.anan.onnx"))["steps"] == steps
+    quiet = cli("convert", src, "-o", tmp_path / "q.anan.onnx", "--counter", "clamp")
+    assert quiet.returncode == 0 and "fold_steps" not in quiet.stderr, quiet.stderr
+    assert read_metadata(str(tmp_path / "q.anan.onnx"))["steps"] == "unrolled"
     assert_refused(
         cli("convert", src, "-o", tmp_path / "x.anan.onnx", "--scaling", "nchwc"), "--scaling"
     )

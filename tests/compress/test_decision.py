@@ -29,8 +29,9 @@ from anan_onnx.runtime.session import Session
 from anan_onnx.testing import VARIANTS, build_cnn
 
 #: astrocyte constants whose every entry shapes the gains or the modulated layer
-ASTROCYTE_CONSTANTS = ("anan/step1/gain0_signed", "anan/step1/gain0_offset",
-                       "anan/step2/multiplier", "anan/bias")  # fmt: skip
+# the folded steps' (the default: anan/gain0 = f·step + low) and the unrolled ones'
+ASTROCYTE_CONSTANTS = ("anan/gain0_step", "anan/gain0_low", "anan/step1/gain0_signed",
+                       "anan/step1/gain0_offset", "anan/step2/multiplier", "anan/bias")  # fmt: skip
 WEIGHTED = {"Conv", "Gemm", "MatMul"}
 
 

@@ -31,7 +31,7 @@ NNAPI_CLIPS = {(0.0, 6.0), (-1.0, 1.0)}
 
 OPTIONS = {
     "default": (AnanParams(), {}),
-    "fold steps": (AnanParams(), {"fold_steps": True}),
+    "unrolled steps": (AnanParams(), {"fold_steps": False}),
     "tunable": (AnanParams(), {"tunable": True, "k_max": 6}),
     "tunable additive": (AnanParams(rule="additive", idle=1.0), {"tunable": True}),
     "clamp": (AnanParams(counter="clamp"), {}),
@@ -117,7 +117,7 @@ def _partitions(path: pathlib.Path, tmp_path: pathlib.Path) -> tuple[onnx.ModelP
     }
 
 
-@pytest.mark.parametrize("option", ["default", "fold steps", "clamp", "tunable"])
+@pytest.mark.parametrize("option", ["default", "unrolled steps", "clamp", "tunable"])
 def test_the_mobile_checker_takes_every_anan_node(option, tmp_path):
     """check_onnx_model_mobile_usability's checker on a batch-1 conversion: every anan/*
     node lands in a supported partition for NNAPI and both CoreML formats, and ANAN needs

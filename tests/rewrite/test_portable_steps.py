@@ -15,6 +15,7 @@ from anan_onnx import AnanParams, convert_model, read_metadata
 from anan_onnx.rewrite.builder import GraphBuilder
 from anan_onnx.rewrite.portable_steps import (
     Knobs,
+    exact_step,
     final_gains,
     fires,
     fixed_knobs,
@@ -240,13 +241,16 @@ def test_trigger_values():
 
 @pytest.mark.parametrize("k", [2, 4, 8])
 def test_each_step_has_its_nodes_and_few_of_them(k):
-    """A gain node per step, and a node count that grows by one per step (default options:
-    the gain update with the step's multiplier)."""
-    anan = convert_model(build_cnn(VARIANTS["plain"]), AnanParams(k=k, mu=1)).anan
+    """Unrolled (--no-fold-steps): a gain node per step, and a node count that grows by one
+    per step (the gain update with the step's multiplier)."""
+    base = build_cnn(VARIANTS["plain"])
+    anan = convert_model(base, AnanParams(k=k, mu=1), fold_steps=False).anan
     names = [n.name for n in anan.graph.node]
     assert all(f"anan/step{t}/gain0" in names for t in range(1, k + 1))
-    longer = convert_model(build_cnn(VARIANTS["plain"]), AnanParams(k=k + 1, mu=1)).anan
+    longer = convert_model(base, AnanParams(k=k + 1, mu=1), fold_steps=False).anan
     assert len(longer.graph.node) - len(anan.graph.node) == 1
+    folded = convert_model(base, AnanParams(k=k + 1, mu=1)).anan  # the default: folded
+    assert not any(n.name.startswith("anan/step2") for n in folded.graph.node)
 
 
 def test_clamp_recomputes_the_activity_every_step():
@@ -274,11 +278,11 @@ def test_folded_steps_match_the_reference(params, batch):
     x = random_batch(VARIANTS["plain"], 6)
     assert_matches_reference(base, params, x, batch=batch, fold_steps=True)
     folded = convert_model(base, params, batch=batch, fold_steps=True).anan
-    unrolled = convert_model(base, params, batch=batch).anan
+    unrolled = convert_model(base, params, batch=batch, fold_steps=False).anan
     assert not any(n.name.endswith(("/counter", "/multiplier", "/z")) for n in folded.graph.node)
-    # at k = 1 both are one product after the sign test (the step's, or the folded one)
-    fewer = len(unrolled.graph.node) - len(folded.graph.node)
-    assert fewer > 0 if params.k > 1 else fewer == 0
+    # fewer even at k = 1: f·d + v₋ replaces the branch pair and its MatMul (d is exact here)
+    assert len(folded.graph.node) < len(unrolled.graph.node)
+    assert not any(n.name.endswith("_branches") for n in folded.graph.node)
     assert read_metadata(folded)["steps"] == "folded"
     assert read_metadata(unrolled)["steps"] == "unrolled"
 
@@ -322,12 +326,12 @@ def test_a_tunable_model_keeps_its_arithmetic_steps():
 
 
 def test_every_step_has_its_multiplier_and_gain_update():
-    """The default graph shows the k steps (the absorbing counter shares the step-1
-    activity, so only step 1 has a sign test); each later step's two eq. 3 values are its
-    ``multiplier`` constant (counter −min(t, μ), +min(t, μ)); no step is folded into
+    """The unrolled graph (--no-fold-steps) shows the k steps (the absorbing counter shares
+    the step-1 activity, so only step 1 has a sign test); each later step's two eq. 3 values
+    are its ``multiplier`` constant (counter −min(t, μ), +min(t, μ)); no step is folded into
     another."""
     k, params = 4, AnanParams(k=4, mu=2, a=1.05, b=0.3)
-    anan = convert_model(build_cnn(VARIANTS["plain"]), params).anan
+    anan = convert_model(build_cnn(VARIANTS["plain"]), params, fold_steps=False).anan
     ops = {n.name: n.op_type for n in anan.graph.node}
     inits = {i.name: numpy_helper.to_array(i) for i in anan.graph.initializer}
     for t in range(2, k + 1):
@@ -337,3 +341,34 @@ def test_every_step_has_its_multiplier_and_gain_update():
     np.testing.assert_array_equal(inits["anan/step1/gain0_signed"], np.float32([-1.0, 1.0]))
     assert [ops[f"anan/step{t}/gain0"] for t in range(1, k + 1)] == ["Add"] + ["Mul"] * (k - 1)
     assert ops["anan/step1/fired"] == "Clip" and ops["anan/gain0_sum"] == "MatMul"
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+def test_exact_step_adds_up_exactly_or_is_refused(dtype):
+    """d with low + d == high in the dtype's own arithmetic (what the folded graph's Add
+    computes for f = 1), or None where no d near high − low gives it."""
+    rng = np.random.default_rng(3)
+    found = 0
+    for low, high in (rng.random((500, 2)) * [[1.0, 2.0]]).astype(dtype):
+        step = exact_step(low, high)
+        if step is not None:
+            found += 1
+            assert step.dtype == dtype and low + step == high
+    assert found > 400
+    assert exact_step(dtype(1000.0), dtype(1e-3)) is None  # 1e-3 is below 1000's ulp
+
+
+def test_the_default_folded_graph_picks_the_final_gain_by_the_sign():
+    """Folded (the default here): g = f·d + v₋ with the final gains of the k steps, so
+    f = 0 gives v₋ and f = 1 gives v₊ exactly."""
+    params = AnanParams(k=4, mu=2, a=1.05, b=0.3)
+    anan = convert_model(build_cnn(VARIANTS["plain"]), params).anan
+    ops = {n.name: n.op_type for n in anan.graph.node}
+    inits = {i.name: numpy_helper.to_array(i) for i in anan.graph.initializer}
+    low, high = final_gains(params, 4, np.dtype(np.float32))[:, 0]
+    assert ops["anan/gain0_part"] == "Mul" and ops["anan/gain0"] == "Add"
+    assert (
+        inits["anan/gain0_low"] == low
+        and inits["anan/gain0_low"] + inits["anan/gain0_step"] == high
+    )
+    assert low == np.float32(0.7) ** 3 and high == np.float32(1.05) ** 3
