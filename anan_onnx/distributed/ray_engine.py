@@ -103,6 +103,20 @@ def _run_shard(fn: Any, shared: Any, item: Any) -> Any:
     return fn(shared, item)
 
 
+def _run_split_shard(fn: Any, shared: Any, item: Any, n_groups: int) -> tuple[Any, ...]:
+    """One shard on a worker: its small result, then its part of each group, as separate
+    objects (``num_returns``), so that each group's reduce task fetches only its parts."""
+    small, parts = fn(shared, item)
+    if len(parts) != n_groups:
+        raise AnanError(f"a shard gave {len(parts)} parts for {n_groups} groups")
+    return (small, *parts)
+
+
+def _run_reduce(reduce: Any, shared: Any, *parts: Any) -> Any:
+    """One group's reduce on a worker: Ray resolved ``parts`` (one per shard, in order)."""
+    return reduce(shared, list(parts))
+
+
 class RayEngine:
     """Runs shard functions as Ray tasks on the connected cluster.
 
@@ -120,7 +134,12 @@ class RayEngine:
         self.started = connect(address, num_cpus=workers)
         cpus = int(self._ray.cluster_resources().get("CPU", 1))
         self.workers = max(1, workers or cpus)
-        self._task = self._ray.remote(num_cpus=1, max_retries=MAX_RETRIES)(_run_shard)
+        task = self._ray.remote(num_cpus=1, max_retries=MAX_RETRIES)
+        self._task, self._split, self._reduce = (
+            task(_run_shard),
+            task(_run_split_shard),
+            task(_run_reduce),
+        )
 
     def shards(self, n_images: int, unit: int) -> list[tuple[int, int]]:
         # two shards per worker: a slow or restarted worker holds up less of the run
@@ -131,7 +150,37 @@ class RayEngine:
     def map(self, fn: Any, shared: Any, items: Sequence[Any]) -> list[Any]:
         ray = self._ray
         ref = ray.put(shared)
-        refs = [self._task.remote(fn, ref, item) for item in items]
+        return self._get([self._task.remote(fn, ref, item) for item in items])
+
+    def map_reduce(
+        self,
+        fn: Any,
+        shared: Any,
+        items: Sequence[Any],
+        reduce: Any,
+        reduce_shared: Any,
+        n_groups: int,
+    ) -> tuple[list[Any], list[Any], Any]:
+        """One task per item whose parts stay in the object store, then one task per group
+        that receives that group's part of every item: the driver gets the smalls and the
+        reductions. Lost parts are recomputed by Ray from their task (lineage)."""
+        ray = self._ray
+        ref, reduce_ref = ray.put(shared), ray.put(reduce_shared)
+        split = self._split.options(num_returns=n_groups + 1)
+        outs = [split.remote(fn, ref, item, n_groups) for item in items]
+        reduced = [
+            self._reduce.remote(reduce, reduce_ref, *(out[g + 1] for out in outs))
+            for g in range(n_groups)
+        ]
+        smalls, results = self._get([out[0] for out in outs]), self._get(reduced)
+
+        def fetch(group: int) -> list[Any]:
+            return self._get([out[group + 1] for out in outs])
+
+        return smalls, results, fetch
+
+    def _get(self, refs: list[Any]) -> list[Any]:
+        ray = self._ray
         try:
             return ray.get(refs)
         except ray.exceptions.RayTaskError as exc:  # an AnanError on a worker: its message
