@@ -11,9 +11,12 @@ the images, and an engine maps it over shards:
   for ``evaluate`` over several fold models, one task per fold model, computed there with
   the local engine).
 
-Shards are cut at multiples of the fast grid's chunk, and the results are concatenated in
-shard order, so every image is computed in the same chunk, by the same code, as locally:
-the outputs, and so ``grid.csv``, ``best.json`` and the report, are the same bytes.
+Shards are cut at multiples of the fast grid's chunk, so every image is computed in the
+same chunk, by the same code, as locally. A model's outputs are concatenated in shard
+order; the fast grid's are scored where they are (:func:`grid_scores`: a reduce per
+configuration group over every shard's outputs, by :func:`score_configurations`, as
+locally), so the scores, and so ``grid.csv``, ``best.json`` and the report, are the same
+bytes, and only score dicts reach the driver.
 
 Example:
     >>> out = model_outputs(LocalEngine(), model, images, None, 256)  # doctest: +SKIP
@@ -131,10 +134,10 @@ def _outputs_shard(shared: tuple[onnx.ModelProto, int | None, int], images: Imag
 
     model, threads, batch_size = shared
     session = Session(model, threads=threads)
-    parts = [
-        predict_batched(session, batch, batch_size=batch_size)
-        for _, batch in iter_batches(images, batch_size)
-    ]
+    parts = []
+    for _, batch in iter_batches(images, batch_size):
+        parts.append(predict_batched(session, batch, batch_size=batch_size))
+        del batch  # else it is still held while the next one is read: one batch more at peak
     return np.concatenate(parts)
 
 
