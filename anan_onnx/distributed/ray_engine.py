@@ -4,13 +4,18 @@
 the images into a few shards per worker (at multiples of the fast grid's chunk, so each
 image is computed in the same chunk as locally), puts the shared inputs (the model, the
 options, the grid points) into the object store once, and runs one Ray task per shard. A
-task reads its own images (file paths travel, not pixels) and returns only outputs
-(images x configurations x classes floats). ``ray.get`` returns them in shard order, and the
-driver concatenates and scores them exactly as the local engine does: the same bytes.
+task reads its own images (file paths travel, not pixels). For one model's outputs
+(:meth:`RayEngine.map`) the driver gets them in shard order (images x classes). For the
+grid (:meth:`RayEngine.map_reduce`) each shard's outputs stay in the object store, cut
+into configuration groups, and one reduce task per group scores its configurations on
+every shard's part: the driver gets score dicts, never configurations x images floats.
+The scores are computed by the same function on the same arrays as locally: the same
+bytes.
 
-A worker that dies is retried by Ray (``max_retries``); tasks are pure functions of their
-inputs, so a retried shard gives the same outputs (tests/evaluation/test_ray_engine.py kills
-one from the test, by wrapping the shard function).
+A worker that dies is retried by Ray (``max_retries``), and a shard output lost with its
+node is recomputed from its task (lineage); tasks are pure functions of their inputs, so a
+retried shard gives the same outputs (tests/evaluation/test_ray_engine.py kills a shard
+task and a reduce task from the test, by wrapping their functions).
 
 Example:
     >>> engine = RayEngine(address="auto")  # doctest: +SKIP
