@@ -60,6 +60,13 @@ def _dashed_files(message: str) -> bool:
     )
 
 
+def _keep(filters: list[tuple]) -> None:
+    """Puts ``filters`` (``warnings.filters`` entries) back in front, in their order."""
+    for action, message, category, module, lineno in reversed(filters):
+        text = message.pattern if message is not None else ""
+        warnings.filterwarnings(action, text, category, module.pattern if module else "", lineno)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Runs the CLI; returns the exit status."""
     parser = _build_parser()
@@ -71,7 +78,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     configure_process()
     with warnings.catch_warnings(), terminate_cleanly():
+        errors = [f for f in warnings.filters if f[0] == "error"]
         warnings.simplefilter("ignore")  # library noise (TF, protobuf) ...
+        _keep(errors)  # ... but what the caller made errors stays so (tests: Ray's deprecations)
         warnings.filterwarnings("always", category=UserWarning, module=r"anan_onnx\..*")
         warnings.showwarning = _show_warning
         try:
@@ -405,8 +414,9 @@ def _add_verify(commands) -> None:
         help="compressed model: the FP32 .anan.onnx to compare predictions with "
         "(default: the fp32_model recorded next to it)",
     )
-    add_min_agreement(p, "compressed model: fail when fewer inputs than this share get the "
-                      "FP32 model's class")
+    add_min_agreement(
+        p, "compressed model: fail when fewer inputs than this share get the FP32 model's class"
+    )
     p.add_argument("--json", action="store_true", help="machine-readable output")
     _batch_size(p)
     _common(p)

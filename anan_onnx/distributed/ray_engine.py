@@ -4,13 +4,18 @@
 the images into a few shards per worker (at multiples of the fast grid's chunk, so each
 image is computed in the same chunk as locally), puts the shared inputs (the model, the
 options, the grid points) into the object store once, and runs one Ray task per shard. A
-task reads its own images (file paths travel, not pixels) and returns only outputs
-(images x configurations x classes floats). ``ray.get`` returns them in shard order, and the
-driver concatenates and scores them exactly as the local engine does: the same bytes.
+task reads its own images (file paths travel, not pixels). For one model's outputs
+(:meth:`RayEngine.map`) the driver gets them in shard order (images x classes). For the
+grid (:meth:`RayEngine.map_reduce`) each shard's outputs stay in the object store, cut
+into configuration groups, and one reduce task per group scores its configurations on
+every shard's part: the driver gets score dicts, never configurations x images floats.
+The scores are computed by the same function on the same arrays as locally: the same
+bytes.
 
-A worker that dies is retried by Ray (``max_retries``); tasks are pure functions of their
-inputs, so a retried shard gives the same outputs (tests/evaluation/test_ray_engine.py kills
-one from the test, by wrapping the shard function).
+A worker that dies is retried by Ray (``max_retries``), and a shard output lost with its
+node is recomputed from its task (lineage); tasks are pure functions of their inputs, so a
+retried shard gives the same outputs (tests/evaluation/test_ray_engine.py kills a shard
+task and a reduce task from the test, by wrapping their functions).
 
 Example:
     >>> engine = RayEngine(address="auto")  # doctest: +SKIP
@@ -103,6 +108,20 @@ def _run_shard(fn: Any, shared: Any, item: Any) -> Any:
     return fn(shared, item)
 
 
+def _run_split_shard(fn: Any, shared: Any, item: Any, n_groups: int) -> tuple[Any, ...]:
+    """One shard on a worker: its small result, then its part of each group, as separate
+    objects (``num_returns``), so that each group's reduce task fetches only its parts."""
+    small, parts = fn(shared, item)
+    if len(parts) != n_groups:
+        raise AnanError(f"a shard gave {len(parts)} parts for {n_groups} groups")
+    return (small, *parts)
+
+
+def _run_reduce(reduce: Any, shared: Any, *parts: Any) -> Any:
+    """One group's reduce on a worker: Ray resolved ``parts`` (one per shard, in order)."""
+    return reduce(shared, list(parts))
+
+
 class RayEngine:
     """Runs shard functions as Ray tasks on the connected cluster.
 
@@ -120,7 +139,12 @@ class RayEngine:
         self.started = connect(address, num_cpus=workers)
         cpus = int(self._ray.cluster_resources().get("CPU", 1))
         self.workers = max(1, workers or cpus)
-        self._task = self._ray.remote(num_cpus=1, max_retries=MAX_RETRIES)(_run_shard)
+        task = self._ray.remote(num_cpus=1, max_retries=MAX_RETRIES)
+        self._task, self._split, self._reduce = (
+            task(_run_shard),
+            task(_run_split_shard),
+            task(_run_reduce),
+        )
 
     def shards(self, n_images: int, unit: int) -> list[tuple[int, int]]:
         # two shards per worker: a slow or restarted worker holds up less of the run
@@ -131,7 +155,37 @@ class RayEngine:
     def map(self, fn: Any, shared: Any, items: Sequence[Any]) -> list[Any]:
         ray = self._ray
         ref = ray.put(shared)
-        refs = [self._task.remote(fn, ref, item) for item in items]
+        return self._get([self._task.remote(fn, ref, item) for item in items])
+
+    def map_reduce(
+        self,
+        fn: Any,
+        shared: Any,
+        items: Sequence[Any],
+        reduce: Any,
+        reduce_shared: Any,
+        n_groups: int,
+    ) -> tuple[list[Any], list[Any], Any]:
+        """One task per item whose parts stay in the object store, then one task per group
+        that receives that group's part of every item: the driver gets the smalls and the
+        reductions. Lost parts are recomputed by Ray from their task (lineage)."""
+        ray = self._ray
+        ref, reduce_ref = ray.put(shared), ray.put(reduce_shared)
+        split = self._split.options(num_returns=n_groups + 1)
+        outs = [split.remote(fn, ref, item, n_groups) for item in items]
+        reduced = [
+            self._reduce.remote(reduce, reduce_ref, *(out[g + 1] for out in outs))
+            for g in range(n_groups)
+        ]
+        smalls, results = self._get([out[0] for out in outs]), self._get(reduced)
+
+        def fetch(group: int) -> list[Any]:
+            return self._get([out[group + 1] for out in outs])
+
+        return smalls, results, fetch
+
+    def _get(self, refs: list[Any]) -> list[Any]:
+        ray = self._ray
         try:
             return ray.get(refs)
         except ray.exceptions.RayTaskError as exc:  # an AnanError on a worker: its message

@@ -11,9 +11,12 @@ the images, and an engine maps it over shards:
   for ``evaluate`` over several fold models, one task per fold model, computed there with
   the local engine).
 
-Shards are cut at multiples of the fast grid's chunk, and the results are concatenated in
-shard order, so every image is computed in the same chunk, by the same code, as locally:
-the outputs, and so ``grid.csv``, ``best.json`` and the report, are the same bytes.
+Shards are cut at multiples of the fast grid's chunk, so every image is computed in the
+same chunk, by the same code, as locally. A model's outputs are concatenated in shard
+order; the fast grid's are scored where they are (:func:`grid_scores`: a reduce per
+configuration group over every shard's outputs, by :func:`score_configurations`, as
+locally), so the scores, and so ``grid.csv``, ``best.json`` and the report, are the same
+bytes, and only score dicts reach the driver.
 
 Example:
     >>> out = model_outputs(LocalEngine(), model, images, None, 256)  # doctest: +SKIP
@@ -21,6 +24,8 @@ Example:
 
 from __future__ import annotations
 
+import hashlib
+import math
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
@@ -30,10 +35,18 @@ import onnx
 from anan_onnx.evaluation.lazy_images import LazyImages, iter_batches
 from anan_onnx.params import AnanParams
 
-__all__ = ["Engine", "LocalEngine", "grid_outputs", "model_outputs"]
+__all__ = [
+    "Engine",
+    "GridScores",
+    "LocalEngine",
+    "grid_scores",
+    "model_outputs",
+    "score_configurations",
+]
 
 Images = np.ndarray | LazyImages
 ShardFn = Callable[[Any, Any], Any]  # (shared, item) -> result; items: image shards, folds
+ReduceFn = Callable[[Any, list[Any]], Any]  # (shared, one group's parts) -> result
 
 
 class Engine(Protocol):
@@ -49,6 +62,24 @@ class Engine(Protocol):
         """``[fn(shared, item) for item in items]``, wherever it runs."""
         ...
 
+    def map_reduce(
+        self,
+        fn: ShardFn,
+        shared: Any,
+        items: Sequence[Any],
+        reduce: ReduceFn,
+        reduce_shared: Any,
+        n_groups: int,
+    ) -> tuple[list[Any], list[Any], Callable[[int], list[Any]]]:
+        """Map, then reduce by group where the parts are.
+
+        ``fn(shared, item)`` gives ``(small, [part_0, ..., part_{n_groups-1}])``; group
+        ``g`` is reduced by ``reduce(reduce_shared, [part_g of each item, in order])``.
+        Returns the smalls (per item), the reductions (per group) and ``fetch(g)``, which
+        brings group ``g``'s parts here (for the few that need them).
+        """
+        ...
+
 
 class LocalEngine:
     """Everything in this process, as one shard."""
@@ -60,6 +91,23 @@ class LocalEngine:
 
     def map(self, fn: ShardFn, shared: Any, items: Sequence[Any]) -> list[Any]:
         return [fn(shared, item) for item in items]
+
+    def map_reduce(
+        self,
+        fn: ShardFn,
+        shared: Any,
+        items: Sequence[Any],
+        reduce: ReduceFn,
+        reduce_shared: Any,
+        n_groups: int,
+    ) -> tuple[list[Any], list[Any], Callable[[int], list[Any]]]:
+        outs = [fn(shared, item) for item in items]
+
+        def fetch(group: int) -> list[Any]:
+            return [parts[group] for _, parts in outs]
+
+        reduced = [reduce(reduce_shared, fetch(g)) for g in range(n_groups)]
+        return [small for small, _ in outs], reduced, fetch
 
 
 def _threads(engine: Engine, threads: int | None) -> int | None:
@@ -86,10 +134,10 @@ def _outputs_shard(shared: tuple[onnx.ModelProto, int | None, int], images: Imag
 
     model, threads, batch_size = shared
     session = Session(model, threads=threads)
-    parts = [
-        predict_batched(session, batch, batch_size=batch_size)
-        for _, batch in iter_batches(images, batch_size)
-    ]
+    parts = []
+    for _, batch in iter_batches(images, batch_size):
+        parts.append(predict_batched(session, batch, batch_size=batch_size))
+        del batch  # else it is still held while the next one is read: one batch more at peak
     return np.concatenate(parts)
 
 
@@ -119,28 +167,91 @@ def _grid_shard(shared: tuple, images: Images) -> tuple[np.ndarray, int]:
     return probs, fast.stats["rest_rows"]
 
 
-def grid_outputs(
+def _scored_shard(shared: tuple, images: Images) -> tuple[int, list[np.ndarray]]:
+    """A shard's rest-of-network runs and its outputs cut into the configuration groups."""
+    probs, runs = _grid_shard(shared[:-1], images)
+    return runs, [probs[a:b] for a, b in shared[-1]]
+
+
+def score_configurations(
+    shared: tuple[np.ndarray, list[int] | None], parts: Sequence[np.ndarray]
+) -> list[dict[str, float]]:
+    """The scores of each configuration of a group, from its outputs on every shard
+    (``parts``: (configurations, shard images, ...) each, in image order).
+
+    Wherever it runs, it is the same function on the same arrays as locally, so the
+    floats (and so ``grid.csv``) are the same bytes.
+    """
+    from anan_onnx.evaluation.scores import scores
+
+    labels, present = shared
+    probs = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)
+    cache: dict[bytes, dict[str, float]] = {}  # by a digest: the outputs themselves are O(n)
+    result = []
+    for p in probs:
+        # many configurations give identical outputs: score once
+        key = hashlib.sha256(np.ascontiguousarray(p).data).digest()
+        if key not in cache:
+            cache[key] = scores(labels, p, classes=present)
+        result.append(cache[key])
+    return result
+
+
+class GridScores:
+    """One option set's grid, scored: a score dict per configuration, the rest-of-network
+    runs, and each configuration's outputs on demand (:meth:`outputs`: fetched from where
+    they were computed, for the few that need per-image data, e.g. a bootstrap interval)."""
+
+    def __init__(self, scores: list[dict[str, float]], rest_rows: int, fetch: Callable) -> None:
+        self.scores, self.rest_rows, self._fetch = scores, rest_rows, fetch
+
+    def outputs(self, index: int) -> np.ndarray:
+        """The outputs (N, ...) of configuration ``index`` on every image."""
+        return self._fetch(index)
+
+
+def grid_scores(
     engine: Engine,
     fast: Any,
     base: onnx.ModelProto,
     options: AnanParams,
     points: Sequence[Any],
     images: Images,
+    labels: tuple[np.ndarray, list[int] | None],
     *,
     layer: str | None,
     threads: int | None,
     progress: bool | None,
-) -> tuple[np.ndarray, int]:
-    """``fast.predict(images, points)`` spread over the engine: (C, N, ...) and rest rows.
+) -> GridScores:
+    """Every configuration of ``points`` scored on ``images`` (``labels``: the labels and
+    the classes present), spread over the engine.
 
     ``fast`` is the :class:`~anan_onnx.evaluation.fastgrid.FastGrid` of ``options``; locally
-    it does the work itself, elsewhere each shard builds its own from ``base``.
+    it does the work itself. Spread, each shard builds its own from ``base`` and cuts its
+    outputs into configuration groups; one reduce task per group scores its configurations
+    on all the images: the driver receives score dicts, never the configurations x images
+    outputs.
     """
     bounds = engine.shards(len(images), fast.chunk_size(images.shape))
     if len(bounds) == 1:
         probs = fast.predict(images, points, progress=progress)
-        return probs, fast.stats["rest_rows"]
-    shared = (base, options, list(points), layer, _threads(engine, threads), fast.batch_size, False)
-    results = engine.map(_grid_shard, shared, _slices(images, bounds))
-    probs = np.concatenate([r[0] for r in results], axis=1)
-    return probs, sum(r[1] for r in results)
+        found = score_configurations(labels, [probs])
+        return GridScores(found, fast.stats["rest_rows"], lambda i: probs[i])
+    groups = _groups(len(points), getattr(engine, "workers", 1))
+    work = (base, options, list(points), layer, _threads(engine, threads), fast.batch_size)
+    shared = (*work, False, groups)  # no progress bar on workers; each group's configurations
+    runs, reduced, fetch = engine.map_reduce(
+        _scored_shard, shared, _slices(images, bounds), score_configurations, labels, len(groups)
+    )
+
+    def outputs(index: int) -> np.ndarray:
+        group = next(g for g, (a, b) in enumerate(groups) if a <= index < b)
+        return np.concatenate(fetch(group), axis=1)[index - groups[group][0]]
+
+    return GridScores([s for part in reduced for s in part], sum(runs), outputs)
+
+
+def _groups(n_configs: int, workers: int) -> list[tuple[int, int]]:
+    """Configuration ranges, one reduce task each: about one per worker."""
+    size = math.ceil(n_configs / max(1, min(workers, n_configs)))
+    return [(a, min(n_configs, a + size)) for a in range(0, n_configs, size)]

@@ -376,6 +376,8 @@ class FastGrid:
                 if result is None:
                     result = np.empty((len(points), n_images, *out.shape[2:]), out.dtype)
                 result[:, start : start + len(part)] = out
+                # else this chunk's arrays are still held while the next chunk is read
+                del part, first, gp, gn, out
         finally:
             if bar is not None:
                 bar.close()

@@ -20,7 +20,6 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import math
 import time
@@ -38,7 +37,13 @@ from anan_onnx.convert.classes import class_count
 from anan_onnx.convert.limits import input_bound_of
 from anan_onnx.errors import AnanError
 from anan_onnx.evaluation.class_match import match_classes, model_classes
-from anan_onnx.evaluation.engine import Engine, LocalEngine, grid_outputs, model_outputs
+from anan_onnx.evaluation.engine import (
+    Engine,
+    GridScores,
+    LocalEngine,
+    grid_scores,
+    model_outputs,
+)
 from anan_onnx.evaluation.fastgrid import FastGrid
 from anan_onnx.evaluation.grid import PAPER_GRID, Grid
 from anan_onnx.evaluation.lazy_images import LazyImages
@@ -164,38 +169,34 @@ def grid_search(
     present = present_classes(labels, base_out)  # the classes these images hold
     base_scores = scores(labels, base_out, classes=present)
     rows: list[dict[str, Any]] = []
-    cache: dict[bytes, dict[str, float]] = {}  # by a digest: the outputs themselves are O(n)
     small = interval and len(labels) < SMALL_SAMPLE
-    kept: dict[int, np.ndarray] = {}  # row -> outputs, for the interval of a small set
+    kept: dict[int, tuple[GridScores, int]] = {}  # row -> where its outputs are (small sets)
     rest_rows, target_layer = 0, ""
     for options in grid.option_sets():
         fast = FastGrid(base, options, layer=layer, threads=threads, batch_size=batch_size)
         target_layer = fast.target_layer
         points = grid.points(options.rule)
         _check_gains(base, fast, points, options)
-        probs, runs = grid_outputs(
+        scored = grid_scores(
             engine,
             fast,
             base,
             options,
             points,
             images,
+            (labels, present),
             layer=layer,
             threads=threads,
             progress=run.progress,
         )
-        rest_rows += runs
-        for point, p in zip(points, probs, strict=True):
-            # many configurations give identical outputs: score once
-            key = hashlib.sha256(np.ascontiguousarray(p).data).digest()
-            if key not in cache:
-                cache[key] = scores(labels, p, classes=present)
+        rest_rows += scored.rest_rows
+        for index, (point, found) in enumerate(zip(points, scored.scores, strict=True)):
             if small:
-                kept[len(rows)] = p
+                kept[len(rows)] = (scored, index)
             row: dict[str, Any] = {
                 **{p.name: getattr(options, p.name) for p in Grid.options()},
                 **dataclasses.asdict(point),
-                **cache[key],
+                **found,
             }
             value = select_metric_value(row, metric)
             row["value"] = -math.inf if math.isnan(value) else value
@@ -204,7 +205,8 @@ def grid_search(
     params = AnanParams(**{p.name: best[p.name] for p in PARAMS})
     ci = None
     if small:
-        best_out = kept[next(i for i, r in enumerate(rows) if r is best)]
+        where, index = kept[next(i for i, r in enumerate(rows) if r is best)]
+        best_out = where.outputs(index)  # the only per-image outputs the driver receives
         ci = metric_interval(labels, best_out, base_out, metric, present)
     return TuneResult(
         rows=rows,

@@ -90,6 +90,11 @@ class Session:
         if threads is not None:
             options.intra_op_num_threads = limits.thread_count(threads)
         options.graph_optimization_level = _optimization_level(optimization)
+        # The memory pattern plans one block per input shape at the second run of that shape,
+        # while the arena keeps the first run's chunks: +374 MiB for 256 images of 128x128
+        # (docs/scale.md §8). Without it the arena reuses its chunks: the same outputs, no
+        # measurable CPU cost (docs/scale.md).
+        options.enable_mem_pattern = False
         serialize = getattr(model, "SerializeToString", None)  # an onnx.ModelProto
         source = serialize() if serialize else _path(model)
         # Kept to read a raw model's own input scaling (input_spec), only when asked for.

@@ -2,8 +2,8 @@
 (``ray start --head`` + ``ray start --address``, one CPU each) reading a bucket of a local
 S3-compatible server (moto) and a folder; a node's raylet killed mid-run; a resumed rerun.
 
-The CLI runs as a separate driver process, as an operator runs it (Ray's deprecation
-warnings are errors in test_ray_predict.py, which calls the same code in-process). Every
+The CLI runs as a separate driver process, as an operator runs it, with Ray's deprecation
+warnings as errors (:data:`DRIVER`; the CLI keeps a caller's error filters). Every
 process the cluster starts inherits a marker variable, by which the teardown finds and ends
 them (never ``ray stop``: other Ray clusters on the machine are not ours).
 """
@@ -34,6 +34,11 @@ REPO = Path(__file__).resolve().parents[2]
 RAY = Path(sys.executable).with_name("ray")
 MOTO = Path(sys.executable).with_name("moto_server")
 BUCKET = "images"
+#: ``python -m anan_onnx`` with Ray's deprecation warnings as errors: a subprocess does not
+#: see the pytest marks, and ``-W`` cannot name Ray's category (not importable at start-up)
+DRIVER = [sys.executable, "-c", "import sys, warnings; from ray.util.annotations import "
+          "RayDeprecationWarning as W; warnings.simplefilter('error', W); "
+          "from anan_onnx.cli import main; sys.exit(main())"]  # fmt: skip
 S3_ENV = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test",
           "AWS_DEFAULT_REGION": "us-east-1"}  # fmt: skip
 
@@ -137,7 +142,7 @@ def cluster(s3) -> Iterator[dict[str, object]]:
 def _predict(cluster, *argv: object) -> subprocess.Popen[str]:
     env = cluster["env"]
     return subprocess.Popen(
-        [sys.executable, "-m", "anan_onnx", "predict", *map(str, argv), "--engine", "ray",
+        [*DRIVER, "predict", *map(str, argv), "--engine", "ray",
          "--address", str(cluster["address"])],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
     )  # fmt: skip
@@ -180,7 +185,7 @@ def test_the_driver_memory_does_not_grow_with_the_input_count(cluster, tmp_path)
     for n in (300, 30_000):
         write_images(tmp_path / f"imgs{n}", n)
         proc = subprocess.run(
-            [sys.executable, "-c", _PEAK, sys.executable, "-m", "anan_onnx", "predict", str(model),
+            [sys.executable, "-c", _PEAK, *DRIVER, "predict", str(model),
              str(tmp_path / f"imgs{n}"), "--engine", "ray", "--address", str(cluster["address"]),
              "-o", str(tmp_path / f"out{n}"), "--block-images", "1000"],
             env=cluster["env"], capture_output=True, text=True, cwd=REPO, timeout=300,

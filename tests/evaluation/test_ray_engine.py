@@ -8,6 +8,7 @@ import json
 import os
 from pathlib import Path
 
+import numpy as np
 import onnx
 import pytest
 from fixtures.evaluation_data import SMALL_GRID, make_data, make_folds, planted, run_cli
@@ -45,7 +46,7 @@ def test_tune_on_ray_writes_the_local_bytes(tmp_path, capsys, ray_cluster):
     assert [params[n] for n in ("k", "mu", "a", "b")] == [best.k, best.mu, best.a, best.b]
 
 
-def test_a_worker_killed_mid_tune_is_retried(tmp_path, ray_cluster):
+def test_workers_killed_mid_tune_are_retried_and_the_driver_gets_scores_only(tmp_path, ray_cluster):
     model, data, _, labels = planted(tmp_path)
     from anan_onnx.evaluation.datasets import load_splits
     from anan_onnx.metadata import read_metadata
@@ -54,28 +55,45 @@ def test_a_worker_killed_mid_tune_is_retried(tmp_path, ray_cluster):
     spec = InputSpec("NCHW", 11, 11, 3)
     assert not read_metadata(base)  # the planted model records nothing: spec given here
     images = load_splits(data, spec, lazy=True).val.images
-    marker = tmp_path / "killed.txt"
+    shard_kill, reduce_kill = tmp_path / "shard.txt", tmp_path / "reduce.txt"
+    received: list[int] = []  # the largest array in each answer the driver got
 
-    class DyingOnce(RayEngine):
-        """Kills the worker of shard 1 once (defined here: Ray ships it by value)."""
+    def die_once(marker: Path) -> None:  # nested: Ray ships it by value, as a crash would
+        if not marker.exists():
+            marker.write_text(f"killed process {os.getpid()}\n")
+            os._exit(1)  # no cleanup: the task is lost
 
-        def map(self, fn, shared, items):
+    class Dying(RayEngine):
+        """Kills the worker of shard 1 and of the first reduce task once (defined here: Ray
+        ships it by value), and records what the driver receives."""
+
+        def map_reduce(self, fn, shared, items, reduce, reduce_shared, n_groups):
             def shard(shared, numbered):
-                index, item = numbered
-                if index == 1 and not marker.exists():
-                    marker.write_text(f"killed process {os.getpid()}\n")
-                    os._exit(1)  # as a crash would: no cleanup, the task is lost
-                return fn(shared, item)
+                if numbered[0] == 1:
+                    die_once(shard_kill)
+                return fn(shared, numbered[1])
 
-            return super().map(shard, shared, list(enumerate(items)))
+            def group(shared, parts):
+                die_once(reduce_kill)
+                return reduce(shared, parts)
 
-    engine = DyingOnce()
+            numbered = list(enumerate(items))
+            return super().map_reduce(shard, shared, numbered, group, reduce_shared, n_groups)
+
+        def _get(self, refs):
+            answers = super()._get(refs)
+            received.append(max((np.size(a) for a in answers), default=0))
+            return answers
+
+    engine = Dying(workers=2)
     assert len(engine.shards(len(images), 8)) >= 2
     run = RunOptions(batch_size=8, progress=False)
     local = grid_search(base, images, labels, SMALL_GRID, run=run)
     spread = grid_search(base, images, labels, SMALL_GRID, run=run, engine=engine)
-    assert marker.is_file()  # a worker really died on shard 1
+    assert shard_kill.is_file() and reduce_kill.is_file()  # workers really died
     assert spread.rows == local.rows and spread.rest_rows == local.rest_rows
+    # the base model's outputs (images x 1) at most: never configurations x images
+    assert max(received) <= len(labels) < SMALL_GRID.size * len(labels)
 
 
 def test_evaluate_on_ray_gives_the_local_report(tmp_path, capsys, ray_cluster):
