@@ -105,7 +105,8 @@ def build_anan_graph(
     gains = [b.unit] * len(weights)
 
     if fold_steps and steps_foldable(params, tunable):
-        gains = folded_steps(b, params, activity_of, gains, steps, column=column)
+        via_flat = blocked and not column  # docs/engines.md: LiteRT
+        gains = folded_steps(b, params, activity_of, gains, steps, column=column, via_flat=via_flat)
     elif steps_foldable(params, tunable):  # shared activity, fixed parameters
         gains = shared_steps(b, params, activity_of, gains, steps, column=column)
     else:

@@ -91,8 +91,6 @@ def rewrite_layers(
     """Rewrites every target in place with the same parameters (the sequential order of the
     module docstring); ``options`` are :func:`build_anan_graph`'s."""
     if len(targets) > 1 and options.get("tunable"):
-        raise AnanError(
-            "--tunable takes one target layer: convert with --layer, or drop --tunable"
-        )
+        raise AnanError("--tunable takes one target layer: convert with --layer, or drop --tunable")
     for index, target in enumerate(targets):
         build_anan_graph(model, target, params, prefix=layer_prefix(index), **options)  # type: ignore[arg-type]

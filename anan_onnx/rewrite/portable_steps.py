@@ -25,7 +25,8 @@ on the statistics flattened to (N, O, 1), so the pair is (N, O, 2)::
 so a step is one ``Mul`` and each step's multiplier is readable in the graph;
 ``fold_steps`` (the default where it applies) puts the final gains in at once
 (:func:`final_gains`): g = f·d + v₋ with a d for which v₋ + d rounds to v₊ exactly
-(:func:`exact_step`; checked at conversion, else the pair above), 7 nodes from s to g.
+(:func:`exact_step`; checked at conversion, else the pair above), 7 nodes from s to g
+(9 where the blocked scaling reads a gain that is no column: :func:`folded_steps`).
 
 The pair is not put on a fourth axis of the (N, O, 1, 1) statistic: onnx2tf reads every
 4-D value as NCHW and makes it NHWC, and an (N, O, 1, 2) pair has no NHWC form it lowers
@@ -199,26 +200,44 @@ def folded_steps(
     steps: int,
     *,
     column: bool = False,
+    via_flat: bool = False,
 ) -> list[ir.Value]:
     """The k shared steps folded (``fold_steps``): the step-1 activity, its sign test and,
-    per gain, its two final values of :func:`final_gains` picked by the sign."""
+    per gain, its two final values of :func:`final_gains` picked by the sign.
+
+    ``via_flat`` picks on the (N, O, 1) tests, as the pairs do, and reshapes back (2 nodes
+    more): onnx2tf mislays f·d + v₋ on a 4-D test of a pooled map when the blocked scaling
+    then reads it as a column (LiteRT crashed on the paper's CNN with ``signal=post``)."""
     table = final_gains(params, steps, b.dtype)
     fired = fires(b, activity_of(gains, "anan/step1"), "anan/fired")
-    return [_picked(b, fired, table[:, i], f"anan/gain{i}", column) for i in range(table.shape[1])]
+    exact = [exact_step(low, high) for low, high in table.T]
+    flat = _flat(b, fired) if via_flat or None in exact else fired
+    gains = []
+    for i, step in enumerate(exact):
+        name = f"anan/gain{i}"
+        if step is None:
+            pair = _branches(b, flat, table[:, i], f"{name}_branches")
+            gains.append(_merged(b, pair, name, column))
+        elif via_flat:
+            picked = _picked(b, flat, step, table[0, i], name, out=f"{name}_picked")
+            gains.append(_shaped(b, picked, name, column))
+        else:
+            gains.append(_picked(b, fired, step, table[0, i], name))
+    return gains
 
 
 def _picked(
-    b: GraphBuilder, fired: ir.Value, values: np.ndarray, name: str, column: bool
+    b: GraphBuilder,
+    fired: ir.Value,
+    step: np.floating,
+    low: np.floating,
+    name: str,
+    out: str | None = None,
 ) -> ir.Value:
-    """v₋ or v₊ by f ∈ {0, 1}: f·d + v₋ (2 nodes, shaped like f: scalar constants keep every
-    engine's layout) with a d for which v₋ + d rounds to v₊ exactly (0·d + v₋ is v₋ for any
-    finite d), else the pair of :func:`_branches` on the flat (N, O, 1) tests (5 nodes)."""
-    step = exact_step(values[0], values[1])
-    if step is None:
-        pair = _branches(b, _flat(b, fired), values, f"{name}_branches")
-        return _merged(b, pair, name, column)
+    """v₋ or v₊ by f ∈ {0, 1}: f·d + v₋ (2 nodes) with a d for which v₋ + d rounds to v₊
+    exactly (:func:`exact_step`; 0·d + v₋ is v₋ for any finite d); else :func:`_branches`."""
     part = b.named("Mul", [fired, b.const(f"{name}_step", np.asarray(step))], f"{name}_part")
-    return b.named("Add", [part, b.const(f"{name}_low", np.asarray(values[0]))], name)
+    return b.named("Add", [part, b.const(f"{name}_low", np.asarray(low))], out or name)
 
 
 def exact_step(low: np.floating, high: np.floating, tries: int = 8) -> np.floating | None:
@@ -386,10 +405,15 @@ def _merged(b: GraphBuilder, pair: ir.Value, name: str, column: bool) -> ir.Valu
     with [1, 1]ᵀ, which drops the pair axis; reshaped like the activity, (N, O, 1, 1) or
     the (N, 1, O, 1) ``column``."""
     ones = b.const(f"{name}_ones", np.ones((2, 1)))
-    summed = b.named("MatMul", [pair, ones], f"{name}_sum")
+    return _shaped(b, b.named("MatMul", [pair, ones], f"{name}_sum"), name, column)
+
+
+def _shaped(b: GraphBuilder, flat: ir.Value, name: str, column: bool) -> ir.Value:
+    """A per-kernel (N, O, 1) value reshaped like the activity: (N, O, 1, 1) or the
+    (N, 1, O, 1) ``column``."""
     channels = _channels(b)
     dims = [-1, 1, channels, 1] if column else [-1, channels, 1, 1]
-    return b.named("Reshape", [summed, b.const_int(f"{name}_dims", dims)], name)
+    return b.named("Reshape", [flat, b.const_int(f"{name}_dims", dims)], name)
 
 
 def _channels(b: GraphBuilder) -> int:
