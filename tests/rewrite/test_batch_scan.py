@@ -91,3 +91,14 @@ def test_the_body_owns_its_constants_and_the_outer_graph_drops_them():
     options = ort.SessionOptions()
     options.log_severity_level = 0  # the "Removing initializer" warning would show here
     ort.InferenceSession(anan.SerializeToString(), options, providers=["CPUExecutionProvider"])
+
+
+@pytest.mark.parametrize("pool", ["max", None])
+def test_onnx_reference_runs_the_scan_alike(pool):
+    """The Scan is standard ONNX: onnx's reference evaluator gives onnxruntime's outputs."""
+    from onnx.reference import ReferenceEvaluator
+
+    anan = convert_model(build_cnn(WIDE, pool=pool, seed=6), PARAMS, scaling="scan").anan
+    x = random_batch(WIDE, 3, seed=4)
+    (reference,) = ReferenceEvaluator(anan).run(None, {"x": x})
+    assert np.allclose(reference, run_onnx(anan, x), rtol=1e-5, atol=1e-6)
