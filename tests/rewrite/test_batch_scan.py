@@ -102,3 +102,14 @@ def test_onnx_reference_runs_the_scan_alike(pool):
     x = random_batch(WIDE, 3, seed=4)
     (reference,) = ReferenceEvaluator(anan).run(None, {"x": x})
     assert np.allclose(reference, run_onnx(anan, x), rtol=1e-5, atol=1e-6)
+
+
+def test_every_modulated_layer_gets_its_own_scan():
+    from anan_onnx.testing import build_base_cnn
+
+    base = build_base_cnn(16, 3, (16, 16), 4, seed=2)
+    x = np.random.default_rng(3).random((2, 16, 16, 3), dtype=np.float32)
+    ours, _ = assert_matches_reference(base, PARAMS, x, layers="all", scaling="scan")
+    anan = convert_model(base, PARAMS, layers="all", scaling="scan").anan
+    assert sum(n.op_type == "Scan" for n in anan.graph.node) == 2
+    assert not np.allclose(ours, run_onnx(base, x), rtol=1e-4, atol=1e-6)
