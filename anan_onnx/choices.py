@@ -57,7 +57,10 @@ class Scaling:
 
     BLOCKED: Final = "blocked"  #: onnxruntime's blocked NCHWc layout, fastest on x86 CPUs
     BROADCAST: Final = "broadcast"  #: plain broadcast ops: ARM CPUs, GPUs, other runtimes
-    ALL: Final = (BLOCKED, BROADCAST)
+    #: blocked, and the modulated stage run image by image (a Scan over the batch): large
+    #: batches on onnxruntime's CPU provider, where the batch's maps outgrow the L2 cache
+    SCAN: Final = "scan"
+    ALL: Final = (BLOCKED, BROADCAST, SCAN)
 
 
 class Layout:

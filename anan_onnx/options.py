@@ -255,8 +255,10 @@ class ConvertOptions(_Validated):
             exports that need a static shape; the graph is otherwise the dynamic one, and
             no faster. Default: dynamic batch.
         scaling: ``blocked`` applies the final gains in onnxruntime's blocked NCHWc layout,
-            fastest on x86 CPUs; ``broadcast`` uses plain broadcast ops, for ARM CPUs, GPUs
-            and other runtimes. Both give bit-identical outputs.
+            fastest on x86 CPUs at small batches; ``broadcast`` uses plain broadcast ops, for
+            ARM CPUs, GPUs and other runtimes; ``scan`` runs the modulated stage image by
+            image (a ``Scan`` over the batch) so its maps stay in the CPU's cache: fastest at
+            batch 16 and more, slower at batch 1 (docs/performance.md). Same outputs.
         fold_steps: the final gains at once instead of the k unrolled steps. ``None`` (the
             default): wherever that is exact (absorbing counter; additive rule only with
             idle 0; not tunable); ``True``: the same, with a warning where it is not exact;
@@ -284,7 +286,8 @@ class ConvertOptions(_Validated):
         check=_batch, kind=int)
     scaling: str = option(
         Scaling.BLOCKED, "final gains in onnxruntime's blocked NCHWc layout (fastest on x86 "
-        "CPUs) or as plain broadcast ops (ARM CPUs, GPUs, other runtimes); same outputs",
+        "CPUs at small batches), as plain broadcast ops (ARM CPUs, GPUs, other runtimes), or "
+        "image by image in a Scan (x86 CPUs at batch 16+); same outputs",
         choices=Scaling.ALL)
     fold_steps: bool | None = option(
         None, "the final gains at once instead of the k unrolled steps (the default where "

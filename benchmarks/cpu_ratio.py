@@ -1,7 +1,7 @@
 """ANAN/base cost in process CPU time, one onnxruntime thread, sessions interleaved.
 
     .venv/bin/python -m benchmarks.cpu_ratio [--compare DIR] [--fold] [--unroll] [--broadcast]
-        [--ablate]
+        [--ablate] [--scan] [--floor] [--batches 1,4,16,64]
 
 Models (``--models``): ``128`` and ``224``, the two CNNs of ``python -m benchmarks.bench`` (built
 in ONNX, seeded; docs/performance.md names them), and ``bundled``, the 128×128 CNN the package
@@ -15,7 +15,11 @@ shared machine. Per round every session runs a block of runs (batch 1: ``--runs1
 session the median over rounds of the CPU time per run, its ratio to the base CNN's, and
 the median of the per-round ratios. With ``--compare DIR`` the ANAN models are also converted by the
 anan_onnx of checkout DIR (in a subprocess with that checkout on ``PYTHONPATH``), so an
-old and a new graph are measured in the same run.
+old and a new graph are measured in the same run. ``--scan`` adds ``--scaling scan`` (the
+modulated stage image by image, ``routes/batch_scan.py``), ``--floor`` the floor stand-in
+(``benchmarks/floor_graph.py``: the base CNN plus one per-image, per-kernel ``Mul``, the
+least extra pass an exact graph needs). After the batches, the best-throughput ratio: each
+model's least CPU time per image over the batches, over the base CNN's least.
 """
 
 from __future__ import annotations
@@ -49,7 +53,13 @@ def _convert(base_path: str, out_path: str, variant: str) -> None:
     import anan_onnx
 
     base, params = onnx.load(base_path), anan_onnx.AnanParams()
-    scaling = "broadcast" if variant == "broadcast" else "blocked"
+    if variant == "floor":
+        sys.path.insert(0, str(ROOT))
+        from benchmarks.floor_graph import floor_stand_in
+
+        onnx.save(floor_stand_in(base), out_path)
+        return
+    scaling = variant if variant in ("broadcast", "scan") else "blocked"
     fold = {"fold": True, "unroll": False}.get(variant)  # None: the default, folded where exact
     anan = anan_onnx.convert_model(base, params, fold_steps=fold, scaling=scaling).anan
     if variant in ABLATIONS:
@@ -121,6 +131,18 @@ def _measure(models: dict[str, Path], batch: int, size: int, rounds: int, runs: 
     return per_round
 
 
+def _best_throughput(per_image: dict[int, dict[str, float]]) -> None:
+    """Each model's least median CPU time per image over the batches, over the base's."""
+    names = next(iter(per_image.values()))
+    best = {name: min(times[name] for times in per_image.values()) for name in names}
+    print("\nbest throughput (least CPU ms per image over the batches; ratio to the base's)")
+    print("| model | batch | CPU ms/image | ratio |")
+    print("|---|---|---|---|")
+    for name, value in best.items():
+        batch = min(per_image, key=lambda b: per_image[b][name])
+        print(f"| {name} | {batch} | {value * 1e3:.3f} | {value / best['base']:.3f} |")
+
+
 def _report(label: str, per_round: Times) -> None:
     base = statistics.median(per_round["base"])
     print(f"\n{label}")
@@ -145,6 +167,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--unroll", action="store_true", help="also measure --no-fold-steps")
     parser.add_argument("--ablate", action="store_true", help="also the stand-in graphs")
     parser.add_argument("--broadcast", action="store_true", help="also measure --scaling broadcast")
+    parser.add_argument("--scan", action="store_true", help="also measure --scaling scan")
+    parser.add_argument("--floor", action="store_true", help="also the floor stand-in")
+    parser.add_argument("--batches", default="1,64", help="e.g. 1,4,16,64")
     return parser.parse_args(argv)
 
 
@@ -165,17 +190,27 @@ def main(argv: Sequence[str] | None = None) -> None:
                 models["anan unroll"] = _converted(base, tmp, "unroll", ROOT, "unroll")
             if args.broadcast:
                 models["anan broadcast"] = _converted(base, tmp, "broadcast", ROOT, "broadcast")
+            if args.scan:
+                models["anan scan"] = _converted(base, tmp, "scan", ROOT, "scan")
+            if args.floor:
+                models["floor"] = _converted(base, tmp, "floor", ROOT, "floor")
             if args.compare:
                 models["anan (compare)"] = _converted(base, tmp, "old", args.compare, "default")
             for name in ABLATIONS if args.ablate else ():
                 models[name] = _converted(base, tmp, name, ROOT, name)
             size = 224 if key == "224" else 128
-            for batch, runs in ((1, args.runs1), (64, args.runs64)):
+            per_image = {}
+            for batch in (int(b) for b in args.batches.split(",")):
+                # batch 1: runs1 runs a round; larger batches about as many images as 64·runs64
+                runs = args.runs1 if batch == 1 else max(args.runs64, args.runs64 * 64 // batch)
                 per_round = _measure(models, batch, size, args.rounds, runs)
                 _report(
                     f"{key} ({size}×{size}), batch {batch}, {args.rounds} rounds of {runs} runs",
                     per_round,
                 )
+                per_image[batch] = {n: statistics.median(t) / batch for n, t in per_round.items()}
+                sys.stdout.flush()
+            _best_throughput(per_image)
             sys.stdout.flush()
 
 

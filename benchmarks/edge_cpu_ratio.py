@@ -10,6 +10,11 @@ flips every round) so both see the same machine, and the ratio is of the medians
 the share of each model's time spent in its stem (the nodes before the second Conv), where
 the ANAN model loses onnxruntime's Conv + BatchNormalization + activation fusion.
 
+``--scan`` also converts with ``--scaling scan`` (the modulated stage image by image) and
+``--floor`` adds the floor stand-in (``benchmarks/floor_graph.py``); all sessions then
+rotate round by round and each gets its ratio to the base (median of the per-round ratios
+in ``pair_ratio_median``, or ``<name>_pair_ratio``).
+
 Example:
     .venv/bin/python -m benchmarks.edge_cpu_ratio                  # ~5 min on 2 busy cores
     .venv/bin/python -m benchmarks.edge_cpu_ratio --models MobileNetV2 --batches 1 --profile
@@ -28,8 +33,10 @@ import time
 from pathlib import Path
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 
+from benchmarks.floor_graph import floor_stand_in
 from benchmarks.ort_session import open_session
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -43,13 +50,16 @@ model.save(sys.argv[2])
 """
 
 
-def convert(name: str, folder: Path) -> tuple[Path, Path]:
-    """Builds ``name`` and converts it with the default options; (base, anan) paths."""
+def convert(name: str, folder: Path, *extra: str) -> tuple[Path, Path]:
+    """Builds ``name`` and converts it with the default options (and the ``extra`` CLI
+    options, e.g. ``--scaling scan``); (base, anan) paths."""
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-    source, anan = folder / f"{name}.keras", folder / f"{name}.anan.onnx"
+    tag = "".join(extra).replace("-", "")
+    source, anan = folder / f"{name}.keras", folder / f"{name}.anan{tag}.onnx"
+    build = [] if source.exists() else [[sys.executable, "-c", BUILD, name, str(source)]]
     for command in (
-        [sys.executable, "-c", BUILD, name, str(source)],
-        [sys.executable, "-m", "anan_onnx", "convert", str(source), "-o", str(anan)],
+        *build,
+        [sys.executable, "-m", "anan_onnx", "convert", str(source), "-o", str(anan), *extra],
     ):
         done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=ROOT)
         if done.returncode != 0:
@@ -69,23 +79,27 @@ def cpu_seconds(sess: ort.InferenceSession, feed: dict[str, np.ndarray]) -> floa
     return time.process_time() - start
 
 
-def measure(base: Path, anan: Path, batch: int, rounds: int) -> dict[str, float]:
-    """Interleaved CPU times of both models at ``batch``; medians and their ratio."""
-    sessions = {"base": session(base), "anan": session(anan)}
+def measure(
+    base: Path, anan: Path, batch: int, rounds: int, others: dict[str, Path] | None = None
+) -> dict[str, float]:
+    """Interleaved CPU times of the models at ``batch``; medians and their ratios."""
+    paths = {"base": base, "anan": anan, **(others or {})}
+    sessions = {key: session(path) for key, path in paths.items()}
     name = sessions["base"].get_inputs()[0].name
     x = np.random.default_rng(0).integers(0, 256, (batch, 224, 224, 3)).astype(np.float32)
     feed = {name: x}
     for sess in sessions.values():  # warm-up: allocations, first-run kernel choices
         for _ in range(3):
             sess.run(None, feed)
-    times: dict[str, list[float]] = {"base": [], "anan": []}
+    times: dict[str, list[float]] = {key: [] for key in sessions}
+    keys = list(sessions)
     for i in range(rounds):
-        order = ("base", "anan") if i % 2 == 0 else ("anan", "base")
+        order = keys[i % len(keys) :] + keys[: i % len(keys)]
         for key in order:
             times[key].append(cpu_seconds(sessions[key], feed))
     base_ms, anan_ms = (1e3 * statistics.median(times[k]) for k in ("base", "anan"))
     pairs = [a / b for a, b in zip(times["anan"], times["base"], strict=True)]
-    return dict(
+    row = dict(
         batch=batch,
         rounds=rounds,
         base_ms=round(base_ms, 3),
@@ -93,6 +107,11 @@ def measure(base: Path, anan: Path, batch: int, rounds: int) -> dict[str, float]
         ratio=round(anan_ms / base_ms, 4),
         pair_ratio_median=round(statistics.median(pairs), 4),
     )
+    for key in others or {}:
+        ratios = [a / b for a, b in zip(times[key], times["base"], strict=True)]
+        row[f"{key}_ms"] = round(1e3 * statistics.median(times[key]), 3)
+        row[f"{key}_pair_ratio"] = round(statistics.median(ratios), 4)
+    return row
 
 
 def node_times(path: Path, batch: int, runs: int) -> dict[str, float]:
@@ -146,23 +165,37 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=0, help="default: 200 at batch 1, else 40")
     parser.add_argument("--profile", action="store_true", help="also profile the ANAN models")
     parser.add_argument("--json", type=Path, help="write the results here too")
+    parser.add_argument("--scan", action="store_true", help="also --scaling scan")
+    parser.add_argument("--floor", action="store_true", help="also the floor stand-in")
     args = parser.parse_args(argv)
     results = []
     with tempfile.TemporaryDirectory(prefix="edge-ratio-") as scratch:
         for name in args.models.split(","):
             base, anan = convert(name, Path(scratch))
+            others = {}
+            if args.scan:
+                others["scan"] = convert(name, Path(scratch), "--scaling", "scan")[1]
+            if args.floor:
+                others["floor"] = Path(scratch) / f"{name}.floor.onnx"
+                onnx.save(floor_stand_in(onnx.load(base)), others["floor"])
             for batch in (int(b) for b in args.batches.split(",")):
-                row = dict(model=name, **measure(base, anan, batch, args.rounds or _rounds(batch)))
+                rounds = args.rounds or _rounds(batch)
+                row = dict(model=name, **measure(base, anan, batch, rounds, others))
                 if args.profile:
                     row["profile"] = profile(base, anan, batch, runs=10 if batch > 1 else 50)
                 results.append(row)
                 print(json.dumps(row), flush=True)
-    print("\n| model | batch | base ms (CPU) | ANAN ms (CPU) | ANAN/base | median pair ratio |")
-    print("|---|---|---|---|---|---|")
+    extra = [k[: -len("_pair_ratio")] for k in results[0] if k.endswith("_pair_ratio")]
+    head = "".join(f" {k}/base |" for k in extra)
+    print(
+        f"\n| model | batch | base ms (CPU) | ANAN ms (CPU) | ANAN/base | median pair ratio |{head}"
+    )
+    print("|---|---|---|---|---|---|" + "---|" * len(extra))
     for r in results:
+        cells = "".join(f" {r[k + '_pair_ratio']:.3f} |" for k in extra)
         print(
             f"| {r['model']} | {r['batch']} | {r['base_ms']:.2f} | {r['anan_ms']:.2f} | "
-            f"{r['ratio']:.3f} | {r['pair_ratio_median']:.3f} |"
+            f"{r['ratio']:.3f} | {r['pair_ratio_median']:.3f} |{cells}"
         )
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")

@@ -41,6 +41,7 @@ from anan_onnx.rewrite.portable_steps import (
     general_steps,
     shared_steps,
 )
+from anan_onnx.rewrite.routes.batch_scan import scan_stage
 from anan_onnx.rewrite.routes.blocked_scaling import SCALINGS, blocked_scaling, can_block
 from anan_onnx.rewrite.routes.pool_commute import gains_non_negative, is_monotone, pool_after
 from anan_onnx.rewrite.target import ConvTarget
@@ -72,7 +73,8 @@ def build_anan_graph(
         k_max: number of unrolled steps of a tunable export (steps beyond ``anan_k``
             leave the state unchanged); defaults to ``params.k``.
         scaling: how the final gains are applied after a MaxPool: ``'blocked'`` (in
-            onnxruntime's NCHWc layout, ``routes.blocked_scaling``) or ``'broadcast'``.
+            onnxruntime's NCHWc layout, ``routes.blocked_scaling``) or ``'broadcast'``;
+            ``'scan'``: blocked, and the layer's stage image by image (``routes.batch_scan``).
         fold_steps: where every step reads the step-1 activity (:func:`steps_foldable`),
             replace the k unrolled steps by one product for the final gains (same outputs).
         prefix: the names' prefix (``anan/``; another per added layer, see ``rewrite.layers``).
@@ -120,7 +122,16 @@ def build_anan_graph(
         return
     if column:
         gains = [_column_to_channels(b, g) for g in gains]
-    _splice(graph, [conv], conv.outputs[0], b, combine(b, gains, maps, bias, "anan/output"))
+    output = combine(b, gains, maps, bias, "anan/output")
+    if scaling != Scaling.SCAN:
+        _splice(graph, [conv], conv.outputs[0], b, output)
+        return
+    # the activation joins the stage, so that its pass too runs on maps still in the cache
+    removed, old = [conv], conv.outputs[0]
+    if act is not None:
+        output = clone_activation(b, act, output, "anan/output_act")
+        removed, old = [act, conv], act.outputs[0]
+    _splice_scanned(graph, b, conv, gains, output, removed, old)
 
 
 def step1_activity_shared(params: AnanParams, tunable: bool = False) -> bool:
@@ -173,7 +184,7 @@ def _splice_pool_commuted(
     if known.shape is not None:
         pooled.type, pooled.shape = known.type, ir.Shape(list(known.shape))
     (gain,) = gains  # the pool route is multiplicative: one gain
-    if scaling == Scaling.BLOCKED and can_block(pooled):
+    if scaling in (Scaling.BLOCKED, Scaling.SCAN) and can_block(pooled):
         output = blocked_scaling(b, gain, pooled, beta, "anan/output_scaled", column=column)
     else:
         if column:
@@ -181,7 +192,31 @@ def _splice_pool_commuted(
         output = combine(b, [gain], [pooled], bias, "anan/output_scaled")
     if act is not None:
         output = clone_activation(b, act, output, "anan/output")
-    _splice(graph, [pool, *([act] if act else []), conv], pool.outputs[0], b, output)
+    removed = [pool, *([act] if act else []), conv]
+    if scaling == Scaling.SCAN:
+        _splice_scanned(graph, b, conv, [gain], output, removed, pool.outputs[0])
+        return
+    _splice(graph, removed, pool.outputs[0], b, output)
+
+
+def _splice_scanned(
+    graph: ir.Graph,
+    b: GraphBuilder,
+    conv: ir.Node,
+    gains: list[ir.Value],
+    output: ir.Value,
+    removed: list[ir.Node],
+    old: ir.Value,
+) -> None:
+    """The stage that computes ``output`` run image by image (``routes.batch_scan``), then
+    spliced in for ``old``; outer constants only the stage read are dropped."""
+    x = conv.inputs[0]
+    assert x is not None
+    scanned, moved = scan_stage(b, x, gains, output, "anan/stage")
+    _splice(graph, removed, old, b, scanned)
+    for value in moved:
+        if not value.uses() and value.is_initializer() and not value.is_graph_output():
+            graph.initializers.pop(value.name)  # type: ignore[arg-type]
 
 
 def _split_weights(weight: np.ndarray, rule: str) -> list[np.ndarray]:
@@ -243,7 +278,8 @@ def _splice(
     output.type = old.type or output.type
     output.shape = old.shape or output.shape
     for init in b.initializers:
-        graph.register_initializer(init)
+        if init.uses():  # the batch_scan route leaves some to its body's copies
+            graph.register_initializer(init)
     graph.insert_before(removed[-1], b.nodes)
     name = old.name
     ir.convenience.replace_all_uses_with(old, output, replace_graph_outputs=True)
