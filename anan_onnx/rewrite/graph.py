@@ -76,7 +76,9 @@ def build_anan_graph(
             onnxruntime's NCHWc layout, ``routes.blocked_scaling``) or ``'broadcast'``;
             ``'scan'``: blocked, and the layer's stage image by image (``routes.batch_scan``).
         fold_steps: where every step reads the step-1 activity (:func:`steps_foldable`),
-            replace the k unrolled steps by one product for the final gains (same outputs).
+            pick the final gains by the step-1 sign test instead of unrolling the k steps
+            (same outputs). ``ConvertOptions`` decides it (folded wherever exact by default);
+            this low-level default keeps the literal unrolled steps.
         prefix: the names' prefix (``anan/``; another per added layer, see ``rewrite.layers``).
     """
     graph = model.graph
@@ -97,7 +99,11 @@ def build_anan_graph(
     # The one activity read by every step, as an (N, 1, O, 1) column (see routes.window_means)
     # where the blocked scaling reads it so; elsewhere the (N, O, 1, 1) means of one Conv are
     # 3 nodes fewer (no Reshape, MatMul + Add and Reshape back), which small models feel
-    blocked = pool is not None and scaling == Scaling.BLOCKED and can_block(pool.outputs[0])
+    blocked = (
+        pool is not None
+        and scaling in (Scaling.BLOCKED, Scaling.SCAN)
+        and can_block(pool.outputs[0])
+    )
     column = mean_only and geom is not None and gains_are_columns(params, tunable) and blocked
     activity_of = activity_strategy(
         b, target, params, weights, geom, maps, bias, monotone, column=column
@@ -117,7 +123,7 @@ def build_anan_graph(
 
     if pool is not None:
         _splice_pool_commuted(
-            graph, b, conv, act, pool, gains, maps, bias, target.bias, scaling, column
+            graph, b, conv, act, pool, gains, maps, bias, target.bias, scaling, blocked, column
         )
         return
     if column:
@@ -173,18 +179,20 @@ def _splice_pool_commuted(
     bias: ir.Value | None,
     beta: np.ndarray | None,
     scaling: str,
+    blocked: bool,
     column: bool,
 ) -> None:
     """act(g·MaxPool(C) + β) replaces MaxPool(act(conv(x, W) + β)) (see routes.pool_commute).
 
     ``bias`` is β as a (1, O, 1, 1) graph constant, ``beta`` the (O,) array (or None);
+    ``blocked``: the gains are applied in the blocked layout (``routes.blocked_scaling``);
     ``column``: the gain is an (N, 1, O, 1) column."""
     pooled = b.like(pool, [maps[0]], "anan/output_pool")
     known = pool.outputs[0]
     if known.shape is not None:
         pooled.type, pooled.shape = known.type, ir.Shape(list(known.shape))
     (gain,) = gains  # the pool route is multiplicative: one gain
-    if scaling in (Scaling.BLOCKED, Scaling.SCAN) and can_block(pooled):
+    if blocked:
         output = blocked_scaling(b, gain, pooled, beta, "anan/output_scaled", column=column)
     else:
         if column:
