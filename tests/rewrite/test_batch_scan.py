@@ -113,3 +113,15 @@ def test_every_modulated_layer_gets_its_own_scan():
     anan = convert_model(base, PARAMS, layers="all", scaling="scan").anan
     assert sum(n.op_type == "Scan" for n in anan.graph.node) == 2
     assert not np.allclose(ours, run_onnx(base, x), rtol=1e-4, atol=1e-6)
+
+
+def test_scan_applies_a_pooled_gain_in_the_blocked_layout_as_a_column():
+    """After a MaxPool with whole NCHWc blocks the scanned stage uses the blocked scaling, as
+    ``--scaling blocked`` does, with the step-1 means as a column (no Reshape to one)."""
+    anan = convert_model(build_cnn(WIDE, pool="max", seed=3), PARAMS, scaling="scan").anan
+    body = onnx.helper.get_attribute_value(
+        next(a for a in _scan(anan).attribute if a.name == "body")
+    )
+    names = {n.name for n in body.node} | {n.name for n in anan.graph.node}
+    assert "anan/output_scaled/gain_blocked" in names
+    assert "anan/output_scaled/gain_column" not in names
