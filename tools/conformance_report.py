@@ -69,7 +69,19 @@ SCREENSHOT_IMAGE = SHARED_DATA / "cats_dogs" / "test" / "cats" / "cat_109.jpg"
 def run_matrix(folder: Path) -> tuple[int, float]:
     """Runs the matrix test writing one JSON file per cell; returns (exit code, seconds)."""
     env = dict(os.environ, ANAN_CONFORMANCE_REPORT=str(folder))
-    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", TEST]
+    # every runtime's row: most are in the integration tier (conftest.py), which a plain
+    # pytest leaves out and which would leave their cells "not run"
+    command = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        "--tier",
+        "all",
+        TEST,
+    ]
     start = time.perf_counter()
     code = subprocess.run(command, cwd=ROOT, env=env, check=False).returncode
     seconds = time.perf_counter() - start
