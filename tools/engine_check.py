@@ -176,7 +176,7 @@ def check_model(name: str, folder: Path, engines: dict[str, str | None],
             result = convert_file(origin, pair[0], params, base_output=pair[1], progress=False,
                                   **fields)  # fmt: skip
         except AnanError as exc:
-            rows += [(name, option, e, "refused", str(exc)[:120]) for e in engines]
+            rows += [(name, option, e, "refused", str(exc)) for e in engines]
             continue
         loop = LiteralReference(result.base, result.target_layer, params).run(x).outputs[0]
         loop = loop.reshape(len(x), -1)

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
+from anan_onnx import AnanParams, convert_file
+from anan_onnx.errors import AnanError
 from anan_onnx.reference.literal import LiteralReference
 from anan_onnx.reference.verify import ImageResult, VerifyReport
 from anan_onnx.runtime import engines
@@ -84,6 +87,18 @@ def test_a_row_within_the_tolerance_follows_the_loop() -> None:
 
     assert engine_check._follows(report(within), move, scale)
     assert not engine_check._follows(report(float(move[0])), move, scale)
+
+
+def test_a_refusal_is_reported_whole(tmp_path, monkeypatch) -> None:
+    """The converter's refusal reaches the row (and the table) as it was raised."""
+    layer = "/conv9/Conv" * 12  # no such Conv: the refusal names it, and the Convs there are
+    monkeypatch.setattr(engine_check, "OPTION_SETS", {"--layer": (AnanParams(), {"layer": layer})})
+    rows = engine_check.check_model("torch-nchw", tmp_path, {"ort": None})
+    source = tmp_path / "torch_nchw.onnx"
+    with pytest.raises(AnanError) as refusal:
+        convert_file(source, tmp_path / "x.anan.onnx", AnanParams(), layer=layer, progress=False)
+    assert len(str(refusal.value)) > 120
+    assert rows == [("torch-nchw", "--layer", "ort", "refused", str(refusal.value))]
 
 
 def test_table_counts_rows_per_engine_and_names_what_fails() -> None:
