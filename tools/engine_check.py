@@ -171,9 +171,8 @@ def check_model(name: str, folder: Path, engines: dict[str, str | None],
     for i, (option, (params, fields)) in enumerate(OPTION_SETS.items()):
         pair = folder / f"{name}.{i}.anan.onnx", folder / f"{name}.{i}.base.onnx"
         start = time.perf_counter()
-        try:
-            origin = source if i == 0 else folder / f"{name}.0.base.onnx"
-            result = convert_file(origin, pair[0], params, base_output=pair[1], progress=False,
+        try:  # every option set from the source model, as a user converts it
+            result = convert_file(source, pair[0], params, base_output=pair[1], progress=False,
                                   **fields)  # fmt: skip
         except AnanError as exc:
             rows += [(name, option, e, "refused", str(exc)) for e in engines]

@@ -89,6 +89,19 @@ def test_a_row_within_the_tolerance_follows_the_loop() -> None:
     assert not engine_check._follows(report(float(move[0])), move, scale)
 
 
+def test_every_option_set_is_converted_from_the_source_model(tmp_path, monkeypatch) -> None:
+    """As docs/engines.md says: each option set from the model file a user has."""
+    origins = []
+
+    def recording(source, *args, **kwargs):
+        origins.append(source)
+        return convert_file(source, *args, **kwargs)
+
+    monkeypatch.setattr(engine_check, "convert_file", recording)
+    engine_check.check_model("torch-nchw", tmp_path, {})
+    assert origins == [tmp_path / "torch_nchw.onnx"] * len(engine_check.OPTION_SETS)
+
+
 def test_a_refusal_is_reported_whole(tmp_path, monkeypatch) -> None:
     """The converter's refusal reaches the row (and the table) as it was raised."""
     layer = "/conv9/Conv" * 12  # no such Conv: the refusal names it, and the Convs there are
