@@ -12,12 +12,12 @@ Models (built here, seeded random weights, never seen by the tests):
 
 Each model is converted with each option set (defaults, ``--rule additive``, ``--counter
 clamp``, ``--reduce max``, ``--reduce majority``, ``--signal post``, ``--batch 1``,
-``--batch 4``, ``--fold-steps``); each ANAN model runs on every engine (onnxruntime, the
-ONNX reference, OpenVINO pinned to f32, tract, LiteRT) on the same images. A row is exact
-when ``verify_models`` passes it with the tolerance 1e-5 × max |loop| (images whose sign
-test is a near-tie skipped, as ``verify`` skips them); how many images the loop moves away
-from the base (by more than 1e-4 × max |loop|) is printed per option set, and a failing row
-says whether the engine provably moved them too::
+``--batch 4``, ``--no-fold-steps``: the defaults fold the steps); each ANAN model runs on
+every engine (onnxruntime, the ONNX reference, OpenVINO pinned to f32, tract, LiteRT) on the
+same images. A row is exact when ``verify_models`` passes it with the tolerance 1e-5 × max
+|loop| (images whose sign test is a near-tie skipped, as ``verify`` skips them); how many
+images the loop moves away from the base (by more than 1e-4 × max |loop|) is printed per
+option set, and a failing row says whether the engine provably moved them too::
 
     PYTHONPATH=$PWD .venv/bin/python tools/engine_check.py [--images 4] [--models a,b]
 
@@ -62,7 +62,7 @@ OPTION_SETS: dict[str, tuple[AnanParams, dict]] = {
     "--signal post": (AnanParams(signal="post"), {}),
     "--batch 1": (AnanParams(), {"batch": 1}),
     "--batch 4": (AnanParams(), {"batch": 4}),
-    "--fold-steps": (AnanParams(), {"fold_steps": True}),
+    "--no-fold-steps": (AnanParams(), {"fold_steps": False}),
 }
 
 
