@@ -78,9 +78,14 @@ def runner(engine: str, model: Path, batch: np.ndarray) -> Callable[[], object]:
 
 
 def time_in_process(engine: str, base: Path, anan: Path, x: np.ndarray, rounds: int):
-    runs = {"base": runner(engine, base, x), "anan": runner(engine, anan, x)}
-    times: dict[str, list[float]] = {"base": [], "anan": []}
-    for round_ in range(rounds + 2):  # two warm-up rounds
+    return interleaved({"base": runner(engine, base, x), "anan": runner(engine, anan, x)}, rounds)
+
+
+def interleaved(runs: dict[str, Callable[[], object]], rounds: int) -> dict[str, list[float]]:
+    """CPU seconds of each run per round, the runs taking turns within a round (so that a
+    round's runs share the machine's load), after two warm-up rounds."""
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    for round_ in range(rounds + 2):
         for name, run in runs.items():
             start = time.process_time()
             run()
@@ -111,56 +116,82 @@ def time_litert(base: Path, anan: Path, x: np.ndarray, rounds: int, work: Path):
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def main() -> None:
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True, help="Markdown report")
     parser.add_argument("--size", type=int, default=128, help="input size (default 128)")
     parser.add_argument("--rounds", type=int, default=30, help="timed rounds (default 30)")
     parser.add_argument("--engines", default=",".join(ENGINES))
     args = parser.parse_args()
+    unknown = sorted(set(args.engines.split(",")) - set(ENGINES))
+    if unknown:  # runner() would time tract under that name
+        print(f"unknown engine {unknown[0]}: pick from {', '.join(ENGINES)}", file=sys.stderr)
+        return 2
     rng = np.random.default_rng(0)
-    base_model = build_base_cnn(args.size, 3, (32, 64, 128), seed=0)
-    rows, missing, floors = [], {}, {}
+    rows: list[tuple] = []
+    missing: dict[str, str] = {}
+    floors = {}
     with tempfile.TemporaryDirectory(prefix="anan_bench_engines_") as folder:
         work = Path(folder)
-        base = work / "base.onnx"
-        onnx.save(convert_model(base_model, AnanParams()).base, base)
-        anan = {}
-        for option, kwargs in OPTION_SETS.items():
-            anan[option] = work / f"{option.replace('=', '_')}.anan.onnx"
-            params = {k: v for k, v in kwargs.items() if k not in CONVERT_FIELDS}
-            fields = {k: v for k, v in kwargs.items() if k in CONVERT_FIELDS}
-            converted = convert_model(base_model, AnanParams(**params), **fields)  # type: ignore[arg-type]
-            onnx.save(converted.anan, anan[option])
+        base, anan = convert_all(build_base_cnn(args.size, 3, (32, 64, 128), seed=0), work)
         for batch in BATCHES:
             x = rng.random((batch, args.size, args.size, 3), dtype=np.float32)
             if "ort" in args.engines.split(","):
                 floors[batch] = first_layer_shares(base, x, args.rounds, work)
             for engine in args.engines.split(","):
                 for option in OPTION_SETS:
-                    if engine in missing:
-                        continue
-                    try:
-                        if engine == "litert":
-                            t = time_litert(base, anan[option], x, args.rounds, work)
-                        else:
-                            t = time_in_process(engine, base, anan[option], x, args.rounds)
-                    except (EngineUnavailable, ImportError) as exc:
-                        missing[engine] = str(exc).splitlines()[0]
-                        continue
-                    except RuntimeError as exc:  # a model the engine cannot run: say so
-                        rows.append((engine, batch, option, None, None, str(exc)[:120]))
-                        print(f"{engine:8} batch {batch:2} {option:16} FAILED {exc}", flush=True)
-                        continue
-                    b, a = statistics.median(t["base"]), statistics.median(t["anan"])
-                    ratio = statistics.median(
-                        y / x for x, y in zip(t["base"], t["anan"], strict=True)
-                    )  # per-round ratios: both models of a round ran under the same load
-                    rows.append((engine, batch, option, b * 1e3, a * 1e3, ratio))
-                    print(f"{engine:8} batch {batch:2} {option:16} base {b * 1e3:8.2f} ms "
-                          f"ANAN {a * 1e3:8.2f} ms  x{ratio:.2f}", flush=True)  # fmt: skip
+                    if engine not in missing:
+                        rows += measure(engine, option, (base, anan[option]), x, args.rounds,
+                                        work, missing)  # fmt: skip
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(report(rows, missing, args, floors))
+    return 0
+
+
+def convert_all(base_model: onnx.ModelProto, work: Path) -> tuple[Path, dict[str, Path]]:
+    """The base model's file and each option set's ANAN model file, in ``work``."""
+    base = work / "base.onnx"
+    onnx.save(convert_model(base_model, AnanParams()).base, base)
+    anan = {}
+    for option, kwargs in OPTION_SETS.items():
+        anan[option] = work / f"{option.replace('=', '_')}.anan.onnx"
+        params = {k: v for k, v in kwargs.items() if k not in CONVERT_FIELDS}
+        fields = {k: v for k, v in kwargs.items() if k in CONVERT_FIELDS}
+        converted = convert_model(base_model, AnanParams(**params), **fields)  # type: ignore[arg-type]
+        onnx.save(converted.anan, anan[option])
+    return base, anan
+
+
+def measure(
+    engine: str,
+    option: str,
+    pair: tuple[Path, Path],
+    x: np.ndarray,
+    rounds: int,
+    work: Path,
+    missing: dict[str, str],
+) -> list[tuple]:
+    """The report row of one engine, option set and batch (none where the engine is
+    missing: its reason lands in ``missing``)."""
+    batch = len(x)
+    try:
+        if engine == "litert":
+            t = time_litert(*pair, x, rounds, work)
+        else:
+            t = time_in_process(engine, *pair, x, rounds)
+    except (EngineUnavailable, ImportError) as exc:
+        missing[engine] = str(exc).splitlines()[0]
+        return []
+    except RuntimeError as exc:  # a model the engine cannot run: say so
+        print(f"{engine:8} batch {batch:2} {option:16} FAILED {exc}", flush=True)
+        return [(engine, batch, option, None, None, str(exc)[:120])]
+    b, a = statistics.median(t["base"]), statistics.median(t["anan"])
+    ratio = statistics.median(
+        y / x for x, y in zip(t["base"], t["anan"], strict=True)
+    )  # per-round ratios: both models of a round ran under the same load
+    print(f"{engine:8} batch {batch:2} {option:16} base {b * 1e3:8.2f} ms "
+          f"ANAN {a * 1e3:8.2f} ms  x{ratio:.2f}", flush=True)  # fmt: skip
+    return [(engine, batch, option, b * 1e3, a * 1e3, ratio)]
 
 
 def first_layer_shares(base: Path, x: np.ndarray, rounds: int, work: Path) -> dict[str, float]:
@@ -187,14 +218,7 @@ def first_layer_shares(base: Path, x: np.ndarray, rounds: int, work: Path) -> di
             variant.graph.output.append(helper.make_empty_tensor_value_info(f"read{i}"))
         paths[name] = work / f"first_layer_{name}.onnx"
         onnx.save(variant, paths[name])
-    runs = {name: runner("ort", path, x) for name, path in paths.items()}
-    times: dict[str, list[float]] = {name: [] for name in runs}
-    for round_ in range(rounds + 2):  # two warm-up rounds
-        for name, run in runs.items():
-            start = time.process_time()
-            run()
-            if round_ >= 2:
-                times[name].append(time.process_time() - start)
+    times = interleaved({name: runner("ort", path, x) for name, path in paths.items()}, rounds)
     rounds_ = list(zip(times["base"], times["once"], times["twice"], strict=True))
     return {  # medians of per-round fractions (the models of a round share the machine's load)
         "conv": statistics.median(o / b for b, o, _ in rounds_),
@@ -235,4 +259,4 @@ def report(
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -12,10 +12,12 @@ Models (built here, seeded random weights, never seen by the tests):
 
 Each model is converted with each option set (defaults, ``--rule additive``, ``--counter
 clamp``, ``--reduce max``, ``--reduce majority``, ``--signal post``, ``--batch 1``,
-``--batch 4``, ``--fold-steps``); each ANAN model runs on every engine (onnxruntime, the
-ONNX reference, OpenVINO pinned to f32, tract, LiteRT) on the same images. A row is exact
-when max |engine − loop| ≤ 1e-5 × max |loop| *and* the engine moves every image the loop
-moves away from the base (by more than 1e-4 × max |loop|)::
+``--batch 4``, ``--no-fold-steps``: the defaults fold the steps); each ANAN model runs on
+every engine (onnxruntime, the ONNX reference, OpenVINO pinned to f32, tract, LiteRT) on the
+same images. A row is exact when ``verify_models`` passes it with the tolerance 1e-5 × max
+|loop| (images whose sign test is a near-tie skipped, as ``verify`` skips them); how many
+images the loop moves away from the base (by more than 1e-4 × max |loop|) is printed per
+option set, and a failing row says whether the engine provably moved them too::
 
     PYTHONPATH=$PWD .venv/bin/python tools/engine_check.py [--images 4] [--models a,b]
 
@@ -29,6 +31,7 @@ import os
 import sys
 import tempfile
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -41,12 +44,15 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 from anan_onnx import AnanParams, convert_file  # noqa: E402
 from anan_onnx.errors import AnanError  # noqa: E402
 from anan_onnx.reference.literal import LiteralReference  # noqa: E402
+from anan_onnx.reference.verify import VerifyReport, verify_models  # noqa: E402
 from anan_onnx.runtime.engines import EngineUnavailable, open_engine  # noqa: E402
+from anan_onnx.runtime.session import Session, run_fixed_batch  # noqa: E402
 
 TOLERANCE = 1e-5
 MOVED = 1e-4  # an image the loop moves by more than this (of the scale) must move on the engine
 ENGINES = (("ort", None), ("reference", None), ("openvino", "f32"), ("tract", None),
            ("litert", None))  # fmt: skip
+PRECISION = dict(ENGINES)
 OPTION_SETS: dict[str, tuple[AnanParams, dict]] = {
     "defaults": (AnanParams(), {}),
     "--rule additive": (AnanParams(rule="additive"), {}),
@@ -56,11 +62,11 @@ OPTION_SETS: dict[str, tuple[AnanParams, dict]] = {
     "--signal post": (AnanParams(signal="post"), {}),
     "--batch 1": (AnanParams(), {"batch": 1}),
     "--batch 4": (AnanParams(), {"batch": 4}),
-    "--fold-steps": (AnanParams(), {"fold_steps": True}),
+    "--no-fold-steps": (AnanParams(), {"fold_steps": False}),
 }
 
 
-def mobilenet(folder: Path) -> tuple[Path, np.ndarray]:
+def mobilenet(folder: Path, images: int) -> tuple[Path, np.ndarray]:
     import keras
 
     keras.utils.set_random_seed(0)
@@ -69,10 +75,10 @@ def mobilenet(folder: Path) -> tuple[Path, np.ndarray]:
     )
     path = folder / "mobilenetv3.keras"
     model.save(path)
-    return path, _pixels((96, 96, 3)) * 255.0
+    return path, _pixels(images, (96, 96, 3)) * 255.0
 
 
-def keras_bn(folder: Path) -> tuple[Path, np.ndarray]:
+def keras_bn(folder: Path, images: int) -> tuple[Path, np.ndarray]:
     import keras
 
     keras.utils.set_random_seed(1)
@@ -96,10 +102,10 @@ def keras_bn(folder: Path) -> tuple[Path, np.ndarray]:
             ])  # fmt: skip
     path = folder / "keras_bn.keras"
     model.save(path)
-    return path, _pixels((32, 32, 3))
+    return path, _pixels(images, (32, 32, 3))
 
 
-def torch_nchw(folder: Path) -> tuple[Path, np.ndarray]:
+def torch_nchw(folder: Path, images: int) -> tuple[Path, np.ndarray]:
     """An NCHW graph as ``torch.onnx.export`` writes one (``input``/``output``, dynamic
     axis ``batch_size``, ``/conv1/Conv``-style names)."""
     rng = np.random.default_rng(2)
@@ -141,75 +147,96 @@ def torch_nchw(folder: Path) -> tuple[Path, np.ndarray]:
     model = onnx.shape_inference.infer_shapes(model)  # torch writes value_info for every value
     path = folder / "torch_nchw.onnx"
     onnx.save(model, path)
-    return path, _pixels((3, 32, 32))
+    return path, _pixels(images, (3, 32, 32))
 
 
-MODELS: dict[str, Callable[[Path], tuple[Path, np.ndarray]]] = {
+MODELS: dict[str, Callable[[Path, int], tuple[Path, np.ndarray]]] = {
     "mobilenetv3": mobilenet,
     "keras-bn": keras_bn,
     "torch-nchw": torch_nchw,
 }
-DEFAULT_IMAGES = 4
-IMAGES = DEFAULT_IMAGES  # images per model: main's --images
+DEFAULT_IMAGES = 4  # images per model (--images)
 
 
-def _pixels(shape: tuple[int, ...]) -> np.ndarray:
-    return np.random.default_rng(7).random((IMAGES, *shape), dtype=np.float32)
+def _pixels(images: int, shape: tuple[int, ...]) -> np.ndarray:
+    return np.random.default_rng(7).random((images, *shape), dtype=np.float32)
 
 
-def check_model(name: str, folder: Path, engines: dict) -> list[tuple]:
-    """(model, option set, engine, verdict, detail) rows for one model."""
-    source, x = MODELS[name](folder)
-    base_onnx = folder / f"{name}.base.onnx"
+def check_model(name: str, folder: Path, engines: dict[str, str | None],
+                images: int = DEFAULT_IMAGES) -> list[tuple]:  # fmt: skip
+    """(model, option set, engine, verdict, detail) rows for one model; ``engines`` maps
+    each engine to why it cannot run here (``None``: it can)."""
+    source, x = MODELS[name](folder, images)
     rows = []
-    for option, (params, fields) in OPTION_SETS.items():
-        anan = folder / f"{name}.{len(rows)}.anan.onnx"
+    for i, (option, (params, fields)) in enumerate(OPTION_SETS.items()):
+        pair = folder / f"{name}.{i}.anan.onnx", folder / f"{name}.{i}.base.onnx"
         start = time.perf_counter()
-        try:
-            origin = source if not base_onnx.exists() else base_onnx
-            result = convert_file(origin, anan, params, base_output=folder / f"{anan.stem}.b.onnx",
-                                  progress=False, **fields)  # fmt: skip
+        try:  # every option set from the source model, as a user converts it
+            result = convert_file(source, pair[0], params, base_output=pair[1], progress=False,
+                                  **fields)  # fmt: skip
         except AnanError as exc:
-            rows += [(name, option, e, "refused", str(exc)[:120]) for e in engines]
+            rows += [(name, option, e, "refused", str(exc)) for e in engines]
             continue
-        if not base_onnx.exists():
-            onnx.save(result.base, base_onnx)
         loop = LiteralReference(result.base, result.target_layer, params).run(x).outputs[0]
         loop = loop.reshape(len(x), -1)
-        base = open_engine("ort").run(base_onnx, x)
         scale = float(np.abs(loop).max()) or 1.0  # relative to the largest output
-        moved = np.abs(loop - base).max(axis=1) > MOVED * scale
+        move = np.abs(loop - _base_outputs(pair[1], x)).max(axis=1)
         print(f"{name} {option}: converted in {time.perf_counter() - start:.1f} s, loop moves "
-              f"{int(moved.sum())}/{len(x)} images (max {np.abs(loop - base).max() / scale:.3g}"
+              f"{int((move > MOVED * scale).sum())}/{len(x)} images (max {move.max() / scale:.3g}"
               f" of the largest output, {scale:.3g})",
               file=sys.stderr, flush=True)  # fmt: skip
-        chunk = fields.get("batch") or len(x)
-        for engine_name, engine in engines.items():
-            rows.append((name, option, engine_name,
-                         *_verdict(engine, anan, x, chunk, loop, base, moved, scale)))  # fmt: skip
+        for engine, why_not in engines.items():
+            verdict = ("skip", why_not) if why_not else _verdict(engine, pair, x, move=move,
+                                                                 scale=scale)  # fmt: skip
+            rows.append((name, option, engine, *verdict))
     return rows
 
 
-def _verdict(engine, anan, x, chunk, loop, base, moved, scale) -> tuple[str, str]:
-    if isinstance(engine, str):
-        return "skip", engine
+def _base_outputs(base: Path, x: np.ndarray) -> np.ndarray:
+    """The base model's outputs, one row per image (a fixed-batch base in its own chunks)."""
+    session = Session(base)
+    return run_fixed_batch(session.predict, x, session.fixed_batch).reshape(len(x), -1)
+
+
+def _verdict(engine: str, pair: tuple[Path, Path], x: np.ndarray, *, move: np.ndarray,
+             scale: float) -> tuple[str, str]:  # fmt: skip
+    """``verify_models``' verdict (its near-tie skip included), tolerance relative to
+    ``scale``; ``move``: how far the loop moves each image from the base (for the message)."""
     try:
-        out = np.concatenate([engine.run(anan, x[i : i + chunk]) for i in range(0, len(x), chunk)])
+        with warnings.catch_warnings():  # the inputs are given: no preprocessing to contradict
+            warnings.simplefilter("ignore", UserWarning)
+            report = verify_models(*pair, inputs=x, engine=engine, precision=PRECISION[engine],
+                                   tolerance=TOLERANCE * scale)  # fmt: skip
     except Exception as exc:  # an engine that cannot load the model: the row's finding
         lines = str(exc).strip().splitlines()
         return "FAIL", (lines[-1] if lines else type(exc).__name__)[:100]
-    diff = float(np.abs(out - loop).max()) / scale
-    follows = bool(np.all(np.abs(out - base).max(axis=1)[moved] > MOVED * scale))
-    if diff <= TOLERANCE and follows:
-        return "exact", f"{diff:.1e}"
-    return "FAIL", f"rel. diff {diff:.1e}" + ("" if follows else ", does not move like the loop")
+    ties = f", {report.near_ties} near-tie(s) skipped" if report.near_ties else ""
+    diff = report.max_abs_diff / scale
+    if report.passed:
+        return "exact", f"{diff:.1e}{ties}"
+    return "FAIL", f"rel. diff {diff:.1e}, {report.agreeing}/{report.compared} classes agree" + (
+        ties + ("" if _follows(report, move, scale) else ", does not move like the loop")
+    )
 
 
-def _open_engines() -> dict:
-    engines = {}
+def _follows(report: VerifyReport, move: np.ndarray, scale: float) -> bool:
+    """Whether every compared image the loop moves provably moved on the engine too: it
+    moved at least ``move - |engine - loop|`` (for the message; a row within the tolerance
+    always does, by more than (MOVED - TOLERANCE) x scale)."""
+    return all(
+        move[r.index] - r.max_abs_diff > (MOVED - TOLERANCE) * scale
+        for r in report.per_image
+        if r.status != "SKIP" and move[r.index] > MOVED * scale
+    )
+
+
+def _open_engines() -> dict[str, str | None]:
+    """Each engine and why it cannot run here (``None``: it can)."""
+    engines: dict[str, str | None] = {}
     for name, precision in ENGINES:
         try:
-            engines[name] = open_engine(name, precision=precision)
+            open_engine(name, precision=precision).close()
+            engines[name] = None
         except EngineUnavailable as exc:
             engines[name] = str(exc)
     return engines
@@ -234,7 +261,6 @@ def table(rows: list[tuple]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    global IMAGES
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=DEFAULT_IMAGES)
     parser.add_argument("--models", default=",".join(MODELS))
@@ -248,14 +274,13 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         print(f"unknown model {sorted(unknown)[0]}: pick from {', '.join(MODELS)}", file=sys.stderr)
         return 2
-    IMAGES = args.images
     engines = _open_engines()
     rows = []
     with tempfile.TemporaryDirectory(prefix="anan_engine_check_") as work:
         for name in names:
             folder = Path(work) / name
             folder.mkdir()
-            rows += check_model(name, folder, engines)
+            rows += check_model(name, folder, engines, args.images)
     print(table(rows))
     return 0 if all(r[3] in ("exact", "skip", "refused") for r in rows) else 1
 

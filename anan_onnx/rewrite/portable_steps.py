@@ -20,7 +20,8 @@ on the statistics flattened to (N, O, 1), so the pair is (N, O, 2)::
     G_1 = f·[−v₋, v₊] + [v₋, 0]                 v± = gain after step 1     anan/step1/gain0
     G_t = G_{t−1} ⊙ [m(r = −min(t, μ)), m(r = +min(t, μ))]                 anan/stepT/gain0
           (the constant anan/stepT/multiplier; additive: G + |G|⊙z, anan/stepT/gain_pos ...)
-    g = G_k @ [1, 1]ᵀ                                                       anan/gain0
+    g = G_k @ [1, 1]ᵀ                                                   anan/gain0_sum
+    reshaped like the activity, (N, O, 1, 1) or the (N, 1, O, 1) column    anan/gain0
 
 so a step is one ``Mul`` and each step's multiplier is readable in the graph;
 ``fold_steps`` (the default where it applies) puts the final gains in at once

@@ -141,3 +141,56 @@ def test_the_mobile_checker_takes_every_anan_node(option, tmp_path):
             f"{option}, {ep}: {info.num_supported_nodes}/{info.num_nodes} nodes "
             f"in {info.num_partitions} partition(s)"
         )
+
+
+def _inferred(model: onnx.ModelProto) -> dict[str, list[int | str]]:
+    """Each value's shape after onnx shape inference (a dim: its size, or its symbol)."""
+    inferred = onnx.shape_inference.infer_shapes(model)
+    values = [*inferred.graph.value_info, *inferred.graph.output]
+    return {
+        v.name: [d.dim_value if d.HasField("dim_value") else d.dim_param
+                 for d in v.type.tensor_type.shape.dim]
+        for v in values
+    }  # fmt: skip
+
+
+def _made_by(model: onnx.ModelProto, value: str) -> onnx.NodeProto:
+    return next(n for n in model.graph.node if value in n.output)
+
+
+@pytest.mark.parametrize("fold", [None, False], ids=["default", "no-fold-steps"])
+@pytest.mark.parametrize("option", list(OPTIONS))
+def test_anan_values_keep_a_layout_litert_lowers(option, fold):
+    """docs/engines.md, LiteRT and 4-D per-kernel values: onnx2tf makes every 4-D value
+    NHWC, so no ``anan/`` value is a branch pair on a fourth axis (N, O, 1, 2); the step-1
+    ``signal=post`` activity is the map's own mean(relu(C + β)), no arithmetic on constants
+    that onnx2tf leaves NCHW; and where the blocked scaling reads a gain that is no column
+    (after a MaxPool), the folded pick f·d + v₋ runs on the (N, O, 1) tests."""
+    params, kwargs = OPTIONS[option]
+    kwargs = {**kwargs, "fold_steps": fold} if fold is False else kwargs
+    variant = dataclasses.replace(VARIANTS["plain"], out_channels=16)  # the blocked scaling too
+    for pool in (None, "max"):
+        anan = convert_model(build_cnn(variant, pool=pool, seed=3), params, **kwargs).anan
+        shapes = _inferred(anan)
+        pairs = [
+            v for v, s in shapes.items() if v.startswith("anan/") and len(s) == 4 and s[-1] == 2
+        ]
+        assert not pairs, (pool, {v: shapes[v] for v in pairs})
+        if params.signal == "post":
+            _assert_mean_of_shifted_map(anan, {i.name for i in anan.graph.initializer})
+        names = {n.name for n in anan.graph.node}
+        picks = [n for n in _anan_nodes(anan) if n.name.endswith("_part")]  # f·d of f·d + v₋
+        if "anan/output_scaled/gain_column" in names:  # the blocked scaling reads a (N, O, 1, 1)
+            assert all(len(shapes[n.input[0]]) == 3 for n in picks), [n.input[0] for n in picks]
+        if pool and fold is None and option in ("signal post", "reduce max"):  # such a case
+            assert picks and "anan/output_scaled/gain_column" in names, names
+
+
+def _assert_mean_of_shifted_map(anan: onnx.ModelProto, constants: set[str]) -> None:
+    """``anan/step1/activity`` = GlobalAveragePool(Relu(Add(map, bias)))."""
+    mean = _made_by(anan, "anan/step1/activity")
+    relu = _made_by(anan, mean.input[0])
+    add = _made_by(anan, relu.input[0])
+    assert [mean.op_type, relu.op_type, add.op_type] == ["GlobalAveragePool", "Relu", "Add"]
+    assert add.input[0] not in constants and add.input[1] in constants
+    assert _made_by(anan, add.input[0]).op_type == "Conv"
