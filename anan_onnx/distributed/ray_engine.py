@@ -194,11 +194,29 @@ class RayEngine:
         ray = self._ray
         try:
             return ray.get(refs)
-        except ray.exceptions.RayTaskError as exc:  # an AnanError on a worker: its message
-            cause = getattr(exc, "cause", None)
-            if isinstance(cause, AnanError):
-                raise AnanError(str(cause)) from None
-            raise
+        except ray.exceptions.RayError as exc:
+            error = _one_line(ray, exc)
+            if error is exc:
+                raise
+            raise error from None
+
+
+def _one_line(ray: Any, exc: Exception) -> Exception:
+    """What the user sees of a failed Ray run: an AnanError on a worker, its message; a Ray
+    failure after its retries (a node lost, a worker crashed or killed for memory, an
+    object lost), one line and what to do; a bug in a task (another exception), as is."""
+    cause = getattr(exc, "cause", None)
+    if isinstance(cause, AnanError):
+        return AnanError(str(cause))
+    if isinstance(exc, ray.exceptions.RayTaskError) and not isinstance(
+        cause, ray.exceptions.RayError
+    ):
+        return exc
+    failure = cause if isinstance(cause, ray.exceptions.RayError) else exc
+    return AnanError(
+        f"the Ray run failed ({type(failure).__name__}: {first_line(failure, 150)}): a node "
+        "was lost or ran out of memory: raise --workers / object store memory, or rerun"
+    )
 
     def close(self) -> None:
         """Shuts down the cluster if this engine started it."""
