@@ -60,11 +60,23 @@ def _dashed_files(message: str) -> bool:
     )
 
 
-def _keep(filters: list[tuple]) -> None:
-    """Puts ``filters`` (``warnings.filters`` entries) back in front, in their order."""
-    for action, message, category, module, lineno in reversed(filters):
+def _quiet_library_warnings() -> None:
+    """Ignores library noise (TF, protobuf), shows anan_onnx's own UserWarnings, and keeps
+    whatever the caller made an error one (tests: Ray's deprecations as errors).
+
+    The caller's filters are kept in their order, every one up to the last "error": a
+    narrower one in front of it (``-W error -W ignore::DeprecationWarning``) still wins,
+    and the "always" for anan_onnx goes behind them, so ``-W error`` makes ours errors too.
+    """
+    actions = [f[0] for f in warnings.filters]
+    last_error = len(actions) - actions[::-1].index("error") if "error" in actions else 0
+    kept: list[tuple] = list(warnings.filters[:last_error])  # untyped: re-passed as given
+    warnings.simplefilter("ignore")
+    warnings.filterwarnings("always", category=UserWarning, module=r"anan_onnx\..*")
+    for action, message, category, module, lineno in reversed(kept):  # to the front, in order
         text = message.pattern if message is not None else ""
         warnings.filterwarnings(action, text, category, module.pattern if module else "", lineno)
+    warnings.showwarning = _show_warning
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -78,11 +90,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     configure_process()
     with warnings.catch_warnings(), terminate_cleanly():
-        errors = [f for f in warnings.filters if f[0] == "error"]
-        warnings.simplefilter("ignore")  # library noise (TF, protobuf) ...
-        _keep(errors)  # ... but what the caller made errors stays so (tests: Ray's deprecations)
-        warnings.filterwarnings("always", category=UserWarning, module=r"anan_onnx\..*")
-        warnings.showwarning = _show_warning
+        _quiet_library_warnings()
         try:
             status = int(args.func(args) or 0)
             sys.stdout.flush()  # a full disk shows here, not as a traceback at exit
@@ -91,6 +99,15 @@ def main(argv: list[str] | None = None) -> int:
             if args.debug:
                 raise
             print(f"anan-onnx: error: {shown(exc)}", file=sys.stderr)
+            return 2
+        except Warning as exc:  # made an error by -W error / PYTHONWARNINGS=error
+            if args.debug:
+                raise
+            print(
+                f"anan-onnx: error: {shown(exc, 200)} ({type(exc).__name__}, a warning made "
+                "an error by -W or PYTHONWARNINGS; --debug shows where)",
+                file=sys.stderr,
+            )
             return 2
         except KeyboardInterrupt:
             print("anan-onnx: interrupted", file=sys.stderr)

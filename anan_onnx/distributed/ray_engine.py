@@ -8,7 +8,9 @@ task reads its own images (file paths travel, not pixels). For one model's outpu
 (:meth:`RayEngine.map`) the driver gets them in shard order (images x classes). For the
 grid (:meth:`RayEngine.map_reduce`) each shard's outputs stay in the object store, cut
 into configuration groups, and one reduce task per group scores its configurations on
-every shard's part: the driver gets score dicts, never configurations x images floats.
+every shard's part: the driver gets score dicts, never configurations x images floats
+(Ray returns a part of up to 100 KiB inline to the driver: the grid sizes its groups so
+that a part holds :attr:`RayEngine.min_part_bytes`; docs/scale.md §8).
 The scores are computed by the same function on the same arrays as locally: the same
 bytes.
 
@@ -131,6 +133,10 @@ class RayEngine:
     """
 
     name = "ray"
+    #: each configuration group's part of a shard holds at least this many bytes: Ray
+    #: returns results of up to 100 KiB (max_direct_call_object_size) inline to the caller,
+    #: the driver, and would then ship them again to the reduce tasks (engine.grid_scores)
+    min_part_bytes = 128 * 1024
     #: onnxruntime threads per task when --threads is not given: one task per CPU
     threads = 1
 
@@ -188,11 +194,29 @@ class RayEngine:
         ray = self._ray
         try:
             return ray.get(refs)
-        except ray.exceptions.RayTaskError as exc:  # an AnanError on a worker: its message
-            cause = getattr(exc, "cause", None)
-            if isinstance(cause, AnanError):
-                raise AnanError(str(cause)) from None
-            raise
+        except ray.exceptions.RayError as exc:
+            error = _one_line(ray, exc)
+            if error is exc:
+                raise
+            raise error from None
+
+
+def _one_line(ray: Any, exc: Exception) -> Exception:
+    """What the user sees of a failed Ray run: an AnanError on a worker, its message; a Ray
+    failure after its retries (a node lost, a worker crashed or killed for memory, an
+    object lost), one line and what to do; a bug in a task (another exception), as is."""
+    cause = getattr(exc, "cause", None)
+    if isinstance(cause, AnanError):
+        return AnanError(str(cause))
+    if isinstance(exc, ray.exceptions.RayTaskError) and not isinstance(
+        cause, ray.exceptions.RayError
+    ):
+        return exc
+    failure = cause if isinstance(cause, ray.exceptions.RayError) else exc
+    return AnanError(
+        f"the Ray run failed ({type(failure).__name__}: {first_line(failure, 150)}): a node "
+        "was lost or ran out of memory: raise --workers / object store memory, or rerun"
+    )
 
     def close(self) -> None:
         """Shuts down the cluster if this engine started it."""

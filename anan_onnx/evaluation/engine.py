@@ -16,7 +16,8 @@ same chunk, by the same code, as locally. A model's outputs are concatenated in 
 order; the fast grid's are scored where they are (:func:`grid_scores`: a reduce per
 configuration group over every shard's outputs, by :func:`score_configurations`, as
 locally), so the scores, and so ``grid.csv``, ``best.json`` and the report, are the same
-bytes, and only score dicts reach the driver.
+bytes, and only score dicts reach the driver (but parts too small for Ray's object
+store, at most a shard's outputs each: :func:`_groups`).
 
 Example:
     >>> out = model_outputs(LocalEngine(), model, images, None, 256)  # doctest: +SKIP
@@ -237,7 +238,10 @@ def grid_scores(
         probs = fast.predict(images, points, progress=progress)
         found = score_configurations(labels, [probs])
         return GridScores(found, fast.stats["rest_rows"], lambda i: probs[i])
-    groups = _groups(len(points), getattr(engine, "workers", 1))
+    # a group's part of the first (largest) shard is made large enough to stay off the driver
+    config_bytes = (bounds[0][1] - bounds[0][0]) * _output_bytes(base)
+    workers, min_bytes = getattr(engine, "workers", 1), getattr(engine, "min_part_bytes", 0)
+    groups = _groups(len(points), workers, config_bytes, min_bytes)
     work = (base, options, list(points), layer, _threads(engine, threads), fast.batch_size)
     shared = (*work, False, groups)  # no progress bar on workers; each group's configurations
     runs, reduced, fetch = engine.map_reduce(
@@ -251,7 +255,22 @@ def grid_scores(
     return GridScores([s for part in reduced for s in part], sum(runs), outputs)
 
 
-def _groups(n_configs: int, workers: int) -> list[tuple[int, int]]:
-    """Configuration ranges, one reduce task each: about one per worker."""
-    size = math.ceil(n_configs / max(1, min(workers, n_configs)))
-    return [(a, min(n_configs, a + size)) for a in range(0, n_configs, size)]
+def _groups(
+    n_configs: int, workers: int, config_bytes: int, min_bytes: int
+) -> list[tuple[int, int]]:
+    """Configuration ranges, one reduce task each: about one per worker, but few enough that
+    each group's part of a shard (``config_bytes`` per configuration) holds ``min_bytes``.
+
+    Ray returns a task's results of up to 100 KiB inline to its caller, the driver, which
+    then ships them on to the reduce tasks: parts above that stay in the object store.
+    The ranges are cut evenly, so the smallest is as large as the count allows.
+    """
+    per_group = math.ceil(min_bytes / max(1, config_bytes))  # configurations, at least
+    n = max(1, min(workers, n_configs // max(1, per_group)))
+    return [(i * n_configs // n, (i + 1) * n_configs // n) for i in range(n)]
+
+
+def _output_bytes(model: onnx.ModelProto) -> int:
+    """Bytes of one image's first output in float32 (unknown dimensions count as 1)."""
+    dims = model.graph.output[0].type.tensor_type.shape.dim[1:]
+    return 4 * math.prod(max(1, d.dim_value) for d in dims)

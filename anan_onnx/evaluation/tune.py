@@ -201,6 +201,9 @@ def grid_search(
             value = select_metric_value(row, metric)
             row["value"] = -math.inf if math.isnan(value) else value
             rows.append(row)
+        # else its outputs stay pinned (on Ray: in the object store) while the next option
+        # set is computed, and the last one's until the end (``kept`` holds what is needed)
+        del scored
     best = _select(rows, metric)
     params = AnanParams(**{p.name: best[p.name] for p in PARAMS})
     ci = None

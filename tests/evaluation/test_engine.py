@@ -3,6 +3,10 @@ scored per configuration group gives the local engine's rows and interval exactl
 
 from __future__ import annotations
 
+import dataclasses
+import gc
+import weakref
+
 import onnx
 import pytest
 from fixtures.evaluation_data import QUIET, SMALL_GRID, planted
@@ -48,3 +52,31 @@ def test_a_spread_grid_gives_the_local_rows_and_interval(tmp_path):
     # the interval needs the best configuration's per-image outputs: fetched from its group
     assert local.interval is not None and spread.interval == local.interval
     assert spread.best is spread.rows[local.rows.index(local.best)]
+
+
+class Pinning(SpreadHere):
+    """Records, at each map-reduce, which earlier ones' outputs are still held."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.outputs: list[weakref.ref] = []
+        self.alive: list[int] = []  # earlier map-reduces whose outputs live, per call
+
+    def map_reduce(self, fn, shared, items, reduce, reduce_shared, n_groups):
+        gc.collect()
+        self.alive.append(sum(ref() is not None for ref in self.outputs))
+        smalls, reduced, fetch = super().map_reduce(
+            fn, shared, items, reduce, reduce_shared, n_groups
+        )
+        self.outputs.append(weakref.ref(fetch))  # fetch holds every part of the grid
+        return smalls, reduced, fetch
+
+
+def test_an_option_sets_outputs_are_let_go_before_the_next_one(tmp_path):
+    model, data, _, labels = planted(tmp_path)
+    images = load_splits(data, InputSpec("NCHW", 11, 11, 3), lazy=True).val.images
+    grid = dataclasses.replace(SMALL_GRID, rules=("multiplicative", "additive"))
+    engine = Pinning()
+    run = RunOptions(batch_size=8, progress=QUIET.progress)
+    grid_search(onnx.load(model), images, labels, grid, run=run, engine=engine)
+    assert engine.alive == [0, 0]  # two option sets; none pinned while the next one runs

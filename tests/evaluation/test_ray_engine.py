@@ -96,6 +96,33 @@ def test_workers_killed_mid_tune_are_retried_and_the_driver_gets_scores_only(tmp
     assert max(received) <= len(labels) < SMALL_GRID.size * len(labels)
 
 
+def test_the_driver_holds_no_group_part_where_parts_would_be_small(ray_cluster):
+    """A grid of 64 configurations x 64 images x 10 float32 classes per shard, on a cluster
+    of 32 workers: a group per worker would make 5 KiB parts, which Ray returns inline to
+    the driver (and the driver ships on to the reduce tasks). The groups are sized so each
+    part stays in the object store: the driver's in-process store grows by the scores only."""
+    from anan_onnx.evaluation.engine import _groups
+
+    engine = RayEngine()
+    config_bytes = 64 * 10 * 4
+    groups = _groups(64, 32, config_bytes, engine.min_part_bytes)
+
+    def shard(groups, item):  # nested: Ray ships it by value
+        return item, [np.full((b - a) * config_bytes, item, np.uint8) for a, b in groups]
+
+    def total(_, parts):
+        return [int(p.sum()) + p.nbytes for p in parts]
+
+    core = ray_cluster._private.worker.global_worker.core_worker
+    before = core.get_local_memory_store_bytes_used()
+    smalls, sums, _fetch = engine.map_reduce(shard, groups, range(4), total, None, len(groups))
+    held = core.get_local_memory_store_bytes_used() - before
+    # every shard's part reached its group's reduce, in shard order
+    assert smalls == [0, 1, 2, 3]
+    assert sums == [[(b - a) * config_bytes * (i + 1) for i in range(4)] for a, b in groups]
+    assert held < 8 * 1024  # a 32-group cut would hold 4 shards x 32 parts x 5 KiB here
+
+
 def test_evaluate_on_ray_gives_the_local_report(tmp_path, capsys, ray_cluster):
     data, x = make_data(tmp_path / "data")
     folds = make_folds(tmp_path / "folds", x, n=2)
