@@ -93,15 +93,17 @@ class Session:
         # The memory pattern plans one block per input shape at the second run of that shape,
         # while the arena keeps the first run's chunks: +374 MiB for 256 images of 128x128
         # (docs/scale.md §8). Without it the arena reuses its chunks: the same outputs, no
-        # measurable CPU cost (docs/scale.md).
-        options.enable_mem_pattern = False
+        # measurable CPU cost (docs/scale.md). Measured on the CPU only: other providers keep
+        # onnxruntime's default.
+        providers = providers_for(provider)
+        options.enable_mem_pattern = providers != ["CPUExecutionProvider"]
         serialize = getattr(model, "SerializeToString", None)  # an onnx.ModelProto
         source = serialize() if serialize else _path(model)
         # Kept to read a raw model's own input scaling (input_spec), only when asked for.
         self._model: onnx.ModelProto | str = model if serialize else source  # type: ignore[assignment]
         self._read_scaling: tuple[InputSpec, str] | None = None
         try:
-            self._session = ort.InferenceSession(source, options, providers=providers_for(provider))
+            self._session = ort.InferenceSession(source, options, providers=providers)
         except AnanError:
             raise
         except Exception as exc:
