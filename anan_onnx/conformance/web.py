@@ -188,6 +188,8 @@ class Browser(Closing):
     def __init__(self, extra_args: Sequence[str] = (), builds: Sequence[str] = BUILDS) -> None:
         """``extra_args``: more Chromium switches; ``builds``: the onnxruntime-web builds to
         load a page for (benchmarks/wasm_ratio.py: V8 flags, the default build only)."""
+        if "default" not in builds or not set(builds) <= set(BUILDS):
+            raise ValueError(f"builds must include 'default' and be of {BUILDS}, got {builds}")
         try:
             from playwright.sync_api import sync_playwright
         except ImportError:
