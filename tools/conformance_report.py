@@ -378,18 +378,33 @@ Who reads image files and does this:
   reference (`anan_onnx.runtime.image_files`).
 - **The web page** (`examples/web`): what the browser decodes; per-channel scale and
   offset, channel order, bilinear resize as Pillow; another `resize` or `aspect` is
-  refused.
+  refused. The steps after decoding are `examples/web/preprocess.js` (no browser API),
+  which Node imports too.
 - **C++** (`examples/cpp`): PPM/PGM at the model's size (no resize); per-channel scale and
   offset, channel order; another `resize` or `aspect` is refused, and so is a model without
   `anan.scale` unless `--scale` is given.
-- **Node** (`examples/node`): no images; the caller computes the tensor (a `.npy` batch;
-  `anan-onnx inspect` shows the recorded preprocessing).
+- **Node** (`examples/node`): PNG and JPEG files (pure-JavaScript decoders `pngjs` 7.0.0 and
+  `jpeg-js` 0.4.4), preprocessed from the model's sidecar `MODEL.anan.json` (onnxruntime-node
+  cannot read metadata; `anan-onnx export MODEL --target web` writes it) by the web page's
+  own `examples/web/preprocess.js`: the same resize, per-channel scale and offset, channel
+  order, layout, and the same refusals. Images without a sidecar (or one whose `"preprocess"`
+  is null) are refused, naming that command; a `.npy` batch (the tensor itself) needs none.
+  PNG (8-bit; 16-bit keeps each sample's high byte, as Python) gives Python's tensor
+  exactly. **JPEG may differ**: jpeg-js is not libjpeg-turbo (Pillow's decoder): its IDCT and
+  colour conversion round differently and it upsamples 4:2:0 chroma by replication, not
+  libjpeg's smoothing. Measured on 60 cats_dogs test photos (224×224, 4:2:0): 45 % of the
+  decoded samples equal Pillow's, 41 % differ by 1, the worst by 77 levels (at sharp colour
+  edges); after the bilinear resize to 128×128, 54 % equal, 42 % differ by 1, 0.9 % by more
+  than 2, the worst by 27. A 4:4:4 JPEG differs by at most 3 levels. On the per-channel test
+  model the outputs from JPEG files differ from Python's by at most 3e-4
+  (`tests/examples/test_node_images.py`). Where JPEG pixels must match exactly, decode
+  with Pillow and pass a `.npy`, or convert the images to PNG first.
 
 Checked by `tests/conformance/test_per_channel_images.py`: a generated ANAN model whose
 preprocessing is ImageNet `(pixel/255 - mean)/std` per channel on BGR input, given image
-files, on the C++ program (PPM) and the web page (PNG; WASM, WebGPU and the `/webgpu`
-build), equals onnxruntime Python on the tensor numpy computes from the definition above
-(within 1e-5) and differs from the base model's output.
+files, on the C++ program (PPM), the Node program (PNG) and the web page (PNG; WASM,
+WebGPU and the `/webgpu` build), equals onnxruntime Python on the tensor numpy computes
+from the definition above (within 1e-5) and differs from the base model's output.
 
 Decisions shared by every runtime that decodes images:
 
@@ -397,16 +412,18 @@ Decisions shared by every runtime that decodes images:
   Keras' `load_img` give them (a model trained with Keras saw them so). The web page
   enforces this by resetting the Orientation tag in a copy of the file's bytes, because
   Chromium rotates JPEG and PNG images in `createImageBitmap` even when asked not to.
+  Node's decoders (pngjs, jpeg-js) never rotate.
   Rotate photos yourself (e.g. `PIL.ImageOps.exif_transpose`) if your model expects them
   upright.
 - **Image size**: more than 89,478,485 pixels (Pillow's decompression-bomb threshold) is
-  refused before decoding (Python, web page); the C++ program bounds PPM/PGM sides at
-  32768.
+  refused before decoding (Python, web page, Node: from the PNG/JPEG header); the C++
+  program bounds PPM/PGM sides at 32768.
 - **No non-finite result**: an output that is NaN or infinite is an error (one line,
   exit status != 0; on the page an error message), never printed or shown as a prediction
   (Python, web page, Node, C++).
 - **Regular files only, bounded sizes**: a FIFO, device or folder is refused without
-  blocking (Python, Node, C++); Node reads at most 2 GiB per file."""
+  blocking (Python, Node, C++); Node reads at most 2 GiB per file.
+"""
 
 
 def main(argv: list[str] | None = None) -> int:
