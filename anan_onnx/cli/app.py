@@ -23,6 +23,7 @@ from anan_onnx.cli.arg_types import count as _count
 from anan_onnx.cli.preprocess_options import add_preprocess_options
 from anan_onnx.cli.process import configure_process
 from anan_onnx.cli.signals import Terminated, terminate_cleanly
+from anan_onnx.cli.warning_filters import quiet_library_warnings
 from anan_onnx.distributed.cli import add_predict_options
 from anan_onnx.errors import AnanError
 from anan_onnx.metadata import class_names, is_anan
@@ -60,25 +61,6 @@ def _dashed_files(message: str) -> bool:
     )
 
 
-def _quiet_library_warnings() -> None:
-    """Ignores library noise (TF, protobuf), shows anan_onnx's own UserWarnings, and keeps
-    whatever the caller made an error one (tests: Ray's deprecations as errors).
-
-    The caller's filters are kept in their order, every one up to the last "error": a
-    narrower one in front of it (``-W error -W ignore::DeprecationWarning``) still wins,
-    and the "always" for anan_onnx goes behind them, so ``-W error`` makes ours errors too.
-    """
-    actions = [f[0] for f in warnings.filters]
-    last_error = len(actions) - actions[::-1].index("error") if "error" in actions else 0
-    kept: list[tuple] = list(warnings.filters[:last_error])  # untyped: re-passed as given
-    warnings.simplefilter("ignore")
-    warnings.filterwarnings("always", category=UserWarning, module=r"anan_onnx\..*")
-    for action, message, category, module, lineno in reversed(kept):  # to the front, in order
-        text = message.pattern if message is not None else ""
-        warnings.filterwarnings(action, text, category, module.pattern if module else "", lineno)
-    warnings.showwarning = _show_warning
-
-
 def main(argv: list[str] | None = None) -> int:
     """Runs the CLI; returns the exit status."""
     parser = _build_parser()
@@ -90,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     configure_process()
     with warnings.catch_warnings(), terminate_cleanly():
-        _quiet_library_warnings()
+        quiet_library_warnings()
         try:
             status = int(args.func(args) or 0)
             sys.stdout.flush()  # a full disk shows here, not as a traceback at exit
@@ -146,10 +128,6 @@ def _stdout_failed(exc: OSError) -> bool:
     except (OSError, ValueError):
         pass
     return True
-
-
-def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
-    print(f"anan-onnx: warning: {shown(message)}", file=sys.stderr)
 
 
 def _build_parser() -> argparse.ArgumentParser:
