@@ -18,7 +18,7 @@ each ``--variants`` entry: ``default`` (the CLI's default options), ``unroll`` (
 unrolled, ``fold_steps=False``), ``fold`` (``fold_steps=True``), ``broadcast``
 (``scaling='broadcast'``); with ``--compare DIR`` also by the anan_onnx of checkout DIR
 (default options, in a subprocess), so an old and a new graph are measured in one run;
-``floor`` is a stand-in for the least any exact graph adds (:func:`floor_stand_in`).
+``floor`` is a stand-in for the least any exact graph adds (:func:`node_floor_stand_in`).
 The Keras models are built and exported once, in a subprocess (TensorFlow), and kept in
 ``--folder``.
 
@@ -58,7 +58,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "fold": {"fold_steps": True},
     "broadcast": {"scaling": "broadcast"},
     "fold+broadcast": {"fold_steps": True, "scaling": "broadcast"},
-    "floor": {},  # a stand-in: see floor_stand_in
+    "floor": {},  # a stand-in: see node_floor_stand_in
 }
 
 #: WASM compiled by V8's optimising compiler up front: no baseline code tiering up in the
@@ -192,12 +192,14 @@ def converted(base: Path, variant: str) -> Path:
     out = base.with_name(base.name.replace(".base.onnx", f".{variant}.anan.onnx"))
     options = VARIANTS["fold+broadcast" if variant == "floor" else variant]
     anan = anan_onnx.convert_model(onnx.load(base), anan_onnx.AnanParams(), **options).anan
-    onnx.save(floor_stand_in(anan) if variant == "floor" else anan, out)
+    onnx.save(node_floor_stand_in(anan) if variant == "floor" else anan, out)
     return out
 
 
-def floor_stand_in(anan: onnx.ModelProto) -> onnx.ModelProto:
-    """The floor of any exact graph (wrong outputs on purpose): the folded broadcast graph
+def node_floor_stand_in(anan: onnx.ModelProto) -> onnx.ModelProto:
+    """The node floor of any exact graph (wrong outputs on purpose; unlike
+    ``benchmarks/floor_graph.py``, which adds only the extra pass to the base CNN, this
+    counts the nodes an exact graph cannot do without): the folded broadcast graph
     with its gains replaced by ``Sign(GlobalAveragePool(C))`` of the unbiased maps C, i.e.
     one node for the kernel means and one for the sign-to-gain pick, the least an exact
     formulation needs on top of the scaling ``g·C + β`` (Mul, Add)."""
